@@ -1,0 +1,1 @@
+//! Warren routing core (being written).
