@@ -11,6 +11,7 @@ use bytes::Bytes;
 use nom::{Parser, combinator::all_consuming};
 
 use crate::error::CodecError;
+use crate::nesting;
 
 /// The class id of `basic`, the only class with content.
 pub const BASIC_CLASS_ID: u16 = 60;
@@ -75,6 +76,9 @@ impl ContentHeader {
 }
 
 fn parse_raw(raw: &[u8]) -> Option<BasicProperties> {
+    if !nesting::properties_within_limit(raw) {
+        return None;
+    }
     all_consuming(parse_properties)
         .parse(raw)
         .ok()

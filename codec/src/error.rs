@@ -12,6 +12,8 @@ pub enum CodecError {
         frame_type: u8,
         /// The channel the frame named.
         channel: u16,
+        /// The frame's payload.
+        payload: bytes::Bytes,
     },
     /// The octet after the payload is not 0xCE.
     #[error("invalid frame end marker {found:#04x} on channel {channel} (frame type {frame_type})")]
@@ -22,6 +24,8 @@ pub enum CodecError {
         channel: u16,
         /// The octet found where 0xCE belongs.
         found: u8,
+        /// The frame's payload.
+        payload: bytes::Bytes,
     },
     /// The payload is larger than the negotiated frame_max allows.
     #[error("frame size {size} > max frame payload size {max}")]
@@ -52,6 +56,8 @@ pub enum CodecError {
         class_id: u16,
         /// The method id received.
         method_id: u16,
+        /// The method's arguments as received.
+        arguments: bytes::Bytes,
     },
     /// A content header frame that does not decode.
     #[error("cannot decode content header on channel {channel}")]

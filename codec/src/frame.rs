@@ -26,6 +26,10 @@ pub const FRAME_OVERHEAD: u32 = 8;
 /// The smallest frame_max a peer may negotiate.
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
+/// The most a decoder reserves ahead for a frame still arriving (RabbitMQ's
+/// default frame_max); larger frames grow the buffer as their bytes arrive.
+const RESERVE_AHEAD_MAX: usize = 131_072;
+
 /// One decoded frame.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
@@ -54,24 +58,18 @@ impl Frame {
 /// Incremental frame decoder over a `BytesMut` read buffer.
 #[derive(Clone, Debug)]
 pub struct FrameDecoder {
-    max_payload: u32,
+    frame_max: u32,
 }
 
 impl FrameDecoder {
     /// A decoder enforcing `frame_max` (0 means no limit, as RabbitMQ treats it).
     pub fn new(frame_max: u32) -> Self {
-        let mut decoder = FrameDecoder { max_payload: 0 };
-        decoder.set_frame_max(frame_max);
-        decoder
+        FrameDecoder { frame_max }
     }
 
     /// Changes the limit, e.g. once tune-ok has negotiated frame_max.
     pub fn set_frame_max(&mut self, frame_max: u32) {
-        self.max_payload = if frame_max == 0 {
-            u32::MAX
-        } else {
-            frame_max.saturating_sub(FRAME_OVERHEAD)
-        };
+        self.frame_max = frame_max;
     }
 }
 
@@ -88,30 +86,36 @@ impl Decoder for FrameDecoder {
         let frame_type = src[0];
         let channel = u16::from_be_bytes([src[1], src[2]]);
         let size = u32::from_be_bytes([src[3], src[4], src[5], src[6]]);
-        if size > self.max_payload {
+        // RabbitMQ refuses a payload over frame_max (not frame_max - 8: it allows
+        // 8 octets of fudge for clients that got the overhead wrong) and reports
+        // the limit as frame_max - 8.
+        if self.frame_max != 0 && size > self.frame_max {
             return Err(CodecError::FrameTooLarge {
                 frame_type,
                 channel,
                 size,
-                max: self.max_payload,
+                max: self.frame_max.saturating_sub(FRAME_OVERHEAD),
             });
         }
         let total = 7 + size as usize + 1;
         if src.len() < total {
-            src.reserve(total - src.len());
+            // The size is the peer's word: with no frame_max (0) it could announce
+            // 4 GiB in 7 octets. Reserve at most one default-sized frame ahead.
+            src.reserve((total - src.len()).min(RESERVE_AHEAD_MAX));
             return Ok(None);
         }
         let found = src[total - 1];
+        let mut frame = src.split_to(total);
+        frame.advance(7);
+        frame.truncate(size as usize);
         if found != FRAME_END {
             return Err(CodecError::BadFrameEnd {
                 frame_type,
                 channel,
                 found,
+                payload: frame.freeze(),
             });
         }
-        let mut frame = src.split_to(total);
-        frame.advance(7);
-        frame.truncate(size as usize);
         match frame_type {
             FRAME_METHOD => Ok(Some(Frame::Method(
                 channel,
@@ -126,6 +130,7 @@ impl Decoder for FrameDecoder {
             _ => Err(CodecError::UnknownFrameType {
                 frame_type,
                 channel,
+                payload: frame.freeze(),
             }),
         }
     }
@@ -171,6 +176,11 @@ impl FrameEncoder {
         routing_key: &str,
         out: &mut BytesMut,
     ) {
+        let (consumer_tag, exchange, routing_key) = (
+            short_str(consumer_tag),
+            short_str(exchange),
+            short_str(routing_key),
+        );
         let size = 4 + 1 + consumer_tag.len() + 8 + 1 + 1 + exchange.len() + 1 + routing_key.len();
         out.reserve(size + FRAME_OVERHEAD as usize);
         out.put_u8(FRAME_METHOD);
@@ -230,12 +240,21 @@ fn put_frame(out: &mut BytesMut, frame_type: u8, channel: u16, payload: &[u8]) {
     out.put_u8(FRAME_END);
 }
 
-/// Writes a short string, cutting it at 255 octets (callers pass names that were
-/// short strings on the way in, so the cut never happens in practice).
+/// Cuts a string to fit a short string: at most 255 octets, on a character boundary
+/// (callers pass names that were short strings on the way in, so the cut never
+/// happens in practice).
+fn short_str(s: &str) -> &str {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Writes a string already cut by [`short_str`].
 fn put_short_str(out: &mut BytesMut, s: &str) {
-    let bytes = &s.as_bytes()[..s.len().min(255)];
-    out.put_u8(bytes.len() as u8);
-    out.put_slice(bytes);
+    out.put_u8(s.len() as u8);
+    out.put_slice(s.as_bytes());
 }
 
 #[cfg(test)]
@@ -271,6 +290,29 @@ mod tests {
         assert_eq!(
             decode_all(&fast, 0).expect("decode"),
             vec![Frame::Method(3, method)]
+        );
+    }
+
+    #[test]
+    fn deliver_cuts_overlong_names_to_a_valid_frame() {
+        let mut enc = FrameEncoder::new();
+        let mut out = BytesMut::new();
+        let long = "é".repeat(200); // 400 octets; 255 would split a character
+        enc.deliver(1, &long, 1, false, "ex", &long, &mut out);
+        let frames = decode_all(&out, 0).expect("a well-formed frame");
+        let cut = "é".repeat(127);
+        assert_eq!(
+            frames,
+            vec![Frame::Method(
+                1,
+                AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                    consumer_tag: cut.as_str().into(),
+                    delivery_tag: 1,
+                    redelivered: false,
+                    exchange: "ex".into(),
+                    routing_key: cut.as_str().into(),
+                }))
+            )]
         );
     }
 
@@ -313,6 +355,14 @@ mod tests {
     }
 
     #[test]
+    fn announced_size_is_not_reserved_up_front_without_frame_max() {
+        let mut decoder = FrameDecoder::new(0);
+        let mut buf = BytesMut::from(&[3u8, 0, 1, 0xFF, 0xFF, 0xFF, 0xF0][..]);
+        assert!(decoder.decode(&mut buf).expect("waits").is_none());
+        assert!(buf.capacity() <= RESERVE_AHEAD_MAX + 8);
+    }
+
+    #[test]
     fn framing_errors() {
         let err = decode_all(&[9, 0, 0, 0, 0, 0, 0, FRAME_END], 0).expect_err("type");
         assert!(matches!(
@@ -330,6 +380,13 @@ mod tests {
                 ..
             }
         ));
+        // a payload of exactly frame_max is tolerated, one more octet is not
+        let mut exact = vec![3, 0, 1, 0, 0, 0x10, 0x00];
+        exact.extend_from_slice(&[0; 4096]);
+        exact.push(FRAME_END);
+        assert_eq!(decode_all(&exact, 4096).expect("4096").len(), 1);
+        let err = decode_all(&[3, 0, 1, 0, 0, 0x10, 0x01], 4096).expect_err("4097");
+        assert!(matches!(err, CodecError::FrameTooLarge { size: 4097, max: 4088, .. }));
         let frames = decode_all(&[8, 0, 1, 0, 0, 0, 0, FRAME_END], 0).expect("heartbeat");
         assert_eq!(frames, vec![Frame::Heartbeat(1)]);
     }

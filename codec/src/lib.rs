@@ -9,6 +9,8 @@
 //!   class/method ids are told apart from malformed arguments.
 //! - [`content`]: content headers. Properties are kept as the raw bytes the publisher
 //!   sent (passed through byte-exact to consumers) and parsed once for the broker.
+//! - `nesting`: refuses field tables nested deeper than [`MAX_NESTING_DEPTH`] before
+//!   the recursive parser sees them (a deep table would overflow the stack).
 //! - [`reply`]: AMQP reply codes.
 //! - [`error`]: what can go wrong while decoding.
 //!
@@ -28,6 +30,7 @@ pub mod content;
 pub mod error;
 pub mod frame;
 pub mod method;
+mod nesting;
 pub mod reply;
 
 pub use amq_protocol::protocol;
@@ -35,4 +38,5 @@ pub use amq_protocol_types as types;
 pub use content::ContentHeader;
 pub use error::CodecError;
 pub use frame::{Frame, FrameDecoder, FrameEncoder};
+pub use nesting::MAX_NESTING_DEPTH;
 pub use reply::ReplyCode;

@@ -1,0 +1,239 @@
+//! Content assembly: basic.publish, then a content header, then body frames until
+//! the announced body size is reached. The order rules and reply texts are
+//! RabbitMQ's (rabbit_command_assembler): any other frame in between is 505
+//! UNEXPECTED_FRAME, a connection error.
+
+use bytes::{Bytes, BytesMut};
+use warren_codec::ContentHeader;
+use warren_codec::content::BASIC_CLASS_ID;
+use warren_codec::protocol::BasicProperties;
+use warren_codec::protocol::basic::Publish;
+
+use crate::error::AmqpError;
+
+/// A fully assembled published message.
+#[derive(Debug)]
+pub struct Publication {
+    /// The basic.publish that opened it.
+    pub publish: Publish,
+    /// The header as received (properties in wire form).
+    pub header: ContentHeader,
+    /// The properties, parsed once.
+    pub properties: Box<BasicProperties>,
+    /// The body: one `Bytes`, a slice of the read buffer when it came in one frame.
+    pub body: Bytes,
+}
+
+/// Where a channel is in the publish / header / body sequence.
+#[derive(Debug, Default)]
+pub enum Assembly {
+    /// Expecting a method frame.
+    #[default]
+    Idle,
+    /// basic.publish seen; expecting its content header.
+    Header(Publish),
+    /// Header seen; expecting `remaining` more body octets.
+    Body {
+        /// The publish method.
+        publish: Publish,
+        /// The content header.
+        header: ContentHeader,
+        /// Parsed properties.
+        properties: Box<BasicProperties>,
+        /// Octets still to come.
+        remaining: u64,
+        /// Body frames received so far.
+        chunks: Vec<Bytes>,
+    },
+}
+
+impl Assembly {
+    /// A method frame arrived: only valid when idle.
+    pub fn check_method(&self) -> Result<(), AmqpError> {
+        match self {
+            Assembly::Idle => Ok(()),
+            Assembly::Header(_) => Err(expecting_header()),
+            Assembly::Body { .. } => Err(expecting_body()),
+        }
+    }
+
+    /// A content header arrived. Returns the message if its body is empty.
+    pub fn header(
+        &mut self,
+        header: ContentHeader,
+        properties: Box<BasicProperties>,
+    ) -> Result<Option<Publication>, AmqpError> {
+        match std::mem::take(self) {
+            Assembly::Header(publish) => {
+                if header.class_id != BASIC_CLASS_ID {
+                    return Err(AmqpError::unexpected_frame(format!(
+                        "expected content header for class {BASIC_CLASS_ID}, got one for class {} instead",
+                        header.class_id
+                    ))
+                    .on_method(60, 40));
+                }
+                if header.body_size == 0 {
+                    return Ok(Some(Publication {
+                        publish,
+                        header,
+                        properties,
+                        body: Bytes::new(),
+                    }));
+                }
+                *self = Assembly::Body {
+                    publish,
+                    remaining: header.body_size,
+                    header,
+                    properties,
+                    chunks: Vec::new(),
+                };
+                Ok(None)
+            }
+            Assembly::Idle => Err(expecting_method()),
+            body @ Assembly::Body { .. } => {
+                *self = body;
+                Err(expecting_body())
+            }
+        }
+    }
+
+    /// A body frame arrived. Returns the message when its last octet is in.
+    pub fn body(&mut self, fragment: Bytes) -> Result<Option<Publication>, AmqpError> {
+        match self {
+            Assembly::Idle => Err(expecting_method()),
+            Assembly::Header(_) => Err(expecting_header()),
+            Assembly::Body {
+                remaining, chunks, ..
+            } => {
+                let len = fragment.len() as u64;
+                // RabbitMQ keeps waiting for more body after an over-long frame and
+                // fails with this 505 at the next frame; we fail at once.
+                if len > *remaining {
+                    return Err(expecting_body());
+                }
+                *remaining -= len;
+                if !fragment.is_empty() {
+                    chunks.push(fragment);
+                }
+                if *remaining > 0 {
+                    return Ok(None);
+                }
+                let Assembly::Body {
+                    publish,
+                    header,
+                    properties,
+                    chunks,
+                    ..
+                } = std::mem::take(self)
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(Publication {
+                    publish,
+                    header,
+                    properties,
+                    body: join(chunks),
+                }))
+            }
+        }
+    }
+}
+
+/// One frame's body is kept as it is (no copy); several are joined once.
+fn join(mut chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let total = chunks.iter().map(Bytes::len).sum();
+    let mut body = BytesMut::with_capacity(total);
+    for chunk in chunks {
+        body.extend_from_slice(&chunk);
+    }
+    body.freeze()
+}
+
+/// The 505 for a content frame where a method belongs.
+pub fn expecting_method() -> AmqpError {
+    AmqpError::unexpected_frame("expected method frame, got non method frame instead")
+}
+
+fn expecting_header() -> AmqpError {
+    AmqpError::unexpected_frame(format!(
+        "expected content header for class {BASIC_CLASS_ID}, got non content header frame instead"
+    ))
+    .on_method(60, 40)
+}
+
+fn expecting_body() -> AmqpError {
+    AmqpError::unexpected_frame("expected content body, got non content body frame instead")
+        .on_method(60, 40)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_codec::ReplyCode;
+
+    fn publish() -> Publish {
+        Publish {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            mandatory: false,
+            immediate: false,
+        }
+    }
+
+    fn header(size: u64) -> ContentHeader {
+        ContentHeader::from_properties(size, &BasicProperties::default()).expect("header")
+    }
+
+    #[test]
+    fn assembles_multi_frame_bodies() {
+        let mut a = Assembly::Header(publish());
+        assert!(
+            a.header(header(6), Box::default())
+                .expect("header")
+                .is_none()
+        );
+        assert!(a.body(Bytes::from_static(b"abc")).expect("body").is_none());
+        let done = a
+            .body(Bytes::from_static(b"def"))
+            .expect("body")
+            .expect("complete");
+        assert_eq!(&done.body[..], b"abcdef");
+        assert!(matches!(a, Assembly::Idle));
+    }
+
+    #[test]
+    fn empty_body_completes_at_header() {
+        let mut a = Assembly::Header(publish());
+        let done = a.header(header(0), Box::default()).expect("header");
+        assert!(done.is_some_and(|p| p.body.is_empty()));
+    }
+
+    #[test]
+    fn out_of_order_frames_are_unexpected() {
+        let mut a = Assembly::Idle;
+        let e = a.body(Bytes::from_static(b"x")).expect_err("body first");
+        assert_eq!(e.code, ReplyCode::UnexpectedFrame);
+        let e = a
+            .header(header(1), Box::default())
+            .expect_err("header first");
+        assert_eq!(e.code, ReplyCode::UnexpectedFrame);
+        let a = Assembly::Header(publish());
+        assert_eq!(
+            a.check_method().expect_err("method").code,
+            ReplyCode::UnexpectedFrame
+        );
+        let mut a = Assembly::Header(publish());
+        let e = a.body(Bytes::from_static(b"x")).expect_err("no header");
+        assert_eq!(e.code, ReplyCode::UnexpectedFrame);
+    }
+
+    #[test]
+    fn body_longer_than_announced_is_refused() {
+        let mut a = Assembly::Header(publish());
+        a.header(header(2), Box::default()).expect("header");
+        assert!(a.body(Bytes::from_static(b"abc")).is_err());
+    }
+}

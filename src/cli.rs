@@ -1,0 +1,47 @@
+//! Command-line flags of the `warren` server binary.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError};
+
+/// Warren: an AMQP 0-9-1 message broker that RabbitMQ clients connect to unchanged.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, about)]
+pub struct Args {
+    /// Address to listen on [default: 127.0.0.1]
+    #[arg(long, env = "WARREN_BIND")]
+    pub bind: Option<IpAddr>,
+    /// AMQP port [default: 5672]
+    #[arg(long, env = "WARREN_PORT")]
+    pub port: Option<u16>,
+    /// Directory for durable state [default: ./warren-data]
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file; flags override its values
+    #[arg(long, env = "WARREN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl Args {
+    /// Builds the validated configuration: defaults, then the file, then flags.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(port) = self.port {
+            config.port = port;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

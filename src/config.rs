@@ -1,0 +1,159 @@
+//! One typed configuration: defaults, then a TOML file, then command-line flags.
+//! Validated once at start; the rest of the broker reads plain fields.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The broker's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the AMQP listener binds to.
+    pub bind: IpAddr,
+    /// AMQP port.
+    pub port: u16,
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// Heartbeat interval offered in connection.tune, in seconds (0 disables).
+    pub heartbeat: u16,
+    /// frame_max offered in connection.tune (0 = no limit).
+    pub frame_max: u32,
+    /// channel_max offered in connection.tune (0 = no limit).
+    pub channel_max: u16,
+    /// Largest message body accepted, in bytes.
+    pub max_message_size: u64,
+    /// Seconds a client has to complete the handshake.
+    pub handshake_timeout_secs: u64,
+    /// Milliseconds to wait before silently closing a connection that failed its
+    /// handshake (RabbitMQ waits so that failed logins cannot be retried in a loop).
+    pub silent_close_delay_ms: u64,
+    /// Users that may only connect from a loopback address.
+    pub loopback_users: Vec<String>,
+    /// The user created on a fresh broker.
+    pub default_user: String,
+    /// The default user's password.
+    pub default_pass: String,
+    /// The vhost created on a fresh broker.
+    pub default_vhost: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 5672,
+            data_dir: PathBuf::from("warren-data"),
+            heartbeat: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+            max_message_size: 128 * 1024 * 1024,
+            handshake_timeout_secs: 10,
+            silent_close_delay_ms: 3000,
+            loopback_users: vec!["guest".into()],
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Checks ranges that the protocol or RabbitMQ impose.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.frame_max != 0 && self.frame_max < warren_codec::frame::FRAME_MIN_SIZE {
+            return Err(ConfigError::Invalid(format!(
+                "frame_max {} is below the protocol minimum of 4096",
+                self.frame_max
+            )));
+        }
+        // RabbitMQ caps max_message_size at 512 MiB.
+        if self.max_message_size == 0 || self.max_message_size > 512 * 1024 * 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "max_message_size {} must be between 1 and 536870912",
+                self.max_message_size
+            )));
+        }
+        if self.default_vhost.is_empty() || self.default_user.is_empty() {
+            return Err(ConfigError::Invalid(
+                "default_vhost and default_user must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long a client has to finish the handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// The delay before a silent close after a failed handshake.
+    pub fn silent_close_delay(&self) -> Duration {
+        Duration::from_millis(self.silent_close_delay_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_rabbitmq_defaults_and_valid() {
+        let c = Config::default();
+        assert_eq!(
+            (c.port, c.frame_max, c.channel_max, c.heartbeat),
+            (5672, 131_072, 2047, 60)
+        );
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn file_overrides_and_rejects_unknown_keys() {
+        let c: Config = toml::from_str("port = 5700\nheartbeat = 10").expect("parse");
+        assert_eq!((c.port, c.heartbeat, c.channel_max), (5700, 10, 2047));
+        assert!(toml::from_str::<Config>("prot = 1").is_err());
+        let bad = Config {
+            frame_max: 100,
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

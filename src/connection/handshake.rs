@@ -1,0 +1,358 @@
+//! The opening handshake: protocol header, start/start-ok (SASL), tune/tune-ok,
+//! open/open-ok.
+//!
+//! RabbitMQ's rules for failures here: a wrong protocol header gets the supported
+//! header back and a close; a negotiation failure, an unknown vhost, or a refused
+//! login from a client that advertises `authentication_failure_close` gets a
+//! connection.close; anything else ends with a silent TCP close after a delay, so a
+//! misbehaving client cannot retry in a tight loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use warren_codec::frame::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
+use warren_codec::protocol::{AMQPClass, connection};
+use warren_codec::types::{AMQPValue, FieldTable, ShortString};
+use warren_codec::{Frame, FrameEncoder, ReplyCode};
+
+use super::reader::{FrameReader, ReadError};
+use super::wire_text;
+use crate::auth::{LoginError, MECHANISMS};
+use crate::error::AmqpError;
+use crate::server::Broker;
+
+/// What the handshake agreed on.
+#[derive(Debug, Clone)]
+pub struct Tuned {
+    /// The authenticated user.
+    pub user: String,
+    /// The vhost opened.
+    pub vhost: String,
+    /// Negotiated channel_max (0 = no limit).
+    pub channel_max: u16,
+    /// Negotiated frame_max (0 = no limit).
+    pub frame_max: u32,
+    /// Negotiated heartbeat interval; `None` when disabled.
+    pub heartbeat: Option<Duration>,
+    /// The client's `capabilities` table from client-properties.
+    pub capabilities: FieldTable,
+}
+
+/// How a handshake failed.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The peer went away or the bytes made no sense; close without a word.
+    Closed,
+    /// Close silently after the configured delay.
+    Silent(String),
+    /// Send connection.close with this error, wait for close-ok, close.
+    Close(AmqpError),
+}
+
+impl From<ReadError> for HandshakeError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Closed => HandshakeError::Closed,
+            ReadError::Codec(e) => HandshakeError::Silent(e.to_string()),
+        }
+    }
+}
+
+/// Runs the handshake on a fresh socket.
+pub async fn run(
+    broker: &Arc<Broker>,
+    peer: SocketAddr,
+    mut read: OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+) -> (Result<Tuned, HandshakeError>, Option<FrameReader>) {
+    let mut buf = BytesMut::with_capacity(4096);
+    while buf.len() < PROTOCOL_HEADER.len() {
+        match read.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return (Err(HandshakeError::Closed), None),
+            Ok(_) => {}
+        }
+    }
+    if buf[..PROTOCOL_HEADER.len()] != PROTOCOL_HEADER {
+        tracing::info!(%peer, header = ?&buf[..PROTOCOL_HEADER.len()], "refusing bad protocol header");
+        let _ = write.write_all(&PROTOCOL_HEADER).await;
+        return (Err(HandshakeError::Closed), None);
+    }
+    let _ = buf.split_to(PROTOCOL_HEADER.len());
+    // Until tune-ok, frames are limited to the protocol minimum, as in RabbitMQ.
+    let mut reader = FrameReader::new(read, buf, FRAME_MIN_SIZE);
+    let result = negotiate(broker, peer, &mut reader, write).await;
+    (result, Some(reader))
+}
+
+async fn negotiate(
+    broker: &Arc<Broker>,
+    peer: SocketAddr,
+    reader: &mut FrameReader,
+    write: &mut OwnedWriteHalf,
+) -> Result<Tuned, HandshakeError> {
+    let config = &broker.config;
+    let mut encoder = FrameEncoder::new();
+    send(&mut encoder, write, &start_method(broker)).await?;
+
+    let start_ok = match expect_method(reader).await? {
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(m)) => m,
+        other => return Err(unexpected(&other, "starting")),
+    };
+    let capabilities = match start_ok.client_properties.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(t)) => t.clone(),
+        _ => FieldTable::default(),
+    };
+    let user = match broker.users.login(
+        start_ok.mechanism.as_str(),
+        start_ok.response.as_bytes(),
+        peer.ip(),
+    ) {
+        Ok(user) => user,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "login failed");
+            return Err(match error {
+                LoginError::Refused { .. } | LoginError::LoopbackOnly { .. }
+                    if has_capability(&capabilities, "authentication_failure_close") =>
+                {
+                    HandshakeError::Close(AmqpError::access_refused(error.to_string()))
+                }
+                _ => HandshakeError::Silent(error.to_string()),
+            });
+        }
+    };
+
+    let tune = connection::Tune {
+        channel_max: config.channel_max,
+        frame_max: config.frame_max,
+        heartbeat: config.heartbeat,
+    };
+    send(
+        &mut encoder,
+        write,
+        &AMQPClass::Connection(connection::AMQPMethod::Tune(tune)),
+    )
+    .await?;
+    let tune_ok = match expect_method(reader).await? {
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(m)) => m,
+        other => return Err(unexpected(&other, "tuning")),
+    };
+    // A refused negotiation ends silently: RabbitMQ sends nothing before tune-ok.
+    negotiated(
+        "frame_max",
+        u64::from(FRAME_MIN_SIZE),
+        u64::from(tune_ok.frame_max),
+        u64::from(config.frame_max),
+    )
+    .and_then(|()| {
+        negotiated(
+            "channel_max",
+            1,
+            u64::from(tune_ok.channel_max),
+            u64::from(config.channel_max),
+        )
+    })
+    .map_err(|e| HandshakeError::Silent(e.reply_text()))?;
+    reader.set_frame_max(tune_ok.frame_max);
+
+    let open = expect_open(reader).await?;
+    let vhost = open.virtual_host.as_str().to_owned();
+    if !broker.vhost_exists(&vhost) {
+        return Err(HandshakeError::Close(
+            AmqpError::not_allowed(format!("vhost {vhost} not found")).on_method(10, 40),
+        ));
+    }
+    send(
+        &mut encoder,
+        write,
+        &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+    )
+    .await?;
+    Ok(Tuned {
+        user,
+        vhost,
+        channel_max: tune_ok.channel_max,
+        frame_max: tune_ok.frame_max,
+        heartbeat: (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat.into())),
+        capabilities,
+    })
+}
+
+/// RabbitMQ's negotiation rule: the client may lower a limit, not raise it, and 0
+/// means "no limit", which is higher than any limit the server sets.
+fn negotiated(field: &str, min: u64, client: u64, server: u64) -> Result<(), AmqpError> {
+    if client != 0 && client < min {
+        return Err(AmqpError::not_allowed(format!(
+            "negotiated {field} = {client} is lower than the minimum allowed value ({min})"
+        ))
+        .on_method(10, 31));
+    }
+    if server != 0 && (client == 0 || client > server) {
+        let detail = if client == 0 && field == "channel_max" {
+            " (no limit)"
+        } else {
+            ""
+        };
+        return Err(AmqpError::not_allowed(format!(
+            "negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})"
+        ))
+        .on_method(10, 31));
+    }
+    Ok(())
+}
+
+/// The next method on channel 0, skipping heartbeats; anything else fails the handshake.
+async fn expect_method(reader: &mut FrameReader) -> Result<AMQPClass, HandshakeError> {
+    loop {
+        match reader.next().await? {
+            Frame::Heartbeat(0) => continue,
+            Frame::Method(0, method) => return Ok(method),
+            other => {
+                return Err(HandshakeError::Silent(format!(
+                    "unexpected frame before connection.open on channel {}",
+                    other.channel()
+                )));
+            }
+        }
+    }
+}
+
+/// After tune-ok the client must send connection.open. From here on RabbitMQ
+/// answers mistakes with connection.close instead of a silent close.
+async fn expect_open(reader: &mut FrameReader) -> Result<connection::Open, HandshakeError> {
+    loop {
+        let frame = match reader.next().await {
+            Ok(frame) => frame,
+            Err(ReadError::Closed) => return Err(HandshakeError::Closed),
+            Err(ReadError::Codec(e)) => {
+                return Err(HandshakeError::Close(wire_text::codec_error(e)));
+            }
+        };
+        return Err(HandshakeError::Close(match frame {
+            Frame::Heartbeat(0) => continue,
+            Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Open(open))) => {
+                return Ok(open);
+            }
+            Frame::Method(0, other) => {
+                AmqpError::channel_error("unexpected method in connection state opening")
+                    .on_method(other.get_amqp_class_id(), other.get_amqp_method_id())
+            }
+            other => wire_text::unexpected_frame(&other),
+        }));
+    }
+}
+
+fn unexpected(method: &AMQPClass, state: &str) -> HandshakeError {
+    HandshakeError::Silent(format!(
+        "unexpected method {}.{} in connection state {state}",
+        method.get_amqp_class_id(),
+        method.get_amqp_method_id()
+    ))
+}
+
+async fn send(
+    encoder: &mut FrameEncoder,
+    write: &mut OwnedWriteHalf,
+    method: &AMQPClass,
+) -> Result<(), HandshakeError> {
+    let mut buf = BytesMut::new();
+    encoder
+        .method(0, method, &mut buf)
+        .map_err(|e| HandshakeError::Silent(e.to_string()))?;
+    write
+        .write_all(&buf)
+        .await
+        .map_err(|_| HandshakeError::Closed)
+}
+
+fn has_capability(capabilities: &FieldTable, name: &str) -> bool {
+    matches!(
+        capabilities.inner().get(name),
+        Some(AMQPValue::Boolean(true))
+    )
+}
+
+fn start_method(broker: &Broker) -> AMQPClass {
+    let mut capabilities = FieldTable::default();
+    for name in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        capabilities.insert(ShortString::from(name), AMQPValue::Boolean(true));
+    }
+    let mut props = FieldTable::default();
+    props.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
+    let text = |s: &str| AMQPValue::LongString(s.into());
+    props.insert("cluster_name".into(), text(&broker.cluster_name));
+    props.insert(
+        "copyright".into(),
+        text("Copyright (c) the Warren developers"),
+    );
+    props.insert(
+        "information".into(),
+        text("Licensed under the Apache License 2.0. An AMQP 0-9-1 broker for RabbitMQ clients"),
+    );
+    props.insert("platform".into(), text("Rust"));
+    props.insert("product".into(), text("Warren"));
+    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
+    AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: props,
+        mechanisms: MECHANISMS.into(),
+        locales: "en_US".into(),
+    }))
+}
+
+/// The connection.close frame for an error.
+pub fn close_method(error: &AmqpError) -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: error.code.code(),
+        reply_text: ShortString::try_new(error.reply_text()).unwrap_or_default(),
+        class_id: error.class_id,
+        method_id: error.method_id,
+    }))
+}
+
+/// The connection.close a broker sends when it shuts down.
+pub fn shutdown_error() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::ConnectionForced,
+        "broker forced connection closure with reason 'shutdown'",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_rabbitmq() {
+        assert!(negotiated("frame_max", 4096, 131_072, 131_072).is_ok());
+        assert!(negotiated("frame_max", 4096, 8192, 131_072).is_ok());
+        let low = negotiated("frame_max", 4096, 1000, 131_072).expect_err("low");
+        assert_eq!(
+            low.reply_text(),
+            "NOT_ALLOWED - negotiated frame_max = 1000 is lower than the minimum allowed value (4096)"
+        );
+        let unlimited = negotiated("channel_max", 1, 0, 2047).expect_err("0");
+        assert_eq!(
+            unlimited.reply_text(),
+            "NOT_ALLOWED - negotiated channel_max = 0 (no limit) is higher than the maximum allowed value (2047)"
+        );
+        assert!(
+            negotiated("channel_max", 1, 0, 0).is_ok(),
+            "no server limit"
+        );
+    }
+}

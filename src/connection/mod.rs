@@ -1,0 +1,440 @@
+//! One AMQP connection: the handshake, then the frame loop with its channels.
+//!
+//! The task running [`serve`] is the connection's reader: it decodes frames, keeps
+//! the channels' state and decides what to answer. Everything it sends goes through
+//! the writer task ([`writer`]), which batches and sends heartbeats.
+
+pub mod handshake;
+pub mod reader;
+pub mod wire_text;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use warren_codec::protocol::{AMQPClass, BasicProperties, basic, channel, connection};
+use warren_codec::types::ShortString;
+use warren_codec::{ContentHeader, Frame, FrameEncoder, ReplyCode};
+
+use crate::channel::{Channel, ChannelState, Publication, Step, content};
+use crate::error::AmqpError;
+use crate::server::Broker;
+use handshake::{HandshakeError, Tuned};
+use reader::{FrameReader, ReadError};
+use writer::{Outbound, OutboundTx};
+
+/// How long the broker waits for connection.close-ok after sending connection.close
+/// (RabbitMQ's closing timeout).
+const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves one accepted TCP connection until it closes.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    let handshake = tokio::select! {
+        result = tokio::time::timeout(
+            broker.config.handshake_timeout(),
+            handshake::run(&broker, peer, read, &mut write),
+        ) => result,
+        () = shutdown.cancelled() => return,
+    };
+    let Ok((result, reader)) = handshake else {
+        tracing::info!(%peer, "closing connection: handshake timeout");
+        return;
+    };
+    match (result, reader) {
+        (Ok(tuned), Some(reader)) => {
+            tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost, "connection opened");
+            let (out, writer) = writer::spawn(write, tuned.frame_max, tuned.heartbeat);
+            let conn = Connection {
+                broker,
+                peer,
+                tuned,
+                out,
+                channels: HashMap::new(),
+            };
+            conn.run(reader, shutdown).await;
+            let _ = writer.await;
+        }
+        (Err(HandshakeError::Silent(reason)), _) => {
+            tracing::info!(%peer, %reason, "closing connection during handshake");
+            tokio::select! {
+                () = tokio::time::sleep(broker.config.silent_close_delay()) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        (Err(HandshakeError::Close(error)), reader) => {
+            tracing::info!(%peer, %error, "refusing connection");
+            let mut buf = bytes::BytesMut::new();
+            if FrameEncoder::new()
+                .method(0, &handshake::close_method(&error), &mut buf)
+                .is_ok()
+                && write.write_all(&buf).await.is_ok()
+                && let Some(mut reader) = reader
+            {
+                let _ = tokio::time::timeout(CLOSING_TIMEOUT, await_close_ok(&mut reader)).await;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads until connection.close-ok (or connection.close) arrives or the peer goes.
+async fn await_close_ok(reader: &mut FrameReader) {
+    while let Ok(frame) = reader.next().await {
+        if let Frame::Method(
+            0,
+            AMQPClass::Connection(
+                connection::AMQPMethod::CloseOk(_) | connection::AMQPMethod::Close(_),
+            ),
+        ) = frame
+        {
+            return;
+        }
+    }
+}
+
+/// What ended the frame loop.
+enum Ending {
+    /// The socket is gone (EOF, error, missed heartbeats): nothing more to say.
+    Gone,
+    /// The client closed; close-ok is queued.
+    ClientClosed,
+    /// The broker closes with this error.
+    Error(AmqpError),
+}
+
+/// What to do after a frame.
+enum Flow {
+    Continue,
+    ClientClosed,
+}
+
+/// A connection past its handshake.
+struct Connection {
+    broker: Arc<Broker>,
+    peer: SocketAddr,
+    tuned: Tuned,
+    out: OutboundTx,
+    channels: HashMap<u16, Channel>,
+}
+
+impl Connection {
+    async fn run(mut self, mut reader: FrameReader, shutdown: CancellationToken) {
+        // Far in the future when heartbeats are off, so the timer never fires.
+        let timeout = self
+            .tuned
+            .heartbeat
+            .map_or(Duration::from_secs(86_400 * 365), |hb| hb * 2);
+        let mut last_read = Instant::now();
+        let mut framing_broken = false;
+        let ending = 'frames: loop {
+            loop {
+                match reader.buffered() {
+                    Ok(Some(frame)) => match self.on_frame(frame).await {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
+                        Err(error) => break 'frames Ending::Error(error),
+                    },
+                    Ok(None) => break,
+                    Err(ReadError::Codec(e)) => {
+                        framing_broken = true;
+                        break 'frames Ending::Error(wire_text::codec_error(e));
+                    }
+                    Err(ReadError::Closed) => break 'frames Ending::Gone,
+                }
+            }
+            tokio::select! {
+                filled = reader.fill() => match filled {
+                    Ok(()) => last_read = Instant::now(),
+                    Err(_) => break Ending::Gone,
+                },
+                () = sleep_until(last_read + timeout), if self.tuned.heartbeat.is_some() => {
+                    tracing::warn!(peer = %self.peer, timeout = ?timeout / 2, "missed heartbeats from client, closing");
+                    break Ending::Gone;
+                }
+                () = shutdown.cancelled() => break Ending::Error(handshake::shutdown_error()),
+            }
+        };
+        let linger = closing_timeout(self.tuned.heartbeat);
+        match ending {
+            Ending::Gone => {
+                tracing::info!(peer = %self.peer, "connection closed by client or network");
+            }
+            Ending::ClientClosed => {
+                // As RabbitMQ: after close-ok the client is the one to drop TCP.
+                tracing::info!(peer = %self.peer, "connection closed by client");
+                let _ = tokio::time::timeout(linger, self.drain_closed(&mut reader)).await;
+            }
+            Ending::Error(error) => {
+                tracing::warn!(peer = %self.peer, %error, "closing connection");
+                self.send(0, handshake::close_method(&error)).await;
+                if framing_broken {
+                    // The byte stream cannot be trusted: no close-ok can be read.
+                    tokio::time::sleep(self.broker.config.silent_close_delay()).await;
+                } else {
+                    let _ = tokio::time::timeout(linger, await_close_ok(&mut reader)).await;
+                }
+            }
+        }
+        let _ = self.out.send(Outbound::Shutdown).await;
+    }
+
+    /// After the client's connection.close: ignore frames until it hangs up,
+    /// answering a repeated close with another close-ok.
+    async fn drain_closed(&self, reader: &mut FrameReader) {
+        while let Ok(frame) = reader.next().await {
+            match frame {
+                Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => {
+                    return;
+                }
+                Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
+                    self.send(0, connection_close_ok()).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn send(&self, channel: u16, method: AMQPClass) {
+        // A failed send means the writer is gone with the socket; the read side
+        // notices on its own.
+        let _ = self.out.send(Outbound::Method(channel, method)).await;
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
+        match frame {
+            Frame::Heartbeat(0) => Ok(Flow::Continue),
+            Frame::Method(0, method) => self.on_connection_method(method).await,
+            Frame::Method(id, method) => self
+                .on_channel_method(id, method)
+                .await
+                .map(|()| Flow::Continue),
+            Frame::Header(0, ..) | Frame::Body(0, _) | Frame::Heartbeat(_) => {
+                Err(wire_text::unexpected_frame(&frame))
+            }
+            Frame::Header(id, header, properties) => self
+                .on_header(id, header, properties)
+                .await
+                .map(|()| Flow::Continue),
+            Frame::Body(id, body) => self.on_body(id, body).await.map(|()| Flow::Continue),
+        }
+    }
+
+    async fn on_connection_method(&mut self, method: AMQPClass) -> Result<Flow, AmqpError> {
+        match method {
+            AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
+                tracing::debug!(code = close.reply_code, text = %close.reply_text, "client closes");
+                self.send(0, connection_close_ok()).await;
+                Ok(Flow::ClientClosed)
+            }
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                self.send(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                        connection::UpdateSecretOk {},
+                    )),
+                )
+                .await;
+                Ok(Flow::Continue)
+            }
+            other => Err(
+                AmqpError::channel_error("unexpected method in connection state running")
+                    .on_method(other.get_amqp_class_id(), other.get_amqp_method_id()),
+            ),
+        }
+    }
+
+    async fn on_channel_method(&mut self, id: u16, method: AMQPClass) -> Result<(), AmqpError> {
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return self.open_channel(id, method).await;
+        };
+        if channel.state == ChannelState::Closing {
+            // Everything but close and close-ok is dropped until the client confirms.
+            match method {
+                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                    self.channels.remove(&id);
+                }
+                AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                    self.send(id, close_ok()).await;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        channel.assembly.check_method()?;
+        let mut replies = Vec::new();
+        let step = channel.on_method(method, &mut replies);
+        for reply in replies {
+            self.send(id, reply).await;
+        }
+        match step {
+            Ok(Step::Continue) => Ok(()),
+            Ok(Step::Closed) => {
+                self.channels.remove(&id);
+                self.send(id, close_ok()).await;
+                Ok(())
+            }
+            Err(error) => self.channel_exception(id, error).await,
+        }
+    }
+
+    async fn open_channel(&mut self, id: u16, method: AMQPClass) -> Result<(), AmqpError> {
+        let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
+        if !matches!(method, AMQPClass::Channel(channel::AMQPMethod::Open(_))) {
+            return Err(
+                AmqpError::channel_error("expected 'channel.open'").on_method(class_id, method_id)
+            );
+        }
+        let max = usize::from(self.tuned.channel_max);
+        if max != 0 && self.channels.len() >= max {
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened ({}) has reached the negotiated channel_max ({max})",
+                self.channels.len()
+            ))
+            .on_method(class_id, method_id));
+        }
+        self.channels.insert(id, Channel::new(id));
+        self.send(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A soft error closes only its channel; a hard one is passed up to close the connection.
+    async fn channel_exception(&mut self, id: u16, error: AmqpError) -> Result<(), AmqpError> {
+        if error.is_connection_error() {
+            return Err(error);
+        }
+        tracing::info!(peer = %self.peer, channel = id, %error, "closing channel");
+        if let Some(channel) = self.channels.get_mut(&id) {
+            channel.state = ChannelState::Closing;
+            channel.assembly = Default::default();
+        }
+        self.send(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: error.code.code(),
+                reply_text: ShortString::try_new(error.reply_text()).unwrap_or_default(),
+                class_id: error.class_id,
+                method_id: error.method_id,
+            })),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn on_header(
+        &mut self,
+        id: u16,
+        header: ContentHeader,
+        properties: Box<BasicProperties>,
+    ) -> Result<(), AmqpError> {
+        let max = self.broker.config.max_message_size;
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return Err(content::expecting_method());
+        };
+        if channel.state == ChannelState::Closing {
+            return Ok(());
+        }
+        let size = header.body_size;
+        let done = channel.assembly.header(header, properties)?;
+        if size > max {
+            let error = AmqpError::precondition_failed(format!(
+                "message size {size} is larger than configured max size {max}"
+            ))
+            .on_method(60, 40);
+            return self.channel_exception(id, error).await;
+        }
+        match done {
+            Some(publication) => self.publish(id, publication).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn on_body(&mut self, id: u16, body: Bytes) -> Result<(), AmqpError> {
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return Err(content::expecting_method());
+        };
+        if channel.state == ChannelState::Closing {
+            return Ok(());
+        }
+        match channel.assembly.body(body)? {
+            Some(publication) => self.publish(id, publication).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Routes a complete message. There are no queues yet (the queue engine is the
+    /// next issue), so every message is unroutable: a mandatory one comes back with
+    /// basic.return 312 NO_ROUTE, and in confirm mode the ack follows at once, as
+    /// RabbitMQ does for unroutable messages.
+    async fn publish(&mut self, id: u16, publication: Publication) -> Result<(), AmqpError> {
+        let Publication {
+            publish,
+            header,
+            body,
+            ..
+        } = publication;
+        if publish.mandatory {
+            let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                reply_code: ReplyCode::NoRoute.code(),
+                reply_text: "NO_ROUTE".into(),
+                exchange: publish.exchange,
+                routing_key: publish.routing_key,
+            }));
+            let _ = self
+                .out
+                .send(Outbound::MethodWithContent(id, ret, header, body))
+                .await;
+        }
+        let tag = self
+            .channels
+            .get_mut(&id)
+            .and_then(|ch| ch.next_confirm_tag.as_mut())
+            .map(|next| {
+                let tag = *next;
+                *next += 1;
+                tag
+            });
+        if let Some(delivery_tag) = tag {
+            self.send(
+                id,
+                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag,
+                    multiple: false,
+                })),
+            )
+            .await;
+        }
+        Ok(())
+    }
+}
+
+fn connection_close_ok() -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}))
+}
+
+/// How long to wait for the peer once a close is under way: RabbitMQ waits one
+/// heartbeat interval when that is shorter than 30 s, else 30 s.
+fn closing_timeout(heartbeat: Option<Duration>) -> Duration {
+    heartbeat.map_or(CLOSING_TIMEOUT, |hb| hb.min(CLOSING_TIMEOUT))
+}
+
+fn close_ok() -> AMQPClass {
+    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}))
+}

@@ -1,0 +1,69 @@
+//! Reading frames from a socket: a read buffer and the incremental decoder.
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio_util::codec::Decoder;
+use warren_codec::{CodecError, Frame, FrameDecoder};
+
+/// Why no frame could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer closed the connection (or it broke).
+    #[error("connection closed by peer")]
+    Closed,
+    /// The bytes do not form a valid frame.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// A socket's read half with its buffer and decoder.
+#[derive(Debug)]
+pub struct FrameReader {
+    socket: OwnedReadHalf,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl FrameReader {
+    /// Wraps a read half; `buf` holds bytes already read past the protocol header.
+    pub fn new(socket: OwnedReadHalf, buf: BytesMut, frame_max: u32) -> Self {
+        FrameReader {
+            socket,
+            buf,
+            decoder: FrameDecoder::new(frame_max),
+        }
+    }
+
+    /// Enforces a newly negotiated frame_max.
+    pub fn set_frame_max(&mut self, frame_max: u32) {
+        self.decoder.set_frame_max(frame_max);
+    }
+
+    /// A frame already in the buffer, without reading.
+    pub fn buffered(&mut self) -> Result<Option<Frame>, ReadError> {
+        Ok(self.decoder.decode(&mut self.buf)?)
+    }
+
+    /// Reads more bytes into the buffer. Cancel-safe: nothing read is lost if the
+    /// future is dropped.
+    pub async fn fill(&mut self) -> Result<(), ReadError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(64 * 1024);
+        }
+        match self.socket.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => Err(ReadError::Closed),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The next frame, reading as needed. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Frame, ReadError> {
+        loop {
+            if let Some(frame) = self.buffered()? {
+                return Ok(frame);
+            }
+            self.fill().await?;
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The writer task: the only place that writes to a connection's socket.
+//!
+//! Everything the broker sends on a connection goes through one bounded queue to
+//! this task, which drains it in bulk, encodes the batch into one buffer and writes
+//! it with one syscall. It also sends heartbeats when nothing else was written for
+//! half a heartbeat interval.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use warren_codec::protocol::AMQPClass;
+use warren_codec::{ContentHeader, FrameEncoder};
+
+/// How many queued frames one batch takes at most before writing.
+const BATCH: usize = 256;
+/// Capacity of a connection's outbound queue: a full queue slows the producer of
+/// frames (the reader task or a queue), it never grows without bound.
+pub const OUTBOUND_CAPACITY: usize = 1024;
+
+/// Something to send on the connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A method frame.
+    Method(u16, AMQPClass),
+    /// A method frame followed by a content header and body frames.
+    MethodWithContent(u16, AMQPClass, ContentHeader, Bytes),
+    /// Flush what is queued, then close the socket.
+    Shutdown,
+}
+
+/// Sending side of a connection's outbound queue.
+pub type OutboundTx = mpsc::Sender<Outbound>;
+
+/// Starts the writer task for a socket whose handshake is done.
+pub fn spawn(
+    socket: OwnedWriteHalf,
+    frame_max: u32,
+    heartbeat: Option<Duration>,
+) -> (OutboundTx, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let handle = tokio::spawn(run(socket, rx, frame_max, heartbeat));
+    (tx, handle)
+}
+
+async fn run(
+    mut socket: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outbound>,
+    frame_max: u32,
+    heartbeat: Option<Duration>,
+) {
+    let mut encoder = FrameEncoder::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut batch = Vec::with_capacity(BATCH);
+    // RabbitMQ sends a heartbeat after half an interval without other output.
+    // Far in the future when heartbeats are off, so the timer branch never fires.
+    let interval = heartbeat.map_or(Duration::from_secs(86_400 * 365), |hb| hb / 2);
+    let mut last_write = Instant::now();
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                let mut shutdown = false;
+                for item in batch.drain(..) {
+                    match item {
+                        Outbound::Method(channel, method) => {
+                            if let Err(error) = encoder.method(channel, &method, &mut buf) {
+                                tracing::error!(%error, "dropping a method that cannot be encoded");
+                            }
+                        }
+                        Outbound::MethodWithContent(channel, method, header, body) => {
+                            match encoder.method(channel, &method, &mut buf) {
+                                Ok(()) => encoder.content(channel, &header, &body, frame_max, &mut buf),
+                                Err(error) => tracing::error!(%error, "dropping a message that cannot be encoded"),
+                            }
+                        }
+                        Outbound::Shutdown => shutdown = true,
+                    }
+                }
+                if socket.write_all(&buf).await.is_err() {
+                    return;
+                }
+                buf.clear();
+                last_write = Instant::now();
+                if shutdown {
+                    break;
+                }
+            }
+            _ = sleep_until(last_write + interval), if heartbeat.is_some() => {
+                encoder.heartbeat(&mut buf);
+                if socket.write_all(&buf).await.is_err() {
+                    return;
+                }
+                buf.clear();
+                last_write = Instant::now();
+            }
+        }
+    }
+    let _ = socket.shutdown().await;
+}

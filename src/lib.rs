@@ -1,0 +1,27 @@
+//! Warren: an AMQP 0-9-1 message broker that RabbitMQ client libraries connect to
+//! unchanged.
+//!
+//! # Layout
+//!
+//! - [`config`]: one typed configuration (defaults, TOML file, flags), validated once.
+//! - [`cli`]: the `warren` binary's command-line flags.
+//! - [`server`]: the listener, the accept loop, graceful shutdown, the shared [`server::Broker`].
+//! - [`connection`]: one task per connection: handshake, frame loop, channel demux,
+//!   heartbeats; [`connection::writer`] is the task that owns the socket's write half.
+//! - [`channel`]: per-channel state: open/closing, content assembly, confirm mode.
+//! - [`auth`]: users and SASL (PLAIN, AMQPLAIN).
+//! - [`error`]: AMQP exceptions (reply code + RabbitMQ's reply text).
+//!
+//! The wire format lives in the `warren-codec` crate and the routing core in
+//! `warren-exchanges`; this crate is the glue between them and the network.
+
+pub mod auth;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod server;
+
+pub use config::Config;
+pub use server::{Broker, run};

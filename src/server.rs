@@ -1,0 +1,88 @@
+//! Listeners, the accept loop and graceful shutdown.
+//!
+//! [`run`] is what `main` and the tests call: it accepts connections until the
+//! shutdown future resolves, then tells every connection to close (320
+//! CONNECTION_FORCED, as RabbitMQ does when it stops) and waits for them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Users;
+use crate::config::Config;
+use crate::connection;
+
+/// How long shutdown waits for connections to finish closing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// State shared by every connection of one broker.
+#[derive(Debug)]
+pub struct Broker {
+    /// The validated configuration.
+    pub config: Config,
+    /// Users and their credentials.
+    pub users: Users,
+    /// Name reported as `cluster_name` in connection.start.
+    pub cluster_name: String,
+    vhosts: Vec<String>,
+}
+
+impl Broker {
+    /// A broker with the configured default user and vhost.
+    pub fn new(config: Config) -> Arc<Self> {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        Arc::new(Broker {
+            users: Users::from_config(&config),
+            cluster_name: format!("warren@{host}"),
+            vhosts: vec![config.default_vhost.clone()],
+            config,
+        })
+    }
+
+    /// Whether a vhost of that name exists.
+    pub fn vhost_exists(&self, name: &str) -> bool {
+        self.vhosts.iter().any(|v| v == name)
+    }
+}
+
+/// Accepts AMQP connections on `listener` until `shutdown` resolves.
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(connection::serve(stream, peer, broker.clone(), stop.child_token()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(connections = tracker.len(), "shutting down");
+    stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+}
+
+/// Binds the configured address.
+pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::new(config.bind, config.port)).await
+}

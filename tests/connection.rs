@@ -1,0 +1,328 @@
+//! The handshake, tuning, channels and closing, as lapin (a real client) sees them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RawClient, Seen, WAIT, start, start_with};
+use lapin::{Connection, ConnectionProperties};
+use warren_codec::Frame;
+use warren_codec::protocol::{AMQPClass, connection};
+use warren_codec::types::AMQPValue;
+
+async fn lapin_connect(uri: &str) -> Connection {
+    tokio::time::timeout(
+        WAIT,
+        Connection::connect(uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
+}
+
+/// Polls `check` until it holds or the generous bound passes.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+#[tokio::test]
+async fn lapin_handshake_negotiates_rabbitmq_defaults() {
+    let broker = start().await;
+    let conn = lapin_connect(&broker.uri("")).await;
+    assert!(conn.status().connected());
+    let config = conn.configuration();
+    assert_eq!(config.channel_max(), 2047);
+    assert_eq!(config.frame_max(), 131_072);
+    assert_eq!(config.heartbeat(), 60);
+    conn.close(200, "bye".into()).await.expect("close");
+    assert!(conn.status().closed());
+}
+
+#[tokio::test]
+async fn client_lower_limits_win() {
+    let broker = start().await;
+    let conn = lapin_connect(&broker.uri("heartbeat=5&frame_max=8192&channel_max=10")).await;
+    let config = conn.configuration();
+    assert_eq!(
+        (config.channel_max(), config.frame_max(), config.heartbeat()),
+        (10, 8192, 5)
+    );
+    conn.close(200, "bye".into()).await.expect("close");
+}
+
+#[tokio::test]
+async fn server_properties_advertise_rabbitmq_capabilities() {
+    let broker = start().await;
+    let mut c = RawClient::connect(broker.addr).await;
+    c.send_raw(&warren_codec::frame::PROTOCOL_HEADER).await;
+    let start = match c.next().await {
+        Seen::Frame(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(s)))) => s,
+        other => panic!("expected start, got {other:?}"),
+    };
+    assert_eq!((start.version_major, start.version_minor), (0, 9));
+    assert_eq!(start.mechanisms.as_bytes(), b"PLAIN AMQPLAIN");
+    assert_eq!(start.locales.as_bytes(), b"en_US");
+    let Some(AMQPValue::FieldTable(caps)) = start.server_properties.inner().get("capabilities")
+    else {
+        panic!("no capabilities table");
+    };
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        assert_eq!(
+            caps.inner().get(cap),
+            Some(&AMQPValue::Boolean(true)),
+            "{cap}"
+        );
+    }
+    for key in [
+        "product",
+        "version",
+        "platform",
+        "cluster_name",
+        "copyright",
+        "information",
+    ] {
+        assert!(start.server_properties.inner().contains_key(key), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn three_hundred_channels_open_and_close() {
+    let broker = start().await;
+    let conn = lapin_connect(&broker.uri("")).await;
+    let mut channels = Vec::new();
+    for _ in 0..300 {
+        channels.push(conn.create_channel().await.expect("channel"));
+    }
+    let mut ids: Vec<u16> = channels.iter().map(|c| c.id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    for ch in &channels {
+        ch.close(200, "done".into()).await.expect("close channel");
+    }
+    // Closed channels free their slots: more can be opened.
+    let again = conn.create_channel().await.expect("channel after closes");
+    assert!(again.status().connected());
+    conn.close(200, "bye".into()).await.expect("close");
+}
+
+#[tokio::test]
+async fn channel_max_counts_open_channels() {
+    let broker = start().await;
+    let mut c = RawClient::open_tuned(broker.addr, 131_072, 3).await;
+    // Ids above channel_max are fine (RabbitMQ counts channels, not ids).
+    for id in [1, 2, 500] {
+        c.open_channel(id).await;
+    }
+    c.send_method(
+        4,
+        AMQPClass::Channel(warren_codec::protocol::channel::AMQPMethod::Open(
+            warren_codec::protocol::channel::Open {},
+        )),
+    )
+    .await;
+    let (text, _, _) = c.expect_connection_close(530).await;
+    assert_eq!(
+        text,
+        "NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)"
+    );
+    c.close_ok_and_expect_eof().await;
+    common::assert_broker_healthy(broker.addr).await;
+}
+
+#[tokio::test]
+async fn lapin_sees_channel_max_refusal() {
+    let broker = start().await;
+    let conn = lapin_connect(&broker.uri("channel_max=2")).await;
+    // Dropping a lapin channel closes it: keep both open.
+    let _first = conn.create_channel().await.expect("first");
+    let _second = conn.create_channel().await.expect("second");
+    assert!(
+        conn.create_channel().await.is_err(),
+        "a third channel is refused"
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_are_sent_at_the_negotiated_interval() {
+    let broker = start().await;
+    let mut c = RawClient::connect(broker.addr).await;
+    c.start_ok(b"\0guest\0guest", false).await.expect("tune");
+    c.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 1,
+        })),
+    )
+    .await;
+    c.send_method(0, common::open_vhost("/")).await;
+    assert!(matches!(
+        c.next().await,
+        Seen::Frame(Frame::Method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))
+        ))
+    ));
+    // Keep the server from timing us out while we count its heartbeats.
+    let mut heartbeats = 0;
+    while heartbeats < 3 {
+        c.send_raw(&[8, 0, 0, 0, 0, 0, 0, 0xCE]).await;
+        match c.next().await {
+            Seen::Frame(Frame::Heartbeat(0)) => heartbeats += 1,
+            other => panic!("expected a heartbeat, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_is_disconnected_after_missed_heartbeats() {
+    let broker = start().await;
+    let mut c = RawClient::connect(broker.addr).await;
+    c.start_ok(b"\0guest\0guest", false).await.expect("tune");
+    c.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 1,
+        })),
+    )
+    .await;
+    c.send_method(0, common::open_vhost("/")).await;
+    // The client never sends anything again: the server drops it (no close frame).
+    loop {
+        match c.next().await {
+            Seen::Frame(Frame::Heartbeat(0)) => continue,
+            Seen::Frame(Frame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)),
+            )) => continue,
+            Seen::Closed => break,
+            other => panic!("expected heartbeats then a close, got {other:?}"),
+        }
+    }
+    common::assert_broker_healthy(broker.addr).await;
+}
+
+#[tokio::test]
+async fn lapin_with_heartbeats_stays_connected() {
+    let broker = start().await;
+    let conn = lapin_connect(&broker.uri("heartbeat=1")).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        conn.status().connected(),
+        "lapin's heartbeats keep the connection up"
+    );
+    let ch = conn.create_channel().await.expect("channel");
+    assert!(ch.status().connected());
+    conn.close(200, "bye".into()).await.expect("close");
+}
+
+#[tokio::test]
+async fn frame_max_is_enforced_and_bodies_split_by_it() {
+    let broker = start().await;
+    let mut c = RawClient::open_tuned(broker.addr, 4096, 2047).await;
+    c.open_channel(1).await;
+    // A 5000-octet payload on a 4096 frame_max connection.
+    let mut frame = vec![3, 0, 1, 0, 0, 0x13, 0x88];
+    frame.extend_from_slice(&[0u8; 5000]);
+    frame.push(0xCE);
+    c.send_raw(&frame).await;
+    let (text, class, method) = c.expect_connection_close(501).await;
+    assert_eq!(
+        text,
+        "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,5000,4088}"
+    );
+    assert_eq!((class, method), (0, 0));
+    common::assert_broker_healthy(broker.addr).await;
+}
+
+#[tokio::test]
+async fn client_close_gets_close_ok() {
+    let broker = start().await;
+    let conn = lapin_connect(&broker.uri("")).await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.close(200, "done".into()).await.expect("channel close");
+    conn.close(200, "bye".into())
+        .await
+        .expect("close-ok arrives");
+    assert!(conn.status().closed());
+}
+
+#[tokio::test]
+async fn broker_shutdown_closes_connections_with_320() {
+    let broker = start().await;
+    let mut c = RawClient::open(broker.addr).await;
+    let stopping = tokio::spawn(broker.stop());
+    let (text, _, _) = c.expect_connection_close(320).await;
+    assert_eq!(
+        text,
+        "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+    );
+    c.close_ok_and_expect_eof().await;
+    stopping.await.expect("broker stopped");
+}
+
+#[tokio::test]
+async fn lapin_notices_broker_shutdown() {
+    let broker = start().await;
+    let conn = lapin_connect(&broker.uri("")).await;
+    broker.stop().await;
+    assert!(eventually(|| !conn.status().connected()).await);
+}
+
+#[tokio::test]
+async fn wrong_vhost_is_530() {
+    let broker = start().await;
+    let err = Connection::connect(
+        &format!("amqp://guest:guest@{}/nosuch", broker.addr),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect_err("unknown vhost");
+    assert!(err.to_string().contains("vhost nosuch not found"), "{err}");
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused() {
+    let broker = start().await;
+    let err = Connection::connect(
+        &format!("amqp://guest:nope@{}/%2f", broker.addr),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect_err("bad password");
+    assert!(!err.to_string().is_empty());
+    common::assert_broker_healthy(broker.addr).await;
+}
+
+#[tokio::test]
+async fn config_can_change_the_offered_limits() {
+    let broker = start_with(|c| {
+        c.channel_max = 100;
+        c.heartbeat = 30;
+    })
+    .await;
+    let conn = lapin_connect(&broker.uri("")).await;
+    assert_eq!(conn.configuration().channel_max(), 100);
+    assert_eq!(conn.configuration().heartbeat(), 30);
+}
