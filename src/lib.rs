@@ -8,7 +8,12 @@
 //! - [`server`]: the listener, the accept loop, graceful shutdown, the shared [`server::Broker`].
 //! - [`connection`]: one task per connection: handshake, frame loop, channel demux,
 //!   heartbeats; [`connection::writer`] is the task that owns the socket's write half.
-//! - [`channel`]: per-channel state: open/closing, content assembly, confirm mode.
+//! - [`channel`]: per-channel state and method dispatch: declares, publish (confirms,
+//!   tx), consume, get, acks, qos.
+//! - [`vhost`]: a vhost's exchanges, queues and bindings, the declare rules, routing.
+//! - [`queue`]: the queue engine (ready list, delivery to consumers with credit,
+//!   acks, requeue at the original position) and typed `x-` arguments.
+//! - [`message`]: a published message, shared by the queues it reaches.
 //! - [`auth`]: users and SASL (PLAIN, AMQPLAIN).
 //! - [`error`]: AMQP exceptions (reply code + RabbitMQ's reply text).
 //!
@@ -21,7 +26,10 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod message;
+pub mod queue;
 pub mod server;
+pub mod vhost;
 
 pub use config::Config;
 pub use server::{Broker, run};

@@ -7,7 +7,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use dashmap::DashMap;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
+use crate::vhost::VHost;
 
 /// How long shutdown waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -29,7 +33,8 @@ pub struct Broker {
     pub users: Users,
     /// Name reported as `cluster_name` in connection.start.
     pub cluster_name: String,
-    vhosts: Vec<String>,
+    vhosts: DashMap<String, Arc<VHost>>,
+    next_connection_id: AtomicU64,
 }
 
 impl Broker {
@@ -39,14 +44,23 @@ impl Broker {
         Arc::new(Broker {
             users: Users::from_config(&config),
             cluster_name: format!("warren@{host}"),
-            vhosts: vec![config.default_vhost.clone()],
+            vhosts: DashMap::from_iter([(
+                config.default_vhost.clone(),
+                VHost::new(&config.default_vhost),
+            )]),
+            next_connection_id: AtomicU64::new(1),
             config,
         })
     }
 
-    /// Whether a vhost of that name exists.
-    pub fn vhost_exists(&self, name: &str) -> bool {
-        self.vhosts.iter().any(|v| v == name)
+    /// A vhost by name.
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    /// A fresh connection id (owner key of exclusive queues).
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 }
 

@@ -59,6 +59,15 @@ pub enum CodecError {
         /// The method's arguments as received.
         arguments: bytes::Bytes,
     },
+    /// basic.qos with a prefetch-size: RabbitMQ does not implement it (540).
+    /// amq-protocol's `Qos` has no field for it, so the decoder checks it here.
+    #[error("prefetch_size!=0 ({prefetch_size})")]
+    PrefetchSize {
+        /// The channel the frame came on.
+        channel: u16,
+        /// The prefetch-size received.
+        prefetch_size: u32,
+    },
     /// A content header frame that does not decode.
     #[error("cannot decode content header on channel {channel}")]
     MalformedHeader {
@@ -74,10 +83,22 @@ pub enum CodecError {
 }
 
 impl CodecError {
+    /// Whether frame boundaries are lost: nothing after this can be decoded.
+    pub fn breaks_framing(&self) -> bool {
+        matches!(
+            self,
+            CodecError::UnknownFrameType { .. }
+                | CodecError::BadFrameEnd { .. }
+                | CodecError::FrameTooLarge { .. }
+        )
+    }
+
     /// The reply code RabbitMQ closes the connection with for this failure.
     pub fn reply_code(&self) -> ReplyCode {
         match self {
-            CodecError::UnknownMethod { .. } => ReplyCode::NotImplemented,
+            CodecError::UnknownMethod { .. } | CodecError::PrefetchSize { .. } => {
+                ReplyCode::NotImplemented
+            }
             CodecError::Encode(_) | CodecError::Io(_) => ReplyCode::InternalError,
             _ => ReplyCode::FrameError,
         }

@@ -386,7 +386,14 @@ mod tests {
         exact.push(FRAME_END);
         assert_eq!(decode_all(&exact, 4096).expect("4096").len(), 1);
         let err = decode_all(&[3, 0, 1, 0, 0, 0x10, 0x01], 4096).expect_err("4097");
-        assert!(matches!(err, CodecError::FrameTooLarge { size: 4097, max: 4088, .. }));
+        assert!(matches!(
+            err,
+            CodecError::FrameTooLarge {
+                size: 4097,
+                max: 4088,
+                ..
+            }
+        ));
         let frames = decode_all(&[8, 0, 1, 0, 0, 0, 0, FRAME_END], 0).expect("heartbeat");
         assert_eq!(frames, vec![Frame::Heartbeat(1)]);
     }

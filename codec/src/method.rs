@@ -137,7 +137,7 @@ pub fn decode(channel: u16, payload: &[u8]) -> Result<AMQPClass, CodecError> {
             arguments: bytes::Bytes::copy_from_slice(&payload[4..]),
         });
     }
-    all_consuming(parse_class)
+    let method = all_consuming(parse_class)
         .parse(payload)
         .map(|(_, method)| method)
         .map_err(|_| CodecError::MalformedMethod {
@@ -145,7 +145,20 @@ pub fn decode(channel: u16, payload: &[u8]) -> Result<AMQPClass, CodecError> {
             class_id,
             method_id,
             arguments: bytes::Bytes::copy_from_slice(&payload[4..]),
-        })
+        })?;
+    // basic.qos: prefetch-size is the first argument (u32).
+    if (class_id, method_id) == (60, 10)
+        && let [a, b, c, d, ..] = payload[4..]
+    {
+        let prefetch_size = u32::from_be_bytes([a, b, c, d]);
+        if prefetch_size != 0 {
+            return Err(CodecError::PrefetchSize {
+                channel,
+                prefetch_size,
+            });
+        }
+    }
+    Ok(method)
 }
 
 /// Appends the payload of `method` (ids and arguments) to `out`.

@@ -1,16 +1,30 @@
-//! Per-channel state: open/closing, content assembly, confirm mode.
+//! Per-channel state and method dispatch.
 //!
-//! A channel is plain state inside its connection (no task of its own). The
-//! connection feeds it frames; it answers with frames to send and, when a message
-//! is complete, a [`Publication`] for the connection to route.
+//! A channel is plain state inside its connection's task (no task of its own).
+//! The part that queues touch from other tasks (delivery tags, unacked
+//! deliveries, consumers) is [`shared::ChannelShared`].
+//!
+//! - `declare.rs`: exchange.* and queue.* methods.
+//! - `basic.rs`: publish, consume, get, ack/nack/reject, qos, recover.
+//! - `content.rs`: assembling publish + header + body frames.
 
+mod basic;
 pub mod content;
+mod declare;
+pub mod shared;
 
-use warren_codec::protocol::{AMQPClass, access, basic, channel, confirm};
+use std::sync::Arc;
+
+use warren_codec::protocol::{AMQPClass, access, channel, confirm, tx};
 
 pub use content::{Assembly, Publication};
+pub use declare::notify_cancelled;
+pub use shared::ChannelShared;
 
+use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
+use crate::queue::by_queue;
+use crate::vhost::VHost;
 
 /// Whether the channel is usable or waiting for the client's close-ok.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +44,28 @@ pub enum Step {
     Closed,
 }
 
+/// Where the connection is, as a channel needs to know it.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// Unique id of the connection (owner of exclusive queues).
+    pub id: u64,
+    /// The vhost it opened.
+    pub vhost: Arc<VHost>,
+    /// The authenticated user.
+    pub user: String,
+    /// Largest message accepted.
+    pub max_message_size: u64,
+}
+
+/// Publisher mode: plain, confirms or transactions (they exclude each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    /// Confirm mode; the next publish sequence number.
+    Confirm(u64),
+    Tx,
+}
+
 /// One open channel.
 #[derive(Debug)]
 pub struct Channel {
@@ -39,138 +75,171 @@ pub struct Channel {
     pub state: ChannelState,
     /// Publish/header/body progress.
     pub assembly: Assembly,
-    /// In confirm mode: the sequence number the next publish gets.
-    pub next_confirm_tag: Option<u64>,
+    /// What queues see of this channel.
+    pub shared: Arc<ChannelShared>,
+    conn: ConnectionInfo,
+    mode: Mode,
+    /// basic.qos global=false: the prefetch new consumers get.
+    consumer_prefetch: u16,
+    /// The queue most recently declared here (for the empty-name shortcut).
+    last_queue: String,
+    /// Publishes and acks waiting for tx.commit.
+    tx_pending: Vec<basic::TxOp>,
 }
 
 impl Channel {
     /// A newly opened channel.
-    pub fn new(id: u16) -> Self {
+    pub fn new(id: u16, shared: Arc<ChannelShared>, conn: ConnectionInfo) -> Self {
         Channel {
             id,
             state: ChannelState::Open,
             assembly: Assembly::Idle,
-            next_confirm_tag: None,
+            shared,
+            conn,
+            mode: Mode::Plain,
+            consumer_prefetch: 0,
+            last_queue: String::new(),
+            tx_pending: Vec::new(),
         }
     }
 
-    /// Handles a method on an open channel; replies go to `replies`.
-    pub fn on_method(
-        &mut self,
-        method: AMQPClass,
-        replies: &mut Vec<AMQPClass>,
-    ) -> Result<Step, AmqpError> {
+    /// Sends a method on this channel.
+    async fn reply(&self, method: AMQPClass) {
+        // A failed send means the writer is gone with the socket; the reader notices.
+        let _ = self
+            .shared
+            .out
+            .send(Outbound::Method(self.id, method))
+            .await;
+    }
+
+    /// Handles a method on an open channel.
+    pub async fn on_method(&mut self, method: AMQPClass) -> Result<Step, AmqpError> {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-        let at = |e: AmqpError| e.on_method(class_id, method_id);
+        self.dispatch(method).await.map_err(|e| {
+            if e.class_id == 0 {
+                e.on_method(class_id, method_id)
+            } else {
+                e
+            }
+        })
+    }
+
+    async fn dispatch(&mut self, method: AMQPClass) -> Result<Step, AmqpError> {
         match method {
-            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
-                Err(at(AmqpError::channel_error("second 'channel.open' seen")))
-            }
-            AMQPClass::Channel(channel::AMQPMethod::Close(_)) => Ok(Step::Closed),
-            // A close-ok for a close we never sent.
-            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                Err(at(AmqpError::command_invalid("unimplemented method")))
-            }
+            AMQPClass::Channel(m) => return self.on_channel_method(m).await,
             AMQPClass::Access(access::AMQPMethod::Request(_)) => {
-                replies.push(AMQPClass::Access(access::AMQPMethod::RequestOk(
+                self.reply(AMQPClass::Access(access::AMQPMethod::RequestOk(
                     access::RequestOk {},
-                )));
-                Ok(Step::Continue)
+                )))
+                .await;
             }
-            AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
-                // RabbitMQ does not let clients stop the server's deliveries this way.
-                if !flow.active {
-                    return Err(at(AmqpError::not_implemented("active=false")));
-                }
-                replies.push(AMQPClass::Channel(channel::AMQPMethod::FlowOk(
-                    channel::FlowOk { active: true },
-                )));
-                Ok(Step::Continue)
-            }
-            AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(Step::Continue),
-            AMQPClass::Basic(basic::AMQPMethod::Publish(publish)) => {
-                if publish.immediate {
-                    return Err(at(AmqpError::not_implemented("immediate=true")));
-                }
-                self.assembly = Assembly::Header(publish);
-                Ok(Step::Continue)
-            }
+            AMQPClass::Exchange(m) => self.on_exchange_method(m).await?,
+            AMQPClass::Queue(m) => self.on_queue_method(m).await?,
+            AMQPClass::Basic(m) => self.on_basic_method(m).await?,
             AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => {
-                if self.next_confirm_tag.is_none() {
-                    self.next_confirm_tag = Some(1);
+                match self.mode {
+                    Mode::Tx => {
+                        return Err(AmqpError::precondition_failed(
+                            "cannot switch from tx to confirm mode",
+                        ));
+                    }
+                    Mode::Plain => self.mode = Mode::Confirm(1),
+                    Mode::Confirm(_) => {}
                 }
                 if !select.nowait {
-                    replies.push(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
+                    self.reply(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
                         confirm::SelectOk {},
-                    )));
+                    )))
+                    .await;
                 }
+            }
+            AMQPClass::Tx(m) => self.on_tx_method(m).await?,
+            other => return Err(unhandled(&other)),
+        }
+        Ok(Step::Continue)
+    }
+
+    async fn on_channel_method(&mut self, method: channel::AMQPMethod) -> Result<Step, AmqpError> {
+        match method {
+            channel::AMQPMethod::Open(_) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen"))
+            }
+            channel::AMQPMethod::Close(_) => Ok(Step::Closed),
+            // A close-ok for a close we never sent.
+            channel::AMQPMethod::CloseOk(_) => {
+                Err(AmqpError::command_invalid("unimplemented method"))
+            }
+            channel::AMQPMethod::Flow(flow) => {
+                // RabbitMQ does not let clients stop the server's deliveries this way.
+                if !flow.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                self.reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(
+                    channel::FlowOk { active: true },
+                )))
+                .await;
                 Ok(Step::Continue)
             }
-            other => Err(at(unhandled(&other))),
+            channel::AMQPMethod::FlowOk(_) => Ok(Step::Continue),
+            other => Err(unhandled(&AMQPClass::Channel(other))),
         }
+    }
+
+    async fn on_tx_method(&mut self, method: tx::AMQPMethod) -> Result<(), AmqpError> {
+        match method {
+            tx::AMQPMethod::Select(_) => {
+                if let Mode::Confirm(_) = self.mode {
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                self.mode = Mode::Tx;
+                self.reply(AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})))
+                    .await;
+            }
+            tx::AMQPMethod::Commit(_) => {
+                if self.mode != Mode::Tx {
+                    return Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    ));
+                }
+                self.commit().await?;
+                self.reply(AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})))
+                    .await;
+            }
+            tx::AMQPMethod::Rollback(_) => {
+                if self.mode != Mode::Tx {
+                    return Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    ));
+                }
+                self.rollback();
+                self.reply(AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})))
+                    .await;
+            }
+            other => return Err(unhandled(&AMQPClass::Tx(other))),
+        }
+        Ok(())
+    }
+
+    /// Releases everything the channel holds: cancels its consumers (auto-deleting
+    /// queues left without one) and requeues its unacked deliveries.
+    pub fn release(&mut self) {
+        let consumers: Vec<_> = self.shared.consumers.lock().drain().collect();
+        for (tag, queue) in consumers {
+            if queue.remove_consumer(&self.shared, &tag) {
+                self.conn.vhost.remove_queue(&queue);
+            }
+        }
+        by_queue(self.shared.take_all_unacked(), |queue, seqs| {
+            queue.requeue(seqs)
+        });
     }
 }
 
 /// The error for a method Warren does not take on a channel: a server-to-client
-/// method sent by a client is 503 "unimplemented method" (as RabbitMQ answers);
-/// the rest are AMQP features still to be built, 540 NOT_IMPLEMENTED.
-fn unhandled(method: &AMQPClass) -> AmqpError {
-    let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-    let server_only = matches!(
-        method,
-        AMQPClass::Connection(_)
-            | AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))
-            | AMQPClass::Basic(
-                basic::AMQPMethod::QosOk(_)
-                    | basic::AMQPMethod::ConsumeOk(_)
-                    | basic::AMQPMethod::Return(_)
-                    | basic::AMQPMethod::Deliver(_)
-                    | basic::AMQPMethod::GetOk(_)
-                    | basic::AMQPMethod::GetEmpty(_)
-                    | basic::AMQPMethod::RecoverOk(_)
-            )
-            | AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_))
-    ) || (class_id != 60 && method_id % 10 == 1 && class_id != 20);
-    if server_only {
-        AmqpError::command_invalid("unimplemented method")
-    } else {
-        AmqpError::not_implemented(format!(
-            "{} is not implemented by Warren yet",
-            warren_codec::method::name(class_id, method_id)
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use warren_codec::ReplyCode;
-    use warren_codec::protocol::queue;
-
-    #[test]
-    fn flow_and_second_open() {
-        let mut ch = Channel::new(1);
-        let mut replies = Vec::new();
-        let flow = AMQPClass::Channel(channel::AMQPMethod::Flow(channel::Flow { active: true }));
-        ch.on_method(flow, &mut replies).expect("flow");
-        assert_eq!(replies.len(), 1);
-        let open = AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
-        let e = ch.on_method(open, &mut replies).expect_err("second open");
-        assert_eq!(
-            (e.code, e.class_id, e.method_id),
-            (ReplyCode::ChannelError, 20, 10)
-        );
-    }
-
-    #[test]
-    fn client_sent_server_methods_are_command_invalid() {
-        let mut ch = Channel::new(1);
-        let ok = AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
-            queue: "q".into(),
-            message_count: 0,
-            consumer_count: 0,
-        }));
-        let e = ch.on_method(ok, &mut Vec::new()).expect_err("declare-ok");
-        assert_eq!(e.code, ReplyCode::CommandInvalid);
-    }
+/// method sent by a client is 503 "unimplemented method" (as RabbitMQ answers).
+fn unhandled(_method: &AMQPClass) -> AmqpError {
+    AmqpError::command_invalid("unimplemented method")
 }

@@ -31,7 +31,7 @@ pub struct Tuned {
     /// The authenticated user.
     pub user: String,
     /// The vhost opened.
-    pub vhost: String,
+    pub vhost: Arc<crate::vhost::VHost>,
     /// Negotiated channel_max (0 = no limit).
     pub channel_max: u16,
     /// Negotiated frame_max (0 = no limit).
@@ -159,12 +159,12 @@ async fn negotiate(
     reader.set_frame_max(tune_ok.frame_max);
 
     let open = expect_open(reader).await?;
-    let vhost = open.virtual_host.as_str().to_owned();
-    if !broker.vhost_exists(&vhost) {
+    let Some(vhost) = broker.vhost(open.virtual_host.as_str()) else {
         return Err(HandshakeError::Close(
-            AmqpError::not_allowed(format!("vhost {vhost} not found")).on_method(10, 40),
+            AmqpError::not_allowed(format!("vhost {} not found", open.virtual_host))
+                .on_method(10, 40),
         ));
-    }
+    };
     send(
         &mut encoder,
         write,

@@ -19,11 +19,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use warren_codec::protocol::{AMQPClass, BasicProperties, basic, channel, connection};
+use warren_codec::protocol::{AMQPClass, BasicProperties, channel, connection};
 use warren_codec::types::ShortString;
-use warren_codec::{ContentHeader, Frame, FrameEncoder, ReplyCode};
+use warren_codec::{ContentHeader, Frame, FrameEncoder};
 
-use crate::channel::{Channel, ChannelState, Publication, Step, content};
+use crate::channel::{
+    Channel, ChannelShared, ChannelState, ConnectionInfo, Publication, Step, content,
+    notify_cancelled,
+};
 use crate::error::AmqpError;
 use crate::server::Broker;
 use handshake::{HandshakeError, Tuned};
@@ -56,12 +59,19 @@ pub async fn serve(
     };
     match (result, reader) {
         (Ok(tuned), Some(reader)) => {
-            tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost, "connection opened");
+            tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost.name, "connection opened");
             let (out, writer) = writer::spawn(write, tuned.frame_max, tuned.heartbeat);
+            let info = ConnectionInfo {
+                id: broker.next_connection_id(),
+                vhost: tuned.vhost.clone(),
+                user: tuned.user.clone(),
+                max_message_size: broker.config.max_message_size,
+            };
             let conn = Connection {
                 broker,
                 peer,
                 tuned,
+                info,
                 out,
                 channels: HashMap::new(),
             };
@@ -127,6 +137,7 @@ struct Connection {
     broker: Arc<Broker>,
     peer: SocketAddr,
     tuned: Tuned,
+    info: ConnectionInfo,
     out: OutboundTx,
     channels: HashMap<u16, Channel>,
 }
@@ -150,7 +161,7 @@ impl Connection {
                     },
                     Ok(None) => break,
                     Err(ReadError::Codec(e)) => {
-                        framing_broken = true;
+                        framing_broken = e.breaks_framing();
                         break 'frames Ending::Error(wire_text::codec_error(e));
                     }
                     Err(ReadError::Closed) => break 'frames Ending::Gone,
@@ -189,7 +200,21 @@ impl Connection {
                 }
             }
         }
+        self.release().await;
         let _ = self.out.send(Outbound::Shutdown).await;
+    }
+
+    /// What a closed connection leaves behind: its channels' consumers and
+    /// unacked deliveries, and its exclusive queues.
+    async fn release(&mut self) {
+        for (_, mut channel) in self.channels.drain() {
+            channel.release();
+        }
+        let vhost = &self.info.vhost;
+        for queue in vhost.exclusive_queues_of(self.info.id) {
+            let deleted = vhost.remove_queue(&queue);
+            notify_cancelled(&deleted.consumers).await;
+        }
     }
 
     /// After the client's connection.close: ignore frames until it hangs up,
@@ -275,15 +300,12 @@ impl Connection {
             return Ok(());
         }
         channel.assembly.check_method()?;
-        let mut replies = Vec::new();
-        let step = channel.on_method(method, &mut replies);
-        for reply in replies {
-            self.send(id, reply).await;
-        }
-        match step {
+        match channel.on_method(method).await {
             Ok(Step::Continue) => Ok(()),
             Ok(Step::Closed) => {
-                self.channels.remove(&id);
+                if let Some(mut channel) = self.channels.remove(&id) {
+                    channel.release();
+                }
                 self.send(id, close_ok()).await;
                 Ok(())
             }
@@ -306,7 +328,16 @@ impl Connection {
             ))
             .on_method(class_id, method_id));
         }
-        self.channels.insert(id, Channel::new(id));
+        let cancel_notify = matches!(
+            self.tuned
+                .capabilities
+                .inner()
+                .get("consumer_cancel_notify"),
+            Some(warren_codec::types::AMQPValue::Boolean(true))
+        );
+        let shared = ChannelShared::new(id, self.out.clone(), cancel_notify);
+        self.channels
+            .insert(id, Channel::new(id, shared, self.info.clone()));
         self.send(
             id,
             AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -324,6 +355,7 @@ impl Connection {
         if let Some(channel) = self.channels.get_mut(&id) {
             channel.state = ChannelState::Closing;
             channel.assembly = Default::default();
+            channel.release();
         }
         self.send(
             id,
@@ -379,49 +411,15 @@ impl Connection {
         }
     }
 
-    /// Routes a complete message. There are no queues yet (the queue engine is the
-    /// next issue), so every message is unroutable: a mandatory one comes back with
-    /// basic.return 312 NO_ROUTE, and in confirm mode the ack follows at once, as
-    /// RabbitMQ does for unroutable messages.
+    /// Hands a complete message to its channel; a soft error closes the channel.
     async fn publish(&mut self, id: u16, publication: Publication) -> Result<(), AmqpError> {
-        let Publication {
-            publish,
-            header,
-            body,
-            ..
-        } = publication;
-        if publish.mandatory {
-            let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
-                reply_code: ReplyCode::NoRoute.code(),
-                reply_text: "NO_ROUTE".into(),
-                exchange: publish.exchange,
-                routing_key: publish.routing_key,
-            }));
-            let _ = self
-                .out
-                .send(Outbound::MethodWithContent(id, ret, header, body))
-                .await;
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return Ok(());
+        };
+        match channel.publish(publication).await {
+            Ok(()) => Ok(()),
+            Err(error) => self.channel_exception(id, error.on_method(60, 40)).await,
         }
-        let tag = self
-            .channels
-            .get_mut(&id)
-            .and_then(|ch| ch.next_confirm_tag.as_mut())
-            .map(|next| {
-                let tag = *next;
-                *next += 1;
-                tag
-            });
-        if let Some(delivery_tag) = tag {
-            self.send(
-                id,
-                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                    delivery_tag,
-                    multiple: false,
-                })),
-            )
-            .await;
-        }
-        Ok(())
     }
 }
 

@@ -50,6 +50,10 @@ pub fn codec_error(error: CodecError) -> AmqpError {
             ..
         } => AmqpError::frame_error(format!("cannot decode {}", erlang_w(&arguments)))
             .on_method(class_id, method_id),
+        CodecError::PrefetchSize { prefetch_size, .. } => {
+            AmqpError::not_implemented(format!("prefetch_size!=0 ({prefetch_size})"))
+                .on_method(60, 10)
+        }
         CodecError::MalformedHeader { .. } => {
             AmqpError::frame_error("cannot decode content header").on_method(60, 40)
         }

@@ -8,12 +8,17 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
-use warren_codec::protocol::AMQPClass;
+
+use warren_codec::protocol::{AMQPClass, basic};
+use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, FrameEncoder};
+
+use crate::message::Message;
 
 /// How many queued frames one batch takes at most before writing.
 const BATCH: usize = 256;
@@ -28,6 +33,32 @@ pub enum Outbound {
     Method(u16, AMQPClass),
     /// A method frame followed by a content header and body frames.
     MethodWithContent(u16, AMQPClass, ContentHeader, Bytes),
+    /// basic.deliver with its content (encoded by hand: the hot path).
+    Deliver {
+        /// Channel number.
+        channel: u16,
+        /// The consumer's tag.
+        consumer_tag: Arc<str>,
+        /// The channel's delivery tag.
+        delivery_tag: u64,
+        /// Delivered before.
+        redelivered: bool,
+        /// The message.
+        message: Arc<Message>,
+    },
+    /// basic.get-ok with its content.
+    GetOk {
+        /// Channel number.
+        channel: u16,
+        /// The channel's delivery tag.
+        delivery_tag: u64,
+        /// Delivered before.
+        redelivered: bool,
+        /// Ready messages left in the queue.
+        message_count: u32,
+        /// The message.
+        message: Arc<Message>,
+    },
     /// Flush what is queued, then close the socket.
     Shutdown,
 }
@@ -76,6 +107,31 @@ async fn run(
                         Outbound::MethodWithContent(channel, method, header, body) => {
                             match encoder.method(channel, &method, &mut buf) {
                                 Ok(()) => encoder.content(channel, &header, &body, frame_max, &mut buf),
+                                Err(error) => tracing::error!(%error, "dropping a message that cannot be encoded"),
+                            }
+                        }
+                        Outbound::Deliver { channel, consumer_tag, delivery_tag, redelivered, message } => {
+                            encoder.deliver(
+                                channel,
+                                &consumer_tag,
+                                delivery_tag,
+                                redelivered,
+                                &message.exchange,
+                                &message.routing_key,
+                                &mut buf,
+                            );
+                            encoder.content(channel, &message.header, &message.body, frame_max, &mut buf);
+                        }
+                        Outbound::GetOk { channel, delivery_tag, redelivered, message_count, message } => {
+                            let get_ok = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                                delivery_tag,
+                                redelivered,
+                                exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
+                                routing_key: ShortString::try_new(message.routing_key.clone()).unwrap_or_default(),
+                                message_count,
+                            }));
+                            match encoder.method(channel, &get_ok, &mut buf) {
+                                Ok(()) => encoder.content(channel, &message.header, &message.body, frame_max, &mut buf),
                                 Err(error) => tracing::error!(%error, "dropping a message that cannot be encoded"),
                             }
                         }

@@ -1,0 +1,341 @@
+//! basic.* on a channel: publish (with confirms and transactions), consume,
+//! cancel, get, ack/nack/reject, qos, recover.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use warren_codec::ReplyCode;
+use warren_codec::protocol::{AMQPClass, basic};
+use warren_codec::types::ShortString;
+
+use super::declare::generated_name;
+use super::shared::Unacked;
+use super::{Channel, Mode, Publication};
+use crate::connection::writer::Outbound;
+use crate::error::AmqpError;
+use crate::message::Message;
+use crate::queue::{Consumer, GetResult, Queue, by_queue};
+
+/// What happens to settled deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// basic.ack: done with them.
+    Ack,
+    /// nack/reject with requeue: back to their queues, redelivered.
+    Requeue,
+    /// nack/reject without requeue: dropped.
+    Discard,
+}
+
+/// Work a transaction holds until tx.commit.
+#[derive(Debug)]
+pub enum TxOp {
+    /// A routed message and its queues.
+    Publish(Arc<Message>, Vec<Arc<Queue>>, bool),
+    /// Deliveries acked, nacked or rejected inside the transaction.
+    Settle(BTreeMap<u64, Unacked>, Settle),
+}
+
+impl Channel {
+    pub(super) async fn on_basic_method(
+        &mut self,
+        method: basic::AMQPMethod,
+    ) -> Result<(), AmqpError> {
+        match method {
+            basic::AMQPMethod::Publish(publish) => {
+                if publish.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                self.assembly = super::Assembly::Header(publish);
+            }
+            // A prefetch-size other than 0 was refused by the decoder (540).
+            basic::AMQPMethod::Qos(m) => {
+                if m.global {
+                    self.shared.deliveries.lock().global_prefetch = m.prefetch_count;
+                    self.kick_consumed_queues();
+                } else {
+                    self.consumer_prefetch = m.prefetch_count;
+                }
+                self.reply(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
+                    .await;
+            }
+            basic::AMQPMethod::Consume(m) => self.consume(m).await?,
+            basic::AMQPMethod::Cancel(m) => {
+                let tag: Arc<str> = Arc::from(m.consumer_tag.as_str());
+                let queue = self.shared.consumers.lock().remove(&tag);
+                if let Some(queue) = queue
+                    && queue.remove_consumer(&self.shared, &tag)
+                {
+                    self.conn.vhost.remove_queue(&queue);
+                }
+                if !m.nowait {
+                    self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(
+                        basic::CancelOk {
+                            consumer_tag: m.consumer_tag,
+                        },
+                    )))
+                    .await;
+                }
+            }
+            basic::AMQPMethod::Get(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+                let Ok(permit) = self.shared.out.reserve().await else {
+                    return Ok(());
+                };
+                if let GetResult::Empty = queue.get(&self.shared, m.no_ack, permit) {
+                    self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
+                        basic::GetEmpty {},
+                    )))
+                    .await;
+                }
+            }
+            basic::AMQPMethod::Ack(m) => self.settle(m.delivery_tag, m.multiple, Settle::Ack)?,
+            basic::AMQPMethod::Nack(m) => {
+                self.settle(m.delivery_tag, m.multiple, requeue_or_discard(m.requeue))?;
+            }
+            basic::AMQPMethod::Reject(m) => {
+                self.settle(m.delivery_tag, false, requeue_or_discard(m.requeue))?;
+            }
+            basic::AMQPMethod::Recover(m) => {
+                self.recover(m.requeue)?;
+                self.reply(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(
+                    basic::RecoverOk {},
+                )))
+                .await;
+            }
+            basic::AMQPMethod::RecoverAsync(m) => self.recover(m.requeue)?,
+            other => return Err(super::unhandled(&AMQPClass::Basic(other))),
+        }
+        Ok(())
+    }
+
+    async fn consume(&mut self, m: basic::Consume) -> Result<(), AmqpError> {
+        let name = self.queue_name(&m.queue)?;
+        let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+        let tag: Arc<str> = match m.consumer_tag.as_str() {
+            "" => Arc::from(generated_name("amq.ctag-")),
+            tag => Arc::from(tag),
+        };
+        if self.shared.consumers.lock().contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let consumer = Consumer::new(
+            tag.clone(),
+            self.shared.clone(),
+            m.no_ack,
+            m.exclusive,
+            self.consumer_prefetch,
+        );
+        // consume-ok goes out before the first delivery can.
+        if !m.nowait {
+            self.reply(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(
+                basic::ConsumeOk {
+                    consumer_tag: ShortString::try_new(tag.to_string()).unwrap_or_default(),
+                },
+            )))
+            .await;
+        }
+        queue.add_consumer(consumer)?;
+        self.shared.consumers.lock().insert(tag, queue);
+        Ok(())
+    }
+
+    fn settle(&mut self, tag: u64, multiple: bool, how: Settle) -> Result<(), AmqpError> {
+        let settled = self
+            .shared
+            .settle(tag, multiple)
+            .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))?;
+        if self.mode == Mode::Tx {
+            self.tx_pending.push(TxOp::Settle(settled, how));
+            return Ok(());
+        }
+        self.apply_settle(settled, how);
+        Ok(())
+    }
+
+    fn apply_settle(&self, settled: BTreeMap<u64, Unacked>, how: Settle) {
+        by_queue(settled.into_values().collect(), |queue, seqs| match how {
+            Settle::Ack | Settle::Discard => queue.ack(seqs),
+            Settle::Requeue => queue.requeue(seqs),
+        });
+        // A channel-wide prefetch may have held back other queues' consumers.
+        if self.shared.deliveries.lock().global_prefetch != 0 {
+            self.kick_consumed_queues();
+        }
+    }
+
+    fn kick_consumed_queues(&self) {
+        let queues: Vec<Arc<Queue>> = self.shared.consumers.lock().values().cloned().collect();
+        for queue in queues {
+            queue.kick();
+        }
+    }
+
+    fn recover(&mut self, requeue: bool) -> Result<(), AmqpError> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        by_queue(self.shared.take_all_unacked(), |queue, seqs| {
+            queue.requeue(seqs)
+        });
+        Ok(())
+    }
+
+    /// A complete message: check it, route it, enqueue it (or hold it for
+    /// tx.commit), return it if mandatory and unroutable, confirm it.
+    pub async fn publish(&mut self, publication: Publication) -> Result<(), AmqpError> {
+        let Publication {
+            publish,
+            header,
+            properties,
+            body,
+        } = publication;
+        if let Some(user_id) = properties.user_id()
+            && user_id.as_str() != self.conn.user
+        {
+            return Err(AmqpError::precondition_failed(format!(
+                "user_id property set to '{user_id}' but authenticated user was '{}'",
+                self.conn.user
+            )));
+        }
+        if let Some(expiration) = properties.expiration() {
+            check_expiration(expiration.as_str())?;
+        }
+        let queues = self.conn.vhost.route(
+            publish.exchange.as_str(),
+            publish.routing_key.as_str(),
+            properties.headers().as_ref(),
+        )?;
+        let message = Arc::new(Message {
+            exchange: publish.exchange.to_string(),
+            routing_key: publish.routing_key.to_string(),
+            header,
+            properties: *properties,
+            body,
+        });
+        if self.mode == Mode::Tx {
+            self.tx_pending
+                .push(TxOp::Publish(message, queues, publish.mandatory));
+            return Ok(());
+        }
+        self.deliver_published(message, &queues, publish.mandatory)
+            .await;
+        if let Mode::Confirm(next) = &mut self.mode {
+            let delivery_tag = *next;
+            *next += 1;
+            self.reply(AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag,
+                multiple: false,
+            })))
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn deliver_published(
+        &self,
+        message: Arc<Message>,
+        queues: &[Arc<Queue>],
+        mandatory: bool,
+    ) {
+        if queues.is_empty() {
+            if mandatory {
+                let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                    reply_code: ReplyCode::NoRoute.code(),
+                    reply_text: "NO_ROUTE".into(),
+                    exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
+                    routing_key: ShortString::try_new(message.routing_key.clone())
+                        .unwrap_or_default(),
+                }));
+                let _ = self
+                    .shared
+                    .out
+                    .send(Outbound::MethodWithContent(
+                        self.id,
+                        ret,
+                        message.header.clone(),
+                        message.body.clone(),
+                    ))
+                    .await;
+            }
+            return;
+        }
+        for queue in queues {
+            queue.publish(message.clone());
+        }
+    }
+
+    /// tx.commit: the held publishes are enqueued, the held settlements applied.
+    pub(super) async fn commit(&mut self) -> Result<(), AmqpError> {
+        for op in std::mem::take(&mut self.tx_pending) {
+            match op {
+                TxOp::Publish(message, queues, mandatory) => {
+                    self.deliver_published(message, &queues, mandatory).await;
+                }
+                TxOp::Settle(settled, how) => self.apply_settle(settled, how),
+            }
+        }
+        Ok(())
+    }
+
+    /// tx.rollback: held publishes are dropped, held settlements undone.
+    pub(super) fn rollback(&mut self) {
+        for op in std::mem::take(&mut self.tx_pending) {
+            if let TxOp::Settle(settled, _) = op {
+                self.shared.unsettle(settled);
+            }
+        }
+    }
+}
+
+fn requeue_or_discard(requeue: bool) -> Settle {
+    if requeue {
+        Settle::Requeue
+    } else {
+        Settle::Discard
+    }
+}
+
+/// The per-message `expiration` property must be a non-negative integer (ms).
+fn check_expiration(expiration: &str) -> Result<(), AmqpError> {
+    let digits = expiration.trim_start_matches(['-', '+']);
+    let numeric_len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    let invalid = |why: String| {
+        Err(AmqpError::precondition_failed(format!(
+            "invalid expiration '{expiration}': {why}"
+        )))
+    };
+    if numeric_len == 0 {
+        return invalid("no_integer".into());
+    }
+    if numeric_len < digits.len() {
+        return invalid(format!(
+            "{{leftover_string,\"{}\"}}",
+            &digits[numeric_len..]
+        ));
+    }
+    if expiration.starts_with('-') {
+        return invalid(format!("{{value_negative,{expiration}}}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_rules() {
+        assert!(check_expiration("1000").is_ok());
+        assert!(check_expiration("0").is_ok());
+        assert_eq!(
+            check_expiration("abc").expect_err("text").reply_text(),
+            "PRECONDITION_FAILED - invalid expiration 'abc': no_integer"
+        );
+        assert!(check_expiration("-1").is_err());
+        assert!(check_expiration("10x").is_err());
+    }
+}

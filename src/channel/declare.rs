@@ -1,0 +1,210 @@
+//! exchange.* and queue.* on a channel: the vhost applies the rules, the channel
+//! answers (unless nowait) and remembers the last declared queue for the
+//! empty-name shortcut.
+
+use warren_codec::protocol::{AMQPClass, basic, exchange, queue};
+use warren_codec::types::ShortString;
+
+use super::Channel;
+use crate::connection::writer::Outbound;
+use crate::error::AmqpError;
+use crate::queue::Consumer;
+use crate::vhost::{Destination, QueueDeclare};
+
+impl Channel {
+    pub(super) async fn on_exchange_method(
+        &mut self,
+        method: exchange::AMQPMethod,
+    ) -> Result<(), AmqpError> {
+        let vhost = self.conn.vhost.clone();
+        let conn = self.conn.id;
+        let (reply, nowait) = match method {
+            exchange::AMQPMethod::Declare(m) => {
+                vhost.declare_exchange(
+                    m.exchange.as_str(),
+                    m.kind.as_str(),
+                    m.passive,
+                    m.durable,
+                    m.auto_delete,
+                    m.internal,
+                    &m.arguments,
+                )?;
+                (
+                    exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
+                    m.nowait,
+                )
+            }
+            exchange::AMQPMethod::Delete(m) => {
+                vhost.delete_exchange(m.exchange.as_str(), m.if_unused)?;
+                (
+                    exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
+                    m.nowait,
+                )
+            }
+            exchange::AMQPMethod::Bind(m) => {
+                let destination = Destination::Exchange(m.destination.to_string());
+                vhost.bind(
+                    m.source.as_str(),
+                    destination,
+                    m.routing_key.as_str(),
+                    &m.arguments,
+                    conn,
+                )?;
+                (exchange::AMQPMethod::BindOk(exchange::BindOk {}), m.nowait)
+            }
+            exchange::AMQPMethod::Unbind(m) => {
+                let destination = Destination::Exchange(m.destination.to_string());
+                vhost.unbind(
+                    m.source.as_str(),
+                    destination,
+                    m.routing_key.as_str(),
+                    &m.arguments,
+                    conn,
+                )?;
+                (
+                    exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {}),
+                    m.nowait,
+                )
+            }
+            other => return Err(super::unhandled(&AMQPClass::Exchange(other))),
+        };
+        if !nowait {
+            self.reply(AMQPClass::Exchange(reply)).await;
+        }
+        Ok(())
+    }
+
+    /// The queue a method names: the empty name means the last one declared here.
+    pub(super) fn queue_name(&self, name: &ShortString) -> Result<String, AmqpError> {
+        if !name.as_str().is_empty() {
+            return Ok(name.to_string());
+        }
+        if self.last_queue.is_empty() {
+            return Err(AmqpError::new(
+                warren_codec::ReplyCode::NotFound,
+                "no previously declared queue",
+            ));
+        }
+        Ok(self.last_queue.clone())
+    }
+
+    pub(super) async fn on_queue_method(
+        &mut self,
+        method: queue::AMQPMethod,
+    ) -> Result<(), AmqpError> {
+        let vhost = self.conn.vhost.clone();
+        let conn = self.conn.id;
+        let (reply, nowait) = match method {
+            queue::AMQPMethod::Declare(m) => {
+                let name = match m.queue.as_str() {
+                    "" if m.passive => self.queue_name(&m.queue)?,
+                    "" => generated_name("amq.gen-"),
+                    name => name.to_owned(),
+                };
+                let req = QueueDeclare {
+                    name,
+                    passive: m.passive,
+                    durable: m.durable,
+                    exclusive: m.exclusive,
+                    auto_delete: m.auto_delete,
+                    arguments: m.arguments,
+                };
+                let (queue, _) = vhost.declare_queue(&req, conn)?;
+                self.last_queue = queue.name.clone();
+                let ok = queue::DeclareOk {
+                    queue: ShortString::try_new(queue.name.clone()).unwrap_or_default(),
+                    message_count: queue.message_count(),
+                    consumer_count: queue.consumer_count(),
+                };
+                (queue::AMQPMethod::DeclareOk(ok), m.nowait)
+            }
+            queue::AMQPMethod::Bind(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
+                vhost.bind(
+                    m.exchange.as_str(),
+                    Destination::Queue(name),
+                    &key,
+                    &m.arguments,
+                    conn,
+                )?;
+                (queue::AMQPMethod::BindOk(queue::BindOk {}), m.nowait)
+            }
+            queue::AMQPMethod::Unbind(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
+                vhost.unbind(
+                    m.exchange.as_str(),
+                    Destination::Queue(name),
+                    &key,
+                    &m.arguments,
+                    conn,
+                )?;
+                (queue::AMQPMethod::UnbindOk(queue::UnbindOk {}), false)
+            }
+            queue::AMQPMethod::Purge(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let message_count = vhost.queue_for(&name, conn)?.purge();
+                (
+                    queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }),
+                    m.nowait,
+                )
+            }
+            queue::AMQPMethod::Delete(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let deleted = vhost.delete_queue(&name, m.if_unused, m.if_empty, conn)?;
+                notify_cancelled(&deleted.consumers).await;
+                let ok = queue::DeleteOk {
+                    message_count: deleted.message_count,
+                };
+                (queue::AMQPMethod::DeleteOk(ok), m.nowait)
+            }
+            other => return Err(super::unhandled(&AMQPClass::Queue(other))),
+        };
+        if !nowait {
+            self.reply(AMQPClass::Queue(reply)).await;
+        }
+        Ok(())
+    }
+
+    /// RabbitMQ's shortcut: empty queue and empty routing key bind with the last
+    /// declared queue's name as the key.
+    fn routing_key_shortcut(&self, queue: &ShortString, key: &str) -> String {
+        if queue.as_str().is_empty() && key.is_empty() {
+            self.last_queue.clone()
+        } else {
+            key.to_owned()
+        }
+    }
+}
+
+/// Consumers of a deleted queue: forgotten by their channels, and told with
+/// basic.cancel when their client advertised consumer_cancel_notify.
+pub async fn notify_cancelled(consumers: &[std::sync::Arc<Consumer>]) {
+    for consumer in consumers {
+        consumer.channel.consumers.lock().remove(&consumer.tag);
+        if consumer.channel.cancel_notify {
+            let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: ShortString::try_new(consumer.tag.to_string()).unwrap_or_default(),
+                nowait: true,
+            }));
+            let _ = consumer
+                .channel
+                .out
+                .send(Outbound::Method(consumer.channel.id, cancel))
+                .await;
+        }
+    }
+}
+
+/// `amq.gen-` / `amq.ctag-` followed by 22 url-safe base64 characters, as RabbitMQ names them.
+pub fn generated_name(prefix: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = uuid::Uuid::new_v4().as_u128();
+    let mut name = String::with_capacity(prefix.len() + 22);
+    name.push_str(prefix);
+    for i in 0..22 {
+        name.push(char::from(ALPHABET[((bits >> (i * 6)) & 63) as usize]));
+    }
+    name
+}

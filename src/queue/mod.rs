@@ -1,0 +1,388 @@
+//! The queue engine: ready messages in order, deliveries to consumers with credit,
+//! acks, requeues at the original position.
+//!
+//! Each queue's mutable state has one owner: a mutex that is never held across
+//! `.await`. Whoever publishes, acks or consumes runs the delivery loop
+//! ([`Queue::dispatch`]) under that lock and hands deliveries straight to the
+//! consumers' writer queues, so a transient message crosses no more task
+//! boundaries than reader -> writer.
+
+pub mod args;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc::error::TrySendError;
+use warren_codec::types::FieldTable;
+
+use crate::channel::shared::{ChannelShared, ConsumerCredit, Unacked};
+use crate::connection::writer::Outbound;
+use crate::error::AmqpError;
+use crate::message::Message;
+use crate::vhost::resource;
+pub use args::QueueArgs;
+
+/// A message's position in its queue: increasing with arrival, kept on requeue.
+pub type SeqId = u64;
+
+/// How a queue was declared.
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    /// Survives a restart.
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    /// Deleted when its last consumer goes (once it has had one).
+    pub auto_delete: bool,
+    /// The declare arguments as given.
+    pub arguments: FieldTable,
+    /// The `x-` arguments, parsed once.
+    pub args: QueueArgs,
+}
+
+/// A consumer attached to a queue.
+#[derive(Debug)]
+pub struct Consumer {
+    /// The consumer tag.
+    pub tag: Arc<str>,
+    /// The channel it consumes on.
+    pub channel: Arc<ChannelShared>,
+    /// Deliveries need no ack.
+    pub no_ack: bool,
+    /// Asked for exclusive access to the queue.
+    pub exclusive: bool,
+    /// Unacked count and prefetch.
+    pub credit: Arc<ConsumerCredit>,
+    /// Waiting for room in its connection's writer queue.
+    parked: AtomicBool,
+}
+
+impl Consumer {
+    /// A consumer on `channel`.
+    pub fn new(
+        tag: Arc<str>,
+        channel: Arc<ChannelShared>,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: u16,
+    ) -> Arc<Self> {
+        Arc::new(Consumer {
+            tag,
+            channel,
+            no_ack,
+            exclusive,
+            credit: Arc::new(ConsumerCredit {
+                prefetch,
+                ..Default::default()
+            }),
+            parked: AtomicBool::new(false),
+        })
+    }
+
+    fn can_take(&self) -> bool {
+        if self.parked.load(Ordering::Acquire) {
+            return false;
+        }
+        self.no_ack || (self.credit.has_room() && self.channel.deliveries.lock().has_room())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    message: Arc<Message>,
+    redelivered: bool,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    next_seq: SeqId,
+    ready: BTreeMap<SeqId, Entry>,
+    /// Delivered and waiting for an ack.
+    outstanding: HashMap<SeqId, Entry>,
+    consumers: Vec<Arc<Consumer>>,
+    next_consumer: usize,
+    ever_had_consumer: bool,
+    deleted: bool,
+}
+
+/// What basic.get found.
+#[derive(Debug)]
+pub enum GetResult {
+    /// The queue had no ready message.
+    Empty,
+    /// A message was sent to the client with this delivery tag.
+    Sent,
+}
+
+/// A queue.
+#[derive(Debug)]
+pub struct Queue {
+    /// Its name.
+    pub name: String,
+    /// Its vhost's name.
+    pub vhost: String,
+    /// How it was declared.
+    pub spec: QueueSpec,
+    state: Mutex<QueueState>,
+}
+
+impl Queue {
+    /// A new, empty queue.
+    pub fn new(name: String, vhost: String, spec: QueueSpec) -> Arc<Self> {
+        Arc::new(Queue {
+            name,
+            vhost,
+            spec,
+            state: Mutex::new(QueueState::default()),
+        })
+    }
+
+    /// `queue 'q' in vhost '/'`.
+    pub fn describe(&self) -> String {
+        resource("queue", &self.name, &self.vhost)
+    }
+
+    /// 405 when an exclusive queue belongs to another connection.
+    pub fn check_exclusive(&self, connection: u64) -> Result<(), AmqpError> {
+        match self.spec.exclusive_owner {
+            Some(owner) if owner != connection => Err(AmqpError::new(
+                warren_codec::ReplyCode::ResourceLocked,
+                format!(
+                    "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                    self.describe()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ready messages (what declare-ok and get-ok report).
+    pub fn message_count(&self) -> u32 {
+        u32::try_from(self.state.lock().ready.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Attached consumers.
+    pub fn consumer_count(&self) -> u32 {
+        u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Enqueues a message and delivers what can be delivered.
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) {
+        let mut st = self.state.lock();
+        if st.deleted {
+            return;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.ready.insert(
+            seq,
+            Entry {
+                message,
+                redelivered: false,
+            },
+        );
+        self.dispatch(&mut st);
+    }
+
+    /// Runs the delivery loop (after a change that may let messages flow).
+    pub fn kick(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        self.dispatch(&mut st);
+    }
+
+    /// Hands ready messages to consumers with credit, round-robin, in queue order.
+    fn dispatch(self: &Arc<Self>, st: &mut QueueState) {
+        while !st.ready.is_empty() && !st.consumers.is_empty() {
+            let n = st.consumers.len();
+            let Some(idx) = (0..n)
+                .map(|i| (st.next_consumer + i) % n)
+                .find(|&i| st.consumers[i].can_take())
+            else {
+                return;
+            };
+            st.next_consumer = (idx + 1) % n;
+            let consumer = st.consumers[idx].clone();
+            let permit = match consumer.channel.out.try_reserve() {
+                Ok(permit) => permit,
+                Err(TrySendError::Full(())) => {
+                    self.park(&consumer);
+                    continue;
+                }
+                // The connection is going away; its cleanup removes the consumer.
+                Err(TrySendError::Closed(())) => {
+                    consumer.parked.store(true, Ordering::Release);
+                    continue;
+                }
+            };
+            let Some((seq, entry)) = st.ready.pop_first() else {
+                return;
+            };
+            let mut deliveries = consumer.channel.deliveries.lock();
+            let delivery_tag = deliveries.take_tag();
+            if !consumer.no_ack {
+                deliveries.unacked.insert(
+                    delivery_tag,
+                    Unacked {
+                        queue: self.clone(),
+                        seq,
+                        consumer: Some(consumer.credit.clone()),
+                    },
+                );
+                consumer.credit.unacked.fetch_add(1, Ordering::AcqRel);
+                st.outstanding.insert(seq, entry.clone());
+            }
+            permit.send(Outbound::Deliver {
+                channel: consumer.channel.id,
+                consumer_tag: consumer.tag.clone(),
+                delivery_tag,
+                redelivered: entry.redelivered,
+                message: entry.message,
+            });
+        }
+    }
+
+    /// A consumer whose writer queue is full waits for room, then the queue retries.
+    fn park(self: &Arc<Self>, consumer: &Arc<Consumer>) {
+        if consumer.parked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let queue = self.clone();
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            if let Ok(permit) = consumer.channel.out.reserve().await {
+                drop(permit);
+                consumer.parked.store(false, Ordering::Release);
+                queue.kick();
+            }
+        });
+    }
+
+    /// basic.get: sends the head message as get-ok through `permit`'s writer slot.
+    pub fn get(
+        self: &Arc<Self>,
+        channel: &Arc<ChannelShared>,
+        no_ack: bool,
+        permit: tokio::sync::mpsc::Permit<'_, Outbound>,
+    ) -> GetResult {
+        let mut st = self.state.lock();
+        let Some((seq, entry)) = st.ready.pop_first() else {
+            return GetResult::Empty;
+        };
+        let message_count = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+        let mut deliveries = channel.deliveries.lock();
+        let delivery_tag = deliveries.take_tag();
+        if !no_ack {
+            deliveries.unacked.insert(
+                delivery_tag,
+                Unacked {
+                    queue: self.clone(),
+                    seq,
+                    consumer: None,
+                },
+            );
+            st.outstanding.insert(seq, entry.clone());
+        }
+        permit.send(Outbound::GetOk {
+            channel: channel.id,
+            delivery_tag,
+            redelivered: entry.redelivered,
+            message_count,
+            message: entry.message,
+        });
+        GetResult::Sent
+    }
+
+    /// Forgets acknowledged deliveries and lets more messages flow.
+    pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        let mut st = self.state.lock();
+        for seq in seqs {
+            st.outstanding.remove(&seq);
+        }
+        self.dispatch(&mut st);
+    }
+
+    /// Puts delivered messages back at their original positions, marked redelivered.
+    pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        let mut st = self.state.lock();
+        if st.deleted {
+            return;
+        }
+        for seq in seqs {
+            if let Some(mut entry) = st.outstanding.remove(&seq) {
+                entry.redelivered = true;
+                st.ready.insert(seq, entry);
+            }
+        }
+        self.dispatch(&mut st);
+    }
+
+    /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply.
+    pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> Result<(), AmqpError> {
+        let mut st = self.state.lock();
+        let exclusive_taken = st.consumers.iter().any(|c| c.exclusive);
+        if exclusive_taken || (consumer.exclusive && !st.consumers.is_empty()) {
+            return Err(AmqpError::access_refused(format!(
+                "{} in exclusive use",
+                self.describe()
+            )));
+        }
+        st.consumers.push(consumer);
+        st.ever_had_consumer = true;
+        self.dispatch(&mut st);
+        Ok(())
+    }
+
+    /// Detaches the consumer with this tag on this channel. Returns whether the
+    /// queue should now be auto-deleted.
+    pub fn remove_consumer(&self, channel: &Arc<ChannelShared>, tag: &str) -> bool {
+        let mut st = self.state.lock();
+        st.consumers
+            .retain(|c| !(Arc::ptr_eq(&c.channel, channel) && &*c.tag == tag));
+        if st.next_consumer >= st.consumers.len() {
+            st.next_consumer = 0;
+        }
+        self.spec.auto_delete && st.ever_had_consumer && st.consumers.is_empty() && !st.deleted
+    }
+
+    /// Drops every ready message; returns how many.
+    pub fn purge(&self) -> u32 {
+        let mut st = self.state.lock();
+        let count = st.ready.len();
+        st.ready.clear();
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    /// Marks the queue deleted; returns its ready count and its consumers.
+    pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
+        let mut st = self.state.lock();
+        st.deleted = true;
+        let count = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+        st.ready.clear();
+        st.outstanding.clear();
+        (count, std::mem::take(&mut st.consumers))
+    }
+
+    /// Whether the queue has consumers (for delete if-unused).
+    pub fn has_consumers(&self) -> bool {
+        !self.state.lock().consumers.is_empty()
+    }
+}
+
+/// Settles unacked deliveries grouped by queue: `f` gets each queue and its seqs.
+pub fn by_queue(unacked: Vec<Unacked>, mut f: impl FnMut(&Arc<Queue>, Vec<SeqId>)) {
+    let mut groups: Vec<(Arc<Queue>, Vec<SeqId>)> = Vec::new();
+    for u in unacked {
+        if let Some(credit) = &u.consumer {
+            credit.unacked.fetch_sub(1, Ordering::AcqRel);
+        }
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, seqs)) => seqs.push(u.seq),
+            None => groups.push((u.queue, vec![u.seq])),
+        }
+    }
+    for (queue, seqs) in groups {
+        f(&queue, seqs);
+    }
+}

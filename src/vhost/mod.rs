@@ -1,0 +1,414 @@
+//! A vhost: its exchanges, queues and bindings, RabbitMQ's rules for declaring and
+//! deleting them, and routing.
+//!
+//! The registries are `DashMap`s, so the publish path takes no global lock: it
+//! reads one exchange's bindings under that exchange's short read lock.
+
+pub mod exchanges;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use warren_codec::ReplyCode;
+use warren_codec::types::FieldTable;
+
+use crate::error::AmqpError;
+use crate::queue::{Consumer, Queue, QueueArgs, QueueSpec, args};
+pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
+
+/// `kind 'name' in vhost 'v'`, as RabbitMQ names resources in its texts.
+pub fn resource(kind: &str, name: &str, vhost: &str) -> String {
+    format!("{kind} '{name}' in vhost '{vhost}'")
+}
+
+/// A queue.declare request.
+#[derive(Debug, Clone)]
+pub struct QueueDeclare {
+    /// The queue name (already expanded if the client left it empty).
+    pub name: String,
+    /// Only check that it exists.
+    pub passive: bool,
+    /// Durable.
+    pub durable: bool,
+    /// Exclusive to the declaring connection.
+    pub exclusive: bool,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Declare arguments.
+    pub arguments: FieldTable,
+}
+
+/// What deleting a queue left to do: tell its consumers.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Ready messages the queue had.
+    pub message_count: u32,
+    /// Consumers that were attached.
+    pub consumers: Vec<Arc<Consumer>>,
+}
+
+/// One virtual host.
+#[derive(Debug)]
+pub struct VHost {
+    /// Its name.
+    pub name: String,
+    exchanges: DashMap<String, Arc<ExchangeEntry>>,
+    queues: DashMap<String, Arc<Queue>>,
+}
+
+impl VHost {
+    /// A vhost with the default and `amq.*` exchanges.
+    pub fn new(name: &str) -> Arc<Self> {
+        let exchanges = DashMap::new();
+        for (x, spec) in exchanges::predeclared() {
+            exchanges.insert(x.to_owned(), ExchangeEntry::new(x, spec));
+        }
+        Arc::new(VHost {
+            name: name.to_owned(),
+            exchanges,
+            queues: DashMap::new(),
+        })
+    }
+
+    /// An exchange by name.
+    pub fn exchange(&self, name: &str) -> Option<Arc<ExchangeEntry>> {
+        self.exchanges.get(name).map(|x| x.clone())
+    }
+
+    /// A queue by name.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.get(name).map(|q| q.clone())
+    }
+
+    /// 404 for a missing exchange.
+    pub fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::new(
+            ReplyCode::NotFound,
+            format!("no {}", resource("exchange", name, &self.name)),
+        )
+    }
+
+    /// 404 for a missing queue.
+    pub fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::new(
+            ReplyCode::NotFound,
+            format!("no {}", resource("queue", name, &self.name)),
+        )
+    }
+
+    /// An existing exchange or 404.
+    pub fn exchange_or_404(&self, name: &str) -> Result<Arc<ExchangeEntry>, AmqpError> {
+        self.exchange(name).ok_or_else(|| self.no_exchange(name))
+    }
+
+    /// An existing queue (usable by `connection`) or 404 / 405.
+    pub fn queue_for(&self, name: &str, connection: u64) -> Result<Arc<Queue>, AmqpError> {
+        let queue = self.queue(name).ok_or_else(|| self.no_queue(name))?;
+        queue.check_exclusive(connection)?;
+        Ok(queue)
+    }
+
+    /// exchange.declare.
+    #[allow(clippy::too_many_arguments)]
+    pub fn declare_exchange(
+        &self,
+        name: &str,
+        type_name: &str,
+        passive: bool,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        if passive {
+            exchanges::check_not_default(name)?;
+            return self.exchange_or_404(name).map(|_| ());
+        }
+        let kind = exchanges::parse_kind(type_name)?;
+        exchanges::check_not_default(name)?;
+        let wanted = ExchangeSpec {
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments: arguments.clone(),
+        };
+        let existing = match self.exchanges.entry(name.to_owned()) {
+            Entry::Occupied(x) => x.get().clone(),
+            Entry::Vacant(slot) => {
+                check_reserved("exchange", name)?;
+                slot.insert(ExchangeEntry::new(name, wanted));
+                return Ok(());
+            }
+        };
+        existing.assert_equivalent(&wanted, &self.name)
+    }
+
+    /// exchange.delete. Deleting a missing exchange is fine, as in RabbitMQ.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        exchanges::check_not_default(name)?;
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system {} not allowed",
+                resource("exchange", name, &self.name)
+            )));
+        }
+        let Some(x) = self.exchange(name) else {
+            return Ok(());
+        };
+        if if_unused && !x.routes.read().is_empty() {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                resource("exchange", name, &self.name)
+            )));
+        }
+        self.exchanges.remove(name);
+        self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
+        Ok(())
+    }
+
+    /// exchange.bind / queue.bind.
+    pub fn bind(
+        &self,
+        source: &str,
+        destination: Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        let x = self.check_binding_ends(source, &destination, connection)?;
+        x.routes
+            .write()
+            .bind(destination, routing_key, arguments)
+            .map(|_| ())
+            .map_err(|e| AmqpError::precondition_failed(e.to_string()))
+    }
+
+    /// exchange.unbind / queue.unbind. A binding that does not exist is fine.
+    pub fn unbind(
+        &self,
+        source: &str,
+        destination: Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        let x = self.check_binding_ends(source, &destination, connection)?;
+        let now_empty = {
+            let mut routes = x.routes.write();
+            routes.unbind(&destination, routing_key, arguments) && routes.is_empty()
+        };
+        if now_empty && x.spec.auto_delete {
+            self.auto_delete_exchange(&x.name);
+        }
+        Ok(())
+    }
+
+    fn check_binding_ends(
+        &self,
+        source: &str,
+        destination: &Destination,
+        connection: u64,
+    ) -> Result<Arc<ExchangeEntry>, AmqpError> {
+        if let Destination::Exchange(d) = destination {
+            exchanges::check_not_default(d)?;
+        }
+        exchanges::check_not_default(source)?;
+        match destination {
+            Destination::Queue(q) => {
+                self.queue_for(q, connection)?;
+            }
+            Destination::Exchange(d) => {
+                self.exchange_or_404(d)?;
+            }
+        }
+        self.exchange_or_404(source)
+    }
+
+    /// Removes every binding leading to `destination`, then auto-deletes source
+    /// exchanges left without bindings.
+    fn remove_bindings_to(&self, destination: &Destination) {
+        let mut emptied = Vec::new();
+        for x in self.exchanges.iter() {
+            let mut routes = x.routes.write();
+            if routes.remove_destination(destination) > 0 && routes.is_empty() && x.spec.auto_delete
+            {
+                emptied.push(x.name.clone());
+            }
+        }
+        for name in emptied {
+            self.auto_delete_exchange(&name);
+        }
+    }
+
+    fn auto_delete_exchange(&self, name: &str) {
+        let removed = self.exchanges.remove_if(name, |_, x| {
+            x.spec.auto_delete && x.routes.read().is_empty()
+        });
+        if removed.is_some() {
+            self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
+        }
+    }
+
+    /// queue.declare for `connection`. Returns the queue and whether it is new.
+    pub fn declare_queue(
+        &self,
+        req: &QueueDeclare,
+        connection: u64,
+    ) -> Result<(Arc<Queue>, bool), AmqpError> {
+        let describe = resource("queue", &req.name, &self.name);
+        if req.passive {
+            return self.queue_for(&req.name, connection).map(|q| (q, false));
+        }
+        let existing = match self.queues.entry(req.name.clone()) {
+            Entry::Occupied(q) => q.get().clone(),
+            Entry::Vacant(slot) => {
+                check_reserved("queue", &req.name)?;
+                let spec = QueueSpec {
+                    durable: req.durable,
+                    exclusive_owner: req.exclusive.then_some(connection),
+                    auto_delete: req.auto_delete,
+                    args: QueueArgs::parse(&req.arguments, &describe)?,
+                    arguments: req.arguments.clone(),
+                };
+                let queue = Queue::new(req.name.clone(), self.name.clone(), spec);
+                slot.insert(queue.clone());
+                return Ok((queue, true));
+            }
+        };
+        existing.check_exclusive(connection)?;
+        let spec = &existing.spec;
+        for (arg, now, wanted) in [
+            ("durable", spec.durable, req.durable),
+            ("exclusive", spec.exclusive_owner.is_some(), req.exclusive),
+            ("auto_delete", spec.auto_delete, req.auto_delete),
+        ] {
+            if now != wanted {
+                return Err(AmqpError::precondition_failed(format!(
+                    "inequivalent arg '{arg}' for {describe}: received '{wanted}' but current is '{now}'"
+                )));
+            }
+        }
+        args::assert_equivalent(&spec.arguments, &req.arguments, &describe)?;
+        Ok((existing, false))
+    }
+
+    /// queue.delete. A missing queue deletes nothing (count 0), as in RabbitMQ.
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        connection: u64,
+    ) -> Result<Deleted, AmqpError> {
+        let Some(queue) = self.queue(name) else {
+            return Ok(Deleted::default());
+        };
+        queue.check_exclusive(connection)?;
+        if if_unused && queue.has_consumers() {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                queue.describe()
+            )));
+        }
+        if if_empty && queue.message_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} not empty",
+                queue.describe()
+            )));
+        }
+        Ok(self.remove_queue(&queue))
+    }
+
+    /// Removes a queue from the vhost with its bindings (deletion, auto-delete,
+    /// exclusive owner gone).
+    pub fn remove_queue(&self, queue: &Arc<Queue>) -> Deleted {
+        self.queues
+            .remove_if(&queue.name, |_, q| Arc::ptr_eq(q, queue));
+        self.remove_bindings_to(&Destination::Queue(queue.name.clone()));
+        let (message_count, consumers) = queue.delete();
+        Deleted {
+            message_count,
+            consumers,
+        }
+    }
+
+    /// Queues owned (exclusive) by a connection.
+    pub fn exclusive_queues_of(&self, connection: u64) -> Vec<Arc<Queue>> {
+        self.queues
+            .iter()
+            .filter(|q| q.spec.exclusive_owner == Some(connection))
+            .map(|q| q.clone())
+            .collect()
+    }
+
+    /// The queues a message published to `exchange` reaches, each once: bindings
+    /// are followed through exchange-to-exchange bindings, and an exchange that
+    /// routes nowhere hands the message to its alternate exchange.
+    pub fn route(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
+        if exchange.is_empty() {
+            return Ok(self.queue(routing_key).into_iter().collect());
+        }
+        let first = self.exchange_or_404(exchange)?;
+        if first.spec.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal {}",
+                resource("exchange", exchange, &self.name)
+            )));
+        }
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut seen = vec![first.name.clone()];
+        let mut work = vec![first];
+        let mut found = Vec::new();
+        while let Some(x) = work.pop() {
+            found.clear();
+            x.routes.read().route(routing_key, headers, &mut found);
+            if found.is_empty() {
+                if let Some(ae) = x.spec.alternate_exchange()
+                    && !seen.iter().any(|s| s == ae)
+                    && let Some(alt) = self.exchange(ae)
+                {
+                    seen.push(alt.name.clone());
+                    work.push(alt);
+                }
+                continue;
+            }
+            for destination in found.drain(..) {
+                match destination {
+                    Destination::Queue(name) => {
+                        if !queues.iter().any(|q| q.name == name)
+                            && let Some(q) = self.queue(&name)
+                        {
+                            queues.push(q);
+                        }
+                    }
+                    Destination::Exchange(name) => {
+                        if !seen.contains(&name)
+                            && let Some(next) = self.exchange(&name)
+                        {
+                            seen.push(name);
+                            work.push(next);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(queues)
+    }
+}
+
+/// 403 for a new exchange or queue whose name starts with `amq.`.
+fn check_reserved(kind: &str, name: &str) -> Result<(), AmqpError> {
+    if name.starts_with("amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "{kind} name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    Ok(())
+}
