@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use amq_protocol_types::{AMQPValue, FieldArray, FieldTable};
 
 /// RabbitMQ's atom for the type of a field value.
-pub(crate) fn type_name(value: &AMQPValue) -> &'static str {
+pub fn type_name(value: &AMQPValue) -> &'static str {
     match value {
         AMQPValue::Boolean(_) => "bool",
         AMQPValue::ShortShortInt(_) => "byte",
