@@ -5,7 +5,7 @@ use crate::reply::ReplyCode;
 /// A decoding or encoding failure. Every decoding failure is a connection error.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    /// The first octet of a frame is not 1, 2, 3 or 8.
+    /// The first octet of a frame is not 1, 2, 3 or 8 (or a heartbeat carries a payload).
     #[error("unknown frame type {frame_type} on channel {channel}")]
     UnknownFrameType {
         /// The frame type octet received.

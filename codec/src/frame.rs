@@ -126,7 +126,8 @@ impl Decoder for FrameDecoder {
                 Ok(Some(Frame::Header(channel, header, Box::new(properties))))
             }
             FRAME_BODY => Ok(Some(Frame::Body(channel, frame.freeze()))),
-            FRAME_HEARTBEAT => Ok(Some(Frame::Heartbeat(channel))),
+            // RabbitMQ reads a heartbeat with a payload as an unknown frame.
+            FRAME_HEARTBEAT if frame.is_empty() => Ok(Some(Frame::Heartbeat(channel))),
             _ => Err(CodecError::UnknownFrameType {
                 frame_type,
                 channel,
@@ -394,6 +395,8 @@ mod tests {
                 ..
             }
         ));
+        let err = decode_all(&[8, 0, 0, 0, 0, 0, 2, b'x', b'x', FRAME_END], 0).expect_err("payload");
+        assert!(matches!(err, CodecError::UnknownFrameType { frame_type: 8, .. }));
         let frames = decode_all(&[8, 0, 1, 0, 0, 0, 0, FRAME_END], 0).expect("heartbeat");
         assert_eq!(frames, vec![Frame::Heartbeat(1)]);
     }
