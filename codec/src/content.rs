@@ -21,6 +21,9 @@ pub const BASIC_CLASS_ID: u16 = 60;
 pub struct ContentHeader {
     /// The class of the method the content belongs to (60 for basic).
     pub class_id: u16,
+    /// The spec's unused weight field: 0 from every sane client. Kept so the
+    /// broker can refuse other values as RabbitMQ does; always written as 0.
+    pub weight: u16,
     /// Total size of the body frames that follow.
     pub body_size: u64,
     /// Property flags and property list, exactly as received.
@@ -35,6 +38,7 @@ impl ContentHeader {
             return Err(malformed());
         }
         let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+        let weight = u16::from_be_bytes([payload[2], payload[3]]);
         let mut size = [0u8; 8];
         size.copy_from_slice(&payload[4..12]);
         let body_size = u64::from_be_bytes(size);
@@ -43,6 +47,7 @@ impl ContentHeader {
         Ok((
             ContentHeader {
                 class_id,
+                weight,
                 body_size,
                 raw_properties,
             },
@@ -59,6 +64,7 @@ impl ContentHeader {
             .map_err(|e| CodecError::Encode(e.to_string()))?;
         Ok(ContentHeader {
             class_id: BASIC_CLASS_ID,
+            weight: 0,
             body_size,
             raw_properties: Bytes::from(raw),
         })

@@ -83,13 +83,13 @@ pub enum CodecError {
 }
 
 impl CodecError {
-    /// Whether frame boundaries are lost: nothing after this can be decoded.
+    /// Whether frame boundaries are lost: nothing after this can be decoded. An
+    /// unknown frame type was still read whole, so RabbitMQ (and Warren) keep
+    /// reading for the close-ok after it.
     pub fn breaks_framing(&self) -> bool {
         matches!(
             self,
-            CodecError::UnknownFrameType { .. }
-                | CodecError::BadFrameEnd { .. }
-                | CodecError::FrameTooLarge { .. }
+            CodecError::BadFrameEnd { .. } | CodecError::FrameTooLarge { .. }
         )
     }
 

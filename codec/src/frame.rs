@@ -116,12 +116,15 @@ impl Decoder for FrameDecoder {
                 payload: frame.freeze(),
             });
         }
+        // A frame too short for its type's fixed part is an unknown frame to
+        // RabbitMQ's reader (rabbit_command_assembler:analyze_frame), as is a
+        // heartbeat with a payload.
         match frame_type {
-            FRAME_METHOD => Ok(Some(Frame::Method(
+            FRAME_METHOD if frame.len() >= 4 => Ok(Some(Frame::Method(
                 channel,
                 method::decode(channel, &frame)?,
             ))),
-            FRAME_HEADER => {
+            FRAME_HEADER if frame.len() >= 12 => {
                 let (header, properties) = ContentHeader::decode(channel, frame.freeze())?;
                 Ok(Some(Frame::Header(channel, header, Box::new(properties))))
             }
@@ -395,8 +398,24 @@ mod tests {
                 ..
             }
         ));
-        let err = decode_all(&[8, 0, 0, 0, 0, 0, 2, b'x', b'x', FRAME_END], 0).expect_err("payload");
-        assert!(matches!(err, CodecError::UnknownFrameType { frame_type: 8, .. }));
+        let err =
+            decode_all(&[1, 0, 1, 0, 0, 0, 2, 0, 60, FRAME_END], 0).expect_err("short method");
+        assert!(matches!(
+            err,
+            CodecError::UnknownFrameType { frame_type: 1, .. }
+        ));
+        let err =
+            decode_all(&[2, 0, 1, 0, 0, 0, 2, 0, 60, FRAME_END], 0).expect_err("short header");
+        assert!(matches!(
+            err,
+            CodecError::UnknownFrameType { frame_type: 2, .. }
+        ));
+        let err =
+            decode_all(&[8, 0, 0, 0, 0, 0, 2, b'x', b'x', FRAME_END], 0).expect_err("payload");
+        assert!(matches!(
+            err,
+            CodecError::UnknownFrameType { frame_type: 8, .. }
+        ));
         let frames = decode_all(&[8, 0, 1, 0, 0, 0, 0, FRAME_END], 0).expect("heartbeat");
         assert_eq!(frames, vec![Frame::Heartbeat(1)]);
     }

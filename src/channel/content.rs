@@ -65,6 +65,10 @@ impl Assembly {
     ) -> Result<Option<Publication>, AmqpError> {
         match std::mem::take(self) {
             Assembly::Header(publish) => {
+                // RabbitMQ's assembler only recognises headers with weight 0.
+                if header.weight != 0 {
+                    return Err(expecting_header());
+                }
                 if header.class_id != BASIC_CLASS_ID {
                     return Err(AmqpError::unexpected_frame(format!(
                         "expected content header for class {BASIC_CLASS_ID}, got one for class {} instead",
@@ -152,6 +156,22 @@ fn join(mut chunks: Vec<Bytes>) -> Bytes {
     body.freeze()
 }
 
+/// RabbitMQ's default (and largest default) max_message_size: 128 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// The 406 for a message over max_message_size, worded as rabbit_channel's
+/// check_msg_size words it: "max size" when the limit is the default,
+/// "configured max size" when it was changed.
+pub fn message_too_large(size: u64, max: u64) -> AmqpError {
+    let limit = if max == DEFAULT_MAX_MESSAGE_SIZE {
+        "max size"
+    } else {
+        "configured max size"
+    };
+    AmqpError::precondition_failed(format!("message size {size} is larger than {limit} {max}"))
+        .on_method(60, 40)
+}
+
 /// The 505 for a content frame where a method belongs.
 pub fn expecting_method() -> AmqpError {
     AmqpError::unexpected_frame("expected method frame, got non method frame instead")
@@ -228,6 +248,20 @@ mod tests {
         let mut a = Assembly::Header(publish());
         let e = a.body(Bytes::from_static(b"x")).expect_err("no header");
         assert_eq!(e.code, ReplyCode::UnexpectedFrame);
+    }
+
+    #[test]
+    fn message_size_errors_name_the_limit_as_rabbitmq_does() {
+        let e = message_too_large(200, 100);
+        assert_eq!(
+            e.reply_text(),
+            "PRECONDITION_FAILED - message size 200 is larger than configured max size 100"
+        );
+        assert_eq!((e.class_id, e.method_id), (60, 40));
+        assert_eq!(
+            message_too_large(134_217_729, DEFAULT_MAX_MESSAGE_SIZE).reply_text(),
+            "PRECONDITION_FAILED - message size 134217729 is larger than max size 134217728"
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@ use crate::auth::{LoginError, MECHANISMS};
 use crate::error::AmqpError;
 use crate::server::Broker;
 
+/// The AMQP 0-9 protocol header. RabbitMQ treats it as 0-9-1 (the two are close
+/// enough that clients are happy with either), so Warren does too.
+const PROTOCOL_HEADER_0_9: [u8; 8] = *b"AMQP\x01\x01\x00\x09";
+
 /// What the handshake agreed on.
 #[derive(Debug, Clone)]
 pub struct Tuned {
@@ -76,7 +80,8 @@ pub async fn run(
             Ok(_) => {}
         }
     }
-    if buf[..PROTOCOL_HEADER.len()] != PROTOCOL_HEADER {
+    let header = &buf[..PROTOCOL_HEADER.len()];
+    if header != PROTOCOL_HEADER && header != PROTOCOL_HEADER_0_9 {
         tracing::info!(%peer, header = ?&buf[..PROTOCOL_HEADER.len()], "refusing bad protocol header");
         let _ = write.write_all(&PROTOCOL_HEADER).await;
         return (Err(HandshakeError::Closed), None);
@@ -114,14 +119,11 @@ async fn negotiate(
         Ok(user) => user,
         Err(error) => {
             tracing::warn!(%peer, %error, "login failed");
-            return Err(match error {
-                LoginError::Refused { .. } | LoginError::LoopbackOnly { .. }
-                    if has_capability(&capabilities, "authentication_failure_close") =>
-                {
-                    HandshakeError::Close(AmqpError::access_refused(error.to_string()))
-                }
-                _ => HandshakeError::Silent(error.to_string()),
-            });
+            return Err(login_failure(
+                &error,
+                start_ok.mechanism.as_str(),
+                &capabilities,
+            ));
         }
     };
 
@@ -181,6 +183,24 @@ async fn negotiate(
     })
 }
 
+/// How a failed login ends. A refused login (wrong credentials, or a loopback-only
+/// user from elsewhere) gets connection.close 403 if the client advertises
+/// `authentication_failure_close`, with the text RabbitMQ sends for every refusal
+/// (the reason itself goes to the log only); without the capability, and for
+/// malformed responses or unknown mechanisms, the connection is closed silently.
+fn login_failure(error: &LoginError, mechanism: &str, capabilities: &FieldTable) -> HandshakeError {
+    match error {
+        LoginError::Refused { .. } | LoginError::LoopbackOnly { .. }
+            if has_capability(capabilities, "authentication_failure_close") =>
+        {
+            HandshakeError::Close(AmqpError::access_refused(format!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            )))
+        }
+        _ => HandshakeError::Silent(error.to_string()),
+    }
+}
+
 /// RabbitMQ's negotiation rule: the client may lower a limit, not raise it, and 0
 /// means "no limit", which is higher than any limit the server sets.
 fn negotiated(field: &str, min: u64, client: u64, server: u64) -> Result<(), AmqpError> {
@@ -228,7 +248,7 @@ async fn expect_open(reader: &mut FrameReader) -> Result<connection::Open, Hands
             Ok(frame) => frame,
             Err(ReadError::Closed) => return Err(HandshakeError::Closed),
             Err(ReadError::Codec(e)) => {
-                return Err(HandshakeError::Close(wire_text::codec_error(e)));
+                return Err(HandshakeError::Close(wire_text::codec_error_before_open(e)));
             }
         };
         return Err(HandshakeError::Close(match frame {
@@ -335,6 +355,34 @@ pub fn shutdown_error() -> AmqpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_logins_are_reported_without_the_reason() {
+        let mut caps = FieldTable::default();
+        caps.insert(
+            "authentication_failure_close".into(),
+            AMQPValue::Boolean(true),
+        );
+        let loopback = LoginError::LoopbackOnly {
+            user: "guest".into(),
+        };
+        let HandshakeError::Close(error) = login_failure(&loopback, "PLAIN", &caps) else {
+            panic!("a refused login is answered when the client asks for it");
+        };
+        assert_eq!(
+            error.reply_text(),
+            "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
+        );
+        assert!(matches!(
+            login_failure(&loopback, "PLAIN", &FieldTable::default()),
+            HandshakeError::Silent(_)
+        ));
+        let unknown = LoginError::UnknownMechanism("FOO".into());
+        assert!(matches!(
+            login_failure(&unknown, "FOO", &caps),
+            HandshakeError::Silent(_)
+        ));
+    }
 
     #[test]
     fn negotiation_follows_rabbitmq() {

@@ -94,24 +94,56 @@ pub async fn serve(
                 && write.write_all(&buf).await.is_ok()
                 && let Some(mut reader) = reader
             {
-                let _ = tokio::time::timeout(CLOSING_TIMEOUT, await_close_ok(&mut reader)).await;
+                let sink = CloseOkSink::Socket(&mut write);
+                let _ =
+                    tokio::time::timeout(CLOSING_TIMEOUT, await_close_ok(&mut reader, sink)).await;
             }
         }
         _ => {}
     }
 }
 
-/// Reads until connection.close-ok (or connection.close) arrives or the peer goes.
-async fn await_close_ok(reader: &mut FrameReader) {
-    while let Ok(frame) = reader.next().await {
-        if let Frame::Method(
-            0,
-            AMQPClass::Connection(
-                connection::AMQPMethod::CloseOk(_) | connection::AMQPMethod::Close(_),
-            ),
-        ) = frame
-        {
-            return;
+/// Where a closing connection's close-ok replies go: the socket itself during the
+/// handshake, the writer task afterwards.
+enum CloseOkSink<'a> {
+    Socket(&'a mut tokio::net::tcp::OwnedWriteHalf),
+    Writer(&'a OutboundTx),
+}
+
+impl CloseOkSink<'_> {
+    async fn close_ok(&mut self) {
+        match self {
+            CloseOkSink::Socket(write) => {
+                let mut buf = bytes::BytesMut::new();
+                if FrameEncoder::new()
+                    .method(0, &connection_close_ok(), &mut buf)
+                    .is_ok()
+                {
+                    let _ = write.write_all(&buf).await;
+                }
+            }
+            CloseOkSink::Writer(out) => {
+                let _ = out.send(Outbound::Method(0, connection_close_ok())).await;
+            }
+        }
+    }
+}
+
+/// After the broker sent connection.close: everything is ignored until close-ok,
+/// a crossing connection.close is answered with close-ok (as RabbitMQ does), and
+/// frames that do not decode are skipped as long as framing holds.
+async fn await_close_ok(reader: &mut FrameReader, mut sink: CloseOkSink<'_>) {
+    loop {
+        match reader.next().await {
+            Ok(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) => {
+                return;
+            }
+            Ok(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(_)))) => {
+                sink.close_ok().await;
+            }
+            Ok(_) => {}
+            Err(ReadError::Codec(e)) if !e.breaks_framing() => {}
+            Err(_) => return,
         }
     }
 }
@@ -196,7 +228,8 @@ impl Connection {
                     // The byte stream cannot be trusted: no close-ok can be read.
                     tokio::time::sleep(self.broker.config.silent_close_delay()).await;
                 } else {
-                    let _ = tokio::time::timeout(linger, await_close_ok(&mut reader)).await;
+                    let sink = CloseOkSink::Writer(&self.out);
+                    let _ = tokio::time::timeout(linger, await_close_ok(&mut reader, sink)).await;
                 }
             }
         }
@@ -322,11 +355,11 @@ impl Connection {
         }
         let max = usize::from(self.tuned.channel_max);
         if max != 0 && self.channels.len() >= max {
+            // RabbitMQ names no method here (0/0).
             return Err(AmqpError::not_allowed(format!(
                 "number of channels opened ({}) has reached the negotiated channel_max ({max})",
                 self.channels.len()
-            ))
-            .on_method(class_id, method_id));
+            )));
         }
         let cancel_notify = matches!(
             self.tuned
@@ -386,11 +419,9 @@ impl Connection {
         let size = header.body_size;
         let done = channel.assembly.header(header, properties)?;
         if size > max {
-            let error = AmqpError::precondition_failed(format!(
-                "message size {size} is larger than configured max size {max}"
-            ))
-            .on_method(60, 40);
-            return self.channel_exception(id, error).await;
+            return self
+                .channel_exception(id, content::message_too_large(size, max))
+                .await;
         }
         match done {
             Some(publication) => self.publish(id, publication).await,

@@ -63,6 +63,40 @@ pub fn codec_error(error: CodecError) -> AmqpError {
     }
 }
 
+/// The connection error for an undecodable frame after tune-ok and before
+/// connection.open. RabbitMQ's reader does not look into frames on a channel other
+/// than 0 in that state: whatever they hold, they are 505 UNEXPECTED_FRAME with
+/// their raw octets. On channel 0, and for errors in the framing itself (bad frame
+/// end, oversized frame), the error is the one a running connection gets.
+pub fn codec_error_before_open(error: CodecError) -> AmqpError {
+    match error {
+        CodecError::UnknownFrameType {
+            frame_type,
+            channel,
+            payload,
+        } if channel != 0 => unexpected_payload(frame_type, &payload),
+        CodecError::MalformedMethod {
+            channel,
+            class_id,
+            method_id,
+            arguments,
+        } if channel != 0 => {
+            let mut payload = Vec::with_capacity(4 + arguments.len());
+            if (class_id, method_id) != (0, 0) {
+                payload.extend_from_slice(&class_id.to_be_bytes());
+                payload.extend_from_slice(&method_id.to_be_bytes());
+            }
+            payload.extend_from_slice(&arguments);
+            unexpected_payload(1, &payload)
+        }
+        other => codec_error(other),
+    }
+}
+
+fn unexpected_payload(frame_type: u8, payload: &[u8]) -> AmqpError {
+    AmqpError::unexpected_frame(format!("type {frame_type}, {}", snippet(payload)))
+}
+
 /// 505 for a frame that is well formed but not allowed where it came: content
 /// frames on channel 0, heartbeats on a channel.
 pub fn unexpected_frame(frame: &Frame) -> AmqpError {
@@ -83,7 +117,7 @@ pub fn unexpected_frame(frame: &Frame) -> AmqpError {
         Frame::Body(_, body) => (3, body.to_vec()),
         Frame::Heartbeat(_) => (8, Vec::new()),
     };
-    AmqpError::unexpected_frame(format!("type {frame_type}, {}", snippet(&payload)))
+    unexpected_payload(frame_type, &payload)
 }
 
 /// `all octets = <<...>>` for up to 16 octets, `first 16 octets = <<...>>` beyond.
@@ -145,6 +179,38 @@ mod tests {
         assert_eq!(
             snippet(&[7; 20]),
             format!("first 16 octets = {}", erlang_w(&[7; 16]))
+        );
+    }
+
+    #[test]
+    fn channel_frames_before_open_are_unexpected_whatever_they_hold() {
+        let e = codec_error_before_open(CodecError::UnknownFrameType {
+            frame_type: 9,
+            channel: 1,
+            payload: bytes::Bytes::from_static(b"abc"),
+        });
+        assert_eq!(
+            e.reply_text(),
+            "UNEXPECTED_FRAME - type 9, all octets = <<\"abc\">>"
+        );
+        let e = codec_error_before_open(CodecError::MalformedMethod {
+            channel: 1,
+            class_id: 60,
+            method_id: 10,
+            arguments: bytes::Bytes::new(),
+        });
+        assert_eq!(
+            e.reply_text(),
+            "UNEXPECTED_FRAME - type 1, all octets = <<0,60,0,10>>"
+        );
+        let e = codec_error_before_open(CodecError::UnknownFrameType {
+            frame_type: 9,
+            channel: 0,
+            payload: bytes::Bytes::from_static(b"abc"),
+        });
+        assert_eq!(
+            e.reply_text(),
+            "FRAME_ERROR - type 9, all octets = <<\"abc\">>: unknown_frame"
         );
     }
 
