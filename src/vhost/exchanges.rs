@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use warren_codec::types::{AMQPValue, FieldTable};
-use warren_exchanges::{Exchange, ExchangeKind};
+use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
 use crate::error::AmqpError;
 use crate::vhost::resource;
@@ -53,14 +53,77 @@ pub struct ExchangeSpec {
     pub arguments: FieldTable,
 }
 
+/// The declare argument naming an exchange's alternate exchange.
+pub const ALTERNATE_EXCHANGE: &str = "alternate-exchange";
+
 impl ExchangeSpec {
     /// The `alternate-exchange` argument, if it names one.
     pub fn alternate_exchange(&self) -> Option<&str> {
-        match self.arguments.inner().get("alternate-exchange") {
+        match self.arguments.inner().get(ALTERNATE_EXCHANGE) {
             Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
             Some(AMQPValue::ShortString(s)) => Some(s.as_str()),
             _ => None,
         }
+    }
+}
+
+/// 406 for a new exchange whose `alternate-exchange` argument is not a string
+/// (RabbitMQ checks it only when it creates the exchange).
+pub fn check_alternate_exchange_arg(
+    arguments: &FieldTable,
+    name: &str,
+    vhost: &str,
+) -> Result<(), AmqpError> {
+    match arguments.inner().get(ALTERNATE_EXCHANGE) {
+        None | Some(AMQPValue::LongString(_) | AMQPValue::ShortString(_)) => Ok(()),
+        Some(other) => Err(AmqpError::precondition_failed(format!(
+            "invalid type '{}' for arg '{ALTERNATE_EXCHANGE}' in {}",
+            type_name(other),
+            resource("exchange", name, vhost)
+        ))),
+    }
+}
+
+/// The bytes of a string-typed value (RabbitMQ holds both as binaries).
+fn string_bytes(value: &AMQPValue) -> Option<&[u8]> {
+    match value {
+        AMQPValue::LongString(s) => Some(s.as_bytes()),
+        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
+        AMQPValue::ByteArray(b) => Some(b.as_slice()),
+        _ => None,
+    }
+}
+
+/// Whether two values of the same argument are equivalent: strings by their
+/// bytes, anything else by type and value.
+fn same_argument(a: &AMQPValue, b: &AMQPValue) -> bool {
+    match (string_bytes(a), string_bytes(b)) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a == b,
+        _ => false,
+    }
+}
+
+/// A value as RabbitMQ prints it in an equivalence failure: `'text'` for
+/// strings, the Erlang term otherwise (`'5'`, `'true'`).
+fn plain_value(value: &AMQPValue) -> String {
+    match string_bytes(value) {
+        Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        None => match value {
+            AMQPValue::Boolean(b) => b.to_string(),
+            AMQPValue::ShortShortInt(n) => n.to_string(),
+            AMQPValue::ShortShortUInt(n) => n.to_string(),
+            AMQPValue::ShortInt(n) => n.to_string(),
+            AMQPValue::ShortUInt(n) => n.to_string(),
+            AMQPValue::LongInt(n) => n.to_string(),
+            AMQPValue::LongUInt(n) => n.to_string(),
+            AMQPValue::LongLongInt(n) => n.to_string(),
+            AMQPValue::Timestamp(n) => n.to_string(),
+            AMQPValue::Float(f) => f.to_string(),
+            AMQPValue::Double(f) => f.to_string(),
+            AMQPValue::Void => "undefined".to_owned(),
+            other => format!("{other:?}"),
+        },
     }
 }
 
@@ -88,7 +151,7 @@ impl ExchangeEntry {
 
     /// The 406 for a redeclare with other properties, or Ok when equivalent.
     /// RabbitMQ compares type, durable, auto_delete, internal, then the
-    /// alternate-exchange argument, in that order.
+    /// alternate-exchange argument (the only argument it compares), in that order.
     pub fn assert_equivalent(&self, wanted: &ExchangeSpec, vhost: &str) -> Result<(), AmqpError> {
         let current = &self.spec;
         let fail = |arg: &str, received: String, now: String| {
@@ -114,16 +177,24 @@ impl ExchangeEntry {
                 return fail(arg, quoted(&received.to_string()), quoted(&now.to_string()));
             }
         }
-        let ae_now = current.alternate_exchange();
-        let ae_wanted = wanted.alternate_exchange();
-        if ae_now != ae_wanted {
-            let show = |v: Option<&str>| match v {
-                Some(name) => format!("the value '{name}' of type 'longstr'"),
-                None => "none".to_owned(),
-            };
-            return fail("alternate-exchange", show(ae_wanted), show(ae_now));
+        // rabbit_misc:assert_args_equivalence: two values print bare, a missing
+        // side makes the present one print with its type.
+        let ae_now = current.arguments.inner().get(ALTERNATE_EXCHANGE);
+        let ae_wanted = wanted.arguments.inner().get(ALTERNATE_EXCHANGE);
+        let typed = |v: Option<&AMQPValue>| match v {
+            Some(v) => format!("the value '{}' of type '{}'", plain_value(v), type_name(v)),
+            None => "none".to_owned(),
+        };
+        match (ae_now, ae_wanted) {
+            (None, None) => Ok(()),
+            (Some(now), Some(received)) if same_argument(now, received) => Ok(()),
+            (Some(now), Some(received)) => fail(
+                ALTERNATE_EXCHANGE,
+                quoted(&plain_value(received)),
+                quoted(&plain_value(now)),
+            ),
+            (now, received) => fail(ALTERNATE_EXCHANGE, typed(received), typed(now)),
         }
-        Ok(())
     }
 }
 
@@ -158,10 +229,20 @@ pub fn check_not_default(name: &str) -> Result<(), AmqpError> {
 }
 
 /// 503 for an exchange type Warren does not have (a connection error, as in RabbitMQ).
-pub fn parse_kind(type_name: &str) -> Result<ExchangeKind, AmqpError> {
-    type_name
-        .parse()
-        .map_err(|_| AmqpError::command_invalid(format!("invalid exchange type '{type_name}'")))
+///
+/// RabbitMQ says "unknown exchange type" when the name is not an atom of its
+/// Erlang node and "invalid exchange type" when it is (`'foo'`, `'local'`,
+/// `''`). Which names are atoms cannot be known here; plugin types (`x-...`,
+/// e.g. `x-delayed-message` without its plugin) never are.
+pub fn parse_kind(kind: &str) -> Result<ExchangeKind, AmqpError> {
+    kind.parse().map_err(|_| {
+        let adjective = if kind.starts_with("x-") {
+            "unknown"
+        } else {
+            "invalid"
+        };
+        AmqpError::command_invalid(format!("{adjective} exchange type '{kind}'"))
+    })
 }
 
 #[cfg(test)]
@@ -206,6 +287,71 @@ mod tests {
             "COMMAND_INVALID - invalid exchange type 'foo'"
         );
         assert!(e.is_connection_error());
-        assert!(parse_kind("x-consistent-hash").is_err());
+        assert_eq!(
+            parse_kind("x-consistent-hash")
+                .expect_err("plugin type")
+                .reply_text(),
+            "COMMAND_INVALID - unknown exchange type 'x-consistent-hash'"
+        );
+    }
+
+    fn with_ae(value: Option<AMQPValue>) -> ExchangeSpec {
+        let mut s = spec(ExchangeKind::Direct, false);
+        if let Some(value) = value {
+            s.arguments.insert(ALTERNATE_EXCHANGE.into(), value);
+        }
+        s
+    }
+
+    #[test]
+    fn alternate_exchange_equivalence_texts_match_rabbitmq() {
+        let text = |s: &str| Some(AMQPValue::LongString(s.into()));
+        let x = ExchangeEntry::new("x", with_ae(text("ae1")));
+        let fails = |wanted: Option<AMQPValue>| {
+            x.assert_equivalent(&with_ae(wanted), "/")
+                .expect_err("differs")
+                .text
+        };
+        let prefix = "inequivalent arg 'alternate-exchange' for exchange 'x' in vhost '/': ";
+        assert_eq!(
+            fails(text("ae2")),
+            format!("{prefix}received 'ae2' but current is 'ae1'")
+        );
+        assert_eq!(
+            fails(None),
+            format!("{prefix}received none but current is the value 'ae1' of type 'longstr'")
+        );
+        assert_eq!(
+            fails(Some(AMQPValue::LongInt(5))),
+            format!("{prefix}received '5' but current is 'ae1'")
+        );
+        assert!(x.assert_equivalent(&with_ae(text("ae1")), "/").is_ok());
+        let none = ExchangeEntry::new("x", with_ae(None));
+        assert_eq!(
+            none.assert_equivalent(&with_ae(text("ae1")), "/")
+                .expect_err("differs")
+                .text,
+            format!("{prefix}received the value 'ae1' of type 'longstr' but current is none")
+        );
+    }
+
+    #[test]
+    fn alternate_exchange_must_be_a_string_when_created() {
+        let args = |v: AMQPValue| {
+            let mut t = FieldTable::default();
+            t.insert(ALTERNATE_EXCHANGE.into(), v);
+            t
+        };
+        assert!(check_alternate_exchange_arg(&FieldTable::default(), "x", "/").is_ok());
+        assert!(
+            check_alternate_exchange_arg(&args(AMQPValue::LongString("ae".into())), "x", "/")
+                .is_ok()
+        );
+        assert_eq!(
+            check_alternate_exchange_arg(&args(AMQPValue::Boolean(true)), "x", "/")
+                .expect_err("bool")
+                .reply_text(),
+            "PRECONDITION_FAILED - invalid type 'bool' for arg 'alternate-exchange' in exchange 'x' in vhost '/'"
+        );
     }
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use warren_codec::ReplyCode;
-use warren_codec::types::FieldTable;
+use warren_codec::types::{AMQPValue, FieldTable};
+use warren_exchanges::type_name;
 
 use crate::error::AmqpError;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueSpec, args};
@@ -138,6 +139,7 @@ impl VHost {
             Entry::Occupied(x) => x.get().clone(),
             Entry::Vacant(slot) => {
                 check_reserved("exchange", name)?;
+                exchanges::check_alternate_exchange_arg(arguments, name, &self.name)?;
                 slot.insert(ExchangeEntry::new(name, wanted));
                 return Ok(());
             }
@@ -163,8 +165,14 @@ impl VHost {
                 resource("exchange", name, &self.name)
             )));
         }
-        self.exchanges.remove(name);
-        self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
+        // Only the exchange looked at: not one redeclared under its name since.
+        if self
+            .exchanges
+            .remove_if(name, |_, now| Arc::ptr_eq(now, &x))
+            .is_some()
+        {
+            self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
+        }
         Ok(())
     }
 
@@ -177,7 +185,18 @@ impl VHost {
         arguments: &FieldTable,
         connection: u64,
     ) -> Result<(), AmqpError> {
-        let x = self.check_binding_ends(source, &destination, connection)?;
+        check_not_default(source, &destination)?;
+        // As RabbitMQ: the source is looked up first, so it is the one named
+        // when both ends are missing; exclusivity is checked last.
+        let x = self.exchange_or_404(source)?;
+        match &destination {
+            Destination::Queue(q) => {
+                self.queue_for(q, connection)?;
+            }
+            Destination::Exchange(d) => {
+                self.exchange_or_404(d)?;
+            }
+        }
         x.routes
             .write()
             .bind(destination, routing_key, arguments)
@@ -185,7 +204,9 @@ impl VHost {
             .map_err(|e| AmqpError::precondition_failed(e.to_string()))
     }
 
-    /// exchange.unbind / queue.unbind. A binding that does not exist is fine.
+    /// exchange.unbind / queue.unbind. Idempotent, as in RabbitMQ since 3.2: a
+    /// binding that does not exist, even for want of its source or destination,
+    /// is fine. Only a binding that exists checks the queue's exclusivity.
     pub fn unbind(
         &self,
         source: &str,
@@ -194,7 +215,24 @@ impl VHost {
         arguments: &FieldTable,
         connection: u64,
     ) -> Result<(), AmqpError> {
-        let x = self.check_binding_ends(source, &destination, connection)?;
+        check_not_default(source, &destination)?;
+        let Some(x) = self.exchange(source) else {
+            return Ok(());
+        };
+        if let Destination::Queue(q) = &destination
+            && let Some(queue) = self.queue(q)
+            && let Err(locked) = queue.check_exclusive(connection)
+        {
+            let bound = x
+                .routes
+                .read()
+                .bindings()
+                .any(|(d, k, a)| *d == destination && k == routing_key && a == arguments);
+            if bound {
+                return Err(locked);
+            }
+            return Ok(());
+        }
         let now_empty = {
             let mut routes = x.routes.write();
             routes.unbind(&destination, routing_key, arguments) && routes.is_empty()
@@ -203,27 +241,6 @@ impl VHost {
             self.auto_delete_exchange(&x.name);
         }
         Ok(())
-    }
-
-    fn check_binding_ends(
-        &self,
-        source: &str,
-        destination: &Destination,
-        connection: u64,
-    ) -> Result<Arc<ExchangeEntry>, AmqpError> {
-        if let Destination::Exchange(d) = destination {
-            exchanges::check_not_default(d)?;
-        }
-        exchanges::check_not_default(source)?;
-        match destination {
-            Destination::Queue(q) => {
-                self.queue_for(q, connection)?;
-            }
-            Destination::Exchange(d) => {
-                self.exchange_or_404(d)?;
-            }
-        }
-        self.exchange_or_404(source)
     }
 
     /// Removes every binding leading to `destination`, then auto-deletes source
@@ -345,30 +362,48 @@ impl VHost {
 
     /// The queues a message published to `exchange` reaches, each once: bindings
     /// are followed through exchange-to-exchange bindings, and an exchange that
-    /// routes nowhere hands the message to its alternate exchange.
+    /// routes nowhere hands the message to its alternate exchange. The routing
+    /// keys are the message's own plus those in its `CC` and `BCC` headers
+    /// (RabbitMQ's sender-selected distribution).
     pub fn route(
         &self,
         exchange: &str,
         routing_key: &str,
         headers: Option<&FieldTable>,
     ) -> Result<Vec<Arc<Queue>>, AmqpError> {
-        if exchange.is_empty() {
-            return Ok(self.queue(routing_key).into_iter().collect());
-        }
-        let first = self.exchange_or_404(exchange)?;
-        if first.spec.internal {
+        let first = match exchange {
+            "" => None,
+            name => Some(self.exchange_or_404(name)?),
+        };
+        if let Some(x) = &first
+            && x.spec.internal
+        {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal {}",
                 resource("exchange", exchange, &self.name)
             )));
         }
+        let cc = header_routing_keys(headers)?;
+        let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
+        let Some(first) = first else {
+            // The default exchange: the queue each key names.
+            let mut queues: Vec<Arc<Queue>> = Vec::new();
+            for key in keys() {
+                if !queues.iter().any(|q| q.name == key)
+                    && let Some(q) = self.queue(key)
+                {
+                    queues.push(q);
+                }
+            }
+            return Ok(queues);
+        };
         let mut queues: Vec<Arc<Queue>> = Vec::new();
         let mut seen = vec![first.name.clone()];
         let mut work = vec![first];
         let mut found = Vec::new();
         while let Some(x) = work.pop() {
             found.clear();
-            x.routes.read().route(routing_key, headers, &mut found);
+            x.routes.read().route_keys(keys(), headers, &mut found);
             if found.is_empty() {
                 if let Some(ae) = x.spec.alternate_exchange()
                     && !seen.iter().any(|s| s == ae)
@@ -401,6 +436,43 @@ impl VHost {
         }
         Ok(queues)
     }
+}
+
+/// The extra routing keys a message names in its `CC` and `BCC` headers: the
+/// strings in those arrays (other elements are ignored, as RabbitMQ does). A
+/// `CC` or `BCC` header that is not an array makes the message invalid (406).
+fn header_routing_keys(headers: Option<&FieldTable>) -> Result<Vec<&str>, AmqpError> {
+    let mut keys = Vec::new();
+    let Some(headers) = headers else {
+        return Ok(keys);
+    };
+    for name in ["CC", "BCC"] {
+        match headers.inner().get(name) {
+            None => {}
+            Some(AMQPValue::FieldArray(routes)) => {
+                keys.extend(routes.as_slice().iter().filter_map(|v| match v {
+                    AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+                    _ => None,
+                }));
+            }
+            Some(other) => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid message: {{unacceptable_type_in_header,\"{name}\",{}}}",
+                    type_name(other)
+                )));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// 403 when either end of a binding is the default exchange (destination first,
+/// as RabbitMQ checks them).
+fn check_not_default(source: &str, destination: &Destination) -> Result<(), AmqpError> {
+    if let Destination::Exchange(d) = destination {
+        exchanges::check_not_default(d)?;
+    }
+    exchanges::check_not_default(source)
 }
 
 /// 403 for a new exchange or queue whose name starts with `amq.`.
