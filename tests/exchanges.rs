@@ -1504,7 +1504,6 @@ async fn cc_and_bcc_headers_add_routing_keys() {
 
 /// RabbitMQ removes the `BCC` header from the message its queues get.
 #[tokio::test]
-#[ignore = "needs: channel/basic.rs publish() to drop the BCC header from the stored message's properties (re-encode its content header)"]
 async fn bcc_header_is_not_delivered() {
     let t = target().await;
     let (conn, ch) = t.open().await;

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use warren_codec::ReplyCode;
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
+use warren_codec::{ContentHeader, ReplyCode};
 
 use super::declare::generated_name;
 use super::shared::Unacked;
@@ -32,8 +32,9 @@ pub enum Settle {
 pub enum TxOp {
     /// A routed message and its queues.
     Publish(Arc<Message>, Vec<Arc<Queue>>, bool),
-    /// Deliveries acked, nacked or rejected inside the transaction.
-    Settle(BTreeMap<u64, Unacked>, Settle),
+    /// Deliveries acked, nacked or rejected inside the transaction, by tag (the
+    /// channel holds them meanwhile, see [`super::shared::Deliveries::tx_settled`]).
+    Settle(Vec<u64>, Settle),
 }
 
 impl Channel {
@@ -129,17 +130,29 @@ impl Channel {
             m.exclusive,
             self.consumer_prefetch,
         );
-        // consume-ok goes out before the first delivery can.
-        if !m.nowait {
-            self.reply(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(
-                basic::ConsumeOk {
-                    consumer_tag: ShortString::try_new(tag.to_string()).unwrap_or_default(),
-                },
-            )))
-            .await;
+        // The queue sends consume-ok once it has accepted the consumer, before the
+        // first delivery can go out.
+        let consume_ok = if m.nowait {
+            None
+        } else {
+            let Ok(permit) = self.shared.out.reserve().await else {
+                // The writer is gone with the socket; the reader notices.
+                return Ok(());
+            };
+            let reply = AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                consumer_tag: ShortString::try_new(tag.to_string()).unwrap_or_default(),
+            }));
+            Some((permit, Outbound::Method(self.id, reply)))
+        };
+        // Registered first, so a queue deleted meanwhile finds it to cancel.
+        self.shared
+            .consumers
+            .lock()
+            .insert(tag.clone(), queue.clone());
+        if let Err(e) = queue.add_consumer(consumer, consume_ok) {
+            self.shared.consumers.lock().remove(&tag);
+            return Err(e);
         }
-        queue.add_consumer(consumer)?;
-        self.shared.consumers.lock().insert(tag, queue);
         Ok(())
     }
 
@@ -149,7 +162,9 @@ impl Channel {
             .settle(tag, multiple)
             .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))?;
         if self.mode == Mode::Tx {
-            self.tx_pending.push(TxOp::Settle(settled, how));
+            let tags = settled.keys().copied().collect();
+            self.shared.hold_for_tx(settled);
+            self.tx_pending.push(TxOp::Settle(tags, how));
             return Ok(());
         }
         self.apply_settle(settled, how);
@@ -178,7 +193,7 @@ impl Channel {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        by_queue(self.shared.take_all_unacked(), |queue, seqs| {
+        by_queue(self.shared.take_unacked(), |queue, seqs| {
             queue.requeue(seqs)
         });
         Ok(())
@@ -189,10 +204,12 @@ impl Channel {
     pub async fn publish(&mut self, publication: Publication) -> Result<(), AmqpError> {
         let Publication {
             publish,
-            header,
-            properties,
+            mut header,
+            mut properties,
             body,
         } = publication;
+        // RabbitMQ's order: the exchange (404, 403), then the message's properties.
+        let target = self.conn.vhost.publish_target(publish.exchange.as_str())?;
         if let Some(user_id) = properties.user_id()
             && user_id.as_str() != self.conn.user
         {
@@ -204,11 +221,22 @@ impl Channel {
         if let Some(expiration) = properties.expiration() {
             check_expiration(expiration.as_str())?;
         }
-        let queues = self.conn.vhost.route(
-            publish.exchange.as_str(),
+        let queues = self.conn.vhost.route_from(
+            target,
             publish.routing_key.as_str(),
             properties.headers().as_ref(),
         )?;
+        // BCC routes but is not delivered: the properties are re-encoded without it.
+        if let Some(headers) = properties.headers()
+            && headers.contains_key("BCC")
+        {
+            let mut kept = headers.inner().clone();
+            kept.remove("BCC");
+            let stripped = (*properties).clone().with_headers(kept.into());
+            header = ContentHeader::from_properties(body.len() as u64, &stripped)
+                .map_err(|e| AmqpError::precondition_failed(format!("invalid message: {e}")))?;
+            *properties = stripped;
+        }
         let message = Arc::new(Message {
             exchange: publish.exchange.to_string(),
             routing_key: publish.routing_key.to_string(),
@@ -275,7 +303,10 @@ impl Channel {
                 TxOp::Publish(message, queues, mandatory) => {
                     self.deliver_published(message, &queues, mandatory).await;
                 }
-                TxOp::Settle(settled, how) => self.apply_settle(settled, how),
+                TxOp::Settle(tags, how) => {
+                    let settled = self.shared.take_held(&tags);
+                    self.apply_settle(settled, how);
+                }
             }
         }
         Ok(())
@@ -283,11 +314,8 @@ impl Channel {
 
     /// tx.rollback: held publishes are dropped, held settlements undone.
     pub(super) fn rollback(&mut self) {
-        for op in std::mem::take(&mut self.tx_pending) {
-            if let TxOp::Settle(settled, _) = op {
-                self.shared.unsettle(settled);
-            }
-        }
+        self.tx_pending.clear();
+        self.shared.unhold_all();
     }
 }
 
@@ -299,26 +327,41 @@ fn requeue_or_discard(requeue: bool) -> Settle {
     }
 }
 
-/// The per-message `expiration` property must be a non-negative integer (ms).
+/// The per-message `expiration` property must be a non-negative integer of
+/// milliseconds, at most ten years: RabbitMQ's `parse_expiration`, which reads it
+/// with Erlang's `string:to_integer` (an optional sign, then digits).
 fn check_expiration(expiration: &str) -> Result<(), AmqpError> {
-    let digits = expiration.trim_start_matches(['-', '+']);
-    let numeric_len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    const MAX_EXPIRY_MS: u64 = 315_360_000_000;
     let invalid = |why: String| {
         Err(AmqpError::precondition_failed(format!(
             "invalid expiration '{expiration}': {why}"
         )))
     };
+    let (negative, unsigned) = match expiration.as_bytes().first() {
+        Some(b'-') => (true, &expiration[1..]),
+        Some(b'+') => (false, &expiration[1..]),
+        _ => (false, expiration),
+    };
+    let numeric_len = unsigned.bytes().take_while(u8::is_ascii_digit).count();
     if numeric_len == 0 {
         return invalid("no_integer".into());
     }
-    if numeric_len < digits.len() {
+    if numeric_len < unsigned.len() {
         return invalid(format!(
             "{{leftover_string,\"{}\"}}",
-            &digits[numeric_len..]
+            &unsigned[numeric_len..]
         ));
     }
-    if expiration.starts_with('-') {
-        return invalid(format!("{{value_negative,{expiration}}}"));
+    // The value as Erlang prints an integer: no leading zeros.
+    let value = match unsigned.trim_start_matches('0') {
+        "" => "0",
+        digits => digits,
+    };
+    if negative && value != "0" {
+        return invalid(format!("{{value_negative,-{value}}}"));
+    }
+    if value.parse::<u64>().map_or(true, |ms| ms > MAX_EXPIRY_MS) {
+        return invalid(format!("{{value_too_large,{value}}}"));
     }
     Ok(())
 }
@@ -335,7 +378,22 @@ mod tests {
             check_expiration("abc").expect_err("text").reply_text(),
             "PRECONDITION_FAILED - invalid expiration 'abc': no_integer"
         );
-        assert!(check_expiration("-1").is_err());
-        assert!(check_expiration("10x").is_err());
+        assert!(check_expiration("-0").is_ok());
+        assert!(check_expiration("+5").is_ok());
+        assert_eq!(
+            check_expiration("-1").expect_err("negative").text,
+            "invalid expiration '-1': {value_negative,-1}"
+        );
+        assert_eq!(
+            check_expiration("10x").expect_err("leftover").text,
+            "invalid expiration '10x': {leftover_string,\"x\"}"
+        );
+        assert_eq!(
+            check_expiration("315360000001")
+                .expect_err("too large")
+                .text,
+            "invalid expiration '315360000001': {value_too_large,315360000001}"
+        );
+        assert!(check_expiration("99999999999999999999999").is_err());
     }
 }

@@ -97,8 +97,9 @@ impl Channel {
         let (reply, nowait) = match method {
             queue::AMQPMethod::Declare(m) => {
                 let name = match m.queue.as_str() {
-                    "" if m.passive => self.queue_name(&m.queue)?,
-                    "" => generated_name("amq.gen-"),
+                    // A passive declare looks the name up as given: RabbitMQ expands
+                    // no empty-name shortcut there (404 for queue '').
+                    "" if !m.passive => generated_name("amq.gen-"),
                     name => name.to_owned(),
                 };
                 let req = QueueDeclare {
@@ -107,6 +108,7 @@ impl Channel {
                     durable: m.durable,
                     exclusive: m.exclusive,
                     auto_delete: m.auto_delete,
+                    server_named: !m.passive && m.queue.as_str().is_empty(),
                     arguments: m.arguments,
                 };
                 let (queue, _) = vhost.declare_queue(&req, conn)?;

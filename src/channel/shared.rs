@@ -33,12 +33,27 @@ pub struct ConsumerCredit {
     pub unacked: AtomicU32,
     /// The consumer's prefetch count (0 = unlimited).
     pub prefetch: u16,
+    /// Its channel's count of consumer deliveries not yet acked
+    /// ([`ChannelShared::consumer_unacked`]).
+    pub channel_unacked: Arc<AtomicU32>,
 }
 
 impl ConsumerCredit {
     /// Whether one more delivery fits the consumer's prefetch.
     pub fn has_room(&self) -> bool {
         self.prefetch == 0 || self.unacked.load(Ordering::Acquire) < u32::from(self.prefetch)
+    }
+
+    /// A delivery that needs an ack went out.
+    pub fn delivered(&self) {
+        self.unacked.fetch_add(1, Ordering::AcqRel);
+        self.channel_unacked.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One of its deliveries was settled (acked, nacked, rejected or requeued).
+    pub fn settled(&self) {
+        self.unacked.fetch_sub(1, Ordering::AcqRel);
+        self.channel_unacked.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -49,6 +64,11 @@ pub struct Deliveries {
     pub next_tag: u64,
     /// Unacked deliveries by tag, in tag order.
     pub unacked: BTreeMap<u64, Unacked>,
+    /// Deliveries acked, nacked or rejected inside the open transaction: no longer
+    /// the client's to settle, not settled with their queues until tx.commit.
+    /// Their consumers' credit comes back at commit; they go back to their queues
+    /// with the rest if the channel closes first.
+    pub tx_settled: BTreeMap<u64, Unacked>,
     /// Channel-wide prefetch (basic.qos global=true; 0 = unlimited).
     pub global_prefetch: u16,
 }
@@ -58,11 +78,6 @@ impl Deliveries {
     pub fn take_tag(&mut self) -> u64 {
         self.next_tag += 1;
         self.next_tag
-    }
-
-    /// Whether the channel-wide prefetch allows one more unacked delivery.
-    pub fn has_room(&self) -> bool {
-        self.global_prefetch == 0 || self.unacked.len() < usize::from(self.global_prefetch)
     }
 }
 
@@ -77,6 +92,10 @@ pub struct ChannelShared {
     pub cancel_notify: bool,
     /// Tags, unacked deliveries, prefetch.
     pub deliveries: Mutex<Deliveries>,
+    /// Consumer deliveries not yet settled, on all of this channel's consumers,
+    /// cancelled ones included: what basic.qos global=true limits. basic.get
+    /// deliveries do not count, as in RabbitMQ.
+    pub consumer_unacked: Arc<AtomicU32>,
     /// This channel's consumers by tag, with their queue. Any task may remove one
     /// (a queue deleted by another connection cancels its consumers).
     pub consumers: Mutex<HashMap<Arc<str>, Arc<Queue>>>,
@@ -90,8 +109,15 @@ impl ChannelShared {
             out,
             cancel_notify,
             deliveries: Mutex::new(Deliveries::default()),
+            consumer_unacked: Arc::default(),
             consumers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether the channel-wide prefetch allows one more consumer delivery.
+    pub fn has_global_room(&self) -> bool {
+        let limit = self.deliveries.lock().global_prefetch;
+        limit == 0 || self.consumer_unacked.load(Ordering::Acquire) < u32::from(limit)
     }
 
     /// Removes the deliveries an ack/nack/reject names: exactly `tag`, or with
@@ -115,15 +141,40 @@ impl ChannelShared {
         Some(std::mem::replace(&mut d.unacked, rest))
     }
 
-    /// Puts settled deliveries back as unacked (tx.rollback of acks).
-    pub fn unsettle(&self, settled: BTreeMap<u64, Unacked>) {
-        self.deliveries.lock().unacked.extend(settled);
+    /// Holds deliveries settled inside a transaction until commit or rollback.
+    pub fn hold_for_tx(&self, settled: BTreeMap<u64, Unacked>) {
+        self.deliveries.lock().tx_settled.extend(settled);
     }
 
-    /// Takes every unacked delivery (channel closing, basic.recover).
-    pub fn take_all_unacked(&self) -> Vec<Unacked> {
+    /// tx.commit: takes the held deliveries with these tags.
+    pub fn take_held(&self, tags: &[u64]) -> BTreeMap<u64, Unacked> {
+        let mut d = self.deliveries.lock();
+        tags.iter()
+            .filter_map(|tag| d.tx_settled.remove_entry(tag))
+            .collect()
+    }
+
+    /// tx.rollback: every held delivery is unacked again.
+    pub fn unhold_all(&self) {
+        let mut d = self.deliveries.lock();
+        let held = std::mem::take(&mut d.tx_settled);
+        d.unacked.extend(held);
+    }
+
+    /// Takes the unacked deliveries, not those held by an open transaction
+    /// (basic.recover: the transaction still settles those at commit).
+    pub fn take_unacked(&self) -> Vec<Unacked> {
         std::mem::take(&mut self.deliveries.lock().unacked)
             .into_values()
             .collect()
+    }
+
+    /// Takes every unacked delivery, with those held by an open transaction
+    /// (the channel is closing).
+    pub fn take_all_unacked(&self) -> Vec<Unacked> {
+        let mut d = self.deliveries.lock();
+        let mut all = std::mem::take(&mut d.unacked);
+        all.append(&mut d.tx_settled);
+        all.into_values().collect()
     }
 }

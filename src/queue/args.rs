@@ -5,6 +5,9 @@
 //! for queue 'q' in vhost '/': {value_negative,-1}`.
 
 use warren_codec::types::{AMQPValue, FieldTable};
+use warren_exchanges::type_name;
+
+use crate::vhost::equivalence::{self, integer};
 
 use crate::error::AmqpError;
 
@@ -45,115 +48,152 @@ pub struct QueueArgs {
     pub delivery_limit: Option<u64>,
 }
 
-/// Arguments RabbitMQ compares when a queue is declared again.
+/// Arguments RabbitMQ compares when a classic queue is declared again, in the
+/// order it compares them (the first difference is the one reported), and
+/// Warren's `x-delivery-limit`.
 pub const EQUIVALENCE_KEYS: &[&str] = &[
     "x-expires",
     "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
     "x-max-length",
     "x-max-length-bytes",
     "x-max-priority",
     "x-overflow",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
+    "x-queue-mode",
+    "x-queue-version",
     "x-single-active-consumer",
     "x-queue-type",
+    "x-queue-master-locator",
     "x-delivery-limit",
 ];
 
-/// Arguments RabbitMQ knows that Warren accepts without acting on them: they tune
-/// RabbitMQ's internals (storage mode, placement, quorum replication).
-const ACCEPTED: &[&str] = &[
-    "x-queue-type",
-    "x-queue-mode",
-    "x-queue-version",
-    "x-queue-master-locator",
-    "x-queue-leader-locator",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-dead-letter-strategy",
-    "x-quorum-initial-group-size",
-    "x-quorum-target-group-size",
-    "x-consumer-timeout",
-];
+/// The longest TTL or expiry RabbitMQ takes: ten years in milliseconds.
+const MAX_EXPIRY_MS: u64 = 315_360_000_000;
 
 impl QueueArgs {
-    /// Parses a queue.declare argument table; `queue` is `queue 'q' in vhost '/'`.
+    /// Parses a new queue's declare arguments; `queue` is `queue 'q' in vhost '/'`.
+    ///
+    /// Checks run in RabbitMQ's order, so the argument named in the 406 is the one
+    /// RabbitMQ names: the dead-letter exchange's type (checked by the channel),
+    /// then `x-queue-type`, then the others. `x-` arguments RabbitMQ does not know
+    /// are ignored, as RabbitMQ ignores them.
     pub fn parse(table: &FieldTable, queue: &str) -> Result<Self, AmqpError> {
+        let get = |key: &str| table.inner().get(key);
+        if let Some(v) = get("x-dead-letter-exchange")
+            && string(v).is_err()
+        {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid type '{}' for arg 'x-dead-letter-exchange' in {queue}",
+                type_name(v)
+            )));
+        }
+        let invalid = |key: &str, why: String| {
+            AmqpError::precondition_failed(format!("invalid arg '{key}' for {queue}: {why}"))
+        };
         let mut args = QueueArgs::default();
-        for (key, value) in table.inner() {
-            let key = key.as_str();
-            let invalid = |why: String| {
-                AmqpError::precondition_failed(format!("invalid arg '{key}' for {queue}: {why}"))
-            };
-            match key {
-                "x-message-ttl" => args.message_ttl = Some(non_negative(value).map_err(invalid)?),
-                "x-expires" => {
-                    let ms = non_negative(value).map_err(invalid)?;
-                    if ms == 0 {
-                        return Err(invalid("{value_zero,0}".into()));
-                    }
-                    args.expires = Some(ms);
-                }
-                "x-max-length" => args.max_length = Some(non_negative(value).map_err(invalid)?),
-                "x-max-length-bytes" => {
-                    args.max_length_bytes = Some(non_negative(value).map_err(invalid)?);
-                }
-                "x-delivery-limit" => {
-                    args.delivery_limit = Some(non_negative(value).map_err(invalid)?);
-                }
-                "x-max-priority" => {
-                    let p = non_negative(value).map_err(invalid)?;
-                    if p > 255 {
-                        return Err(invalid(format!("{{value_too_large,{p},255}}")));
-                    }
-                    args.max_priority = (p > 0).then_some(p as u8);
-                }
-                "x-overflow" => {
-                    args.overflow = match string(value).map_err(invalid)?.as_str() {
-                        "drop-head" => Overflow::DropHead,
-                        "reject-publish" => Overflow::RejectPublish,
-                        "reject-publish-dlx" => Overflow::RejectPublishDlx,
-                        other => return Err(invalid(format!("{{invalid_value,<<\"{other}\">>}}"))),
-                    }
-                }
-                "x-dead-letter-exchange" => {
-                    args.dead_letter_exchange = Some(string(value).map_err(invalid)?);
-                }
-                "x-dead-letter-routing-key" => {
-                    args.dead_letter_routing_key = Some(string(value).map_err(invalid)?);
-                }
-                "x-single-active-consumer" => match value {
-                    AMQPValue::Boolean(b) => args.single_active_consumer = *b,
-                    other => {
-                        return Err(invalid(format!(
-                            "{{unacceptable_type,{}}}",
-                            type_name(other)
-                        )));
-                    }
-                },
-                "x-queue-type" => {
-                    let t = string(value).map_err(invalid)?;
-                    if !matches!(t.as_str(), "classic" | "quorum") {
-                        return Err(invalid(format!("{{unsupported_queue_type,<<\"{t}\">>}}")));
-                    }
-                }
-                k if ACCEPTED.contains(&k) => {}
-                k if k.starts_with("x-") => return Err(invalid("unknown argument".into())),
-                // Arguments without the x- prefix are the application's own.
-                _ => {}
+        if let Some(v) = get("x-queue-type") {
+            let t = string(v).map_err(|e| invalid("x-queue-type", e))?;
+            if !matches!(t.as_str(), "classic" | "quorum") {
+                return Err(invalid(
+                    "x-queue-type",
+                    format!("\"unsupported queue type '{t}'\""),
+                ));
             }
         }
-        if args.dead_letter_routing_key.is_some() && args.dead_letter_exchange.is_none() {
-            return Err(AmqpError::precondition_failed(format!(
-                "invalid arg 'x-dead-letter-routing-key' for {queue}: {{no_dlx,\"x-dead-letter-exchange must be set\"}}"
-            )));
+        if let Some(v) = get("x-expires") {
+            let ms = int(v).map_err(|e| invalid("x-expires", e))?;
+            if ms == 0 {
+                return Err(invalid("x-expires", "{value_zero,0}".into()));
+            }
+            args.expires = Some(expiry(ms).map_err(|e| invalid("x-expires", e))?);
+        }
+        if let Some(v) = get("x-message-ttl") {
+            let ms = int(v).map_err(|e| invalid("x-message-ttl", e))?;
+            args.message_ttl = Some(expiry(ms).map_err(|e| invalid("x-message-ttl", e))?);
+        }
+        if let Some(v) = get("x-dead-letter-exchange") {
+            args.dead_letter_exchange =
+                Some(string(v).map_err(|e| invalid("x-dead-letter-exchange", e))?);
+        }
+        if let Some(v) = get("x-dead-letter-routing-key") {
+            let key = string(v).map_err(|e| invalid("x-dead-letter-routing-key", e))?;
+            if args.dead_letter_exchange.is_none() {
+                return Err(invalid(
+                    "x-dead-letter-routing-key",
+                    "routing_key_but_no_dlx_defined".into(),
+                ));
+            }
+            args.dead_letter_routing_key = Some(key);
+        }
+        for (key, slot) in [
+            ("x-max-length", &mut args.max_length),
+            ("x-max-length-bytes", &mut args.max_length_bytes),
+            ("x-delivery-limit", &mut args.delivery_limit),
+        ] {
+            if let Some(v) = get(key) {
+                *slot = Some(non_negative(v).map_err(|e| invalid(key, e))?);
+            }
+        }
+        for key in ["x-max-in-memory-length", "x-max-in-memory-bytes"] {
+            if let Some(v) = get(key) {
+                non_negative(v).map_err(|e| invalid(key, e))?;
+            }
+        }
+        if let Some(v) = get("x-max-priority") {
+            let p = non_negative(v).map_err(|e| invalid("x-max-priority", e))?;
+            if p > 255 {
+                return Err(invalid(
+                    "x-max-priority",
+                    format!("{{max_value_exceeded,{p}}}"),
+                ));
+            }
+            args.max_priority = u8::try_from(p).ok().filter(|&p| p > 0);
+        }
+        if let Some(v) = get("x-overflow") {
+            args.overflow = match string(v).map_err(|e| invalid("x-overflow", e))?.as_str() {
+                "drop-head" => Overflow::DropHead,
+                "reject-publish" => Overflow::RejectPublish,
+                "reject-publish-dlx" => Overflow::RejectPublishDlx,
+                _ => return Err(invalid("x-overflow", "invalid_overflow".into())),
+            }
+        }
+        if let Some(v) = get("x-queue-mode") {
+            let mode = string(v).map_err(|e| invalid("x-queue-mode", e))?;
+            if !matches!(mode.as_str(), "default" | "lazy") {
+                return Err(invalid(
+                    "x-queue-mode",
+                    format!("\"unsupported queue mode '{mode}'\""),
+                ));
+            }
+        }
+        if let Some(v) = get("x-queue-version") {
+            let version = non_negative(v).map_err(|e| invalid("x-queue-version", e))?;
+            if !matches!(version, 1 | 2) {
+                return Err(invalid(
+                    "x-queue-version",
+                    format!("\"unsupported queue version '{version}'\""),
+                ));
+            }
+        }
+        if let Some(v) = get("x-single-active-consumer") {
+            match v {
+                AMQPValue::Boolean(b) => args.single_active_consumer = *b,
+                other => {
+                    return Err(invalid(
+                        "x-single-active-consumer",
+                        format!("{{unacceptable_type,{}}}", type_name(other)),
+                    ));
+                }
+            }
         }
         Ok(args)
     }
 }
 
 /// The 406 when a redeclare's arguments differ from the queue's in a key RabbitMQ
-/// compares. Integers of any width compare by value, as in RabbitMQ.
+/// compares. Integers of any width compare by value, as in RabbitMQ; a queue
+/// declared without `x-queue-type` equals one declared `classic`.
 pub fn assert_equivalent(
     current: &FieldTable,
     wanted: &FieldTable,
@@ -162,50 +202,37 @@ pub fn assert_equivalent(
     for key in EQUIVALENCE_KEYS {
         let now = current.inner().get(*key);
         let new = wanted.inner().get(*key);
-        if !same(now, new) {
-            let show = |v: Option<&AMQPValue>| match v {
-                None => "none".to_owned(),
-                Some(v) => format!("the value '{}' of type '{}'", display(v), type_name(v)),
-            };
-            return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{key}' for {queue}: received {} but current is {}",
-                show(new),
-                show(now)
-            )));
+        if *key == "x-queue-type" && classic(now) && classic(new) {
+            continue;
         }
+        equivalence::assert_arg(key, queue, now, new)?;
     }
     Ok(())
 }
 
-fn same(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => match (integer(a), integer(b)) {
-            (Some(x), Some(y)) => x == y,
-            _ => a == b,
-        },
-        _ => false,
-    }
+/// No `x-queue-type`, or `classic`.
+fn classic(value: Option<&AMQPValue>) -> bool {
+    value.is_none_or(|v| string(v).is_ok_and(|t| t == "classic"))
 }
 
-fn integer(value: &AMQPValue) -> Option<i128> {
-    Some(match value {
-        AMQPValue::ShortShortInt(v) => (*v).into(),
-        AMQPValue::ShortShortUInt(v) => (*v).into(),
-        AMQPValue::ShortInt(v) => (*v).into(),
-        AMQPValue::ShortUInt(v) => (*v).into(),
-        AMQPValue::LongInt(v) => (*v).into(),
-        AMQPValue::LongUInt(v) => (*v).into(),
-        AMQPValue::LongLongInt(v) => (*v).into(),
-        _ => return None,
-    })
+/// An integer argument; RabbitMQ's text for any other type.
+fn int(value: &AMQPValue) -> Result<i128, String> {
+    integer(value).ok_or_else(|| format!("\"expected integer, got {}\"", type_name(value)))
 }
 
 fn non_negative(value: &AMQPValue) -> Result<u64, String> {
-    match integer(value) {
-        Some(v) if v < 0 => Err(format!("{{value_negative,{v}}}")),
-        Some(v) => Ok(u64::try_from(v).unwrap_or(u64::MAX)),
-        None => Err(format!("{{unacceptable_type,{}}}", type_name(value))),
+    match int(value)? {
+        v if v < 0 => Err(format!("{{value_negative,{v}}}")),
+        v => Ok(u64::try_from(v).unwrap_or(u64::MAX)),
+    }
+}
+
+/// A TTL or expiry in milliseconds: RabbitMQ's `check_expiry`.
+fn expiry(ms: i128) -> Result<u64, String> {
+    match u64::try_from(ms) {
+        Err(_) => Err(format!("{{value_negative,{ms}}}")),
+        Ok(v) if v > MAX_EXPIRY_MS => Err(format!("{{value_too_large,{v}}}")),
+        Ok(v) => Ok(v),
     }
 }
 
@@ -214,38 +241,6 @@ fn string(value: &AMQPValue) -> Result<String, String> {
         AMQPValue::LongString(s) => Ok(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Ok(s.as_str().to_owned()),
         other => Err(format!("{{unacceptable_type,{}}}", type_name(other))),
-    }
-}
-
-fn display(value: &AMQPValue) -> String {
-    match value {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.as_str().to_owned(),
-        AMQPValue::Boolean(b) => b.to_string(),
-        other => integer(other).map_or_else(|| format!("{other:?}"), |i| i.to_string()),
-    }
-}
-
-/// RabbitMQ's name for a field type, as used in its error texts.
-pub fn type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
     }
 }
 
@@ -289,38 +284,67 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bad_and_unknown_arguments() {
-        let e = QueueArgs::parse(&table(&[("x-message-ttl", AMQPValue::LongInt(-1))]), Q)
-            .expect_err("negative");
+    fn refuses_bad_arguments_with_rabbitmq_texts() {
+        let refused = |key: &str, value: AMQPValue| {
+            QueueArgs::parse(&table(&[(key, value)]), Q)
+                .expect_err(key)
+                .reply_text()
+        };
         assert_eq!(
-            e.reply_text(),
+            refused("x-message-ttl", AMQPValue::LongInt(-1)),
             "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}"
         );
+        assert!(
+            refused("x-expires", AMQPValue::LongString("1".into()))
+                .ends_with(": \"expected integer, got longstr\""),
+        );
+        assert!(refused("x-expires", AMQPValue::LongInt(0)).ends_with(": {value_zero,0}"));
+        assert!(
+            refused("x-message-ttl", AMQPValue::LongLongInt(315_360_000_001))
+                .ends_with(": {value_too_large,315360000001}")
+        );
+        assert!(
+            refused("x-max-priority", AMQPValue::LongInt(256))
+                .ends_with(": {max_value_exceeded,256}")
+        );
+        assert!(
+            refused("x-overflow", AMQPValue::LongString("x".into()))
+                .ends_with(": invalid_overflow")
+        );
+        assert!(
+            refused(
+                "x-dead-letter-routing-key",
+                AMQPValue::LongString("k".into())
+            )
+            .ends_with(": routing_key_but_no_dlx_defined")
+        );
+        assert_eq!(
+            refused("x-dead-letter-exchange", AMQPValue::Boolean(true)),
+            "PRECONDITION_FAILED - invalid type 'bool' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'"
+        );
+        assert!(
+            refused("x-queue-version", AMQPValue::LongInt(3))
+                .ends_with(": \"unsupported queue version '3'\"")
+        );
+    }
+
+    #[test]
+    fn unknown_x_arguments_are_ignored_as_in_rabbitmq() {
+        let args = QueueArgs::parse(&table(&[("x-bogus", AMQPValue::LongInt(1))]), Q);
+        assert_eq!(args, Ok(QueueArgs::default()));
+    }
+
+    #[test]
+    fn the_first_bad_argument_in_rabbitmq_order_is_named() {
         let e = QueueArgs::parse(
-            &table(&[("x-expires", AMQPValue::LongString("1".into()))]),
+            &table(&[
+                ("x-max-length", AMQPValue::LongInt(-1)),
+                ("x-expires", AMQPValue::LongInt(0)),
+            ]),
             Q,
         )
-        .expect_err("type");
-        assert!(
-            e.text.ends_with("{unacceptable_type,longstr}"),
-            "{}",
-            e.text
-        );
-        assert!(QueueArgs::parse(&table(&[("x-expires", AMQPValue::LongInt(0))]), Q).is_err());
-        assert!(
-            QueueArgs::parse(&table(&[("x-max-priority", AMQPValue::LongInt(256))]), Q).is_err()
-        );
-        assert!(QueueArgs::parse(&table(&[("x-bogus", AMQPValue::LongInt(1))]), Q).is_err());
-        assert!(
-            QueueArgs::parse(
-                &table(&[(
-                    "x-dead-letter-routing-key",
-                    AMQPValue::LongString("k".into())
-                )]),
-                Q
-            )
-            .is_err()
-        );
+        .expect_err("both bad");
+        assert!(e.text.contains("'x-expires'"), "{}", e.text);
     }
 
     #[test]
@@ -328,6 +352,15 @@ mod tests {
         let a = table(&[("x-message-ttl", AMQPValue::LongInt(1000))]);
         let b = table(&[("x-message-ttl", AMQPValue::LongLongInt(1000))]);
         assert!(assert_equivalent(&a, &b, Q).is_ok());
+        let classic = table(&[("x-queue-type", AMQPValue::LongString("classic".into()))]);
+        assert!(assert_equivalent(&FieldTable::default(), &classic, Q).is_ok());
+        let c = table(&[("x-message-ttl", AMQPValue::LongInt(2000))]);
+        assert_eq!(
+            assert_equivalent(&a, &c, Q)
+                .expect_err("differs")
+                .reply_text(),
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': received '2000' but current is '1000'"
+        );
         let e = assert_equivalent(&FieldTable::default(), &a, Q).expect_err("differs");
         assert_eq!(
             e.reply_text(),

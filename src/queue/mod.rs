@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
+use tokio::sync::mpsc::Permit;
 use tokio::sync::mpsc::error::TrySendError;
 use warren_codec::types::FieldTable;
 
@@ -68,15 +69,17 @@ impl Consumer {
         exclusive: bool,
         prefetch: u16,
     ) -> Arc<Self> {
+        let credit = Arc::new(ConsumerCredit {
+            prefetch,
+            channel_unacked: channel.consumer_unacked.clone(),
+            ..Default::default()
+        });
         Arc::new(Consumer {
             tag,
             channel,
             no_ack,
             exclusive,
-            credit: Arc::new(ConsumerCredit {
-                prefetch,
-                ..Default::default()
-            }),
+            credit,
             parked: AtomicBool::new(false),
         })
     }
@@ -85,7 +88,7 @@ impl Consumer {
         if self.parked.load(Ordering::Acquire) {
             return false;
         }
-        self.no_ack || (self.credit.has_room() && self.channel.deliveries.lock().has_room())
+        self.no_ack || (self.credit.has_room() && self.channel.has_global_room())
     }
 }
 
@@ -147,15 +150,30 @@ impl Queue {
     /// 405 when an exclusive queue belongs to another connection.
     pub fn check_exclusive(&self, connection: u64) -> Result<(), AmqpError> {
         match self.spec.exclusive_owner {
-            Some(owner) if owner != connection => Err(AmqpError::new(
-                warren_codec::ReplyCode::ResourceLocked,
-                format!(
-                    "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-                    self.describe()
-                ),
-            )),
+            Some(owner) if owner != connection => Err(self.locked()),
             _ => Ok(()),
         }
+    }
+
+    /// RabbitMQ's strict check for a redeclare: the declare's owner (`Some` of the
+    /// declaring connection when it asks for exclusive, else `None`) must be the
+    /// queue's owner exactly; any mismatch is the same 405, never a 406.
+    pub fn check_exclusive_strict(&self, owner: Option<u64>) -> Result<(), AmqpError> {
+        if self.spec.exclusive_owner == owner {
+            Ok(())
+        } else {
+            Err(self.locked())
+        }
+    }
+
+    fn locked(&self) -> AmqpError {
+        AmqpError::new(
+            warren_codec::ReplyCode::ResourceLocked,
+            format!(
+                "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                self.describe()
+            ),
+        )
     }
 
     /// Ready messages (what declare-ok and get-ok report).
@@ -230,7 +248,7 @@ impl Queue {
                         consumer: Some(consumer.credit.clone()),
                     },
                 );
-                consumer.credit.unacked.fetch_add(1, Ordering::AcqRel);
+                consumer.credit.delivered();
                 st.outstanding.insert(seq, entry.clone());
             }
             permit.send(Outbound::Deliver {
@@ -264,7 +282,7 @@ impl Queue {
         self: &Arc<Self>,
         channel: &Arc<ChannelShared>,
         no_ack: bool,
-        permit: tokio::sync::mpsc::Permit<'_, Outbound>,
+        permit: Permit<'_, Outbound>,
     ) -> GetResult {
         let mut st = self.state.lock();
         let Some((seq, entry)) = st.ready.pop_first() else {
@@ -318,15 +336,31 @@ impl Queue {
         self.dispatch(&mut st);
     }
 
-    /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply.
-    pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> Result<(), AmqpError> {
+    /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply. On success
+    /// `consume_ok` (a reserved writer slot and the reply) is sent first, under the
+    /// queue's lock, so the client sees consume-ok before any delivery and never
+    /// sees it for a refused consumer.
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        consumer: Arc<Consumer>,
+        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
+    ) -> Result<(), AmqpError> {
         let mut st = self.state.lock();
+        if st.deleted {
+            return Err(AmqpError::new(
+                warren_codec::ReplyCode::NotFound,
+                format!("no {}", self.describe()),
+            ));
+        }
         let exclusive_taken = st.consumers.iter().any(|c| c.exclusive);
         if exclusive_taken || (consumer.exclusive && !st.consumers.is_empty()) {
             return Err(AmqpError::access_refused(format!(
                 "{} in exclusive use",
                 self.describe()
             )));
+        }
+        if let Some((permit, reply)) = consume_ok {
+            permit.send(reply);
         }
         st.consumers.push(consumer);
         st.ever_had_consumer = true;
@@ -375,7 +409,7 @@ pub fn by_queue(unacked: Vec<Unacked>, mut f: impl FnMut(&Arc<Queue>, Vec<SeqId>
     let mut groups: Vec<(Arc<Queue>, Vec<SeqId>)> = Vec::new();
     for u in unacked {
         if let Some(credit) = &u.consumer {
-            credit.unacked.fetch_sub(1, Ordering::AcqRel);
+            credit.settled();
         }
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, seqs)) => seqs.push(u.seq),

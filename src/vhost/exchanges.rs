@@ -10,7 +10,7 @@ use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
 use crate::error::AmqpError;
-use crate::vhost::resource;
+use crate::vhost::{equivalence, resource};
 
 /// Where a binding leads.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,49 +84,6 @@ pub fn check_alternate_exchange_arg(
     }
 }
 
-/// The bytes of a string-typed value (RabbitMQ holds both as binaries).
-fn string_bytes(value: &AMQPValue) -> Option<&[u8]> {
-    match value {
-        AMQPValue::LongString(s) => Some(s.as_bytes()),
-        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
-        AMQPValue::ByteArray(b) => Some(b.as_slice()),
-        _ => None,
-    }
-}
-
-/// Whether two values of the same argument are equivalent: strings by their
-/// bytes, anything else by type and value.
-fn same_argument(a: &AMQPValue, b: &AMQPValue) -> bool {
-    match (string_bytes(a), string_bytes(b)) {
-        (Some(x), Some(y)) => x == y,
-        (None, None) => a == b,
-        _ => false,
-    }
-}
-
-/// A value as RabbitMQ prints it in an equivalence failure: `'text'` for
-/// strings, the Erlang term otherwise (`'5'`, `'true'`).
-fn plain_value(value: &AMQPValue) -> String {
-    match string_bytes(value) {
-        Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        None => match value {
-            AMQPValue::Boolean(b) => b.to_string(),
-            AMQPValue::ShortShortInt(n) => n.to_string(),
-            AMQPValue::ShortShortUInt(n) => n.to_string(),
-            AMQPValue::ShortInt(n) => n.to_string(),
-            AMQPValue::ShortUInt(n) => n.to_string(),
-            AMQPValue::LongInt(n) => n.to_string(),
-            AMQPValue::LongUInt(n) => n.to_string(),
-            AMQPValue::LongLongInt(n) => n.to_string(),
-            AMQPValue::Timestamp(n) => n.to_string(),
-            AMQPValue::Float(f) => f.to_string(),
-            AMQPValue::Double(f) => f.to_string(),
-            AMQPValue::Void => "undefined".to_owned(),
-            other => format!("{other:?}"),
-        },
-    }
-}
-
 /// One exchange: its declared properties and its bindings.
 #[derive(Debug)]
 pub struct ExchangeEntry {
@@ -154,47 +111,29 @@ impl ExchangeEntry {
     /// alternate-exchange argument (the only argument it compares), in that order.
     pub fn assert_equivalent(&self, wanted: &ExchangeSpec, vhost: &str) -> Result<(), AmqpError> {
         let current = &self.spec;
-        let fail = |arg: &str, received: String, now: String| {
-            Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{arg}' for {}: received {received} but current is {now}",
-                resource("exchange", &self.name, vhost)
-            )))
-        };
-        let quoted = |s: &str| format!("'{s}'");
+        let resource = resource("exchange", &self.name, vhost);
         if current.kind != wanted.kind {
-            return fail(
+            return Err(equivalence::inequivalent(
                 "type",
-                quoted(wanted.kind.as_str()),
-                quoted(current.kind.as_str()),
-            );
+                &resource,
+                &format!("'{}'", wanted.kind.as_str()),
+                &format!("'{}'", current.kind.as_str()),
+            ));
         }
-        for (arg, now, received) in [
-            ("durable", current.durable, wanted.durable),
-            ("auto_delete", current.auto_delete, wanted.auto_delete),
-            ("internal", current.internal, wanted.internal),
-        ] {
-            if now != received {
-                return fail(arg, quoted(&received.to_string()), quoted(&now.to_string()));
-            }
-        }
-        // rabbit_misc:assert_args_equivalence: two values print bare, a missing
-        // side makes the present one print with its type.
-        let ae_now = current.arguments.inner().get(ALTERNATE_EXCHANGE);
-        let ae_wanted = wanted.arguments.inner().get(ALTERNATE_EXCHANGE);
-        let typed = |v: Option<&AMQPValue>| match v {
-            Some(v) => format!("the value '{}' of type '{}'", plain_value(v), type_name(v)),
-            None => "none".to_owned(),
-        };
-        match (ae_now, ae_wanted) {
-            (None, None) => Ok(()),
-            (Some(now), Some(received)) if same_argument(now, received) => Ok(()),
-            (Some(now), Some(received)) => fail(
-                ALTERNATE_EXCHANGE,
-                quoted(&plain_value(received)),
-                quoted(&plain_value(now)),
-            ),
-            (now, received) => fail(ALTERNATE_EXCHANGE, typed(received), typed(now)),
-        }
+        equivalence::assert_flag("durable", &resource, current.durable, wanted.durable)?;
+        equivalence::assert_flag(
+            "auto_delete",
+            &resource,
+            current.auto_delete,
+            wanted.auto_delete,
+        )?;
+        equivalence::assert_flag("internal", &resource, current.internal, wanted.internal)?;
+        equivalence::assert_arg(
+            ALTERNATE_EXCHANGE,
+            &resource,
+            current.arguments.inner().get(ALTERNATE_EXCHANGE),
+            wanted.arguments.inner().get(ALTERNATE_EXCHANGE),
+        )
     }
 }
 

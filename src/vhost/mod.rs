@@ -4,6 +4,7 @@
 //! The registries are `DashMap`s, so the publish path takes no global lock: it
 //! reads one exchange's bindings under that exchange's short read lock.
 
+pub mod equivalence;
 pub mod exchanges;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct QueueDeclare {
     pub auto_delete: bool,
     /// Declare arguments.
     pub arguments: FieldTable,
+    /// The broker chose the name (`amq.gen-...`), so the reserved prefix is fine.
+    pub server_named: bool,
 }
 
 /// What deleting a queue left to do: tell its consumers.
@@ -281,7 +284,9 @@ impl VHost {
         let existing = match self.queues.entry(req.name.clone()) {
             Entry::Occupied(q) => q.get().clone(),
             Entry::Vacant(slot) => {
-                check_reserved("queue", &req.name)?;
+                if !req.server_named {
+                    check_reserved("queue", &req.name)?;
+                }
                 let spec = QueueSpec {
                     durable: req.durable,
                     exclusive_owner: req.exclusive.then_some(connection),
@@ -294,11 +299,11 @@ impl VHost {
                 return Ok((queue, true));
             }
         };
-        existing.check_exclusive(connection)?;
+        // A different exclusive flag is 405 even for the owner, as in RabbitMQ.
+        existing.check_exclusive_strict(req.exclusive.then_some(connection))?;
         let spec = &existing.spec;
         for (arg, now, wanted) in [
             ("durable", spec.durable, req.durable),
-            ("exclusive", spec.exclusive_owner.is_some(), req.exclusive),
             ("auto_delete", spec.auto_delete, req.auto_delete),
         ] {
             if now != wanted {
@@ -371,18 +376,33 @@ impl VHost {
         routing_key: &str,
         headers: Option<&FieldTable>,
     ) -> Result<Vec<Arc<Queue>>, AmqpError> {
-        let first = match exchange {
-            "" => None,
-            name => Some(self.exchange_or_404(name)?),
-        };
-        if let Some(x) = &first
-            && x.spec.internal
-        {
+        let target = self.publish_target(exchange)?;
+        self.route_from(target, routing_key, headers)
+    }
+
+    /// The exchange a publish names: 404 if missing, 403 if internal; `None` for
+    /// the default exchange. RabbitMQ checks these before anything in the message.
+    pub fn publish_target(&self, exchange: &str) -> Result<Option<Arc<ExchangeEntry>>, AmqpError> {
+        if exchange.is_empty() {
+            return Ok(None);
+        }
+        let x = self.exchange_or_404(exchange)?;
+        if x.spec.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal {}",
                 resource("exchange", exchange, &self.name)
             )));
         }
+        Ok(Some(x))
+    }
+
+    /// Routes from a target found by [`VHost::publish_target`].
+    pub fn route_from(
+        &self,
+        first: Option<Arc<ExchangeEntry>>,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
         let cc = header_routing_keys(headers)?;
         let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
         let Some(first) = first else {
