@@ -4,38 +4,30 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawClient, Seen, WAIT, start, start_with};
+use common::lapin::connect;
+use common::raw::{
+    RawClient, Seen, assert_broker_healthy, channel_open, frame, heartbeat, open_vhost, tune_ok,
+};
+use common::{eventually, start, start_with};
 use lapin::{Connection, ConnectionProperties};
 use warren_codec::Frame;
 use warren_codec::protocol::{AMQPClass, connection};
 use warren_codec::types::AMQPValue;
 
-async fn lapin_connect(uri: &str) -> Connection {
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
-/// Polls `check` until it holds or the generous bound passes.
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
+/// Logged in as guest, tune-ok sent with heartbeats every second, connection.open
+/// sent; nothing read after connection.tune.
+async fn opening_with_heartbeats(addr: std::net::SocketAddr) -> RawClient {
+    let mut c = RawClient::connect(addr).await;
+    c.start_ok(b"\0guest\0guest", false).await.expect("tune");
+    c.send_method(0, tune_ok(2047, 131_072, 1)).await;
+    c.send_method(0, open_vhost("/")).await;
+    c
 }
 
 #[tokio::test]
 async fn lapin_handshake_negotiates_rabbitmq_defaults() {
     let broker = start().await;
-    let conn = lapin_connect(&broker.uri("")).await;
+    let conn = connect(&broker.uri("")).await;
     assert!(conn.status().connected());
     let config = conn.configuration();
     assert_eq!(config.channel_max(), 2047);
@@ -48,7 +40,7 @@ async fn lapin_handshake_negotiates_rabbitmq_defaults() {
 #[tokio::test]
 async fn client_lower_limits_win() {
     let broker = start().await;
-    let conn = lapin_connect(&broker.uri("heartbeat=5&frame_max=8192&channel_max=10")).await;
+    let conn = connect(&broker.uri("heartbeat=5&frame_max=8192&channel_max=10")).await;
     let config = conn.configuration();
     assert_eq!(
         (config.channel_max(), config.frame_max(), config.heartbeat()),
@@ -62,10 +54,7 @@ async fn server_properties_advertise_rabbitmq_capabilities() {
     let broker = start().await;
     let mut c = RawClient::connect(broker.addr).await;
     c.send_raw(&warren_codec::frame::PROTOCOL_HEADER).await;
-    let start = match c.next().await {
-        Seen::Frame(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(s)))) => s,
-        other => panic!("expected start, got {other:?}"),
-    };
+    let start = c.expect_start().await;
     assert_eq!((start.version_major, start.version_minor), (0, 9));
     assert_eq!(start.mechanisms.as_bytes(), b"PLAIN AMQPLAIN");
     assert_eq!(start.locales.as_bytes(), b"en_US");
@@ -105,7 +94,7 @@ async fn server_properties_advertise_rabbitmq_capabilities() {
 #[tokio::test]
 async fn three_hundred_channels_open_and_close() {
     let broker = start().await;
-    let conn = lapin_connect(&broker.uri("")).await;
+    let conn = connect(&broker.uri("")).await;
     let mut channels = Vec::new();
     for _ in 0..300 {
         channels.push(conn.create_channel().await.expect("channel"));
@@ -131,26 +120,20 @@ async fn channel_max_counts_open_channels() {
     for id in [1, 2, 500] {
         c.open_channel(id).await;
     }
-    c.send_method(
-        4,
-        AMQPClass::Channel(warren_codec::protocol::channel::AMQPMethod::Open(
-            warren_codec::protocol::channel::Open {},
-        )),
-    )
-    .await;
+    c.send_method(4, channel_open()).await;
     let (text, _, _) = c.expect_connection_close(530).await;
     assert_eq!(
         text,
         "NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)"
     );
     c.close_ok_and_expect_eof().await;
-    common::assert_broker_healthy(broker.addr).await;
+    assert_broker_healthy(broker.addr).await;
 }
 
 #[tokio::test]
 async fn lapin_sees_channel_max_refusal() {
     let broker = start().await;
-    let conn = lapin_connect(&broker.uri("channel_max=2")).await;
+    let conn = connect(&broker.uri("channel_max=2")).await;
     // Dropping a lapin channel closes it: keep both open.
     let _first = conn.create_channel().await.expect("first");
     let _second = conn.create_channel().await.expect("second");
@@ -163,18 +146,7 @@ async fn lapin_sees_channel_max_refusal() {
 #[tokio::test]
 async fn heartbeats_are_sent_at_the_negotiated_interval() {
     let broker = start().await;
-    let mut c = RawClient::connect(broker.addr).await;
-    c.start_ok(b"\0guest\0guest", false).await.expect("tune");
-    c.send_method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-            channel_max: 2047,
-            frame_max: 131_072,
-            heartbeat: 1,
-        })),
-    )
-    .await;
-    c.send_method(0, common::open_vhost("/")).await;
+    let mut c = opening_with_heartbeats(broker.addr).await;
     assert!(matches!(
         c.next().await,
         Seen::Frame(Frame::Method(
@@ -185,7 +157,7 @@ async fn heartbeats_are_sent_at_the_negotiated_interval() {
     // Keep the server from timing us out while we count its heartbeats.
     let mut heartbeats = 0;
     while heartbeats < 3 {
-        c.send_raw(&[8, 0, 0, 0, 0, 0, 0, 0xCE]).await;
+        c.send_raw(&heartbeat(0)).await;
         match c.next().await {
             Seen::Frame(Frame::Heartbeat(0)) => heartbeats += 1,
             other => panic!("expected a heartbeat, got {other:?}"),
@@ -196,18 +168,7 @@ async fn heartbeats_are_sent_at_the_negotiated_interval() {
 #[tokio::test]
 async fn a_silent_client_is_disconnected_after_missed_heartbeats() {
     let broker = start().await;
-    let mut c = RawClient::connect(broker.addr).await;
-    c.start_ok(b"\0guest\0guest", false).await.expect("tune");
-    c.send_method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-            channel_max: 2047,
-            frame_max: 131_072,
-            heartbeat: 1,
-        })),
-    )
-    .await;
-    c.send_method(0, common::open_vhost("/")).await;
+    let mut c = opening_with_heartbeats(broker.addr).await;
     // The client never sends anything again: the server drops it (no close frame).
     loop {
         match c.next().await {
@@ -220,13 +181,13 @@ async fn a_silent_client_is_disconnected_after_missed_heartbeats() {
             other => panic!("expected heartbeats then a close, got {other:?}"),
         }
     }
-    common::assert_broker_healthy(broker.addr).await;
+    assert_broker_healthy(broker.addr).await;
 }
 
 #[tokio::test]
 async fn lapin_with_heartbeats_stays_connected() {
     let broker = start().await;
-    let conn = lapin_connect(&broker.uri("heartbeat=1")).await;
+    let conn = connect(&broker.uri("heartbeat=1")).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert!(
         conn.status().connected(),
@@ -243,23 +204,20 @@ async fn frame_max_is_enforced_and_bodies_split_by_it() {
     let mut c = RawClient::open_tuned(broker.addr, 4096, 2047).await;
     c.open_channel(1).await;
     // A 5000-octet payload on a 4096 frame_max connection.
-    let mut frame = vec![3, 0, 1, 0, 0, 0x13, 0x88];
-    frame.extend_from_slice(&[0u8; 5000]);
-    frame.push(0xCE);
-    c.send_raw(&frame).await;
+    c.send_raw(&frame(3, 1, &[0u8; 5000])).await;
     let (text, class, method) = c.expect_connection_close(501).await;
     assert_eq!(
         text,
         "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,5000,4088}"
     );
     assert_eq!((class, method), (0, 0));
-    common::assert_broker_healthy(broker.addr).await;
+    assert_broker_healthy(broker.addr).await;
 }
 
 #[tokio::test]
 async fn client_close_gets_close_ok() {
     let broker = start().await;
-    let conn = lapin_connect(&broker.uri("")).await;
+    let conn = connect(&broker.uri("")).await;
     let ch = conn.create_channel().await.expect("channel");
     ch.close(200, "done".into()).await.expect("channel close");
     conn.close(200, "bye".into())
@@ -285,9 +243,9 @@ async fn broker_shutdown_closes_connections_with_320() {
 #[tokio::test]
 async fn lapin_notices_broker_shutdown() {
     let broker = start().await;
-    let conn = lapin_connect(&broker.uri("")).await;
+    let conn = connect(&broker.uri("")).await;
     broker.stop().await;
-    assert!(eventually(|| !conn.status().connected()).await);
+    assert!(eventually(true, async || !conn.status().connected()).await);
 }
 
 #[tokio::test]
@@ -312,7 +270,7 @@ async fn wrong_password_is_refused() {
     .await
     .expect_err("bad password");
     assert!(!err.to_string().is_empty());
-    common::assert_broker_healthy(broker.addr).await;
+    assert_broker_healthy(broker.addr).await;
 }
 
 #[tokio::test]
@@ -322,7 +280,7 @@ async fn config_can_change_the_offered_limits() {
         c.heartbeat = 30;
     })
     .await;
-    let conn = lapin_connect(&broker.uri("")).await;
+    let conn = connect(&broker.uri("")).await;
     assert_eq!(conn.configuration().channel_max(), 100);
     assert_eq!(conn.configuration().heartbeat(), 30);
 }

@@ -2,87 +2,30 @@
 
 mod common;
 
-use futures_util::StreamExt;
-use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use common::lapin::{
+    confirming, connect, consume, counts, declare_queue, next_delivery, publish_acked,
+};
+use lapin::BasicProperties;
+use lapin::options::BasicAckOptions;
 
 #[tokio::test]
 async fn publish_consume_ack_roundtrip() {
     let broker = common::start().await;
-    let conn = Connection::connect(&broker.uri(""), ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let ch = conn.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            "work".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
+    let conn = connect(&broker.uri("")).await;
+    let ch = confirming(&conn).await;
+    let q = declare_queue(&ch, "work").await;
     assert_eq!(q.name().as_str(), "work");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm");
     for i in 0..10u8 {
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                "work".into(),
-                BasicPublishOptions::default(),
-                &[i],
-                BasicProperties::default(),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(confirm.is_ack());
+        publish_acked(&ch, "", "work", &[i], BasicProperties::default()).await;
     }
-    let again = ch
-        .queue_declare(
-            "work".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive");
-    assert_eq!(again.message_count(), 10);
-    let mut consumer = ch
-        .basic_consume(
-            "work".into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    assert_eq!(counts(&conn, "work").await.0, 10);
+    let mut consumer = consume(&ch, "work").await;
     for i in 0..10u8 {
-        let delivery = tokio::time::timeout(common::WAIT, consumer.next())
-            .await
-            .expect("in time")
-            .expect("stream open")
-            .expect("delivery");
+        let delivery = next_delivery(&mut consumer).await;
         assert_eq!(delivery.data, vec![i]);
         assert!(!delivery.redelivered);
         delivery.ack(BasicAckOptions::default()).await.expect("ack");
     }
-    let empty = ch
-        .queue_declare(
-            "work".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive");
-    assert_eq!(empty.message_count(), 0);
+    assert_eq!(counts(&conn, "work").await.0, 0);
     conn.close(200, "bye".into()).await.expect("close");
 }
