@@ -79,6 +79,19 @@ async fn server_properties_advertise_rabbitmq_capabilities() {
             "{cap}"
         );
     }
+    // Clients check for RabbitMQ (amqplib's own suite asserts it); Warren names
+    // itself in platform and information.
+    let text = |key: &str| match start.server_properties.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(text("product"), "RabbitMQ");
+    assert_eq!(text("version"), "3.13.7");
+    assert!(
+        text("platform").starts_with("Warren "),
+        "{}",
+        text("platform")
+    );
     for key in [
         "product",
         "version",

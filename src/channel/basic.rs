@@ -252,15 +252,33 @@ impl Channel {
         self.deliver_published(message, &queues, publish.mandatory)
             .await;
         if let Mode::Confirm(next) = &mut self.mode {
-            let delivery_tag = *next;
+            let tag = *next;
             *next += 1;
+            self.unsent_acks = Some(match self.unsent_acks {
+                Some((first, _)) => (first, tag),
+                None => (tag, tag),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends the confirms collected since the last flush as one basic.ack
+    /// (multiple=true when it covers several publishes). The connection flushes
+    /// after each batch of frames it read, before a channel closes, and before
+    /// it closes itself, so a return always precedes its message's ack.
+    pub async fn flush_confirms(&mut self) {
+        if let Some((first, last)) = self.unsent_acks.take() {
             self.reply(AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                delivery_tag,
-                multiple: false,
+                delivery_tag: last,
+                multiple: first != last,
             })))
             .await;
         }
-        Ok(())
+    }
+
+    /// Whether confirms wait for [`Channel::flush_confirms`].
+    pub fn has_unsent_confirms(&self) -> bool {
+        self.unsent_acks.is_some()
     }
 
     async fn deliver_published(

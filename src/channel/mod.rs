@@ -85,6 +85,8 @@ pub struct Channel {
     last_queue: String,
     /// Publishes and acks waiting for tx.commit.
     tx_pending: Vec<basic::TxOp>,
+    /// Confirm tags (first, last) settled but not yet acked to the publisher.
+    unsent_acks: Option<(u64, u64)>,
 }
 
 impl Channel {
@@ -100,6 +102,7 @@ impl Channel {
             consumer_prefetch: 0,
             last_queue: String::new(),
             tx_pending: Vec::new(),
+            unsent_acks: None,
         }
     }
 

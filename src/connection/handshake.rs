@@ -29,6 +29,10 @@ use crate::server::Broker;
 /// enough that clients are happy with either), so Warren does too.
 const PROTOCOL_HEADER_0_9: [u8; 8] = *b"AMQP\x01\x01\x00\x09";
 
+/// The RabbitMQ release whose 0-9-1 behaviour Warren follows (DESIGN.md), reported
+/// as `version` in connection.start.
+pub const RABBITMQ_COMPATIBLE_VERSION: &str = "3.13.7";
+
 /// What the handshake agreed on.
 #[derive(Debug, Clone)]
 pub struct Tuned {
@@ -320,11 +324,21 @@ fn start_method(broker: &Broker) -> AMQPClass {
     );
     props.insert(
         "information".into(),
-        text("Licensed under the Apache License 2.0. An AMQP 0-9-1 broker for RabbitMQ clients"),
+        text(concat!(
+            "Warren ",
+            env!("CARGO_PKG_VERSION"),
+            ", an AMQP 0-9-1 broker compatible with RabbitMQ. Licensed under the Apache License 2.0"
+        )),
     );
-    props.insert("platform".into(), text("Rust"));
-    props.insert("product".into(), text("Warren"));
-    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
+    props.insert(
+        "platform".into(),
+        text(concat!("Warren ", env!("CARGO_PKG_VERSION"), " (Rust)")),
+    );
+    // Clients and their tests look for product "RabbitMQ" and read the version to
+    // pick features; Warren answers as the RabbitMQ release whose 0-9-1 behaviour
+    // it follows, and names itself in platform and information.
+    props.insert("product".into(), text("RabbitMQ"));
+    props.insert("version".into(), text(RABBITMQ_COMPATIBLE_VERSION));
     AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
         version_major: 0,
         version_minor: 9,

@@ -74,6 +74,7 @@ pub async fn serve(
                 info,
                 out,
                 channels: HashMap::new(),
+                confirming: Vec::new(),
             };
             conn.run(reader, shutdown).await;
             let _ = writer.await;
@@ -172,6 +173,8 @@ struct Connection {
     info: ConnectionInfo,
     out: OutboundTx,
     channels: HashMap<u16, Channel>,
+    /// Channels holding confirms to send after the current batch of frames.
+    confirming: Vec<u16>,
 }
 
 impl Connection {
@@ -191,7 +194,10 @@ impl Connection {
                         Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
                         Err(error) => break 'frames Ending::Error(error),
                     },
-                    Ok(None) => break,
+                    Ok(None) => {
+                        self.flush_confirms().await;
+                        break;
+                    }
                     Err(ReadError::Codec(e)) => {
                         framing_broken = e.breaks_framing();
                         break 'frames Ending::Error(wire_text::codec_error(e));
@@ -211,6 +217,7 @@ impl Connection {
                 () = shutdown.cancelled() => break Ending::Error(handshake::shutdown_error()),
             }
         };
+        self.flush_confirms().await;
         let linger = closing_timeout(self.tuned.heartbeat);
         match ending {
             Ending::Gone => {
@@ -262,6 +269,15 @@ impl Connection {
                     self.send(0, connection_close_ok()).await;
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Acks what the channels confirmed while the last batch of frames was read.
+    async fn flush_confirms(&mut self) {
+        for id in std::mem::take(&mut self.confirming) {
+            if let Some(channel) = self.channels.get_mut(&id) {
+                channel.flush_confirms().await;
             }
         }
     }
@@ -337,6 +353,7 @@ impl Connection {
             Ok(Step::Continue) => Ok(()),
             Ok(Step::Closed) => {
                 if let Some(mut channel) = self.channels.remove(&id) {
+                    channel.flush_confirms().await;
                     channel.release();
                 }
                 self.send(id, close_ok()).await;
@@ -386,6 +403,7 @@ impl Connection {
         }
         tracing::info!(peer = %self.peer, channel = id, %error, "closing channel");
         if let Some(channel) = self.channels.get_mut(&id) {
+            channel.flush_confirms().await;
             channel.state = ChannelState::Closing;
             channel.assembly = Default::default();
             channel.release();
@@ -447,7 +465,11 @@ impl Connection {
         let Some(channel) = self.channels.get_mut(&id) else {
             return Ok(());
         };
-        match channel.publish(publication).await {
+        let result = channel.publish(publication).await;
+        if channel.has_unsent_confirms() && !self.confirming.contains(&id) {
+            self.confirming.push(id);
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(error) => self.channel_exception(id, error.on_method(60, 40)).await,
         }

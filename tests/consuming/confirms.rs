@@ -167,3 +167,51 @@ async fn confirm_and_tx_modes_exclude_each_other() {
     );
     client.close().await;
 }
+
+/// Publishes that arrive together are confirmed together: one basic.ack with
+/// multiple=true covers them (clients such as amqplib rely on seeing it).
+#[tokio::test]
+async fn confirms_of_one_batch_are_coalesced_into_multiple_acks() {
+    let broker = start().await;
+    let mut raw = RawClient::open(broker.addr).await;
+    raw.open_channel(1).await;
+    raw.send_method(1, confirm_select()).await;
+    assert!(matches!(
+        raw.next().await,
+        Seen::Frame(Frame::Method(
+            1,
+            AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_))
+        ))
+    ));
+    let n = 50u64;
+    let mut out = BytesMut::new();
+    for _ in 0..n {
+        out.extend_from_slice(&publish_frames(1, "", "nowhere", false, b"m"));
+    }
+    raw.send_raw(&out).await;
+    let mut acked = BTreeSet::new();
+    let mut ack_frames = 0;
+    let mut saw_multiple = false;
+    while (acked.len() as u64) < n {
+        match raw.next().await {
+            Seen::Frame(Frame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(a)))) => {
+                ack_frames += 1;
+                saw_multiple |= a.multiple;
+                let first = if a.multiple { 1 } else { a.delivery_tag };
+                for tag in first..=a.delivery_tag {
+                    if a.multiple && acked.contains(&tag) {
+                        continue;
+                    }
+                    assert!(acked.insert(tag), "tag {tag} acked twice");
+                }
+            }
+            other => panic!("expected acks, got {other:?}"),
+        }
+    }
+    assert_eq!(acked, (1..=n).collect::<BTreeSet<_>>());
+    assert!(saw_multiple, "no multiple=true ack among {ack_frames}");
+    assert!(
+        ack_frames < n,
+        "{ack_frames} acks for {n} publishes sent at once"
+    );
+}
