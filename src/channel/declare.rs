@@ -155,11 +155,17 @@ impl Channel {
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
                 let deleted = vhost.delete_queue(&name, m.if_unused, m.if_empty, conn)?;
-                notify_cancelled(&deleted.consumers).await;
                 let ok = queue::DeleteOk {
                     message_count: deleted.message_count,
                 };
-                (queue::AMQPMethod::DeleteOk(ok), m.nowait)
+                // As RabbitMQ: delete-ok first, then the consumers' basic.cancel
+                // (clients waiting for delete-ok fail on a cancel before it).
+                if !m.nowait {
+                    self.reply(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(ok)))
+                        .await;
+                }
+                notify_cancelled(&deleted.consumers).await;
+                return Ok(());
             }
             other => return Err(super::unhandled(&AMQPClass::Queue(other))),
         };

@@ -99,14 +99,16 @@ impl RawClient {
         }
     }
 
-    /// Sends connection.start-ok with any mechanism and response, and the
-    /// authentication_failure_close capability set as asked.
+    /// Sends connection.start-ok with any mechanism and response, the
+    /// authentication_failure_close capability set as asked, and
+    /// consumer_cancel_notify (as every common client sends it).
     pub async fn send_start_ok(&mut self, mechanism: &str, response: &[u8], failure_close: bool) {
         let mut caps = FieldTable::default();
         caps.insert(
             "authentication_failure_close".into(),
             AMQPValue::Boolean(failure_close),
         );
+        caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
         let mut props = FieldTable::default();
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
         self.send_method(

@@ -317,3 +317,77 @@ async fn empty_name_means_the_last_declared_queue() {
     );
     client.close().await;
 }
+
+/// Deleting a queue cancels its consumers with basic.cancel; on the channel that
+/// deleted it, delete-ok comes first (clients waiting for delete-ok, like
+/// py-amqp, fail on a cancel that overtakes it), as RabbitMQ orders them.
+#[tokio::test]
+async fn delete_ok_precedes_the_deleting_channels_consumer_cancel() {
+    use crate::common::raw::{RawClient, Seen, queue_declare};
+    use warren_codec::Frame;
+    use warren_codec::protocol::{AMQPClass, basic, queue};
+
+    let broker = start().await;
+    let mut raw = RawClient::open(broker.addr).await;
+    raw.open_channel(1).await;
+    raw.open_channel(2).await;
+    raw.send_method(1, queue_declare("doomed")).await;
+    assert!(matches!(
+        raw.next().await,
+        Seen::Frame(Frame::Method(
+            1,
+            AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))
+        ))
+    ));
+    for (channel, tag) in [(1, "ctag1"), (2, "ctag2")] {
+        raw.send_method(
+            channel,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: "doomed".into(),
+                consumer_tag: tag.into(),
+                no_local: false,
+                no_ack: true,
+                exclusive: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        )
+        .await;
+        assert!(matches!(
+            raw.next().await,
+            Seen::Frame(Frame::Method(
+                _,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_))
+            ))
+        ));
+    }
+    raw.send_method(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+            queue: "doomed".into(),
+            if_unused: false,
+            if_empty: false,
+            nowait: false,
+        })),
+    )
+    .await;
+    let mut on_channel_1 = Vec::new();
+    let mut cancelled_2 = false;
+    while on_channel_1.len() < 2 || !cancelled_2 {
+        match raw.next().await {
+            Seen::Frame(Frame::Method(1, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(_)))) => {
+                on_channel_1.push("delete-ok");
+            }
+            Seen::Frame(Frame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Cancel(c)))) => {
+                assert_eq!(c.consumer_tag.as_str(), "ctag1");
+                on_channel_1.push("cancel");
+            }
+            Seen::Frame(Frame::Method(2, AMQPClass::Basic(basic::AMQPMethod::Cancel(c)))) => {
+                assert_eq!(c.consumer_tag.as_str(), "ctag2");
+                cancelled_2 = true;
+            }
+            other => panic!("expected delete-ok and cancels, got {other:?}"),
+        }
+    }
+    assert_eq!(on_channel_1, ["delete-ok", "cancel"]);
+}
