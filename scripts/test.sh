@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
 # Runs every check and test Warren has. Installs nothing by hand: cargo fetches
 # the Rust dependencies from Cargo.lock. Used by README's test command and by CI.
+# Ends with one line, `total: N passed, M failed`, summing every test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$LOG"
+
+# Sum cargo's `test result: ok. N passed; M failed` lines and any runner's
+# `name: N passed, M failed` line.
+summary() {
+  awk '
+    /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+    /^[a-z-]+: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
+    END { printf "total: %d passed, %d failed\n", p, f }
+  ' "$LOG"
+}
+summary
