@@ -11,8 +11,10 @@
 //! - [`channel`]: per-channel state and method dispatch: declares, publish (confirms,
 //!   tx), consume, get, acks, qos.
 //! - [`vhost`]: a vhost's exchanges, queues and bindings, the declare rules, routing.
-//! - [`queue`]: the queue engine (ready list, delivery to consumers with credit,
-//!   acks, requeue at the original position) and typed `x-` arguments.
+//! - [`queue`]: the queue engine (ready list by priority and arrival, delivery to
+//!   consumers with credit, acks, requeue at the original position), TTL and
+//!   `x-expires` timers, length limits, dead-lettering with `x-death`, and typed
+//!   `x-` arguments.
 //! - [`message`]: a published message, shared by the queues it reaches.
 //! - [`auth`]: users and SASL (PLAIN, AMQPLAIN).
 //! - [`error`]: AMQP exceptions (reply code + RabbitMQ's reply text).

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use warren_codec::ContentHeader;
 use warren_codec::protocol::BasicProperties;
+use warren_codec::types::FieldTable;
 
 /// One message as published: routed once, then shared (`Arc`) by all its queues.
 #[derive(Debug)]
@@ -17,6 +18,10 @@ pub struct Message {
     pub properties: BasicProperties,
     /// The body; never copied after assembly.
     pub body: Bytes,
+    /// Whether the keys in its `CC` header are among its routing keys: true as
+    /// published, false once dead-lettered with a dead-letter routing key (which
+    /// replaces all of them).
+    pub cc_routed: bool,
 }
 
 impl Message {
@@ -29,4 +34,61 @@ impl Message {
     pub fn body_size(&self) -> usize {
         self.body.len()
     }
+
+    /// The per-message TTL in milliseconds: the `expiration` property, which the
+    /// publish path has checked (an optional sign, then digits, not negative).
+    pub fn expiration_ms(&self) -> Option<u64> {
+        let expiration = self.properties.expiration().as_ref()?.as_str();
+        expiration
+            .trim_start_matches(['+', '-'])
+            .parse::<u64>()
+            .ok()
+    }
+}
+
+/// `properties` with these headers and without `expiration`: what a message
+/// carries once dead-lettered.
+pub fn dead_letter_properties(
+    properties: &BasicProperties,
+    headers: FieldTable,
+) -> BasicProperties {
+    let p = properties;
+    let mut out = BasicProperties::default().with_headers(headers);
+    if let Some(v) = p.content_type() {
+        out = out.with_content_type(v.clone());
+    }
+    if let Some(v) = p.content_encoding() {
+        out = out.with_content_encoding(v.clone());
+    }
+    if let Some(v) = p.delivery_mode() {
+        out = out.with_delivery_mode(*v);
+    }
+    if let Some(v) = p.priority() {
+        out = out.with_priority(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        out = out.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        out = out.with_reply_to(v.clone());
+    }
+    if let Some(v) = p.message_id() {
+        out = out.with_message_id(v.clone());
+    }
+    if let Some(v) = p.timestamp() {
+        out = out.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        out = out.with_type(v.clone());
+    }
+    if let Some(v) = p.user_id() {
+        out = out.with_user_id(v.clone());
+    }
+    if let Some(v) = p.app_id() {
+        out = out.with_app_id(v.clone());
+    }
+    if let Some(v) = p.cluster_id() {
+        out = out.with_cluster_id(v.clone());
+    }
+    out
 }

@@ -14,7 +14,7 @@ use super::{Channel, Mode, Publication};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::queue::{Consumer, GetResult, Queue, by_queue};
+use crate::queue::{Consumer, Enqueued, GetResult, Queue, by_queue};
 
 /// What happens to settled deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Settle {
     Ack,
     /// nack/reject with requeue: back to their queues, redelivered.
     Requeue,
-    /// nack/reject without requeue: dropped.
+    /// nack/reject without requeue: dead-lettered or dropped.
     Discard,
 }
 
@@ -173,7 +173,8 @@ impl Channel {
 
     fn apply_settle(&self, settled: BTreeMap<u64, Unacked>, how: Settle) {
         by_queue(settled.into_values().collect(), |queue, seqs| match how {
-            Settle::Ack | Settle::Discard => queue.ack(seqs),
+            Settle::Ack => queue.ack(seqs),
+            Settle::Discard => queue.reject(seqs),
             Settle::Requeue => queue.requeue(seqs),
         });
         // A channel-wide prefetch may have held back other queues' consumers.
@@ -243,21 +244,34 @@ impl Channel {
             header,
             properties: *properties,
             body,
+            cc_routed: true,
         });
         if self.mode == Mode::Tx {
             self.tx_pending
                 .push(TxOp::Publish(message, queues, publish.mandatory));
             return Ok(());
         }
-        self.deliver_published(message, &queues, publish.mandatory)
+        let refused = self
+            .deliver_published(message, &queues, publish.mandatory)
             .await;
         if let Mode::Confirm(next) = &mut self.mode {
             let tag = *next;
             *next += 1;
-            self.unsent_acks = Some(match self.unsent_acks {
-                Some((first, _)) => (first, tag),
-                None => (tag, tag),
-            });
+            if refused {
+                // Never folded into a multiple ack: the acks before it go first.
+                self.flush_confirms().await;
+                self.reply(AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag: tag,
+                    multiple: false,
+                    requeue: false,
+                })))
+                .await;
+            } else {
+                self.unsent_acks = Some(match self.unsent_acks {
+                    Some((first, _)) => (first, tag),
+                    None => (tag, tag),
+                });
+            }
         }
         Ok(())
     }
@@ -281,12 +295,15 @@ impl Channel {
         self.unsent_acks.is_some()
     }
 
+    /// Hands a routed message to its queues (or returns it when unroutable and
+    /// mandatory). Returns whether a queue refused it (`x-overflow`
+    /// reject-publish): its confirm is then a nack, and it is not returned.
     async fn deliver_published(
         &self,
         message: Arc<Message>,
         queues: &[Arc<Queue>],
         mandatory: bool,
-    ) {
+    ) -> bool {
         if queues.is_empty() {
             if mandatory {
                 let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
@@ -307,11 +324,13 @@ impl Channel {
                     ))
                     .await;
             }
-            return;
+            return false;
         }
+        let mut refused = false;
         for queue in queues {
-            queue.publish(message.clone());
+            refused |= queue.publish(message.clone()) == Enqueued::Refused;
         }
+        refused
     }
 
     /// tx.commit: the held publishes are enqueued, the held settlements applied.

@@ -6,14 +6,29 @@
 //! ([`Queue::dispatch`]) under that lock and hands deliveries straight to the
 //! consumers' writer queues, so a transient message crosses no more task
 //! boundaries than reader -> writer.
+//!
+//! - `ready.rs`: the ready list (priority order, bytes, expiry index).
+//! - `ttl.rs`: message TTL, the queue's `x-expires` lease, the timer task.
+//! - `limits.rs`: `x-max-length(-bytes)` and `x-overflow`.
+//! - `dead_letter.rs`: `x-dead-letter-exchange`, the `x-death` header.
+//!
+//! Messages a queue lets go (rejected, expired, over a limit, over the delivery
+//! limit) are collected under the lock and dead-lettered after it is released,
+//! so a queue never holds its lock while publishing into another.
 
 pub mod args;
+pub mod dead_letter;
+mod limits;
+mod ready;
+mod ttl;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio::sync::mpsc::Permit;
 use tokio::sync::mpsc::error::TrySendError;
 use warren_codec::types::FieldTable;
@@ -22,8 +37,10 @@ use crate::channel::shared::{ChannelShared, ConsumerCredit, Unacked};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::vhost::resource;
+use crate::vhost::{VHost, resource};
 pub use args::QueueArgs;
+use dead_letter::{Dead, Reason};
+use ready::{Entry, Ready};
 
 /// A message's position in its queue: increasing with arrival, kept on requeue.
 pub type SeqId = u64;
@@ -92,22 +109,28 @@ impl Consumer {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    message: Arc<Message>,
-    redelivered: bool,
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct QueueState {
     next_seq: SeqId,
-    ready: BTreeMap<SeqId, Entry>,
+    ready: Ready,
     /// Delivered and waiting for an ack.
     outstanding: HashMap<SeqId, Entry>,
     consumers: Vec<Arc<Consumer>>,
     next_consumer: usize,
     ever_had_consumer: bool,
     deleted: bool,
+    /// Last declare, basic.get or departure of the last consumer (`x-expires`).
+    used_at: Instant,
+    timer: ttl::Timer,
+}
+
+/// What a queue did with a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Taken (enqueued, delivered, or dropped by the queue's own rules).
+    Accepted,
+    /// Refused by `x-overflow` reject-publish(-dlx): the publisher gets a nack.
+    Refused,
 }
 
 /// What basic.get found.
@@ -129,17 +152,67 @@ pub struct Queue {
     /// How it was declared.
     pub spec: QueueSpec,
     state: Mutex<QueueState>,
+    /// Its vhost, for dead-lettering and for deleting itself (`x-expires`).
+    vhost_ref: Weak<VHost>,
+    /// Wakes the timer task (see `ttl.rs`).
+    wake: Arc<Notify>,
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // Lets a sleeping timer task see that the queue is gone.
+        self.wake.notify_one();
+    }
 }
 
 impl Queue {
-    /// A new, empty queue.
-    pub fn new(name: String, vhost: String, spec: QueueSpec) -> Arc<Self> {
-        Arc::new(Queue {
+    /// A new, empty queue in `vhost`.
+    pub fn new(name: String, vhost: &Arc<VHost>, spec: QueueSpec) -> Arc<Self> {
+        let queue = Arc::new(Queue {
             name,
-            vhost,
+            vhost: vhost.name.clone(),
             spec,
-            state: Mutex::new(QueueState::default()),
-        })
+            state: Mutex::new(QueueState {
+                next_seq: 0,
+                ready: Ready::default(),
+                outstanding: HashMap::new(),
+                consumers: Vec::new(),
+                next_consumer: 0,
+                ever_had_consumer: false,
+                deleted: false,
+                used_at: Instant::now(),
+                timer: ttl::Timer::default(),
+            }),
+            vhost_ref: Arc::downgrade(vhost),
+            wake: Arc::new(Notify::new()),
+        });
+        queue.renew_lease(&mut queue.state.lock());
+        queue
+    }
+
+    /// Runs `f` under the queue's lock, then dead-letters what it let go.
+    fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut QueueState, &mut Vec<Dead>) -> R) -> R {
+        let mut dead = Vec::new();
+        let result = f(&mut self.state.lock(), &mut dead);
+        if !dead.is_empty() {
+            self.dead_letter(dead);
+        }
+        result
+    }
+
+    /// A message leaves the queue for `reason`: kept for dead-lettering if the
+    /// queue has a dead-letter exchange, else dropped.
+    fn discard(&self, dead: &mut Vec<Dead>, message: Arc<Message>, reason: Reason) {
+        if self.spec.args.dead_letter_exchange.is_some() {
+            dead.push((message, reason));
+        }
+    }
+
+    /// A declare of this queue (`x-expires`: the lease starts again).
+    pub fn touch(self: &Arc<Self>) {
+        if self.spec.args.expires.is_some() {
+            self.renew_lease(&mut self.state.lock());
+        }
     }
 
     /// `queue 'q' in vhost '/'`.
@@ -176,9 +249,12 @@ impl Queue {
         )
     }
 
-    /// Ready messages (what declare-ok and get-ok report).
-    pub fn message_count(&self) -> u32 {
-        u32::try_from(self.state.lock().ready.len()).unwrap_or(u32::MAX)
+    /// Ready messages (what declare-ok and get-ok report), expired ones gone.
+    pub fn message_count(self: &Arc<Self>) -> u32 {
+        self.with_state(|st, dead| {
+            self.expire(st, Instant::now(), dead);
+            u32::try_from(st.ready.len()).unwrap_or(u32::MAX)
+        })
     }
 
     /// Attached consumers.
@@ -186,28 +262,56 @@ impl Queue {
         u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
     }
 
-    /// Enqueues a message and delivers what can be delivered.
-    pub fn publish(self: &Arc<Self>, message: Arc<Message>) {
-        let mut st = self.state.lock();
-        if st.deleted {
-            return;
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        st.ready.insert(
-            seq,
-            Entry {
-                message,
-                redelivered: false,
-            },
-        );
-        self.dispatch(&mut st);
+    /// Enqueues a message and delivers what can be delivered; a queue over its
+    /// length limit drops its head or refuses the message (`x-overflow`).
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
+        self.with_state(|st, dead| {
+            if st.deleted {
+                return Enqueued::Accepted;
+            }
+            let now = Instant::now();
+            self.expire(st, now, dead);
+            if self.refuses(st, &message) {
+                if self.spec.args.overflow == args::Overflow::RejectPublishDlx {
+                    self.discard(dead, message, Reason::Maxlen);
+                }
+                return Enqueued::Refused;
+            }
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let expires_at = self.expiry_of(message.expiration_ms(), now);
+            let priority = self
+                .spec
+                .args
+                .max_priority
+                .map_or(0, |max| message.properties.priority().unwrap_or(0).min(max));
+            st.ready.insert(
+                seq,
+                Entry {
+                    message,
+                    redelivered: false,
+                    expires_at,
+                    priority,
+                    returns: 0,
+                },
+            );
+            self.dispatch(st);
+            self.drop_head(st, dead);
+            if expires_at.is_some() {
+                // TTL 0: what no consumer took right away expires now.
+                self.expire(st, now, dead);
+                self.schedule(st);
+            }
+            Enqueued::Accepted
+        })
     }
 
     /// Runs the delivery loop (after a change that may let messages flow).
     pub fn kick(self: &Arc<Self>) {
-        let mut st = self.state.lock();
-        self.dispatch(&mut st);
+        self.with_state(|st, dead| {
+            self.expire(st, Instant::now(), dead);
+            self.dispatch(st);
+        });
     }
 
     /// Hands ready messages to consumers with credit, round-robin, in queue order.
@@ -284,7 +388,19 @@ impl Queue {
         no_ack: bool,
         permit: Permit<'_, Outbound>,
     ) -> GetResult {
-        let mut st = self.state.lock();
+        self.with_state(|st, dead| self.get_locked(st, dead, channel, no_ack, permit))
+    }
+
+    fn get_locked(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        dead: &mut Vec<Dead>,
+        channel: &Arc<ChannelShared>,
+        no_ack: bool,
+        permit: Permit<'_, Outbound>,
+    ) -> GetResult {
+        self.renew_lease(st);
+        self.expire(st, Instant::now(), dead);
         let Some((seq, entry)) = st.ready.pop_first() else {
             return GetResult::Empty;
         };
@@ -314,26 +430,63 @@ impl Queue {
 
     /// Forgets acknowledged deliveries and lets more messages flow.
     pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
-        let mut st = self.state.lock();
-        for seq in seqs {
-            st.outstanding.remove(&seq);
-        }
-        self.dispatch(&mut st);
+        self.with_state(|st, dead| {
+            for seq in seqs {
+                st.outstanding.remove(&seq);
+            }
+            self.expire(st, Instant::now(), dead);
+            self.dispatch(st);
+        });
     }
 
-    /// Puts delivered messages back at their original positions, marked redelivered.
-    pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
-        let mut st = self.state.lock();
-        if st.deleted {
-            return;
-        }
-        for seq in seqs {
-            if let Some(mut entry) = st.outstanding.remove(&seq) {
-                entry.redelivered = true;
-                st.ready.insert(seq, entry);
+    /// Deliveries rejected or nacked without requeue: dead-lettered (reason
+    /// rejected) if the queue has a dead-letter exchange, else dropped.
+    pub fn reject(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        self.with_state(|st, dead| {
+            for seq in seqs {
+                if let Some(entry) = st.outstanding.remove(&seq) {
+                    self.discard(dead, entry.message, Reason::Rejected);
+                }
             }
-        }
-        self.dispatch(&mut st);
+            self.expire(st, Instant::now(), dead);
+            self.dispatch(st);
+        });
+    }
+
+    /// Puts delivered messages back at their original positions, marked
+    /// redelivered. One that came back more often than `x-delivery-limit`
+    /// allows is dead-lettered instead (reason delivery_limit), one whose TTL
+    /// passed meanwhile expires, and a full drop-head queue drops its head.
+    pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        self.with_state(|st, dead| {
+            if st.deleted {
+                return;
+            }
+            let mut expiring = false;
+            for seq in seqs {
+                if let Some(mut entry) = st.outstanding.remove(&seq) {
+                    entry.returns += 1;
+                    if self
+                        .spec
+                        .args
+                        .delivery_limit
+                        .is_some_and(|limit| entry.returns > limit)
+                    {
+                        self.discard(dead, entry.message, Reason::DeliveryLimit);
+                        continue;
+                    }
+                    entry.redelivered = true;
+                    expiring |= entry.expires_at.is_some();
+                    st.ready.insert(seq, entry);
+                }
+            }
+            self.drop_head(st, dead);
+            self.expire(st, Instant::now(), dead);
+            if expiring {
+                self.schedule(st);
+            }
+            self.dispatch(st);
+        });
     }
 
     /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply. On success
@@ -345,7 +498,16 @@ impl Queue {
         consumer: Arc<Consumer>,
         consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
     ) -> Result<(), AmqpError> {
-        let mut st = self.state.lock();
+        self.with_state(|st, dead| self.add_consumer_locked(st, dead, consumer, consume_ok))
+    }
+
+    fn add_consumer_locked(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        dead: &mut Vec<Dead>,
+        consumer: Arc<Consumer>,
+        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
+    ) -> Result<(), AmqpError> {
         if st.deleted {
             return Err(AmqpError::new(
                 warren_codec::ReplyCode::NotFound,
@@ -364,37 +526,41 @@ impl Queue {
         }
         st.consumers.push(consumer);
         st.ever_had_consumer = true;
-        self.dispatch(&mut st);
+        self.expire(st, Instant::now(), dead);
+        self.dispatch(st);
         Ok(())
     }
 
     /// Detaches the consumer with this tag on this channel. Returns whether the
     /// queue should now be auto-deleted.
-    pub fn remove_consumer(&self, channel: &Arc<ChannelShared>, tag: &str) -> bool {
+    pub fn remove_consumer(self: &Arc<Self>, channel: &Arc<ChannelShared>, tag: &str) -> bool {
         let mut st = self.state.lock();
+        let before = st.consumers.len();
         st.consumers
             .retain(|c| !(Arc::ptr_eq(&c.channel, channel) && &*c.tag == tag));
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
+        if before > 0 && st.consumers.is_empty() {
+            self.renew_lease(&mut st);
+        }
         self.spec.auto_delete && st.ever_had_consumer && st.consumers.is_empty() && !st.deleted
     }
 
-    /// Drops every ready message; returns how many.
+    /// Drops every ready message (dead-lettering none); returns how many.
     pub fn purge(&self) -> u32 {
-        let mut st = self.state.lock();
-        let count = st.ready.len();
-        st.ready.clear();
+        let count = self.state.lock().ready.clear();
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
-    /// Marks the queue deleted; returns its ready count and its consumers.
+    /// Marks the queue deleted (dead-lettering nothing); returns its ready
+    /// count and its consumers.
     pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
-        let count = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        st.ready.clear();
+        let count = u32::try_from(st.ready.clear()).unwrap_or(u32::MAX);
         st.outstanding.clear();
+        self.wake.notify_one();
         (count, std::mem::take(&mut st.consumers))
     }
 

@@ -273,13 +273,15 @@ impl VHost {
 
     /// queue.declare for `connection`. Returns the queue and whether it is new.
     pub fn declare_queue(
-        &self,
+        self: &Arc<Self>,
         req: &QueueDeclare,
         connection: u64,
     ) -> Result<(Arc<Queue>, bool), AmqpError> {
         let describe = resource("queue", &req.name, &self.name);
         if req.passive {
-            return self.queue_for(&req.name, connection).map(|q| (q, false));
+            let queue = self.queue_for(&req.name, connection)?;
+            queue.touch();
+            return Ok((queue, false));
         }
         let existing = match self.queues.entry(req.name.clone()) {
             Entry::Occupied(q) => q.get().clone(),
@@ -294,7 +296,7 @@ impl VHost {
                     args: QueueArgs::parse(&req.arguments, &describe)?,
                     arguments: req.arguments.clone(),
                 };
-                let queue = Queue::new(req.name.clone(), self.name.clone(), spec);
+                let queue = Queue::new(req.name.clone(), self, spec);
                 slot.insert(queue.clone());
                 return Ok((queue, true));
             }
@@ -313,6 +315,7 @@ impl VHost {
             }
         }
         args::assert_equivalent(&spec.arguments, &req.arguments, &describe)?;
+        existing.touch();
         Ok((existing, false))
     }
 

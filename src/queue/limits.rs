@@ -1,0 +1,48 @@
+//! Length limits: `x-max-length` (messages) and `x-max-length-bytes` (body
+//! bytes), counting ready messages only, and what `x-overflow` does when a
+//! queue is full: drop (dead-letter) the head, or refuse the new message.
+
+use super::args::Overflow;
+use super::dead_letter::{Dead, Reason};
+use super::{Queue, QueueState};
+use crate::message::Message;
+
+impl Queue {
+    /// reject-publish and reject-publish-dlx: whether the queue refuses this
+    /// message because it would go over a limit.
+    pub(super) fn refuses(&self, st: &QueueState, message: &Message) -> bool {
+        let args = &self.spec.args;
+        if args.overflow == Overflow::DropHead {
+            return false;
+        }
+        args.max_length
+            .is_some_and(|max| st.ready.len() as u64 + 1 > max)
+            || args
+                .max_length_bytes
+                .is_some_and(|max| st.ready.bytes() + message.body_size() as u64 > max)
+    }
+
+    /// drop-head: drops (dead-letters, reason maxlen) messages from the head
+    /// until the queue is within its limits again.
+    pub(super) fn drop_head(&self, st: &mut QueueState, dead: &mut Vec<Dead>) {
+        let args = &self.spec.args;
+        if args.overflow != Overflow::DropHead
+            || (args.max_length.is_none() && args.max_length_bytes.is_none())
+        {
+            return;
+        }
+        let over = |st: &QueueState| {
+            args.max_length
+                .is_some_and(|max| st.ready.len() as u64 > max)
+                || args
+                    .max_length_bytes
+                    .is_some_and(|max| st.ready.bytes() > max)
+        };
+        while over(st) {
+            let Some((_, entry)) = st.ready.pop_first() else {
+                return;
+            };
+            self.discard(dead, entry.message, Reason::Maxlen);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Time in a queue: message TTL (`x-message-ttl` and the per-message
+//! `expiration`, the lower wins) and the queue's own lease (`x-expires`).
+//!
+//! Every operation drops the ready messages whose expiry has come before it
+//! delivers anything. Between operations, one timer task per queue (started
+//! the first time the queue has a deadline) sleeps until the next deadline,
+//! the earliest expiry among ready messages wherever they sit, or the end of
+//! the lease of an unused queue, and is woken when an earlier deadline
+//! appears. It holds the queue weakly and ends with it.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::dead_letter::{Dead, Reason};
+use super::{Queue, QueueState};
+
+/// State of a queue's timer task, kept under the queue's lock.
+#[derive(Debug, Default)]
+pub(super) struct Timer {
+    /// The task was started.
+    running: bool,
+    /// What it sleeps until (`None`: until woken).
+    at: Option<Instant>,
+}
+
+impl Queue {
+    /// When a message enqueued `now` expires: the lower of the queue's TTL and
+    /// the message's own.
+    pub(super) fn expiry_of(&self, ttl_ms: Option<u64>, now: Instant) -> Option<Instant> {
+        let ttl = match (self.spec.args.message_ttl, ttl_ms) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(now + Duration::from_millis(ttl))
+    }
+
+    /// Drops the ready messages whose expiry is `now` or earlier.
+    pub(super) fn expire(&self, st: &mut QueueState, now: Instant, dead: &mut Vec<Dead>) {
+        for entry in st.ready.take_expired(now) {
+            self.discard(dead, entry.message, Reason::Expired);
+        }
+    }
+
+    /// The queue was used (declared, created, basic.get, or its last consumer
+    /// left): its `x-expires` lease starts again.
+    pub(super) fn renew_lease(self: &Arc<Self>, st: &mut QueueState) {
+        if self.spec.args.expires.is_some() {
+            st.used_at = Instant::now();
+            self.schedule(st);
+        }
+    }
+
+    /// The next thing the timer has to do: the next expiry, or the end of the
+    /// lease if the queue has no consumers.
+    fn next_deadline(&self, st: &QueueState) -> Option<Instant> {
+        let lease = self
+            .spec
+            .args
+            .expires
+            .filter(|_| st.consumers.is_empty())
+            .map(|ms| st.used_at + Duration::from_millis(ms));
+        match (st.ready.next_expiry(), lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Makes sure the timer wakes for the next deadline: starts the task, or
+    /// wakes it when the deadline is earlier than what it sleeps until.
+    pub(super) fn schedule(self: &Arc<Self>, st: &mut QueueState) {
+        let Some(next) = self.next_deadline(st) else {
+            return;
+        };
+        if !st.timer.running {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            st.timer = Timer {
+                running: true,
+                at: None,
+            };
+            runtime.spawn(run_timer(Arc::downgrade(self), self.wake.clone()));
+        } else if st.timer.at.is_none_or(|at| next < at) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// One round of the timer: expires messages, deletes the queue when its
+    /// lease ran out unused. Returns what to sleep until, or `None` to stop.
+    fn on_timer(self: &Arc<Self>) -> Option<Option<Instant>> {
+        let mut dead = Vec::new();
+        let (next, lease_over) = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                return None;
+            }
+            let now = Instant::now();
+            self.expire(&mut st, now, &mut dead);
+            let lease_over = st.consumers.is_empty()
+                && self
+                    .spec
+                    .args
+                    .expires
+                    .is_some_and(|ms| now >= st.used_at + Duration::from_millis(ms));
+            if lease_over {
+                // Under the lock, so no consumer can arrive before the deletion.
+                st.deleted = true;
+            }
+            let next = self.next_deadline(&st);
+            st.timer.at = next;
+            (next, lease_over)
+        };
+        self.dead_letter(dead);
+        if lease_over {
+            tracing::debug!(queue = %self.name, "deleting queue on expiry (x-expires)");
+            if let Some(vhost) = self.vhost_ref.upgrade() {
+                vhost.remove_queue(self);
+            }
+            return None;
+        }
+        Some(next)
+    }
+}
+
+async fn run_timer(queue: Weak<Queue>, wake: Arc<Notify>) {
+    loop {
+        let Some(q) = queue.upgrade() else {
+            return;
+        };
+        let Some(next) = q.on_timer() else {
+            return;
+        };
+        drop(q);
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
