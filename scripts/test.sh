@@ -26,4 +26,14 @@ summary() {
     END { printf "total: %d passed, %d failed\n", p, f }
   ' "$LOG"
 }
+
+echo "== interop (pika, amqplib, amqp091-go against the broker cargo test just built)"
+# interop/run.sh installs the clients (venv, npm ci, Debian's Go packages as
+# root), fails loudly naming the install command when it cannot, and ends with
+# `interop: N passed, M failed`. The debug broker from `cargo test` above saves
+# a release build; plain `interop/run.sh` builds and uses the release broker.
+interop_rc=0
+WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" interop/run.sh 2>&1 | tee -a "$LOG" || interop_rc=$?
+
 summary
+exit "$interop_rc"

@@ -1,0 +1,518 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// deliveries is a goroutine-safe list of deliveries (kept to ack them later).
+type deliveries struct {
+	mu    sync.Mutex
+	items []amqp.Delivery
+}
+
+func (d *deliveries) add(x amqp.Delivery) {
+	d.mu.Lock()
+	d.items = append(d.items, x)
+	d.mu.Unlock()
+}
+
+func (d *deliveries) list() []amqp.Delivery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]amqp.Delivery(nil), d.items...)
+}
+
+func (d *deliveries) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.items)
+}
+
+// ---------------------------------------------------------------------------
+// a. work queue: prefetch 1, manual acks, two workers
+
+func scenarioA(c *ctx) {
+	setup, _ := c.connect("setup")
+	sch := c.channel(setup)
+	q := c.declareQueue(sch, "work", false, nil)
+	pub := newConfirmer(sch, 1000)
+
+	// Phase 1: worker A holds one job; with prefetch 1 every other job goes to B.
+	n1 := 20
+	for _, body := range names(n1, "job-%d") {
+		pub.publish("", q, false, amqp.Publishing{Body: []byte(body)})
+	}
+	pub.wait(n1, c.deadline)
+	aConn, _ := c.connect("worker-a")
+	bConn, _ := c.connect("worker-b")
+	aCh, bCh := c.channel(aConn), c.channel(bConn)
+	must(aCh.Qos(1, 0, false), "qos A")
+	must(bCh.Qos(1, 0, false), "qos B")
+	var aGot deliveries
+	var bGot collector
+	consume(aCh, q, false, aGot.add)
+	c.waitFor(func() bool { return aGot.len() >= 1 }, "worker A's first job", 0)
+	consume(bCh, q, false, func(d amqp.Delivery) {
+		if d.Redelivered {
+			c.errs.add("worker B got a redelivered job " + string(d.Body))
+		}
+		bGot.add(string(d.Body))
+		_ = d.Ack(false)
+	})
+	c.waitFor(func() bool { return bGot.len() >= n1-1 }, "worker B to take the other jobs", 300*time.Millisecond)
+	a := aGot.list()
+	check(len(a) == 1, "worker A holds an unacked job with prefetch 1 but got %d jobs", len(a))
+	check(bGot.len() == n1-1, "worker B should get %d jobs, got %d", n1-1, bGot.len())
+	must(a[0].Ack(false), "ack A")
+	all := append(bGot.list(), string(a[0].Body))
+	check(sameStrings(sortedCopy(all), sortedCopy(names(n1, "job-%d"))), "phase 1: jobs lost or duplicated")
+	must(aCh.Qos(1, 0, false), "qos round trip") // the ack is in
+	check(depth(sch, q) == 0, "phase 1: queue not empty after all jobs were acked")
+	_ = aConn.Close()
+	_ = bConn.Close()
+
+	// Phase 2: two workers share 200 jobs; each is processed once, both get work.
+	n2 := 200
+	done := map[string]*collector{"A": {}, "B": {}}
+	for _, tag := range []string{"A", "B"} {
+		conn, _ := c.connect("worker2-" + tag)
+		ch := c.channel(conn)
+		must(ch.Qos(1, 0, false), "qos")
+		col := done[tag]
+		consume(ch, q, false, func(d amqp.Delivery) {
+			time.Sleep(2 * time.Millisecond) // the "work"
+			if d.Redelivered {
+				c.errs.add("phase 2: a job was redelivered")
+			}
+			col.add(string(d.Body))
+			_ = d.Ack(false)
+		})
+	}
+	for _, body := range names(n2, "task-%d") {
+		pub.publish("", q, false, amqp.Publishing{Body: []byte(body)})
+	}
+	pub.wait(n2, c.deadline)
+	c.waitFor(func() bool { return done["A"].len()+done["B"].len() >= n2 }, "all tasks processed", 200*time.Millisecond)
+	all = append(done["A"].list(), done["B"].list()...)
+	check(len(all) == n2, "phase 2: %d deliveries for %d jobs", len(all), n2)
+	check(sameStrings(sortedCopy(all), sortedCopy(names(n2, "task-%d"))), "phase 2: jobs lost or duplicated")
+	check(done["A"].len() > 0 && done["B"].len() > 0, "phase 2: one worker got no work (A=%d, B=%d)",
+		done["A"].len(), done["B"].len())
+	check(depth(sch, q) == 0, "phase 2: queue not empty")
+}
+
+// ---------------------------------------------------------------------------
+// b. publisher confirms under load
+
+func scenarioB(c *ctx) {
+	n, m := 5000, 500
+	conn, _ := c.connect("publisher")
+	ch := c.channel(conn)
+	q := c.declareQueue(ch, "confirms", true, nil)
+	pub := newConfirmer(ch, n+m+10)
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+
+	// Pipelined: 5000 persistent publishes, then every confirm in order.
+	body := func(i int) string { return fmt.Sprintf("%06d%s", i, strings.Repeat(".", 100)) }
+	for i := 0; i < n; i++ {
+		pub.publish("", q, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body(i))})
+	}
+	pub.wait(n, c.deadline.Add(-10*time.Second))
+
+	// One at a time: each publish waits for its own confirm.
+	for i := 0; i < m; i++ {
+		pub.publish("", q, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(fmt.Sprintf("sync-%d", i))})
+		pub.wait(1, c.deadline)
+	}
+	// A mandatory message that no queue takes comes back (basic.return), then is confirmed.
+	pub.publish("", c.name("nowhere"), true, amqp.Publishing{Body: []byte("lost")})
+	select {
+	case r := <-returns:
+		check(r.ReplyCode == 312, "basic.return with code %d, expected 312 NO_ROUTE", r.ReplyCode)
+	case <-time.After(10 * time.Second):
+		panic(failure{"mandatory unroutable message: no basic.return"})
+	}
+	pub.wait(1, c.deadline)
+
+	check(depth(ch, q) == n+m, "queue holds %d messages, expected %d", depth(ch, q), n+m)
+	var got collector
+	consume(ch, q, true, func(d amqp.Delivery) { got.add(string(d.Body)) })
+	c.waitFor(func() bool { return got.len() >= n+m }, fmt.Sprintf("%d messages back", n+m), 100*time.Millisecond)
+	all := got.list()
+	check(len(all) == n+m, "consumed %d messages, expected %d", len(all), n+m)
+	for i := 0; i < n; i++ {
+		check(all[i] == body(i), "pipelined batch came back changed or out of order at %d", i)
+	}
+	check(sameStrings(all[n:], names(m, "sync-%d")), "sync batch came back changed or out of order")
+}
+
+// ---------------------------------------------------------------------------
+// c. topic pub/sub with two consumer groups (competing consumers inside each)
+
+var topicKeys = []struct {
+	key    string
+	groups []string
+}{
+	{"orders.eu.created", []string{"g1", "g2"}},
+	{"orders.us.created", []string{"g1"}},
+	{"orders.eu.cancelled", []string{"g2"}},
+	{"billing.eu.invoice.paid", []string{"g2"}},
+	{"audit.us.login", []string{"g2"}},
+	{"audit", []string{"g2"}},
+	{"inventory.us.restocked", nil},
+	{"orders.created", nil},
+}
+
+var topicBindings = map[string][]string{"g1": {"orders.*.created"}, "g2": {"*.eu.#", "audit.#"}}
+
+func scenarioC(c *ctx) {
+	setup, _ := c.connect("setup")
+	ch := c.channel(setup)
+	ex := c.declareExchange(ch, "events", "topic")
+	groups := []string{"g1", "g2"}
+	got := map[string]*collector{}
+	for _, g := range groups {
+		q := c.declareQueue(ch, g, false, nil)
+		for _, p := range topicBindings[g] {
+			must(ch.QueueBind(q, p, ex, false, nil), "bind "+p)
+		}
+		for _, member := range []string{"1", "2"} {
+			key := g + "-" + member
+			col := &collector{}
+			got[key] = col
+			conn, _ := c.connect(key)
+			cch := c.channel(conn)
+			must(cch.Qos(5, 0, false), "qos")
+			consume(cch, q, false, func(d amqp.Delivery) {
+				col.add(d.MessageId + "|" + d.RoutingKey)
+				_ = d.Ack(false)
+			})
+		}
+	}
+	pub := newConfirmer(ch, 1000)
+	total := len(topicKeys) * 15
+	expected := map[string]map[string]bool{"g1": {}, "g2": {}}
+	for i := 0; i < total; i++ {
+		k := topicKeys[i%len(topicKeys)]
+		pub.publish(ex, k.key, false, amqp.Publishing{MessageId: fmt.Sprint(i), Body: []byte("event")})
+		for _, g := range k.groups {
+			expected[g][fmt.Sprintf("%d|%s", i, k.key)] = true
+		}
+	}
+	pub.wait(total, c.deadline)
+	received := func(g string) []string { return append(got[g+"-1"].list(), got[g+"-2"].list()...) }
+	c.waitFor(func() bool {
+		return len(received("g1")) >= len(expected["g1"]) && len(received("g2")) >= len(expected["g2"])
+	}, "both groups' messages", 300*time.Millisecond)
+	for _, g := range groups {
+		r := received(g)
+		seen := map[string]bool{}
+		var extra []string
+		for _, x := range r {
+			check(!seen[x], "group %s: %s delivered twice", g, x)
+			seen[x] = true
+			if !expected[g][x] {
+				extra = append(extra, x)
+			}
+		}
+		var missing []string
+		for x := range expected[g] {
+			if !seen[x] {
+				missing = append(missing, x)
+			}
+		}
+		check(len(missing) == 0 && len(extra) == 0, "group %s: missing %v, unexpected %v", g, missing, extra)
+		check(got[g+"-1"].len() > 0 && got[g+"-2"].len() > 0, "group %s: competing consumers did not share (%d/%d)",
+			g, got[g+"-1"].len(), got[g+"-2"].len())
+	}
+}
+
+// ---------------------------------------------------------------------------
+// d. a consumer dies mid-batch; its unacked messages go to the other consumer
+
+func diesRound(c *ctx, how string) {
+	n := 50
+	setup, _ := c.connect("setup-" + how)
+	ch := c.channel(setup)
+	q := c.declareQueue(ch, "batch-"+how, false, nil)
+	ids := names(n, "m%02d")
+	pub := newConfirmer(ch, n)
+	for _, id := range ids {
+		pub.publish("", q, false, amqp.Publishing{Body: []byte(id)})
+	}
+	pub.wait(n, c.deadline)
+
+	aConn, aSock := c.connect("consumer-a-" + how)
+	aCh := c.channel(aConn)
+	must(aCh.Qos(10, 0, false), "qos A")
+	var aGot deliveries
+	consume(aCh, q, false, aGot.add)
+	c.waitFor(func() bool { return aGot.len() >= 10 }, "consumer A's batch", 0)
+	a := aGot.list()
+	for _, d := range a[:4] {
+		must(d.Ack(false), "ack A")
+	}
+	must(aCh.Qos(10, 0, false), "qos round trip") // the acks are in
+	aSeen, aAcked := map[string]bool{}, map[string]bool{}
+	for i, d := range a {
+		check(!d.Redelivered, "consumer A got %s marked redelivered", d.Body)
+		aSeen[string(d.Body)] = true
+		if i < 4 {
+			aAcked[string(d.Body)] = true
+		}
+	}
+
+	bConn, _ := c.connect("consumer-b-" + how)
+	bCh := c.channel(bConn)
+	must(bCh.Qos(10, 0, false), "qos B")
+	var mu sync.Mutex
+	bGot := map[string]bool{} // body -> redelivered
+	var dup []string
+	consume(bCh, q, false, func(d amqp.Delivery) {
+		mu.Lock()
+		if _, ok := bGot[string(d.Body)]; ok {
+			dup = append(dup, string(d.Body))
+		}
+		bGot[string(d.Body)] = d.Redelivered
+		mu.Unlock()
+		_ = d.Ack(false)
+	})
+	bLen := func() int { mu.Lock(); defer mu.Unlock(); return len(bGot) + len(dup) }
+	c.waitFor(func() bool { return bLen() >= 5 }, "consumer B's first messages", 0)
+	// A dies mid-batch, holding unacked messages.
+	check(aGot.len() <= 14, "consumer A (prefetch 10, acked 4) was sent %d messages", aGot.len())
+	if how == "kill" {
+		_ = aSock.Close() // TCP closes without connection.close
+	} else {
+		must(aConn.Close(), "close A")
+	}
+	want := n - len(aAcked)
+	c.waitFor(func() bool { return bLen() >= want }, fmt.Sprintf("%d messages at consumer B", want), 300*time.Millisecond)
+
+	mu.Lock()
+	defer mu.Unlock()
+	check(len(dup) == 0, "consumer B got %v twice", dup)
+	var lost, notFlagged []string
+	redelivered := 0
+	for _, id := range ids {
+		r, ok := bGot[id]
+		switch {
+		case aAcked[id]:
+			check(!ok, "%s was acked by A but delivered to B", id)
+		case !ok:
+			lost = append(lost, id)
+		case aSeen[id] && !r:
+			notFlagged = append(notFlagged, id)
+		}
+		if ok && r {
+			redelivered++
+		}
+	}
+	check(len(lost) == 0, "lost: %v", lost)
+	check(len(notFlagged) == 0, "A's unacked messages %v reached B without redelivered=true", notFlagged)
+	check(redelivered >= 6 && redelivered <= 10, "%d redelivered messages; A held 6 to 10 unacked", redelivered)
+	check(depth(ch, q) == 0, "queue not empty at the end")
+}
+
+func scenarioD(c *ctx) {
+	diesRound(c, "kill")
+	diesRound(c, "close")
+}
+
+// ---------------------------------------------------------------------------
+// e. headers routing (x-match all and any)
+
+func scenarioE(c *ctx) {
+	conn, _ := c.connect("setup")
+	ch := c.channel(conn)
+	ex := c.declareExchange(ch, "hdr", "headers")
+	qAll := c.declareQueue(ch, "all", false, nil)
+	qAny := c.declareQueue(ch, "any", false, nil)
+	qNum := c.declareQueue(ch, "num", false, nil)
+	must(ch.QueueBind(qAll, "", ex, false, amqp.Table{"x-match": "all", "format": "pdf", "type": "report"}), "bind all")
+	must(ch.QueueBind(qAny, "", ex, false, amqp.Table{"x-match": "any", "format": "zip", "region": "eu"}), "bind any")
+	must(ch.QueueBind(qNum, "", ex, false, amqp.Table{"version": int32(2)}), "bind num") // x-match defaults to all
+	cases := []struct {
+		headers amqp.Table
+		dest    string
+	}{
+		{amqp.Table{"format": "pdf", "type": "report"}, "all"},
+		{amqp.Table{"format": "pdf", "type": "report", "extra": "x"}, "all"},
+		{amqp.Table{"format": "pdf"}, ""},
+		{amqp.Table{"format": "zip"}, "any"},
+		{amqp.Table{"region": "eu", "type": "report"}, "any"},
+		{amqp.Table{"format": "pdf", "type": "log"}, ""},
+		{nil, ""},
+		{amqp.Table{"format": "zip", "region": "eu", "type": "report"}, "any"},
+		{amqp.Table{"format": "pdf", "type": "report", "region": "eu"}, "all,any"},
+		{amqp.Table{"version": int32(2)}, "num"},
+		{amqp.Table{"version": int32(3), "format": "zip"}, "any"},
+		{amqp.Table{"x-match": "any", "format": "pdf"}, ""},
+	}
+	pub := newConfirmer(ch, len(cases))
+	for i, tc := range cases {
+		pub.publish(ex, fmt.Sprintf("ignored.%d", i), false,
+			amqp.Publishing{MessageId: fmt.Sprint(i), Headers: tc.headers, Body: []byte("doc")})
+	}
+	pub.wait(len(cases), c.deadline)
+	for _, qc := range []struct{ label, q string }{{"all", qAll}, {"any", qAny}, {"num", qNum}} {
+		var got, want []string
+		for {
+			d, ok, err := ch.Get(qc.q, true)
+			must(err, "basic.get")
+			if !ok {
+				break
+			}
+			got = append(got, d.MessageId)
+		}
+		for i, tc := range cases {
+			for _, dest := range strings.Split(tc.dest, ",") {
+				if dest == qc.label {
+					want = append(want, fmt.Sprint(i))
+				}
+			}
+		}
+		check(sameStrings(got, want), "x-match %s queue got %v, expected %v", qc.label, got, want)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// f. retry: nack -> DLX -> retry queue with TTL -> back to the work queue
+
+func xDeath(h amqp.Table, queue, reason string) amqp.Table {
+	list, _ := h["x-death"].([]interface{})
+	for _, e := range list {
+		if t, ok := e.(amqp.Table); ok && t["queue"] == queue && t["reason"] == reason {
+			return t
+		}
+	}
+	return nil
+}
+
+func deathCount(t amqp.Table) int64 {
+	switch v := t["count"].(type) {
+	case int64:
+		return v
+	case int32:
+		return int64(v)
+	case int16:
+		return int64(v)
+	case int8:
+		return int64(v)
+	}
+	return -1
+}
+
+func scenarioF(c *ctx) {
+	c.shortenDeadline(pendingTimeout)
+	conn, _ := c.connect("setup")
+	ch := c.channel(conn)
+	retryEx := c.declareExchange(ch, "retry", "direct")
+	work := c.declareQueue(ch, "work", false, amqp.Table{"x-dead-letter-exchange": retryEx})
+	retry := c.declareQueue(ch, "retry-wait", false, amqp.Table{"x-message-ttl": int32(200), "x-dead-letter-exchange": ""})
+	must(ch.QueueBind(retry, work, retryEx, false, nil), "bind retry")
+
+	n, attempts := 10, int64(3)
+	var mu sync.Mutex
+	seen := map[string]int64{}
+	finals := map[string]amqp.Table{}
+	wconn, _ := c.connect("worker")
+	wch := c.channel(wconn)
+	must(wch.Qos(5, 0, false), "qos")
+	consume(wch, work, false, func(d amqp.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		body := string(d.Body)
+		seen[body]++
+		attempt := int64(1)
+		if rej := xDeath(d.Headers, work, "rejected"); rej != nil {
+			attempt += deathCount(rej)
+		}
+		if attempt != seen[body] {
+			c.errs.add(fmt.Sprintf("%s: attempt %d but x-death says %d", body, seen[body], attempt))
+		}
+		if attempt < attempts {
+			_ = d.Nack(false, false)
+		} else {
+			finals[body] = d.Headers
+			_ = d.Ack(false)
+		}
+	})
+	pub := newConfirmer(ch, n)
+	for i := 0; i < n; i++ {
+		pub.publish("", work, false, amqp.Publishing{Body: []byte(fmt.Sprintf("job-%d", i))})
+	}
+	pub.wait(n, c.deadline)
+	c.waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return len(finals) >= n },
+		"every job's third attempt", 500*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for body, count := range seen {
+		check(count == attempts, "%s was delivered %d times, expected %d", body, count, attempts)
+	}
+	for body, h := range finals {
+		rej, exp := xDeath(h, work, "rejected"), xDeath(h, retry, "expired")
+		check(rej != nil && deathCount(rej) == attempts-1 && rej["exchange"] == "",
+			"%s: x-death for the work queue is %v", body, rej)
+		check(exp != nil && deathCount(exp) == attempts-1 && exp["exchange"] == retryEx,
+			"%s: x-death for the retry queue is %v", body, exp)
+	}
+	check(depth(ch, work) == 0 && depth(ch, retry) == 0, "queues not empty at the end")
+}
+
+// ---------------------------------------------------------------------------
+// g. RPC with direct reply-to
+
+func scenarioG(c *ctx) {
+	c.shortenDeadline(pendingTimeout)
+	sconn, _ := c.connect("server")
+	sch := c.channel(sconn)
+	rpcQ := c.declareQueue(sch, "rpc", false, nil)
+	must(sch.Qos(10, 0, false), "qos")
+	var replyTos collector
+	consume(sch, rpcQ, false, func(d amqp.Delivery) {
+		replyTos.add(d.ReplyTo)
+		err := sch.Publish("", d.ReplyTo, false, false, amqp.Publishing{
+			CorrelationId: d.CorrelationId,
+			Body:          []byte(strings.ToUpper(string(d.Body))),
+		})
+		if err != nil {
+			c.errs.add("server reply: " + err.Error())
+		}
+		_ = d.Ack(false)
+	})
+
+	cconn, _ := c.connect("client")
+	cch := c.channel(cconn)
+	var mu sync.Mutex
+	replies := map[string]string{}
+	consume(cch, "amq.rabbitmq.reply-to", true, func(d amqp.Delivery) {
+		mu.Lock()
+		replies[d.CorrelationId] = string(d.Body)
+		mu.Unlock()
+	})
+	n := 20
+	requests := map[string]string{}
+	for i := 0; i < n; i++ {
+		cid := fmt.Sprintf("%s-%d", c.prefix, i)
+		requests[cid] = fmt.Sprintf("request-%d", i)
+		must(cch.Publish("", rpcQ, false, false, amqp.Publishing{
+			ReplyTo: "amq.rabbitmq.reply-to", CorrelationId: cid, Body: []byte(requests[cid]),
+		}), "publish request")
+	}
+	c.waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return len(replies) >= n }, fmt.Sprintf("%d replies", n),
+		200*time.Millisecond)
+	for _, r := range replyTos.list() {
+		check(strings.HasPrefix(r, "amq.rabbitmq.reply-to."), "server saw reply_to %q, expected amq.rabbitmq.reply-to.<token>", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for cid, body := range requests {
+		check(replies[cid] == strings.ToUpper(body), "reply to %s is %q", body, replies[cid])
+	}
+}
