@@ -14,7 +14,7 @@ use super::{Channel, Mode, Publication};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::queue::{Consumer, Enqueued, GetResult, Queue, by_queue};
+use crate::queue::{Consumer, Enqueued, GetResult, Queue, by_queue, priority_arg};
 
 /// What happens to settled deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,13 @@ impl Channel {
                 self.reply(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
                     .await;
             }
+            basic::AMQPMethod::Consume(m) if self.consumes_replies(&m.queue) => {
+                self.consume_replies(m).await?;
+            }
             basic::AMQPMethod::Consume(m) => self.consume(m).await?,
+            basic::AMQPMethod::Cancel(m) if self.cancels_replies(&m.consumer_tag) => {
+                self.cancel_replies(m).await;
+            }
             basic::AMQPMethod::Cancel(m) => {
                 let tag: Arc<str> = Arc::from(m.consumer_tag.as_str());
                 let queue = self.shared.consumers.lock().remove(&tag);
@@ -123,12 +129,14 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
-        let consumer = Consumer::new(
+        let priority = priority_arg(&m.arguments, &queue)?;
+        let consumer = Consumer::with_priority(
             tag.clone(),
             self.shared.clone(),
             m.no_ack,
             m.exclusive,
             self.consumer_prefetch,
+            priority,
         );
         // The queue sends consume-ok once it has accepted the consumer, before the
         // first delivery can go out.
@@ -211,6 +219,7 @@ impl Channel {
         } = publication;
         // RabbitMQ's order: the exchange (404, 403), then the message's properties.
         let target = self.conn.vhost.publish_target(publish.exchange.as_str())?;
+        self.rewrite_reply_to(&mut header, &mut properties)?;
         if let Some(user_id) = properties.user_id()
             && user_id.as_str() != self.conn.user
         {
@@ -222,6 +231,11 @@ impl Channel {
         if let Some(expiration) = properties.expiration() {
             check_expiration(expiration.as_str())?;
         }
+        let replies = self.conn.vhost.route_replies(
+            target.is_none(),
+            publish.routing_key.as_str(),
+            properties.headers().as_ref(),
+        );
         let queues = self.conn.vhost.route_from(
             target,
             publish.routing_key.as_str(),
@@ -246,6 +260,10 @@ impl Channel {
             body,
             cc_routed: true,
         });
+        // At routing time, even inside a transaction, as RabbitMQ does.
+        if !replies.is_empty() {
+            self.conn.vhost.replies.deliver(&replies, &message).await;
+        }
         if self.mode == Mode::Tx {
             self.tx_pending
                 .push(TxOp::Publish(message, queues, publish.mandatory));

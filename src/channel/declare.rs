@@ -5,7 +5,7 @@
 use warren_codec::protocol::{AMQPClass, basic, exchange, queue};
 use warren_codec::types::ShortString;
 
-use super::Channel;
+use super::{Channel, reply_to};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::queue::Consumer;
@@ -95,6 +95,10 @@ impl Channel {
         let vhost = self.conn.vhost.clone();
         let conn = self.conn.id;
         let (reply, nowait) = match method {
+            queue::AMQPMethod::Declare(m) if reply_to::is_reply_queue_name(m.queue.as_str()) => {
+                let ok = self.declare_reply_queue(m.queue.as_str())?;
+                (queue::AMQPMethod::DeclareOk(ok), m.nowait)
+            }
             queue::AMQPMethod::Declare(m) => {
                 let name = match m.queue.as_str() {
                     // A passive declare looks the name up as given: RabbitMQ expands

@@ -7,10 +7,12 @@
 //! - `declare.rs`: exchange.* and queue.* methods.
 //! - `basic.rs`: publish, consume, get, ack/nack/reject, qos, recover.
 //! - `content.rs`: assembling publish + header + body frames.
+//! - `reply_to.rs`: direct reply-to (the `amq.rabbitmq.reply-to` pseudo-queue).
 
 mod basic;
 pub mod content;
 mod declare;
+pub mod reply_to;
 pub mod shared;
 
 use std::sync::Arc;
@@ -87,6 +89,8 @@ pub struct Channel {
     tx_pending: Vec<basic::TxOp>,
     /// Confirm tags (first, last) settled but not yet acked to the publisher.
     unsent_acks: Option<(u64, u64)>,
+    /// The direct reply-to consumer, if the channel has one.
+    reply_consumer: Option<reply_to::ReplyConsumer>,
 }
 
 impl Channel {
@@ -103,6 +107,7 @@ impl Channel {
             last_queue: String::new(),
             tx_pending: Vec::new(),
             unsent_acks: None,
+            reply_consumer: None,
         }
     }
 
@@ -227,11 +232,14 @@ impl Channel {
     }
 
     /// Releases everything the channel holds: cancels its consumers (auto-deleting
-    /// queues left without one) and requeues its unacked deliveries.
+    /// queues left without one), ends its reply consumer and requeues its unacked
+    /// deliveries.
     pub fn release(&mut self) {
+        self.end_reply_consumer();
         let consumers: Vec<_> = self.shared.consumers.lock().drain().collect();
-        for (tag, queue) in consumers {
-            if queue.remove_consumer(&self.shared, &tag) {
+        for (_, queue) in consumers {
+            // Its unacked deliveries from `queue` go back in the same step.
+            if queue.release_channel(&self.shared) {
                 self.conn.vhost.remove_queue(&queue);
             }
         }

@@ -11,19 +11,22 @@
 //! - `ttl.rs`: message TTL, the queue's `x-expires` lease, the timer task.
 //! - `limits.rs`: `x-max-length(-bytes)` and `x-overflow`.
 //! - `dead_letter.rs`: `x-dead-letter-exchange`, the `x-death` header.
+//! - `consumers.rs`: consumer priorities, single active consumer, attaching
+//!   and detaching consumers.
 //!
 //! Messages a queue lets go (rejected, expired, over a limit, over the delivery
 //! limit) are collected under the lock and dead-lettered after it is released,
 //! so a queue never holds its lock while publishing into another.
 
 pub mod args;
+mod consumers;
 pub mod dead_letter;
 mod limits;
 mod ready;
 mod ttl;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -33,12 +36,14 @@ use tokio::sync::mpsc::Permit;
 use tokio::sync::mpsc::error::TrySendError;
 use warren_codec::types::FieldTable;
 
-use crate::channel::shared::{ChannelShared, ConsumerCredit, Unacked};
+use crate::channel::shared::{ChannelShared, Unacked};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::vhost::{VHost, resource};
 pub use args::QueueArgs;
+use consumers::Consumers;
+pub use consumers::{Consumer, priority_arg};
 use dead_letter::{Dead, Reason};
 use ready::{Entry, Ready};
 
@@ -60,63 +65,13 @@ pub struct QueueSpec {
     pub args: QueueArgs,
 }
 
-/// A consumer attached to a queue.
-#[derive(Debug)]
-pub struct Consumer {
-    /// The consumer tag.
-    pub tag: Arc<str>,
-    /// The channel it consumes on.
-    pub channel: Arc<ChannelShared>,
-    /// Deliveries need no ack.
-    pub no_ack: bool,
-    /// Asked for exclusive access to the queue.
-    pub exclusive: bool,
-    /// Unacked count and prefetch.
-    pub credit: Arc<ConsumerCredit>,
-    /// Waiting for room in its connection's writer queue.
-    parked: AtomicBool,
-}
-
-impl Consumer {
-    /// A consumer on `channel`.
-    pub fn new(
-        tag: Arc<str>,
-        channel: Arc<ChannelShared>,
-        no_ack: bool,
-        exclusive: bool,
-        prefetch: u16,
-    ) -> Arc<Self> {
-        let credit = Arc::new(ConsumerCredit {
-            prefetch,
-            channel_unacked: channel.consumer_unacked.clone(),
-            ..Default::default()
-        });
-        Arc::new(Consumer {
-            tag,
-            channel,
-            no_ack,
-            exclusive,
-            credit,
-            parked: AtomicBool::new(false),
-        })
-    }
-
-    fn can_take(&self) -> bool {
-        if self.parked.load(Ordering::Acquire) {
-            return false;
-        }
-        self.no_ack || (self.credit.has_room() && self.channel.has_global_room())
-    }
-}
-
 #[derive(Debug)]
 struct QueueState {
     next_seq: SeqId,
     ready: Ready,
     /// Delivered and waiting for an ack.
     outstanding: HashMap<SeqId, Entry>,
-    consumers: Vec<Arc<Consumer>>,
-    next_consumer: usize,
+    consumers: Consumers,
     ever_had_consumer: bool,
     deleted: bool,
     /// Last declare, basic.get or departure of the last consumer (`x-expires`).
@@ -168,6 +123,7 @@ impl Drop for Queue {
 impl Queue {
     /// A new, empty queue in `vhost`.
     pub fn new(name: String, vhost: &Arc<VHost>, spec: QueueSpec) -> Arc<Self> {
+        let consumers = Consumers::new(spec.args.single_active_consumer);
         let queue = Arc::new(Queue {
             name,
             vhost: vhost.name.clone(),
@@ -176,8 +132,7 @@ impl Queue {
                 next_seq: 0,
                 ready: Ready::default(),
                 outstanding: HashMap::new(),
-                consumers: Vec::new(),
-                next_consumer: 0,
+                consumers,
                 ever_had_consumer: false,
                 deleted: false,
                 used_at: Instant::now(),
@@ -257,11 +212,6 @@ impl Queue {
         })
     }
 
-    /// Attached consumers.
-    pub fn consumer_count(&self) -> u32 {
-        u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
-    }
-
     /// Enqueues a message and delivers what can be delivered; a queue over its
     /// length limit drops its head or refuses the message (`x-overflow`).
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
@@ -314,18 +264,13 @@ impl Queue {
         });
     }
 
-    /// Hands ready messages to consumers with credit, round-robin, in queue order.
+    /// Hands ready messages, in queue order, to the consumers that can take
+    /// them (see `consumers.rs` for who goes first).
     fn dispatch(self: &Arc<Self>, st: &mut QueueState) {
-        while !st.ready.is_empty() && !st.consumers.is_empty() {
-            let n = st.consumers.len();
-            let Some(idx) = (0..n)
-                .map(|i| (st.next_consumer + i) % n)
-                .find(|&i| st.consumers[i].can_take())
-            else {
+        while !st.ready.is_empty() {
+            let Some(consumer) = st.consumers.next() else {
                 return;
             };
-            st.next_consumer = (idx + 1) % n;
-            let consumer = st.consumers[idx].clone();
             let permit = match consumer.channel.out.try_reserve() {
                 Ok(permit) => permit,
                 Err(TrySendError::Full(())) => {
@@ -458,93 +403,42 @@ impl Queue {
     /// allows is dead-lettered instead (reason delivery_limit), one whose TTL
     /// passed meanwhile expires, and a full drop-head queue drops its head.
     pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
-        self.with_state(|st, dead| {
-            if st.deleted {
-                return;
-            }
-            let mut expiring = false;
-            for seq in seqs {
-                if let Some(mut entry) = st.outstanding.remove(&seq) {
-                    entry.returns += 1;
-                    if self
-                        .spec
-                        .args
-                        .delivery_limit
-                        .is_some_and(|limit| entry.returns > limit)
-                    {
-                        self.discard(dead, entry.message, Reason::DeliveryLimit);
-                        continue;
-                    }
-                    entry.redelivered = true;
-                    expiring |= entry.expires_at.is_some();
-                    st.ready.insert(seq, entry);
-                }
-            }
-            self.drop_head(st, dead);
-            self.expire(st, Instant::now(), dead);
-            if expiring {
-                self.schedule(st);
-            }
-            self.dispatch(st);
-        });
+        self.with_state(|st, dead| self.requeue_locked(st, dead, seqs));
     }
 
-    /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply. On success
-    /// `consume_ok` (a reserved writer slot and the reply) is sent first, under the
-    /// queue's lock, so the client sees consume-ok before any delivery and never
-    /// sees it for a refused consumer.
-    pub fn add_consumer(
-        self: &Arc<Self>,
-        consumer: Arc<Consumer>,
-        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
-    ) -> Result<(), AmqpError> {
-        self.with_state(|st, dead| self.add_consumer_locked(st, dead, consumer, consume_ok))
-    }
-
-    fn add_consumer_locked(
+    fn requeue_locked(
         self: &Arc<Self>,
         st: &mut QueueState,
         dead: &mut Vec<Dead>,
-        consumer: Arc<Consumer>,
-        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
-    ) -> Result<(), AmqpError> {
+        seqs: impl IntoIterator<Item = SeqId>,
+    ) {
         if st.deleted {
-            return Err(AmqpError::new(
-                warren_codec::ReplyCode::NotFound,
-                format!("no {}", self.describe()),
-            ));
+            return;
         }
-        let exclusive_taken = st.consumers.iter().any(|c| c.exclusive);
-        if exclusive_taken || (consumer.exclusive && !st.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!(
-                "{} in exclusive use",
-                self.describe()
-            )));
+        let mut expiring = false;
+        for seq in seqs {
+            if let Some(mut entry) = st.outstanding.remove(&seq) {
+                entry.returns += 1;
+                if self
+                    .spec
+                    .args
+                    .delivery_limit
+                    .is_some_and(|limit| entry.returns > limit)
+                {
+                    self.discard(dead, entry.message, Reason::DeliveryLimit);
+                    continue;
+                }
+                entry.redelivered = true;
+                expiring |= entry.expires_at.is_some();
+                st.ready.insert(seq, entry);
+            }
         }
-        if let Some((permit, reply)) = consume_ok {
-            permit.send(reply);
-        }
-        st.consumers.push(consumer);
-        st.ever_had_consumer = true;
+        self.drop_head(st, dead);
         self.expire(st, Instant::now(), dead);
+        if expiring {
+            self.schedule(st);
+        }
         self.dispatch(st);
-        Ok(())
-    }
-
-    /// Detaches the consumer with this tag on this channel. Returns whether the
-    /// queue should now be auto-deleted.
-    pub fn remove_consumer(self: &Arc<Self>, channel: &Arc<ChannelShared>, tag: &str) -> bool {
-        let mut st = self.state.lock();
-        let before = st.consumers.len();
-        st.consumers
-            .retain(|c| !(Arc::ptr_eq(&c.channel, channel) && &*c.tag == tag));
-        if st.next_consumer >= st.consumers.len() {
-            st.next_consumer = 0;
-        }
-        if before > 0 && st.consumers.is_empty() {
-            self.renew_lease(&mut st);
-        }
-        self.spec.auto_delete && st.ever_had_consumer && st.consumers.is_empty() && !st.deleted
     }
 
     /// Drops every ready message (dead-lettering none); returns how many.
@@ -561,12 +455,7 @@ impl Queue {
         let count = u32::try_from(st.ready.clear()).unwrap_or(u32::MAX);
         st.outstanding.clear();
         self.wake.notify_one();
-        (count, std::mem::take(&mut st.consumers))
-    }
-
-    /// Whether the queue has consumers (for delete if-unused).
-    pub fn has_consumers(&self) -> bool {
-        !self.state.lock().consumers.is_empty()
+        (count, st.consumers.take_all())
     }
 }
 

@@ -15,6 +15,7 @@ use warren_codec::ReplyCode;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::type_name;
 
+use crate::channel::reply_to;
 use crate::error::AmqpError;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueSpec, args};
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
@@ -59,6 +60,8 @@ pub struct VHost {
     pub name: String,
     exchanges: DashMap<String, Arc<ExchangeEntry>>,
     queues: DashMap<String, Arc<Queue>>,
+    /// Live direct reply-to consumers by address.
+    pub replies: reply_to::Registry,
 }
 
 impl VHost {
@@ -72,6 +75,7 @@ impl VHost {
             name: name.to_owned(),
             exchanges,
             queues: DashMap::new(),
+            replies: reply_to::Registry::default(),
         })
     }
 
@@ -409,10 +413,12 @@ impl VHost {
         let cc = header_routing_keys(headers)?;
         let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
         let Some(first) = first else {
-            // The default exchange: the queue each key names.
+            // The default exchange: the queue each key names. A reply-to address
+            // names no queue ([`VHost::route_replies`]).
             let mut queues: Vec<Arc<Queue>> = Vec::new();
             for key in keys() {
-                if !queues.iter().any(|q| q.name == key)
+                if !key.starts_with(reply_to::ADDRESS_PREFIX)
+                    && !queues.iter().any(|q| q.name == key)
                     && let Some(q) = self.queue(key)
                 {
                     queues.push(q);
@@ -458,6 +464,25 @@ impl VHost {
             }
         }
         Ok(queues)
+    }
+
+    /// The direct reply-to consumers a publish reaches: on the default exchange
+    /// (`default_exchange`), those whose address is the routing key or one of
+    /// the `CC`/`BCC` keys. They count as no queue: a mandatory message reaching
+    /// only them is still returned, as in RabbitMQ.
+    pub fn route_replies(
+        &self,
+        default_exchange: bool,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Vec<reply_to::Target> {
+        if !default_exchange {
+            return Vec::new();
+        }
+        // Invalid CC/BCC headers are refused by route_from.
+        let cc = header_routing_keys(headers).unwrap_or_default();
+        self.replies
+            .route(std::iter::once(routing_key).chain(cc.iter().copied()))
     }
 }
 

@@ -1,17 +1,20 @@
 //! Queue features RabbitMQ users build retries, DLQs and limits with: message
 //! TTL and queue expiry, dead-lettering and the `x-death` header, length limits
-//! and overflow, priority queues, the delivery limit. What a lapin client sees
-//! is what it sees on RabbitMQ 3.13 (x-delivery-limit: RabbitMQ 4).
+//! and overflow, priority queues, the delivery limit, consumer priorities and
+//! single active consumer. What a lapin client sees is what it sees on
+//! RabbitMQ 3.13 (x-delivery-limit: RabbitMQ 4).
 //!
 //! Timing tests use short TTLs and wait by polling; none asserts a duration.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod consumers;
 mod dead_letter;
 mod delivery_limit;
 mod limits;
 mod priority;
+mod reply_to;
 mod ttl;
 
 use common::lapin::{Client, counts, table, try_publish};

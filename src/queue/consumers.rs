@@ -1,0 +1,383 @@
+//! A queue's consumers: consumer priorities (`x-priority` on basic.consume) and
+//! single active consumer (`x-single-active-consumer`), as RabbitMQ's classic
+//! queues have them.
+//!
+//! - Consumers are kept by priority, highest first, in registration order within
+//!   a priority. A message goes to the first consumer in that order that can take
+//!   it now (credit left, writer not full), which then moves to the back of its
+//!   priority: round-robin among the highest priority with credit, lower
+//!   priorities only while all higher ones are blocked.
+//! - With single active consumer, the first consumer registered is the active
+//!   one, whatever its priority, and nothing goes to the others, even while it is
+//!   blocked. When it goes (cancel, channel or connection closed), the first
+//!   remaining consumer in priority order takes over and gets what is ready
+//!   right away; on a channel close the old one's unacked messages are requeued
+//!   first, so they reach the new one first, redelivered.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio::sync::mpsc::Permit;
+use warren_codec::types::FieldTable;
+use warren_exchanges::type_name;
+
+use super::dead_letter::Dead;
+use super::{Queue, QueueState, SeqId};
+use crate::channel::shared::{ChannelShared, ConsumerCredit};
+use crate::connection::writer::Outbound;
+use crate::error::AmqpError;
+use crate::vhost::equivalence::integer;
+
+/// A consumer attached to a queue.
+#[derive(Debug)]
+pub struct Consumer {
+    /// The consumer tag.
+    pub tag: Arc<str>,
+    /// The channel it consumes on.
+    pub channel: Arc<ChannelShared>,
+    /// Deliveries need no ack.
+    pub no_ack: bool,
+    /// Asked for exclusive access to the queue.
+    pub exclusive: bool,
+    /// Its `x-priority` (0 unless given; higher goes first).
+    pub priority: i64,
+    /// Unacked count and prefetch.
+    pub credit: Arc<ConsumerCredit>,
+    /// Waiting for room in its connection's writer queue.
+    pub(super) parked: AtomicBool,
+}
+
+impl Consumer {
+    /// A consumer on `channel` with the default priority.
+    pub fn new(
+        tag: Arc<str>,
+        channel: Arc<ChannelShared>,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: u16,
+    ) -> Arc<Self> {
+        Self::with_priority(tag, channel, no_ack, exclusive, prefetch, 0)
+    }
+
+    /// A consumer on `channel` with this `x-priority`.
+    pub fn with_priority(
+        tag: Arc<str>,
+        channel: Arc<ChannelShared>,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: u16,
+        priority: i64,
+    ) -> Arc<Self> {
+        let credit = Arc::new(ConsumerCredit {
+            prefetch,
+            channel_unacked: channel.consumer_unacked.clone(),
+            ..Default::default()
+        });
+        Arc::new(Consumer {
+            tag,
+            channel,
+            no_ack,
+            exclusive,
+            priority,
+            credit,
+            parked: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether it can take a delivery now: not parked, and credit left.
+    pub(super) fn can_take(&self) -> bool {
+        if self.parked.load(Ordering::Acquire) {
+            return false;
+        }
+        self.no_ack || (self.credit.has_room() && self.channel.has_global_room())
+    }
+}
+
+/// The `x-priority` of a basic.consume: an integer of any AMQP integer type,
+/// 0 when absent; anything else is RabbitMQ's 406.
+pub fn priority_arg(arguments: &FieldTable, queue: &Queue) -> Result<i64, AmqpError> {
+    let Some(value) = arguments.inner().get("x-priority") else {
+        return Ok(0);
+    };
+    // Every integer type RabbitMQ takes here fits an i64.
+    integer(value)
+        .and_then(|v| i64::try_from(v).ok())
+        .ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
+                queue.describe(),
+                type_name(value)
+            ))
+        })
+}
+
+/// The consumers of one queue.
+#[derive(Debug, Default)]
+pub(super) struct Consumers {
+    /// By priority, highest first; within a priority in registration order,
+    /// each moved to the back when it gets a delivery.
+    groups: Vec<(i64, VecDeque<Arc<Consumer>>)>,
+    len: usize,
+    /// `x-single-active-consumer`: only `active` gets messages.
+    single_active: bool,
+    active: Option<Arc<Consumer>>,
+}
+
+impl Consumers {
+    pub fn new(single_active: bool) -> Self {
+        Consumers {
+            single_active,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Consumer>> {
+        self.groups.iter().flat_map(|(_, group)| group.iter())
+    }
+
+    /// Adds a consumer behind those of its priority; the first one of a single
+    /// active consumer queue becomes the active one.
+    fn add(&mut self, consumer: Arc<Consumer>) {
+        if self.single_active && self.active.is_none() {
+            self.active = Some(consumer.clone());
+        }
+        let at = self
+            .groups
+            .partition_point(|(priority, _)| *priority > consumer.priority);
+        match self.groups.get_mut(at) {
+            Some((priority, group)) if *priority == consumer.priority => group.push_back(consumer),
+            _ => self
+                .groups
+                .insert(at, (consumer.priority, VecDeque::from([consumer]))),
+        }
+        self.len += 1;
+    }
+
+    /// Removes the consumers `gone` picks. When the active one is among them,
+    /// the first remaining consumer in priority order becomes active. Returns
+    /// whether any was removed.
+    fn remove(&mut self, gone: impl Fn(&Consumer) -> bool) -> bool {
+        let before = self.len;
+        for (_, group) in &mut self.groups {
+            group.retain(|c| !gone(c));
+        }
+        self.groups.retain(|(_, group)| !group.is_empty());
+        self.len = self.groups.iter().map(|(_, group)| group.len()).sum();
+        if self.active.as_deref().is_some_and(&gone) {
+            self.active = self
+                .groups
+                .first()
+                .and_then(|(_, group)| group.front().cloned());
+        }
+        self.len != before
+    }
+
+    /// Takes them all (the queue is being deleted).
+    pub fn take_all(&mut self) -> Vec<Arc<Consumer>> {
+        self.len = 0;
+        self.active = None;
+        std::mem::take(&mut self.groups)
+            .into_iter()
+            .flat_map(|(_, group)| group)
+            .collect()
+    }
+
+    /// The consumer the next message goes to, if any can take it now.
+    pub fn next(&mut self) -> Option<Arc<Consumer>> {
+        if self.single_active {
+            return self.active.clone().filter(|c| c.can_take());
+        }
+        for (_, group) in &mut self.groups {
+            if let Some(i) = group.iter().position(|c| c.can_take()) {
+                let consumer = group.remove(i)?;
+                group.push_back(consumer.clone());
+                return Some(consumer);
+            }
+        }
+        None
+    }
+}
+
+impl Queue {
+    /// Attached consumers (with single active consumer, the waiting ones too).
+    pub fn consumer_count(&self) -> u32 {
+        u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Whether the queue has consumers (for delete if-unused).
+    pub fn has_consumers(&self) -> bool {
+        !self.state.lock().consumers.is_empty()
+    }
+
+    /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply. On success
+    /// `consume_ok` (a reserved writer slot and the reply) is sent first, under the
+    /// queue's lock, so the client sees consume-ok before any delivery and never
+    /// sees it for a refused consumer.
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        consumer: Arc<Consumer>,
+        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
+    ) -> Result<(), AmqpError> {
+        self.with_state(|st, dead| self.add_consumer_locked(st, dead, consumer, consume_ok))
+    }
+
+    fn add_consumer_locked(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        dead: &mut Vec<Dead>,
+        consumer: Arc<Consumer>,
+        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
+    ) -> Result<(), AmqpError> {
+        if st.deleted {
+            return Err(AmqpError::new(
+                warren_codec::ReplyCode::NotFound,
+                format!("no {}", self.describe()),
+            ));
+        }
+        // A single active consumer queue never takes an exclusive consumer.
+        let in_use = if self.spec.args.single_active_consumer {
+            consumer.exclusive
+        } else {
+            st.consumers.iter().any(|c| c.exclusive)
+                || (consumer.exclusive && !st.consumers.is_empty())
+        };
+        if in_use {
+            return Err(AmqpError::access_refused(format!(
+                "{} in exclusive use",
+                self.describe()
+            )));
+        }
+        if let Some((permit, reply)) = consume_ok {
+            permit.send(reply);
+        }
+        st.consumers.add(consumer);
+        st.ever_had_consumer = true;
+        self.expire(st, Instant::now(), dead);
+        self.dispatch(st);
+        Ok(())
+    }
+
+    /// Detaches the consumer with this tag on this channel (basic.cancel: its
+    /// unacked deliveries stay with the channel). Returns whether the queue
+    /// should now be auto-deleted.
+    pub fn remove_consumer(self: &Arc<Self>, channel: &Arc<ChannelShared>, tag: &str) -> bool {
+        self.with_state(|st, dead| {
+            let gone = |c: &Consumer| Arc::ptr_eq(&c.channel, channel) && &*c.tag == tag;
+            self.consumers_left(st, dead, gone, Vec::new())
+        })
+    }
+
+    /// A channel closes: detaches all its consumers and, in the same step, puts
+    /// its unacked deliveries from this queue back (redelivered) before a new
+    /// single active consumer is served, as RabbitMQ does when a channel goes
+    /// down. Returns whether the queue should now be auto-deleted.
+    pub fn release_channel(self: &Arc<Self>, channel: &Arc<ChannelShared>) -> bool {
+        self.with_state(|st, dead| {
+            let mut seqs = Vec::new();
+            let mut guard = channel.deliveries.lock();
+            let d = &mut *guard;
+            for held in [&mut d.unacked, &mut d.tx_settled] {
+                let tags: Vec<u64> = held
+                    .iter()
+                    .filter(|(_, u)| Arc::ptr_eq(&u.queue, self))
+                    .map(|(tag, _)| *tag)
+                    .collect();
+                for u in tags.iter().filter_map(|tag| held.remove(tag)) {
+                    if let Some(credit) = &u.consumer {
+                        credit.settled();
+                    }
+                    seqs.push(u.seq);
+                }
+            }
+            drop(guard);
+            let gone = |c: &Consumer| Arc::ptr_eq(&c.channel, channel);
+            self.consumers_left(st, dead, gone, seqs)
+        })
+    }
+
+    /// Removes the consumers `gone` picks, requeues `seqs`, and lets messages
+    /// flow to whoever is active now. Returns whether the queue should now be
+    /// auto-deleted (its requeued messages then go with it).
+    fn consumers_left(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        dead: &mut Vec<Dead>,
+        gone: impl Fn(&Consumer) -> bool,
+        seqs: Vec<SeqId>,
+    ) -> bool {
+        if !st.consumers.remove(gone) && seqs.is_empty() {
+            return false;
+        }
+        if st.consumers.is_empty() {
+            self.renew_lease(st);
+            if self.spec.auto_delete && st.ever_had_consumer && !st.deleted {
+                return true;
+            }
+        }
+        self.requeue_locked(st, dead, seqs);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(tag: &str, priority: i64, prefetch: u16) -> Arc<Consumer> {
+        let (out, _rx) = tokio::sync::mpsc::channel(1);
+        let channel = ChannelShared::new(1, out, true);
+        Consumer::with_priority(Arc::from(tag), channel, false, false, prefetch, priority)
+    }
+
+    fn tags(consumers: &mut Consumers, n: usize) -> Vec<String> {
+        (0..n)
+            .filter_map(|_| consumers.next())
+            .map(|c| {
+                c.credit.delivered();
+                c.tag.to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn highest_priority_with_credit_first_round_robin_within_it() {
+        let mut consumers = Consumers::new(false);
+        consumers.add(consumer("low", -1, 0));
+        consumers.add(consumer("a", 10, 2));
+        consumers.add(consumer("default", 0, 1));
+        consumers.add(consumer("b", 10, 2));
+        assert_eq!(
+            tags(&mut consumers, 7),
+            ["a", "b", "a", "b", "default", "low", "low"]
+        );
+    }
+
+    #[test]
+    fn single_active_is_the_first_then_the_best_of_the_rest() {
+        let mut consumers = Consumers::new(true);
+        consumers.add(consumer("first", 0, 1));
+        consumers.add(consumer("five", 5, 0));
+        consumers.add(consumer("ten", 10, 0));
+        consumers.add(consumer("ten-later", 10, 0));
+        // Only the active one, and nobody while it is blocked.
+        assert_eq!(tags(&mut consumers, 3), ["first"]);
+        assert!(consumers.remove(|c| &*c.tag == "five"));
+        assert!(consumers.next().is_none());
+        assert!(consumers.remove(|c| &*c.tag == "first"));
+        assert_eq!(tags(&mut consumers, 2), ["ten", "ten"]);
+        assert!(!consumers.remove(|c| &*c.tag == "first"));
+        assert_eq!(consumers.len(), 2);
+        consumers.remove(|c| &*c.tag == "ten");
+        assert_eq!(tags(&mut consumers, 1), ["ten-later"]);
+    }
+}
