@@ -282,7 +282,7 @@ var scenarios = []scenario{
 	{"d-consumer-dies", scenarioD, false},
 	{"e-headers", scenarioE, false},
 	{"f-retry-dlx-ttl", scenarioF, false},
-	{"g-rpc-reply-to", scenarioG, true},
+	{"g-rpc-reply-to", scenarioG, false},
 }
 
 // runOne runs a scenario with a hard time bound; the result is "" when it passed.

@@ -486,7 +486,7 @@ const SCENARIOS = [
   ['d-consumer-dies', scenarioD, false],
   ['e-headers', scenarioE, false],
   ['f-retry-dlx-ttl', scenarioF, false],
-  ['g-rpc-reply-to', scenarioG, true],
+  ['g-rpc-reply-to', scenarioG, false],
 ];
 
 run(SCENARIOS, process.argv.slice(2)).then(

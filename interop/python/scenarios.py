@@ -554,7 +554,7 @@ SCENARIOS = [
     ("d-consumer-dies", scenario_d, False),
     ("e-headers", scenario_e, False),
     ("f-retry-dlx-ttl", scenario_f, False),
-    ("g-rpc-reply-to", scenario_g, True),
+    ("g-rpc-reply-to", scenario_g, False),
 ]
 
 
