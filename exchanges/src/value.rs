@@ -33,6 +33,20 @@ pub fn type_name(value: &AMQPValue) -> &'static str {
     }
 }
 
+/// The integer value of any integer-typed field (not timestamps).
+pub fn integer(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i128::from(*n),
+        AMQPValue::ShortShortUInt(n) => i128::from(*n),
+        AMQPValue::ShortInt(n) => i128::from(*n),
+        AMQPValue::ShortUInt(n) => i128::from(*n),
+        AMQPValue::LongInt(n) => i128::from(*n),
+        AMQPValue::LongUInt(n) => i128::from(*n),
+        AMQPValue::LongLongInt(n) => i128::from(*n),
+        _ => return None,
+    })
+}
+
 /// The bytes of a string-typed value (`longstr`, or the internal `ShortString`).
 pub(crate) fn string_bytes(value: &AMQPValue) -> Option<&[u8]> {
     match value {

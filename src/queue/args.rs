@@ -7,7 +7,8 @@
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::type_name;
 
-use crate::vhost::equivalence::{self, integer};
+use crate::vhost::equivalence;
+use warren_exchanges::integer;
 
 use crate::error::AmqpError;
 

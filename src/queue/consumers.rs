@@ -28,7 +28,7 @@ use super::{Queue, QueueState, SeqId};
 use crate::channel::shared::{ChannelShared, ConsumerCredit};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
-use crate::vhost::equivalence::integer;
+use warren_exchanges::integer;
 
 /// A consumer attached to a queue.
 #[derive(Debug)]

@@ -22,7 +22,8 @@ use warren_codec::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortSt
 
 use super::Queue;
 use crate::message::{Message, dead_letter_properties};
-use crate::vhost::equivalence::{integer, string_bytes};
+use crate::vhost::equivalence::string_bytes;
+use warren_exchanges::integer;
 
 /// Why a message was dead-lettered (the `reason` of its death).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

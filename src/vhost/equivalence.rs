@@ -5,7 +5,7 @@
 //! with its type (`the value '2000' of type 'signedint'`) and the missing one as `none`.
 
 use warren_codec::types::AMQPValue;
-use warren_exchanges::type_name;
+use warren_exchanges::{integer, type_name};
 
 use crate::error::AmqpError;
 
@@ -71,20 +71,6 @@ pub fn same(a: &AMQPValue, b: &AMQPValue) -> bool {
         (None, None) => a == b,
         _ => false,
     }
-}
-
-/// An integer of any width.
-pub fn integer(value: &AMQPValue) -> Option<i128> {
-    Some(match value {
-        AMQPValue::ShortShortInt(v) => (*v).into(),
-        AMQPValue::ShortShortUInt(v) => (*v).into(),
-        AMQPValue::ShortInt(v) => (*v).into(),
-        AMQPValue::ShortUInt(v) => (*v).into(),
-        AMQPValue::LongInt(v) => (*v).into(),
-        AMQPValue::LongUInt(v) => (*v).into(),
-        AMQPValue::LongLongInt(v) => (*v).into(),
-        _ => return None,
-    })
 }
 
 /// The bytes of a string value (longstr, or the short string amq-protocol may give).

@@ -103,25 +103,11 @@ impl Expected {
     }
 }
 
-/// The integer value of any integer-typed field (not timestamps).
-fn integer(v: &AMQPValue) -> Option<i128> {
-    Some(match v {
-        AMQPValue::ShortShortInt(n) => i128::from(*n),
-        AMQPValue::ShortShortUInt(n) => i128::from(*n),
-        AMQPValue::ShortInt(n) => i128::from(*n),
-        AMQPValue::ShortUInt(n) => i128::from(*n),
-        AMQPValue::LongInt(n) => i128::from(*n),
-        AMQPValue::LongUInt(n) => i128::from(*n),
-        AMQPValue::LongLongInt(n) => i128::from(*n),
-        _ => return None,
-    })
-}
-
 /// A header's integer value for routing: timestamps count in milliseconds.
 fn header_integer(v: &AMQPValue) -> Option<i128> {
     match v {
         AMQPValue::Timestamp(t) => Some(i128::from(*t) * 1000),
-        other => integer(other),
+        other => value::integer(other),
     }
 }
 
