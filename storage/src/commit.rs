@@ -1,0 +1,163 @@
+//! Group commit: writers ask for durability, one flusher thread flushes for all
+//! of them at once, and batches the requests that arrive while it flushes.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use crate::{StorageError, Store};
+
+/// The flusher's bookkeeping.
+#[derive(Debug, Default)]
+struct Requests {
+    /// The newest generation asked for.
+    requested: u64,
+    /// Set on drop: the flusher does a last flush and ends.
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    requests: Mutex<Requests>,
+    wake: Condvar,
+    /// The newest generation known durable; `None` once a flush failed, so
+    /// waiters learn that their writes may not be durable.
+    durable: watch::Sender<Option<u64>>,
+}
+
+/// One flusher for a store: [`GroupCommit::request`] then
+/// [`GroupCommit::wait`] makes every write made before the request durable.
+#[derive(Debug)]
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl GroupCommit {
+    /// Starts the flusher thread for `store`.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (durable, _) = watch::channel(Some(0));
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Requests::default()),
+            wake: Condvar::new(),
+            durable,
+        });
+        let flusher = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("warren-flusher".into())
+                .spawn(move || flush_loop(&shared, store.as_ref()))
+        };
+        let flusher = match flusher {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the storage flusher");
+                shared.durable.send_replace(None);
+                None
+            }
+        };
+        GroupCommit { shared, flusher }
+    }
+
+    /// Asks for the writes made so far to become durable; returns the
+    /// generation to [`wait`](Self::wait) for.
+    pub fn request(&self) -> u64 {
+        let mut requests = self.shared.requests.lock();
+        requests.requested += 1;
+        self.shared.wake.notify_one();
+        requests.requested
+    }
+
+    /// Waits until `generation` is durable.
+    pub async fn wait(&self, generation: u64) -> Result<(), StorageError> {
+        let mut durable = self.shared.durable.subscribe();
+        let reached = durable
+            .wait_for(|d| d.is_none_or(|d| d >= generation))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        match *reached {
+            Some(_) => Ok(()),
+            None => Err(StorageError::Closed),
+        }
+    }
+
+    /// Makes every write made so far durable.
+    pub async fn commit(&self) -> Result<(), StorageError> {
+        let generation = self.request();
+        self.wait(generation).await
+    }
+
+    /// Whether `generation` is already durable (no need to wait).
+    pub fn is_durable(&self, generation: u64) -> bool {
+        self.shared
+            .durable
+            .borrow()
+            .is_some_and(|d| d >= generation)
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shared.requests.lock().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+    }
+}
+
+fn flush_loop(shared: &Shared, store: &dyn Store) {
+    let mut done = 0;
+    loop {
+        let (target, closing) = {
+            let mut requests = shared.requests.lock();
+            while requests.requested == done && !requests.closing {
+                shared.wake.wait(&mut requests);
+            }
+            (requests.requested, requests.closing)
+        };
+        // Everything written before `target` was requested is in this flush.
+        match store.flush() {
+            Ok(()) => {
+                done = target;
+                shared.durable.send_replace(Some(target));
+            }
+            Err(error) => {
+                // Waiters must not be told their messages are safe.
+                tracing::error!(%error, "storage flush failed");
+                shared.durable.send_replace(None);
+                return;
+            }
+        }
+        if closing {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SledStore;
+
+    #[tokio::test]
+    async fn a_committed_write_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store: Arc<dyn Store> =
+                Arc::new(SledStore::open(dir.path(), 8 << 20).expect("open"));
+            let commit = GroupCommit::start(store.clone());
+            store.put_message(1, 1, b"a").expect("put");
+            let first = commit.request();
+            store.put_message(1, 2, b"b").expect("put");
+            let second = commit.request();
+            commit.wait(second).await.expect("durable");
+            assert!(commit.is_durable(first));
+            assert!(!commit.is_durable(second + 1));
+        }
+        let store = SledStore::open(dir.path(), 8 << 20).expect("reopen");
+        assert_eq!(store.messages(1, 0, 10).expect("scan").len(), 2);
+    }
+}

@@ -1,0 +1,119 @@
+//! Warren's durable store: definitions (vhosts, exchanges, queues, bindings,
+//! users) and the messages of queues, behind the narrow [`Store`] trait so the
+//! broker does not know which engine it talks to.
+//!
+//! The store deals in bytes: the broker encodes its records. Writes are
+//! buffered; [`Store::flush`] makes everything written before it durable
+//! (fsynced). [`GroupCommit`] turns many writers' "make my write durable" into
+//! one flush at a time (group commit).
+//!
+//! - `sled_store.rs`: the embedded default, on sled.
+//! - `commit.rs`: group commit.
+
+mod commit;
+mod sled_store;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use commit::GroupCommit;
+pub use sled_store::SledStore;
+
+/// A queue's id in the store: stable across restarts, never reused.
+pub type QueueId = u64;
+
+/// A message's position in its queue.
+pub type Seq = u64;
+
+/// What failed in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The engine reported an error (I/O, corruption).
+    #[error("storage engine: {0}")]
+    Engine(String),
+    /// The store was closed, or its flusher is gone.
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// The kinds of definition records; each is its own key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Virtual hosts.
+    VHost,
+    /// Durable exchanges.
+    Exchange,
+    /// Durable queues.
+    Queue,
+    /// Bindings between durable things.
+    Binding,
+    /// Users, permissions and the like, as the broker encodes them.
+    Auth,
+    /// The broker's own bookkeeping (clean-shutdown marker, ...).
+    Meta,
+}
+
+impl Kind {
+    /// The key space's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VHost => "def/vhost",
+            Kind::Exchange => "def/exchange",
+            Kind::Queue => "def/queue",
+            Kind::Binding => "def/binding",
+            Kind::Auth => "def/auth",
+            Kind::Meta => "meta",
+        }
+    }
+}
+
+/// A durable store of definitions and queue messages.
+///
+/// Every write is buffered until the next [`Store::flush`]; readers see writes at
+/// once. Implementations are internally synchronised and cheap to call from
+/// under a queue's lock (no call waits for the disk except `flush`).
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Writes (or replaces) a definition record.
+    fn put_definition(&self, kind: Kind, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
+
+    /// Removes a definition record (absent is fine).
+    fn remove_definition(&self, kind: Kind, key: &[u8]) -> Result<(), StorageError>;
+
+    /// Every record of a kind, in key order.
+    fn definitions(&self, kind: Kind) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// A fresh queue id, never handed out before (also across restarts).
+    fn new_queue_id(&self) -> Result<QueueId, StorageError>;
+
+    /// The ids of every queue that has messages (or had, until dropped).
+    fn queue_ids(&self) -> Result<Vec<QueueId>, StorageError>;
+
+    /// Stores a message of a queue at `seq`.
+    fn put_message(&self, queue: QueueId, seq: Seq, value: &[u8]) -> Result<(), StorageError>;
+
+    /// Removes messages of a queue (absent ones are fine).
+    fn remove_messages(&self, queue: QueueId, seqs: &[Seq]) -> Result<(), StorageError>;
+
+    /// Up to `limit` messages of a queue with `seq >= from`, in seq order.
+    fn messages(
+        &self,
+        queue: QueueId,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<(Seq, Vec<u8>)>, StorageError>;
+
+    /// Removes a queue's messages, all of them.
+    fn drop_queue(&self, queue: QueueId) -> Result<(), StorageError>;
+
+    /// Makes every write made before the call durable (fsync). Blocks.
+    fn flush(&self) -> Result<(), StorageError>;
+
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> Result<u64, StorageError>;
+}
+
+/// Opens (creating it if needed) the default store in `dir`.
+pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StorageError> {
+    Ok(Arc::new(SledStore::open(dir, cache_bytes)?))
+}
