@@ -26,6 +26,9 @@ pub type QueueId = u64;
 /// A message's position in its queue.
 pub type Seq = u64;
 
+/// A definition record: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// What failed in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -81,7 +84,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn remove_definition(&self, kind: Kind, key: &[u8]) -> Result<(), StorageError>;
 
     /// Every record of a kind, in key order.
-    fn definitions(&self, kind: Kind) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn definitions(&self, kind: Kind) -> Result<Vec<Record>, StorageError>;
 
     /// A fresh queue id, never handed out before (also across restarts).
     fn new_queue_id(&self) -> Result<QueueId, StorageError>;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sled::{Batch, Db, Tree};
 
-use crate::{Kind, QueueId, Seq, StorageError, Store};
+use crate::{Kind, QueueId, Record, Seq, StorageError, Store};
 
 impl From<sled::Error> for StorageError {
     fn from(e: sled::Error) -> Self {
@@ -69,7 +69,7 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn definitions(&self, kind: Kind) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn definitions(&self, kind: Kind) -> Result<Vec<Record>, StorageError> {
         self.tree(kind)?
             .iter()
             .map(|item| {
