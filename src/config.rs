@@ -49,6 +49,8 @@ pub struct Config {
     pub channel_max: u16,
     /// Largest message body accepted, in bytes.
     pub max_message_size: u64,
+    /// Page cache of the store, in MiB.
+    pub storage_cache_mb: u64,
     /// Seconds a client has to complete the handshake.
     pub handshake_timeout_secs: u64,
     /// Milliseconds to wait before silently closing a connection that failed its
@@ -74,6 +76,7 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
+            storage_cache_mb: 32,
             handshake_timeout_secs: 10,
             silent_close_delay_ms: 3000,
             loopback_users: vec!["guest".into()],
@@ -120,7 +123,12 @@ impl Config {
         Ok(())
     }
 
-    /// How long a client has to finish the handshake.
+    /// The store's page cache in bytes.
+    pub fn storage_cache_bytes(&self) -> u64 {
+        self.storage_cache_mb << 20
+    }
+
+    /// How long a client has to complete the handshake.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
     }

@@ -27,6 +27,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod durable;
 pub mod error;
 pub mod message;
 pub mod queue;

@@ -18,7 +18,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
     tracing::info!(address = %listener.local_addr()?, "Warren is accepting AMQP 0-9-1 connections");
-    let broker = Broker::new(config);
+    let data_dir = config.data_dir.clone();
+    let broker = Broker::open(config)
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
     server::run(listener, broker, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())

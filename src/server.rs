@@ -19,7 +19,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
+use crate::durable::{Storage, recover};
 use crate::vhost::VHost;
+use warren_storage::StorageError;
 
 /// How long shutdown waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -35,22 +37,47 @@ pub struct Broker {
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
     next_connection_id: AtomicU64,
+    /// The store of durable state.
+    pub storage: Arc<Storage>,
 }
 
 impl Broker {
-    /// A broker with the configured default user and vhost.
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Opens the store in the configured data directory and recovers what it
+    /// holds; a fresh broker gets the configured default user and vhost.
+    pub fn open(config: Config) -> Result<Arc<Self>, StorageError> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        Arc::new(Broker {
+        let storage = Storage::open(&config.data_dir, config.storage_cache_bytes())?;
+        let vhosts = DashMap::new();
+        storage.save_vhost(&config.default_vhost);
+        vhosts.insert(
+            config.default_vhost.clone(),
+            VHost::new(&config.default_vhost, storage.clone()),
+        );
+        recover::recover(&storage, &vhosts)?;
+        Ok(Arc::new(Broker {
             users: Users::from_config(&config),
             cluster_name: format!("warren@{host}"),
-            vhosts: DashMap::from_iter([(
-                config.default_vhost.clone(),
-                VHost::new(&config.default_vhost),
-            )]),
+            vhosts,
             next_connection_id: AtomicU64::new(1),
             config,
-        })
+            storage,
+        }))
+    }
+
+    /// After the last connection closed: records which stored messages were
+    /// delivered before, then marks the shutdown clean (so the next start does
+    /// not treat every message as possibly delivered).
+    pub fn close(&self) {
+        for vhost in self.vhosts.iter() {
+            for queue in vhost.queues() {
+                if queue.keeps_persistent() {
+                    queue.save_redelivered();
+                }
+            }
+        }
+        if let Err(error) = self.storage.mark_clean_shutdown() {
+            tracing::error!(%error, "cannot mark a clean shutdown");
+        }
     }
 
     /// A vhost by name.
@@ -94,6 +121,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     {
         tracing::warn!("some connections did not close in time");
     }
+    broker.close();
 }
 
 /// Binds the configured address.

@@ -32,6 +32,7 @@ pub mod frame;
 pub mod method;
 mod nesting;
 pub mod reply;
+pub mod table;
 
 pub use amq_protocol::protocol;
 pub use amq_protocol_types as types;
@@ -40,3 +41,4 @@ pub use error::CodecError;
 pub use frame::{Frame, FrameDecoder, FrameEncoder};
 pub use nesting::MAX_NESTING_DEPTH;
 pub use reply::ReplyCode;
+pub use table::{decode_table, encode_table};

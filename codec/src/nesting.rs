@@ -94,7 +94,7 @@ pub(crate) fn properties_within_limit(raw: &[u8]) -> bool {
 }
 
 /// Walks a field table (length first) with an explicit stack.
-fn table_within_limit(bytes: &[u8]) -> bool {
+pub(crate) fn table_within_limit(bytes: &[u8]) -> bool {
     let read_len = |pos: usize| -> Option<usize> {
         let b = bytes.get(pos..pos.checked_add(4)?)?;
         Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)

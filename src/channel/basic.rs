@@ -269,10 +269,13 @@ impl Channel {
                 .push(TxOp::Publish(message, queues, publish.mandatory));
             return Ok(());
         }
+        let kept = message.is_persistent() && queues.iter().any(|q| q.keeps_persistent());
         let refused = self
             .deliver_published(message, &queues, publish.mandatory)
             .await;
         if let Mode::Confirm(next) = &mut self.mode {
+            // Its ack waits for the group commit that makes it durable.
+            self.durable_pending |= kept;
             let tag = *next;
             *next += 1;
             if refused {
@@ -299,13 +302,38 @@ impl Channel {
     /// after each batch of frames it read, before a channel closes, and before
     /// it closes itself, so a return always precedes its message's ack.
     pub async fn flush_confirms(&mut self) {
-        if let Some((first, last)) = self.unsent_acks.take() {
-            self.reply(AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+        let durable = !self.needs_commit() || self.conn.vhost.storage.commit().await.is_ok();
+        self.send_confirms(durable).await;
+    }
+
+    /// Sends the collected confirms once a group commit made the persistent
+    /// messages among them durable (`durable`), else nacks them: a publisher
+    /// never hears "safe" about a message the disk did not take.
+    pub async fn send_confirms(&mut self, durable: bool) {
+        self.durable_pending = false;
+        let Some((first, last)) = self.unsent_acks.take() else {
+            return;
+        };
+        let multiple = first != last;
+        let method = if durable {
+            basic::AMQPMethod::Ack(basic::Ack {
                 delivery_tag: last,
-                multiple: first != last,
-            })))
-            .await;
-        }
+                multiple,
+            })
+        } else {
+            tracing::error!("nacking publishes: the store could not make them durable");
+            basic::AMQPMethod::Nack(basic::Nack {
+                delivery_tag: last,
+                multiple,
+                requeue: false,
+            })
+        };
+        self.reply(AMQPClass::Basic(method)).await;
+    }
+
+    /// Whether the unsent confirms cover persistent messages that wait for a commit.
+    pub fn needs_commit(&self) -> bool {
+        self.durable_pending && self.unsent_acks.is_some()
     }
 
     /// Whether confirms wait for [`Channel::flush_confirms`].

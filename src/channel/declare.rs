@@ -18,6 +18,7 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         let vhost = self.conn.vhost.clone();
         let conn = self.conn.id;
+        let writes = vhost.storage.writes();
         let (reply, nowait) = match method {
             exchange::AMQPMethod::Declare(m) => {
                 vhost.declare_exchange(
@@ -68,6 +69,10 @@ impl Channel {
             }
             other => return Err(super::unhandled(&AMQPClass::Exchange(other))),
         };
+        // A durable definition is on disk before the client hears of it.
+        if vhost.storage.writes() != writes {
+            vhost.storage.commit().await?;
+        }
         if !nowait {
             self.reply(AMQPClass::Exchange(reply)).await;
         }
@@ -94,6 +99,7 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         let vhost = self.conn.vhost.clone();
         let conn = self.conn.id;
+        let writes = vhost.storage.writes();
         let (reply, nowait) = match method {
             queue::AMQPMethod::Declare(m) if reply_to::is_reply_queue_name(m.queue.as_str()) => {
                 let ok = self.declare_reply_queue(m.queue.as_str())?;
@@ -159,6 +165,9 @@ impl Channel {
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
                 let deleted = vhost.delete_queue(&name, m.if_unused, m.if_empty, conn)?;
+                if vhost.storage.writes() != writes {
+                    vhost.storage.commit().await?;
+                }
                 let ok = queue::DeleteOk {
                     message_count: deleted.message_count,
                 };
@@ -173,6 +182,10 @@ impl Channel {
             }
             other => return Err(super::unhandled(&AMQPClass::Queue(other))),
         };
+        // A durable definition is on disk before the client hears of it.
+        if vhost.storage.writes() != writes {
+            vhost.storage.commit().await?;
+        }
         if !nowait {
             self.reply(AMQPClass::Queue(reply)).await;
         }

@@ -89,6 +89,9 @@ pub struct Channel {
     tx_pending: Vec<basic::TxOp>,
     /// Confirm tags (first, last) settled but not yet acked to the publisher.
     unsent_acks: Option<(u64, u64)>,
+    /// Some of them are persistent messages in durable queues: their ack
+    /// waits for a group commit.
+    durable_pending: bool,
     /// The direct reply-to consumer, if the channel has one.
     reply_consumer: Option<reply_to::ReplyConsumer>,
 }
@@ -107,6 +110,7 @@ impl Channel {
             last_queue: String::new(),
             tx_pending: Vec::new(),
             unsent_acks: None,
+            durable_pending: false,
             reply_consumer: None,
         }
     }
@@ -213,6 +217,8 @@ impl Channel {
                     ));
                 }
                 self.commit().await?;
+                // Persistent messages published in the transaction are on disk.
+                self.conn.vhost.storage.commit().await?;
                 self.reply(AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})))
                     .await;
             }

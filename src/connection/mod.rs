@@ -275,9 +275,15 @@ impl Connection {
 
     /// Acks what the channels confirmed while the last batch of frames was read.
     async fn flush_confirms(&mut self) {
-        for id in std::mem::take(&mut self.confirming) {
+        let confirming = std::mem::take(&mut self.confirming);
+        // One group commit for every channel's persistent publishes.
+        let needs_commit = confirming
+            .iter()
+            .any(|id| self.channels.get(id).is_some_and(Channel::needs_commit));
+        let durable = !needs_commit || self.info.vhost.storage.commit().await.is_ok();
+        for id in confirming {
             if let Some(channel) = self.channels.get_mut(&id) {
-                channel.flush_confirms().await;
+                channel.send_confirms(durable).await;
             }
         }
     }

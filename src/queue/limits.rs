@@ -39,9 +39,10 @@ impl Queue {
                     .is_some_and(|max| st.ready.bytes() > max)
         };
         while over(st) {
-            let Some((_, entry)) = st.ready.pop_first() else {
+            let Some((seq, entry)) = st.ready.pop_first() else {
                 return;
             };
+            st.ready.forget(seq, &entry);
             self.discard(dead, entry.message, Reason::Maxlen);
         }
     }

@@ -8,6 +8,8 @@
 //! boundaries than reader -> writer.
 //!
 //! - `ready.rs`: the ready list (priority order, bytes, expiry index).
+//! - `backlog.rs`: the ready list in memory up to a window, the rest on disk;
+//!   persistent messages of durable queues in the store.
 //! - `ttl.rs`: message TTL, the queue's `x-expires` lease, the timer task.
 //! - `limits.rs`: `x-max-length(-bytes)` and `x-overflow`.
 //! - `dead_letter.rs`: `x-dead-letter-exchange`, the `x-death` header.
@@ -19,6 +21,7 @@
 //! so a queue never holds its lock while publishing into another.
 
 pub mod args;
+mod backlog;
 mod consumers;
 pub mod dead_letter;
 mod limits;
@@ -42,10 +45,12 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::vhost::{VHost, resource};
 pub use args::QueueArgs;
+use backlog::Backlog;
 use consumers::Consumers;
 pub use consumers::{Consumer, priority_arg};
 use dead_letter::{Dead, Reason};
-use ready::{Entry, Ready};
+use ready::Entry;
+use warren_storage::QueueId;
 
 /// A message's position in its queue: increasing with arrival, kept on requeue.
 pub type SeqId = u64;
@@ -68,7 +73,7 @@ pub struct QueueSpec {
 #[derive(Debug)]
 struct QueueState {
     next_seq: SeqId,
-    ready: Ready,
+    ready: Backlog,
     /// Delivered and waiting for an ack.
     outstanding: HashMap<SeqId, Entry>,
     consumers: Consumers,
@@ -111,6 +116,8 @@ pub struct Queue {
     vhost_ref: Weak<VHost>,
     /// Wakes the timer task (see `ttl.rs`).
     wake: Arc<Notify>,
+    /// Its id in the store.
+    pub store_id: QueueId,
 }
 
 impl Drop for Queue {
@@ -121,16 +128,23 @@ impl Drop for Queue {
 }
 
 impl Queue {
-    /// A new, empty queue in `vhost`.
-    pub fn new(name: String, vhost: &Arc<VHost>, spec: QueueSpec) -> Arc<Self> {
+    /// A new, empty queue in `vhost` whose messages are `store_id` in the store.
+    pub fn new(name: String, vhost: &Arc<VHost>, spec: QueueSpec, store_id: QueueId) -> Arc<Self> {
         let consumers = Consumers::new(spec.args.single_active_consumer);
+        let keeps = spec.durable && spec.exclusive_owner.is_none();
+        let ready = Backlog::new(
+            vhost.storage.clone(),
+            store_id,
+            keeps,
+            spec.args.max_priority,
+        );
         let queue = Arc::new(Queue {
             name,
             vhost: vhost.name.clone(),
             spec,
             state: Mutex::new(QueueState {
                 next_seq: 0,
-                ready: Ready::default(),
+                ready,
                 outstanding: HashMap::new(),
                 consumers,
                 ever_had_consumer: false,
@@ -140,6 +154,7 @@ impl Queue {
             }),
             vhost_ref: Arc::downgrade(vhost),
             wake: Arc::new(Notify::new()),
+            store_id,
         });
         queue.renew_lease(&mut queue.state.lock());
         queue
@@ -148,7 +163,12 @@ impl Queue {
     /// Runs `f` under the queue's lock, then dead-letters what it let go.
     fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut QueueState, &mut Vec<Dead>) -> R) -> R {
         let mut dead = Vec::new();
-        let result = f(&mut self.state.lock(), &mut dead);
+        let result = {
+            let mut st = self.state.lock();
+            let result = f(&mut st, &mut dead);
+            st.ready.flush_gone();
+            result
+        };
         if !dead.is_empty() {
             self.dead_letter(dead);
         }
@@ -235,16 +255,18 @@ impl Queue {
                 .args
                 .max_priority
                 .map_or(0, |max| message.properties.priority().unwrap_or(0).min(max));
-            st.ready.insert(
-                seq,
-                Entry {
-                    message,
-                    redelivered: false,
-                    expires_at,
-                    priority,
-                    returns: 0,
-                },
-            );
+            let mut entry = Entry {
+                message,
+                redelivered: false,
+                expires_at,
+                priority,
+                returns: 0,
+                stored: false,
+            };
+            if !st.ready.store_new(seq, &mut entry) {
+                return Enqueued::Refused;
+            }
+            st.ready.push(seq, entry);
             self.dispatch(st);
             self.drop_head(st, dead);
             if expires_at.is_some() {
@@ -299,6 +321,8 @@ impl Queue {
                 );
                 consumer.credit.delivered();
                 st.outstanding.insert(seq, entry.clone());
+            } else {
+                st.ready.forget(seq, &entry);
             }
             permit.send(Outbound::Deliver {
                 channel: consumer.channel.id,
@@ -362,6 +386,8 @@ impl Queue {
                 },
             );
             st.outstanding.insert(seq, entry.clone());
+        } else {
+            st.ready.forget(seq, &entry);
         }
         permit.send(Outbound::GetOk {
             channel: channel.id,
@@ -377,7 +403,9 @@ impl Queue {
     pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
         self.with_state(|st, dead| {
             for seq in seqs {
-                st.outstanding.remove(&seq);
+                if let Some(entry) = st.outstanding.remove(&seq) {
+                    st.ready.forget(seq, &entry);
+                }
             }
             self.expire(st, Instant::now(), dead);
             self.dispatch(st);
@@ -390,6 +418,7 @@ impl Queue {
         self.with_state(|st, dead| {
             for seq in seqs {
                 if let Some(entry) = st.outstanding.remove(&seq) {
+                    st.ready.forget(seq, &entry);
                     self.discard(dead, entry.message, Reason::Rejected);
                 }
             }
@@ -425,6 +454,7 @@ impl Queue {
                     .delivery_limit
                     .is_some_and(|limit| entry.returns > limit)
                 {
+                    st.ready.forget(seq, &entry);
                     self.discard(dead, entry.message, Reason::DeliveryLimit);
                     continue;
                 }
@@ -452,10 +482,32 @@ impl Queue {
     pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
-        let count = u32::try_from(st.ready.clear()).unwrap_or(u32::MAX);
+        // The vhost drops the queue's stored messages all at once.
+        let count = u32::try_from(st.ready.discard_all()).unwrap_or(u32::MAX);
         st.outstanding.clear();
         self.wake.notify_one();
         (count, st.consumers.take_all())
+    }
+}
+
+impl Queue {
+    /// Whether persistent messages routed here are written to disk (durable, not
+    /// exclusive): their confirms wait for the group commit.
+    pub fn keeps_persistent(&self) -> bool {
+        self.spec.durable && self.spec.exclusive_owner.is_none()
+    }
+
+    /// Reads the queue's messages back from the store at start (`clean`: the
+    /// last run shut down cleanly).
+    pub fn recover(&self, clean: bool) {
+        let mut st = self.state.lock();
+        st.next_seq = st.ready.recover(clean);
+    }
+
+    /// At a clean shutdown: records which stored messages were delivered before.
+    pub fn save_redelivered(&self) {
+        let st = self.state.lock();
+        st.ready.save_redelivered(st.outstanding.iter());
     }
 }
 

@@ -22,6 +22,8 @@ pub(super) struct Entry {
     pub priority: u8,
     /// How often it came back unsettled (for `x-delivery-limit`).
     pub returns: u64,
+    /// Written to the store (removed from it when the message leaves the queue).
+    pub stored: bool,
 }
 
 /// A ready message's place: priorities descending, then arrival order.
@@ -93,7 +95,7 @@ impl Ready {
     }
 
     /// Takes the messages whose expiry is `now` or earlier, in queue order.
-    pub fn take_expired(&mut self, now: Instant) -> Vec<Entry> {
+    pub fn take_expired(&mut self, now: Instant) -> Vec<(SeqId, Entry)> {
         if self.next_expiry().is_none_or(|at| at > now) {
             return Vec::new();
         }
@@ -110,18 +112,24 @@ impl Ready {
             .filter_map(|key| {
                 let entry = self.entries.remove(&key)?;
                 self.bytes -= entry.message.body_size() as u64;
-                Some(entry)
+                Some((key.seq, entry))
             })
             .collect()
     }
 
-    /// Drops everything; returns how many messages there were.
-    pub fn clear(&mut self) -> usize {
-        let n = self.entries.len();
-        self.entries.clear();
+    /// Takes everything, in queue order.
+    pub fn drain(&mut self) -> Vec<(SeqId, Entry)> {
         self.expiries.clear();
         self.bytes = 0;
-        n
+        std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|(key, entry)| (key.seq, entry))
+            .collect()
+    }
+
+    /// The messages in queue order.
+    pub fn iter(&self) -> impl Iterator<Item = (&SeqId, &Entry)> {
+        self.entries.iter().map(|(key, entry)| (&key.seq, entry))
     }
 }
 
@@ -149,6 +157,7 @@ mod tests {
             expires_at,
             priority,
             returns: 0,
+            stored: false,
         }
     }
 
@@ -185,7 +194,7 @@ mod tests {
         let expired: Vec<_> = ready
             .take_expired(now)
             .into_iter()
-            .map(|e| e.message.body.clone())
+            .map(|(_, e)| e.message.body.clone())
             .collect();
         assert_eq!(expired, [&b"b"[..], &b"d"[..]]);
         assert_eq!(ready.len(), 2);

@@ -16,6 +16,8 @@ use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::type_name;
 
 use crate::channel::reply_to;
+use crate::durable::Storage;
+use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::error::AmqpError;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueSpec, args};
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
@@ -62,11 +64,13 @@ pub struct VHost {
     queues: DashMap<String, Arc<Queue>>,
     /// Live direct reply-to consumers by address.
     pub replies: reply_to::Registry,
+    /// Where its durable things are written.
+    pub storage: Arc<Storage>,
 }
 
 impl VHost {
     /// A vhost with the default and `amq.*` exchanges.
-    pub fn new(name: &str) -> Arc<Self> {
+    pub fn new(name: &str, storage: Arc<Storage>) -> Arc<Self> {
         let exchanges = DashMap::new();
         for (x, spec) in exchanges::predeclared() {
             exchanges.insert(x.to_owned(), ExchangeEntry::new(x, spec));
@@ -76,6 +80,7 @@ impl VHost {
             exchanges,
             queues: DashMap::new(),
             replies: reply_to::Registry::default(),
+            storage,
         })
     }
 
@@ -147,6 +152,9 @@ impl VHost {
             Entry::Vacant(slot) => {
                 check_reserved("exchange", name)?;
                 exchanges::check_alternate_exchange_arg(arguments, name, &self.name)?;
+                if wanted.durable {
+                    self.storage.save_exchange(&self.name, name, &wanted);
+                }
                 slot.insert(ExchangeEntry::new(name, wanted));
                 return Ok(());
             }
@@ -178,6 +186,9 @@ impl VHost {
             .remove_if(name, |_, now| Arc::ptr_eq(now, &x))
             .is_some()
         {
+            if x.spec.durable {
+                self.storage.forget_exchange(&self.name, name);
+            }
             self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
         }
         Ok(())
@@ -196,19 +207,80 @@ impl VHost {
         // As RabbitMQ: the source is looked up first, so it is the one named
         // when both ends are missing; exclusivity is checked last.
         let x = self.exchange_or_404(source)?;
-        match &destination {
-            Destination::Queue(q) => {
-                self.queue_for(q, connection)?;
-            }
-            Destination::Exchange(d) => {
-                self.exchange_or_404(d)?;
-            }
-        }
-        x.routes
+        let durable_destination = match &destination {
+            Destination::Queue(q) => self.queue_for(q, connection)?.keeps_persistent(),
+            Destination::Exchange(d) => self.exchange_or_404(d)?.spec.durable,
+        };
+        let record = (x.spec.durable && durable_destination).then(|| BindingRecord {
+            vhost: self.name.clone(),
+            source: source.to_owned(),
+            destination: destination.clone(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        });
+        let added = x
+            .routes
             .write()
             .bind(destination, routing_key, arguments)
-            .map(|_| ())
-            .map_err(|e| AmqpError::precondition_failed(e.to_string()))
+            .map_err(|e| AmqpError::precondition_failed(e.to_string()))?;
+        if let Some(record) = record
+            && added
+        {
+            self.storage.save_binding(&record);
+        }
+        Ok(())
+    }
+
+    /// Puts back a binding read from the store at start (both ends exist).
+    pub fn restore_binding(&self, record: BindingRecord) {
+        let Some(x) = self.exchange(&record.source) else {
+            return;
+        };
+        let exists = match &record.destination {
+            Destination::Queue(q) => self.queue(q).is_some(),
+            Destination::Exchange(d) => self.exchange(d).is_some(),
+        };
+        if !exists {
+            self.storage.forget_binding(&record);
+            return;
+        }
+        let _ = x
+            .routes
+            .write()
+            .bind(record.destination, &record.routing_key, &record.arguments);
+    }
+
+    /// Puts back an exchange read from the store at start.
+    pub fn restore_exchange(&self, name: &str, spec: ExchangeSpec) {
+        self.exchanges
+            .insert(name.to_owned(), ExchangeEntry::new(name, spec));
+    }
+
+    /// Puts back a durable queue read from the store at start, with its messages.
+    pub fn restore_queue(self: &Arc<Self>, name: &str, record: QueueRecord, clean: bool) {
+        let describe = resource("queue", name, &self.name);
+        let args = match QueueArgs::parse(&record.arguments, &describe) {
+            Ok(args) => args,
+            Err(error) => {
+                tracing::error!(%error, queue = name, "stored queue has invalid arguments");
+                return;
+            }
+        };
+        let spec = QueueSpec {
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: record.auto_delete,
+            args,
+            arguments: record.arguments,
+        };
+        let queue = Queue::new(name.to_owned(), self, spec, record.id);
+        queue.recover(clean);
+        self.queues.insert(name.to_owned(), queue);
+    }
+
+    /// Every queue (shutdown bookkeeping, recovery).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|q| q.clone()).collect()
     }
 
     /// exchange.unbind / queue.unbind. Idempotent, as in RabbitMQ since 3.2: a
@@ -240,6 +312,16 @@ impl VHost {
             }
             return Ok(());
         }
+        if x.spec.durable {
+            // Forgetting a binding that was never stored is harmless.
+            self.storage.forget_binding(&BindingRecord {
+                vhost: self.name.clone(),
+                source: source.to_owned(),
+                destination: destination.clone(),
+                routing_key: routing_key.to_owned(),
+                arguments: arguments.clone(),
+            });
+        }
         let now_empty = {
             let mut routes = x.routes.write();
             routes.unbind(&destination, routing_key, arguments) && routes.is_empty()
@@ -270,6 +352,11 @@ impl VHost {
         let removed = self.exchanges.remove_if(name, |_, x| {
             x.spec.auto_delete && x.routes.read().is_empty()
         });
+        if let Some((_, x)) = &removed
+            && x.spec.durable
+        {
+            self.storage.forget_exchange(&self.name, name);
+        }
         if removed.is_some() {
             self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
         }
@@ -300,7 +387,16 @@ impl VHost {
                     args: QueueArgs::parse(&req.arguments, &describe)?,
                     arguments: req.arguments.clone(),
                 };
-                let queue = Queue::new(req.name.clone(), self, spec);
+                let id = self.storage.new_queue_id()?;
+                let record = QueueRecord {
+                    id,
+                    auto_delete: spec.auto_delete,
+                    arguments: spec.arguments.clone(),
+                };
+                let queue = Queue::new(req.name.clone(), self, spec, id);
+                if queue.keeps_persistent() {
+                    self.storage.save_queue(&self.name, &req.name, &record);
+                }
                 slot.insert(queue.clone());
                 return Ok((queue, true));
             }
@@ -357,6 +453,12 @@ impl VHost {
             .remove_if(&queue.name, |_, q| Arc::ptr_eq(q, queue));
         self.remove_bindings_to(&Destination::Queue(queue.name.clone()));
         let (message_count, consumers) = queue.delete();
+        self.storage.forget_queue(
+            &self.name,
+            &queue.name,
+            queue.store_id,
+            queue.keeps_persistent(),
+        );
         Deleted {
             message_count,
             consumers,

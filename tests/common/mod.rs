@@ -8,6 +8,7 @@ pub mod lapin;
 pub mod raw;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -22,6 +23,10 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestBroker {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// A data directory of its own, removed when the broker is dropped.
+    _data: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -62,11 +67,22 @@ pub async fn start() -> TestBroker {
     start_with(|_| {}).await
 }
 
-/// Starts a broker after `tweak` has adjusted its configuration.
+/// Starts a broker after `tweak` has adjusted its configuration; it has a
+/// fresh data directory of its own.
 pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut broker = start_at(data.path(), tweak).await;
+    broker._data = Some(data);
+    broker
+}
+
+/// Starts a broker on the data directory `dir` (which outlives it: restart
+/// tests stop a broker and start another on the same directory).
+pub async fn start_at(dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let mut config = Config {
         port: 0,
         silent_close_delay_ms: 100,
+        data_dir: dir.to_owned(),
         ..Config::default()
     };
     tweak(&mut config);
@@ -74,12 +90,14 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let broker = Broker::new(config);
+    let broker = Broker::open(config).expect("open the data directory");
     let task = tokio::spawn(warren::run(listener, broker, async move {
         let _ = stopped.await;
     }));
     TestBroker {
         addr,
+        data_dir: dir.to_owned(),
+        _data: None,
         stop: Some(stop),
         task: Some(task),
     }

@@ -1,0 +1,208 @@
+//! The broker's side of durability: what it writes to the store
+//! (`warren-storage`) and when, and recovery at start.
+//!
+//! - Durable exchanges, durable non-exclusive queues and the bindings between
+//!   them are written when declared and removed when deleted; the channel
+//!   waits for a group commit before it answers declare-ok / bind-ok.
+//! - Persistent messages routed to such queues are written by the queue
+//!   (`queue/backlog.rs`); the publisher's confirm waits for a group commit.
+//! - `records.rs`: the byte layout of every record.
+//! - `recover.rs`: rebuilding vhosts, exchanges, queues, messages and
+//!   bindings at start.
+
+pub mod records;
+pub mod recover;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use warren_storage::{GroupCommit, Kind, QueueId, StorageError, Store};
+
+use crate::error::AmqpError;
+use crate::vhost::{Destination, ExchangeSpec};
+use records::{BindingRecord, ExchangeRecord, QueueRecord, resource_key};
+
+/// The meta record written at a clean shutdown and removed at start: without it
+/// the broker crashed, and every recovered message may have been delivered.
+const CLEAN_SHUTDOWN: &[u8] = b"clean-shutdown";
+
+/// The store and its group commit.
+#[derive(Debug)]
+pub struct Storage {
+    store: Arc<dyn Store>,
+    commit: GroupCommit,
+    /// Definition writes so far: a channel commits only when it wrote.
+    writes: AtomicU64,
+}
+
+impl Storage {
+    /// Opens the store in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<Self>, StorageError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::Engine(format!("cannot create {}: {e}", dir.display())))?;
+        let store = warren_storage::open(dir, cache_bytes)?;
+        Ok(Arc::new(Storage {
+            commit: GroupCommit::start(store.clone()),
+            store,
+            writes: AtomicU64::new(0),
+        }))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Asks for everything written so far to be made durable; see [`Storage::wait`].
+    pub fn request(&self) -> u64 {
+        self.commit.request()
+    }
+
+    /// Waits for a [`Storage::request`]; a failed flush is 541 INTERNAL_ERROR.
+    pub async fn wait(&self, generation: u64) -> Result<(), AmqpError> {
+        self.commit.wait(generation).await.map_err(internal)
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn commit(&self) -> Result<(), AmqpError> {
+        self.wait(self.request()).await
+    }
+
+    /// How many definition writes there were (compare before and after an operation).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
+    }
+
+    fn wrote(&self, result: Result<(), StorageError>) {
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        if let Err(error) = result {
+            // The commit that follows fails the same way and the client hears of it.
+            tracing::error!(%error, "cannot write a definition");
+        }
+    }
+
+    /// A fresh id for a queue's messages.
+    pub fn new_queue_id(&self) -> Result<QueueId, AmqpError> {
+        self.store.new_queue_id().map_err(internal)
+    }
+
+    /// Records a vhost.
+    pub fn save_vhost(&self, name: &str) {
+        self.wrote(self.store.put_definition(Kind::VHost, name.as_bytes(), b""));
+    }
+
+    /// Records a durable exchange.
+    pub fn save_exchange(&self, vhost: &str, name: &str, spec: &ExchangeSpec) {
+        let record = ExchangeRecord {
+            kind: spec.kind.as_str().to_owned(),
+            auto_delete: spec.auto_delete,
+            internal: spec.internal,
+            arguments: spec.arguments.clone(),
+        };
+        if let Some(value) = record.encode() {
+            self.wrote(self.store.put_definition(
+                Kind::Exchange,
+                &resource_key(vhost, name),
+                &value,
+            ));
+        }
+    }
+
+    /// Forgets an exchange and the stored bindings from or to it.
+    pub fn forget_exchange(&self, vhost: &str, name: &str) {
+        self.wrote(
+            self.store
+                .remove_definition(Kind::Exchange, &resource_key(vhost, name)),
+        );
+        self.forget_bindings(|b| {
+            b.vhost == vhost
+                && (b.source == name || b.destination == Destination::Exchange(name.to_owned()))
+        });
+    }
+
+    /// Records a durable queue.
+    pub fn save_queue(&self, vhost: &str, name: &str, record: &QueueRecord) {
+        if let Some(value) = record.encode() {
+            self.wrote(
+                self.store
+                    .put_definition(Kind::Queue, &resource_key(vhost, name), &value),
+            );
+        }
+    }
+
+    /// Forgets a queue: its record, the stored bindings to it, its messages.
+    pub fn forget_queue(&self, vhost: &str, name: &str, id: QueueId, durable: bool) {
+        if durable {
+            self.wrote(
+                self.store
+                    .remove_definition(Kind::Queue, &resource_key(vhost, name)),
+            );
+            self.forget_bindings(|b| {
+                b.vhost == vhost && b.destination == Destination::Queue(name.to_owned())
+            });
+        }
+        if let Err(error) = self.store.drop_queue(id) {
+            tracing::error!(%error, queue = name, "cannot drop a deleted queue's messages");
+        }
+    }
+
+    /// Records a binding between durable things.
+    pub fn save_binding(&self, binding: &BindingRecord) {
+        if let Some(key) = binding.key() {
+            self.wrote(self.store.put_definition(Kind::Binding, &key, b""));
+        }
+    }
+
+    /// Forgets a binding.
+    pub fn forget_binding(&self, binding: &BindingRecord) {
+        if let Some(key) = binding.key() {
+            self.wrote(self.store.remove_definition(Kind::Binding, &key));
+        }
+    }
+
+    fn forget_bindings(&self, matches: impl Fn(&BindingRecord) -> bool) {
+        let all = match self.store.definitions(Kind::Binding) {
+            Ok(all) => all,
+            Err(error) => {
+                tracing::error!(%error, "cannot read stored bindings");
+                return;
+            }
+        };
+        for (key, _) in all {
+            if BindingRecord::decode(&key).is_some_and(|b| matches(&b)) {
+                self.wrote(self.store.remove_definition(Kind::Binding, &key));
+            }
+        }
+    }
+
+    /// Whether the last run ended with a clean shutdown; forgets the marker,
+    /// so that a crash of this run is seen as one.
+    pub fn take_clean_shutdown(&self) -> Result<bool, StorageError> {
+        let clean = self
+            .store
+            .definitions(Kind::Meta)?
+            .iter()
+            .any(|(k, _)| k == CLEAN_SHUTDOWN);
+        if clean {
+            self.store.remove_definition(Kind::Meta, CLEAN_SHUTDOWN)?;
+            self.store.flush()?;
+        }
+        Ok(clean)
+    }
+
+    /// Marks a clean shutdown, after everything else was flushed.
+    pub fn mark_clean_shutdown(&self) -> Result<(), StorageError> {
+        self.store.flush()?;
+        self.store.put_definition(Kind::Meta, CLEAN_SHUTDOWN, b"")?;
+        self.store.flush()
+    }
+}
+
+/// 541 for a store that failed.
+fn internal(error: StorageError) -> AmqpError {
+    AmqpError::new(
+        warren_codec::ReplyCode::InternalError,
+        format!("storage: {error}"),
+    )
+}

@@ -1,0 +1,373 @@
+//! How the broker's things are written into the store: definition keys and
+//! values (field tables in AMQP wire form, so declare arguments round-trip
+//! exactly) and message records.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use warren_codec::types::{AMQPValue, FieldTable, LongString, ShortString};
+use warren_codec::{ContentHeader, content::BASIC_CLASS_ID, decode_table, encode_table};
+
+use crate::message::Message;
+use crate::vhost::Destination;
+
+/// A message record flag: kept across restarts (persistent, in a durable queue).
+pub const KEEP: u8 = 1;
+/// A message record flag: delivered before (redelivered=true on its next delivery).
+pub const REDELIVERED: u8 = 2;
+/// A message record flag: its `CC` keys were among its routing keys.
+pub const CC_ROUTED: u8 = 4;
+
+/// The key of a vhost's exchange or queue: the vhost's name, length first, then the name.
+pub fn resource_key(vhost: &str, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + vhost.len() + name.len());
+    // Vhost names are short strings: at most 255 bytes.
+    key.push(u8::try_from(vhost.len()).unwrap_or(u8::MAX));
+    key.extend_from_slice(vhost.as_bytes());
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// Splits a [`resource_key`].
+pub fn split_resource_key(key: &[u8]) -> Option<(String, String)> {
+    let (&len, rest) = key.split_first()?;
+    let vhost = rest.get(..usize::from(len))?;
+    let name = rest.get(usize::from(len)..)?;
+    Some((
+        String::from_utf8(vhost.to_vec()).ok()?,
+        String::from_utf8(name.to_vec()).ok()?,
+    ))
+}
+
+fn string(table: &FieldTable, key: &str) -> Option<String> {
+    match table.inner().get(key)? {
+        AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+fn boolean(table: &FieldTable, key: &str) -> Option<bool> {
+    match table.inner().get(key)? {
+        AMQPValue::Boolean(b) => Some(*b),
+        _ => None,
+    }
+}
+
+fn table(table: &FieldTable, key: &str) -> Option<FieldTable> {
+    match table.inner().get(key)? {
+        AMQPValue::FieldTable(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// A durable exchange as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeRecord {
+    /// Its type name (`direct`, `topic`, ...).
+    pub kind: String,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Internal.
+    pub internal: bool,
+    /// Declare arguments.
+    pub arguments: FieldTable,
+}
+
+impl ExchangeRecord {
+    /// The stored value.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let mut t = FieldTable::default();
+        t.insert("type".into(), long_string(&self.kind));
+        t.insert("auto_delete".into(), AMQPValue::Boolean(self.auto_delete));
+        t.insert("internal".into(), AMQPValue::Boolean(self.internal));
+        t.insert(
+            "arguments".into(),
+            AMQPValue::FieldTable(self.arguments.clone()),
+        );
+        encode_table(&t).ok()
+    }
+
+    /// Reads a stored value.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let t = decode_table(bytes)?;
+        Some(ExchangeRecord {
+            kind: string(&t, "type")?,
+            auto_delete: boolean(&t, "auto_delete")?,
+            internal: boolean(&t, "internal")?,
+            arguments: table(&t, "arguments")?,
+        })
+    }
+}
+
+/// A durable queue as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRecord {
+    /// Its id in the message store.
+    pub id: u64,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Declare arguments.
+    pub arguments: FieldTable,
+}
+
+impl QueueRecord {
+    /// The stored value.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let mut t = FieldTable::default();
+        t.insert("id".into(), AMQPValue::LongLongInt(self.id as i64));
+        t.insert("auto_delete".into(), AMQPValue::Boolean(self.auto_delete));
+        t.insert(
+            "arguments".into(),
+            AMQPValue::FieldTable(self.arguments.clone()),
+        );
+        encode_table(&t).ok()
+    }
+
+    /// Reads a stored value.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let t = decode_table(bytes)?;
+        let id = match t.inner().get("id")? {
+            AMQPValue::LongLongInt(id) => *id as u64,
+            _ => return None,
+        };
+        Some(QueueRecord {
+            id,
+            auto_delete: boolean(&t, "auto_delete")?,
+            arguments: table(&t, "arguments")?,
+        })
+    }
+}
+
+/// A binding between durable things, as stored (all of it is the key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingRecord {
+    /// Its vhost.
+    pub vhost: String,
+    /// The source exchange.
+    pub source: String,
+    /// Where it leads.
+    pub destination: Destination,
+    /// Its routing key.
+    pub routing_key: String,
+    /// Its arguments.
+    pub arguments: FieldTable,
+}
+
+impl BindingRecord {
+    /// The stored key (deterministic: a field table's keys are ordered).
+    pub fn key(&self) -> Option<Vec<u8>> {
+        let (kind, name) = match &self.destination {
+            Destination::Queue(q) => ("queue", q),
+            Destination::Exchange(x) => ("exchange", x),
+        };
+        let mut t = FieldTable::default();
+        t.insert("vhost".into(), long_string(&self.vhost));
+        t.insert("source".into(), long_string(&self.source));
+        t.insert("destination_type".into(), long_string(kind));
+        t.insert("destination".into(), long_string(name));
+        t.insert("routing_key".into(), long_string(&self.routing_key));
+        t.insert(
+            "arguments".into(),
+            AMQPValue::FieldTable(self.arguments.clone()),
+        );
+        encode_table(&t).ok()
+    }
+
+    /// Reads a stored key.
+    pub fn decode(key: &[u8]) -> Option<Self> {
+        let t = decode_table(key)?;
+        let name = string(&t, "destination")?;
+        let destination = match string(&t, "destination_type")?.as_str() {
+            "queue" => Destination::Queue(name),
+            "exchange" => Destination::Exchange(name),
+            _ => return None,
+        };
+        Some(BindingRecord {
+            vhost: string(&t, "vhost")?,
+            source: string(&t, "source")?,
+            destination,
+            routing_key: string(&t, "routing_key")?,
+            arguments: table(&t, "arguments")?,
+        })
+    }
+}
+
+/// Wall-clock milliseconds for an expiry (what survives a restart), 0 for none.
+pub fn expiry_to_wall(expires_at: Option<Instant>) -> u64 {
+    let Some(at) = expires_at else {
+        return 0;
+    };
+    let now = Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let left = at.saturating_duration_since(now).as_millis() as u64;
+    (wall + left).max(1)
+}
+
+/// The instant for a stored wall-clock expiry (0: none).
+pub fn expiry_from_wall(ms: u64) -> Option<Instant> {
+    if ms == 0 {
+        return None;
+    }
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Some(Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(wall)))
+}
+
+/// Layout: flags (1), expiry in wall-clock ms (8), exchange (1 + n),
+/// routing key (1 + n), properties (4 + n), then the body.
+pub fn encode_message(message: &Message, flags: u8, expires_wall_ms: u64) -> Vec<u8> {
+    let props = &message.header.raw_properties;
+    let exchange = message.exchange.as_bytes();
+    let routing_key = message.routing_key.as_bytes();
+    let mut out = Vec::with_capacity(
+        15 + exchange.len() + routing_key.len() + props.len() + message.body.len(),
+    );
+    let flags = flags | if message.cc_routed { CC_ROUTED } else { 0 };
+    out.push(flags);
+    out.extend_from_slice(&expires_wall_ms.to_be_bytes());
+    // Both are short strings on the wire (at most 255 bytes).
+    out.push(u8::try_from(exchange.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(&exchange[..exchange.len().min(255)]);
+    out.push(u8::try_from(routing_key.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(&routing_key[..routing_key.len().min(255)]);
+    out.extend_from_slice(&(props.len() as u32).to_be_bytes());
+    out.extend_from_slice(props);
+    out.extend_from_slice(&message.body);
+    out
+}
+
+/// The flags and body size of a record, without decoding it.
+pub fn peek_message(record: &[u8]) -> Option<(u8, u64)> {
+    let mut r = record;
+    if r.remaining() < 9 {
+        return None;
+    }
+    let flags = r.get_u8();
+    r.advance(8);
+    for _ in 0..2 {
+        let len = usize::from(*r.first()?);
+        r = r.get(1 + len..)?;
+    }
+    if r.remaining() < 4 {
+        return None;
+    }
+    let props = r.get_u32() as usize;
+    let body = r.get(props..)?;
+    Some((flags, body.len() as u64))
+}
+
+/// A message read back: the message, its flags and its wall-clock expiry.
+pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
+    let mut all = Bytes::from(record);
+    if all.remaining() < 9 {
+        return None;
+    }
+    let flags = all.get_u8();
+    let expires = all.get_u64();
+    let short = |all: &mut Bytes| -> Option<String> {
+        let len = usize::from(*all.first()?);
+        if all.len() < 1 + len {
+            return None;
+        }
+        let s = String::from_utf8(all[1..1 + len].to_vec()).ok()?;
+        all.advance(1 + len);
+        Some(s)
+    };
+    let exchange = short(&mut all)?;
+    let routing_key = short(&mut all)?;
+    if all.remaining() < 4 {
+        return None;
+    }
+    let props_len = all.get_u32() as usize;
+    if all.len() < props_len {
+        return None;
+    }
+    let raw_properties = all.split_to(props_len);
+    let header = ContentHeader {
+        class_id: BASIC_CLASS_ID,
+        weight: 0,
+        body_size: all.len() as u64,
+        raw_properties,
+    };
+    let properties = header.properties()?;
+    // Checked on publish; a stored name is always a valid short string.
+    ShortString::try_new(exchange.clone()).ok()?;
+    Some((
+        Message {
+            exchange,
+            routing_key,
+            header,
+            properties,
+            body: all,
+            cc_routed: flags & CC_ROUTED != 0,
+        },
+        flags,
+        expires,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_codec::protocol::BasicProperties;
+
+    #[test]
+    fn message_records_round_trip() {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("text/plain".into());
+        let body = Bytes::from_static(b"hello");
+        let header = ContentHeader::from_properties(5, &properties).expect("header");
+        let message = Message {
+            exchange: "x".into(),
+            routing_key: "rk".into(),
+            header: header.clone(),
+            properties,
+            body,
+            cc_routed: true,
+        };
+        let record = encode_message(&message, KEEP, 1234);
+        assert_eq!(peek_message(&record), Some((KEEP | CC_ROUTED, 5)));
+        let (back, flags, expires) = decode_message(record).expect("decode");
+        assert_eq!(flags, KEEP | CC_ROUTED);
+        assert_eq!(expires, 1234);
+        assert_eq!(back.header, header);
+        assert_eq!(&back.body[..], b"hello");
+        assert_eq!(
+            (back.exchange.as_str(), back.routing_key.as_str()),
+            ("x", "rk")
+        );
+        assert!(back.is_persistent());
+        assert_eq!(decode_message(vec![1, 2, 3]).map(|_| ()), None);
+    }
+
+    #[test]
+    fn definition_records_round_trip() {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-length".into(), AMQPValue::ShortInt(3));
+        let q = QueueRecord {
+            id: 42,
+            auto_delete: true,
+            arguments: arguments.clone(),
+        };
+        assert_eq!(QueueRecord::decode(&q.encode().expect("encode")), Some(q));
+        let b = BindingRecord {
+            vhost: "/".into(),
+            source: "amq.topic".into(),
+            destination: Destination::Queue("q".into()),
+            routing_key: "a.#".into(),
+            arguments,
+        };
+        assert_eq!(BindingRecord::decode(&b.key().expect("key")), Some(b));
+        let key = resource_key("/", "q");
+        assert_eq!(split_resource_key(&key), Some(("/".into(), "q".into())));
+    }
+}

@@ -1,0 +1,98 @@
+//! Recovery at start: vhosts, then durable exchanges, then durable queues with
+//! their messages, then the bindings whose ends both came back. What the store
+//! holds for anything else (transient queues' paged messages) is dropped.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use warren_exchanges::ExchangeKind;
+use warren_storage::{Kind, StorageError};
+
+use super::Storage;
+use super::records::{BindingRecord, ExchangeRecord, QueueRecord, split_resource_key};
+use crate::vhost::{ExchangeSpec, VHost};
+
+/// Rebuilds the vhosts in `vhosts` (which holds the default one) from the store.
+pub fn recover(
+    storage: &Arc<Storage>,
+    vhosts: &DashMap<String, Arc<VHost>>,
+) -> Result<(), StorageError> {
+    let started = Instant::now();
+    let clean = storage.take_clean_shutdown()?;
+    let store = storage.store();
+    let vhost = |name: &str| -> Arc<VHost> {
+        vhosts
+            .entry(name.to_owned())
+            .or_insert_with(|| VHost::new(name, storage.clone()))
+            .clone()
+    };
+    for (key, _) in store.definitions(Kind::VHost)? {
+        if let Ok(name) = String::from_utf8(key) {
+            vhost(&name);
+        }
+    }
+    for (key, value) in store.definitions(Kind::Exchange)? {
+        let (Some((v, name)), Some(record)) =
+            (split_resource_key(&key), ExchangeRecord::decode(&value))
+        else {
+            tracing::error!("skipping an unreadable stored exchange");
+            continue;
+        };
+        let Ok(kind) = record.kind.parse::<ExchangeKind>() else {
+            tracing::error!(
+                exchange = name,
+                kind = record.kind,
+                "skipping a stored exchange of unknown type"
+            );
+            continue;
+        };
+        vhost(&v).restore_exchange(
+            &name,
+            ExchangeSpec {
+                kind,
+                durable: true,
+                auto_delete: record.auto_delete,
+                internal: record.internal,
+                arguments: record.arguments,
+            },
+        );
+    }
+    let mut live = HashSet::new();
+    let mut messages = 0;
+    for (key, value) in store.definitions(Kind::Queue)? {
+        let (Some((v, name)), Some(record)) =
+            (split_resource_key(&key), QueueRecord::decode(&value))
+        else {
+            tracing::error!("skipping an unreadable stored queue");
+            continue;
+        };
+        live.insert(record.id);
+        let vhost = vhost(&v);
+        vhost.restore_queue(&name, record, clean);
+        if let Some(queue) = vhost.queue(&name) {
+            messages += queue.message_count() as u64;
+        }
+    }
+    for (key, _) in store.definitions(Kind::Binding)? {
+        match BindingRecord::decode(&key) {
+            Some(record) => vhost(&record.vhost.clone()).restore_binding(record),
+            None => tracing::error!("skipping an unreadable stored binding"),
+        }
+    }
+    for id in store.queue_ids()? {
+        if !live.contains(&id) {
+            store.drop_queue(id)?;
+        }
+    }
+    store.flush()?;
+    tracing::info!(
+        clean,
+        queues = live.len(),
+        messages,
+        elapsed = ?started.elapsed(),
+        "recovered durable state"
+    );
+    Ok(())
+}

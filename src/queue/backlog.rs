@@ -1,0 +1,405 @@
+//! A queue's ready messages, in memory up to a window and on disk past it, and
+//! its persistent messages on disk.
+//!
+//! - A persistent message in a durable queue is written to the store when it
+//!   arrives (the confirm waits for the group commit) and removed when it
+//!   leaves the queue for good ([`Backlog::forget`]).
+//! - Past [`WINDOW`] messages (or [`WINDOW_BYTES`] of bodies) in memory, new
+//!   messages go to the store only ("paged": the store holds every one of
+//!   them, from `paged.start` on, transient ones too) and are read back in
+//!   batches as consumers drain the head. Memory then holds a window per
+//!   queue, not the backlog. Priority queues keep every message in memory.
+//! - Invariant: every message in memory has a lower seq than every paged one,
+//!   so delivery order is kept.
+//!
+//! Paged messages expire when they are read back: like RabbitMQ's classic
+//! queues, expiry is found at the head of the queue.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use warren_storage::QueueId;
+
+use super::SeqId;
+use super::ready::{Entry, Ready};
+use crate::durable::Storage;
+use crate::durable::records::{
+    KEEP, REDELIVERED, decode_message, encode_message, expiry_from_wall, expiry_to_wall,
+    peek_message,
+};
+
+/// Messages kept in memory before new ones are paged to disk.
+const WINDOW: usize = 4096;
+/// Body bytes kept in memory before new messages are paged to disk.
+const WINDOW_BYTES: u64 = 16 << 20;
+/// Read back from disk when memory holds fewer than this.
+const REFILL_BELOW: usize = 1024;
+/// Messages read back per refill.
+const REFILL_BATCH: usize = 2048;
+
+/// The messages on disk only.
+#[derive(Debug, Default)]
+struct Paged {
+    /// Every paged message has this seq or a higher one.
+    start: SeqId,
+    count: u64,
+    bytes: u64,
+    /// Paged messages below this seq were recovered after a crash: they may
+    /// have been delivered before.
+    redelivered_below: SeqId,
+}
+
+/// A queue's ready messages and its link to the store.
+#[derive(Debug)]
+pub(super) struct Backlog {
+    memory: Ready,
+    paged: Paged,
+    storage: Arc<Storage>,
+    id: QueueId,
+    /// Persistent messages are written (the queue is durable, not exclusive).
+    keeps: bool,
+    /// New messages may be paged (not a priority queue).
+    pages: bool,
+    /// Stored seqs that left the queue, removed from the store in one batch.
+    gone: Vec<SeqId>,
+    max_priority: Option<u8>,
+}
+
+impl Backlog {
+    pub fn new(storage: Arc<Storage>, id: QueueId, keeps: bool, max_priority: Option<u8>) -> Self {
+        Backlog {
+            memory: Ready::default(),
+            paged: Paged::default(),
+            storage,
+            id,
+            keeps,
+            pages: max_priority.is_none(),
+            gone: Vec::new(),
+            max_priority,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.memory.len() + self.paged.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_empty() && self.paged.count == 0
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.memory.bytes() + self.paged.bytes
+    }
+
+    /// Writes a new message to the store if the queue keeps it; false if the
+    /// store failed (the publisher must not get a positive confirm).
+    pub fn store_new(&mut self, seq: SeqId, entry: &mut Entry) -> bool {
+        if !self.keeps || !entry.message.is_persistent() {
+            return true;
+        }
+        let record = encode_message(&entry.message, KEEP, expiry_to_wall(entry.expires_at));
+        match self.storage.store().put_message(self.id, seq, &record) {
+            Ok(()) => {
+                entry.stored = true;
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot store a persistent message");
+                false
+            }
+        }
+    }
+
+    /// Puts a requeued message back at its original place (always in memory:
+    /// it is older than every paged one).
+    pub fn insert(&mut self, seq: SeqId, entry: Entry) {
+        self.memory.insert(seq, entry);
+    }
+
+    /// Appends a new message (the newest seq): past the window, to disk only.
+    pub fn push(&mut self, seq: SeqId, mut entry: Entry) {
+        let page = self.pages
+            && (self.paged.count > 0
+                || self.memory.len() >= WINDOW
+                || self.memory.bytes() >= WINDOW_BYTES);
+        if page {
+            let size = entry.message.body_size() as u64;
+            let written = entry.stored || {
+                let flags = if entry.redelivered { REDELIVERED } else { 0 };
+                let record =
+                    encode_message(&entry.message, flags, expiry_to_wall(entry.expires_at));
+                match self.storage.store().put_message(self.id, seq, &record) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot page a message out; keeping it in memory");
+                        false
+                    }
+                }
+            };
+            if written {
+                if self.paged.count == 0 {
+                    self.paged.start = seq;
+                }
+                self.paged.count += 1;
+                self.paged.bytes += size;
+                return;
+            }
+            entry.stored = false;
+        }
+        self.memory.insert(seq, entry);
+    }
+
+    /// Takes the next message to deliver.
+    pub fn pop_first(&mut self) -> Option<(SeqId, Entry)> {
+        if self.memory.is_empty() {
+            self.refill();
+        }
+        let first = self.memory.pop_first();
+        self.refill_if_low();
+        first
+    }
+
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.memory.next_expiry()
+    }
+
+    /// Takes the messages whose expiry has come (they leave the queue).
+    pub fn take_expired(&mut self, now: Instant) -> Vec<Entry> {
+        let mut expired = Vec::new();
+        loop {
+            let taken = self.memory.take_expired(now);
+            let more = !taken.is_empty();
+            for (seq, entry) in taken {
+                self.forget(seq, &entry);
+                expired.push(entry);
+            }
+            // A drained head may uncover paged messages that expired too.
+            if !more || !self.memory.is_empty() || self.paged.count == 0 {
+                break;
+            }
+            self.refill();
+        }
+        self.refill_if_low();
+        expired
+    }
+
+    /// Drops every ready message (purge, delete); returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let count = self.len();
+        for (seq, entry) in self.memory.drain() {
+            self.forget(seq, &entry);
+        }
+        if self.paged.count > 0 {
+            self.drop_paged();
+        }
+        self.flush_gone();
+        count
+    }
+
+    /// Forgets every ready message without touching the store (the queue is
+    /// deleted and its stored messages go all at once); returns how many.
+    pub fn discard_all(&mut self) -> usize {
+        let count = self.len();
+        self.memory.drain();
+        self.paged = Paged::default();
+        self.gone.clear();
+        count
+    }
+
+    /// A message left the queue for good: its stored copy goes.
+    pub fn forget(&mut self, seq: SeqId, entry: &Entry) {
+        if entry.stored {
+            self.gone.push(seq);
+        }
+    }
+
+    /// Removes what [`Backlog::forget`] collected.
+    pub fn flush_gone(&mut self) {
+        if self.gone.is_empty() {
+            return;
+        }
+        if let Err(error) = self.storage.store().remove_messages(self.id, &self.gone) {
+            tracing::error!(%error, "cannot remove settled messages from the store");
+        }
+        self.gone.clear();
+    }
+
+    fn drop_paged(&mut self) {
+        let mut from = self.paged.start;
+        loop {
+            let batch = match self.storage.store().messages(self.id, from, REFILL_BATCH) {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read paged messages");
+                    break;
+                }
+            };
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            let seqs: Vec<SeqId> = batch.into_iter().map(|(seq, _)| seq).collect();
+            if let Err(error) = self.storage.store().remove_messages(self.id, &seqs) {
+                tracing::error!(%error, "cannot remove paged messages");
+                break;
+            }
+            from = last + 1;
+        }
+        self.paged.count = 0;
+        self.paged.bytes = 0;
+    }
+
+    fn refill_if_low(&mut self) {
+        if self.paged.count > 0 && self.memory.len() < REFILL_BELOW {
+            self.refill();
+        }
+    }
+
+    /// Reads the next batch of paged messages into memory.
+    fn refill(&mut self) {
+        if self.paged.count == 0 {
+            return;
+        }
+        let batch = match self
+            .storage
+            .store()
+            .messages(self.id, self.paged.start, REFILL_BATCH)
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "cannot read paged messages back");
+                return;
+            }
+        };
+        if batch.is_empty() {
+            tracing::error!(
+                missing = self.paged.count,
+                "paged messages are missing from the store"
+            );
+            self.paged.count = 0;
+            self.paged.bytes = 0;
+            return;
+        }
+        for (seq, record) in batch {
+            self.paged.start = seq + 1;
+            self.paged.count = self.paged.count.saturating_sub(1);
+            let Some((message, flags, expires)) = decode_message(record) else {
+                tracing::error!(seq, "dropping an unreadable stored message");
+                self.gone.push(seq);
+                continue;
+            };
+            self.paged.bytes = self.paged.bytes.saturating_sub(message.body_size() as u64);
+            let stored = flags & KEEP != 0;
+            if !stored {
+                // A transient message's copy was only there to save memory.
+                self.gone.push(seq);
+            }
+            let redelivered = flags & REDELIVERED != 0 || seq < self.paged.redelivered_below;
+            let entry = self.entry(message, redelivered, expiry_from_wall(expires), stored);
+            self.memory.insert(seq, entry);
+        }
+        if self.paged.count == 0 {
+            self.paged.bytes = 0;
+        }
+        self.flush_gone();
+    }
+
+    fn entry(
+        &self,
+        message: crate::message::Message,
+        redelivered: bool,
+        expires_at: Option<Instant>,
+        stored: bool,
+    ) -> Entry {
+        let priority = self
+            .max_priority
+            .map_or(0, |max| message.properties.priority().unwrap_or(0).min(max));
+        Entry {
+            message: Arc::new(message),
+            redelivered,
+            expires_at,
+            priority,
+            returns: 0,
+            stored,
+        }
+    }
+
+    /// Rebuilds the queue from the store at start: the head in memory, the rest
+    /// paged; transient leftovers removed. After a crash (`clean` false) every
+    /// message may have been delivered, so all come back redelivered. Returns
+    /// the next seq to use.
+    pub fn recover(&mut self, clean: bool) -> SeqId {
+        let mut from = 0;
+        let mut next_seq = 0;
+        loop {
+            let batch = match self.storage.store().messages(self.id, from, REFILL_BATCH) {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read a queue's messages");
+                    break;
+                }
+            };
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            for (seq, record) in batch {
+                next_seq = seq + 1;
+                let keep = peek_message(&record).filter(|(flags, _)| flags & KEEP != 0);
+                let Some((_, size)) = keep else {
+                    self.gone.push(seq);
+                    continue;
+                };
+                let to_memory = self.paged.count == 0
+                    && (!self.pages
+                        || (self.memory.len() < WINDOW && self.memory.bytes() < WINDOW_BYTES));
+                if to_memory {
+                    if let Some((message, flags, expires)) = decode_message(record) {
+                        let redelivered = !clean || flags & REDELIVERED != 0;
+                        let entry =
+                            self.entry(message, redelivered, expiry_from_wall(expires), true);
+                        self.memory.insert(seq, entry);
+                    } else {
+                        self.gone.push(seq);
+                    }
+                } else {
+                    if self.paged.count == 0 {
+                        self.paged.start = seq;
+                    }
+                    self.paged.count += 1;
+                    self.paged.bytes += size;
+                }
+            }
+            from = last + 1;
+            if self.gone.len() >= REFILL_BATCH {
+                self.flush_gone();
+            }
+        }
+        if !clean {
+            self.paged.redelivered_below = next_seq;
+        }
+        self.flush_gone();
+        next_seq
+    }
+
+    /// At a clean shutdown: records which kept messages were delivered before,
+    /// so that they come back redelivered (`outstanding`: those still unacked).
+    pub fn save_redelivered<'a>(
+        &'a self,
+        outstanding: impl Iterator<Item = (&'a SeqId, &'a Entry)>,
+    ) {
+        let store = self.storage.store();
+        let in_memory = self.memory.iter().filter(|(_, e)| e.redelivered);
+        for (&seq, entry) in in_memory.chain(outstanding) {
+            if !entry.stored {
+                continue;
+            }
+            let record = encode_message(
+                &entry.message,
+                KEEP | REDELIVERED,
+                expiry_to_wall(entry.expires_at),
+            );
+            if let Err(error) = store.put_message(self.id, seq, &record) {
+                tracing::error!(%error, "cannot record a redelivered message");
+            }
+        }
+    }
+}
