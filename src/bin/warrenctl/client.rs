@@ -29,7 +29,8 @@ pub fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
-/// HTTP methods warrenctl uses.
+/// HTTP methods warrenctl uses. Only GET sends `accept: application/json`:
+/// RabbitMQ answers 406 to a purge (DELETE .../contents) that sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// GET
@@ -155,12 +156,7 @@ impl Client {
                 .header("authorization", auth)
                 .header("accept", "application/json")
                 .call(),
-            Method::Delete => self
-                .agent
-                .delete(&url)
-                .header("authorization", auth)
-                .header("accept", "application/json")
-                .call(),
+            Method::Delete => self.agent.delete(&url).header("authorization", auth).call(),
             Method::Put | Method::Post => {
                 let bytes = match body {
                     Some(value) => serde_json::to_vec(value)?,
@@ -173,7 +169,6 @@ impl Client {
                 };
                 builder
                     .header("authorization", auth)
-                    .header("accept", "application/json")
                     .header("content-type", "application/json")
                     .send(&bytes[..])
             }
@@ -224,7 +219,18 @@ impl Client {
                     "login refused for user '{}': it lacks a management tag",
                     self.user
                 ),
-                Some(r) => anyhow!("user '{}' may not do this: {r}", self.user),
+                Some(r) => match &not_found.vhost {
+                    Some(vhost) if self.vhost_missing(vhost) => {
+                        anyhow!("vhost '{vhost}' not found")
+                    }
+                    Some(vhost) => {
+                        anyhow!(
+                            "user '{}' may not do this in vhost '{vhost}': {r}",
+                            self.user
+                        )
+                    }
+                    None => anyhow!("user '{}' may not do this: {r}", self.user),
+                },
             },
             403 => anyhow!(
                 "user '{}' may not do this: {}",
@@ -250,8 +256,7 @@ impl Client {
         }
         let generic = matches!(reason.as_deref(), None | Some("Not Found"));
         if let (true, Some(vhost)) = (generic, &not_found.vhost) {
-            let probe = format!("/api/vhosts/{}", seg(vhost));
-            if let Ok((404, _)) = self.raw(Method::Get, &probe, None) {
+            if self.vhost_missing(vhost) {
                 return anyhow!("vhost '{vhost}' not found");
             }
         }
@@ -263,6 +268,13 @@ impl Client {
             (_, Some(r)) => anyhow!("{r}"),
             _ => anyhow!("not found"),
         }
+    }
+
+    /// Whether the API says this vhost does not exist (a probe after a
+    /// bare 404 or 401, which RabbitMQ gives for objects in a missing vhost).
+    fn vhost_missing(&self, vhost: &str) -> bool {
+        let probe = format!("/api/vhosts/{}", seg(vhost));
+        matches!(self.raw(Method::Get, &probe, None), Ok((404, _)))
     }
 }
 

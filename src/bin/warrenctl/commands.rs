@@ -570,6 +570,15 @@ fn purge(ctx: &Ctx, name: &str) -> Result<String> {
     )
 }
 
+/// A file name for messages: `stdin` for `-`.
+fn shown(file: &Path) -> String {
+    if file == Path::new("-") {
+        "stdin".to_owned()
+    } else {
+        file.display().to_string()
+    }
+}
+
 /// Reads a file, or stdin for `-`.
 fn read_input(file: &Path) -> Result<Vec<u8>> {
     if file == Path::new("-") {
@@ -669,7 +678,13 @@ fn get(ctx: &Ctx, g: &Get) -> Result<String> {
     if ctx.json {
         return pretty(&answer);
     }
-    let messages = answer.as_array().cloned().unwrap_or_default();
+    let mut messages = answer.as_array().cloned().unwrap_or_default();
+    for m in &mut messages {
+        match m.get_mut("exchange") {
+            Some(v) if v.as_str() == Some("") => *v = json!("(AMQP default)"),
+            _ => {}
+        }
+    }
     if messages.is_empty() {
         return Ok(format!("queue '{}' is empty\n", g.queue));
     }
@@ -740,10 +755,10 @@ fn import(ctx: &Ctx, file: &Path) -> Result<String> {
     ctx.done(
         format!(
             "imported definitions from {} into {scope} ({})",
-            file.display(),
+            shown(file),
             summary(&definitions)
         ),
-        json!({ "file": file.display().to_string() }),
+        json!({ "file": shown(file) }),
     )
 }
 
