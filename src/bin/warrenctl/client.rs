@@ -255,10 +255,10 @@ impl Client {
             return anyhow!("vhost '{vhost}' not found");
         }
         let generic = matches!(reason.as_deref(), None | Some("Not Found"));
-        if let (true, Some(vhost)) = (generic, &not_found.vhost) {
-            if self.vhost_missing(vhost) {
-                return anyhow!("vhost '{vhost}' not found");
-            }
+        if let (true, Some(vhost)) = (generic, &not_found.vhost)
+            && self.vhost_missing(vhost)
+        {
+            return anyhow!("vhost '{vhost}' not found");
         }
         if let Some(message) = &not_found.message {
             return anyhow!("{message}");
