@@ -733,12 +733,12 @@ fn export(ctx: &Ctx, file: &Path) -> Result<String> {
 
 fn import(ctx: &Ctx, file: &Path) -> Result<String> {
     let bytes = read_input(file)?;
-    let definitions: Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not JSON", file.display()))?;
+    let definitions: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", shown(file)))?;
     if !definitions.is_object() {
         bail!(
             "{} is not a definitions file (expected a JSON object)",
-            file.display()
+            shown(file)
         );
     }
     let (path, scope) = if ctx.vhost_given {
