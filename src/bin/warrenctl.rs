@@ -5,6 +5,12 @@
 mod client;
 #[path = "warrenctl/commands.rs"]
 mod commands;
+#[path = "warrenctl/definitions.rs"]
+mod definitions;
+#[path = "warrenctl/messages.rs"]
+mod messages;
+#[path = "warrenctl/objects.rs"]
+mod objects;
 #[path = "warrenctl/output.rs"]
 mod output;
 #[path = "warrenctl/values.rs"]
