@@ -25,7 +25,7 @@ use serde_json::Value;
 
 /// Manage a Warren broker (or RabbitMQ) through its management HTTP API.
 #[derive(Debug, Parser)]
-#[command(name = "warrenctl", version, about, max_term_width = 100)]
+#[command(name = "warrenctl", version, max_term_width = 100)]
 pub struct Cli {
     /// Base URL of the management API
     #[arg(
