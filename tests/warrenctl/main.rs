@@ -11,6 +11,22 @@ use std::process::{Command, Output};
 use fake::{Fake, Request};
 use serde_json::{Value, json};
 
+/// The warrenctl binary, with no proxy settings to send 127.0.0.1 elsewhere.
+fn warrenctl() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warrenctl"));
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// Runs warrenctl against `url` with `args`, ignoring the caller's environment.
 fn ctl(url: &str, args: &[&str]) -> Output {
     ctl_with_stdin(url, args, None)
@@ -20,7 +36,7 @@ fn ctl(url: &str, args: &[&str]) -> Output {
 fn ctl_with_stdin(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     use std::process::Stdio;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warrenctl"));
+    let mut command = warrenctl();
     command
         .arg("--url")
         .arg(url)
@@ -232,6 +248,36 @@ fn a_refused_login_names_the_user() {
 }
 
 #[test]
+fn a_user_without_rights_is_told_so() {
+    let api = Fake::start(|r: &Request| match r.path.as_str() {
+        "/api/vhosts/dev" => (200, r#"{"name":"dev"}"#.into()),
+        "/api/overview" => (
+            401,
+            r#"{"error":"not_authorized","reason":"Not management user"}"#.into(),
+        ),
+        _ => (
+            401,
+            r#"{"error":"not_authorised","reason":"Not administrator user"}"#.into(),
+        ),
+    });
+    assert_eq!(
+        fails(ctl(&api.url(), &["--user", "app", "overview"])),
+        "login refused for user 'app': it lacks a management tag"
+    );
+    assert_eq!(
+        fails(ctl(&api.url(), &["--user", "app", "declare", "vhost", "x"])),
+        "user 'app' may not do this: Not administrator user"
+    );
+    assert_eq!(
+        fails(ctl(
+            &api.url(),
+            &["--user", "app", "--vhost", "dev", "declare", "queue", "q"]
+        )),
+        "user 'app' may not do this in vhost 'dev': Not administrator user"
+    );
+}
+
+#[test]
 fn login_and_url_come_from_the_environment() {
     let api = Fake::start(|_| {
         (
@@ -239,7 +285,7 @@ fn login_and_url_come_from_the_environment() {
             r#"{"product_name":"Warren","product_version":"0.1.0"}"#.into(),
         )
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+    let out = warrenctl()
         .arg("overview")
         .env("WARREN_MGMT_URL", api.url())
         .env("WARRENCTL_USER", "ops")
