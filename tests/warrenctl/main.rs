@@ -3,16 +3,16 @@
 //! what it prints (tables, `--json`) and how it fails (down broker, refused
 //! login, missing objects, a 400's reason), always one line and exit code 1.
 
+mod errors;
 mod fake;
 
-use std::net::TcpListener;
 use std::process::{Command, Output};
 
 use fake::{Fake, Request};
 use serde_json::{Value, json};
 
 /// The warrenctl binary, with no proxy settings to send 127.0.0.1 elsewhere.
-fn warrenctl() -> Command {
+pub(crate) fn warrenctl() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_warrenctl"));
     for var in [
         "http_proxy",
@@ -28,12 +28,12 @@ fn warrenctl() -> Command {
 }
 
 /// Runs warrenctl against `url` with `args`, ignoring the caller's environment.
-fn ctl(url: &str, args: &[&str]) -> Output {
+pub(crate) fn ctl(url: &str, args: &[&str]) -> Output {
     ctl_with_stdin(url, args, None)
 }
 
 /// Runs warrenctl with `stdin` fed in.
-fn ctl_with_stdin(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn ctl_with_stdin(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     use std::process::Stdio;
     let mut command = warrenctl();
@@ -55,16 +55,16 @@ fn ctl_with_stdin(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("warrenctl output")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Asserts success and returns stdout.
-fn ok(out: Output) -> String {
+pub(crate) fn ok(out: Output) -> String {
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -76,7 +76,7 @@ fn ok(out: Output) -> String {
 
 /// Asserts a clean failure (exit 1, one stderr line, nothing on stdout, no
 /// panic or Debug dump) and returns the line without the `warrenctl: ` prefix.
-fn fails(out: Output) -> String {
+pub(crate) fn fails(out: Output) -> String {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "expected exit 1; stderr: {err}");
     assert_eq!(stdout(&out), "", "nothing on stdout on failure");
@@ -89,12 +89,12 @@ fn fails(out: Output) -> String {
 }
 
 /// A fake that answers every request with 204 No Content.
-fn accepting() -> Fake {
+pub(crate) fn accepting() -> Fake {
     Fake::start(|_| (204, String::new()))
 }
 
 /// `Basic base64(user:password)`.
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
         "Basic {}",
@@ -215,69 +215,6 @@ fn every_list_goes_to_its_endpoint() {
 }
 
 #[test]
-fn a_down_broker_is_one_clear_line() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let url = format!("http://127.0.0.1:{port}");
-    let line = fails(ctl(&url, &["list", "queues"]));
-    assert_eq!(
-        line,
-        format!("cannot reach the management API at {url}: is the broker running?")
-    );
-}
-
-#[test]
-fn a_refused_login_names_the_user() {
-    let api = Fake::start(|_| {
-        (
-            401,
-            r#"{"error":"not_authorized","reason":"Login failed"}"#.into(),
-        )
-    });
-    let line = fails(ctl(
-        &api.url(),
-        &["--user", "alice", "--password", "pw", "overview"],
-    ));
-    assert_eq!(line, "login refused for user 'alice'");
-    assert_eq!(
-        api.only_request().authorization.as_deref(),
-        Some(basic("alice", "pw").as_str())
-    );
-}
-
-#[test]
-fn a_user_without_rights_is_told_so() {
-    let api = Fake::start(|r: &Request| match r.path.as_str() {
-        "/api/vhosts/dev" => (200, r#"{"name":"dev"}"#.into()),
-        "/api/overview" => (
-            401,
-            r#"{"error":"not_authorized","reason":"Not management user"}"#.into(),
-        ),
-        _ => (
-            401,
-            r#"{"error":"not_authorised","reason":"Not administrator user"}"#.into(),
-        ),
-    });
-    assert_eq!(
-        fails(ctl(&api.url(), &["--user", "app", "overview"])),
-        "login refused for user 'app': it lacks a management tag"
-    );
-    assert_eq!(
-        fails(ctl(&api.url(), &["--user", "app", "declare", "vhost", "x"])),
-        "user 'app' may not do this: Not administrator user"
-    );
-    assert_eq!(
-        fails(ctl(
-            &api.url(),
-            &["--user", "app", "--vhost", "dev", "declare", "queue", "q"]
-        )),
-        "user 'app' may not do this in vhost 'dev': Not administrator user"
-    );
-}
-
-#[test]
 fn login_and_url_come_from_the_environment() {
     let api = Fake::start(|_| {
         (
@@ -303,96 +240,6 @@ fn login_and_url_come_from_the_environment() {
         r.authorization.as_deref(),
         Some(basic("ops", "s3cret").as_str())
     );
-}
-
-#[test]
-fn a_missing_queue_is_named_with_its_vhost() {
-    // RabbitMQ's bare 404; the vhost exists, so the queue is what is missing.
-    let api = Fake::start(|r: &Request| match r.path.as_str() {
-        "/api/vhosts/%2F" => (200, r#"{"name":"/"}"#.into()),
-        _ => (
-            404,
-            r#"{"error":"Object Not Found","reason":"Not Found"}"#.into(),
-        ),
-    });
-    assert_eq!(
-        fails(ctl(&api.url(), &["delete", "queue", "nope"])),
-        "queue 'nope' not found in vhost '/'"
-    );
-    assert_eq!(
-        fails(ctl(&api.url(), &["purge", "queue", "nope"])),
-        "queue 'nope' not found in vhost '/'"
-    );
-    assert_eq!(
-        fails(ctl(&api.url(), &["delete", "exchange", "x"])),
-        "exchange 'x' not found in vhost '/'"
-    );
-    assert_eq!(
-        fails(ctl(&api.url(), &["delete", "user", "bob"])),
-        "user 'bob' not found"
-    );
-    let paths: Vec<String> = api.requests().into_iter().map(|r| r.path).collect();
-    assert!(
-        paths.contains(&"/api/queues/%2F/nope/contents".to_owned()),
-        "{paths:?}"
-    );
-}
-
-#[test]
-fn a_missing_vhost_is_named() {
-    let api = Fake::start(|_| {
-        (
-            404,
-            r#"{"error":"Object Not Found","reason":"Not Found"}"#.into(),
-        )
-    });
-    assert_eq!(
-        fails(ctl(&api.url(), &["--vhost", "nov", "get", "--queue", "q"])),
-        "vhost 'nov' not found"
-    );
-    let api = Fake::start(|_| {
-        (
-            404,
-            r#"{"error":"not_found","reason":"vhost_not_found"}"#.into(),
-        )
-    });
-    assert_eq!(
-        fails(ctl(
-            &api.url(),
-            &["--vhost", "nov", "declare", "queue", "q"]
-        )),
-        "vhost 'nov' not found"
-    );
-}
-
-#[test]
-fn a_bad_request_shows_the_api_reason() {
-    let api = Fake::start(|_| {
-        (400, r#"{"error":"bad_request","reason":"inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'"}"#.into())
-    });
-    assert_eq!(
-        fails(ctl(
-            &api.url(),
-            &["declare", "queue", "q", "--durable", "false"]
-        )),
-        "inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'"
-    );
-}
-
-#[test]
-fn a_non_http_port_is_called_out() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"AMQP\x00\x00\x09\x01");
-        }
-    });
-    let line = fails(ctl(&url, &["overview"]));
-    assert!(line.contains("is this the management port"), "{line}");
 }
 
 #[test]
@@ -741,32 +588,4 @@ fn definitions_round_trip_through_a_file() {
         ("POST".to_owned(), "/api/definitions/dev".to_owned())
     );
     assert_eq!(api.requests()[1].json(), definitions);
-}
-
-#[test]
-fn bad_local_input_fails_before_any_request() {
-    let api = accepting();
-    let missing = fails(ctl(
-        &api.url(),
-        &["import", "definitions", "/nonexistent/defs.json"],
-    ));
-    assert!(
-        missing.starts_with("cannot read /nonexistent/defs.json"),
-        "{missing}"
-    );
-    let not_json = fails(ctl_with_stdin(
-        &api.url(),
-        &["import", "definitions", "-"],
-        Some("nope"),
-    ));
-    assert!(not_json.starts_with("stdin is not JSON"), "{not_json}");
-    assert_eq!(
-        fails(ctl(&api.url(), &["declare", "queue", ""])),
-        "a queue name cannot be empty"
-    );
-    assert!(api.requests().is_empty());
-    // Usage errors are clap's: exit code 2 and a usage hint.
-    let usage = ctl(&api.url(), &["declare", "queue", "q", "--arg", "novalue"]);
-    assert_eq!(usage.status.code(), Some(2));
-    assert!(stderr(&usage).contains("expected key=value"));
 }
