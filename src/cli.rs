@@ -20,6 +20,12 @@ pub struct Args {
     /// Directory for durable state [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Memory above which publishers are blocked: bytes, `2GiB`, or `40%` of RAM [default: 40%]
+    #[arg(long, env = "WARREN_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+    /// Free disk space below which publishers are blocked [default: 50MB]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<String>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -40,6 +46,12 @@ impl Args {
         }
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
+        }
+        if let Some(limit) = self.memory_limit {
+            config.memory_limit = limit;
+        }
+        if let Some(limit) = self.disk_free_limit {
+            config.disk_free_limit = limit;
         }
         config.validate()?;
         Ok(config)

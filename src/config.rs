@@ -51,6 +51,12 @@ pub struct Config {
     pub max_message_size: u64,
     /// Page cache of the store, in MiB.
     pub storage_cache_mb: u64,
+    /// Memory above which publishers are blocked: bytes, a size with a unit
+    /// (`2GiB`), or a share of the machine's memory (`40%`, RabbitMQ's default).
+    pub memory_limit: String,
+    /// Free disk space in the data directory below which publishers are
+    /// blocked (RabbitMQ's default: 50MB).
+    pub disk_free_limit: String,
     /// Seconds a client has to complete the handshake.
     pub handshake_timeout_secs: u64,
     /// Milliseconds to wait before silently closing a connection that failed its
@@ -77,6 +83,8 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             storage_cache_mb: 32,
+            memory_limit: "40%".into(),
+            disk_free_limit: "50MB".into(),
             handshake_timeout_secs: 10,
             silent_close_delay_ms: 3000,
             loopback_users: vec!["guest".into()],
@@ -120,7 +128,31 @@ impl Config {
                 "default_vhost and default_user must not be empty".into(),
             ));
         }
+        self.memory_limit_bytes()?;
+        self.disk_free_limit_bytes()?;
         Ok(())
+    }
+
+    /// The memory limit in bytes (`u64::MAX` where the machine's memory is unknown
+    /// and the limit is a share of it).
+    pub fn memory_limit_bytes(&self) -> Result<u64, ConfigError> {
+        let total = crate::alarms::total_memory().unwrap_or(u64::MAX);
+        crate::alarms::parse_size(&self.memory_limit, total).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "memory_limit '{}' is not a size",
+                self.memory_limit
+            ))
+        })
+    }
+
+    /// The free disk limit in bytes.
+    pub fn disk_free_limit_bytes(&self) -> Result<u64, ConfigError> {
+        crate::alarms::parse_size(&self.disk_free_limit, 0).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "disk_free_limit '{}' is not a size",
+                self.disk_free_limit
+            ))
+        })
     }
 
     /// The store's page cache in bytes.

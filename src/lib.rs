@@ -22,6 +22,7 @@
 //! The wire format lives in the `warren-codec` crate and the routing core in
 //! `warren-exchanges`; this crate is the glue between them and the network.
 
+pub mod alarms;
 pub mod auth;
 pub mod channel;
 pub mod cli;

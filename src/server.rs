@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alarms::Alarms;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
@@ -39,6 +40,8 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     /// The store of durable state.
     pub storage: Arc<Storage>,
+    /// Memory and disk alarms (blocking publishers).
+    pub alarms: Alarms,
 }
 
 impl Broker {
@@ -54,7 +57,14 @@ impl Broker {
             VHost::new(&config.default_vhost, storage.clone()),
         );
         recover::recover(&storage, &vhosts)?;
+        // validate() checked both limits.
+        let alarms = Alarms::new(
+            config.memory_limit_bytes().unwrap_or(u64::MAX),
+            config.disk_free_limit_bytes().unwrap_or(0),
+            config.data_dir.clone(),
+        );
         Ok(Arc::new(Broker {
+            alarms,
             users: Users::from_config(&config),
             cluster_name: format!("warren@{host}"),
             vhosts,
@@ -95,6 +105,10 @@ impl Broker {
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let alarms = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.alarms.run().await })
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -112,6 +126,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
         }
     }
     drop(listener);
+    alarms.abort();
     tracing::info!(connections = tracker.len(), "shutting down");
     stop.cancel();
     tracker.close();

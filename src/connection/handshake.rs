@@ -292,7 +292,8 @@ async fn send(
         .map_err(|_| HandshakeError::Closed)
 }
 
-fn has_capability(capabilities: &FieldTable, name: &str) -> bool {
+/// Whether the client's capabilities table says yes to `name`.
+pub(crate) fn has_capability(capabilities: &FieldTable, name: &str) -> bool {
     matches!(
         capabilities.inner().get(name),
         Some(AMQPValue::Boolean(true))

@@ -19,10 +19,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use warren_codec::protocol::{AMQPClass, BasicProperties, channel, connection};
+use warren_codec::protocol::{AMQPClass, BasicProperties, basic, channel, connection};
 use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, Frame, FrameEncoder};
 
+use crate::alarms::Alarm;
 use crate::channel::{
     Channel, ChannelShared, ChannelState, ConnectionInfo, Publication, Step, content,
     notify_cancelled,
@@ -67,6 +68,7 @@ pub async fn serve(
                 user: tuned.user.clone(),
                 max_message_size: broker.config.max_message_size,
             };
+            let alarm = broker.alarms.subscribe();
             let conn = Connection {
                 broker,
                 peer,
@@ -75,6 +77,8 @@ pub async fn serve(
                 out,
                 channels: HashMap::new(),
                 confirming: Vec::new(),
+                alarm,
+                published: false,
             };
             conn.run(reader, shutdown).await;
             let _ = writer.await;
@@ -175,6 +179,10 @@ struct Connection {
     channels: HashMap<u16, Channel>,
     /// Channels holding confirms to send after the current batch of frames.
     confirming: Vec<u16>,
+    /// The broker's resource alarms.
+    alarm: tokio::sync::watch::Receiver<Alarm>,
+    /// The client has published: an alarm stops reading from it.
+    published: bool,
 }
 
 impl Connection {
@@ -204,6 +212,14 @@ impl Connection {
                     }
                     Err(ReadError::Closed) => break 'frames Ending::Gone,
                 }
+            }
+            if self.published && self.alarm.borrow().any() {
+                tokio::select! {
+                    () = self.blocked() => {}
+                    () = shutdown.cancelled() => break Ending::Error(handshake::shutdown_error()),
+                }
+                // No heartbeats were read while blocked, as in RabbitMQ.
+                last_read = Instant::now();
             }
             tokio::select! {
                 filled = reader.fill() => match filled {
@@ -273,6 +289,35 @@ impl Connection {
         }
     }
 
+    /// A resource alarm is on and this client publishes: its socket is not read
+    /// (TCP pushes back) until the alarm clears. A client that advertised the
+    /// `connection.blocked` capability is told both ways.
+    async fn blocked(&mut self) {
+        let notify = handshake::has_capability(&self.tuned.capabilities, "connection.blocked");
+        let reason = self.alarm.borrow().reason();
+        tracing::info!(peer = %self.peer, reason, "blocking a publishing connection");
+        if notify {
+            let blocked = connection::Blocked {
+                reason: reason.into(),
+            };
+            self.send(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Blocked(blocked)),
+            )
+            .await;
+        }
+        let _ = self.alarm.wait_for(|a| !a.any()).await;
+        tracing::info!(peer = %self.peer, "unblocking a publishing connection");
+        if notify {
+            let unblocked = connection::Unblocked {};
+            self.send(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Unblocked(unblocked)),
+            )
+            .await;
+        }
+    }
+
     /// Acks what the channels confirmed while the last batch of frames was read.
     async fn flush_confirms(&mut self) {
         let confirming = std::mem::take(&mut self.confirming);
@@ -298,10 +343,14 @@ impl Connection {
         match frame {
             Frame::Heartbeat(0) => Ok(Flow::Continue),
             Frame::Method(0, method) => self.on_connection_method(method).await,
-            Frame::Method(id, method) => self
-                .on_channel_method(id, method)
-                .await
-                .map(|()| Flow::Continue),
+            Frame::Method(id, method) => {
+                if matches!(method, AMQPClass::Basic(basic::AMQPMethod::Publish(_))) {
+                    self.published = true;
+                }
+                self.on_channel_method(id, method)
+                    .await
+                    .map(|()| Flow::Continue)
+            }
             Frame::Header(0, ..) | Frame::Body(0, _) | Frame::Heartbeat(_) => {
                 Err(wire_text::unexpected_frame(&frame))
             }

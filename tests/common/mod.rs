@@ -25,6 +25,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// The broker itself (for tests that change it at run time).
+    pub broker: std::sync::Arc<Broker>,
     /// A data directory of its own, removed when the broker is dropped.
     _data: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -91,12 +93,13 @@ pub async fn start_at(dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestBroker
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let broker = Broker::open(config).expect("open the data directory");
-    let task = tokio::spawn(warren::run(listener, broker, async move {
+    let task = tokio::spawn(warren::run(listener, broker.clone(), async move {
         let _ = stopped.await;
     }));
     TestBroker {
         addr,
         data_dir: dir.to_owned(),
+        broker,
         _data: None,
         stop: Some(stop),
         task: Some(task),

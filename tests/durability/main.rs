@@ -3,10 +3,12 @@
 //! messages in durable queues come back in order, transient things do not,
 //! delivered-but-unacked messages come back redelivered, settled ones stay
 //! gone, and a queue deeper than its memory window keeps every message in order.
-//! (kill -9 is exercised by interop/crash/.)
+//! Also the memory alarm (`alarms.rs`). kill -9 is exercised by interop/crash/.
 
 #[path = "../common/mod.rs"]
 mod common;
+
+mod alarms;
 
 use common::lapin::{Client, amqp_error, counts, publish_acked, table, text};
 use common::{TestBroker, start_at};
