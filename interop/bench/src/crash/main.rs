@@ -37,7 +37,7 @@ use crate::round::{Mode, Round};
 /// The crash test: kill -9 the broker with confirmed and unacked messages in
 /// flight, restart it, check that nothing was lost.
 #[derive(Parser, Debug)]
-#[command(name = "warren-crash", version, about, long_about = None)]
+#[command(name = "warren-crash", version, about, long_about = None, args_override_self = true)]
 struct Cli {
     /// Which crash to stage each round: publish, consume, or both (publish
     /// then consume).
