@@ -7,14 +7,16 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
+};
 
 /// How long one RPC (connect, declare, close, ...) may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(15);
@@ -105,6 +107,8 @@ pub struct Published {
     pub fate: Vec<Fate>,
     /// Messages handed to lapin (written, or queued to be written).
     pub sent: u64,
+    /// Messages confirmed (basic.ack) so far.
+    pub confirmed: u64,
     /// The first error seen (the connection breaking, a timeout).
     pub error: Option<String>,
     /// From the first publish to the last confirm.
@@ -120,19 +124,22 @@ impl Published {
 
 /// Publishes messages `0..n` (persistent, default exchange, to `queue`) on a
 /// channel put in confirm mode, with up to `window` confirms outstanding.
-/// `on_sent` is called with the running count after each message is handed
-/// to lapin. Stops at the first error and then records what the outstanding
-/// confirms say; never fails itself.
+/// `on_progress(sent, confirmed)` is called after each message is handed to
+/// lapin and after each confirm is seen (confirms that have arrived are
+/// collected after every batch, not only when the window is full). Stops at
+/// the first error and then records what the outstanding confirms say; never
+/// fails itself.
 pub async fn publish(
     ch: &Channel,
     queue: &str,
     n: u64,
     window: usize,
-    mut on_sent: impl FnMut(u64),
+    mut on_progress: impl FnMut(u64, u64),
 ) -> Published {
     let mut p = Published {
         fate: vec![Fate::NotSent; usize::try_from(n).unwrap_or(usize::MAX)],
         sent: 0,
+        confirmed: 0,
         error: None,
         elapsed: Duration::ZERO,
     };
@@ -156,7 +163,9 @@ pub async fn publish(
             let Some((s, c)) = outstanding.pop_front() else {
                 break;
             };
-            if let Err(e) = settle(&mut p, s, c, CONFIRM_TIMEOUT).await {
+            let settled = settle(&mut p, s, c, CONFIRM_TIMEOUT).await;
+            on_progress(p.sent, p.confirmed);
+            if let Err(e) = settled {
                 p.error = Some(e);
                 break 'publishing;
             }
@@ -179,7 +188,7 @@ pub async fn publish(
                     p.fate[s as usize] = Fate::Unconfirmed;
                     p.sent += 1;
                     outstanding.push_back((s, confirm));
-                    on_sent(p.sent);
+                    on_progress(p.sent, p.confirmed);
                 }
                 Err(e) => {
                     if p.error.is_none() {
@@ -193,6 +202,20 @@ pub async fn publish(
         if failed {
             break;
         }
+        // Collect the confirms that have already arrived.
+        while let Some((_, c)) = outstanding.front_mut() {
+            let Some(result) = c.now_or_never() else {
+                break;
+            };
+            if let Some((s, _)) = outstanding.pop_front() {
+                let settled = record(&mut p, s, result);
+                on_progress(p.sent, p.confirmed);
+                if let Err(e) = settled {
+                    p.error = Some(e);
+                    break 'publishing;
+                }
+            }
+        }
     }
     // Whatever is still outstanding: wait for it, less patiently once the
     // connection is known to be broken.
@@ -204,7 +227,9 @@ pub async fn publish(
         };
     while let Some((s, c)) = outstanding.pop_front() {
         let left = deadline.saturating_duration_since(Instant::now());
-        if let Err(e) = settle(&mut p, s, c, left).await
+        let settled = settle(&mut p, s, c, left).await;
+        on_progress(p.sent, p.confirmed);
+        if let Err(e) = settled
             && p.error.is_none()
         {
             p.error = Some(e);
@@ -223,19 +248,28 @@ async fn settle(
     timeout: Duration,
 ) -> Result<(), String> {
     match tokio::time::timeout(timeout, confirm).await {
-        Ok(Ok(c)) if c.is_ack() => {
-            p.fate[seq as usize] = Fate::Confirmed;
-            Ok(())
-        }
-        Ok(Ok(_)) => {
-            p.fate[seq as usize] = Fate::Nacked;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!("confirm of #{seq}: {e}")),
+        Ok(result) => record(p, seq, result),
         Err(_) => Err(format!(
             "confirm of #{seq}: none within {:.0} s",
             timeout.as_secs_f64()
         )),
+    }
+}
+
+/// Records one resolved confirm; an error leaves the message unconfirmed
+/// and is returned.
+fn record(p: &mut Published, seq: u64, result: lapin::Result<Confirmation>) -> Result<(), String> {
+    match result {
+        Ok(c) if c.is_ack() => {
+            p.fate[seq as usize] = Fate::Confirmed;
+            p.confirmed += 1;
+            Ok(())
+        }
+        Ok(_) => {
+            p.fate[seq as usize] = Fate::Nacked;
+            Ok(())
+        }
+        Err(e) => Err(format!("confirm of #{seq}: {e}")),
     }
 }
 

@@ -93,6 +93,18 @@ fn signal_group(pgid: u32, signal: &str) {
         .status();
 }
 
+/// Whether any process of group `pgid` still exists.
+fn group_alive(pgid: u32) -> bool {
+    Command::new("kill")
+        .arg("-0")
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A running broker.
 pub struct Broker {
     launch: Launch,
@@ -139,6 +151,14 @@ impl Broker {
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
+        // Whatever answers on the port now is not the broker about to start.
+        let free_by = Instant::now() + Duration::from_secs(10);
+        while port_open(self.port) {
+            if Instant::now() >= free_by {
+                bail!("127.0.0.1:{} is taken by another process", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -213,8 +233,13 @@ impl Broker {
         loop {
             if let Some(status) = self.try_wait()? {
                 self.child = None;
-                // The group may hold helpers (RabbitMQ's erl_child_setup...).
+                // The group may hold more (RabbitMQ's beam.smp under its
+                // start script): kill it, and wait until it is gone, so that
+                // the next start does not find the old broker on the port.
                 signal_group(pid, "KILL");
+                while group_alive(pid) && started.elapsed() < timeout + Duration::from_secs(10) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 return Ok(status);
             }
             if started.elapsed() >= timeout {

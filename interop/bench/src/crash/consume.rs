@@ -61,7 +61,7 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     let conn = amqp::connect(&broker.uri()).await?;
     let ch = within("channel.open", conn.create_channel()).await?;
     amqp::declare_durable(&ch, &r.queue).await?;
-    let p = amqp::publish(&ch, &r.queue, n, r.window, |_| {}).await;
+    let p = amqp::publish(&ch, &r.queue, n, r.window, |_, _| {}).await;
     amqp::close(conn).await;
     if p.count(Fate::Confirmed) != n {
         bail!(

@@ -14,6 +14,9 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     let mut rng = Rng::new(r.seed);
     let n = r.messages;
     let kill_at = rng.range((n / 10).max(1), (n * 9 / 10).max(1));
+    // Half the rounds count messages sent, half messages confirmed (a broker
+    // that confirms late is then still killed with confirms to keep).
+    let on_confirms = rng.range(0, 1) == 1;
     // Half the kills land at once, half up to 3 ms later.
     let delay = Duration::from_micros(match rng.range(0, 1) {
         0 => 0,
@@ -25,8 +28,8 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     let ch = within("channel.open", conn.create_channel()).await?;
     amqp::declare_durable(&ch, &r.queue).await?;
     let switch = broker.kill_switch();
-    let p = amqp::publish(&ch, &r.queue, n, r.window, |sent| {
-        if sent == kill_at {
+    let p = amqp::publish(&ch, &r.queue, n, r.window, |sent, confirmed| {
+        if (if on_confirms { confirmed } else { sent }) >= kill_at {
             switch.fire(delay);
         }
     })
@@ -43,9 +46,10 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     drop(ch);
     drop(conn);
     say(format!(
-        "kill -9 {} µs after message #{kill_at} was sent ({}): {} confirmed, {} unconfirmed, \
+        "kill -9 {} µs after {kill_at} messages were {} ({}): {} confirmed, {} unconfirmed, \
          {} nacked, {} never sent",
         delay.as_micros(),
+        if on_confirms { "confirmed" } else { "sent" },
         describe_status(status),
         p.count(Fate::Confirmed),
         p.count(Fate::Unconfirmed),
