@@ -5,7 +5,7 @@
 //! the broker's CPU time and memory (sampled from `/proc/PID` every 100 ms).
 //!
 //! Layout:
-//! - `scenarios`: the seven scenarios, their topology, setup and cleanup;
+//! - `scenarios`: the eight scenarios, their topology, setup and cleanup;
 //! - `flow`: producers, consumers and the supervisor that ends every run;
 //! - `topic`: the topic-1000 bindings and keys, and a topic matcher;
 //! - `probe`: the `/proc` sampler;
@@ -43,13 +43,13 @@ struct Cli {
     uri: String,
     /// Scenario to run, a comma-separated list, or `all`. Scenarios:
     /// 1p1c-transient, 1p1c-persistent-confirm, 4p4c-1k, fanout-10,
-    /// topic-1000, latency, backlog.
+    /// topic-1000, latency, backlog, backlog-persistent.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Seconds the producers publish in every scenario but backlog.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Messages the backlog scenario publishes before draining them.
+    /// Messages the backlog scenarios publish before draining them.
     #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
     /// Pid of the broker process, to report its CPU time and RSS.
@@ -64,6 +64,9 @@ struct Cli {
     /// basic.qos prefetch of manual-ack consumers.
     #[arg(long, default_value_t = 100)]
     prefetch: u16,
+    /// basic.qos prefetch of the consumer draining backlog-persistent.
+    #[arg(long, default_value_t = 1000)]
+    drain_prefetch: u16,
     /// Messages per second in the latency scenario.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
@@ -137,6 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         broker_pid: cli.broker_pid,
         confirm_window: cli.confirm_window,
         prefetch: cli.prefetch.max(1),
+        drain_prefetch: cli.drain_prefetch.max(1),
         rate: f64::from(cli.rate),
         limits: Limits {
             stall: Duration::from_secs(cli.stall_timeout.max(1)),
@@ -188,7 +192,7 @@ mod tests {
 
     #[test]
     fn scenario_lists() {
-        assert_eq!(scenarios("all").map(|v| v.len()).ok(), Some(7));
+        assert_eq!(scenarios("all").map(|v| v.len()).ok(), Some(8));
         assert_eq!(
             scenarios("latency, backlog").ok(),
             Some(vec!["latency", "backlog"])

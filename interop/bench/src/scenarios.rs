@@ -1,4 +1,4 @@
-//! The seven scenarios: each declares its own uniquely named queues and
+//! The eight scenarios: each declares its own uniquely named queues and
 //! exchanges, runs one or two [`Flow`]s while the broker and this process are
 //! sampled, and deletes what it declared.
 
@@ -18,7 +18,7 @@ use crate::report::{Outcome, Percentiles, Status};
 use crate::topic;
 
 /// Every scenario, in the order `all` runs them.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "1p1c-transient",
     "1p1c-persistent-confirm",
     "4p4c-1k",
@@ -26,6 +26,7 @@ pub const NAMES: [&str; 7] = [
     "topic-1000",
     "latency",
     "backlog",
+    "backlog-persistent",
 ];
 
 /// What every scenario needs to know.
@@ -34,7 +35,7 @@ pub struct Settings {
     pub uri: String,
     /// How long throughput producers publish.
     pub duration: Duration,
-    /// Messages the backlog scenario publishes.
+    /// Messages the backlog scenarios publish.
     pub messages: u64,
     /// Broker process to sample.
     pub broker_pid: Option<u32>,
@@ -42,6 +43,8 @@ pub struct Settings {
     pub confirm_window: usize,
     /// basic.qos prefetch of manual-ack consumers.
     pub prefetch: u16,
+    /// basic.qos prefetch of the consumer draining backlog-persistent.
+    pub drain_prefetch: u16,
     /// Messages per second in the latency scenario.
     pub rate: f64,
     /// When a flow is given up.
@@ -55,7 +58,8 @@ pub struct Settings {
 pub async fn run(s: &Settings, name: &str) -> Outcome {
     let mut topo = Topology::new(name);
     let result = match name {
-        "backlog" => backlog(s, &mut topo).await,
+        "backlog" => backlog(s, &mut topo, false).await,
+        "backlog-persistent" => backlog(s, &mut topo, true).await,
         _ => throughput(s, name, &mut topo).await,
     };
     let mut outcome = result.unwrap_or_else(|e| failed(name, format!("{e:#}")));
@@ -392,12 +396,25 @@ fn outcome(
     }
 }
 
-/// Scenario 7: publish N messages with confirms and nobody consuming, check
-/// the queue depth, then drain it with one manual-ack consumer.
-async fn backlog(s: &Settings, topo: &mut Topology) -> anyhow::Result<Outcome> {
+/// Scenarios 7 and 8: publish N messages with confirms and nobody consuming,
+/// check the queue depth, then drain it with one manual-ack consumer.
+/// `persistent` (backlog-persistent): a durable queue, delivery-mode 2, and
+/// the drain's prefetch from `--drain-prefetch`; otherwise a transient queue
+/// and messages, and `--prefetch`.
+async fn backlog(s: &Settings, topo: &mut Topology, persistent: bool) -> anyhow::Result<Outcome> {
+    let name = if persistent {
+        "backlog-persistent"
+    } else {
+        "backlog"
+    };
+    let prefetch = if persistent {
+        s.drain_prefetch
+    } else {
+        s.prefetch
+    };
     let admin = flow::connect(&s.uri).await?;
     let ch = within("channel.open", admin.create_channel()).await?;
-    let q = match topo.queue(&ch, false).await {
+    let q = match topo.queue(&ch, persistent).await {
         Ok(q) => q,
         Err(e) => {
             flow::close_all(vec![admin]).await;
@@ -408,6 +425,7 @@ async fn backlog(s: &Settings, topo: &mut Topology) -> anyhow::Result<Outcome> {
     let probes = Probes::start(s)?;
 
     let mut publish = base_flow(s, "", vec![q.clone()], vec![1]);
+    publish.persistent = persistent;
     publish.stop = Stop::Count(s.messages);
     publish.confirm_window = Some(s.confirm_window);
     publish.latency = false;
@@ -448,7 +466,7 @@ async fn backlog(s: &Settings, topo: &mut Topology) -> anyhow::Result<Outcome> {
     let mut notes_tail = flow_notes(&p);
     if !matches!(p.verdict, Verdict::Ok) {
         let (broker, client, wall) = probes.finish();
-        let mut o = outcome("backlog", p, broker, client, wall, notes);
+        let mut o = outcome(name, p, broker, client, wall, notes);
         o.notes.insert(0, "failed while publishing".to_string());
         o.notes.append(&mut notes_tail);
         return Ok(o);
@@ -457,22 +475,25 @@ async fn backlog(s: &Settings, topo: &mut Topology) -> anyhow::Result<Outcome> {
     let mut drain = base_flow(s, "", Vec::new(), Vec::new());
     drain.producers = 0;
     drain.consumers = vec![q];
-    drain.ack = Ack::Manual {
-        prefetch: s.prefetch,
-    };
+    drain.ack = Ack::Manual { prefetch };
     drain.latency = false;
     drain.preset_expected = depth.map_or(published, |d| u64::from(d.message_count()));
     let d = flow::run(&s.uri, &drain, s.limits, s.epoch).await;
     let (broker, client, wall) = probes.finish();
     notes.push(format!(
-        "publish: {published} x 16 B transient, confirms in a window of {}, no consumer; \
-         drain: one consumer, manual ack, prefetch {}",
-        s.confirm_window, s.prefetch
+        "publish: {published} x 16 B {}, confirms in a window of {}, no consumer; \
+         drain: one consumer, manual ack, prefetch {prefetch}",
+        if persistent {
+            "persistent (delivery-mode 2) to a durable queue"
+        } else {
+            "transient"
+        },
+        s.confirm_window
     ));
     notes.append(&mut notes_tail);
     notes.extend(flow_notes(&d));
     Ok(Outcome {
-        scenario: "backlog".to_string(),
+        scenario: name.to_string(),
         status: status(d.verdict),
         published,
         pub_secs,

@@ -1,0 +1,186 @@
+//! Publish mode: persistent messages pipelined with confirms into a durable
+//! queue, the broker SIGKILLed at a seeded point mid-stream, restarted on the
+//! same data directory, the queue read back. Every confirmed message must be
+//! there exactly once and in publish order; unconfirmed ones may or may not be.
+
+use std::time::Duration;
+
+use crate::amqp::{self, Fate, Published, Recovered, Rng, sample, within};
+use crate::broker::describe_status;
+use crate::round::{Round, Verdict, say};
+
+/// Runs one publish-mode round.
+pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
+    let mut rng = Rng::new(r.seed);
+    let n = r.messages;
+    let kill_at = rng.range((n / 10).max(1), (n * 9 / 10).max(1));
+    // Half the rounds count messages sent, half messages confirmed (a broker
+    // that confirms late is then still killed with confirms to keep).
+    let on_confirms = rng.range(0, 1) == 1;
+    // Half the kills land at once, half up to 3 ms later.
+    let delay = Duration::from_micros(match rng.range(0, 1) {
+        0 => 0,
+        _ => rng.range(1, 3000),
+    });
+    let mut v = Verdict::default();
+    let mut broker = r.start_broker().await?;
+    let conn = amqp::connect(&broker.uri()).await?;
+    let ch = within("channel.open", conn.create_channel()).await?;
+    amqp::declare_durable(&ch, &r.queue).await?;
+    let switch = broker.kill_switch();
+    let p = amqp::publish(&ch, &r.queue, n, r.window, |sent, confirmed| {
+        if (if on_confirms { confirmed } else { sent }) >= kill_at {
+            switch.fire(delay);
+        }
+    })
+    .await;
+    if !switch.fired() {
+        v.fail(format!(
+            "publishing ended after {} of {n} messages, before the planned kill: {}",
+            p.sent,
+            p.error.as_deref().unwrap_or("no error")
+        ));
+    }
+    switch.fire(Duration::ZERO);
+    let status = broker.wait_exit(Duration::from_secs(10)).await?;
+    drop(ch);
+    drop(conn);
+    say(format!(
+        "kill -9 {} µs after {kill_at} messages were {} ({}): {} confirmed, {} unconfirmed, \
+         {} nacked, {} never sent",
+        delay.as_micros(),
+        if on_confirms { "confirmed" } else { "sent" },
+        describe_status(status),
+        p.count(Fate::Confirmed),
+        p.count(Fate::Unconfirmed),
+        p.count(Fate::Nacked),
+        p.count(Fate::NotSent)
+    ));
+    if let Some(e) = &p.error {
+        say(format!("the publisher saw: {e}"));
+    }
+    if p.count(Fate::Confirmed) == n {
+        say(
+            "note: every message was confirmed before the kill landed (the broker outran it); \
+             the round still checks that they all survived",
+        );
+    }
+    broker.restart().await?;
+    say(format!(
+        "restarted: pid {} on the same port and data directory",
+        broker.pid().unwrap_or(0)
+    ));
+    let rec = amqp::recover(&broker.uri(), &r.queue).await;
+    broker.stop().await;
+    check(&p, &rec, &mut v);
+    Ok(v)
+}
+
+/// The checks on what came back.
+fn check(p: &Published, rec: &Recovered, v: &mut Verdict) {
+    let n = p.fate.len();
+    let mut count = vec![0u32; n];
+    let mut foreign = 0u64;
+    // Order: the confirmed messages, at their first appearance, must come
+    // back in increasing sequence order.
+    let mut last_confirmed: Option<u64> = None;
+    let mut inversions = Vec::new();
+    for d in &rec.deliveries {
+        let Some(seq) = d.seq.filter(|s| (*s as usize) < n) else {
+            foreign += 1;
+            continue;
+        };
+        count[seq as usize] += 1;
+        if count[seq as usize] == 1 && p.fate[seq as usize] == Fate::Confirmed {
+            if let Some(last) = last_confirmed
+                && seq < last
+            {
+                inversions.push(format!("#{seq} after #{last}"));
+            }
+            last_confirmed = Some(last_confirmed.map_or(seq, |l| l.max(seq)));
+        }
+    }
+    let of = |fate: Fate| (0..n).filter(move |s| p.fate[*s] == fate);
+    let lost: Vec<u64> = of(Fate::Confirmed)
+        .filter(|s| count[*s] == 0)
+        .map(|s| s as u64)
+        .collect();
+    let dup_confirmed: Vec<u64> = of(Fate::Confirmed)
+        .filter(|s| count[*s] > 1)
+        .map(|s| s as u64)
+        .collect();
+    let unconfirmed_back = of(Fate::Unconfirmed).filter(|s| count[*s] > 0).count();
+    let dup_unconfirmed = of(Fate::Unconfirmed).filter(|s| count[*s] > 1).count();
+    let nacked_back = of(Fate::Nacked).filter(|s| count[*s] > 0).count();
+    let unsent_back: Vec<u64> = of(Fate::NotSent)
+        .filter(|s| count[*s] > 0)
+        .map(|s| s as u64)
+        .collect();
+    let redelivered = rec.deliveries.iter().filter(|d| d.redelivered).count();
+
+    match rec.depth {
+        Some(depth) => say(format!(
+            "after the restart: queue depth {depth}, read back {} ({redelivered} flagged \
+             redelivered)",
+            rec.deliveries.len()
+        )),
+        None => say("after the restart: no queue depth"),
+    }
+    say(format!(
+        "confirmed: {} back, {} lost; unconfirmed: {unconfirmed_back} of {} back; nacked: \
+         {nacked_back} of {} back; duplicates of unconfirmed messages: {dup_unconfirmed}",
+        p.count(Fate::Confirmed) - lost.len() as u64,
+        lost.len(),
+        p.count(Fate::Unconfirmed),
+        p.count(Fate::Nacked)
+    ));
+    if let Some(e) = &rec.error {
+        v.fail(format!("reading the queue back after the restart: {e}"));
+    }
+    if !lost.is_empty() {
+        v.fail(format!(
+            "{} of {} confirmed messages lost: {}",
+            lost.len(),
+            p.count(Fate::Confirmed),
+            sample(&lost)
+        ));
+    }
+    if !dup_confirmed.is_empty() {
+        v.fail(format!(
+            "confirmed messages delivered more than once: {}",
+            sample(&dup_confirmed)
+        ));
+    }
+    if !inversions.is_empty() {
+        v.fail(format!(
+            "confirmed messages out of publish order ({} times): {}",
+            inversions.len(),
+            inversions
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !unsent_back.is_empty() {
+        v.fail(format!(
+            "messages that were never sent came back: {}",
+            sample(&unsent_back)
+        ));
+    }
+    if foreign > 0 {
+        v.fail(format!(
+            "{foreign} deliveries with bodies that are not ours"
+        ));
+    }
+    if let Some(depth) = rec.depth
+        && rec.error.is_none()
+        && depth as usize > rec.deliveries.len()
+    {
+        v.fail(format!(
+            "the queue reported {depth} messages but delivered only {}",
+            rec.deliveries.len()
+        ));
+    }
+}
