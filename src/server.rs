@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Users;
+use crate::auth::Registry;
 use crate::config::Config;
 use crate::connection;
 use crate::vhost::VHost;
@@ -29,8 +29,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Broker {
     /// The validated configuration.
     pub config: Config,
-    /// Users and their credentials.
-    pub users: Users,
+    /// Users, vhost records and permissions.
+    pub auth: Arc<Registry>,
     /// Name reported as `cluster_name` in connection.start.
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
@@ -42,7 +42,7 @@ impl Broker {
     pub fn new(config: Config) -> Arc<Self> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Arc::new(Broker {
-            users: Users::from_config(&config),
+            auth: Registry::from_config(&config),
             cluster_name: format!("warren@{host}"),
             vhosts: DashMap::from_iter([(
                 config.default_vhost.clone(),

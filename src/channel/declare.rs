@@ -6,6 +6,7 @@ use warren_codec::protocol::{AMQPClass, basic, exchange, queue};
 use warren_codec::types::ShortString;
 
 use super::{Channel, reply_to};
+use crate::auth::{Kind, Permission};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::queue::Consumer;
@@ -20,6 +21,12 @@ impl Channel {
         let conn = self.conn.id;
         let (reply, nowait) = match method {
             exchange::AMQPMethod::Declare(m) => {
+                if !m.passive {
+                    let (name, kind) = (m.exchange.as_str(), m.kind.as_str());
+                    self.conn
+                        .access
+                        .exchange_declare(&vhost, name, kind, &m.arguments)?;
+                }
                 vhost.declare_exchange(
                     m.exchange.as_str(),
                     m.kind.as_str(),
@@ -35,6 +42,7 @@ impl Channel {
                 )
             }
             exchange::AMQPMethod::Delete(m) => {
+                self.conn.access.exchange_delete(m.exchange.as_str())?;
                 vhost.delete_exchange(m.exchange.as_str(), m.if_unused)?;
                 (
                     exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
@@ -42,6 +50,8 @@ impl Channel {
                 )
             }
             exchange::AMQPMethod::Bind(m) => {
+                let (source, dest) = (m.source.as_str(), m.destination.as_str());
+                self.conn.access.binding(Kind::Exchange, dest, source)?;
                 let destination = Destination::Exchange(m.destination.to_string());
                 vhost.bind(
                     m.source.as_str(),
@@ -53,6 +63,8 @@ impl Channel {
                 (exchange::AMQPMethod::BindOk(exchange::BindOk {}), m.nowait)
             }
             exchange::AMQPMethod::Unbind(m) => {
+                let (source, dest) = (m.source.as_str(), m.destination.as_str());
+                self.conn.access.binding(Kind::Exchange, dest, source)?;
                 let destination = Destination::Exchange(m.destination.to_string());
                 vhost.unbind(
                     m.source.as_str(),
@@ -106,6 +118,11 @@ impl Channel {
                     "" if !m.passive => generated_name("amq.gen-"),
                     name => name.to_owned(),
                 };
+                if !m.passive {
+                    self.conn
+                        .access
+                        .queue_declare(&vhost, &name, &m.arguments)?;
+                }
                 let req = QueueDeclare {
                     name,
                     passive: m.passive,
@@ -127,6 +144,9 @@ impl Channel {
             queue::AMQPMethod::Bind(m) => {
                 let name = self.queue_name(&m.queue)?;
                 let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
+                self.conn
+                    .access
+                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
                 vhost.bind(
                     m.exchange.as_str(),
                     Destination::Queue(name),
@@ -139,6 +159,9 @@ impl Channel {
             queue::AMQPMethod::Unbind(m) => {
                 let name = self.queue_name(&m.queue)?;
                 let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
+                self.conn
+                    .access
+                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
                 vhost.unbind(
                     m.exchange.as_str(),
                     Destination::Queue(name),
@@ -150,6 +173,9 @@ impl Channel {
             }
             queue::AMQPMethod::Purge(m) => {
                 let name = self.queue_name(&m.queue)?;
+                self.conn
+                    .access
+                    .check(Permission::Read, Kind::Queue, &name)?;
                 let message_count = vhost.queue_for(&name, conn)?.purge();
                 (
                     queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }),
@@ -158,6 +184,9 @@ impl Channel {
             }
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
+                self.conn
+                    .access
+                    .check(Permission::Configure, Kind::Queue, &name)?;
                 let deleted = vhost.delete_queue(&name, m.if_unused, m.if_empty, conn)?;
                 let ok = queue::DeleteOk {
                     message_count: deleted.message_count,

@@ -115,7 +115,7 @@ async fn negotiate(
         Some(AMQPValue::FieldTable(t)) => t.clone(),
         _ => FieldTable::default(),
     };
-    let user = match broker.users.login(
+    let user = match broker.auth.login(
         start_ok.mechanism.as_str(),
         start_ok.response.as_bytes(),
         peer.ip(),
@@ -171,6 +171,15 @@ async fn negotiate(
                 .on_method(10, 40),
         ));
     };
+    if !broker.auth.has_vhost_access(&user, &vhost.name) {
+        return Err(HandshakeError::Close(
+            AmqpError::not_allowed(format!(
+                "access to vhost '{}' refused for user '{user}'",
+                vhost.name
+            ))
+            .on_method(10, 40),
+        ));
+    }
     send(
         &mut encoder,
         write,

@@ -66,6 +66,7 @@ pub async fn serve(
                 vhost: tuned.vhost.clone(),
                 user: tuned.user.clone(),
                 max_message_size: broker.config.max_message_size,
+                access: broker.auth.access(&tuned.user, &tuned.vhost.name),
             };
             let conn = Connection {
                 broker,

@@ -8,6 +8,7 @@ pub mod lapin;
 pub mod raw;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -22,6 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestBroker {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The broker's shared state (users, vhosts), for tests that set it up directly.
+    pub broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -75,11 +78,12 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let broker = Broker::new(config);
-    let task = tokio::spawn(warren::run(listener, broker, async move {
+    let task = tokio::spawn(warren::run(listener, broker.clone(), async move {
         let _ = stopped.await;
     }));
     TestBroker {
         addr,
+        broker,
         stop: Some(stop),
         task: Some(task),
     }
