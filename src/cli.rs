@@ -20,6 +20,12 @@ pub struct Args {
     /// Directory for durable state [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Management HTTP API port [default: 15672]
+    #[arg(long, env = "WARREN_MANAGEMENT_PORT")]
+    pub management_port: Option<u16>,
+    /// Address the management HTTP API listens on [default: 127.0.0.1]
+    #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
+    pub management_bind: Option<IpAddr>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -37,6 +43,12 @@ impl Args {
         }
         if let Some(port) = self.port {
             config.port = port;
+        }
+        if let Some(port) = self.management_port {
+            config.management_port = port;
+        }
+        if let Some(bind) = self.management_bind {
+            config.management_bind = bind;
         }
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;

@@ -29,6 +29,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod message;
+pub mod mgmt;
 pub mod queue;
 pub mod server;
 pub mod vhost;

@@ -19,7 +19,30 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
     tracing::info!(address = %listener.local_addr()?, "Warren is accepting AMQP 0-9-1 connections");
     let broker = Broker::new(config);
-    server::run(listener, broker, shutdown_signal()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let management = if broker.config.management {
+        let addr = (broker.config.management_bind, broker.config.management_port);
+        let http = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (management)", addr.0, addr.1))?;
+        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
+        let stopped = stop.clone().cancelled_owned();
+        Some(tokio::spawn(warren::mgmt::serve(
+            http,
+            broker.clone(),
+            stopped,
+        )))
+    } else {
+        None
+    };
+    server::run(listener, broker, async {
+        shutdown_signal().await;
+        stop.cancel();
+    })
+    .await;
+    if let Some(task) = management {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,9 +16,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Registry;
+use crate::auth::{Registry, VHostDef};
 use crate::config::Config;
 use crate::connection;
+use crate::connection::registry::LiveConnection;
 use crate::vhost::VHost;
 
 /// How long shutdown waits for connections to finish closing.
@@ -34,6 +35,8 @@ pub struct Broker {
     /// Name reported as `cluster_name` in connection.start.
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
+    /// Live connections by id (see [`crate::connection::registry`]).
+    pub connections: DashMap<u64, Arc<LiveConnection>>,
     next_connection_id: AtomicU64,
 }
 
@@ -48,6 +51,7 @@ impl Broker {
                 config.default_vhost.clone(),
                 VHost::new(&config.default_vhost),
             )]),
+            connections: DashMap::new(),
             next_connection_id: AtomicU64::new(1),
             config,
         })
@@ -56,6 +60,39 @@ impl Broker {
     /// A vhost by name.
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    /// Every live vhost, by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<_> = self.vhosts.iter().map(|v| v.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Creates a vhost (record and live state) unless it exists, else updates
+    /// its record; returns whether it is new.
+    pub fn add_vhost(&self, def: VHostDef) -> bool {
+        self.vhosts
+            .entry(def.name.clone())
+            .or_insert_with(|| VHost::new(&def.name));
+        self.auth.put_vhost(def)
+    }
+
+    /// Deletes a vhost: its connections are closed (320), its queues deleted
+    /// (consumers told), its record and permissions removed.
+    pub async fn delete_vhost(&self, name: &str) -> bool {
+        let Some((_, vhost)) = self.vhosts.remove(name) else {
+            return false;
+        };
+        for conn in self.connections.iter().filter(|c| c.vhost == name) {
+            conn.force_close(&format!("vhost '{name}' is deleted"));
+        }
+        for queue in vhost.queues() {
+            let deleted = vhost.remove_queue(&queue);
+            crate::channel::notify_cancelled(&deleted.consumers).await;
+        }
+        self.auth.delete_vhost(name);
+        true
     }
 
     /// A fresh connection id (owner key of exclusive queues).

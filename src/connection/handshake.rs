@@ -48,6 +48,8 @@ pub struct Tuned {
     pub heartbeat: Option<Duration>,
     /// The client's `capabilities` table from client-properties.
     pub capabilities: FieldTable,
+    /// The client's client-properties (shown by the management API).
+    pub client_properties: FieldTable,
 }
 
 /// How a handshake failed.
@@ -193,6 +195,7 @@ async fn negotiate(
         frame_max: tune_ok.frame_max,
         heartbeat: (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat.into())),
         capabilities,
+        client_properties: start_ok.client_properties,
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod handshake;
 pub mod reader;
+pub mod registry;
 pub mod wire_text;
 pub mod writer;
 
@@ -45,6 +46,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let (read, mut write) = stream.into_split();
     let handshake = tokio::select! {
         result = tokio::time::timeout(
@@ -68,8 +70,23 @@ pub async fn serve(
                 max_message_size: broker.config.max_message_size,
                 access: broker.auth.access(&tuned.user, &tuned.vhost.name),
             };
+            let close = shutdown.child_token();
+            let tune = (tuned.channel_max, tuned.frame_max, tuned.heartbeat);
+            let live = registry::LiveConnection::new(
+                info.id,
+                peer,
+                local,
+                &tuned.user,
+                &tuned.vhost.name,
+                tuned.client_properties.clone(),
+                tune,
+                close.clone(),
+            );
+            broker.connections.insert(info.id, live.clone());
+            let id = info.id;
             let conn = Connection {
-                broker,
+                live,
+                broker: broker.clone(),
                 peer,
                 tuned,
                 info,
@@ -77,7 +94,8 @@ pub async fn serve(
                 channels: HashMap::new(),
                 confirming: Vec::new(),
             };
-            conn.run(reader, shutdown).await;
+            conn.run(reader, close).await;
+            broker.connections.remove(&id);
             let _ = writer.await;
         }
         (Err(HandshakeError::Silent(reason)), _) => {
@@ -168,6 +186,7 @@ enum Flow {
 
 /// A connection past its handshake.
 struct Connection {
+    live: Arc<registry::LiveConnection>,
     broker: Arc<Broker>,
     peer: SocketAddr,
     tuned: Tuned,
@@ -215,7 +234,7 @@ impl Connection {
                     tracing::warn!(peer = %self.peer, timeout = ?timeout / 2, "missed heartbeats from client, closing");
                     break Ending::Gone;
                 }
-                () = shutdown.cancelled() => break Ending::Error(handshake::shutdown_error()),
+                () = shutdown.cancelled() => break Ending::Error(self.live.closing_error()),
             }
         };
         self.flush_confirms().await;
@@ -387,6 +406,7 @@ impl Connection {
             Some(warren_codec::types::AMQPValue::Boolean(true))
         );
         let shared = ChannelShared::new(id, self.out.clone(), cancel_notify);
+        self.live.add_channel(&shared);
         self.channels
             .insert(id, Channel::new(id, shared, self.info.clone()));
         self.send(

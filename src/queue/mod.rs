@@ -21,6 +21,7 @@
 pub mod args;
 mod consumers;
 pub mod dead_letter;
+mod inspect;
 mod limits;
 mod ready;
 mod ttl;
@@ -45,6 +46,7 @@ pub use args::QueueArgs;
 use consumers::Consumers;
 pub use consumers::{Consumer, priority_arg};
 use dead_letter::{Dead, Reason};
+pub use inspect::QueueStats;
 use ready::{Entry, Ready};
 
 /// A message's position in its queue: increasing with arrival, kept on requeue.

@@ -6,6 +6,7 @@
 
 pub mod equivalence;
 pub mod exchanges;
+mod inspect;
 
 use std::sync::Arc;
 
