@@ -21,6 +21,8 @@ mod listing;
 mod metrics;
 mod topology;
 
+pub use definitions::{Definitions, export_all, import_all};
+
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -169,6 +171,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
             get(definitions::export_vhost).post(definitions::import_vhost),
         )
         .route("/metrics", get(metrics::metrics))
+        .route("/metrics/per-object", get(metrics::metrics_per_object))
         .fallback(|| async { ApiError::not_found() })
         .with_state(broker)
 }
