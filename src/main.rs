@@ -22,16 +22,24 @@ async fn main() -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let management = if broker.config.management {
         let addr = (broker.config.management_bind, broker.config.management_port);
-        let http = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {}:{} (management)", addr.0, addr.1))?;
-        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
-        let stopped = stop.clone().cancelled_owned();
-        Some(tokio::spawn(warren::mgmt::serve(
-            http,
-            broker.clone(),
-            stopped,
-        )))
+        // A busy management port does not stop the broker: AMQP clients come
+        // first, and several brokers on one machine (tests, interop) would
+        // otherwise collide on the fixed default port.
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(http) => {
+                tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
+                let stopped = stop.clone().cancelled_owned();
+                Some(tokio::spawn(warren::mgmt::serve(
+                    http,
+                    broker.clone(),
+                    stopped,
+                )))
+            }
+            Err(error) => {
+                tracing::error!(%error, port = addr.1, "management API not started: cannot listen");
+                None
+            }
+        }
     } else {
         None
     };

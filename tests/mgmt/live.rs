@@ -25,14 +25,16 @@ async fn connections_channels_and_consumers_are_listed_and_closable() {
     let mut client = Client::connect(&broker).await;
     let ch = client.channel().await;
     declare_queue(&ch, "watched").await;
-    ch.basic_consume(
-        "watched".into(),
-        "tag-1".into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("consume");
+    // Kept alive: lapin cancels a consumer it drops.
+    let _consumer = ch
+        .basic_consume(
+            "watched".into(),
+            "tag-1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
 
     let connections = api.get("/api/connections").await.json();
     let conn = &connections[0];
