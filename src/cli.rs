@@ -26,6 +26,12 @@ pub struct Args {
     /// Free disk space below which publishers are blocked [default: 50MB]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
     pub disk_free_limit: Option<String>,
+    /// Management HTTP API port [default: 15672]
+    #[arg(long, env = "WARREN_MANAGEMENT_PORT")]
+    pub management_port: Option<u16>,
+    /// Address the management HTTP API listens on [default: 127.0.0.1]
+    #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
+    pub management_bind: Option<IpAddr>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -43,6 +49,12 @@ impl Args {
         }
         if let Some(port) = self.port {
             config.port = port;
+        }
+        if let Some(port) = self.management_port {
+            config.management_port = port;
+        }
+        if let Some(bind) = self.management_bind {
+            config.management_bind = bind;
         }
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;

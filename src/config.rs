@@ -70,6 +70,12 @@ pub struct Config {
     pub default_pass: String,
     /// The vhost created on a fresh broker.
     pub default_vhost: String,
+    /// Whether the management HTTP API (and `/metrics`) is served.
+    pub management: bool,
+    /// Address the management API binds to.
+    pub management_bind: IpAddr,
+    /// Management API port (0 picks a free one).
+    pub management_port: u16,
 }
 
 impl Default for Config {
@@ -91,6 +97,9 @@ impl Default for Config {
             default_user: "guest".into(),
             default_pass: "guest".into(),
             default_vhost: "/".into(),
+            management: true,
+            management_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            management_port: 15672,
         }
     }
 }

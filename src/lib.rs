@@ -16,7 +16,9 @@
 //!   `x-expires` timers, length limits, dead-lettering with `x-death`, and typed
 //!   `x-` arguments.
 //! - [`message`]: a published message, shared by the queues it reaches.
-//! - [`auth`]: users and SASL (PLAIN, AMQPLAIN).
+//! - [`auth`]: users (RabbitMQ-compatible password hashes, tags), vhost records,
+//!   permissions checked on AMQP operations, SASL (PLAIN, AMQPLAIN).
+//! - [`mgmt`]: the management HTTP API (RabbitMQ-compatible subset) and `/metrics`.
 //! - [`error`]: AMQP exceptions (reply code + RabbitMQ's reply text).
 //!
 //! The wire format lives in the `warren-codec` crate and the routing core in
@@ -31,6 +33,7 @@ pub mod connection;
 pub mod durable;
 pub mod error;
 pub mod message;
+pub mod mgmt;
 pub mod queue;
 pub mod server;
 pub mod vhost;

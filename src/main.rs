@@ -21,7 +21,38 @@ async fn main() -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let broker = Broker::open(config)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-    server::run(listener, broker, shutdown_signal()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let management = if broker.config.management {
+        let addr = (broker.config.management_bind, broker.config.management_port);
+        // A busy management port does not stop the broker: AMQP clients come
+        // first, and several brokers on one machine (tests, interop) would
+        // otherwise collide on the fixed default port.
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(http) => {
+                tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
+                let stopped = stop.clone().cancelled_owned();
+                Some(tokio::spawn(warren::mgmt::serve(
+                    http,
+                    broker.clone(),
+                    stopped,
+                )))
+            }
+            Err(error) => {
+                tracing::error!(%error, port = addr.1, "management API not started: cannot listen");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    server::run(listener, broker, async {
+        shutdown_signal().await;
+        stop.cancel();
+    })
+    .await;
+    if let Some(task) = management {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alarms::Alarms;
-use crate::auth::Users;
+use crate::auth::{Registry, VHostDef};
 use crate::config::Config;
 use crate::connection;
+use crate::connection::registry::LiveConnection;
 use crate::durable::{Storage, recover};
 use crate::vhost::VHost;
 use warren_storage::StorageError;
@@ -32,11 +33,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Broker {
     /// The validated configuration.
     pub config: Config,
-    /// Users and their credentials.
-    pub users: Users,
+    /// Users, vhost records and permissions.
+    pub auth: Arc<Registry>,
     /// Name reported as `cluster_name` in connection.start.
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
+    /// Live connections by id (see [`crate::connection::registry`]).
+    pub connections: DashMap<u64, Arc<LiveConnection>>,
     next_connection_id: AtomicU64,
     /// The store of durable state.
     pub storage: Arc<Storage>,
@@ -57,6 +60,25 @@ impl Broker {
             VHost::new(&config.default_vhost, storage.clone()),
         );
         recover::recover(&storage, &vhosts)?;
+        let auth = Registry::from_config(&config);
+        match storage.load_auth()? {
+            Some(stored) => {
+                if let Err(error) = auth.restore(&stored) {
+                    tracing::error!(%error, "stored users and permissions are invalid; using the configured defaults");
+                }
+                // A stored vhost record without live state (an older store): create it.
+                for vhost in auth.vhosts() {
+                    vhosts
+                        .entry(vhost.name.clone())
+                        .or_insert_with(|| VHost::new(&vhost.name, storage.clone()));
+                }
+            }
+            None => storage.save_auth(&auth.export()),
+        }
+        {
+            let storage = storage.clone();
+            auth.on_change(Box::new(move |defs| storage.save_auth(defs)));
+        }
         // validate() checked both limits.
         let alarms = Alarms::new(
             config.memory_limit_bytes().unwrap_or(u64::MAX),
@@ -65,7 +87,8 @@ impl Broker {
         );
         Ok(Arc::new(Broker {
             alarms,
-            users: Users::from_config(&config),
+            auth,
+            connections: DashMap::new(),
             cluster_name: format!("warren@{host}"),
             vhosts,
             next_connection_id: AtomicU64::new(1),
@@ -93,6 +116,41 @@ impl Broker {
     /// A vhost by name.
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    /// Every live vhost, by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<_> = self.vhosts.iter().map(|v| v.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Creates a vhost (record and live state) unless it exists, else updates
+    /// its record; returns whether it is new.
+    pub fn add_vhost(&self, def: VHostDef) -> bool {
+        self.vhosts
+            .entry(def.name.clone())
+            .or_insert_with(|| VHost::new(&def.name, self.storage.clone()));
+        self.storage.save_vhost(&def.name);
+        self.auth.put_vhost(def)
+    }
+
+    /// Deletes a vhost: its connections are closed (320), its queues deleted
+    /// (consumers told), its record and permissions removed.
+    pub async fn delete_vhost(&self, name: &str) -> bool {
+        let Some((_, vhost)) = self.vhosts.remove(name) else {
+            return false;
+        };
+        for conn in self.connections.iter().filter(|c| c.vhost == name) {
+            conn.force_close(&format!("vhost '{name}' is deleted"));
+        }
+        for queue in vhost.queues() {
+            let deleted = vhost.remove_queue(&queue);
+            crate::channel::notify_cancelled(&deleted.consumers).await;
+        }
+        self.storage.forget_vhost(name);
+        self.auth.delete_vhost(name);
+        true
     }
 
     /// A fresh connection id (owner key of exclusive queues).

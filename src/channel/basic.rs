@@ -11,6 +11,7 @@ use warren_codec::{ContentHeader, ReplyCode};
 use super::declare::generated_name;
 use super::shared::Unacked;
 use super::{Channel, Mode, Publication};
+use crate::auth::{Kind, Permission};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::message::Message;
@@ -86,6 +87,9 @@ impl Channel {
             }
             basic::AMQPMethod::Get(m) => {
                 let name = self.queue_name(&m.queue)?;
+                self.conn
+                    .access
+                    .check(Permission::Read, Kind::Queue, &name)?;
                 let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
                 let Ok(permit) = self.shared.out.reserve().await else {
                     return Ok(());
@@ -119,6 +123,9 @@ impl Channel {
 
     async fn consume(&mut self, m: basic::Consume) -> Result<(), AmqpError> {
         let name = self.queue_name(&m.queue)?;
+        self.conn
+            .access
+            .check(Permission::Read, Kind::Queue, &name)?;
         let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
         let tag: Arc<str> = match m.consumer_tag.as_str() {
             "" => Arc::from(generated_name("amq.ctag-")),
@@ -218,7 +225,11 @@ impl Channel {
             body,
         } = publication;
         // RabbitMQ's order: the exchange (404, 403), then the message's properties.
-        let target = self.conn.vhost.publish_target(publish.exchange.as_str())?;
+        let exchange = publish.exchange.as_str();
+        self.conn
+            .access
+            .check(Permission::Write, Kind::Exchange, exchange)?;
+        let target = self.conn.vhost.publish_target(exchange)?;
         self.rewrite_reply_to(&mut header, &mut properties)?;
         if let Some(user_id) = properties.user_id()
             && user_id.as_str() != self.conn.user

@@ -6,6 +6,7 @@ use warren_codec::protocol::{AMQPClass, basic, exchange, queue};
 use warren_codec::types::ShortString;
 
 use super::{Channel, reply_to};
+use crate::auth::{Kind, Permission};
 use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::queue::Consumer;
@@ -21,6 +22,12 @@ impl Channel {
         let writes = vhost.storage.writes();
         let (reply, nowait) = match method {
             exchange::AMQPMethod::Declare(m) => {
+                if !m.passive {
+                    let (name, kind) = (m.exchange.as_str(), m.kind.as_str());
+                    self.conn
+                        .access
+                        .exchange_declare(&vhost, name, kind, &m.arguments)?;
+                }
                 vhost.declare_exchange(
                     m.exchange.as_str(),
                     m.kind.as_str(),
@@ -36,6 +43,7 @@ impl Channel {
                 )
             }
             exchange::AMQPMethod::Delete(m) => {
+                self.conn.access.exchange_delete(m.exchange.as_str())?;
                 vhost.delete_exchange(m.exchange.as_str(), m.if_unused)?;
                 (
                     exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
@@ -43,6 +51,8 @@ impl Channel {
                 )
             }
             exchange::AMQPMethod::Bind(m) => {
+                let (source, dest) = (m.source.as_str(), m.destination.as_str());
+                self.conn.access.binding(Kind::Exchange, dest, source)?;
                 let destination = Destination::Exchange(m.destination.to_string());
                 vhost.bind(
                     m.source.as_str(),
@@ -54,6 +64,8 @@ impl Channel {
                 (exchange::AMQPMethod::BindOk(exchange::BindOk {}), m.nowait)
             }
             exchange::AMQPMethod::Unbind(m) => {
+                let (source, dest) = (m.source.as_str(), m.destination.as_str());
+                self.conn.access.binding(Kind::Exchange, dest, source)?;
                 let destination = Destination::Exchange(m.destination.to_string());
                 vhost.unbind(
                     m.source.as_str(),
@@ -112,6 +124,11 @@ impl Channel {
                     "" if !m.passive => generated_name("amq.gen-"),
                     name => name.to_owned(),
                 };
+                if !m.passive {
+                    self.conn
+                        .access
+                        .queue_declare(&vhost, &name, &m.arguments)?;
+                }
                 let req = QueueDeclare {
                     name,
                     passive: m.passive,
@@ -133,6 +150,9 @@ impl Channel {
             queue::AMQPMethod::Bind(m) => {
                 let name = self.queue_name(&m.queue)?;
                 let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
+                self.conn
+                    .access
+                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
                 vhost.bind(
                     m.exchange.as_str(),
                     Destination::Queue(name),
@@ -145,6 +165,9 @@ impl Channel {
             queue::AMQPMethod::Unbind(m) => {
                 let name = self.queue_name(&m.queue)?;
                 let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
+                self.conn
+                    .access
+                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
                 vhost.unbind(
                     m.exchange.as_str(),
                     Destination::Queue(name),
@@ -156,6 +179,9 @@ impl Channel {
             }
             queue::AMQPMethod::Purge(m) => {
                 let name = self.queue_name(&m.queue)?;
+                self.conn
+                    .access
+                    .check(Permission::Read, Kind::Queue, &name)?;
                 let message_count = vhost.queue_for(&name, conn)?.purge();
                 (
                     queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }),
@@ -164,6 +190,9 @@ impl Channel {
             }
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
+                self.conn
+                    .access
+                    .check(Permission::Configure, Kind::Queue, &name)?;
                 let deleted = vhost.delete_queue(&name, m.if_unused, m.if_empty, conn)?;
                 if vhost.storage.writes() != writes {
                     vhost.storage.commit().await?;

@@ -57,6 +57,8 @@ pub struct ConnectionInfo {
     pub user: String,
     /// Largest message accepted.
     pub max_message_size: u64,
+    /// The user's permissions in the vhost.
+    pub access: crate::auth::UserAccess,
 }
 
 /// Publisher mode: plain, confirms or transactions (they exclude each other).

@@ -48,6 +48,8 @@ pub struct Tuned {
     pub heartbeat: Option<Duration>,
     /// The client's `capabilities` table from client-properties.
     pub capabilities: FieldTable,
+    /// The client's client-properties (shown by the management API).
+    pub client_properties: FieldTable,
 }
 
 /// How a handshake failed.
@@ -115,7 +117,7 @@ async fn negotiate(
         Some(AMQPValue::FieldTable(t)) => t.clone(),
         _ => FieldTable::default(),
     };
-    let user = match broker.users.login(
+    let user = match broker.auth.login(
         start_ok.mechanism.as_str(),
         start_ok.response.as_bytes(),
         peer.ip(),
@@ -171,6 +173,15 @@ async fn negotiate(
                 .on_method(10, 40),
         ));
     };
+    if !broker.auth.has_vhost_access(&user, &vhost.name) {
+        return Err(HandshakeError::Close(
+            AmqpError::not_allowed(format!(
+                "access to vhost '{}' refused for user '{user}'",
+                vhost.name
+            ))
+            .on_method(10, 40),
+        ));
+    }
     send(
         &mut encoder,
         write,
@@ -184,6 +195,7 @@ async fn negotiate(
         frame_max: tune_ok.frame_max,
         heartbeat: (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat.into())),
         capabilities,
+        client_properties: start_ok.client_properties,
     })
 }
 

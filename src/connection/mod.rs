@@ -6,6 +6,7 @@
 
 pub mod handshake;
 pub mod reader;
+pub mod registry;
 pub mod wire_text;
 pub mod writer;
 
@@ -46,6 +47,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let (read, mut write) = stream.into_split();
     let handshake = tokio::select! {
         result = tokio::time::timeout(
@@ -67,10 +69,26 @@ pub async fn serve(
                 vhost: tuned.vhost.clone(),
                 user: tuned.user.clone(),
                 max_message_size: broker.config.max_message_size,
+                access: broker.auth.access(&tuned.user, &tuned.vhost.name),
             };
             let alarm = broker.alarms.subscribe();
+            let close = shutdown.child_token();
+            let tune = (tuned.channel_max, tuned.frame_max, tuned.heartbeat);
+            let live = registry::LiveConnection::new(
+                info.id,
+                peer,
+                local,
+                &tuned.user,
+                &tuned.vhost.name,
+                tuned.client_properties.clone(),
+                tune,
+                close.clone(),
+            );
+            broker.connections.insert(info.id, live.clone());
+            let id = info.id;
             let conn = Connection {
-                broker,
+                live,
+                broker: broker.clone(),
                 peer,
                 tuned,
                 info,
@@ -80,7 +98,8 @@ pub async fn serve(
                 alarm,
                 published: false,
             };
-            conn.run(reader, shutdown).await;
+            conn.run(reader, close).await;
+            broker.connections.remove(&id);
             let _ = writer.await;
         }
         (Err(HandshakeError::Silent(reason)), _) => {
@@ -171,6 +190,7 @@ enum Flow {
 
 /// A connection past its handshake.
 struct Connection {
+    live: Arc<registry::LiveConnection>,
     broker: Arc<Broker>,
     peer: SocketAddr,
     tuned: Tuned,
@@ -230,7 +250,7 @@ impl Connection {
                     tracing::warn!(peer = %self.peer, timeout = ?timeout / 2, "missed heartbeats from client, closing");
                     break Ending::Gone;
                 }
-                () = shutdown.cancelled() => break Ending::Error(handshake::shutdown_error()),
+                () = shutdown.cancelled() => break Ending::Error(self.live.closing_error()),
             }
         };
         self.flush_confirms().await;
@@ -441,6 +461,7 @@ impl Connection {
             Some(warren_codec::types::AMQPValue::Boolean(true))
         );
         let shared = ChannelShared::new(id, self.out.clone(), cancel_notify);
+        self.live.add_channel(&shared);
         self.channels
             .insert(id, Channel::new(id, shared, self.info.clone()));
         self.send(

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use warren_storage::{GroupCommit, Kind, QueueId, StorageError, Store};
 
+use crate::auth::AuthDefinitions;
 use crate::error::AmqpError;
 use crate::vhost::{Destination, ExchangeSpec};
 use records::{BindingRecord, ExchangeRecord, QueueRecord, resource_key};
@@ -26,6 +27,9 @@ use records::{BindingRecord, ExchangeRecord, QueueRecord, resource_key};
 /// The meta record written at a clean shutdown and removed at start: without it
 /// the broker crashed, and every recovered message may have been delivered.
 const CLEAN_SHUTDOWN: &[u8] = b"clean-shutdown";
+
+/// The key of the auth record (users, vhost records, permissions as JSON).
+const AUTH_KEY: &[u8] = b"definitions";
 
 /// The store and its group commit.
 #[derive(Debug)]
@@ -90,6 +94,34 @@ impl Storage {
     /// Records a vhost.
     pub fn save_vhost(&self, name: &str) {
         self.wrote(self.store.put_definition(Kind::VHost, name.as_bytes(), b""));
+    }
+
+    /// Forgets a vhost (its queues and exchanges were deleted one by one).
+    pub fn forget_vhost(&self, name: &str) {
+        self.wrote(self.store.remove_definition(Kind::VHost, name.as_bytes()));
+    }
+
+    /// Records users, vhost records and permissions (after every change), and
+    /// asks for a flush at once.
+    pub fn save_auth(&self, defs: &AuthDefinitions) {
+        match serde_json::to_vec(defs) {
+            Ok(json) => {
+                self.wrote(self.store.put_definition(Kind::Auth, AUTH_KEY, &json));
+                self.request();
+            }
+            Err(error) => tracing::error!(%error, "cannot encode users and permissions"),
+        }
+    }
+
+    /// The users, vhost records and permissions stored, if any.
+    pub fn load_auth(&self) -> Result<Option<AuthDefinitions>, StorageError> {
+        let stored = self.store.definitions(Kind::Auth)?;
+        let Some((_, json)) = stored.into_iter().find(|(k, _)| k == AUTH_KEY) else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|e| StorageError::Engine(format!("stored users and permissions: {e}")))
     }
 
     /// Records a durable exchange.

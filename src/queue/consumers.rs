@@ -141,7 +141,7 @@ impl Consumers {
         self.len == 0
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Arc<Consumer>> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Arc<Consumer>> {
         self.groups.iter().flat_map(|(_, group)| group.iter())
     }
 

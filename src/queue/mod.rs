@@ -24,6 +24,7 @@ pub mod args;
 mod backlog;
 mod consumers;
 pub mod dead_letter;
+mod inspect;
 mod limits;
 mod ready;
 mod ttl;
@@ -49,6 +50,7 @@ use backlog::Backlog;
 use consumers::Consumers;
 pub use consumers::{Consumer, priority_arg};
 use dead_letter::{Dead, Reason};
+pub use inspect::QueueStats;
 use ready::Entry;
 use warren_storage::QueueId;
 

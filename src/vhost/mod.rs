@@ -6,6 +6,7 @@
 
 pub mod equivalence;
 pub mod exchanges;
+mod inspect;
 
 use std::sync::Arc;
 
@@ -276,11 +277,6 @@ impl VHost {
         let queue = Queue::new(name.to_owned(), self, spec, record.id);
         queue.recover(clean);
         self.queues.insert(name.to_owned(), queue);
-    }
-
-    /// Every queue (shutdown bookkeeping, recovery).
-    pub fn queues(&self) -> Vec<Arc<Queue>> {
-        self.queues.iter().map(|q| q.clone()).collect()
     }
 
     /// exchange.unbind / queue.unbind. Idempotent, as in RabbitMQ since 3.2: a

@@ -4,11 +4,13 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod lapin;
 pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -26,7 +28,7 @@ pub struct TestBroker {
     /// Its data directory.
     pub data_dir: PathBuf,
     /// The broker itself (for tests that change it at run time).
-    pub broker: std::sync::Arc<Broker>,
+    pub broker: Arc<Broker>,
     /// A data directory of its own, removed when the broker is dropped.
     _data: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,

@@ -1,12 +1,21 @@
-//! Users and SASL. For now one configured user (guest/guest by default), restricted
-//! to loopback like RabbitMQ's guest; users, vhost permissions and password hashes
-//! arrive with the management work.
+//! Users, SASL and permissions.
+//!
+//! - [`registry`]: the internal user database (users with RabbitMQ-compatible
+//!   password hashes and tags, vhost records, permissions), exported and
+//!   imported in RabbitMQ's definitions shape.
+//! - [`hashing`]: `rabbit_password_hashing_sha256` (and sha512) hashes.
+//! - [`permissions`]: configure / write / read checks on AMQP operations.
+//!
+//! This file: the SASL mechanisms (PLAIN, AMQPLAIN) and why a login fails.
 
-use std::net::IpAddr;
+pub mod hashing;
+pub mod permissions;
+pub mod registry;
 
 use warren_codec::types::{AMQPValue, FieldTable, parsing::parse_field_table};
 
-use crate::config::Config;
+pub use permissions::{Kind, Permission, UserAccess};
+pub use registry::{AuthDefinitions, PermissionDef, Registry, RegistryError, UserDef, VHostDef};
 
 /// SASL mechanisms offered in connection.start, in RabbitMQ's order.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
@@ -39,76 +48,8 @@ pub enum LoginError {
     },
 }
 
-/// A user known to the broker.
-#[derive(Clone, Debug)]
-struct User {
-    name: String,
-    password: String,
-    loopback_only: bool,
-}
-
-/// The user registry.
-#[derive(Clone, Debug)]
-pub struct Users {
-    users: Vec<User>,
-}
-
-impl Users {
-    /// The users a fresh broker has: the configured default user.
-    pub fn from_config(config: &Config) -> Self {
-        Users {
-            users: vec![User {
-                name: config.default_user.clone(),
-                password: config.default_pass.clone(),
-                loopback_only: config.loopback_users.contains(&config.default_user),
-            }],
-        }
-    }
-
-    /// Checks a SASL start-ok response from `peer`; returns the user name.
-    pub fn login(
-        &self,
-        mechanism: &str,
-        response: &[u8],
-        peer: IpAddr,
-    ) -> Result<String, LoginError> {
-        let (user, pass) = match mechanism {
-            "PLAIN" => parse_plain(response),
-            "AMQPLAIN" => parse_amqplain(response),
-            other => return Err(LoginError::UnknownMechanism(other.to_owned())),
-        }
-        .ok_or_else(|| LoginError::BadResponse {
-            mechanism: mechanism.to_owned(),
-        })?;
-        let refused = || LoginError::Refused {
-            mechanism: mechanism.to_owned(),
-        };
-        let found = self
-            .users
-            .iter()
-            .find(|u| u.name == user)
-            .ok_or_else(refused)?;
-        if !constant_time_eq(found.password.as_bytes(), pass.as_bytes()) {
-            return Err(refused());
-        }
-        if found.loopback_only && !is_loopback(peer) {
-            return Err(LoginError::LoopbackOnly { user });
-        }
-        Ok(user)
-    }
-}
-
-fn is_loopback(peer: IpAddr) -> bool {
-    match peer {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
-
 /// PLAIN: `authzid NUL authcid NUL passwd` (RFC 4616).
-fn parse_plain(response: &[u8]) -> Option<(String, String)> {
+pub(crate) fn parse_plain(response: &[u8]) -> Option<(String, String)> {
     let mut parts = response.split(|b| *b == 0);
     let (_authzid, user, pass) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -121,7 +62,7 @@ fn parse_plain(response: &[u8]) -> Option<(String, String)> {
 }
 
 /// AMQPLAIN: a field table without its length prefix, with LOGIN and PASSWORD.
-fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
+pub(crate) fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
     let mut framed = Vec::with_capacity(response.len() + 4);
     framed.extend_from_slice(&u32::try_from(response.len()).ok()?.to_be_bytes());
     framed.extend_from_slice(response);
@@ -140,21 +81,19 @@ fn text(table: &FieldTable, key: &str) -> Option<String> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use crate::config::Config;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
     use warren_codec::types::generation::gen_field_table;
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
-    fn users() -> Users {
-        Users::from_config(&Config::default())
+    fn users() -> Arc<Registry> {
+        Registry::from_config(&Config::default())
     }
 
     #[test]

@@ -1,0 +1,524 @@
+//! The internal user database: users (password hash and tags), vhost records and
+//! each user's permissions in each vhost, kept as one value that exports to and
+//! imports from the `users` / `vhosts` / `permissions` parts of RabbitMQ's
+//! definitions JSON, so that storage can persist it as one blob.
+//!
+//! Every change goes through [`Registry::changed`]: it bumps the generation that
+//! channels' permission caches compare against, and is the place where a
+//! persistence layer hooks in.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::hashing::{self, HashError};
+use super::permissions::{Compiled, UserAccess};
+use super::{LoginError, parse_amqplain, parse_plain};
+use crate::config::Config;
+
+/// The tags RabbitMQ knows, in the management UI's order.
+pub const KNOWN_TAGS: [&str; 5] = [
+    "administrator",
+    "monitoring",
+    "policymaker",
+    "management",
+    "impersonator",
+];
+
+/// A user as RabbitMQ's definitions describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDef {
+    /// User name.
+    pub name: String,
+    /// `base64(salt ++ hash(salt ++ password))`; empty for a user without a password.
+    #[serde(default)]
+    pub password_hash: String,
+    /// Which hash function made `password_hash`.
+    #[serde(default = "default_algorithm")]
+    pub hashing_algorithm: String,
+    /// Tags: an array, or a comma-separated string in older exports.
+    #[serde(default, deserialize_with = "tags_from_list_or_string")]
+    pub tags: Vec<String>,
+    /// Per-user limits; Warren enforces none, kept for round trips.
+    #[serde(default)]
+    pub limits: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_algorithm() -> String {
+    hashing::SHA256.to_owned()
+}
+
+/// RabbitMQ accepts tags as `"a,b"` or `["a","b"]`.
+pub fn tags_from_list_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Tags {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Option::<Tags>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Tags::List(list)) => list,
+        Some(Tags::Text(text)) => parse_tags(&text),
+    })
+}
+
+/// `"administrator, management"` → `["administrator", "management"]`.
+pub fn parse_tags(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A vhost as the definitions describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VHostDef {
+    /// Its name.
+    pub name: String,
+    /// Free text shown by the management UI.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Free-form tags.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "tags_from_list_or_string"
+    )]
+    pub tags: Vec<String>,
+}
+
+/// One user's permissions in one vhost: three regular expressions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionDef {
+    /// The user.
+    pub user: String,
+    /// The vhost.
+    pub vhost: String,
+    /// Resources the user may create, delete and redeclare.
+    pub configure: String,
+    /// Resources the user may publish to or bind to.
+    pub write: String,
+    /// Resources the user may consume from, get from, purge or bind from.
+    pub read: String,
+}
+
+/// The auth part of RabbitMQ's definitions JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthDefinitions {
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<UserDef>,
+    /// Vhosts.
+    #[serde(default)]
+    pub vhosts: Vec<VHostDef>,
+    /// Permissions.
+    #[serde(default)]
+    pub permissions: Vec<PermissionDef>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The hash or its algorithm.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// A permission pattern that does not compile.
+    #[error("invalid regular expression '{pattern}': {reason}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// What the regex engine said.
+        reason: String,
+    },
+    /// Permissions for a user or vhost that does not exist.
+    #[error("vhost_or_user_not_found")]
+    VHostOrUserNotFound,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: BTreeMap<String, UserDef>,
+    vhosts: BTreeMap<String, VHostDef>,
+    /// By (vhost, user), compiled once when set.
+    permissions: BTreeMap<(String, String), (PermissionDef, Arc<Compiled>)>,
+}
+
+/// Called with the whole auth state after every change (persistence).
+pub type ChangeHook = Box<dyn Fn(&AuthDefinitions) + Send + Sync>;
+
+/// Users, vhost records and permissions.
+pub struct Registry {
+    state: RwLock<State>,
+    /// Persists every change (set once, at start).
+    on_change: std::sync::OnceLock<ChangeHook>,
+    /// Bumped on every change; see [`UserAccess`].
+    generation: AtomicU64,
+    /// Users that may only connect from loopback.
+    loopback_users: Vec<String>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("state", &self.state)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// What a fresh broker has: the default user (tag administrator) with full
+    /// permissions on the default vhost, as RabbitMQ's first boot creates them.
+    pub fn from_config(config: &Config) -> Arc<Self> {
+        let registry = Registry {
+            state: RwLock::default(),
+            on_change: std::sync::OnceLock::new(),
+            generation: AtomicU64::new(0),
+            loopback_users: config.loopback_users.clone(),
+        };
+        {
+            let mut st = registry.state.write();
+            st.users.insert(
+                config.default_user.clone(),
+                UserDef {
+                    name: config.default_user.clone(),
+                    password_hash: hashing::hash_password(&config.default_pass),
+                    hashing_algorithm: hashing::SHA256.to_owned(),
+                    tags: vec!["administrator".into()],
+                    limits: Default::default(),
+                },
+            );
+            st.vhosts.insert(
+                config.default_vhost.clone(),
+                VHostDef {
+                    name: config.default_vhost.clone(),
+                    description: "Default virtual host".into(),
+                    tags: Vec::new(),
+                },
+            );
+            let all = PermissionDef {
+                user: config.default_user.clone(),
+                vhost: config.default_vhost.clone(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            };
+            if let Ok(compiled) = Compiled::new(&all) {
+                st.permissions.insert(
+                    (all.vhost.clone(), all.user.clone()),
+                    (all, Arc::new(compiled)),
+                );
+            }
+        }
+        Arc::new(registry)
+    }
+
+    /// The hook every change passes through: invalidates channels' permission
+    /// caches. Persistence of users, vhosts and permissions belongs here too
+    /// (save [`Registry::export`]).
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(hook) = self.on_change.get() {
+            hook(&self.export());
+        }
+    }
+
+    /// Sets what is called with the whole state after every change.
+    pub fn on_change(&self, hook: ChangeHook) {
+        let _ = self.on_change.set(hook);
+    }
+
+    /// Replaces everything with `defs` (recovery at start: what was stored wins
+    /// over the configured defaults, as RabbitMQ creates them on first boot only).
+    pub fn restore(&self, defs: &AuthDefinitions) -> Result<(), RegistryError> {
+        let before = std::mem::take(&mut *self.state.write());
+        self.import(defs)
+            .inspect_err(|_| *self.state.write() = before)
+    }
+
+    /// Changes so far; a cache made at an older generation is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Checks a SASL start-ok response from `peer`; returns the user name.
+    pub fn login(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+        peer: IpAddr,
+    ) -> Result<String, LoginError> {
+        let (user, pass) = match mechanism {
+            "PLAIN" => parse_plain(response),
+            "AMQPLAIN" => parse_amqplain(response),
+            other => return Err(LoginError::UnknownMechanism(other.to_owned())),
+        }
+        .ok_or_else(|| LoginError::BadResponse {
+            mechanism: mechanism.to_owned(),
+        })?;
+        self.check_password(&user, &pass)
+            .ok_or_else(|| LoginError::Refused {
+                mechanism: mechanism.to_owned(),
+            })?;
+        if self.loopback_users.contains(&user) && !is_loopback(peer) {
+            return Err(LoginError::LoopbackOnly { user });
+        }
+        Ok(user)
+    }
+
+    /// The user, if `password` is theirs (HTTP basic auth uses this too).
+    pub fn check_password(&self, user: &str, password: &str) -> Option<UserDef> {
+        let st = self.state.read();
+        let found = st.users.get(user)?;
+        hashing::verify(&found.hashing_algorithm, &found.password_hash, password)
+            .then(|| found.clone())
+    }
+
+    /// Whether `user` has any permissions in `vhost` (RabbitMQ's vhost access).
+    pub fn has_vhost_access(&self, user: &str, vhost: &str) -> bool {
+        self.state
+            .read()
+            .permissions
+            .contains_key(&(vhost.to_owned(), user.to_owned()))
+    }
+
+    /// A permission checker for one connection's user in its vhost.
+    pub fn access(self: &Arc<Self>, user: &str, vhost: &str) -> UserAccess {
+        UserAccess::new(self.clone(), user, vhost)
+    }
+
+    /// The compiled permissions of `user` in `vhost`.
+    pub(super) fn compiled(&self, vhost: &str, user: &str) -> Option<Arc<Compiled>> {
+        self.state
+            .read()
+            .permissions
+            .get(&(vhost.to_owned(), user.to_owned()))
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Every user, by name.
+    pub fn users(&self) -> Vec<UserDef> {
+        self.state.read().users.values().cloned().collect()
+    }
+
+    /// One user.
+    pub fn user(&self, name: &str) -> Option<UserDef> {
+        self.state.read().users.get(name).cloned()
+    }
+
+    /// Creates or replaces a user; returns whether it is new.
+    pub fn put_user(&self, user: UserDef) -> Result<bool, RegistryError> {
+        hashing::check_algorithm(&user.hashing_algorithm)?;
+        hashing::check_hash(&user.password_hash)?;
+        let created = self
+            .state
+            .write()
+            .users
+            .insert(user.name.clone(), user)
+            .is_none();
+        self.changed();
+        Ok(created)
+    }
+
+    /// Deletes a user and their permissions; returns whether it existed.
+    pub fn delete_user(&self, name: &str) -> bool {
+        let existed = {
+            let mut st = self.state.write();
+            st.permissions.retain(|(_, user), _| user != name);
+            st.users.remove(name).is_some()
+        };
+        self.changed();
+        existed
+    }
+
+    /// Every vhost record, by name.
+    pub fn vhosts(&self) -> Vec<VHostDef> {
+        self.state.read().vhosts.values().cloned().collect()
+    }
+
+    /// One vhost record.
+    pub fn vhost(&self, name: &str) -> Option<VHostDef> {
+        self.state.read().vhosts.get(name).cloned()
+    }
+
+    /// Creates or updates a vhost record; returns whether it is new. The live
+    /// vhost is created by [`crate::server::Broker::add_vhost`], which calls this.
+    pub fn put_vhost(&self, vhost: VHostDef) -> bool {
+        let created = self
+            .state
+            .write()
+            .vhosts
+            .insert(vhost.name.clone(), vhost)
+            .is_none();
+        self.changed();
+        created
+    }
+
+    /// Deletes a vhost record and the permissions in it.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        let existed = {
+            let mut st = self.state.write();
+            st.permissions.retain(|(vhost, _), _| vhost != name);
+            st.vhosts.remove(name).is_some()
+        };
+        self.changed();
+        existed
+    }
+
+    /// Every permission entry, by vhost then user.
+    pub fn permissions(&self) -> Vec<PermissionDef> {
+        self.state
+            .read()
+            .permissions
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// One user's permissions in one vhost.
+    pub fn permission(&self, vhost: &str, user: &str) -> Option<PermissionDef> {
+        self.state
+            .read()
+            .permissions
+            .get(&(vhost.to_owned(), user.to_owned()))
+            .map(|(p, _)| p.clone())
+    }
+
+    /// Sets a user's permissions in a vhost; returns whether the entry is new.
+    pub fn set_permissions(&self, def: PermissionDef) -> Result<bool, RegistryError> {
+        let compiled = Arc::new(Compiled::new(&def)?);
+        let created = {
+            let mut st = self.state.write();
+            if !st.users.contains_key(&def.user) || !st.vhosts.contains_key(&def.vhost) {
+                return Err(RegistryError::VHostOrUserNotFound);
+            }
+            st.permissions
+                .insert((def.vhost.clone(), def.user.clone()), (def, compiled))
+                .is_none()
+        };
+        self.changed();
+        Ok(created)
+    }
+
+    /// Removes a user's permissions in a vhost; returns whether there were any.
+    pub fn clear_permissions(&self, vhost: &str, user: &str) -> bool {
+        let existed = self
+            .state
+            .write()
+            .permissions
+            .remove(&(vhost.to_owned(), user.to_owned()))
+            .is_some();
+        self.changed();
+        existed
+    }
+
+    /// Users, vhost records and permissions in RabbitMQ's definitions shape.
+    pub fn export(&self) -> AuthDefinitions {
+        AuthDefinitions {
+            users: self.users(),
+            vhosts: self.vhosts(),
+            permissions: self.permissions(),
+        }
+    }
+
+    /// Adds or replaces what `defs` names (RabbitMQ's import merges the same
+    /// way: nothing that is not named is removed). Everything is checked before
+    /// anything changes. Vhost records only: the caller creates live vhosts.
+    pub fn import(&self, defs: &AuthDefinitions) -> Result<(), RegistryError> {
+        let mut compiled = Vec::with_capacity(defs.permissions.len());
+        for user in &defs.users {
+            hashing::check_algorithm(&user.hashing_algorithm)?;
+            hashing::check_hash(&user.password_hash)?;
+        }
+        for p in &defs.permissions {
+            compiled.push(Arc::new(Compiled::new(p)?));
+        }
+        {
+            let mut st = self.state.write();
+            for user in &defs.users {
+                st.users.insert(user.name.clone(), user.clone());
+            }
+            for vhost in &defs.vhosts {
+                st.vhosts.insert(vhost.name.clone(), vhost.clone());
+            }
+            for (p, c) in defs.permissions.iter().zip(compiled) {
+                if st.users.contains_key(&p.user) && st.vhosts.contains_key(&p.vhost) {
+                    st.permissions
+                        .insert((p.vhost.clone(), p.user.clone()), (p.clone(), c));
+                }
+            }
+        }
+        self.changed();
+        Ok(())
+    }
+}
+
+fn is_loopback(peer: IpAddr) -> bool {
+    match peer {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_a_rabbitmq_export_and_exports_the_same_shape() {
+        let json = r#"{
+            "users": [{"name":"bob","password_hash":"xoOO5/d1qsLSX2KzSW9SfogWMDTj+9o3renoM4+0Q4zZQuzI",
+                       "hashing_algorithm":"rabbit_password_hashing_sha256","tags":"management,monitoring","limits":{}}],
+            "vhosts": [{"name":"v"}],
+            "permissions": [{"user":"bob","vhost":"v","configure":"","write":".*","read":"^r"}]
+        }"#;
+        let defs: AuthDefinitions = serde_json::from_str(json).expect("parse");
+        let registry = Registry::from_config(&Config::default());
+        registry.import(&defs).expect("import");
+        let bob = registry
+            .check_password("bob", "guest")
+            .expect("bob logs in");
+        assert_eq!(bob.tags, ["management", "monitoring"]);
+        assert!(registry.has_vhost_access("bob", "v"));
+        assert!(!registry.has_vhost_access("bob", "/"));
+        let out = serde_json::to_value(registry.export()).expect("json");
+        assert_eq!(out["users"][0]["name"], "bob");
+        assert_eq!(out["users"][0]["tags"][1], "monitoring");
+        assert_eq!(out["vhosts"][1], serde_json::json!({"name": "v"}));
+        assert_eq!(out["permissions"][1]["configure"], "");
+    }
+
+    #[test]
+    fn bad_definitions_change_nothing() {
+        let registry = Registry::from_config(&Config::default());
+        let defs = AuthDefinitions {
+            permissions: vec![PermissionDef {
+                user: "guest".into(),
+                vhost: "/".into(),
+                configure: "(".into(),
+                write: "".into(),
+                read: "".into(),
+            }],
+            ..Default::default()
+        };
+        assert!(matches!(
+            registry.import(&defs),
+            Err(RegistryError::BadPattern { .. })
+        ));
+        assert_eq!(
+            registry
+                .permission("/", "guest")
+                .map(|p| p.configure)
+                .as_deref(),
+            Some(".*")
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The broker's registry of live connections and their channels, for the
+//! management API (`/api/connections`, `/api/channels`, `/api/consumers`) and
+//! for closing a connection from outside (320 CONNECTION_FORCED).
+//!
+//! A connection registers itself once its handshake is done and removes itself
+//! when it ends; its channels are kept as weak references, so a closed channel
+//! disappears with its last user without another hook.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use warren_codec::ReplyCode;
+use warren_codec::types::FieldTable;
+
+use crate::channel::ChannelShared;
+use crate::error::AmqpError;
+
+/// RabbitMQ's reason when the management API closes a connection.
+pub const CLOSED_VIA_MANAGEMENT: &str = "Closed via management plugin";
+
+/// One live connection as the management API shows it.
+#[derive(Debug)]
+pub struct LiveConnection {
+    /// The broker-wide connection id.
+    pub id: u64,
+    /// RabbitMQ's name for it: `peer -> local`.
+    pub name: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The broker's address for it.
+    pub local: Option<SocketAddr>,
+    /// The authenticated user.
+    pub user: String,
+    /// The vhost it opened.
+    pub vhost: String,
+    /// The client's `client_properties` from start-ok.
+    pub client_properties: FieldTable,
+    /// Negotiated channel_max.
+    pub channel_max: u16,
+    /// Negotiated frame_max.
+    pub frame_max: u32,
+    /// Negotiated heartbeat.
+    pub heartbeat: Option<Duration>,
+    /// When the handshake finished.
+    pub connected_at: SystemTime,
+    channels: Mutex<BTreeMap<u16, Weak<ChannelShared>>>,
+    close: CancellationToken,
+    reason: Mutex<Option<String>>,
+}
+
+impl LiveConnection {
+    /// A registry entry; `close` is the token the connection's loop watches.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        user: &str,
+        vhost: &str,
+        client_properties: FieldTable,
+        tune: (u16, u32, Option<Duration>),
+        close: CancellationToken,
+    ) -> Arc<Self> {
+        let name = match local {
+            Some(local) => format!("{peer} -> {local}"),
+            None => peer.to_string(),
+        };
+        Arc::new(LiveConnection {
+            id,
+            name,
+            peer,
+            local,
+            user: user.to_owned(),
+            vhost: vhost.to_owned(),
+            client_properties,
+            channel_max: tune.0,
+            frame_max: tune.1,
+            heartbeat: tune.2,
+            connected_at: SystemTime::now(),
+            channels: Mutex::new(BTreeMap::new()),
+            close,
+            reason: Mutex::new(None),
+        })
+    }
+
+    /// A channel was opened.
+    pub fn add_channel(&self, shared: &Arc<ChannelShared>) {
+        let mut channels = self.channels.lock();
+        channels.retain(|_, c| c.strong_count() > 0);
+        channels.insert(shared.id, Arc::downgrade(shared));
+    }
+
+    /// The channels still open, by number.
+    pub fn channels(&self) -> Vec<Arc<ChannelShared>> {
+        self.channels
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// Asks the connection to close with 320 CONNECTION_FORCED and `reason`.
+    pub fn force_close(&self, reason: &str) {
+        *self.reason.lock() = Some(reason.to_owned());
+        self.close.cancel();
+    }
+
+    /// The connection.close its loop sends when its token fires: the forced
+    /// reason, else the broker is shutting down.
+    pub fn closing_error(&self) -> AmqpError {
+        match self.reason.lock().as_deref() {
+            Some(reason) => AmqpError::new(ReplyCode::ConnectionForced, reason),
+            None => super::handshake::shutdown_error(),
+        }
+    }
+}

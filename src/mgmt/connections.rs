@@ -1,0 +1,239 @@
+//! Connections, channels and consumers from the broker's live registry.
+//! Management users see their own connections; monitors see all.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::caller::Caller;
+use super::json::table_to_json;
+use super::listing::ListQuery;
+use super::{ApiError, ApiResult};
+use crate::channel::ChannelShared;
+use crate::connection::registry::{CLOSED_VIA_MANAGEMENT, LiveConnection};
+use crate::server::Broker;
+
+fn visible(broker: &Broker, caller: &Caller) -> Vec<Arc<LiveConnection>> {
+    let mut all: Vec<_> = broker
+        .connections
+        .iter()
+        .filter(|c| caller.is_monitor() || c.user == caller.user.name)
+        .map(|c| c.clone())
+        .collect();
+    all.sort_by_key(|c| c.id);
+    all
+}
+
+fn connection_json(node: &str, c: &LiveConnection) -> Value {
+    let connected_at = c
+        .connected_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "name": c.name,
+        "node": node,
+        "vhost": c.vhost,
+        "user": c.user,
+        "user_who_performed_action": c.user,
+        "peer_host": c.peer.ip().to_string(),
+        "peer_port": c.peer.port(),
+        "host": c.local.map(|l| l.ip().to_string()),
+        "port": c.local.map(|l| l.port()),
+        "protocol": "AMQP 0-9-1",
+        "type": "network",
+        "state": "running",
+        "ssl": false,
+        "channels": c.channels().len(),
+        "channel_max": c.channel_max,
+        "frame_max": c.frame_max,
+        "timeout": c.heartbeat.map_or(0, |h| h.as_secs()),
+        "connected_at": connected_at,
+        "client_properties": table_to_json(&c.client_properties),
+    })
+}
+
+/// GET /api/connections.
+pub async fn connections(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let node = super::admin::node_name(&broker);
+    let items = visible(&broker, &caller)
+        .iter()
+        .map(|c| connection_json(&node, c))
+        .collect();
+    query.respond(items)
+}
+
+/// GET /api/vhosts/{vhost}/connections.
+pub async fn connections_in(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    let node = super::admin::node_name(&broker);
+    let items = visible(&broker, &caller)
+        .iter()
+        .filter(|c| c.vhost == vhost)
+        .map(|c| connection_json(&node, c))
+        .collect();
+    query.respond(items)
+}
+
+fn find(broker: &Broker, caller: &Caller, name: &str) -> ApiResult<Arc<LiveConnection>> {
+    visible(broker, caller)
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// GET /api/connections/{name}.
+pub async fn connection(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = find(&broker, &caller, &name)?;
+    Ok(Json(connection_json(&super::admin::node_name(&broker), &c)).into_response())
+}
+
+/// DELETE /api/connections/{name}: the client gets connection.close 320 with
+/// the `X-Reason` header's text, or RabbitMQ's default reason.
+pub async fn close_connection(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let c = find(&broker, &caller, &name)?;
+    let reason = headers
+        .get("x-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(CLOSED_VIA_MANAGEMENT);
+    c.force_close(reason);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
+    let (unacked, global_prefetch) = {
+        let d = ch.deliveries.lock();
+        (d.unacked.len(), d.global_prefetch)
+    };
+    json!({
+        "name": format!("{} ({})", c.name, ch.id),
+        "number": ch.id,
+        "node": node,
+        "vhost": c.vhost,
+        "user": c.user,
+        "state": "running",
+        "connection_details": {
+            "name": c.name,
+            "peer_host": c.peer.ip().to_string(),
+            "peer_port": c.peer.port(),
+        },
+        "consumer_count": ch.consumers.lock().len(),
+        "messages_unacknowledged": unacked,
+        "global_prefetch_count": global_prefetch,
+    })
+}
+
+fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>]) -> Vec<Value> {
+    let node = super::admin::node_name(broker);
+    conns
+        .iter()
+        .flat_map(|c| {
+            c.channels()
+                .iter()
+                .map(|ch| channel_json(&node, c, ch))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// GET /api/channels.
+pub async fn channels(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    query.respond(channels_json(&broker, &visible(&broker, &caller)))
+}
+
+/// GET /api/connections/{name}/channels.
+pub async fn channels_of(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let c = find(&broker, &caller, &name)?;
+    query.respond(channels_json(&broker, &[c]))
+}
+
+fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<Value> {
+    // Which connection each channel belongs to, by the channel's address.
+    let mut owners: HashMap<*const ChannelShared, Arc<LiveConnection>> = HashMap::new();
+    for c in broker.connections.iter() {
+        for ch in c.channels() {
+            owners.insert(Arc::as_ptr(&ch), c.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for vhost in broker.vhosts() {
+        if only.is_some_and(|o| o != vhost.name) || !caller.sees_vhost(&vhost.name) {
+            continue;
+        }
+        for queue in vhost.queues() {
+            for consumer in queue.consumers() {
+                let owner = owners.get(&Arc::as_ptr(&consumer.channel));
+                let channel_details = owner.map_or(json!({}), |c| {
+                    json!({
+                        "name": format!("{} ({})", c.name, consumer.channel.id),
+                        "number": consumer.channel.id,
+                        "connection_name": c.name,
+                        "peer_host": c.peer.ip().to_string(),
+                        "peer_port": c.peer.port(),
+                        "user": c.user,
+                    })
+                });
+                out.push(json!({
+                    "consumer_tag": consumer.tag.to_string(),
+                    "queue": {"name": queue.name, "vhost": vhost.name},
+                    "channel_details": channel_details,
+                    "ack_required": !consumer.no_ack,
+                    "exclusive": consumer.exclusive,
+                    "prefetch_count": consumer.credit.prefetch,
+                    "priority": consumer.priority,
+                    "active": true,
+                    "activity_status": "up",
+                    "arguments": {},
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// GET /api/consumers.
+pub async fn consumers(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
+    Json(consumers_json(&broker, &caller, None)).into_response()
+}
+
+/// GET /api/consumers/{vhost}.
+pub async fn consumers_in(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    Ok(Json(consumers_json(&broker, &caller, Some(&vhost))).into_response())
+}

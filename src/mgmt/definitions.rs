@@ -1,0 +1,323 @@
+//! `/api/definitions`: the broker's users, vhosts, permissions, queues,
+//! exchanges and bindings in RabbitMQ's definitions JSON, exported and imported
+//! (a RabbitMQ export imports here, and the other way round). Parameters,
+//! policies and topic permissions are exported empty and ignored on import.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::caller::Caller;
+use super::json::{json_to_table, table_to_json};
+use super::{ApiError, ApiResult, MANAGEMENT_VERSION};
+use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
+use crate::server::Broker;
+use crate::vhost::{Destination, QueueDeclare, VHost};
+
+/// A queue in the definitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueDef {
+    /// Name.
+    pub name: String,
+    /// Vhost (absent in a per-vhost export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost: Option<String>,
+    /// Durable.
+    #[serde(default)]
+    pub durable: bool,
+    /// Auto-delete.
+    #[serde(default)]
+    pub auto_delete: bool,
+    /// Declare arguments.
+    #[serde(default)]
+    pub arguments: Map<String, Value>,
+}
+
+/// An exchange in the definitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExchangeDef {
+    /// Name.
+    pub name: String,
+    /// Vhost (absent in a per-vhost export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost: Option<String>,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Durable.
+    #[serde(default)]
+    pub durable: bool,
+    /// Auto-delete.
+    #[serde(default)]
+    pub auto_delete: bool,
+    /// Internal.
+    #[serde(default)]
+    pub internal: bool,
+    /// Declare arguments.
+    #[serde(default)]
+    pub arguments: Map<String, Value>,
+}
+
+/// A binding in the definitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindingDef {
+    /// Source exchange.
+    pub source: String,
+    /// Vhost (absent in a per-vhost export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost: Option<String>,
+    /// Destination name.
+    pub destination: String,
+    /// `queue` or `exchange`.
+    pub destination_type: String,
+    /// Routing key.
+    #[serde(default)]
+    pub routing_key: String,
+    /// Binding arguments.
+    #[serde(default)]
+    pub arguments: Map<String, Value>,
+}
+
+/// RabbitMQ's definitions document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Definitions {
+    /// The version that exported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbit_version: Option<String>,
+    /// Also the version (newer exports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq_version: Option<String>,
+    /// Users (whole-broker exports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserDef>>,
+    /// Vhosts (whole-broker exports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhosts: Option<Vec<VHostDef>>,
+    /// Permissions (whole-broker exports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<PermissionDef>>,
+    /// Topic permissions: not supported, exported empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_permissions: Option<Vec<Value>>,
+    /// Runtime parameters: not supported, exported empty.
+    #[serde(default)]
+    pub parameters: Vec<Value>,
+    /// Global parameters: not supported, exported empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_parameters: Option<Vec<Value>>,
+    /// Policies: not supported, exported empty.
+    #[serde(default)]
+    pub policies: Vec<Value>,
+    /// Queues.
+    #[serde(default)]
+    pub queues: Vec<QueueDef>,
+    /// Exchanges (not the default or `amq.*` ones).
+    #[serde(default)]
+    pub exchanges: Vec<ExchangeDef>,
+    /// Bindings (not the default exchange's implicit ones).
+    #[serde(default)]
+    pub bindings: Vec<BindingDef>,
+}
+
+/// Queues, exchanges and bindings of one vhost (exclusive queues are a
+/// connection's, not definitions).
+fn topology(v: &VHost, with_vhost: bool, out: &mut Definitions) {
+    let tag = || with_vhost.then(|| v.name.clone());
+    for q in v.queues() {
+        if q.spec.exclusive_owner.is_some() {
+            continue;
+        }
+        out.queues.push(QueueDef {
+            name: q.name.clone(),
+            vhost: tag(),
+            durable: q.spec.durable,
+            auto_delete: q.spec.auto_delete,
+            arguments: object(table_to_json(&q.spec.arguments)),
+        });
+    }
+    for x in v.exchanges() {
+        if x.name.is_empty() || x.name.starts_with("amq.") {
+            continue;
+        }
+        out.exchanges.push(ExchangeDef {
+            name: x.name.clone(),
+            vhost: tag(),
+            kind: x.spec.kind.as_str().to_owned(),
+            durable: x.spec.durable,
+            auto_delete: x.spec.auto_delete,
+            internal: x.spec.internal,
+            arguments: object(table_to_json(&x.spec.arguments)),
+        });
+    }
+    for x in v.exchanges() {
+        for (dest, key, args) in x.routes.read().bindings() {
+            let (destination, destination_type) = match dest {
+                Destination::Queue(q) => (q.clone(), "queue"),
+                Destination::Exchange(e) => (e.clone(), "exchange"),
+            };
+            out.bindings.push(BindingDef {
+                source: x.name.clone(),
+                vhost: tag(),
+                destination,
+                destination_type: destination_type.into(),
+                routing_key: key.to_owned(),
+                arguments: object(table_to_json(args)),
+            });
+        }
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The whole broker's definitions.
+pub fn export_all(broker: &Broker) -> Definitions {
+    let auth = broker.auth.export();
+    let mut out = Definitions {
+        rabbit_version: Some(MANAGEMENT_VERSION.into()),
+        rabbitmq_version: Some(MANAGEMENT_VERSION.into()),
+        users: Some(auth.users),
+        vhosts: Some(auth.vhosts),
+        permissions: Some(auth.permissions),
+        topic_permissions: Some(Vec::new()),
+        global_parameters: Some(Vec::new()),
+        ..Definitions::default()
+    };
+    for v in broker.vhosts() {
+        topology(&v, true, &mut out);
+    }
+    out
+}
+
+/// Imports definitions: users, vhosts and permissions first (all checked
+/// before any is applied), then exchanges, queues and bindings, each into its
+/// own vhost or `default_vhost` when the document is per-vhost.
+pub async fn import_all(
+    broker: &Broker,
+    defs: &Definitions,
+    default_vhost: Option<&str>,
+) -> Result<(), ApiError> {
+    let auth = AuthDefinitions {
+        users: defs.users.clone().unwrap_or_default(),
+        vhosts: defs.vhosts.clone().unwrap_or_default(),
+        permissions: Vec::new(),
+    };
+    broker
+        .auth
+        .import(&auth)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for v in &auth.vhosts {
+        broker.add_vhost(v.clone());
+    }
+    let permissions = AuthDefinitions {
+        permissions: defs.permissions.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    broker
+        .auth
+        .import(&permissions)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let vhost_of = |named: &Option<String>| -> Result<std::sync::Arc<VHost>, ApiError> {
+        let name = named.as_deref().or(default_vhost).unwrap_or("/");
+        broker
+            .vhost(name)
+            .ok_or_else(|| ApiError::bad_request(format!("vhost_not_found: {name}")))
+    };
+    let bad = |e: crate::error::AmqpError| ApiError::bad_request(e.text);
+    for x in &defs.exchanges {
+        let v = vhost_of(&x.vhost)?;
+        let arguments = json_to_table(&Value::Object(x.arguments.clone()))?;
+        v.declare_exchange(
+            &x.name,
+            &x.kind,
+            false,
+            x.durable,
+            x.auto_delete,
+            x.internal,
+            &arguments,
+        )
+        .map_err(bad)?;
+    }
+    for q in &defs.queues {
+        let v = vhost_of(&q.vhost)?;
+        let request = QueueDeclare {
+            name: q.name.clone(),
+            passive: false,
+            durable: q.durable,
+            exclusive: false,
+            auto_delete: q.auto_delete,
+            arguments: json_to_table(&Value::Object(q.arguments.clone()))?,
+            server_named: false,
+        };
+        v.declare_queue(&request, 0).map_err(bad)?;
+    }
+    for b in &defs.bindings {
+        let v = vhost_of(&b.vhost)?;
+        let destination = match b.destination_type.as_str() {
+            "exchange" => Destination::Exchange(b.destination.clone()),
+            _ => Destination::Queue(b.destination.clone()),
+        };
+        let arguments = json_to_table(&Value::Object(b.arguments.clone()))?;
+        v.bind(&b.source, destination, &b.routing_key, &arguments, 0)
+            .map_err(bad)?;
+    }
+    Ok(())
+}
+
+fn parse(body: &[u8]) -> ApiResult<Definitions> {
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_request("not_json"))
+}
+
+/// GET /api/definitions (administrator).
+pub async fn export(State(broker): State<Arc<Broker>>, caller: Caller) -> ApiResult {
+    caller.require_admin()?;
+    Ok(Json(export_all(&broker)).into_response())
+}
+
+/// POST /api/definitions (administrator): 204 once everything is in.
+pub async fn import(State(broker): State<Arc<Broker>>, caller: Caller, body: Bytes) -> ApiResult {
+    caller.require_admin()?;
+    let defs = parse(&body)?;
+    import_all(&broker, &defs, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// GET /api/definitions/{vhost}: one vhost's queues, exchanges and bindings.
+pub async fn export_vhost(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    caller.require_admin()?;
+    let v = broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    let mut out = Definitions {
+        rabbit_version: Some(MANAGEMENT_VERSION.into()),
+        ..Definitions::default()
+    };
+    topology(&v, false, &mut out);
+    Ok(Json(out).into_response())
+}
+
+/// POST /api/definitions/{vhost}.
+pub async fn import_vhost(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    let defs = parse(&body)?;
+    import_all(&broker, &defs, Some(&vhost)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

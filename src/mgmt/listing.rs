@@ -1,0 +1,233 @@
+//! What every list endpoint does with its items, as `rabbit_mgmt_util` does:
+//! sort (`sort`, `sort_reverse`; by name by default), filter by `name`
+//! (substring, or a regex with `use_regex=true`) and paginate (`page`,
+//! `page_size`) when `page` is given, then keep only `columns`.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use regex::RegexBuilder;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, ApiResult};
+
+/// RabbitMQ's page size limit.
+const MAX_PAGE_SIZE: u64 = 500;
+
+/// Query parameters of a list endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+    name: Option<String>,
+    use_regex: Option<String>,
+    columns: Option<String>,
+    sort: Option<String>,
+    sort_reverse: Option<String>,
+}
+
+impl ListQuery {
+    /// Applies the query to `items` and answers with JSON.
+    pub fn respond(&self, items: Vec<Value>) -> ApiResult {
+        let mut items = items;
+        self.sort(&mut items);
+        let Some(page) = &self.page else {
+            return Ok(Json(Value::Array(self.keep_columns(items))).into_response());
+        };
+        let invalid = || {
+            ApiError::with_error(
+                "invalid_pagination_parameters",
+                format!(
+                    "Invalid pagination parameters: page number {page}, page size {}",
+                    self.page_size.as_deref().unwrap_or("undefined")
+                ),
+            )
+        };
+        let page: u64 = page.parse().map_err(|_| invalid())?;
+        let page_size: u64 = match &self.page_size {
+            Some(size) => size.parse().map_err(|_| invalid())?,
+            None => 100,
+        };
+        if page == 0 || page_size == 0 || page_size > MAX_PAGE_SIZE {
+            return Err(invalid());
+        }
+        let total_count = items.len();
+        let filtered = self.filter(items)?;
+        let filtered_count = filtered.len();
+        let page_count = filtered_count.div_ceil(page_size as usize).max(1);
+        if page as usize > page_count {
+            return Err(ApiError::with_error(
+                "page_out_of_range",
+                format!(
+                    "Page out of range, page: {page} page size: {page_size}, len: {filtered_count}"
+                ),
+            ));
+        }
+        let start = (page as usize - 1) * page_size as usize;
+        let items: Vec<Value> = filtered
+            .into_iter()
+            .skip(start)
+            .take(page_size as usize)
+            .collect();
+        let body = json!({
+            "filtered_count": filtered_count,
+            "item_count": items.len(),
+            "items": self.keep_columns(items),
+            "page": page,
+            "page_count": page_count,
+            "page_size": page_size,
+            "total_count": total_count,
+        });
+        Ok(Json(body).into_response())
+    }
+
+    /// One object with only the requested columns.
+    pub fn respond_one(&self, item: Value) -> Response {
+        let mut kept = self.keep_columns(vec![item]);
+        Json(kept.pop().unwrap_or(Value::Null)).into_response()
+    }
+
+    fn sort(&self, items: &mut [Value]) {
+        let key = self.sort.as_deref().unwrap_or("");
+        let text = |v: &Value, k: &str| match lookup(v, k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        if key.is_empty() {
+            items.sort_by(|a, b| {
+                (text(a, "vhost"), text(a, "name")).cmp(&(text(b, "vhost"), text(b, "name")))
+            });
+        } else {
+            items.sort_by(|a, b| match (lookup(a, key), lookup(b, key)) {
+                (Some(Value::Number(x)), Some(Value::Number(y))) => x
+                    .as_f64()
+                    .partial_cmp(&y.as_f64())
+                    .unwrap_or(std::cmp::Ordering::Equal),
+                _ => text(a, key).cmp(&text(b, key)),
+            });
+        }
+        if self.sort_reverse.as_deref() == Some("true") {
+            items.reverse();
+        }
+    }
+
+    fn filter(&self, items: Vec<Value>) -> ApiResult<Vec<Value>> {
+        let Some(wanted) = self.name.as_deref().filter(|n| !n.is_empty()) else {
+            return Ok(items);
+        };
+        let name_of = |v: &Value| {
+            v.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        if self.use_regex.as_deref() == Some("true") {
+            let re = RegexBuilder::new(wanted)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| ApiError::bad_request(format!("invalid regex: {e}")))?;
+            Ok(items
+                .into_iter()
+                .filter(|v| re.is_match(&name_of(v)))
+                .collect())
+        } else {
+            let wanted = wanted.to_lowercase();
+            Ok(items
+                .into_iter()
+                .filter(|v| name_of(v).to_lowercase().contains(&wanted))
+                .collect())
+        }
+    }
+
+    fn keep_columns(&self, items: Vec<Value>) -> Vec<Value> {
+        let Some(columns) = self.columns.as_deref().filter(|c| !c.is_empty()) else {
+            return items;
+        };
+        let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
+        items
+            .into_iter()
+            .map(|item| {
+                let mut out = Map::new();
+                for column in &columns {
+                    if let Some(value) = lookup(&item, column) {
+                        insert_path(&mut out, column, value.clone());
+                    }
+                }
+                Value::Object(out)
+            })
+            .collect()
+    }
+}
+
+/// `a.b` looks into nested objects.
+fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |v, key| v.get(key))
+}
+
+fn insert_path(out: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            out.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let inner = out
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(inner) = inner {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// 400 with RabbitMQ's own error word (e.g. `page_out_of_range`).
+    pub fn with_error(error: &'static str, reason: String) -> Self {
+        ApiError {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            error,
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(page: &str, size: &str) -> ListQuery {
+        ListQuery {
+            page: Some(page.into()),
+            page_size: Some(size.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pages_and_errors_read_as_rabbitmq() {
+        let items = vec![json!({"name": "b"}), json!({"name": "a"})];
+        assert!(q("1", "1").respond(items.clone()).is_ok());
+        let e = q("5", "1")
+            .respond(items.clone())
+            .expect_err("out of range");
+        assert_eq!(e.reason, "Page out of range, page: 5 page size: 1, len: 2");
+        let e = q("0", "1").respond(items).expect_err("page 0");
+        assert_eq!(e.error, "invalid_pagination_parameters");
+    }
+
+    #[test]
+    fn columns_keep_nested_paths() {
+        let query = ListQuery {
+            columns: Some("name,message_stats.publish".into()),
+            ..Default::default()
+        };
+        let kept = query.keep_columns(vec![
+            json!({"name": "q", "x": 1, "message_stats": {"publish": 3, "ack": 1}}),
+        ]);
+        assert_eq!(
+            kept[0],
+            json!({"name": "q", "message_stats": {"publish": 3}})
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Read-only views of a queue for the management API and metrics.
+
+use std::sync::Arc;
+
+use super::{Consumer, Queue};
+
+/// A queue's counters at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Ready messages.
+    pub messages_ready: u64,
+    /// Delivered, not yet acknowledged.
+    pub messages_unacknowledged: u64,
+    /// Body bytes of the ready messages.
+    pub message_bytes_ready: u64,
+    /// Body bytes of the unacknowledged messages.
+    pub message_bytes_unacknowledged: u64,
+    /// Attached consumers.
+    pub consumers: u64,
+}
+
+impl Queue {
+    /// Its counters now.
+    pub fn stats(&self) -> QueueStats {
+        let st = self.state.lock();
+        QueueStats {
+            messages_ready: st.ready.len() as u64,
+            messages_unacknowledged: st.outstanding.len() as u64,
+            message_bytes_ready: st.ready.bytes(),
+            message_bytes_unacknowledged: st
+                .outstanding
+                .values()
+                .map(|e| e.message.body_size() as u64)
+                .sum(),
+            consumers: st.consumers.len() as u64,
+        }
+    }
+
+    /// Its consumers, in priority order.
+    pub fn consumers(&self) -> Vec<Arc<Consumer>> {
+        self.state.lock().consumers.iter().cloned().collect()
+    }
+}

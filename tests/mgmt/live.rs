@@ -1,0 +1,98 @@
+//! Connections, channels and consumers as the API lists them, and closing a
+//! connection from the API.
+
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
+use serde_json::Value;
+
+use super::common::eventually;
+use super::common::lapin::{Client, declare_queue};
+use super::start;
+
+/// An encoded path segment.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn connections_channels_and_consumers_are_listed_and_closable() {
+    let (broker, api) = start().await;
+    let mut client = Client::connect(&broker).await;
+    let ch = client.channel().await;
+    declare_queue(&ch, "watched").await;
+    // Kept alive: lapin cancels a consumer it drops.
+    let _consumer = ch
+        .basic_consume(
+            "watched".into(),
+            "tag-1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+
+    let connections = api.get("/api/connections").await.json();
+    let conn = &connections[0];
+    assert_eq!(conn["user"], "guest");
+    assert_eq!(conn["vhost"], "/");
+    assert_eq!(conn["protocol"], "AMQP 0-9-1");
+    assert_eq!(conn["channels"], 1);
+    assert_eq!(conn["client_properties"]["product"], "lapin");
+    let name = conn["name"].as_str().expect("name").to_owned();
+    assert!(name.contains(" -> "), "{name}");
+
+    let channels = api.get("/api/channels").await.json();
+    assert_eq!(channels[0]["number"], 1);
+    assert_eq!(channels[0]["consumer_count"], 1);
+    assert_eq!(channels[0]["connection_details"]["name"], name.as_str());
+
+    let consumers = api.get("/api/consumers").await.json();
+    assert_eq!(consumers[0]["consumer_tag"], "tag-1");
+    assert_eq!(consumers[0]["queue"]["name"], "watched");
+    assert_eq!(
+        consumers[0]["channel_details"]["connection_name"],
+        name.as_str()
+    );
+    assert_eq!(
+        api.get("/api/queues/%2F/watched").await.json()["consumers"],
+        1
+    );
+    let overview = api.get("/api/overview").await.json();
+    assert_eq!(overview["object_totals"]["connections"], 1);
+    assert_eq!(overview["object_totals"]["consumers"], 1);
+
+    assert_eq!(
+        api.delete(&format!("/api/connections/{}", encode(&name)))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        client.exception().await,
+        (
+            320,
+            "CONNECTION_FORCED - Closed via management plugin".into()
+        )
+    );
+    let left = eventually(0, async || {
+        api.get("/api/connections")
+            .await
+            .json()
+            .as_array()
+            .map_or(99, Vec::len)
+    })
+    .await;
+    assert_eq!(left, 0);
+    assert_eq!(api.get("/api/consumers").await.json(), Value::Array(vec![]));
+    assert_eq!(
+        api.delete(&format!("/api/connections/{}", encode(&name)))
+            .await
+            .status,
+        404
+    );
+}
