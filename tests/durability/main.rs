@@ -413,3 +413,45 @@ fn dir_size(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+#[tokio::test]
+async fn users_vhosts_and_permissions_survive_a_restart() {
+    use warren::auth::{PermissionDef, UserDef, VHostDef};
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = start_at(dir.path(), |_| {}).await;
+    let b = broker.broker.clone();
+    b.add_vhost(VHostDef {
+        name: "orders".into(),
+        description: String::new(),
+        tags: Vec::new(),
+    });
+    b.auth
+        .put_user(UserDef {
+            name: "bob".into(),
+            password_hash: warren::auth::hashing::hash_password("s3cret"),
+            hashing_algorithm: "rabbit_password_hashing_sha256".into(),
+            tags: Vec::new(),
+            limits: Default::default(),
+        })
+        .expect("user");
+    b.auth
+        .set_permissions(PermissionDef {
+            user: "bob".into(),
+            vhost: "orders".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        })
+        .expect("permissions");
+    drop(b);
+
+    let broker = restart(broker, dir.path()).await;
+    let uri = format!("amqp://bob:s3cret@{}/orders", broker.addr);
+    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("bob logs in to his vhost after the restart");
+    let ch = conn.create_channel().await.expect("channel");
+    declare_durable(&ch, "bobs-queue").await;
+    let _ = conn.close(200, "bye".into()).await;
+    broker.stop().await;
+}
