@@ -43,16 +43,24 @@ impl Alarm {
 #[derive(Debug)]
 pub struct Alarms {
     memory_limit: AtomicU64,
+    paging_ratio: f64,
     disk_free_limit: u64,
     data_dir: PathBuf,
     state: watch::Sender<Alarm>,
 }
 
 impl Alarms {
-    /// Alarms for these limits (bytes) on the disk holding `data_dir`.
-    pub fn new(memory_limit: u64, disk_free_limit: u64, data_dir: PathBuf) -> Self {
+    /// Alarms for these limits (bytes) on the disk holding `data_dir`; paging
+    /// starts at `paging_ratio` of the memory limit.
+    pub fn new(
+        memory_limit: u64,
+        paging_ratio: f64,
+        disk_free_limit: u64,
+        data_dir: PathBuf,
+    ) -> Self {
         Alarms {
             memory_limit: AtomicU64::new(memory_limit),
+            paging_ratio,
             disk_free_limit,
             data_dir,
             state: watch::Sender::new(Alarm::default()),
@@ -79,9 +87,14 @@ impl Alarms {
         self.memory_limit.store(bytes, Ordering::Relaxed);
     }
 
-    /// Looks at memory and disk once and raises or clears the alarms.
-    pub fn check(&self) {
-        let memory = resident_memory().is_some_and(|rss| rss > self.memory_limit());
+    /// Looks at memory and disk once and raises or clears the alarms; returns
+    /// whether memory is past the paging ratio of the limit (where RabbitMQ
+    /// starts paging messages out).
+    pub fn check(&self) -> bool {
+        let rss = resident_memory();
+        let memory = rss.is_some_and(|rss| rss > self.memory_limit());
+        let threshold = (self.memory_limit() as f64 * self.paging_ratio) as u64;
+        let paging = rss.is_some_and(|rss| rss > threshold);
         let disk =
             fs2::available_space(&self.data_dir).is_ok_and(|free| free < self.disk_free_limit);
         let now = Alarm { memory, disk };
@@ -102,15 +115,17 @@ impl Alarms {
             *alarm = now;
             true
         });
+        paging
     }
 
-    /// Checks every [`CHECK_EVERY`] until dropped with its task.
-    pub async fn run(&self) {
+    /// Checks every [`CHECK_EVERY`] until dropped with its task, telling
+    /// `paging` whether queues should page transient messages out.
+    pub async fn run(&self, paging: impl Fn(bool)) {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            self.check();
+            paging(self.check());
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct Config {
     /// Memory above which publishers are blocked: bytes, a size with a unit
     /// (`2GiB`), or a share of the machine's memory (`40%`, RabbitMQ's default).
     pub memory_limit: String,
+    /// Share of `memory_limit` above which queues page transient messages out
+    /// to disk (RabbitMQ's `vm_memory_high_watermark_paging_ratio`, 0.5).
+    pub memory_paging_ratio: f64,
     /// Free disk space in the data directory below which publishers are
     /// blocked (RabbitMQ's default: 50MB).
     pub disk_free_limit: String,
@@ -90,6 +93,7 @@ impl Default for Config {
             max_message_size: 128 * 1024 * 1024,
             storage_cache_mb: 32,
             memory_limit: "40%".into(),
+            memory_paging_ratio: 0.5,
             disk_free_limit: "50MB".into(),
             handshake_timeout_secs: 10,
             silent_close_delay_ms: 3000,
@@ -138,6 +142,11 @@ impl Config {
             ));
         }
         self.memory_limit_bytes()?;
+        if !(0.0..=1.0).contains(&self.memory_paging_ratio) {
+            return Err(ConfigError::Invalid(
+                "memory_paging_ratio must be between 0 and 1".into(),
+            ));
+        }
         self.disk_free_limit_bytes()?;
         Ok(())
     }

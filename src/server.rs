@@ -82,6 +82,7 @@ impl Broker {
         // validate() checked both limits.
         let alarms = Alarms::new(
             config.memory_limit_bytes().unwrap_or(u64::MAX),
+            config.memory_paging_ratio,
             config.disk_free_limit_bytes().unwrap_or(0),
             config.data_dir.clone(),
         );
@@ -165,7 +166,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     let tracker = TaskTracker::new();
     let alarms = {
         let broker = broker.clone();
-        tokio::spawn(async move { broker.alarms.run().await })
+        tokio::spawn(async move {
+            let paging = |on| broker.storage.set_memory_pressure(on);
+            broker.alarms.run(paging).await;
+        })
     };
     tokio::pin!(shutdown);
     loop {

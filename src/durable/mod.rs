@@ -15,7 +15,7 @@ pub mod recover;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use warren_storage::{GroupCommit, Kind, QueueId, StorageError, Store};
 
@@ -38,6 +38,9 @@ pub struct Storage {
     commit: GroupCommit,
     /// Definition writes so far: a channel commits only when it wrote.
     writes: AtomicU64,
+    /// Memory is past the paging threshold: queues page transient messages
+    /// out too (set by the alarms' check).
+    memory_pressure: AtomicBool,
 }
 
 impl Storage {
@@ -50,6 +53,7 @@ impl Storage {
             commit: GroupCommit::start(store.clone()),
             store,
             writes: AtomicU64::new(0),
+            memory_pressure: AtomicBool::new(false),
         }))
     }
 
@@ -84,6 +88,16 @@ impl Storage {
             // The commit that follows fails the same way and the client hears of it.
             tracing::error!(%error, "cannot write a definition");
         }
+    }
+
+    /// Whether queues should page transient messages out (memory is short).
+    pub fn memory_pressure(&self) -> bool {
+        self.memory_pressure.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`Storage::memory_pressure`].
+    pub fn set_memory_pressure(&self, on: bool) {
+        self.memory_pressure.store(on, Ordering::Relaxed);
     }
 
     /// A fresh id for a queue's messages.

@@ -5,10 +5,14 @@
 //!   arrives (the confirm waits for the group commit) and removed when it
 //!   leaves the queue for good ([`Backlog::forget`]).
 //! - Past [`WINDOW`] messages (or [`WINDOW_BYTES`] of bodies) in memory, new
-//!   messages go to the store only ("paged": the store holds every one of
-//!   them, from `paged.start` on, transient ones too) and are read back in
+//!   messages that are on disk anyway (persistent, durable queue) stay on
+//!   disk only ("paged": the store holds every message from `paged.start`
+//!   on, transient ones too once paging started) and are read back in
 //!   batches as consumers drain the head. Memory then holds a window per
-//!   queue, not the backlog. Priority queues keep every message in memory.
+//!   queue, not the backlog. Transient messages are paged only under memory
+//!   pressure (half the memory limit), as RabbitMQ pages; below it they stay
+//!   in memory, where they are fastest. Priority queues keep every message in
+//!   memory.
 //! - Invariant: every message in memory has a lower seq than every paged one,
 //!   so delivery order is kept.
 //!
@@ -116,12 +120,14 @@ impl Backlog {
         self.memory.insert(seq, entry);
     }
 
-    /// Appends a new message (the newest seq): past the window, to disk only.
+    /// Appends a new message (the newest seq): past the window, to disk only
+    /// if it is there anyway (persistent in a durable queue) or memory is short;
+    /// once some are paged, every newer one is too (delivery order).
     pub fn push(&mut self, seq: SeqId, mut entry: Entry) {
+        let over_window = self.memory.len() >= WINDOW || self.memory.bytes() >= WINDOW_BYTES;
         let page = self.pages
             && (self.paged.count > 0
-                || self.memory.len() >= WINDOW
-                || self.memory.bytes() >= WINDOW_BYTES);
+                || (over_window && (entry.stored || self.storage.memory_pressure())));
         if page {
             let size = entry.message.body_size() as u64;
             let written = entry.stored || {

@@ -287,7 +287,11 @@ async fn unacked_deliveries_come_back_redelivered_and_acked_ones_do_not() {
 async fn a_queue_deeper_than_its_memory_window_keeps_every_message_in_order() {
     const N: usize = 12_000;
     let dir = tempfile::tempdir().expect("dir");
-    let broker = start_at(dir.path(), |_| {}).await;
+    // Paging from the first byte: transient messages past the window go to
+    // disk too, as they do under memory pressure.
+    let broker = start_at(dir.path(), |c| c.memory_paging_ratio = 0.0).await;
+    let paging = common::eventually(true, async || broker.broker.storage.memory_pressure()).await;
+    assert!(paging, "memory pressure on");
     let client = Client::connect(&broker).await;
     let ch = client.confirming().await;
     declare_durable(&ch, "deep").await;
@@ -322,6 +326,8 @@ async fn a_queue_deeper_than_its_memory_window_keeps_every_message_in_order() {
     assert!(ch.wait_for_confirms().await.expect("confirms").is_empty());
     assert_eq!(counts(&client, "deep").await.0 as usize, N);
     assert_eq!(counts(&client, "deep-transient").await.0 as usize, N);
+    let paged = broker.broker.storage.store().queue_ids().expect("ids");
+    assert_eq!(paged.len(), 2, "both queues hold messages on disk");
     // A consumer drains the transient one in order (paged back in as it goes).
     let consumer_ch = client.channel().await;
     consumer_ch
