@@ -124,8 +124,9 @@ fn node_json(broker: &Broker) -> Value {
         "uptime": started().elapsed().as_millis() as u64,
         "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "mem_used": memory,
-        "mem_alarm": false,
-        "disk_free_alarm": false,
+        "mem_limit": broker.alarms.memory_limit(),
+        "mem_alarm": broker.alarms.current().memory,
+        "disk_free_alarm": broker.alarms.current().disk,
         "fd_used": open_fds(),
         "sockets_used": broker.connections.len(),
         "partitions": [],
@@ -175,9 +176,27 @@ pub async fn node(
     Ok(Json(node_json(&broker)).into_response())
 }
 
-/// GET /api/health/checks/alarms: Warren raises no memory or disk alarms yet.
-pub async fn alarms(_caller: Caller) -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// GET /api/health/checks/alarms: 200 without alarms, 503 with the alarms in
+/// effect (RabbitMQ's body).
+pub async fn alarms(State(broker): State<Arc<Broker>>, _caller: Caller) -> Response {
+    let alarm = broker.alarms.current();
+    if !alarm.any() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    let node = node_name(&broker);
+    let mut alarms = Vec::new();
+    if alarm.memory {
+        alarms.push(json!({"node": node, "resource": "memory"}));
+    }
+    if alarm.disk {
+        alarms.push(json!({"node": node, "resource": "disk"}));
+    }
+    let body = json!({
+        "status": "failed",
+        "reason": "There are alarms in effect in the cluster",
+        "alarms": alarms,
+    });
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 fn vhost_json(broker: &Broker, def: &VHostDef) -> Value {

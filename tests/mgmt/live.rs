@@ -96,3 +96,27 @@ async fn connections_channels_and_consumers_are_listed_and_closable() {
         404
     );
 }
+
+#[tokio::test]
+async fn the_alarms_health_check_reports_a_memory_alarm() {
+    let (broker, http) = start().await;
+    assert_eq!(http.get("/api/health/checks/alarms").await.status, 200);
+    // Any resident memory is over a 1-byte limit.
+    broker.broker.alarms.set_memory_limit(1);
+    let status = eventually(503, async || {
+        http.get("/api/health/checks/alarms").await.status
+    })
+    .await;
+    assert_eq!(status, 503);
+    let body = http.get("/api/health/checks/alarms").await.json();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["alarms"][0]["resource"], "memory");
+    let nodes = http.get("/api/nodes").await.json();
+    assert_eq!(nodes[0]["mem_alarm"], true);
+    broker.broker.alarms.set_memory_limit(u64::MAX);
+    let status = eventually(200, async || {
+        http.get("/api/health/checks/alarms").await.status
+    })
+    .await;
+    assert_eq!(status, 200);
+}
