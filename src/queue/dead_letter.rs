@@ -286,6 +286,20 @@ impl Queue {
                 continue;
             };
             let copy = Arc::new(copy);
+            // A direct reply-to address as the dead-letter routing key (on the
+            // default exchange) reaches that consumer, as in RabbitMQ. Its
+            // delivery waits for writer room, so it goes on in a task.
+            let replies = vhost.route_replies(
+                target.is_none(),
+                &copy.routing_key,
+                routing_headers.as_ref(),
+            );
+            if !replies.is_empty()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let (vhost, copy) = (vhost.clone(), copy.clone());
+                runtime.spawn(async move { vhost.replies.deliver(&replies, &copy).await });
+            }
             for queue in queues {
                 if reason != Reason::Rejected && is_cycle(&queue.name, &history) {
                     tracing::debug!(

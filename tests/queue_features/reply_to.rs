@@ -137,6 +137,42 @@ async fn a_request_carries_an_address_that_routes_the_reply_back() {
 }
 
 #[tokio::test]
+async fn a_message_dead_lettered_to_a_reply_address_reaches_the_reply_consumer() {
+    let (broker, _server_client, server) = setup().await;
+    declare(&server, "rpc", &[]).await;
+    let client = Client::connect(&broker).await;
+    let requester = client.confirming().await;
+    let mut replies = reply_consumer(&requester).await;
+    let address = request(&requester, &server, "rpc").await;
+    // A queue whose messages expire at once into the default exchange with the
+    // reply address as their routing key.
+    declare(
+        &server,
+        "bounce",
+        &[
+            ("x-message-ttl", crate::int(0)),
+            ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+            (
+                "x-dead-letter-routing-key",
+                AMQPValue::LongString(address.as_str().into()),
+            ),
+        ],
+    )
+    .await;
+    send(
+        &server,
+        "",
+        "bounce",
+        b"late reply",
+        BasicProperties::default(),
+    )
+    .await;
+    let reply = next_delivery(&mut replies).await;
+    assert_eq!(reply.data, b"late reply");
+    assert_eq!(reply.routing_key.as_str(), address);
+}
+
+#[tokio::test]
 async fn each_channel_has_its_own_address() {
     let (broker, _server_client, server) = setup().await;
     declare(&server, "rpc", &[]).await;
