@@ -91,7 +91,7 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
-            storage_cache_mb: 32,
+            storage_cache_mb: 8,
             memory_limit: "40%".into(),
             memory_paging_ratio: 0.5,
             disk_free_limit: "50MB".into(),
