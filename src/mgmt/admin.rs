@@ -619,3 +619,47 @@ pub async fn delete_permission(
         Err(ApiError::not_found())
     }
 }
+
+/// GET /api/policies and /api/operator-policies: Warren has no policies, so
+/// none are listed.
+pub async fn no_policies(_caller: Caller) -> Response {
+    Json(json!([])).into_response()
+}
+
+/// GET /api/parameters (policymaker): Warren has no runtime parameters.
+pub async fn no_parameters(caller: Caller) -> ApiResult {
+    caller.require_policymaker()?;
+    Ok(Json(json!([])).into_response())
+}
+
+/// GET /api/policies/{vhost} and /api/operator-policies/{vhost}: none, or
+/// 404 for a vhost that does not exist.
+pub async fn no_policies_in(
+    State(broker): State<Arc<Broker>>,
+    _caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    if broker.auth.vhost(&vhost).is_none() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!([])).into_response())
+}
+
+/// GET /api/vhost-limits: Warren has no vhost limits, so none are listed.
+pub async fn vhost_limits(_caller: Caller) -> Response {
+    Json(json!([])).into_response()
+}
+
+/// GET /api/user-limits: users with limits set, as `{"user": ..., "value":
+/// {...}}` (administrators see everyone's, others their own).
+pub async fn user_limits(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
+    let admin = caller.require_admin().is_ok();
+    let items: Vec<Value> = broker
+        .auth
+        .users()
+        .iter()
+        .filter(|u| !u.limits.is_empty() && (admin || u.name == caller.user.name))
+        .map(|u| json!({"user": u.name, "value": u.limits}))
+        .collect();
+    Json(items).into_response()
+}

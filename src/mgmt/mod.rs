@@ -126,6 +126,13 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .put(admin::put_permission)
                 .delete(admin::delete_permission),
         )
+        .route("/api/policies", get(admin::no_policies))
+        .route("/api/policies/{vhost}", get(admin::no_policies_in))
+        .route("/api/operator-policies", get(admin::no_policies))
+        .route("/api/operator-policies/{vhost}", get(admin::no_policies_in))
+        .route("/api/parameters", get(admin::no_parameters))
+        .route("/api/vhost-limits", get(admin::vhost_limits))
+        .route("/api/user-limits", get(admin::user_limits))
         .route("/api/exchanges", get(topology::exchanges))
         .route("/api/exchanges/{vhost}", get(topology::exchanges_in))
         .route(

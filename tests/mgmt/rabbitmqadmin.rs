@@ -227,3 +227,33 @@ async fn a_nodes_memory_breakdown_is_not_available() {
     );
     assert_eq!(api.get("/api/nodes/nonode/memory").await.status, 404);
 }
+
+#[tokio::test]
+async fn policies_parameters_and_limits_are_listed_empty() {
+    let (_broker, api) = start().await;
+    for path in [
+        "/api/policies",
+        "/api/policies/%2F",
+        "/api/operator-policies",
+        "/api/operator-policies/%2F",
+        "/api/parameters",
+        "/api/vhost-limits",
+        "/api/user-limits",
+    ] {
+        let r = api.get(path).await;
+        assert_eq!((r.status, r.json()), (200, json!([])), "{path}");
+    }
+    assert_eq!(api.get("/api/policies/nope").await.status, 404);
+    let put = r#"{"password":"pw","tags":"management"}"#;
+    assert_eq!(api.put("/api/users/manager", put).await.status, 201);
+    let manager = super::common::http::Http::new(api.addr, "manager", "pw");
+    assert_eq!(manager.get("/api/policies").await.status, 200);
+    let refused = manager.get("/api/parameters").await;
+    assert_eq!(
+        (refused.status, refused.json()),
+        (
+            401,
+            json!({"error": "not_authorised", "reason": "User not authorised to access object"})
+        )
+    );
+}
