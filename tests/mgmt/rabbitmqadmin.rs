@@ -13,7 +13,7 @@ use super::start;
 #[tokio::test]
 async fn channels_report_confirm_mode_prefetch_and_unconfirmed() {
     let (broker, api) = start().await;
-    let mut client = Client::connect(&broker).await;
+    let client = Client::connect(&broker).await;
     let plain = client.channel().await;
     let confirming = client.channel().await;
     confirming
@@ -58,7 +58,7 @@ async fn channels_report_confirm_mode_prefetch_and_unconfirmed() {
 #[tokio::test]
 async fn consumers_carry_their_node_and_ack_timeout() {
     let (broker, api) = start().await;
-    let mut client = Client::connect(&broker).await;
+    let client = Client::connect(&broker).await;
     let ch = client.channel().await;
     declare_queue(&ch, "watched").await;
     let _consumer = ch
