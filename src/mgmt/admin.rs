@@ -650,16 +650,45 @@ pub async fn vhost_limits(_caller: Caller) -> Response {
     Json(json!([])).into_response()
 }
 
-/// GET /api/user-limits: users with limits set, as `{"user": ..., "value":
-/// {...}}` (administrators see everyone's, others their own).
-pub async fn user_limits(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
+/// GET /api/vhost-limits/{vhost}: none, or 404 for a vhost that does not exist.
+pub async fn vhost_limits_of(
+    State(broker): State<Arc<Broker>>,
+    _caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    if broker.auth.vhost(&vhost).is_none() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!([])).into_response())
+}
+
+/// Users with limits set, as `{"user": ..., "value": {...}}`: administrators
+/// see everyone's, others their own.
+fn limits_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<Value> {
     let admin = caller.require_admin().is_ok();
-    let items: Vec<Value> = broker
+    broker
         .auth
         .users()
         .iter()
         .filter(|u| !u.limits.is_empty() && (admin || u.name == caller.user.name))
+        .filter(|u| only.is_none_or(|name| u.name == name))
         .map(|u| json!({"user": u.name, "value": u.limits}))
-        .collect();
-    Json(items).into_response()
+        .collect()
+}
+
+/// GET /api/user-limits.
+pub async fn user_limits(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
+    Json(limits_json(&broker, &caller, None)).into_response()
+}
+
+/// GET /api/user-limits/{user}: 404 for a user that does not exist.
+pub async fn user_limits_of(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(user): Path<String>,
+) -> ApiResult {
+    if broker.auth.user(&user).is_none() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(limits_json(&broker, &caller, Some(&user))).into_response())
 }

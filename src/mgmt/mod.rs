@@ -132,7 +132,9 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/operator-policies/{vhost}", get(admin::no_policies_in))
         .route("/api/parameters", get(admin::no_parameters))
         .route("/api/vhost-limits", get(admin::vhost_limits))
+        .route("/api/vhost-limits/{vhost}", get(admin::vhost_limits_of))
         .route("/api/user-limits", get(admin::user_limits))
+        .route("/api/user-limits/{user}", get(admin::user_limits_of))
         .route("/api/exchanges", get(topology::exchanges))
         .route("/api/exchanges/{vhost}", get(topology::exchanges_in))
         .route(

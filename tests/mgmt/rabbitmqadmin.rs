@@ -238,12 +238,20 @@ async fn policies_parameters_and_limits_are_listed_empty() {
         "/api/operator-policies/%2F",
         "/api/parameters",
         "/api/vhost-limits",
+        "/api/vhost-limits/%2F",
         "/api/user-limits",
+        "/api/user-limits/guest",
     ] {
         let r = api.get(path).await;
         assert_eq!((r.status, r.json()), (200, json!([])), "{path}");
     }
-    assert_eq!(api.get("/api/policies/nope").await.status, 404);
+    for path in [
+        "/api/policies/nope",
+        "/api/vhost-limits/nope",
+        "/api/user-limits/nobody",
+    ] {
+        assert_eq!(api.get(path).await.status, 404, "{path}");
+    }
     let put = r#"{"password":"pw","tags":"management"}"#;
     assert_eq!(api.put("/api/users/manager", put).await.status, 201);
     let manager = super::common::http::Http::new(api.addr, "manager", "pw");
