@@ -265,3 +265,54 @@ async fn policies_parameters_and_limits_are_listed_empty() {
         )
     );
 }
+
+#[tokio::test]
+async fn bindings_are_listed_in_rabbitmqs_order() {
+    let (_broker, api) = start().await;
+    for q in ["zq", "aq"] {
+        assert_eq!(
+            api.put(&format!("/api/queues/%2F/{q}"), "{}").await.status,
+            201
+        );
+    }
+    assert_eq!(
+        api.put("/api/exchanges/%2F/x1", r#"{"type":"direct"}"#)
+            .await
+            .status,
+        201
+    );
+    for path in ["q/zq", "e/amq.topic", "q/aq"] {
+        let bound = api
+            .post(
+                &format!("/api/bindings/%2F/e/x1/{path}"),
+                r#"{"routing_key":"k"}"#,
+            )
+            .await;
+        assert_eq!(bound.status, 201, "{path}");
+    }
+    let listed: Vec<(String, String)> = api
+        .get("/api/bindings/%2F")
+        .await
+        .json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|b| {
+            (
+                b["source"].as_str().unwrap_or_default().to_owned(),
+                b["destination"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("", "aq"),
+        ("", "zq"),
+        ("x1", "amq.topic"),
+        ("x1", "aq"),
+        ("x1", "zq"),
+    ];
+    assert_eq!(
+        listed,
+        expected.map(|(s, d)| (s.to_owned(), d.to_owned())).to_vec()
+    );
+}
