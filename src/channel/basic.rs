@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
@@ -57,6 +58,10 @@ impl Channel {
                     self.kick_consumed_queues();
                 } else {
                     self.consumer_prefetch = m.prefetch_count;
+                    self.shared
+                        .report
+                        .prefetch
+                        .store(m.prefetch_count, Ordering::Relaxed);
                 }
                 self.reply(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
                     .await;
@@ -299,10 +304,12 @@ impl Channel {
                 })))
                 .await;
             } else {
-                self.unsent_acks = Some(match self.unsent_acks {
-                    Some((first, _)) => (first, tag),
-                    None => (tag, tag),
-                });
+                let first = self.unsent_acks.map_or(tag, |(first, _)| first);
+                self.unsent_acks = Some((first, tag));
+                self.shared
+                    .report
+                    .unconfirmed
+                    .store(tag - first + 1, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -325,6 +332,7 @@ impl Channel {
         let Some((first, last)) = self.unsent_acks.take() else {
             return;
         };
+        self.shared.report.unconfirmed.store(0, Ordering::Relaxed);
         let multiple = first != last;
         let method = if durable {
             basic::AMQPMethod::Ack(basic::Ack {

@@ -16,6 +16,7 @@ pub mod reply_to;
 pub mod shared;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use warren_codec::protocol::{AMQPClass, access, channel, confirm, tx};
 
@@ -158,7 +159,10 @@ impl Channel {
                             "cannot switch from tx to confirm mode",
                         ));
                     }
-                    Mode::Plain => self.mode = Mode::Confirm(1),
+                    Mode::Plain => {
+                        self.mode = Mode::Confirm(1);
+                        self.shared.report.confirm.store(true, Ordering::Relaxed);
+                    }
                     Mode::Confirm(_) => {}
                 }
                 if !select.nowait {
@@ -209,6 +213,10 @@ impl Channel {
                     ));
                 }
                 self.mode = Mode::Tx;
+                self.shared
+                    .report
+                    .transactional
+                    .store(true, Ordering::Relaxed);
                 self.reply(AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})))
                     .await;
             }

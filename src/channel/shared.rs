@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -99,6 +99,22 @@ pub struct ChannelShared {
     /// This channel's consumers by tag, with their queue. Any task may remove one
     /// (a queue deleted by another connection cancels its consumers).
     pub consumers: Mutex<HashMap<Arc<str>, Arc<Queue>>>,
+    /// What the management API reports of the channel's modes.
+    pub report: ChannelReport,
+}
+
+/// A channel's modes and counters as the management API lists them; the
+/// channel task writes them, the API reads them.
+#[derive(Debug, Default)]
+pub struct ChannelReport {
+    /// In confirm mode (confirm.select).
+    pub confirm: AtomicBool,
+    /// In transaction mode (tx.select).
+    pub transactional: AtomicBool,
+    /// basic.qos global=false: the prefetch new consumers get.
+    pub prefetch: AtomicU16,
+    /// Publishes not yet confirmed to the publisher.
+    pub unconfirmed: AtomicU64,
 }
 
 impl ChannelShared {
@@ -111,6 +127,7 @@ impl ChannelShared {
             deliveries: Mutex::new(Deliveries::default()),
             consumer_unacked: Arc::default(),
             consumers: Mutex::new(HashMap::new()),
+            report: ChannelReport::default(),
         })
     }
 

@@ -3,18 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::caller::Caller;
 use super::listing::ListQuery;
 use super::{
-    ApiError, ApiResult, MANAGEMENT_VERSION, created_or_updated, parse_body, require_keys, started,
-    str_field,
+    ApiError, ApiResult, HttpListener, MANAGEMENT_VERSION, created_or_updated, parse_body,
+    require_keys, started, str_field,
 };
 use crate::auth::hashing;
 use crate::auth::registry::parse_tags;
@@ -127,6 +127,9 @@ fn node_json(broker: &Broker) -> Value {
         "mem_limit": broker.alarms.memory_limit(),
         "mem_alarm": broker.alarms.current().memory,
         "disk_free_alarm": broker.alarms.current().disk,
+        // A single node is never in maintenance mode (RabbitMQ 3.13+ reports it).
+        "being_drained": false,
+        "rabbitmq_version": MANAGEMENT_VERSION,
         "fd_used": open_fds(),
         "sockets_used": broker.connections.len(),
         "partitions": [],
@@ -176,6 +179,20 @@ pub async fn node(
     Ok(Json(node_json(&broker)).into_response())
 }
 
+/// GET /api/nodes/{node}/memory: Warren has no per-category breakdown of its
+/// memory, which RabbitMQ words as `not_available`.
+pub async fn node_memory(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    caller.require_monitor()?;
+    if name != node_name(&broker) {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!({"memory": "not_available"})).into_response())
+}
+
 /// GET /api/health/checks/alarms: 200 without alarms, 503 with the alarms in
 /// effect (RabbitMQ's body).
 pub async fn alarms(State(broker): State<Arc<Broker>>, _caller: Caller) -> Response {
@@ -197,6 +214,104 @@ pub async fn alarms(State(broker): State<Arc<Broker>>, _caller: Caller) -> Respo
         "alarms": alarms,
     });
     (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// The port the management API answers on: where this request came in, or
+/// the configured one for a router served without [`super::serve`].
+fn http_port(broker: &Broker, listener: Option<Extension<HttpListener>>) -> u16 {
+    listener.map_or(broker.config.management_port, |Extension(l)| l.0.port())
+}
+
+/// The node's listeners as RabbitMQ names their protocols: AMQP and the API.
+fn listeners(broker: &Broker, http: u16) -> [(&'static str, u16); 2] {
+    [("amqp", broker.config.port), ("http", http)]
+}
+
+/// 503 with RabbitMQ's body for a failed boolean health check.
+fn check_failed(body: Value) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// GET /api/health/checks/port-listener/{port}: 200 when the node listens
+/// on `port`, 503 with the ports it does listen on otherwise.
+pub async fn port_listener(
+    State(broker): State<Arc<Broker>>,
+    _caller: Caller,
+    listener: Option<Extension<HttpListener>>,
+    Path(port): Path<String>,
+) -> ApiResult {
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ApiError::bad_request("Invalid port"))?;
+    let ports: Vec<u16> = listeners(&broker, http_port(&broker, listener))
+        .iter()
+        .map(|(_, p)| *p)
+        .collect();
+    if ports.contains(&port) {
+        return Ok(Json(json!({"status": "ok", "port": port})).into_response());
+    }
+    Ok(check_failed(json!({
+        "status": "failed",
+        "reason": "No active listener",
+        "missing": port,
+        "ports": ports,
+    })))
+}
+
+/// GET /api/health/checks/protocol-listener/{protocol}: 200 when the node has
+/// a listener for `protocol` (`amqp091` and the like mean `amqp`), else 503.
+pub async fn protocol_listener(
+    State(broker): State<Arc<Broker>>,
+    _caller: Caller,
+    listener: Option<Extension<HttpListener>>,
+    Path(protocol): Path<String>,
+) -> Response {
+    let protocol = match protocol.to_lowercase().as_str() {
+        "amqp091" | "amqp0-9-1" | "amqp0.9.1" | "amqp10" | "amqp1.0" => "amqp".to_owned(),
+        "management" => "http".to_owned(),
+        other => other.to_owned(),
+    };
+    let protocols: Vec<&str> = listeners(&broker, http_port(&broker, listener))
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    if protocols.contains(&protocol.as_str()) {
+        return Json(json!({"status": "ok", "protocol": protocol})).into_response();
+    }
+    check_failed(json!({
+        "status": "failed",
+        "reason": "No active listener",
+        "missing": protocol,
+        "protocols": protocols,
+    }))
+}
+
+/// GET /api/health/checks/node-is-quorum-critical (and the mirror-sync one):
+/// a single node is never critical to a quorum.
+pub async fn not_quorum_critical(_caller: Caller) -> Response {
+    Json(json!({"status": "ok", "reason": "single node cluster"})).into_response()
+}
+
+/// GET /api/health/checks/virtual-hosts: every vhost runs.
+pub async fn vhosts_running(_caller: Caller) -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// GET /api/health/checks/certificate-expiration/{within}/{unit}: Warren has
+/// no TLS listeners, so no certificate expires.
+pub async fn certificates(
+    _caller: Caller,
+    Path((within, unit)): Path<(String, String)>,
+) -> ApiResult {
+    if within.parse::<u32>().is_err() {
+        return Err(ApiError::bad_request("Invalid expiration value."));
+    }
+    if !["days", "weeks", "months", "years"].contains(&unit.as_str()) {
+        return Err(ApiError::bad_request(
+            "Time unit not recognised. Supported units: days, weeks, months, years.",
+        ));
+    }
+    Ok(Json(json!({"status": "ok"})).into_response())
 }
 
 fn vhost_json(broker: &Broker, def: &VHostDef) -> Value {
@@ -503,4 +618,77 @@ pub async fn delete_permission(
     } else {
         Err(ApiError::not_found())
     }
+}
+
+/// GET /api/policies and /api/operator-policies: Warren has no policies, so
+/// none are listed.
+pub async fn no_policies(_caller: Caller) -> Response {
+    Json(json!([])).into_response()
+}
+
+/// GET /api/parameters (policymaker): Warren has no runtime parameters.
+pub async fn no_parameters(caller: Caller) -> ApiResult {
+    caller.require_policymaker()?;
+    Ok(Json(json!([])).into_response())
+}
+
+/// GET /api/policies/{vhost} and /api/operator-policies/{vhost}: none, or
+/// 404 for a vhost that does not exist.
+pub async fn no_policies_in(
+    State(broker): State<Arc<Broker>>,
+    _caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    if broker.auth.vhost(&vhost).is_none() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!([])).into_response())
+}
+
+/// GET /api/vhost-limits: Warren has no vhost limits, so none are listed.
+pub async fn vhost_limits(_caller: Caller) -> Response {
+    Json(json!([])).into_response()
+}
+
+/// GET /api/vhost-limits/{vhost}: none, or 404 for a vhost that does not exist.
+pub async fn vhost_limits_of(
+    State(broker): State<Arc<Broker>>,
+    _caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    if broker.auth.vhost(&vhost).is_none() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!([])).into_response())
+}
+
+/// Users with limits set, as `{"user": ..., "value": {...}}`: administrators
+/// see everyone's, others their own.
+fn limits_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<Value> {
+    let admin = caller.require_admin().is_ok();
+    broker
+        .auth
+        .users()
+        .iter()
+        .filter(|u| !u.limits.is_empty() && (admin || u.name == caller.user.name))
+        .filter(|u| only.is_none_or(|name| u.name == name))
+        .map(|u| json!({"user": u.name, "value": u.limits}))
+        .collect()
+}
+
+/// GET /api/user-limits.
+pub async fn user_limits(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
+    Json(limits_json(&broker, &caller, None)).into_response()
+}
+
+/// GET /api/user-limits/{user}: 404 for a user that does not exist.
+pub async fn user_limits_of(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(user): Path<String>,
+) -> ApiResult {
+    if broker.auth.user(&user).is_none() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(limits_json(&broker, &caller, Some(&user))).into_response())
 }

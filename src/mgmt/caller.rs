@@ -115,6 +115,18 @@ impl Caller {
         }
     }
 
+    /// 401 unless the caller may manage policies and parameters (tags
+    /// policymaker or administrator).
+    pub fn require_policymaker(&self) -> Result<(), ApiError> {
+        if self.has_any(&["policymaker", "administrator"]) {
+            Ok(())
+        } else {
+            Err(ApiError::not_authorised(
+                "User not authorised to access object",
+            ))
+        }
+    }
+
     /// 401 unless the caller may see everything.
     pub fn require_monitor(&self) -> Result<(), ApiError> {
         if self.is_monitor() {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 use axum::Json;
@@ -123,11 +124,46 @@ pub async fn close_connection(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// GET /api/connections/username/{user}: that user's connections, in
+/// RabbitMQ's short form (name, node, user, vhost).
+pub async fn user_connections(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(user): Path<String>,
+) -> Response {
+    let node = super::admin::node_name(&broker);
+    let items: Vec<Value> = visible(&broker, &caller)
+        .iter()
+        .filter(|c| c.user == user)
+        .map(|c| json!({"name": c.name, "node": node, "user": c.user, "vhost": c.vhost}))
+        .collect();
+    Json(items).into_response()
+}
+
+/// DELETE /api/connections/username/{user}: closes that user's connections
+/// (204 also when there are none, as RabbitMQ).
+pub async fn close_user_connections(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let reason = headers
+        .get("x-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(CLOSED_VIA_MANAGEMENT);
+    for c in visible(&broker, &caller).iter().filter(|c| c.user == user) {
+        c.force_close(reason);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
 fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
     let (unacked, global_prefetch) = {
         let d = ch.deliveries.lock();
         (d.unacked.len(), d.global_prefetch)
     };
+    let report = &ch.report;
     json!({
         "name": format!("{} ({})", c.name, ch.id),
         "number": ch.id,
@@ -142,7 +178,14 @@ fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
         },
         "consumer_count": ch.consumers.lock().len(),
         "messages_unacknowledged": unacked,
+        "messages_unconfirmed": report.unconfirmed.load(Ordering::Relaxed),
+        "messages_uncommitted": 0,
+        "acks_uncommitted": 0,
+        "confirm": report.confirm.load(Ordering::Relaxed),
+        "transactional": report.transactional.load(Ordering::Relaxed),
+        "prefetch_count": report.prefetch.load(Ordering::Relaxed),
         "global_prefetch_count": global_prefetch,
+        "user_who_performed_action": c.user,
     })
 }
 
@@ -179,6 +222,10 @@ pub async fn channels_of(
     query.respond(channels_json(&broker, &[c]))
 }
 
+/// The delivery acknowledgement timeout reported per consumer, in
+/// milliseconds: Warren enforces none, reported as 0.
+const CONSUMER_TIMEOUT_MS: u64 = 0;
+
 fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<Value> {
     // Which connection each channel belongs to, by the channel's address.
     let mut owners: HashMap<*const ChannelShared, Arc<LiveConnection>> = HashMap::new();
@@ -187,6 +234,7 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
             owners.insert(Arc::as_ptr(&ch), c.clone());
         }
     }
+    let node = super::admin::node_name(broker);
     let mut out = Vec::new();
     for vhost in broker.vhosts() {
         if only.is_some_and(|o| o != vhost.name) || !caller.sees_vhost(&vhost.name) {
@@ -199,6 +247,7 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
                     json!({
                         "name": format!("{} ({})", c.name, consumer.channel.id),
                         "number": consumer.channel.id,
+                        "node": node,
                         "connection_name": c.name,
                         "peer_host": c.peer.ip().to_string(),
                         "peer_port": c.peer.port(),
@@ -216,6 +265,8 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
                     "active": true,
                     "activity_status": "up",
                     "arguments": {},
+                    // RabbitMQ 3.13+ reports it; rabbitmqadmin requires it.
+                    "consumer_timeout": CONSUMER_TIMEOUT_MS,
                 }));
             }
         }

@@ -46,6 +46,10 @@ fn started() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
+/// The address the management API listens on (health checks report it).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpListener(pub std::net::SocketAddr);
+
 /// Serves the management API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -53,7 +57,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     started();
-    axum::serve(listener, router(broker))
+    let local = HttpListener(listener.local_addr()?);
+    axum::serve(listener, router(broker).layer(axum::Extension(local)))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -65,8 +70,33 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/whoami", get(admin::whoami))
         .route("/api/nodes", get(admin::nodes))
         .route("/api/nodes/{node}", get(admin::node))
+        .route("/api/nodes/{node}/memory", get(admin::node_memory))
         .route("/api/health/checks/alarms", get(admin::alarms))
         .route("/api/health/checks/local-alarms", get(admin::alarms))
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(admin::port_listener),
+        )
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(admin::protocol_listener),
+        )
+        .route(
+            "/api/health/checks/node-is-quorum-critical",
+            get(admin::not_quorum_critical),
+        )
+        .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(admin::not_quorum_critical),
+        )
+        .route(
+            "/api/health/checks/virtual-hosts",
+            get(admin::vhosts_running),
+        )
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(admin::certificates),
+        )
         .route("/api/vhosts", get(admin::vhosts))
         .route(
             "/api/vhosts/{vhost}",
@@ -96,6 +126,15 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .put(admin::put_permission)
                 .delete(admin::delete_permission),
         )
+        .route("/api/policies", get(admin::no_policies))
+        .route("/api/policies/{vhost}", get(admin::no_policies_in))
+        .route("/api/operator-policies", get(admin::no_policies))
+        .route("/api/operator-policies/{vhost}", get(admin::no_policies_in))
+        .route("/api/parameters", get(admin::no_parameters))
+        .route("/api/vhost-limits", get(admin::vhost_limits))
+        .route("/api/vhost-limits/{vhost}", get(admin::vhost_limits_of))
+        .route("/api/user-limits", get(admin::user_limits))
+        .route("/api/user-limits/{user}", get(admin::user_limits_of))
         .route("/api/exchanges", get(topology::exchanges))
         .route("/api/exchanges/{vhost}", get(topology::exchanges_in))
         .route(
@@ -150,6 +189,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route(
             "/api/connections/{name}",
             get(connections::connection).delete(connections::close_connection),
+        )
+        .route(
+            "/api/connections/username/{user}",
+            get(connections::user_connections).delete(connections::close_user_connections),
         )
         .route(
             "/api/connections/{name}/channels",

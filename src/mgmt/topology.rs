@@ -564,6 +564,18 @@ fn bindings_where(
     for v in visible_vhosts(broker, caller, vhost)? {
         out.extend(vhost_bindings(&v).into_iter().filter(&keep));
     }
+    // RabbitMQ's order: by vhost, source, destination, routing key, properties key.
+    let text = |b: &Value, k: &str| b[k].as_str().unwrap_or_default().to_owned();
+    out.sort_by_cached_key(|b| {
+        [
+            "vhost",
+            "source",
+            "destination",
+            "routing_key",
+            "properties_key",
+        ]
+        .map(|k| text(b, k))
+    });
     Ok(out)
 }
 

@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod live;
 mod objects;
+mod rabbitmqadmin;
 
 use std::net::SocketAddr;
 
