@@ -626,6 +626,13 @@ pub async fn no_policies(_caller: Caller) -> Response {
     Json(json!([])).into_response()
 }
 
+/// GET /api/feature-flags (administrator): Warren has no feature flags (one
+/// node, no upgrades in place to coordinate), so none are listed.
+pub async fn no_feature_flags(caller: Caller) -> ApiResult {
+    caller.require_admin()?;
+    Ok(Json(json!([])).into_response())
+}
+
 /// GET /api/parameters (policymaker): Warren has no runtime parameters.
 pub async fn no_parameters(caller: Caller) -> ApiResult {
     caller.require_policymaker()?;

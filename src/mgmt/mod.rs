@@ -127,6 +127,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .delete(admin::delete_permission),
         )
         .route("/api/policies", get(admin::no_policies))
+        .route("/api/feature-flags", get(admin::no_feature_flags))
         .route("/api/policies/{vhost}", get(admin::no_policies_in))
         .route("/api/operator-policies", get(admin::no_policies))
         .route("/api/operator-policies/{vhost}", get(admin::no_policies_in))

@@ -241,6 +241,7 @@ async fn policies_parameters_and_limits_are_listed_empty() {
         "/api/vhost-limits/%2F",
         "/api/user-limits",
         "/api/user-limits/guest",
+        "/api/feature-flags",
     ] {
         let r = api.get(path).await;
         assert_eq!((r.status, r.json()), (200, json!([])), "{path}");
@@ -256,6 +257,7 @@ async fn policies_parameters_and_limits_are_listed_empty() {
     assert_eq!(api.put("/api/users/manager", put).await.status, 201);
     let manager = super::common::http::Http::new(api.addr, "manager", "pw");
     assert_eq!(manager.get("/api/policies").await.status, 200);
+    assert_eq!(manager.get("/api/feature-flags").await.status, 401);
     let refused = manager.get("/api/parameters").await;
     assert_eq!(
         (refused.status, refused.json()),
