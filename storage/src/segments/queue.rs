@@ -39,7 +39,7 @@ struct Segment {
     /// Bytes of records (written or buffered), from the start of the file.
     len: u64,
     /// Seqs of records removed while others are still live.
-    removed: HashSet<Seq>,
+    removed: Removed,
     /// `(seq, offset)` of a record every [`SPARSE_STEP`] bytes.
     sparse: Vec<(Seq, u64)>,
     /// Acks entries not yet written to the acks file.
@@ -57,7 +57,7 @@ impl Segment {
             records: 0,
             live: 0,
             len: MAGIC.len() as u64,
-            removed: HashSet::new(),
+            removed: Removed::default(),
             sparse: Vec::new(),
             acks_pending: Vec::new(),
             acks_len: 0,
@@ -68,6 +68,7 @@ impl Segment {
     fn note(&mut self, seq: Seq, offset: u64, size: u64) {
         if self.records == 0 {
             self.min = seq;
+            self.removed.below = seq;
         }
         self.max = seq;
         self.records += 1;
@@ -93,6 +94,32 @@ impl Segment {
         match i {
             0 => MAGIC.len() as u64,
             i => self.sparse[i - 1].1,
+        }
+    }
+}
+
+/// A segment's removed seqs: a prefix (acks mostly come in order, so this
+/// stays small while a segment drains from its head) and the others.
+#[derive(Debug, Default)]
+struct Removed {
+    /// Every seq from the segment's first up to this one (excluded) is removed.
+    below: Seq,
+    others: HashSet<Seq>,
+}
+
+impl Removed {
+    fn contains(&self, seq: &Seq) -> bool {
+        *seq < self.below || self.others.contains(seq)
+    }
+
+    fn insert(&mut self, seq: Seq) {
+        if seq != self.below {
+            self.others.insert(seq);
+            return;
+        }
+        self.below += 1;
+        while self.others.remove(&self.below) {
+            self.below += 1;
         }
     }
 }
