@@ -180,7 +180,16 @@ impl Reader {
         }
         let want = len.max(CHUNK).min((self.end - self.offset) as usize);
         self.buf.resize(want, 0);
-        self.file.read_exact_at(&mut self.buf, self.offset)?;
+        match self.file.read_exact_at(&mut self.buf, self.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // The file shrank under us (damage): read what is left.
+                self.buf.clear();
+                self.end = self.end.min(self.file.metadata()?.len());
+                return self.fill(len);
+            }
+            Err(e) => return Err(e),
+        }
         self.buf_start = self.offset;
         Ok(true)
     }

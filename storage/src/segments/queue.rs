@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::format::{self, MAGIC, Reader, Scanner};
 use crate::Seq;
@@ -23,6 +24,9 @@ const RECYCLE_BYTES: u64 = 1 << 20;
 const WRITE_BEHIND: usize = 1 << 20;
 /// Unwritten acks entries a segment buffers before they are written.
 const ACKS_BEHIND: usize = 64 << 10;
+/// Buffered acks are written (not fsynced) once the oldest is this old, so
+/// that a crash between flushes brings back few acked messages.
+const ACKS_AGE: Duration = Duration::from_millis(200);
 /// One sparse index entry per this many bytes of segment.
 const SPARSE_STEP: u64 = 64 << 10;
 
@@ -176,6 +180,8 @@ pub struct QueueLog {
     cursor: Option<Cursor>,
     /// The highest seq of any record ever appended (a put above it is new).
     high: Option<Seq>,
+    /// When the oldest ack still buffered was made.
+    acks_since: Option<Instant>,
     /// Listed for the next flush.
     pub listed: bool,
     /// Dropped: the flusher leaves it alone.
@@ -212,6 +218,7 @@ impl QueueLog {
             dir_new: false,
             cursor: None,
             high: None,
+            acks_since: None,
             listed: false,
             dropped: false,
         }
@@ -461,6 +468,16 @@ impl QueueLog {
                 self.remove_at(i, seq)?;
             }
         }
+        match self.acks_since {
+            None => self.acks_since = Some(Instant::now()),
+            Some(since) if since.elapsed() >= ACKS_AGE => {
+                for i in 0..self.segments.len() {
+                    self.write_acks(i, false)?;
+                }
+                self.acks_since = None;
+            }
+            Some(_) => {}
+        }
         Ok(())
     }
 
@@ -569,8 +586,22 @@ impl QueueLog {
                 if out.len() == limit {
                     break;
                 }
-                out.push((seq, reader.take(seq, len)?));
-                last_out = Some((seq, r));
+                match reader.take(seq, len) {
+                    Ok(value) => {
+                        out.push((seq, value));
+                        last_out = Some((seq, r));
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                        // Changed on disk since it was checked at open.
+                        tracing::error!(%error, dir = %self.dir.display(), "skipping a damaged record");
+                        reader.skip(len);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                        tracing::error!(%error, dir = %self.dir.display(), "a segment ends early");
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
             }
             if let Some((seq, len)) = self.advance(i, &mut readers[r].1, from)? {
                 heap.push(Reverse((seq, Reverse(self.segments[i].no), r, len)));
@@ -622,6 +653,7 @@ impl QueueLog {
         for i in 0..self.segments.len() {
             self.write_acks(i, sync_acks)?;
         }
+        self.acks_since = None;
         if self.dir_dirty {
             to_sync.dirs.push(self.dir.clone());
             self.dir_dirty = false;

@@ -462,3 +462,47 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn a_record_damaged_after_opening_is_skipped_when_read() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let log = open(dir.path());
+        for seq in 0..10u64 {
+            log.put_message(1, seq, &[1; 100]).expect("put");
+        }
+        log.flush().expect("flush");
+    }
+    let log = open(dir.path());
+    let seg = files(dir.path(), 1, "seg").pop().expect("a segment");
+    let mut bytes = fs::read(&seg).expect("read");
+    bytes[8 + 5 * 116 + 50] ^= 0xff;
+    fs::write(&seg, &bytes).expect("write");
+    assert_eq!(seqs(&log, 1, 0, 100), [0, 1, 2, 3, 4, 6, 7, 8, 9]);
+    // Cut short under the log's feet: the rest of the segment is not read.
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open")
+        .set_len(8 + 8 * 116)
+        .expect("truncate");
+    assert_eq!(seqs(&log, 1, 7, 100), [7]);
+}
+
+#[test]
+fn acks_reach_the_file_without_a_flush_after_a_while() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let log = open(dir.path());
+        for seq in 0..10u64 {
+            log.put_message(1, seq, b"m").expect("put");
+        }
+        log.flush().expect("flush");
+        log.remove_messages(1, &[3]).expect("remove");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        log.remove_messages(1, &[4]).expect("remove");
+        // Dropped without a flush: a crash.
+    }
+    let log = open(dir.path());
+    assert_eq!(seqs(&log, 1, 0, 100), [0, 1, 2, 5, 6, 7, 8, 9]);
+}
