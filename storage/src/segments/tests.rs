@@ -506,3 +506,56 @@ fn acks_reach_the_file_without_a_flush_after_a_while() {
     let log = open(dir.path());
     assert_eq!(seqs(&log, 1, 0, 100), [0, 1, 2, 5, 6, 7, 8, 9]);
 }
+
+#[test]
+fn queues_write_concurrently_with_a_flusher() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let log = Arc::new(open(dir.path()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    log.flush().expect("flush");
+                }
+            })
+        };
+        let writers: Vec<_> = (0..4u64)
+            .map(|queue| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for seq in 0..3000u64 {
+                        log.put_message(queue, seq, &[queue as u8; 300])
+                            .expect("put");
+                        if seq % 3 == 2 {
+                            log.remove_messages(queue, &[seq - 2]).expect("remove");
+                        }
+                        if seq % 500 == 0 {
+                            assert_eq!(seqs(&log, queue, seq, 1), [seq]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer");
+        }
+        stop.store(true, Ordering::Release);
+        flusher.join().expect("flusher");
+        log.flush().expect("flush");
+    }
+    let log = open(dir.path());
+    assert_eq!(log.queue_ids(), [0, 1, 2, 3]);
+    for queue in 0..4u64 {
+        let read = log.messages(queue, 0, 10_000).expect("read");
+        assert_eq!(read.len(), 2000);
+        assert!(
+            read.iter()
+                .all(|(s, v)| s % 3 != 0 && v == &[queue as u8; 300])
+        );
+    }
+}
