@@ -200,6 +200,7 @@ impl SegmentLog {
         let ids = std::mem::take(&mut *self.dirty.lock());
         let mut files = Vec::new();
         let mut dirs = Vec::new();
+        let mut paths = Vec::new();
         let mut failed = None;
         for id in ids {
             let Some(log) = self.queue(id) else {
@@ -213,6 +214,7 @@ impl SegmentLog {
             match log.prepare_flush(sync_acks) {
                 Ok(mut to_sync) => {
                     files.append(&mut to_sync.files);
+                    paths.append(&mut to_sync.paths);
                     dirs.append(&mut to_sync.dirs);
                 }
                 Err(error) => {
@@ -227,6 +229,15 @@ impl SegmentLog {
         for file in files {
             file.sync_data()
                 .map_err(|e| engine("cannot fsync a segment", e))?;
+        }
+        for path in paths {
+            // fsync through a new descriptor flushes what the old one wrote.
+            match File::open(&path).and_then(|f| f.sync_data()) {
+                Ok(()) => {}
+                // Emptied and deleted since: nothing to make durable.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(engine("cannot fsync a segment", e)),
+            }
         }
         dirs.sort();
         dirs.dedup();

@@ -157,8 +157,12 @@ struct Cursor {
 /// What a flush has to make durable for one queue, gathered under its lock.
 #[derive(Debug, Default)]
 pub struct ToSync {
-    /// Segment files to fsync.
+    /// Segment files to fsync (the one being written).
     pub files: Vec<Arc<File>>,
+    /// Segment files to fsync by path (left by the writer: no descriptor is
+    /// kept open for them, so that paging gigabytes without a flush does not
+    /// hold a descriptor per segment); one deleted since needs none.
+    pub paths: Vec<PathBuf>,
     /// Directories to fsync (new files in them).
     pub dirs: Vec<PathBuf>,
 }
@@ -171,8 +175,8 @@ pub struct QueueLog {
     segments: Vec<Segment>,
     active: Option<Active>,
     next_no: u64,
-    /// Files written but not yet fsynced (segments the writer left).
-    unsynced: Vec<Arc<File>>,
+    /// Segments written but not yet fsynced, that the writer left.
+    unsynced: Vec<u64>,
     /// Files were created or deleted in `dir` since the last flush.
     dir_dirty: bool,
     /// `dir` itself is new (its parent needs an fsync).
@@ -430,7 +434,7 @@ impl QueueLog {
         if let Some(mut active) = self.active.take() {
             write_pending(&mut active)?;
             if active.unsynced {
-                self.unsynced.push(active.file);
+                self.unsynced.push(active.no);
             }
             if let Some(i) = self.segments.iter().position(|s| s.no == active.no)
                 && self.segments[i].live == 0
@@ -649,7 +653,11 @@ impl QueueLog {
                 active.unsynced = false;
             }
         }
-        to_sync.files.append(&mut self.unsynced);
+        to_sync.paths = self
+            .unsynced
+            .drain(..)
+            .map(|no| seg_path(&self.dir, no))
+            .collect();
         for i in 0..self.segments.len() {
             self.write_acks(i, sync_acks)?;
         }
