@@ -20,10 +20,11 @@
 //! per 64 KiB) and, while a segment is partly removed, the set of its removed
 //! seqs; never an entry per live message. Writes go to a buffer that
 //! [`SegmentLog::flush`] writes (one write per segment) and fsyncs; acks are
-//! written at every flush and fsynced about once a second (a lost ack only
-//! brings an acked message back). A segment whose records are all removed is
-//! deleted with its acks. At open every record is checked: a torn or damaged
-//! tail is cut off, acks are applied, and fully removed segments are deleted.
+//! written at every flush or once the oldest buffered one is 200 ms old, and
+//! fsynced about once a second (a lost ack only brings an acked message
+//! back). A segment whose records are all removed is deleted with its acks.
+//! At open every record is checked: a torn or damaged tail is cut off, acks
+//! are applied, and fully removed segments are deleted.
 
 mod format;
 mod queue;
