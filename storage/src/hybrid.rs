@@ -75,3 +75,41 @@ impl Store for HybridStore {
         Ok(self.defs.size_on_disk()? + self.messages.size_on_disk())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Engine, open_engine};
+
+    #[test]
+    fn definitions_and_messages_live_side_by_side_and_survive_reopening() {
+        let dir = tempfile::tempdir().expect("dir");
+        let id;
+        {
+            let store = open_engine(dir.path(), 8 << 20, Engine::Segments).expect("open");
+            id = store.new_queue_id().expect("id");
+            store
+                .put_definition(Kind::Queue, b"/\0q", b"def")
+                .expect("put");
+            store.put_message(id, 0, b"body").expect("put");
+            store.put_message(id, 1, b"gone").expect("put");
+            store.remove_messages(id, &[1]).expect("remove");
+            store.flush().expect("flush");
+            assert!(store.size_on_disk().expect("size") > 0);
+        }
+        assert!(dir.path().join("messages").join(id.to_string()).is_dir());
+        let store = HybridStore::open(dir.path(), 8 << 20).expect("reopen");
+        assert_eq!(
+            store.definitions(Kind::Queue).expect("defs"),
+            [(b"/\0q".to_vec(), b"def".to_vec())]
+        );
+        assert_eq!(
+            store.messages(id, 0, 10).expect("read"),
+            [(0, b"body".to_vec())]
+        );
+        assert_eq!(store.queue_ids().expect("ids"), [id]);
+        assert!(store.new_queue_id().expect("id") > id);
+        assert_eq!("sled".parse::<Engine>(), Ok(Engine::Sled));
+        assert!("btree".parse::<Engine>().is_err());
+    }
+}

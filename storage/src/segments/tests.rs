@@ -559,3 +559,75 @@ fn queues_write_concurrently_with_a_flusher() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A crash (the log dropped without a flush) keeps everything the last
+    /// flush covered that was not touched since, and brings back nothing that
+    /// was never put.
+    #[test]
+    fn a_crash_keeps_what_the_last_flush_covered(
+        ops in proptest::collection::vec(op(), 1..150),
+        tail in proptest::collection::vec(op(), 1..60),
+    ) {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut log = open(dir.path());
+        let mut model: BTreeMap<Seq, Vec<u8>> = BTreeMap::new();
+        let mut next: Seq = 0;
+        let mut apply = |log: &mut SegmentLog, model: &mut BTreeMap<Seq, Vec<u8>>, op: &Op, touched: &mut Vec<(Seq, Option<Vec<u8>>)>| {
+            match op {
+                Op::Push(v) => {
+                    let value = vec![*v; usize::from(*v) * 3];
+                    log.put_message(1, next, &value).expect("put");
+                    touched.push((next, Some(value.clone())));
+                    model.insert(next, value);
+                    next += 1;
+                }
+                Op::Put(s, v) => {
+                    let seq = Seq::from(*s) % (next + 1);
+                    let value = vec![*v; 3];
+                    log.put_message(1, seq, &value).expect("put");
+                    touched.push((seq, Some(value.clone())));
+                    model.insert(seq, value);
+                    next = next.max(seq + 1);
+                }
+                Op::Remove(offsets) => {
+                    let seqs: Vec<Seq> = offsets.iter().map(|&o| Seq::from(o) % (next + 1)).collect();
+                    log.remove_messages(1, &seqs).expect("remove");
+                    for seq in seqs {
+                        touched.push((seq, None));
+                        model.remove(&seq);
+                    }
+                }
+                Op::Read(..) => {}
+                Op::FlushAndReopen => {
+                    log.flush().expect("flush");
+                }
+            }
+        };
+        let mut ignored = Vec::new();
+        for op in &ops {
+            apply(&mut log, &mut model, op, &mut ignored);
+        }
+        log.flush().expect("flush");
+        let flushed = model.clone();
+        let mut touched = Vec::new();
+        for op in tail.iter().filter(|op| !matches!(op, Op::FlushAndReopen)) {
+            apply(&mut log, &mut model, op, &mut touched);
+        }
+        drop(log);
+        let log = open(dir.path());
+        let got: BTreeMap<Seq, Vec<u8>> = log.messages(1, 0, usize::MAX).expect("read").into_iter().collect();
+        for (seq, value) in &flushed {
+            if touched.iter().all(|(s, _)| s != seq) {
+                prop_assert_eq!(got.get(seq), Some(value), "seq {} lost", seq);
+            }
+        }
+        for (seq, value) in &got {
+            let possible = flushed.get(seq) == Some(value)
+                || touched.iter().any(|(s, v)| s == seq && v.as_ref() == Some(value));
+            prop_assert!(possible, "seq {} came back with a value never put", seq);
+        }
+    }
+}
