@@ -631,3 +631,61 @@ proptest! {
         }
     }
 }
+
+/// The broker's pattern at scale: a producer far ahead of a consumer that
+/// reads batches from the head and removes them, with a flusher, across many
+/// segments. Slow in debug builds: `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn a_deep_queue_drains_while_it_fills() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const N: u64 = 2_000_000;
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(open(dir.path()));
+    let written = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (log, done) = (log.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                log.flush().expect("flush");
+            }
+        })
+    };
+    let producer = {
+        let (log, written) = (log.clone(), written.clone());
+        std::thread::spawn(move || {
+            for seq in 0..N {
+                log.put_message(1, seq, &[seq as u8; 100]).expect("put");
+                written.store(seq + 1, Ordering::Release);
+            }
+        })
+    };
+    let mut next = 0;
+    while next < N {
+        if written.load(Ordering::Acquire) < next + 300_000 && next + 300_000 < N {
+            std::thread::yield_now();
+            continue;
+        }
+        let batch = log.messages(1, next, 2048).expect("read");
+        let seqs: Vec<Seq> = batch.iter().map(|(s, _)| *s).collect();
+        for (i, (seq, value)) in batch.iter().enumerate() {
+            assert_eq!(*seq, next + i as u64);
+            assert_eq!(value, &[*seq as u8; 100]);
+        }
+        let Some(&last) = seqs.last() else { continue };
+        // Acks out of order, in two halves.
+        let (a, b) = seqs.split_at(seqs.len() / 2);
+        log.remove_messages(1, b).expect("remove");
+        log.remove_messages(1, a).expect("remove");
+        next = last + 1;
+    }
+    producer.join().expect("producer");
+    done.store(true, Ordering::Release);
+    flusher.join().expect("flusher");
+    log.flush().expect("flush");
+    assert!(log.queue_ids().is_empty());
+    assert!(dir_bytes(dir.path()) <= 17 << 20);
+}

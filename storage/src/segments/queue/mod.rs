@@ -281,7 +281,9 @@ impl QueueLog {
                 active.written,
             ));
         }
-        let file = File::open(seg_path(&self.dir, no))?;
+        let path = seg_path(&self.dir, no);
+        let file = File::open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok(Reader::new(file, offset, self.segments[i].len))
     }
 
