@@ -32,6 +32,9 @@ pub struct Args {
     /// Address the management HTTP API listens on [default: 127.0.0.1]
     #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
     pub management_bind: Option<IpAddr>,
+    /// Engine for queue messages: `segments` or `sled` [default: segments]
+    #[arg(long, env = "WARREN_STORAGE_ENGINE")]
+    pub storage_engine: Option<String>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -58,6 +61,9 @@ impl Args {
         }
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
+        }
+        if let Some(engine) = self.storage_engine {
+            config.storage_engine = engine;
         }
         if let Some(limit) = self.memory_limit {
             config.memory_limit = limit;

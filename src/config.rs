@@ -51,6 +51,9 @@ pub struct Config {
     pub max_message_size: u64,
     /// Page cache of the store, in MiB.
     pub storage_cache_mb: u64,
+    /// Where queue messages are kept: `segments` (segment files, the default)
+    /// or `sled` (the former engine, kept to compare).
+    pub storage_engine: String,
     /// Memory above which publishers are blocked: bytes, a size with a unit
     /// (`2GiB`), or a share of the machine's memory (`40%`, RabbitMQ's default).
     pub memory_limit: String,
@@ -92,6 +95,7 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             storage_cache_mb: 8,
+            storage_engine: "segments".into(),
             memory_limit: "40%".into(),
             memory_paging_ratio: 0.5,
             disk_free_limit: "50MB".into(),
@@ -123,6 +127,7 @@ impl Config {
 
     /// Checks ranges that the protocol or RabbitMQ impose.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.storage_engine()?;
         if self.frame_max != 0 && self.frame_max < warren_codec::frame::FRAME_MIN_SIZE {
             return Err(ConfigError::Invalid(format!(
                 "frame_max {} is below the protocol minimum of 4096",
@@ -176,6 +181,11 @@ impl Config {
     /// The store's page cache in bytes.
     pub fn storage_cache_bytes(&self) -> u64 {
         self.storage_cache_mb << 20
+    }
+
+    /// The storage engine for queue messages.
+    pub fn storage_engine(&self) -> Result<warren_storage::Engine, ConfigError> {
+        self.storage_engine.parse().map_err(ConfigError::Invalid)
     }
 
     /// How long a client has to complete the handshake.

@@ -52,7 +52,10 @@ impl Broker {
     /// holds; a fresh broker gets the configured default user and vhost.
     pub fn open(config: Config) -> Result<Arc<Self>, StorageError> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        let storage = Storage::open(&config.data_dir, config.storage_cache_bytes())?;
+        let engine = config
+            .storage_engine()
+            .map_err(|e| StorageError::Engine(e.to_string()))?;
+        let storage = Storage::open(&config.data_dir, config.storage_cache_bytes(), engine)?;
         let vhosts = DashMap::new();
         storage.save_vhost(&config.default_vhost);
         vhosts.insert(

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use warren_storage::{GroupCommit, Kind, QueueId, StorageError, Store};
+use warren_storage::{Engine, GroupCommit, Kind, QueueId, StorageError, Store};
 
 use crate::auth::AuthDefinitions;
 use crate::error::AmqpError;
@@ -44,11 +44,11 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens the store in `dir` with a page cache of `cache_bytes`.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<Self>, StorageError> {
+    /// Opens the store of `engine` in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64, engine: Engine) -> Result<Arc<Self>, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::Engine(format!("cannot create {}: {e}", dir.display())))?;
-        let store = warren_storage::open(dir, cache_bytes)?;
+        let store = warren_storage::open_engine(dir, cache_bytes, engine)?;
         Ok(Arc::new(Storage {
             commit: GroupCommit::start(store.clone()),
             store,

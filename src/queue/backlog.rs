@@ -394,10 +394,15 @@ impl Backlog {
     ) {
         let store = self.storage.store();
         let in_memory = self.memory.iter().filter(|(_, e)| e.redelivered);
-        for (&seq, entry) in in_memory.chain(outstanding) {
-            if !entry.stored {
-                continue;
-            }
+        let mut saved: Vec<(SeqId, &Entry)> = in_memory
+            .chain(outstanding)
+            .filter(|(_, e)| e.stored)
+            .map(|(&seq, e)| (seq, e))
+            .collect();
+        // In seq order: the segment log appends a run of ascending seqs to one
+        // segment, where a random order would start a segment per step back.
+        saved.sort_unstable_by_key(|&(seq, _)| seq);
+        for (seq, entry) in saved {
             let record = encode_message(
                 &entry.message,
                 KEEP | REDELIVERED,

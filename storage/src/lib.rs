@@ -7,10 +7,14 @@
 //! (fsynced). [`GroupCommit`] turns many writers' "make my write durable" into
 //! one flush at a time (group commit).
 //!
-//! - `sled_store.rs`: the embedded default, on sled.
+//! - `hybrid.rs`: the default: definitions in sled, messages in the segment log.
+//! - `segments/`: the segment log, queue messages in append-only files.
+//! - `sled_store.rs`: everything in sled (the former default, kept to compare).
 //! - `commit.rs`: group commit.
 
 mod commit;
+mod hybrid;
+mod segments;
 mod sled_store;
 
 use std::fmt;
@@ -18,6 +22,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use commit::GroupCommit;
+pub use hybrid::HybridStore;
+pub use segments::SegmentLog;
 pub use sled_store::SledStore;
 
 /// A queue's id in the store: stable across restarts, never reused.
@@ -116,7 +122,41 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn size_on_disk(&self) -> Result<u64, StorageError>;
 }
 
+/// Which engine keeps queue messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Definitions in sled, messages in the segment log (the default).
+    #[default]
+    Segments,
+    /// Everything in sled.
+    Sled,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "segments" => Ok(Engine::Segments),
+            "sled" => Ok(Engine::Sled),
+            other => Err(format!("unknown storage engine '{other}' (segments, sled)")),
+        }
+    }
+}
+
 /// Opens (creating it if needed) the default store in `dir`.
 pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StorageError> {
-    Ok(Arc::new(SledStore::open(dir, cache_bytes)?))
+    open_engine(dir, cache_bytes, Engine::default())
+}
+
+/// Opens (creating it if needed) a store of the given engine in `dir`.
+pub fn open_engine(
+    dir: &Path,
+    cache_bytes: u64,
+    engine: Engine,
+) -> Result<Arc<dyn Store>, StorageError> {
+    Ok(match engine {
+        Engine::Segments => Arc::new(HybridStore::open(dir, cache_bytes)?),
+        Engine::Sled => Arc::new(SledStore::open(dir, cache_bytes)?),
+    })
 }

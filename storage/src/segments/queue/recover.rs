@@ -1,0 +1,124 @@
+//! A queue's segments read back at open.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::PathBuf;
+
+use super::{QueueLog, Segment, acks_path, remove_file, seg_path};
+use crate::segments::format::{self, Scanner};
+
+impl QueueLog {
+    /// Reads a queue's directory back at open: checks every record, cuts torn
+    /// or damaged tails, applies the acks and deletes what is fully removed.
+    pub fn recover(dir: PathBuf) -> io::Result<Self> {
+        let mut log = QueueLog::new(dir);
+        let mut segs = Vec::new();
+        let mut acks = HashSet::new();
+        for entry in fs::read_dir(&log.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let parsed = name
+                .split_once('.')
+                .and_then(|(no, ext)| Some((no.parse::<u64>().ok()?, ext)));
+            match parsed {
+                Some((no, "seg")) => segs.push(no),
+                Some((no, "acks")) => {
+                    acks.insert(no);
+                }
+                _ => tracing::warn!(file = %entry.path().display(), "ignoring a stray file"),
+            }
+        }
+        segs.sort_unstable();
+        for &no in &segs {
+            log.next_no = log.next_no.max(no + 1);
+            match log.recover_segment(no) {
+                Ok(Some(segment)) => {
+                    log.high = log.high.max(Some(segment.max));
+                    log.segments.push(segment);
+                }
+                Ok(None) => {
+                    remove_file(&seg_path(&log.dir, no));
+                    remove_file(&acks_path(&log.dir, no));
+                }
+                Err(error) => {
+                    // Unreadable now, maybe readable later: leave it on disk.
+                    tracing::error!(%error, segment = no, dir = %log.dir.display(),
+                        "skipping an unreadable segment");
+                }
+            }
+        }
+        for no in acks {
+            if segs.binary_search(&no).is_err() {
+                remove_file(&acks_path(&log.dir, no));
+            }
+        }
+        Ok(log)
+    }
+
+    /// One segment at open; `None` if nothing in it is live.
+    fn recover_segment(&self, no: u64) -> io::Result<Option<Segment>> {
+        let path = seg_path(&self.dir, no);
+        let acks_file = acks_path(&self.dir, no);
+        let (acked, acks_len) = match fs::read(&acks_file) {
+            Ok(bytes) => {
+                let (seqs, valid) = format::parse_acks(&bytes);
+                if valid < bytes.len() {
+                    tracing::warn!(file = %acks_file.display(), valid, len = bytes.len(),
+                        "cutting a torn acks file");
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&acks_file)?
+                        .set_len(valid as u64)?;
+                }
+                (seqs.into_iter().collect::<HashSet<_>>(), valid as u64)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (HashSet::new(), 0),
+            Err(e) => return Err(e),
+        };
+        let Some(mut scanner) = Scanner::open(&path)? else {
+            tracing::warn!(file = %path.display(), "not a segment file; deleting it");
+            return Ok(None);
+        };
+        let mut segment = Segment::new(no);
+        segment.acks_len = acks_len;
+        loop {
+            let record = match scanner.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, file = %path.display(), "segment read stops early");
+                    break;
+                }
+            };
+            if segment.records > 0 && record.seq <= segment.max {
+                // Written in seq order: anything else is damage.
+                scanner.offset = record.offset;
+                break;
+            }
+            segment.note(
+                record.seq,
+                record.offset,
+                (format::HEADER + record.value.len()) as u64,
+            );
+            if acked.contains(&record.seq) {
+                segment.live -= 1;
+                segment.removed.insert(record.seq);
+            }
+        }
+        let file_len = fs::metadata(&path)?.len();
+        if scanner.offset < file_len {
+            tracing::warn!(file = %path.display(), valid = scanner.offset, len = file_len,
+                "cutting a torn or damaged segment tail");
+            OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .set_len(scanner.offset)?;
+        }
+        if segment.live == 0 {
+            return Ok(None);
+        }
+        Ok(Some(segment))
+    }
+}
