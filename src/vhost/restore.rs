@@ -1,0 +1,57 @@
+//! Recovery's side of a vhost: putting back the exchanges, queues and bindings
+//! read from the store at start, without writing them again.
+
+use std::sync::Arc;
+
+use super::{Destination, ExchangeEntry, ExchangeSpec, VHost, resource};
+use crate::durable::records::{BindingRecord, QueueRecord};
+use crate::queue::{Queue, QueueArgs, QueueSpec};
+
+impl VHost {
+    /// Puts back a binding read from the store at start (both ends exist).
+    pub fn restore_binding(&self, record: BindingRecord) {
+        let Some(x) = self.exchange(&record.source) else {
+            return;
+        };
+        let exists = match &record.destination {
+            Destination::Queue(q) => self.queue(q).is_some(),
+            Destination::Exchange(d) => self.exchange(d).is_some(),
+        };
+        if !exists {
+            self.storage.forget_binding(&record);
+            return;
+        }
+        let _ = x
+            .routes
+            .write()
+            .bind(record.destination, &record.routing_key, &record.arguments);
+    }
+
+    /// Puts back an exchange read from the store at start.
+    pub fn restore_exchange(&self, name: &str, spec: ExchangeSpec) {
+        self.exchanges
+            .insert(name.to_owned(), ExchangeEntry::new(name, spec));
+    }
+
+    /// Puts back a durable queue read from the store at start, with its messages.
+    pub fn restore_queue(self: &Arc<Self>, name: &str, record: QueueRecord, clean: bool) {
+        let describe = resource("queue", name, &self.name);
+        let args = match QueueArgs::parse(&record.arguments, &describe) {
+            Ok(args) => args,
+            Err(error) => {
+                tracing::error!(%error, queue = name, "stored queue has invalid arguments");
+                return;
+            }
+        };
+        let spec = QueueSpec {
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: record.auto_delete,
+            args,
+            arguments: record.arguments,
+        };
+        let queue = Queue::new(name.to_owned(), self, spec, record.id);
+        queue.recover(clean);
+        self.queues.insert(name.to_owned(), queue);
+    }
+}
