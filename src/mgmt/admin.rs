@@ -115,7 +115,7 @@ pub async fn whoami(caller: Caller) -> Response {
 }
 
 fn node_json(broker: &Broker) -> Value {
-    let memory = resident_memory_bytes();
+    let memory = crate::alarms::resident_memory().unwrap_or(0);
     json!({
         "name": node_name(broker),
         "type": "disc",
@@ -141,19 +141,6 @@ fn node_json(broker: &Broker) -> Value {
             {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": true},
         ],
     })
-}
-
-/// Resident set size from /proc (0 where there is none).
-pub fn resident_memory_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn open_fds() -> u64 {

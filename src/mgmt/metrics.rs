@@ -142,7 +142,7 @@ pub fn render(broker: &Broker) -> String {
         &mut out,
         "rabbitmq_process_resident_memory_bytes",
         "Memory used in bytes",
-        &plain(super::admin::resident_memory_bytes()),
+        &plain(crate::alarms::resident_memory().unwrap_or(0)),
     );
     out
 }

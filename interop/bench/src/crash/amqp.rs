@@ -292,6 +292,21 @@ pub struct Recovered {
     pub error: Option<String>,
 }
 
+impl Recovered {
+    /// Fails the round when the queue reported more messages than it delivered.
+    pub fn check_depth(&self, v: &mut crate::round::Verdict) {
+        if let Some(depth) = self.depth
+            && self.error.is_none()
+            && depth as usize > self.deliveries.len()
+        {
+            v.fail(format!(
+                "the queue reported {depth} messages but delivered only {}",
+                self.deliveries.len()
+            ));
+        }
+    }
+}
+
 /// Reads everything `queue` holds with a no-ack consumer: until the depth
 /// the passive declare reported has arrived and nothing more comes for half a
 /// second, or nothing at all comes for 5 s. Then deletes the queue.

@@ -174,13 +174,5 @@ fn check(p: &Published, rec: &Recovered, v: &mut Verdict) {
             "{foreign} deliveries with bodies that are not ours"
         ));
     }
-    if let Some(depth) = rec.depth
-        && rec.error.is_none()
-        && depth as usize > rec.deliveries.len()
-    {
-        v.fail(format!(
-            "the queue reported {depth} messages but delivered only {}",
-            rec.deliveries.len()
-        ));
-    }
+    rec.check_depth(v);
 }
