@@ -202,12 +202,8 @@ pub fn expiry_to_wall(expires_at: Option<Instant>) -> u64 {
     let Some(at) = expires_at else {
         return 0;
     };
-    let now = Instant::now();
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let left = at.saturating_duration_since(now).as_millis() as u64;
-    (wall + left).max(1)
+    let left = at.saturating_duration_since(Instant::now()).as_millis() as u64;
+    (wall_clock_ms() + left).max(1)
 }
 
 /// The instant for a stored wall-clock expiry (0: none).
@@ -215,10 +211,14 @@ pub fn expiry_from_wall(ms: u64) -> Option<Instant> {
     if ms == 0 {
         return None;
     }
-    let wall = SystemTime::now()
+    Some(Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(wall_clock_ms())))
+}
+
+/// Milliseconds since the Unix epoch.
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Some(Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(wall)))
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Layout: flags (1), expiry in wall-clock ms (8), exchange (1 + n),
