@@ -26,6 +26,7 @@
 
 pub mod alarms;
 pub mod auth;
+pub mod broker;
 pub mod channel;
 pub mod cli;
 pub mod config;
@@ -34,9 +35,12 @@ pub mod durable;
 pub mod error;
 pub mod message;
 pub mod mgmt;
+pub mod names;
 pub mod queue;
+pub mod recovery;
 pub mod server;
 pub mod vhost;
 
+pub use broker::Broker;
 pub use config::Config;
-pub use server::{Broker, run};
+pub use server::run;

@@ -28,7 +28,7 @@ use std::str::FromStr;
 use amq_protocol_types::FieldTable;
 
 pub use error::{BindError, UnknownExchangeKind};
-pub use value::{integer, type_name};
+pub use value::{integer, text_bytes, type_name};
 
 /// The routing algorithm of an exchange, as named in `exchange.declare`'s `type` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -47,6 +47,14 @@ pub fn integer(v: &AMQPValue) -> Option<i128> {
     })
 }
 
+/// The bytes of a string or byte-array value, as RabbitMQ's texts print them.
+pub fn text_bytes(value: &AMQPValue) -> Option<&[u8]> {
+    match value {
+        AMQPValue::ByteArray(b) => Some(b.as_slice()),
+        other => string_bytes(other),
+    }
+}
+
 /// The bytes of a string-typed value (`longstr`, or the internal `ShortString`).
 pub(crate) fn string_bytes(value: &AMQPValue) -> Option<&[u8]> {
     match value {

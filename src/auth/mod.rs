@@ -9,6 +9,7 @@
 //! This file: the SASL mechanisms (PLAIN, AMQPLAIN) and why a login fails.
 
 pub mod hashing;
+pub mod pattern;
 pub mod permissions;
 pub mod registry;
 

@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::hashing::{self, HashError};
-use super::permissions::{Compiled, UserAccess};
+use super::pattern::{BadPattern, Compiled};
 use super::{LoginError, parse_amqplain, parse_plain};
 use crate::config::Config;
 
@@ -122,6 +122,22 @@ pub struct AuthDefinitions {
     pub permissions: Vec<PermissionDef>,
 }
 
+impl From<BadPattern> for RegistryError {
+    fn from(bad: BadPattern) -> Self {
+        RegistryError::BadPattern {
+            pattern: bad.pattern,
+            reason: bad.reason,
+        }
+    }
+}
+
+impl PermissionDef {
+    /// Its three patterns, compiled.
+    fn compile(&self) -> Result<Compiled, BadPattern> {
+        Compiled::new(&self.configure, &self.write, &self.read)
+    }
+}
+
 /// Why a change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -157,7 +173,7 @@ pub struct Registry {
     state: RwLock<State>,
     /// Persists every change (set once, at start).
     on_change: std::sync::OnceLock<ChangeHook>,
-    /// Bumped on every change; see [`UserAccess`].
+    /// Bumped on every change; see `UserAccess`.
     generation: AtomicU64,
     /// Users that may only connect from loopback.
     loopback_users: Vec<String>,
@@ -209,7 +225,7 @@ impl Registry {
                 write: ".*".into(),
                 read: ".*".into(),
             };
-            if let Ok(compiled) = Compiled::new(&all) {
+            if let Ok(compiled) = Compiled::new(&all.configure, &all.write, &all.read) {
                 st.permissions.insert(
                     (all.vhost.clone(), all.user.clone()),
                     (all, Arc::new(compiled)),
@@ -288,11 +304,6 @@ impl Registry {
             .contains_key(&(vhost.to_owned(), user.to_owned()))
     }
 
-    /// A permission checker for one connection's user in its vhost.
-    pub fn access(self: &Arc<Self>, user: &str, vhost: &str) -> UserAccess {
-        UserAccess::new(self.clone(), user, vhost)
-    }
-
     /// The compiled permissions of `user` in `vhost`.
     pub(super) fn compiled(&self, vhost: &str, user: &str) -> Option<Arc<Compiled>> {
         self.state
@@ -348,7 +359,7 @@ impl Registry {
     }
 
     /// Creates or updates a vhost record; returns whether it is new. The live
-    /// vhost is created by [`crate::server::Broker::add_vhost`], which calls this.
+    /// vhost is created by [`crate::broker::Broker::add_vhost`], which calls this.
     pub fn put_vhost(&self, vhost: VHostDef) -> bool {
         let created = self
             .state
@@ -392,7 +403,7 @@ impl Registry {
 
     /// Sets a user's permissions in a vhost; returns whether the entry is new.
     pub fn set_permissions(&self, def: PermissionDef) -> Result<bool, RegistryError> {
-        let compiled = Arc::new(Compiled::new(&def)?);
+        let compiled = Arc::new(def.compile()?);
         let created = {
             let mut st = self.state.write();
             if !st.users.contains_key(&def.user) || !st.vhosts.contains_key(&def.vhost) {
@@ -437,7 +448,7 @@ impl Registry {
             hashing::check_hash(&user.password_hash)?;
         }
         for p in &defs.permissions {
-            compiled.push(Arc::new(Compiled::new(p)?));
+            compiled.push(Arc::new(p.compile()?));
         }
         {
             let mut st = self.state.write();

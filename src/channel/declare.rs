@@ -24,9 +24,12 @@ impl Channel {
             exchange::AMQPMethod::Declare(m) => {
                 if !m.passive {
                     let (name, kind) = (m.exchange.as_str(), m.kind.as_str());
-                    self.conn
-                        .access
-                        .exchange_declare(&vhost, name, kind, &m.arguments)?;
+                    self.conn.access.exchange_declare(
+                        vhost.exchange(name).is_some(),
+                        name,
+                        kind,
+                        &m.arguments,
+                    )?;
                 }
                 vhost.declare_exchange(
                     m.exchange.as_str(),
@@ -125,9 +128,11 @@ impl Channel {
                     name => name.to_owned(),
                 };
                 if !m.passive {
-                    self.conn
-                        .access
-                        .queue_declare(&vhost, &name, &m.arguments)?;
+                    self.conn.access.queue_declare(
+                        vhost.queue(&name).is_some(),
+                        &name,
+                        &m.arguments,
+                    )?;
                 }
                 let req = QueueDeclare {
                     name,

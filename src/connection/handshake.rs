@@ -22,8 +22,8 @@ use warren_codec::{Frame, FrameEncoder, ReplyCode};
 use super::reader::{FrameReader, ReadError};
 use super::wire_text;
 use crate::auth::{LoginError, MECHANISMS};
+use crate::broker::Broker;
 use crate::error::AmqpError;
-use crate::server::Broker;
 
 /// The AMQP 0-9 protocol header. RabbitMQ treats it as 0-9-1 (the two are close
 /// enough that clients are happy with either), so Warren does too.

@@ -25,12 +25,12 @@ use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, Frame, FrameEncoder};
 
 use crate::alarms::Alarm;
+use crate::broker::Broker;
 use crate::channel::{
     Channel, ChannelShared, ChannelState, ConnectionInfo, Publication, Step, content,
     notify_cancelled,
 };
 use crate::error::AmqpError;
-use crate::server::Broker;
 use handshake::{HandshakeError, Tuned};
 use reader::{FrameReader, ReadError};
 use writer::{Outbound, OutboundTx};

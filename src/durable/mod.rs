@@ -7,11 +7,11 @@
 //! - Persistent messages routed to such queues are written by the queue
 //!   (`queue/backlog.rs`); the publisher's confirm waits for a group commit.
 //! - `records.rs`: the byte layout of every record.
-//! - `recover.rs`: rebuilding vhosts, exchanges, queues, messages and
-//!   bindings at start.
+//!
+//! This room stores plain records and knows nothing of vhosts, exchanges or
+//! queues as live objects; rebuilding them at start is `crate::recovery`.
 
 pub mod records;
-pub mod recover;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use warren_storage::{Engine, GroupCommit, Kind, QueueId, StorageError, Store};
 
 use crate::auth::AuthDefinitions;
 use crate::error::AmqpError;
-use crate::vhost::{Destination, ExchangeSpec};
+use crate::names::Destination;
 use records::{BindingRecord, ExchangeRecord, QueueRecord, resource_key};
 
 /// The meta record written at a clean shutdown and removed at start: without it
@@ -139,13 +139,7 @@ impl Storage {
     }
 
     /// Records a durable exchange.
-    pub fn save_exchange(&self, vhost: &str, name: &str, spec: &ExchangeSpec) {
-        let record = ExchangeRecord {
-            kind: spec.kind.as_str().to_owned(),
-            auto_delete: spec.auto_delete,
-            internal: spec.internal,
-            arguments: spec.arguments.clone(),
-        };
+    pub fn save_exchange(&self, vhost: &str, name: &str, record: &ExchangeRecord) {
         if let Some(value) = record.encode() {
             self.wrote(self.store.put_definition(
                 Kind::Exchange,

@@ -9,7 +9,7 @@ use warren_codec::types::{AMQPValue, FieldTable, LongString, ShortString};
 use warren_codec::{ContentHeader, content::BASIC_CLASS_ID, decode_table, encode_table};
 
 use crate::message::Message;
-use crate::vhost::Destination;
+use crate::names::Destination;
 
 /// A message record flag: kept across restarts (persistent, in a durable queue).
 pub const KEEP: u8 = 1;

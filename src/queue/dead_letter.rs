@@ -22,8 +22,7 @@ use warren_codec::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortSt
 
 use super::Queue;
 use crate::message::{Message, dead_letter_properties};
-use crate::vhost::equivalence::string_bytes;
-use warren_exchanges::integer;
+use warren_exchanges::{integer, text_bytes as string_bytes};
 
 /// Why a message was dead-lettered (the `reason` of its death).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

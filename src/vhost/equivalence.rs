@@ -73,15 +73,7 @@ pub fn same(a: &AMQPValue, b: &AMQPValue) -> bool {
     }
 }
 
-/// The bytes of a string value (longstr, or the short string amq-protocol may give).
-pub fn string_bytes(value: &AMQPValue) -> Option<&[u8]> {
-    match value {
-        AMQPValue::LongString(s) => Some(s.as_bytes()),
-        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
-        AMQPValue::ByteArray(b) => Some(b.as_slice()),
-        _ => None,
-    }
-}
+pub use warren_exchanges::text_bytes as string_bytes;
 
 /// A value as RabbitMQ prints it here: strings bare, other terms as Erlang does.
 fn plain_value(value: &AMQPValue) -> String {

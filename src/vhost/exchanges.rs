@@ -9,34 +9,11 @@ use parking_lot::RwLock;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
+use crate::durable::records::ExchangeRecord;
 use crate::error::AmqpError;
-use crate::vhost::{equivalence, resource};
-
-/// Where a binding leads.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Destination {
-    /// A queue, by name.
-    Queue(String),
-    /// An exchange, by name (exchange-to-exchange binding).
-    Exchange(String),
-}
-
-impl Destination {
-    /// The destination's name.
-    pub fn name(&self) -> &str {
-        match self {
-            Destination::Queue(n) | Destination::Exchange(n) => n,
-        }
-    }
-
-    /// `queue 'q' in vhost '/'` / `exchange 'x' in vhost '/'`.
-    pub fn describe(&self, vhost: &str) -> String {
-        match self {
-            Destination::Queue(n) => resource("queue", n, vhost),
-            Destination::Exchange(n) => resource("exchange", n, vhost),
-        }
-    }
-}
+pub use crate::names::Destination;
+use crate::names::resource;
+use crate::vhost::equivalence;
 
 /// The properties an exchange is declared with.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +34,16 @@ pub struct ExchangeSpec {
 pub const ALTERNATE_EXCHANGE: &str = "alternate-exchange";
 
 impl ExchangeSpec {
+    /// What the store keeps of a durable exchange.
+    pub fn record(&self) -> ExchangeRecord {
+        ExchangeRecord {
+            kind: self.kind.as_str().to_owned(),
+            auto_delete: self.auto_delete,
+            internal: self.internal,
+            arguments: self.arguments.clone(),
+        }
+    }
+
     /// The `alternate-exchange` argument, if it names one.
     pub fn alternate_exchange(&self) -> Option<&str> {
         match self.arguments.inner().get(ALTERNATE_EXCHANGE) {

@@ -24,10 +24,7 @@ use crate::error::AmqpError;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueSpec, args};
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
 
-/// `kind 'name' in vhost 'v'`, as RabbitMQ names resources in its texts.
-pub fn resource(kind: &str, name: &str, vhost: &str) -> String {
-    format!("{kind} '{name}' in vhost '{vhost}'")
-}
+pub use crate::names::resource;
 
 /// A queue.declare request.
 #[derive(Debug, Clone)]
@@ -155,7 +152,8 @@ impl VHost {
                 check_reserved("exchange", name)?;
                 exchanges::check_alternate_exchange_arg(arguments, name, &self.name)?;
                 if wanted.durable {
-                    self.storage.save_exchange(&self.name, name, &wanted);
+                    self.storage
+                        .save_exchange(&self.name, name, &wanted.record());
                 }
                 slot.insert(ExchangeEntry::new(name, wanted));
                 return Ok(());

@@ -1,4 +1,5 @@
-//! Recovery at start: vhosts, then durable exchanges, then durable queues with
+//! Recovery at start, above both the store (`durable`) and the live objects
+//! (`vhost`, `queue`): vhosts, then durable exchanges, then durable queues with
 //! their messages, then the bindings whose ends both came back. What the store
 //! holds for anything else (transient queues' paged messages) is dropped.
 
@@ -10,8 +11,8 @@ use dashmap::DashMap;
 use warren_exchanges::ExchangeKind;
 use warren_storage::{Kind, StorageError};
 
-use super::Storage;
-use super::records::{BindingRecord, ExchangeRecord, QueueRecord, split_resource_key};
+use crate::durable::Storage;
+use crate::durable::records::{BindingRecord, ExchangeRecord, QueueRecord, split_resource_key};
 use crate::vhost::{ExchangeSpec, VHost};
 
 /// Rebuilds the vhosts in `vhosts` (which holds the default one) from the store.

@@ -1,0 +1,153 @@
+//! The broker's shared state: configuration, users and permissions, vhosts,
+//! the registry of live connections, the store and the resource alarms.
+//! Opened once at start (recovering what the store holds) and shared by every
+//! connection, the management API and the listener in `server.rs`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+use crate::alarms::Alarms;
+use crate::auth::{Registry, VHostDef};
+use crate::config::Config;
+use crate::connection::registry::LiveConnection;
+use crate::durable::Storage;
+use crate::recovery;
+use crate::vhost::VHost;
+use warren_storage::StorageError;
+
+/// State shared by every connection of one broker.
+#[derive(Debug)]
+pub struct Broker {
+    /// The validated configuration.
+    pub config: Config,
+    /// Users, vhost records and permissions.
+    pub auth: Arc<Registry>,
+    /// Name reported as `cluster_name` in connection.start.
+    pub cluster_name: String,
+    vhosts: DashMap<String, Arc<VHost>>,
+    /// Live connections by id (see [`crate::connection::registry`]).
+    pub connections: DashMap<u64, Arc<LiveConnection>>,
+    next_connection_id: AtomicU64,
+    /// The store of durable state.
+    pub storage: Arc<Storage>,
+    /// Memory and disk alarms (blocking publishers).
+    pub alarms: Alarms,
+}
+
+impl Broker {
+    /// Opens the store in the configured data directory and recovers what it
+    /// holds; a fresh broker gets the configured default user and vhost.
+    pub fn open(config: Config) -> Result<Arc<Self>, StorageError> {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        let engine = config
+            .storage_engine()
+            .map_err(|e| StorageError::Engine(e.to_string()))?;
+        let storage = Storage::open(&config.data_dir, config.storage_cache_bytes(), engine)?;
+        let vhosts = DashMap::new();
+        storage.save_vhost(&config.default_vhost);
+        vhosts.insert(
+            config.default_vhost.clone(),
+            VHost::new(&config.default_vhost, storage.clone()),
+        );
+        recovery::recover(&storage, &vhosts)?;
+        let auth = Registry::from_config(&config);
+        match storage.load_auth()? {
+            Some(stored) => {
+                if let Err(error) = auth.restore(&stored) {
+                    tracing::error!(%error, "stored users and permissions are invalid; using the configured defaults");
+                }
+                // A stored vhost record without live state (an older store): create it.
+                for vhost in auth.vhosts() {
+                    vhosts
+                        .entry(vhost.name.clone())
+                        .or_insert_with(|| VHost::new(&vhost.name, storage.clone()));
+                }
+            }
+            None => storage.save_auth(&auth.export()),
+        }
+        {
+            let storage = storage.clone();
+            auth.on_change(Box::new(move |defs| storage.save_auth(defs)));
+        }
+        // validate() checked both limits.
+        let alarms = Alarms::new(
+            config.memory_limit_bytes().unwrap_or(u64::MAX),
+            config.memory_paging_ratio,
+            config.disk_free_limit_bytes().unwrap_or(0),
+            config.data_dir.clone(),
+        );
+        Ok(Arc::new(Broker {
+            alarms,
+            auth,
+            connections: DashMap::new(),
+            cluster_name: format!("warren@{host}"),
+            vhosts,
+            next_connection_id: AtomicU64::new(1),
+            config,
+            storage,
+        }))
+    }
+
+    /// After the last connection closed: records which stored messages were
+    /// delivered before, then marks the shutdown clean (so the next start does
+    /// not treat every message as possibly delivered).
+    pub fn close(&self) {
+        for vhost in self.vhosts.iter() {
+            for queue in vhost.queues() {
+                if queue.keeps_persistent() {
+                    queue.save_redelivered();
+                }
+            }
+        }
+        if let Err(error) = self.storage.mark_clean_shutdown() {
+            tracing::error!(%error, "cannot mark a clean shutdown");
+        }
+    }
+
+    /// A vhost by name.
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    /// Every live vhost, by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<_> = self.vhosts.iter().map(|v| v.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Creates a vhost (record and live state) unless it exists, else updates
+    /// its record; returns whether it is new.
+    pub fn add_vhost(&self, def: VHostDef) -> bool {
+        self.vhosts
+            .entry(def.name.clone())
+            .or_insert_with(|| VHost::new(&def.name, self.storage.clone()));
+        self.storage.save_vhost(&def.name);
+        self.auth.put_vhost(def)
+    }
+
+    /// Deletes a vhost: its connections are closed (320), its queues deleted
+    /// (consumers told), its record and permissions removed.
+    pub async fn delete_vhost(&self, name: &str) -> bool {
+        let Some((_, vhost)) = self.vhosts.remove(name) else {
+            return false;
+        };
+        for conn in self.connections.iter().filter(|c| c.vhost == name) {
+            conn.force_close(&format!("vhost '{name}' is deleted"));
+        }
+        for queue in vhost.queues() {
+            let deleted = vhost.remove_queue(&queue);
+            crate::channel::notify_cancelled(&deleted.consumers).await;
+        }
+        self.storage.forget_vhost(name);
+        self.auth.delete_vhost(name);
+        true
+    }
+
+    /// A fresh connection id (owner key of exclusive queues).
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
