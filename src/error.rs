@@ -86,6 +86,31 @@ impl AmqpError {
     pub fn precondition_failed(text: impl Into<String>) -> Self {
         Self::new(ReplyCode::PreconditionFailed, text)
     }
+
+    /// 404 NOT_FOUND.
+    pub fn not_found(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::NotFound, text)
+    }
+
+    /// 405 RESOURCE_LOCKED.
+    pub fn resource_locked(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::ResourceLocked, text)
+    }
+
+    /// 320 CONNECTION_FORCED.
+    pub fn connection_forced(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::ConnectionForced, text)
+    }
+
+    /// 320 CONNECTION_FORCED as RabbitMQ words it when the broker stops.
+    pub fn shutdown() -> Self {
+        Self::connection_forced("broker forced connection closure with reason 'shutdown'")
+    }
+
+    /// 541 INTERNAL_ERROR.
+    pub fn internal_error(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::InternalError, text)
+    }
 }
 
 /// Cuts a string to fit a short string (255 bytes) the way RabbitMQ does: the

@@ -10,13 +10,14 @@ use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, ReplyCode};
 
 use super::declare::generated_name;
-use super::shared::Unacked;
 use super::{Channel, Mode, Publication};
 use crate::auth::{Kind, Permission};
-use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::queue::{Consumer, Enqueued, GetResult, Queue, by_queue, priority_arg};
+use crate::outbound::Outbound;
+use crate::queue::{Consumer, GetResult, Queue, Unacked, by_queue, priority_arg};
+use crate::vhost::publish::Outcome;
+use crate::vhost::replies;
 
 /// What happens to settled deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,10 @@ impl Channel {
             // A prefetch-size other than 0 was refused by the decoder (540).
             basic::AMQPMethod::Qos(m) => {
                 if m.global {
-                    self.shared.deliveries.lock().global_prefetch = m.prefetch_count;
+                    self.shared
+                        .credit
+                        .prefetch
+                        .store(m.prefetch_count, Ordering::Release);
                     self.kick_consumed_queues();
                 } else {
                     self.consumer_prefetch = m.prefetch_count;
@@ -77,7 +81,7 @@ impl Channel {
                 let tag: Arc<str> = Arc::from(m.consumer_tag.as_str());
                 let queue = self.shared.consumers.lock().remove(&tag);
                 if let Some(queue) = queue
-                    && queue.remove_consumer(&self.shared, &tag)
+                    && queue.remove_consumer(self.shared.as_ref(), &tag)
                 {
                     self.conn.vhost.remove_queue(&queue);
                 }
@@ -96,14 +100,22 @@ impl Channel {
                     .access
                     .check(Permission::Read, Kind::Queue, &name)?;
                 let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
-                let Ok(permit) = self.shared.out.reserve().await else {
-                    return Ok(());
-                };
-                if let GetResult::Empty = queue.get(&self.shared, m.no_ack, permit) {
-                    self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
-                        basic::GetEmpty {},
-                    )))
-                    .await;
+                loop {
+                    // Another queue may fill the writer between the wait and the get.
+                    if self.shared.out.reserve().await.is_err() {
+                        return Ok(());
+                    }
+                    match queue.get(self.shared.as_ref(), m.no_ack) {
+                        GetResult::Sent => break,
+                        GetResult::Busy => continue,
+                        GetResult::Empty => {
+                            self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
+                                basic::GetEmpty {},
+                            )))
+                            .await;
+                            break;
+                        }
+                    }
                 }
             }
             basic::AMQPMethod::Ack(m) => self.settle(m.delivery_tag, m.multiple, Settle::Ack)?,
@@ -150,26 +162,31 @@ impl Channel {
             self.consumer_prefetch,
             priority,
         );
-        // The queue sends consume-ok once it has accepted the consumer, before the
-        // first delivery can go out.
-        let consume_ok = if m.nowait {
+        // Consume-ok goes out once the queue has accepted the consumer, under
+        // its lock, before the first delivery can.
+        let permit = if m.nowait {
             None
         } else {
             let Ok(permit) = self.shared.out.reserve().await else {
                 // The writer is gone with the socket; the reader notices.
                 return Ok(());
             };
-            let reply = AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                consumer_tag: ShortString::try_new(tag.to_string()).unwrap_or_default(),
-            }));
-            Some((permit, Outbound::Method(self.id, reply)))
+            Some(permit)
+        };
+        let consume_ok = |permit: Option<tokio::sync::mpsc::Permit<'_, Outbound>>| {
+            if let Some(permit) = permit {
+                let reply = AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ShortString::try_new(tag.to_string()).unwrap_or_default(),
+                }));
+                permit.send(Outbound::Method(self.id, reply));
+            }
         };
         // Registered first, so a queue deleted meanwhile finds it to cancel.
         self.shared
             .consumers
             .lock()
             .insert(tag.clone(), queue.clone());
-        if let Err(e) = queue.add_consumer(consumer, consume_ok) {
+        if let Err(e) = queue.add_consumer(consumer, || consume_ok(permit)) {
             self.shared.consumers.lock().remove(&tag);
             return Err(e);
         }
@@ -198,7 +215,7 @@ impl Channel {
             Settle::Requeue => queue.requeue(seqs),
         });
         // A channel-wide prefetch may have held back other queues' consumers.
-        if self.shared.deliveries.lock().global_prefetch != 0 {
+        if self.shared.credit.prefetch.load(Ordering::Acquire) != 0 {
             self.kick_consumed_queues();
         }
     }
@@ -247,12 +264,7 @@ impl Channel {
         if let Some(expiration) = properties.expiration() {
             check_expiration(expiration.as_str())?;
         }
-        let replies = self.conn.vhost.route_replies(
-            target.is_none(),
-            publish.routing_key.as_str(),
-            properties.headers().as_ref(),
-        );
-        let queues = self.conn.vhost.route_from(
+        let routed = self.conn.vhost.route_message(
             target,
             publish.routing_key.as_str(),
             properties.headers().as_ref(),
@@ -277,21 +289,21 @@ impl Channel {
             cc_routed: true,
         });
         // At routing time, even inside a transaction, as RabbitMQ does.
-        if !replies.is_empty() {
-            self.conn.vhost.replies.deliver(&replies, &message).await;
+        if !routed.replies.is_empty() {
+            replies::deliver(&routed.replies, &message).await;
         }
         if self.mode == Mode::Tx {
             self.tx_pending
-                .push(TxOp::Publish(message, queues, publish.mandatory));
+                .push(TxOp::Publish(message, routed.queues, publish.mandatory));
             return Ok(());
         }
-        let kept = message.is_persistent() && queues.iter().any(|q| q.keeps_persistent());
-        let refused = self
-            .deliver_published(message, &queues, publish.mandatory)
+        let outcome = self
+            .deliver_published(message, &routed.queues, publish.mandatory)
             .await;
+        let refused = outcome.refused;
         if let Mode::Confirm(next) = &mut self.mode {
             // Its ack waits for the group commit that makes it durable.
-            self.durable_pending |= kept;
+            self.durable_pending |= outcome.stored;
             let tag = *next;
             *next += 1;
             if refused {
@@ -361,14 +373,14 @@ impl Channel {
     }
 
     /// Hands a routed message to its queues (or returns it when unroutable and
-    /// mandatory). Returns whether a queue refused it (`x-overflow`
-    /// reject-publish): its confirm is then a nack, and it is not returned.
+    /// mandatory). A queue that refused it (`x-overflow` reject-publish) makes
+    /// its confirm a nack; it is not returned.
     async fn deliver_published(
         &self,
         message: Arc<Message>,
         queues: &[Arc<Queue>],
         mandatory: bool,
-    ) -> bool {
+    ) -> Outcome {
         if queues.is_empty() {
             if mandatory {
                 let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
@@ -389,13 +401,9 @@ impl Channel {
                     ))
                     .await;
             }
-            return false;
+            return Outcome::default();
         }
-        let mut refused = false;
-        for queue in queues {
-            refused |= queue.publish(message.clone()) == Enqueued::Refused;
-        }
-        refused
+        self.conn.vhost.enqueue(&message, queues)
     }
 
     /// tx.commit: the held publishes are enqueued, the held settlements applied.

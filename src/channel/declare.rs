@@ -2,14 +2,12 @@
 //! answers (unless nowait) and remembers the last declared queue for the
 //! empty-name shortcut.
 
-use warren_codec::protocol::{AMQPClass, basic, exchange, queue};
+use warren_codec::protocol::{AMQPClass, exchange, queue};
 use warren_codec::types::ShortString;
 
 use super::{Channel, reply_to};
 use crate::auth::{Kind, Permission};
-use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
-use crate::queue::Consumer;
 use crate::vhost::{Destination, QueueDeclare};
 
 impl Channel {
@@ -211,7 +209,7 @@ impl Channel {
                     self.reply(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(ok)))
                         .await;
                 }
-                notify_cancelled(&deleted.consumers).await;
+                crate::queue::notify_cancelled(&deleted.consumers).await;
                 return Ok(());
             }
             other => return Err(super::unhandled(&AMQPClass::Queue(other))),
@@ -233,25 +231,6 @@ impl Channel {
             self.last_queue.clone()
         } else {
             key.to_owned()
-        }
-    }
-}
-
-/// Consumers of a deleted queue: forgotten by their channels, and told with
-/// basic.cancel when their client advertised consumer_cancel_notify.
-pub async fn notify_cancelled(consumers: &[std::sync::Arc<Consumer>]) {
-    for consumer in consumers {
-        consumer.channel.consumers.lock().remove(&consumer.tag);
-        if consumer.channel.cancel_notify {
-            let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
-                consumer_tag: ShortString::try_new(consumer.tag.to_string()).unwrap_or_default(),
-                nowait: true,
-            }));
-            let _ = consumer
-                .channel
-                .out
-                .send(Outbound::Method(consumer.channel.id, cancel))
-                .await;
         }
     }
 }

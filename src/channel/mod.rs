@@ -20,12 +20,12 @@ use std::sync::atomic::Ordering;
 
 use warren_codec::protocol::{AMQPClass, access, channel, confirm, tx};
 
+pub use crate::queue::notify_cancelled;
 pub use content::{Assembly, Publication};
-pub use declare::notify_cancelled;
 pub use shared::ChannelShared;
 
-use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
+use crate::outbound::Outbound;
 use crate::queue::by_queue;
 use crate::vhost::VHost;
 
@@ -255,7 +255,7 @@ impl Channel {
         let consumers: Vec<_> = self.shared.consumers.lock().drain().collect();
         for (_, queue) in consumers {
             // Its unacked deliveries from `queue` go back in the same step.
-            if queue.release_channel(&self.shared) {
+            if queue.release_channel(self.shared.as_ref()) {
                 self.conn.vhost.remove_queue(&queue);
             }
         }

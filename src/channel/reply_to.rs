@@ -21,104 +21,33 @@
 //! The live addresses are in the vhost's [`Registry`]; the channel owns its
 //! [`ReplyConsumer`], which leaves the registry when dropped.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use dashmap::DashMap;
 use warren_codec::protocol::{AMQPClass, BasicProperties, basic, queue};
 use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, ReplyCode};
 
 use super::Channel;
 use super::declare::generated_name;
-use super::shared::ChannelShared;
-use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
-use crate::message::Message;
-use crate::vhost::{VHost, resource};
-
-/// The pseudo-queue a reply consumer consumes from and requests name as `reply_to`.
-pub const PSEUDO_QUEUE: &str = "amq.rabbitmq.reply-to";
-
-/// The prefix of a reply consumer's address.
-pub const ADDRESS_PREFIX: &str = "amq.rabbitmq.reply-to.";
-
-/// Where a reply goes: a live reply consumer.
-#[derive(Debug, Clone)]
-pub struct Target {
-    address: Arc<str>,
-    channel: Weak<ChannelShared>,
-    tag: Arc<str>,
-}
-
-/// A vhost's live reply consumers by address.
-#[derive(Debug, Default)]
-pub struct Registry {
-    consumers: DashMap<Arc<str>, Target>,
-}
-
-impl Registry {
-    /// The reply consumers these routing keys name, each once.
-    pub fn route<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Vec<Target> {
-        let mut targets: Vec<Target> = Vec::new();
-        for key in keys {
-            if key.starts_with(ADDRESS_PREFIX)
-                && !targets.iter().any(|t| &*t.address == key)
-                && let Some(target) = self.consumers.get(key)
-            {
-                targets.push(target.clone());
-            }
-        }
-        targets
-    }
-
-    /// Whether `address` names a live reply consumer.
-    pub fn is_live(&self, address: &str) -> bool {
-        self.consumers
-            .get(address)
-            .is_some_and(|t| t.channel.strong_count() > 0)
-    }
-
-    /// Delivers a published message to the reply consumers it was routed to.
-    /// Waits for room in each consumer's writer queue (a slow requester slows
-    /// the replier; nothing piles up). A consumer that ended meanwhile gets
-    /// nothing.
-    pub async fn deliver(&self, targets: &[Target], message: &Arc<Message>) {
-        for target in targets {
-            let Some(channel) = target.channel.upgrade() else {
-                continue;
-            };
-            let Ok(permit) = channel.out.reserve().await else {
-                continue;
-            };
-            // Cancel and close end a reply consumer under this lock, so nothing
-            // goes out after their cancel-ok or close-ok; tags go out in order.
-            let mut deliveries = channel.deliveries.lock();
-            if !self.consumers.contains_key(&*target.address) {
-                continue;
-            }
-            let delivery_tag = deliveries.take_tag();
-            permit.send(Outbound::Deliver {
-                channel: channel.id,
-                consumer_tag: target.tag.clone(),
-                delivery_tag,
-                redelivered: false,
-                message: message.clone(),
-            });
-        }
-    }
-}
+use crate::names::resource;
+use crate::vhost::VHost;
+pub use crate::vhost::replies::{ADDRESS_PREFIX, PSEUDO_QUEUE, Registry, Target};
 
 /// A channel's reply consumer. Dropping it takes its address out of the registry.
 #[derive(Debug)]
 pub struct ReplyConsumer {
     tag: Arc<str>,
     address: Arc<str>,
+    live: Arc<AtomicBool>,
     vhost: Arc<VHost>,
 }
 
 impl Drop for ReplyConsumer {
     fn drop(&mut self) {
-        self.vhost.replies.consumers.remove(&self.address);
+        self.live.store(false, Ordering::Release);
+        self.vhost.replies.remove(&self.address);
     }
 }
 
@@ -200,19 +129,18 @@ impl Channel {
             tag => Arc::from(tag),
         };
         let address: Arc<str> = Arc::from(new_address(self.conn.id, self.id));
-        let target = Target {
+        let live = Arc::new(AtomicBool::new(true));
+        let sink: Arc<dyn crate::queue::DeliverySink> = self.shared.clone();
+        self.conn.vhost.replies.add(Target {
             address: address.clone(),
-            channel: Arc::downgrade(&self.shared),
+            sink: Arc::downgrade(&sink),
             tag: tag.clone(),
-        };
-        self.conn
-            .vhost
-            .replies
-            .consumers
-            .insert(address.clone(), target);
+            live: live.clone(),
+        });
         self.reply_consumer = Some(ReplyConsumer {
             tag: tag.clone(),
             address,
+            live,
             vhost: self.conn.vhost.clone(),
         });
         if !m.nowait {
@@ -250,6 +178,7 @@ impl Channel {
     /// nowhere from now on, and no reply already on its way goes out after this.
     pub(super) fn end_reply_consumer(&mut self) {
         let _deliveries = self.shared.deliveries.lock();
+        // Dropping it clears its live flag under the lock deliveries take.
         self.reply_consumer = None;
     }
 
@@ -337,31 +266,5 @@ mod tests {
         assert!(is_reply_queue_name("amq.rabbitmq.reply-toX"));
         assert!(!is_reply_queue_name("amq.rabbitmq.reply"));
         assert!(!is_reply_queue_name("q"));
-    }
-
-    #[test]
-    fn the_registry_routes_only_live_addresses_each_once() {
-        let registry = Registry::default();
-        let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        let channel = ChannelShared::new(1, tx, false);
-        let address: Arc<str> = Arc::from("amq.rabbitmq.reply-to.a.b");
-        registry.consumers.insert(
-            address.clone(),
-            Target {
-                address: address.clone(),
-                channel: Arc::downgrade(&channel),
-                tag: Arc::from("t"),
-            },
-        );
-        let found = registry.route([
-            "amq.rabbitmq.reply-to.a.b",
-            "q",
-            "amq.rabbitmq.reply-to.a.b",
-        ]);
-        assert_eq!(found.len(), 1);
-        assert!(registry.route(["amq.rabbitmq.reply-to.x.y"]).is_empty());
-        assert!(registry.is_live("amq.rabbitmq.reply-to.a.b"));
-        drop(channel);
-        assert!(!registry.is_live("amq.rabbitmq.reply-to.a.b"));
     }
 }

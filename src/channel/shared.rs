@@ -1,101 +1,44 @@
-//! The part of a channel that queues touch: its outbound queue, delivery tags,
-//! unacknowledged deliveries and prefetch limits.
+//! The part of a channel that queues touch from other tasks: the channel as a
+//! [`DeliverySink`] (its outbound queue, delivery tags, unacknowledged
+//! deliveries, prefetch credit), its consumers, and what the management API
+//! reports of it.
 //!
 //! Queues deliver from whatever task publishes or acks, so this state is behind a
-//! mutex. A delivery tag is taken and the delivery queued to the writer under the
-//! same lock, so the client sees tags in increasing order. Lock order: a queue's
-//! lock may be held while taking a channel's, never the other way round.
+//! mutex. [`ChannelShared::try_deliver`] is the one place a delivery tag is
+//! taken and a delivery queued to the writer, under that lock, so the client
+//! sees tags in increasing order. Lock order: a queue's lock may be held while
+//! taking a channel's, never the other way round.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use tokio::sync::mpsc::error::TrySendError;
+use warren_codec::protocol::{AMQPClass, basic};
+use warren_codec::types::ShortString;
 
-use crate::connection::writer::OutboundTx;
-use crate::queue::{Queue, SeqId};
-
-/// A delivery the client has not acknowledged yet.
-#[derive(Debug, Clone)]
-pub struct Unacked {
-    /// The queue the message came from.
-    pub queue: Arc<Queue>,
-    /// Its position in that queue.
-    pub seq: SeqId,
-    /// The consumer it went to (None for basic.get).
-    pub consumer: Option<Arc<ConsumerCredit>>,
-}
-
-/// A consumer's count of unacked deliveries, checked against its prefetch.
-#[derive(Debug, Default)]
-pub struct ConsumerCredit {
-    /// Deliveries not yet acked.
-    pub unacked: AtomicU32,
-    /// The consumer's prefetch count (0 = unlimited).
-    pub prefetch: u16,
-    /// Its channel's count of consumer deliveries not yet acked
-    /// ([`ChannelShared::consumer_unacked`]).
-    pub channel_unacked: Arc<AtomicU32>,
-}
-
-impl ConsumerCredit {
-    /// Whether one more delivery fits the consumer's prefetch.
-    pub fn has_room(&self) -> bool {
-        self.prefetch == 0 || self.unacked.load(Ordering::Acquire) < u32::from(self.prefetch)
-    }
-
-    /// A delivery that needs an ack went out.
-    pub fn delivered(&self) {
-        self.unacked.fetch_add(1, Ordering::AcqRel);
-        self.channel_unacked.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// One of its deliveries was settled (acked, nacked, rejected or requeued).
-    pub fn settled(&self) {
-        self.unacked.fetch_sub(1, Ordering::AcqRel);
-        self.channel_unacked.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Delivery bookkeeping of one channel.
-#[derive(Debug, Default)]
-pub struct Deliveries {
-    /// The tag the next delivery gets.
-    pub next_tag: u64,
-    /// Unacked deliveries by tag, in tag order.
-    pub unacked: BTreeMap<u64, Unacked>,
-    /// Deliveries acked, nacked or rejected inside the open transaction: no longer
-    /// the client's to settle, not settled with their queues until tx.commit.
-    /// Their consumers' credit comes back at commit; they go back to their queues
-    /// with the rest if the channel closes first.
-    pub tx_settled: BTreeMap<u64, Unacked>,
-    /// Channel-wide prefetch (basic.qos global=true; 0 = unlimited).
-    pub global_prefetch: u16,
-}
-
-impl Deliveries {
-    /// Takes the next delivery tag (tags start at 1).
-    pub fn take_tag(&mut self) -> u64 {
-        self.next_tag += 1;
-        self.next_tag
-    }
-}
+use crate::outbound::{Outbound, OutboundTx};
+use crate::queue::delivery::SinkFuture;
+use crate::queue::{
+    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Queue, Refused, SeqId, Unacked,
+};
 
 /// A channel as the queues see it.
 #[derive(Debug)]
 pub struct ChannelShared {
     /// Channel number.
     pub id: u16,
+    /// Its connection's id.
+    pub connection: u64,
     /// The connection's writer queue.
     pub out: OutboundTx,
     /// Whether the client wants basic.cancel when a queue it consumes from goes.
     pub cancel_notify: bool,
     /// Tags, unacked deliveries, prefetch.
     pub deliveries: Mutex<Deliveries>,
-    /// Consumer deliveries not yet settled, on all of this channel's consumers,
-    /// cancelled ones included: what basic.qos global=true limits. basic.get
-    /// deliveries do not count, as in RabbitMQ.
-    pub consumer_unacked: Arc<AtomicU32>,
+    /// basic.qos global=true and what it limits.
+    pub credit: Arc<ChannelCredit>,
     /// This channel's consumers by tag, with their queue. Any task may remove one
     /// (a queue deleted by another connection cancels its consumers).
     pub consumers: Mutex<HashMap<Arc<str>, Arc<Queue>>>,
@@ -118,44 +61,23 @@ pub struct ChannelReport {
 }
 
 impl ChannelShared {
-    /// New shared state for channel `id`.
-    pub fn new(id: u16, out: OutboundTx, cancel_notify: bool) -> Arc<Self> {
+    /// New shared state for channel `id` of connection `connection`.
+    pub fn new(id: u16, connection: u64, out: OutboundTx, cancel_notify: bool) -> Arc<Self> {
         Arc::new(ChannelShared {
             id,
+            connection,
             out,
             cancel_notify,
             deliveries: Mutex::new(Deliveries::default()),
-            consumer_unacked: Arc::default(),
+            credit: Arc::default(),
             consumers: Mutex::new(HashMap::new()),
             report: ChannelReport::default(),
         })
     }
 
-    /// Whether the channel-wide prefetch allows one more consumer delivery.
-    pub fn has_global_room(&self) -> bool {
-        let limit = self.deliveries.lock().global_prefetch;
-        limit == 0 || self.consumer_unacked.load(Ordering::Acquire) < u32::from(limit)
-    }
-
-    /// Removes the deliveries an ack/nack/reject names: exactly `tag`, or with
-    /// `multiple` every tag up to it (tag 0 with multiple: all). `None` when the
-    /// tag is not outstanding, which RabbitMQ answers with 406.
+    /// Removes the deliveries an ack/nack/reject names (see [`Deliveries::settle`]).
     pub fn settle(&self, tag: u64, multiple: bool) -> Option<BTreeMap<u64, Unacked>> {
-        let mut d = self.deliveries.lock();
-        if multiple && tag == 0 {
-            return Some(std::mem::take(&mut d.unacked));
-        }
-        if !d.unacked.contains_key(&tag) {
-            return None;
-        }
-        if !multiple {
-            return d
-                .unacked
-                .remove_entry(&tag)
-                .map(|(t, u)| BTreeMap::from([(t, u)]));
-        }
-        let rest = d.unacked.split_off(&(tag + 1));
-        Some(std::mem::replace(&mut d.unacked, rest))
+        self.deliveries.lock().settle(tag, multiple)
     }
 
     /// Holds deliveries settled inside a transaction until commit or rollback.
@@ -193,5 +115,83 @@ impl ChannelShared {
         let mut all = std::mem::take(&mut d.unacked);
         all.append(&mut d.tx_settled);
         all.into_values().collect()
+    }
+}
+
+impl DeliverySink for ChannelShared {
+    fn channel_id(&self) -> u16 {
+        self.id
+    }
+
+    fn connection_id(&self) -> u64 {
+        self.connection
+    }
+
+    fn try_deliver(&self, delivery: Delivery, unacked: Option<Unacked>) -> Result<u64, Refused> {
+        let mut deliveries = self.deliveries.lock();
+        if delivery
+            .live
+            .as_ref()
+            .is_some_and(|live| !live.load(Ordering::Acquire))
+        {
+            return Err(Refused::Closed);
+        }
+        let delivery_tag = deliveries.next_tag();
+        let Delivery {
+            kind,
+            message,
+            redelivered,
+            ..
+        } = delivery;
+        let frame = match kind {
+            DeliveryKind::Consumer(consumer_tag) => Outbound::Deliver {
+                channel: self.id,
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                message,
+            },
+            DeliveryKind::Get { message_count } => Outbound::GetOk {
+                channel: self.id,
+                delivery_tag,
+                redelivered,
+                message_count,
+                message,
+            },
+        };
+        match self.out.try_send(frame) {
+            Ok(()) => Ok(deliveries.sent(unacked)),
+            Err(TrySendError::Full(_)) => Err(Refused::Full),
+            Err(TrySendError::Closed(_)) => Err(Refused::Closed),
+        }
+    }
+
+    fn room(&self) -> SinkFuture<'_> {
+        Box::pin(async move { self.out.reserve().await.is_ok() })
+    }
+
+    fn credit(&self) -> &Arc<ChannelCredit> {
+        &self.credit
+    }
+
+    fn take_unacked_from(&self, queue: &Arc<Queue>) -> Vec<SeqId> {
+        self.deliveries.lock().take_from(queue)
+    }
+
+    fn queue_deleted<'a>(&'a self, consumer_tag: &'a Arc<str>) -> SinkFuture<'a> {
+        Box::pin(async move {
+            self.consumers.lock().remove(consumer_tag);
+            if !self.cancel_notify {
+                return true;
+            }
+            let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: ShortString::try_new(consumer_tag.to_string()).unwrap_or_default(),
+                nowait: true,
+            }));
+            self.out
+                .send(Outbound::Method(self.id, cancel))
+                .await
+                .is_ok()
+        })
     }
 }

@@ -17,7 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use warren_codec::frame::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use warren_codec::protocol::{AMQPClass, connection};
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
-use warren_codec::{Frame, FrameEncoder, ReplyCode};
+use warren_codec::{Frame, FrameEncoder};
 
 use super::reader::{FrameReader, ReadError};
 use super::wire_text;
@@ -373,10 +373,7 @@ pub fn close_method(error: &AmqpError) -> AMQPClass {
 
 /// The connection.close a broker sends when it shuts down.
 pub fn shutdown_error() -> AmqpError {
-    AmqpError::new(
-        ReplyCode::ConnectionForced,
-        "broker forced connection closure with reason 'shutdown'",
-    )
+    AmqpError::shutdown()
 }
 
 #[cfg(test)]

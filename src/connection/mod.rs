@@ -6,7 +6,8 @@
 
 pub mod handshake;
 pub mod reader;
-pub mod registry;
+/// The registry of live connections (kept with the broker's shared state).
+pub use crate::broker::connections as registry;
 pub mod wire_text;
 pub mod writer;
 
@@ -460,7 +461,7 @@ impl Connection {
                 .get("consumer_cancel_notify"),
             Some(warren_codec::types::AMQPValue::Boolean(true))
         );
-        let shared = ChannelShared::new(id, self.out.clone(), cancel_notify);
+        let shared = ChannelShared::new(id, self.info.id, self.out.clone(), cancel_notify);
         self.live.add_channel(&shared);
         self.channels
             .insert(id, Channel::new(id, shared, self.info.clone()));

@@ -7,64 +7,23 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use std::sync::Arc;
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
+use warren_codec::FrameEncoder;
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
-use warren_codec::{ContentHeader, FrameEncoder};
 
-use crate::message::Message;
+pub use crate::outbound::{Outbound, OutboundTx};
 
 /// How many queued frames one batch takes at most before writing.
 const BATCH: usize = 256;
 /// Capacity of a connection's outbound queue: a full queue slows the producer of
 /// frames (the reader task or a queue), it never grows without bound.
 pub const OUTBOUND_CAPACITY: usize = 1024;
-
-/// Something to send on the connection.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A method frame.
-    Method(u16, AMQPClass),
-    /// A method frame followed by a content header and body frames.
-    MethodWithContent(u16, AMQPClass, ContentHeader, Bytes),
-    /// basic.deliver with its content (encoded by hand: the hot path).
-    Deliver {
-        /// Channel number.
-        channel: u16,
-        /// The consumer's tag.
-        consumer_tag: Arc<str>,
-        /// The channel's delivery tag.
-        delivery_tag: u64,
-        /// Delivered before.
-        redelivered: bool,
-        /// The message.
-        message: Arc<Message>,
-    },
-    /// basic.get-ok with its content.
-    GetOk {
-        /// Channel number.
-        channel: u16,
-        /// The channel's delivery tag.
-        delivery_tag: u64,
-        /// Delivered before.
-        redelivered: bool,
-        /// Ready messages left in the queue.
-        message_count: u32,
-        /// The message.
-        message: Arc<Message>,
-    },
-    /// Flush what is queued, then close the socket.
-    Shutdown,
-}
-
-/// Sending side of a connection's outbound queue.
-pub type OutboundTx = mpsc::Sender<Outbound>;
 
 /// Starts the writer task for a socket whose handshake is done.
 pub fn spawn(

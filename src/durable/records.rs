@@ -2,7 +2,9 @@
 //! values (field tables in AMQP wire form, so declare arguments round-trip
 //! exactly) and message records.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use bytes::{Buf, Bytes};
 use warren_codec::types::{AMQPValue, FieldTable, LongString, ShortString};

@@ -1,7 +1,6 @@
 //! Connections, channels and consumers from the broker's live registry.
 //! Management users see their own connections; monitors see all.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
@@ -160,8 +159,8 @@ pub async fn close_user_connections(
 
 fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
     let (unacked, global_prefetch) = {
-        let d = ch.deliveries.lock();
-        (d.unacked.len(), d.global_prefetch)
+        let unacked = ch.deliveries.lock().unacked.len();
+        (unacked, ch.credit.prefetch.load(Ordering::Relaxed))
     };
     let report = &ch.report;
     json!({
@@ -227,13 +226,6 @@ pub async fn channels_of(
 const CONSUMER_TIMEOUT_MS: u64 = 0;
 
 fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<Value> {
-    // Which connection each channel belongs to, by the channel's address.
-    let mut owners: HashMap<*const ChannelShared, Arc<LiveConnection>> = HashMap::new();
-    for c in broker.connections.iter() {
-        for ch in c.channels() {
-            owners.insert(Arc::as_ptr(&ch), c.clone());
-        }
-    }
     let node = super::admin::node_name(broker);
     let mut out = Vec::new();
     for vhost in broker.vhosts() {
@@ -242,11 +234,12 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
         }
         for queue in vhost.queues() {
             for consumer in queue.consumers() {
-                let owner = owners.get(&Arc::as_ptr(&consumer.channel));
+                let owner = broker.connections.get(&consumer.sink.connection_id());
+                let channel = consumer.sink.channel_id();
                 let channel_details = owner.map_or(json!({}), |c| {
                     json!({
-                        "name": format!("{} ({})", c.name, consumer.channel.id),
-                        "number": consumer.channel.id,
+                        "name": format!("{} ({})", c.name, channel),
+                        "number": channel,
                         "node": node,
                         "connection_name": c.name,
                         "peer_host": c.peer.ip().to_string(),

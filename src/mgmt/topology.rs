@@ -232,9 +232,6 @@ pub async fn publish(
         _ => payload.as_bytes().to_vec(),
     };
     let properties = json_to_properties(body.get("properties").unwrap_or(&Value::Null))?;
-    let queues = v
-        .route(exchange, routing_key, properties.headers().as_ref())
-        .map_err(|e| ApiError::bad_request(format!("{} {}", e.code.code(), e.reply_text())))?;
     let header = ContentHeader::from_properties(payload.len() as u64, &properties)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let message = Arc::new(Message {
@@ -245,10 +242,16 @@ pub async fn publish(
         body: payload.into(),
         cc_routed: true,
     });
-    for queue in &queues {
-        queue.publish(message.clone());
+    // The same publish as a channel's: reply-to consumers, refusals, the store.
+    let (_, outcome) = v
+        .publish(message)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{} {}", e.code.code(), e.reply_text())))?;
+    if outcome.stored {
+        v.storage.commit().await?;
     }
-    Ok(Json(json!({"routed": !queues.is_empty()})).into_response())
+    let routed = outcome.queues > 0;
+    Ok(Json(json!({"routed": routed})).into_response())
 }
 
 fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
@@ -448,13 +451,10 @@ pub async fn get_messages(
         .map(|t| t as usize);
     // The queue hands messages to a channel; this one exists only for the request.
     let (tx, mut rx) = mpsc::channel(1);
-    let shared = ChannelShared::new(0, tx.clone(), false);
+    let shared = ChannelShared::new(0, API_CONNECTION, tx, false);
     let mut out = Vec::new();
     for _ in 0..count {
-        let Ok(permit) = tx.reserve().await else {
-            break;
-        };
-        if let GetResult::Empty = queue.get(&shared, false, permit) {
+        if queue.get(shared.as_ref(), false) != GetResult::Sent {
             break;
         }
         let Ok(Outbound::GetOk {

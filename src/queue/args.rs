@@ -7,7 +7,7 @@
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::type_name;
 
-use crate::vhost::equivalence;
+use crate::equivalence;
 use warren_exchanges::integer;
 
 use crate::error::AmqpError;

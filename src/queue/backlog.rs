@@ -20,7 +20,7 @@
 //! queues, expiry is found at the head of the queue.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use warren_storage::QueueId;
 

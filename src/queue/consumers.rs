@@ -17,16 +17,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use tokio::time::Instant;
 
-use tokio::sync::mpsc::Permit;
 use warren_codec::types::FieldTable;
 use warren_exchanges::type_name;
 
 use super::dead_letter::Dead;
+use super::delivery::{ConsumerCredit, DeliverySink, same_sink};
 use super::{Queue, QueueState, SeqId};
-use crate::channel::shared::{ChannelShared, ConsumerCredit};
-use crate::connection::writer::Outbound;
 use crate::error::AmqpError;
 use warren_exchanges::integer;
 
@@ -35,8 +33,8 @@ use warren_exchanges::integer;
 pub struct Consumer {
     /// The consumer tag.
     pub tag: Arc<str>,
-    /// The channel it consumes on.
-    pub channel: Arc<ChannelShared>,
+    /// Where its deliveries go (its channel).
+    pub sink: Arc<dyn DeliverySink>,
     /// Deliveries need no ack.
     pub no_ack: bool,
     /// Asked for exclusive access to the queue.
@@ -50,21 +48,21 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A consumer on `channel` with the default priority.
+    /// A consumer on `sink` with the default priority.
     pub fn new(
         tag: Arc<str>,
-        channel: Arc<ChannelShared>,
+        sink: Arc<dyn DeliverySink>,
         no_ack: bool,
         exclusive: bool,
         prefetch: u16,
     ) -> Arc<Self> {
-        Self::with_priority(tag, channel, no_ack, exclusive, prefetch, 0)
+        Self::with_priority(tag, sink, no_ack, exclusive, prefetch, 0)
     }
 
-    /// A consumer on `channel` with this `x-priority`.
+    /// A consumer on `sink` with this `x-priority`.
     pub fn with_priority(
         tag: Arc<str>,
-        channel: Arc<ChannelShared>,
+        sink: Arc<dyn DeliverySink>,
         no_ack: bool,
         exclusive: bool,
         prefetch: u16,
@@ -72,12 +70,12 @@ impl Consumer {
     ) -> Arc<Self> {
         let credit = Arc::new(ConsumerCredit {
             prefetch,
-            channel_unacked: channel.consumer_unacked.clone(),
+            channel: sink.credit().clone(),
             ..Default::default()
         });
         Arc::new(Consumer {
             tag,
-            channel,
+            sink,
             no_ack,
             exclusive,
             priority,
@@ -91,7 +89,15 @@ impl Consumer {
         if self.parked.load(Ordering::Acquire) {
             return false;
         }
-        self.no_ack || (self.credit.has_room() && self.channel.has_global_room())
+        self.no_ack || (self.credit.has_room() && self.credit.channel.has_room())
+    }
+}
+
+/// Consumers of a deleted queue: each one's channel forgets it and, when its
+/// client advertised consumer_cancel_notify, sends basic.cancel.
+pub async fn notify_cancelled(consumers: &[Arc<Consumer>]) {
+    for consumer in consumers {
+        consumer.sink.queue_deleted(&consumer.tag).await;
     }
 }
 
@@ -220,15 +226,15 @@ impl Queue {
     }
 
     /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply. On success
-    /// `consume_ok` (a reserved writer slot and the reply) is sent first, under the
-    /// queue's lock, so the client sees consume-ok before any delivery and never
-    /// sees it for a refused consumer.
+    /// `accepted` runs first, under the queue's lock (the channel sends
+    /// consume-ok there), so the client sees consume-ok before any delivery and
+    /// never sees it for a refused consumer.
     pub fn add_consumer(
         self: &Arc<Self>,
         consumer: Arc<Consumer>,
-        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
+        accepted: impl FnOnce(),
     ) -> Result<(), AmqpError> {
-        self.with_state(|st, dead| self.add_consumer_locked(st, dead, consumer, consume_ok))
+        self.with_state(|st, dead| self.add_consumer_locked(st, dead, consumer, accepted))
     }
 
     fn add_consumer_locked(
@@ -236,7 +242,7 @@ impl Queue {
         st: &mut QueueState,
         dead: &mut Vec<Dead>,
         consumer: Arc<Consumer>,
-        consume_ok: Option<(Permit<'_, Outbound>, Outbound)>,
+        accepted: impl FnOnce(),
     ) -> Result<(), AmqpError> {
         if st.deleted {
             return Err(AmqpError::new(
@@ -257,9 +263,7 @@ impl Queue {
                 self.describe()
             )));
         }
-        if let Some((permit, reply)) = consume_ok {
-            permit.send(reply);
-        }
+        accepted();
         st.consumers.add(consumer);
         st.ever_had_consumer = true;
         self.expire(st, Instant::now(), dead);
@@ -270,9 +274,9 @@ impl Queue {
     /// Detaches the consumer with this tag on this channel (basic.cancel: its
     /// unacked deliveries stay with the channel). Returns whether the queue
     /// should now be auto-deleted.
-    pub fn remove_consumer(self: &Arc<Self>, channel: &Arc<ChannelShared>, tag: &str) -> bool {
+    pub fn remove_consumer(self: &Arc<Self>, sink: &dyn DeliverySink, tag: &str) -> bool {
         self.with_state(|st, dead| {
-            let gone = |c: &Consumer| Arc::ptr_eq(&c.channel, channel) && &*c.tag == tag;
+            let gone = |c: &Consumer| same_sink(c.sink.as_ref(), sink) && &*c.tag == tag;
             self.consumers_left(st, dead, gone, Vec::new())
         })
     }
@@ -281,26 +285,10 @@ impl Queue {
     /// its unacked deliveries from this queue back (redelivered) before a new
     /// single active consumer is served, as RabbitMQ does when a channel goes
     /// down. Returns whether the queue should now be auto-deleted.
-    pub fn release_channel(self: &Arc<Self>, channel: &Arc<ChannelShared>) -> bool {
+    pub fn release_channel(self: &Arc<Self>, sink: &dyn DeliverySink) -> bool {
         self.with_state(|st, dead| {
-            let mut seqs = Vec::new();
-            let mut guard = channel.deliveries.lock();
-            let d = &mut *guard;
-            for held in [&mut d.unacked, &mut d.tx_settled] {
-                let tags: Vec<u64> = held
-                    .iter()
-                    .filter(|(_, u)| Arc::ptr_eq(&u.queue, self))
-                    .map(|(tag, _)| *tag)
-                    .collect();
-                for u in tags.iter().filter_map(|tag| held.remove(tag)) {
-                    if let Some(credit) = &u.consumer {
-                        credit.settled();
-                    }
-                    seqs.push(u.seq);
-                }
-            }
-            drop(guard);
-            let gone = |c: &Consumer| Arc::ptr_eq(&c.channel, channel);
+            let seqs = sink.take_unacked_from(self);
+            let gone = |c: &Consumer| same_sink(c.sink.as_ref(), sink);
             self.consumers_left(st, dead, gone, seqs)
         })
     }
@@ -333,10 +321,17 @@ impl Queue {
 mod tests {
     use super::*;
 
+    use crate::queue::testing::TestSink;
+
     fn consumer(tag: &str, priority: i64, prefetch: u16) -> Arc<Consumer> {
-        let (out, _rx) = tokio::sync::mpsc::channel(1);
-        let channel = ChannelShared::new(1, out, true);
-        Consumer::with_priority(Arc::from(tag), channel, false, false, prefetch, priority)
+        Consumer::with_priority(
+            Arc::from(tag),
+            TestSink::new(),
+            false,
+            false,
+            prefetch,
+            priority,
+        )
     }
 
     fn tags(consumers: &mut Consumers, n: usize) -> Vec<String> {

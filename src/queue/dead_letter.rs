@@ -242,74 +242,54 @@ fn is_cycle(target: &str, history: &[(String, String)]) -> bool {
 }
 
 impl Queue {
-    /// Republishes messages this queue let go to its dead-letter exchange (if it
-    /// has one and it exists). Never called with the queue's lock held.
+    /// Hands the messages this queue let go to its host for republishing to
+    /// its dead-letter exchange (if it has one). Never called with the
+    /// queue's lock held.
     pub(super) fn dead_letter(&self, dead: Vec<Dead>) {
         let Some(dlx) = self.spec.args.dead_letter_exchange.as_deref() else {
             return;
         };
-        let Some(vhost) = self.vhost_ref.upgrade() else {
+        let Some(host) = self.host.upgrade() else {
             return;
-        };
-        let target = if dlx.is_empty() {
-            None
-        } else {
-            match vhost.exchange(dlx) {
-                Some(x) => Some(x),
-                None => return,
-            }
         };
         let dlrk = self.spec.args.dead_letter_routing_key.as_deref();
         let now_secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        for (message, reason) in dead {
-            let Some((copy, history)) =
-                dead_lettered(&message, reason, &self.name, dlx, dlrk, now_secs)
-            else {
-                continue;
-            };
-            let headers = copy.properties.headers().clone();
-            // With a dead-letter routing key, the CC keys no longer route.
-            let routing_headers = match &headers {
-                Some(h) if !copy.cc_routed && h.contains_key("CC") => {
-                    let mut without = h.inner().clone();
-                    without.remove("CC");
-                    Some(FieldTable::from(without))
-                }
-                other => other.clone(),
-            };
-            let Ok(queues) =
-                vhost.route_from(target.clone(), &copy.routing_key, routing_headers.as_ref())
-            else {
-                continue;
-            };
-            let copy = Arc::new(copy);
-            // A direct reply-to address as the dead-letter routing key (on the
-            // default exchange) reaches that consumer, as in RabbitMQ. Its
-            // delivery waits for writer room, so it goes on in a task.
-            let replies = vhost.route_replies(
-                target.is_none(),
-                &copy.routing_key,
-                routing_headers.as_ref(),
-            );
-            if !replies.is_empty()
-                && let Ok(runtime) = tokio::runtime::Handle::try_current()
-            {
-                let (vhost, copy) = (vhost.clone(), copy.clone());
-                runtime.spawn(async move { vhost.replies.deliver(&replies, &copy).await });
-            }
-            for queue in queues {
-                if reason != Reason::Rejected && is_cycle(&queue.name, &history) {
-                    tracing::debug!(
-                        queue = %queue.name,
-                        "dead-lettered message dropped: a dead-letter cycle without rejection"
-                    );
-                    continue;
-                }
-                queue.publish(copy.clone());
-            }
+        let letters = dead
+            .into_iter()
+            .filter_map(|(message, reason)| {
+                let (copy, history) =
+                    dead_lettered(&message, reason, &self.name, dlx, dlrk, now_secs)?;
+                Some(DeadLetter {
+                    message: Arc::new(copy),
+                    reason,
+                    history,
+                })
+            })
+            .collect::<Vec<_>>();
+        if !letters.is_empty() {
+            host.dead_letter(dlx, letters);
         }
+    }
+}
+
+/// A dead-lettered copy on its way to the dead-letter exchange.
+#[derive(Debug)]
+pub struct DeadLetter {
+    /// The copy: `x-death` added, exchange and routing key rewritten.
+    pub message: Arc<Message>,
+    /// Why it died.
+    pub reason: Reason,
+    /// Its death history (queue and reason, newest first).
+    pub history: Vec<(String, String)>,
+}
+
+impl DeadLetter {
+    /// Whether delivering it into `queue` closes a dead-letter cycle, which
+    /// RabbitMQ drops: `queue` is in its history with no rejection since.
+    pub fn cycles_into(&self, queue: &str) -> bool {
+        self.reason != Reason::Rejected && is_cycle(queue, &self.history)
     }
 }
 

@@ -15,6 +15,13 @@
 //! - `dead_letter.rs`: `x-dead-letter-exchange`, the `x-death` header.
 //! - `consumers.rs`: consumer priorities, single active consumer, attaching
 //!   and detaching consumers.
+//! - `delivery.rs`: the delivery seam: a queue hands messages to a
+//!   [`DeliverySink`] (a channel), which tags, records and sends them.
+//! - `host.rs`: the host seam: a queue asks its [`QueueHost`] (a vhost) to
+//!   dead-letter messages and to delete it on expiry.
+//!
+//! This room imports no channel, vhost or connection: the seams are traits
+//! defined here and implemented above.
 //!
 //! Messages a queue lets go (rejected, expired, over a limit, over the delivery
 //! limit) are collected under the lock and dead-lettered after it is released,
@@ -24,32 +31,40 @@ pub mod args;
 mod backlog;
 mod consumers;
 pub mod dead_letter;
+pub mod delivery;
+pub mod host;
 mod inspect;
 mod limits;
 mod ready;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 mod ttl;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio::sync::mpsc::Permit;
-use tokio::sync::mpsc::error::TrySendError;
 use warren_codec::types::FieldTable;
 
-use crate::channel::shared::{ChannelShared, Unacked};
-use crate::connection::writer::Outbound;
+use crate::durable::Storage;
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::vhost::{VHost, resource};
+use crate::names::resource;
 pub use args::QueueArgs;
 use backlog::Backlog;
 use consumers::Consumers;
-pub use consumers::{Consumer, priority_arg};
+pub use consumers::{Consumer, notify_cancelled, priority_arg};
 use dead_letter::{Dead, Reason};
+pub use delivery::{
+    ChannelCredit, ConsumerCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Refused,
+    Unacked, by_queue,
+};
+pub use host::QueueHost;
 pub use inspect::QueueStats;
 use ready::Entry;
 use warren_storage::QueueId;
@@ -96,12 +111,14 @@ pub enum Enqueued {
 }
 
 /// What basic.get found.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum GetResult {
     /// The queue had no ready message.
     Empty,
-    /// A message was sent to the client with this delivery tag.
+    /// A message was sent to the client.
     Sent,
+    /// The sink had no room: wait for it and ask again.
+    Busy,
 }
 
 /// A queue.
@@ -114,8 +131,8 @@ pub struct Queue {
     /// How it was declared.
     pub spec: QueueSpec,
     state: Mutex<QueueState>,
-    /// Its vhost, for dead-lettering and for deleting itself (`x-expires`).
-    vhost_ref: Weak<VHost>,
+    /// Where it lives, for dead-lettering and for deleting itself (`x-expires`).
+    host: Weak<dyn QueueHost>,
     /// Wakes the timer task (see `ttl.rs`).
     wake: Arc<Notify>,
     /// Its id in the store.
@@ -130,19 +147,22 @@ impl Drop for Queue {
 }
 
 impl Queue {
-    /// A new, empty queue in `vhost` whose messages are `store_id` in the store.
-    pub fn new(name: String, vhost: &Arc<VHost>, spec: QueueSpec, store_id: QueueId) -> Arc<Self> {
+    /// A new, empty queue called `name` in the vhost called `vhost`, living
+    /// in `host`, whose messages are `store_id` in `storage`.
+    pub fn new(
+        name: String,
+        vhost: String,
+        host: Weak<dyn QueueHost>,
+        storage: Arc<Storage>,
+        spec: QueueSpec,
+        store_id: QueueId,
+    ) -> Arc<Self> {
         let consumers = Consumers::new(spec.args.single_active_consumer);
         let keeps = spec.durable && spec.exclusive_owner.is_none();
-        let ready = Backlog::new(
-            vhost.storage.clone(),
-            store_id,
-            keeps,
-            spec.args.max_priority,
-        );
+        let ready = Backlog::new(storage, store_id, keeps, spec.args.max_priority);
         let queue = Arc::new(Queue {
             name,
-            vhost: vhost.name.clone(),
+            vhost,
             spec,
             state: Mutex::new(QueueState {
                 next_seq: 0,
@@ -154,7 +174,7 @@ impl Queue {
                 used_at: Instant::now(),
                 timer: ttl::Timer::default(),
             }),
-            vhost_ref: Arc::downgrade(vhost),
+            host,
             wake: Arc::new(Notify::new()),
             store_id,
         });
@@ -295,44 +315,35 @@ impl Queue {
             let Some(consumer) = st.consumers.next() else {
                 return;
             };
-            let permit = match consumer.channel.out.try_reserve() {
-                Ok(permit) => permit,
-                Err(TrySendError::Full(())) => {
-                    self.park(&consumer);
-                    continue;
-                }
-                // The connection is going away; its cleanup removes the consumer.
-                Err(TrySendError::Closed(())) => {
-                    consumer.parked.store(true, Ordering::Release);
-                    continue;
-                }
-            };
             let Some((seq, entry)) = st.ready.pop_first() else {
                 return;
             };
-            let mut deliveries = consumer.channel.deliveries.lock();
-            let delivery_tag = deliveries.take_tag();
-            if !consumer.no_ack {
-                deliveries.unacked.insert(
-                    delivery_tag,
-                    Unacked {
-                        queue: self.clone(),
-                        seq,
-                        consumer: Some(consumer.credit.clone()),
-                    },
-                );
-                consumer.credit.delivered();
-                st.outstanding.insert(seq, entry.clone());
-            } else {
-                st.ready.forget(seq, &entry);
-            }
-            permit.send(Outbound::Deliver {
-                channel: consumer.channel.id,
-                consumer_tag: consumer.tag.clone(),
-                delivery_tag,
+            let delivery = Delivery {
+                kind: DeliveryKind::Consumer(consumer.tag.clone()),
+                message: entry.message.clone(),
                 redelivered: entry.redelivered,
-                message: entry.message,
+                live: None,
+            };
+            let unacked = (!consumer.no_ack).then(|| Unacked {
+                queue: self.clone(),
+                seq,
+                consumer: Some(consumer.credit.clone()),
             });
+            match consumer.sink.try_deliver(delivery, unacked) {
+                Ok(_) if consumer.no_ack => st.ready.forget(seq, &entry),
+                Ok(_) => {
+                    st.outstanding.insert(seq, entry);
+                }
+                Err(refused) => {
+                    // Back at its place; the consumer waits for room.
+                    st.ready.insert(seq, entry);
+                    match refused {
+                        Refused::Full => self.park(&consumer),
+                        // The connection is going away; its cleanup removes the consumer.
+                        Refused::Closed => consumer.parked.store(true, Ordering::Release),
+                    }
+                }
+            }
         }
     }
 
@@ -344,61 +355,46 @@ impl Queue {
         let queue = self.clone();
         let consumer = consumer.clone();
         tokio::spawn(async move {
-            if let Ok(permit) = consumer.channel.out.reserve().await {
-                drop(permit);
+            if consumer.sink.room().await {
                 consumer.parked.store(false, Ordering::Release);
                 queue.kick();
             }
         });
     }
 
-    /// basic.get: sends the head message as get-ok through `permit`'s writer slot.
-    pub fn get(
-        self: &Arc<Self>,
-        channel: &Arc<ChannelShared>,
-        no_ack: bool,
-        permit: Permit<'_, Outbound>,
-    ) -> GetResult {
-        self.with_state(|st, dead| self.get_locked(st, dead, channel, no_ack, permit))
-    }
-
-    fn get_locked(
-        self: &Arc<Self>,
-        st: &mut QueueState,
-        dead: &mut Vec<Dead>,
-        channel: &Arc<ChannelShared>,
-        no_ack: bool,
-        permit: Permit<'_, Outbound>,
-    ) -> GetResult {
-        self.renew_lease(st);
-        self.expire(st, Instant::now(), dead);
-        let Some((seq, entry)) = st.ready.pop_first() else {
-            return GetResult::Empty;
-        };
-        let message_count = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        let mut deliveries = channel.deliveries.lock();
-        let delivery_tag = deliveries.take_tag();
-        if !no_ack {
-            deliveries.unacked.insert(
-                delivery_tag,
-                Unacked {
-                    queue: self.clone(),
-                    seq,
-                    consumer: None,
+    /// basic.get: hands the head message to `sink` as get-ok.
+    pub fn get(self: &Arc<Self>, sink: &dyn DeliverySink, no_ack: bool) -> GetResult {
+        self.with_state(|st, dead| {
+            self.renew_lease(st);
+            self.expire(st, Instant::now(), dead);
+            let Some((seq, entry)) = st.ready.pop_first() else {
+                return GetResult::Empty;
+            };
+            let delivery = Delivery {
+                kind: DeliveryKind::Get {
+                    message_count: u32::try_from(st.ready.len()).unwrap_or(u32::MAX),
                 },
-            );
-            st.outstanding.insert(seq, entry.clone());
-        } else {
-            st.ready.forget(seq, &entry);
-        }
-        permit.send(Outbound::GetOk {
-            channel: channel.id,
-            delivery_tag,
-            redelivered: entry.redelivered,
-            message_count,
-            message: entry.message,
-        });
-        GetResult::Sent
+                message: entry.message.clone(),
+                redelivered: entry.redelivered,
+                live: None,
+            };
+            let unacked = (!no_ack).then(|| Unacked {
+                queue: self.clone(),
+                seq,
+                consumer: None,
+            });
+            match sink.try_deliver(delivery, unacked) {
+                Ok(_) if no_ack => st.ready.forget(seq, &entry),
+                Ok(_) => {
+                    st.outstanding.insert(seq, entry);
+                }
+                Err(_) => {
+                    st.ready.insert(seq, entry);
+                    return GetResult::Busy;
+                }
+            }
+            GetResult::Sent
+        })
     }
 
     /// Forgets acknowledged deliveries and lets more messages flow.
@@ -510,22 +506,5 @@ impl Queue {
     pub fn save_redelivered(&self) {
         let st = self.state.lock();
         st.ready.save_redelivered(st.outstanding.iter());
-    }
-}
-
-/// Settles unacked deliveries grouped by queue: `f` gets each queue and its seqs.
-pub fn by_queue(unacked: Vec<Unacked>, mut f: impl FnMut(&Arc<Queue>, Vec<SeqId>)) {
-    let mut groups: Vec<(Arc<Queue>, Vec<SeqId>)> = Vec::new();
-    for u in unacked {
-        if let Some(credit) = &u.consumer {
-            credit.settled();
-        }
-        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, seqs)) => seqs.push(u.seq),
-            None => groups.push((u.queue, vec![u.seq])),
-        }
-    }
-    for (queue, seqs) in groups {
-        f(&queue, seqs);
     }
 }

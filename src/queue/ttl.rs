@@ -9,7 +9,9 @@
 //! appears. It holds the queue weakly and ends with it.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -115,8 +117,8 @@ impl Queue {
         self.dead_letter(dead);
         if lease_over {
             tracing::debug!(queue = %self.name, "deleting queue on expiry (x-expires)");
-            if let Some(vhost) = self.vhost_ref.upgrade() {
-                vhost.remove_queue(self);
+            if let Some(host) = self.host.upgrade() {
+                host.delete_expired(self);
             }
             return None;
         }
@@ -136,7 +138,7 @@ async fn run_timer(queue: Weak<Queue>, wake: Arc<Notify>) {
         match next {
             Some(at) => {
                 tokio::select! {
-                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = tokio::time::sleep_until(at) => {}
                     () = wake.notified() => {}
                 }
             }

@@ -10,10 +10,10 @@ use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
 use crate::durable::records::ExchangeRecord;
+use crate::equivalence;
 use crate::error::AmqpError;
 pub use crate::names::Destination;
 use crate::names::resource;
-use crate::vhost::equivalence;
 
 /// The properties an exchange is declared with.
 #[derive(Clone, Debug, PartialEq)]

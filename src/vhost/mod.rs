@@ -4,25 +4,26 @@
 //! The registries are `DashMap`s, so the publish path takes no global lock: it
 //! reads one exchange's bindings under that exchange's short read lock.
 
-pub mod equivalence;
+pub use crate::equivalence;
 pub mod exchanges;
 mod inspect;
+pub mod publish;
+pub mod replies;
 mod restore;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use warren_codec::ReplyCode;
-use warren_codec::types::{AMQPValue, FieldTable};
-use warren_exchanges::type_name;
+use warren_codec::types::FieldTable;
 
-use crate::channel::reply_to;
 use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::error::AmqpError;
-use crate::queue::{Consumer, Queue, QueueArgs, QueueSpec, args};
+use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, args};
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
+use warren_storage::QueueId;
 
 pub use crate::names::resource;
 
@@ -62,7 +63,7 @@ pub struct VHost {
     exchanges: DashMap<String, Arc<ExchangeEntry>>,
     queues: DashMap<String, Arc<Queue>>,
     /// Live direct reply-to consumers by address.
-    pub replies: reply_to::Registry,
+    pub replies: replies::Registry,
     /// Where its durable things are written.
     pub storage: Arc<Storage>,
 }
@@ -78,7 +79,7 @@ impl VHost {
             name: name.to_owned(),
             exchanges,
             queues: DashMap::new(),
-            replies: reply_to::Registry::default(),
+            replies: replies::Registry::default(),
             storage,
         })
     }
@@ -341,7 +342,7 @@ impl VHost {
                     auto_delete: spec.auto_delete,
                     arguments: spec.arguments.clone(),
                 };
-                let queue = Queue::new(req.name.clone(), self, spec, id);
+                let queue = self.new_queue(&req.name, spec, id);
                 if queue.keeps_persistent() {
                     self.storage.save_queue(&self.name, &req.name, &record);
                 }
@@ -365,6 +366,19 @@ impl VHost {
         args::assert_equivalent(&spec.arguments, &req.arguments, &describe)?;
         existing.touch();
         Ok((existing, false))
+    }
+
+    /// A queue living in this vhost (its host for dead-lettering and expiry).
+    fn new_queue(self: &Arc<Self>, name: &str, spec: QueueSpec, id: QueueId) -> Arc<Queue> {
+        let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
+        Queue::new(
+            name.to_owned(),
+            self.name.clone(),
+            host,
+            self.storage.clone(),
+            spec,
+            id,
+        )
     }
 
     /// queue.delete. A missing queue deletes nothing (count 0), as in RabbitMQ.
@@ -421,147 +435,6 @@ impl VHost {
             .map(|q| q.clone())
             .collect()
     }
-
-    /// The queues a message published to `exchange` reaches, each once: bindings
-    /// are followed through exchange-to-exchange bindings, and an exchange that
-    /// routes nowhere hands the message to its alternate exchange. The routing
-    /// keys are the message's own plus those in its `CC` and `BCC` headers
-    /// (RabbitMQ's sender-selected distribution).
-    pub fn route(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        headers: Option<&FieldTable>,
-    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
-        let target = self.publish_target(exchange)?;
-        self.route_from(target, routing_key, headers)
-    }
-
-    /// The exchange a publish names: 404 if missing, 403 if internal; `None` for
-    /// the default exchange. RabbitMQ checks these before anything in the message.
-    pub fn publish_target(&self, exchange: &str) -> Result<Option<Arc<ExchangeEntry>>, AmqpError> {
-        if exchange.is_empty() {
-            return Ok(None);
-        }
-        let x = self.exchange_or_404(exchange)?;
-        if x.spec.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal {}",
-                resource("exchange", exchange, &self.name)
-            )));
-        }
-        Ok(Some(x))
-    }
-
-    /// Routes from a target found by [`VHost::publish_target`].
-    pub fn route_from(
-        &self,
-        first: Option<Arc<ExchangeEntry>>,
-        routing_key: &str,
-        headers: Option<&FieldTable>,
-    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
-        let cc = header_routing_keys(headers)?;
-        let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
-        let Some(first) = first else {
-            // The default exchange: the queue each key names. A reply-to address
-            // names no queue ([`VHost::route_replies`]).
-            let mut queues: Vec<Arc<Queue>> = Vec::new();
-            for key in keys() {
-                if !key.starts_with(reply_to::ADDRESS_PREFIX)
-                    && !queues.iter().any(|q| q.name == key)
-                    && let Some(q) = self.queue(key)
-                {
-                    queues.push(q);
-                }
-            }
-            return Ok(queues);
-        };
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
-        let mut seen = vec![first.name.clone()];
-        let mut work = vec![first];
-        let mut found = Vec::new();
-        while let Some(x) = work.pop() {
-            found.clear();
-            x.routes.read().route_keys(keys(), headers, &mut found);
-            if found.is_empty() {
-                if let Some(ae) = x.spec.alternate_exchange()
-                    && !seen.iter().any(|s| s == ae)
-                    && let Some(alt) = self.exchange(ae)
-                {
-                    seen.push(alt.name.clone());
-                    work.push(alt);
-                }
-                continue;
-            }
-            for destination in found.drain(..) {
-                match destination {
-                    Destination::Queue(name) => {
-                        if !queues.iter().any(|q| q.name == name)
-                            && let Some(q) = self.queue(&name)
-                        {
-                            queues.push(q);
-                        }
-                    }
-                    Destination::Exchange(name) => {
-                        if !seen.contains(&name)
-                            && let Some(next) = self.exchange(&name)
-                        {
-                            seen.push(name);
-                            work.push(next);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(queues)
-    }
-
-    /// The direct reply-to consumers a publish reaches: on the default exchange
-    /// (`default_exchange`), those whose address is the routing key or one of
-    /// the `CC`/`BCC` keys. They count as no queue: a mandatory message reaching
-    /// only them is still returned, as in RabbitMQ.
-    pub fn route_replies(
-        &self,
-        default_exchange: bool,
-        routing_key: &str,
-        headers: Option<&FieldTable>,
-    ) -> Vec<reply_to::Target> {
-        if !default_exchange {
-            return Vec::new();
-        }
-        // Invalid CC/BCC headers are refused by route_from.
-        let cc = header_routing_keys(headers).unwrap_or_default();
-        self.replies
-            .route(std::iter::once(routing_key).chain(cc.iter().copied()))
-    }
-}
-
-/// The extra routing keys a message names in its `CC` and `BCC` headers: the
-/// strings in those arrays (other elements are ignored, as RabbitMQ does). A
-/// `CC` or `BCC` header that is not an array makes the message invalid (406).
-fn header_routing_keys(headers: Option<&FieldTable>) -> Result<Vec<&str>, AmqpError> {
-    let mut keys = Vec::new();
-    let Some(headers) = headers else {
-        return Ok(keys);
-    };
-    for name in ["CC", "BCC"] {
-        match headers.inner().get(name) {
-            None => {}
-            Some(AMQPValue::FieldArray(routes)) => {
-                keys.extend(routes.as_slice().iter().filter_map(|v| match v {
-                    AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
-                    _ => None,
-                }));
-            }
-            Some(other) => {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid message: {{unacceptable_type_in_header,\"{name}\",{}}}",
-                    type_name(other)
-                )));
-            }
-        }
-    }
-    Ok(keys)
 }
 
 /// 403 when either end of a binding is the default exchange (destination first,

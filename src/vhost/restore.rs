@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Destination, ExchangeEntry, ExchangeSpec, VHost, resource};
 use crate::durable::records::{BindingRecord, QueueRecord};
-use crate::queue::{Queue, QueueArgs, QueueSpec};
+use crate::queue::{QueueArgs, QueueSpec};
 
 impl VHost {
     /// Puts back a binding read from the store at start (both ends exist).
@@ -50,7 +50,7 @@ impl VHost {
             args,
             arguments: record.arguments,
         };
-        let queue = Queue::new(name.to_owned(), self, spec, record.id);
+        let queue = self.new_queue(name, spec, record.id);
         queue.recover(clean);
         self.queues.insert(name.to_owned(), queue);
     }

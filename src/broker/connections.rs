@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use warren_codec::ReplyCode;
 use warren_codec::types::FieldTable;
 
 use crate::channel::ChannelShared;
@@ -113,8 +112,8 @@ impl LiveConnection {
     /// reason, else the broker is shutting down.
     pub fn closing_error(&self) -> AmqpError {
         match self.reason.lock().as_deref() {
-            Some(reason) => AmqpError::new(ReplyCode::ConnectionForced, reason),
-            None => super::handshake::shutdown_error(),
+            Some(reason) => AmqpError::connection_forced(reason),
+            None => AmqpError::shutdown(),
         }
     }
 }

@@ -11,11 +11,13 @@ use dashmap::DashMap;
 use crate::alarms::Alarms;
 use crate::auth::{Registry, VHostDef};
 use crate::config::Config;
-use crate::connection::registry::LiveConnection;
 use crate::durable::Storage;
 use crate::recovery;
 use crate::vhost::VHost;
+use connections::LiveConnection;
 use warren_storage::StorageError;
+
+pub mod connections;
 
 /// State shared by every connection of one broker.
 #[derive(Debug)]
@@ -27,7 +29,7 @@ pub struct Broker {
     /// Name reported as `cluster_name` in connection.start.
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
-    /// Live connections by id (see [`crate::connection::registry`]).
+    /// Live connections by id (see [`connections`]).
     pub connections: DashMap<u64, Arc<LiveConnection>>,
     next_connection_id: AtomicU64,
     /// The store of durable state.

@@ -1,0 +1,285 @@
+//! Publishing: routing a message (exchanges, exchange-to-exchange bindings,
+//! alternate exchanges, CC/BCC, direct reply-to addresses) and handing it to
+//! the queues it reaches. One service for every publisher: the channel, the
+//! management API and dead-lettering ([`QueueHost::dead_letter`]).
+
+use std::sync::Arc;
+
+use warren_codec::types::{AMQPValue, FieldTable};
+use warren_exchanges::type_name;
+
+use super::replies;
+use super::{Destination, ExchangeEntry, VHost, resource};
+use crate::error::AmqpError;
+use crate::message::Message;
+use crate::queue::dead_letter::DeadLetter;
+use crate::queue::{Enqueued, Queue, QueueHost};
+
+/// Where a message goes: queues, and direct reply-to consumers.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// The queues it reaches, each once.
+    pub queues: Vec<Arc<Queue>>,
+    /// The reply consumers it reaches (they count as no queue).
+    pub replies: Vec<replies::Target>,
+}
+
+/// What became of a routed message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Queues that took it.
+    pub queues: usize,
+    /// A queue refused it (`x-overflow` reject-publish): the publisher hears nack.
+    pub refused: bool,
+    /// A durable queue wrote it to the store: it is safe once the next group
+    /// commit completes (`Storage::commit`).
+    pub stored: bool,
+}
+
+impl VHost {
+    /// Routes a message published to `target` ([`VHost::publish_target`]):
+    /// the queues and the reply consumers it reaches.
+    pub fn route_message(
+        &self,
+        target: Option<Arc<ExchangeEntry>>,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Routed, AmqpError> {
+        let replies = self.route_replies(target.is_none(), routing_key, headers);
+        let queues = self.route_from(target, routing_key, headers)?;
+        Ok(Routed { queues, replies })
+    }
+
+    /// Hands a routed message to its queues.
+    pub fn enqueue(&self, message: &Arc<Message>, queues: &[Arc<Queue>]) -> Outcome {
+        let mut outcome = Outcome::default();
+        let persistent = message.is_persistent();
+        for queue in queues {
+            match queue.publish(message.clone()) {
+                Enqueued::Accepted => {
+                    outcome.queues += 1;
+                    outcome.stored |= persistent && queue.keeps_persistent();
+                }
+                Enqueued::Refused => outcome.refused = true,
+            }
+        }
+        outcome
+    }
+
+    /// Publishes `message` to the exchange it names (404, 403 as for a
+    /// channel): routes it, delivers it to reply consumers (waiting for their
+    /// room) and enqueues it. The caller waits for the store's commit when
+    /// the outcome says `stored` and it must know the message is safe.
+    pub async fn publish(&self, message: Arc<Message>) -> Result<(Routed, Outcome), AmqpError> {
+        let target = self.publish_target(&message.exchange)?;
+        let headers = message.properties.headers().clone();
+        let routed = self.route_message(target, &message.routing_key, headers.as_ref())?;
+        if !routed.replies.is_empty() {
+            replies::deliver(&routed.replies, &message).await;
+        }
+        let outcome = self.enqueue(&message, &routed.queues);
+        Ok((routed, outcome))
+    }
+
+    /// The queues a message published to `exchange` reaches, each once: bindings
+    /// are followed through exchange-to-exchange bindings, and an exchange that
+    /// routes nowhere hands the message to its alternate exchange. The routing
+    /// keys are the message's own plus those in its `CC` and `BCC` headers
+    /// (RabbitMQ's sender-selected distribution).
+    pub fn route(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
+        let target = self.publish_target(exchange)?;
+        self.route_from(target, routing_key, headers)
+    }
+
+    /// The exchange a publish names: 404 if missing, 403 if internal; `None` for
+    /// the default exchange. RabbitMQ checks these before anything in the message.
+    pub fn publish_target(&self, exchange: &str) -> Result<Option<Arc<ExchangeEntry>>, AmqpError> {
+        if exchange.is_empty() {
+            return Ok(None);
+        }
+        let x = self.exchange_or_404(exchange)?;
+        if x.spec.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal {}",
+                resource("exchange", exchange, &self.name)
+            )));
+        }
+        Ok(Some(x))
+    }
+
+    /// Routes from a target found by [`VHost::publish_target`].
+    pub fn route_from(
+        &self,
+        first: Option<Arc<ExchangeEntry>>,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
+        let cc = header_routing_keys(headers)?;
+        let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
+        let Some(first) = first else {
+            // The default exchange: the queue each key names. A reply-to address
+            // names no queue ([`VHost::route_replies`]).
+            let mut queues: Vec<Arc<Queue>> = Vec::new();
+            for key in keys() {
+                if !key.starts_with(replies::ADDRESS_PREFIX)
+                    && !queues.iter().any(|q| q.name == key)
+                    && let Some(q) = self.queue(key)
+                {
+                    queues.push(q);
+                }
+            }
+            return Ok(queues);
+        };
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut seen = vec![first.name.clone()];
+        let mut work = vec![first];
+        let mut found = Vec::new();
+        while let Some(x) = work.pop() {
+            found.clear();
+            x.routes.read().route_keys(keys(), headers, &mut found);
+            if found.is_empty() {
+                if let Some(ae) = x.spec.alternate_exchange()
+                    && !seen.iter().any(|s| s == ae)
+                    && let Some(alt) = self.exchange(ae)
+                {
+                    seen.push(alt.name.clone());
+                    work.push(alt);
+                }
+                continue;
+            }
+            for destination in found.drain(..) {
+                match destination {
+                    Destination::Queue(name) => {
+                        if !queues.iter().any(|q| q.name == name)
+                            && let Some(q) = self.queue(&name)
+                        {
+                            queues.push(q);
+                        }
+                    }
+                    Destination::Exchange(name) => {
+                        if !seen.contains(&name)
+                            && let Some(next) = self.exchange(&name)
+                        {
+                            seen.push(name);
+                            work.push(next);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(queues)
+    }
+
+    /// The direct reply-to consumers a publish reaches: on the default exchange
+    /// (`default_exchange`), those whose address is the routing key or one of
+    /// the `CC`/`BCC` keys. They count as no queue: a mandatory message reaching
+    /// only them is still returned, as in RabbitMQ.
+    pub fn route_replies(
+        &self,
+        default_exchange: bool,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Vec<replies::Target> {
+        if !default_exchange {
+            return Vec::new();
+        }
+        // Invalid CC/BCC headers are refused by route_from.
+        let cc = header_routing_keys(headers).unwrap_or_default();
+        self.replies
+            .route(std::iter::once(routing_key).chain(cc.iter().copied()))
+    }
+}
+
+impl QueueHost for VHost {
+    /// Dead-lettered copies are routed with the bindings of now; a missing
+    /// dead-letter exchange drops them, and a copy is not delivered into a
+    /// queue where it would close a cycle without a rejection.
+    fn dead_letter(&self, dlx: &str, letters: Vec<DeadLetter>) {
+        let target = if dlx.is_empty() {
+            None
+        } else {
+            match self.exchange(dlx) {
+                Some(x) => Some(x),
+                None => return,
+            }
+        };
+        for letter in letters {
+            let copy = &letter.message;
+            let headers = copy.properties.headers().clone();
+            // With a dead-letter routing key, the CC keys no longer route.
+            let routing_headers = match &headers {
+                Some(h) if !copy.cc_routed && h.contains_key("CC") => {
+                    let mut without = h.inner().clone();
+                    without.remove("CC");
+                    Some(FieldTable::from(without))
+                }
+                other => other.clone(),
+            };
+            let Ok(Routed { queues, replies }) =
+                self.route_message(target.clone(), &copy.routing_key, routing_headers.as_ref())
+            else {
+                continue;
+            };
+            // A direct reply-to address as the dead-letter routing key (on the
+            // default exchange) reaches that consumer, as in RabbitMQ. Its
+            // delivery waits for writer room, so it goes on in a task.
+            if !replies.is_empty()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let copy = copy.clone();
+                runtime.spawn(async move { replies::deliver(&replies, &copy).await });
+            }
+            let queues: Vec<Arc<Queue>> = queues
+                .into_iter()
+                .filter(|queue| {
+                    let cycles = letter.cycles_into(&queue.name);
+                    if cycles {
+                        tracing::debug!(
+                            queue = %queue.name,
+                            "dead-lettered message dropped: a dead-letter cycle without rejection"
+                        );
+                    }
+                    !cycles
+                })
+                .collect();
+            self.enqueue(copy, &queues);
+        }
+    }
+
+    fn delete_expired(&self, queue: &Arc<Queue>) {
+        self.remove_queue(queue);
+    }
+}
+
+/// The extra routing keys a message names in its `CC` and `BCC` headers: the
+/// strings in those arrays (other elements are ignored, as RabbitMQ does). A
+/// `CC` or `BCC` header that is not an array makes the message invalid (406).
+fn header_routing_keys(headers: Option<&FieldTable>) -> Result<Vec<&str>, AmqpError> {
+    let mut keys = Vec::new();
+    let Some(headers) = headers else {
+        return Ok(keys);
+    };
+    for name in ["CC", "BCC"] {
+        match headers.inner().get(name) {
+            None => {}
+            Some(AMQPValue::FieldArray(routes)) => {
+                keys.extend(routes.as_slice().iter().filter_map(|v| match v {
+                    AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+                    _ => None,
+                }));
+            }
+            Some(other) => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid message: {{unacceptable_type_in_header,\"{name}\",{}}}",
+                    type_name(other)
+                )));
+            }
+        }
+    }
+    Ok(keys)
+}
