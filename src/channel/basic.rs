@@ -300,76 +300,8 @@ impl Channel {
         let outcome = self
             .deliver_published(message, &routed.queues, publish.mandatory)
             .await;
-        let refused = outcome.refused;
-        if let Mode::Confirm(next) = &mut self.mode {
-            // Its ack waits for the group commit that makes it durable.
-            self.durable_pending |= outcome.stored;
-            let tag = *next;
-            *next += 1;
-            if refused {
-                // Never folded into a multiple ack: the acks before it go first.
-                self.flush_confirms().await;
-                self.reply(AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
-                    delivery_tag: tag,
-                    multiple: false,
-                    requeue: false,
-                })))
-                .await;
-            } else {
-                let first = self.unsent_acks.map_or(tag, |(first, _)| first);
-                self.unsent_acks = Some((first, tag));
-                self.shared
-                    .report
-                    .unconfirmed
-                    .store(tag - first + 1, Ordering::Relaxed);
-            }
-        }
+        self.confirm_publish(outcome.refused, outcome.stored).await;
         Ok(())
-    }
-
-    /// Sends the confirms collected since the last flush as one basic.ack
-    /// (multiple=true when it covers several publishes). The connection flushes
-    /// after each batch of frames it read, before a channel closes, and before
-    /// it closes itself, so a return always precedes its message's ack.
-    pub async fn flush_confirms(&mut self) {
-        let durable = !self.needs_commit() || self.conn.vhost.storage.commit().await.is_ok();
-        self.send_confirms(durable).await;
-    }
-
-    /// Sends the collected confirms once a group commit made the persistent
-    /// messages among them durable (`durable`), else nacks them: a publisher
-    /// never hears "safe" about a message the disk did not take.
-    pub async fn send_confirms(&mut self, durable: bool) {
-        self.durable_pending = false;
-        let Some((first, last)) = self.unsent_acks.take() else {
-            return;
-        };
-        self.shared.report.unconfirmed.store(0, Ordering::Relaxed);
-        let multiple = first != last;
-        let method = if durable {
-            basic::AMQPMethod::Ack(basic::Ack {
-                delivery_tag: last,
-                multiple,
-            })
-        } else {
-            tracing::error!("nacking publishes: the store could not make them durable");
-            basic::AMQPMethod::Nack(basic::Nack {
-                delivery_tag: last,
-                multiple,
-                requeue: false,
-            })
-        };
-        self.reply(AMQPClass::Basic(method)).await;
-    }
-
-    /// Whether the unsent confirms cover persistent messages that wait for a commit.
-    pub fn needs_commit(&self) -> bool {
-        self.durable_pending && self.unsent_acks.is_some()
-    }
-
-    /// Whether confirms wait for [`Channel::flush_confirms`].
-    pub fn has_unsent_confirms(&self) -> bool {
-        self.unsent_acks.is_some()
     }
 
     /// Hands a routed message to its queues (or returns it when unroutable and

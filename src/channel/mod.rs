@@ -6,10 +6,12 @@
 //!
 //! - `declare.rs`: exchange.* and queue.* methods.
 //! - `basic.rs`: publish, consume, get, ack/nack/reject, qos, recover.
+//! - `confirms.rs`: publisher confirms, pipelined behind the group commit.
 //! - `content.rs`: assembling publish + header + body frames.
 //! - `reply_to.rs`: direct reply-to (the `amq.rabbitmq.reply-to` pseudo-queue).
 
 mod basic;
+pub mod confirms;
 pub mod content;
 mod declare;
 pub mod reply_to;
@@ -60,6 +62,8 @@ pub struct ConnectionInfo {
     pub max_message_size: u64,
     /// The user's permissions in the vhost.
     pub access: crate::auth::UserAccess,
+    /// The connection's confirm task.
+    pub confirms: confirms::ConfirmQueue,
 }
 
 /// Publisher mode: plain, confirms or transactions (they exclude each other).

@@ -27,6 +27,7 @@ use warren_codec::{ContentHeader, Frame, FrameEncoder};
 
 use crate::alarms::Alarm;
 use crate::broker::Broker;
+use crate::channel::confirms::ConfirmQueue;
 use crate::channel::{
     Channel, ChannelShared, ChannelState, ConnectionInfo, Publication, Step, content,
     notify_cancelled,
@@ -65,7 +66,9 @@ pub async fn serve(
         (Ok(tuned), Some(reader)) => {
             tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost.name, "connection opened");
             let (out, writer) = writer::spawn(write, tuned.frame_max, tuned.heartbeat);
+            let confirms = ConfirmQueue::spawn(out.clone(), tuned.vhost.storage.clone());
             let info = ConnectionInfo {
+                confirms,
                 id: broker.next_connection_id(),
                 vhost: tuned.vhost.clone(),
                 user: tuned.user.clone(),
@@ -255,6 +258,8 @@ impl Connection {
             }
         };
         self.flush_confirms().await;
+        // Confirms go out before the connection's close.
+        self.info.confirms.barrier().await;
         let linger = closing_timeout(self.tuned.heartbeat);
         match ending {
             Ending::Gone => {
@@ -339,17 +344,13 @@ impl Connection {
         }
     }
 
-    /// Acks what the channels confirmed while the last batch of frames was read.
+    /// Hands what the channels confirmed while the last batch of frames was
+    /// read to the confirm task (which waits for the group commit, not the
+    /// reader).
     async fn flush_confirms(&mut self) {
-        let confirming = std::mem::take(&mut self.confirming);
-        // One group commit for every channel's persistent publishes.
-        let needs_commit = confirming
-            .iter()
-            .any(|id| self.channels.get(id).is_some_and(Channel::needs_commit));
-        let durable = !needs_commit || self.info.vhost.storage.commit().await.is_ok();
-        for id in confirming {
+        for id in std::mem::take(&mut self.confirming) {
             if let Some(channel) = self.channels.get_mut(&id) {
-                channel.send_confirms(durable).await;
+                channel.flush_confirms().await;
             }
         }
     }
@@ -430,6 +431,7 @@ impl Connection {
             Ok(Step::Closed) => {
                 if let Some(mut channel) = self.channels.remove(&id) {
                     channel.flush_confirms().await;
+                    self.info.confirms.barrier().await;
                     channel.release();
                 }
                 self.send(id, close_ok()).await;
@@ -481,6 +483,7 @@ impl Connection {
         tracing::info!(peer = %self.peer, channel = id, %error, "closing channel");
         if let Some(channel) = self.channels.get_mut(&id) {
             channel.flush_confirms().await;
+            self.info.confirms.barrier().await;
             channel.state = ChannelState::Closing;
             channel.assembly = Default::default();
             channel.release();

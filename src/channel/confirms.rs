@@ -1,0 +1,178 @@
+//! Publisher confirms, pipelined.
+//!
+//! A channel in confirm mode collects the tags of its publishes. After each
+//! batch of frames the connection's reader hands every channel's range to
+//! the connection's confirm task ([`ConfirmQueue`]) and goes on reading: when
+//! persistent messages of durable queues are among them, the range carries
+//! the group-commit generation ([`Storage::request`]) that makes them
+//! durable, and the task waits for it before it queues the basic.ack
+//! (multiple when it covers several tags). One task per connection and one
+//! queue in order, so confirms leave in tag order, a nack for a refused
+//! publish after the acks before it, while the reader keeps reading during
+//! an fsync. A channel or connection that closes waits at a barrier until the
+//! task has sent what it holds, so confirms precede close-ok.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+use warren_codec::protocol::{AMQPClass, basic};
+
+use super::{Channel, Mode};
+use crate::durable::Storage;
+use crate::outbound::{Outbound, OutboundTx};
+
+/// How many confirm ranges may wait for their commit before the reader waits
+/// too: a disk that cannot keep up slows its publishers instead of growing
+/// this queue.
+const PENDING: usize = 1024;
+
+/// One thing for the confirm task to do, in order.
+#[derive(Debug)]
+enum Item {
+    /// basic.ack (or nack) of tags `first..=last` on `channel`, once
+    /// `generation` is durable.
+    Confirm {
+        channel: u16,
+        first: u64,
+        last: u64,
+        ack: bool,
+        generation: Option<u64>,
+    },
+    /// Answered once everything queued before it went to the writer.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// A connection's queue of confirms to send (cheap to clone, one per channel).
+#[derive(Debug, Clone)]
+pub struct ConfirmQueue {
+    tx: mpsc::Sender<Item>,
+}
+
+impl ConfirmQueue {
+    /// Starts the confirm task of a connection writing to `out`; it ends when
+    /// every clone of the queue is dropped.
+    pub fn spawn(out: OutboundTx, storage: Arc<Storage>) -> Self {
+        let (tx, rx) = mpsc::channel(PENDING);
+        tokio::spawn(run(rx, out, storage));
+        ConfirmQueue { tx }
+    }
+
+    async fn push(&self, item: Item) {
+        // The task only ends when every sender is gone.
+        let _ = self.tx.send(item).await;
+    }
+
+    /// Waits until every confirm queued before went to the writer.
+    pub async fn barrier(&self) {
+        let (done, wait) = oneshot::channel();
+        self.push(Item::Barrier(done)).await;
+        let _ = wait.await;
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Item>, out: OutboundTx, storage: Arc<Storage>) {
+    while let Some(item) = rx.recv().await {
+        match item {
+            Item::Confirm {
+                channel,
+                first,
+                last,
+                ack,
+                generation,
+            } => {
+                let durable = match generation {
+                    Some(generation) => storage.wait(generation).await.is_ok(),
+                    None => true,
+                };
+                if ack && !durable {
+                    // A publisher never hears "safe" about what the disk did not take.
+                    tracing::error!("nacking publishes: the store could not make them durable");
+                }
+                let multiple = first != last;
+                let method = if ack && durable {
+                    basic::AMQPMethod::Ack(basic::Ack {
+                        delivery_tag: last,
+                        multiple,
+                    })
+                } else {
+                    basic::AMQPMethod::Nack(basic::Nack {
+                        delivery_tag: last,
+                        multiple,
+                        requeue: false,
+                    })
+                };
+                let frame = Outbound::Method(channel, AMQPClass::Basic(method));
+                if out.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            Item::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl Channel {
+    /// A publish in confirm mode was handled: `refused` by a queue (nacked
+    /// at once, after the acks before it), else collected for the next flush;
+    /// `stored` when its ack must wait for the group commit.
+    pub(super) async fn confirm_publish(&mut self, refused: bool, stored: bool) {
+        let Mode::Confirm(next) = &mut self.mode else {
+            return;
+        };
+        let tag = *next;
+        *next += 1;
+        self.durable_pending |= stored;
+        if refused {
+            self.flush_confirms().await;
+            self.conn
+                .confirms
+                .push(Item::Confirm {
+                    channel: self.id,
+                    first: tag,
+                    last: tag,
+                    ack: false,
+                    generation: None,
+                })
+                .await;
+            return;
+        }
+        let first = self.unsent_acks.map_or(tag, |(first, _)| first);
+        self.unsent_acks = Some((first, tag));
+        self.shared
+            .report
+            .unconfirmed
+            .store(tag - first + 1, Ordering::Relaxed);
+    }
+
+    /// Hands the confirms collected since the last flush to the confirm task
+    /// as one range. The connection flushes after each batch of frames it
+    /// read, before a channel closes and before it closes itself, so a return
+    /// always precedes its message's ack.
+    pub async fn flush_confirms(&mut self) {
+        let durable_pending = std::mem::take(&mut self.durable_pending);
+        let Some((first, last)) = self.unsent_acks.take() else {
+            return;
+        };
+        self.shared.report.unconfirmed.store(0, Ordering::Relaxed);
+        // Asked now, so the commit covers every persistent message above.
+        let generation = durable_pending.then(|| self.conn.vhost.storage.request());
+        self.conn
+            .confirms
+            .push(Item::Confirm {
+                channel: self.id,
+                first,
+                last,
+                ack: true,
+                generation,
+            })
+            .await;
+    }
+
+    /// Whether confirms wait for [`Channel::flush_confirms`].
+    pub fn has_unsent_confirms(&self) -> bool {
+        self.unsent_acks.is_some()
+    }
+}
