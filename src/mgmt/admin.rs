@@ -10,12 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
+use super::api::{ApiError, ApiResult, created_or_updated, parse_body, require_keys, str_field};
 use super::caller::Caller;
 use super::listing::ListQuery;
-use super::{
-    ApiError, ApiResult, HttpListener, MANAGEMENT_VERSION, created_or_updated, parse_body,
-    require_keys, started, str_field,
-};
+use super::{HttpListener, MANAGEMENT_VERSION, started};
 use crate::auth::hashing;
 use crate::auth::registry::parse_tags;
 use crate::auth::{PermissionDef, RegistryError, UserDef, VHostDef};

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::ApiError;
+use super::api::ApiError;
 use crate::auth::{Kind, Permission, UserDef};
 use crate::server::Broker;
 

@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::api::{ApiError, ApiResult};
 use super::caller::Caller;
 use super::json::table_to_json;
 use super::listing::ListQuery;
-use super::{ApiError, ApiResult};
 use crate::channel::ChannelShared;
 use crate::connection::registry::{CLOSED_VIA_MANAGEMENT, LiveConnection};
 use crate::server::Broker;

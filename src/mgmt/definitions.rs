@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::MANAGEMENT_VERSION;
+use super::api::{ApiError, ApiResult};
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
-use super::{ApiError, ApiResult, MANAGEMENT_VERSION};
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::server::Broker;
 use crate::vhost::{Destination, QueueDeclare, VHost};

@@ -9,7 +9,7 @@ use regex::RegexBuilder;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, ApiResult};
+use super::api::{ApiError, ApiResult};
 
 /// RabbitMQ's page size limit.
 const MAX_PAGE_SIZE: u64 = 500;
@@ -177,17 +177,6 @@ fn insert_path(out: &mut Map<String, Value>, path: &str, value: Value) {
             if let Value::Object(inner) = inner {
                 insert_path(inner, rest, value);
             }
-        }
-    }
-}
-
-impl ApiError {
-    /// 400 with RabbitMQ's own error word (e.g. `page_out_of_range`).
-    pub fn with_error(error: &'static str, reason: String) -> Self {
-        ApiError {
-            status: axum::http::StatusCode::BAD_REQUEST,
-            error,
-            reason,
         }
     }
 }

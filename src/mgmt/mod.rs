@@ -2,6 +2,7 @@
 //! `rabbitmq_management` (same paths, JSON field names, status codes and error
 //! bodies), plus Prometheus `/metrics` with `rabbitmq_prometheus`'s names.
 //!
+//! - `api.rs`: the error answer, request body fields, created/updated.
 //! - `caller.rs`: HTTP basic auth and the user tags each endpoint needs.
 //! - `listing.rs`: sorting, pagination (`page`, `page_size`, `name`,
 //!   `use_regex`) and `columns=` for list endpoints.
@@ -13,6 +14,7 @@
 //! - `metrics.rs`: `/metrics`.
 
 mod admin;
+mod api;
 mod caller;
 mod connections;
 mod definitions;
@@ -21,6 +23,7 @@ mod listing;
 mod metrics;
 mod topology;
 
+pub use api::ApiError;
 pub use definitions::{Definitions, export_all, import_all};
 
 use std::future::Future;
@@ -28,13 +31,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::error::AmqpError;
 use crate::server::Broker;
 
 /// The RabbitMQ release whose management API Warren answers as.
@@ -218,120 +217,4 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics/per-object", get(metrics::metrics_per_object))
         .fallback(|| async { ApiError::not_found() })
         .with_state(broker)
-}
-
-/// An error answer: a status and RabbitMQ's `{"error": ..., "reason": ...}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    error: &'static str,
-    reason: String,
-}
-
-impl ApiError {
-    /// 404 as RabbitMQ words it for any missing object or path.
-    pub fn not_found() -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            error: "Object Not Found",
-            reason: "Not Found".into(),
-        }
-    }
-
-    /// 400 with a reason.
-    pub fn bad_request(reason: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            error: "bad_request",
-            reason: reason.into(),
-        }
-    }
-
-    /// 401 for a user who lacks a tag or a permission.
-    pub fn not_authorised(reason: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            error: "not_authorised",
-            reason: reason.into(),
-        }
-    }
-
-    /// An AMQP refusal surfacing through the API: 401 for access refused,
-    /// 404 for not found, else 400 with the AMQP text.
-    pub fn amqp(error: AmqpError) -> Self {
-        match error.code {
-            warren_codec::ReplyCode::AccessRefused => Self::not_authorised(error.text),
-            warren_codec::ReplyCode::NotFound => ApiError {
-                status: StatusCode::NOT_FOUND,
-                error: "not_found",
-                reason: error.text,
-            },
-            _ => Self::bad_request(error.text),
-        }
-    }
-}
-
-impl From<AmqpError> for ApiError {
-    fn from(error: AmqpError) -> Self {
-        Self::amqp(error)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": self.error, "reason": self.reason});
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
-/// What handlers return.
-type ApiResult<T = Response> = Result<T, ApiError>;
-
-/// A JSON request body, parsed whatever its content type (RabbitMQ does not
-/// insist on one); not JSON is RabbitMQ's 400 `not_json`.
-fn parse_body(body: &[u8]) -> ApiResult<serde_json::Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::bad_request("not_json")),
-    }
-}
-
-/// RabbitMQ's 400 for missing keys: `[{key_missing,write},{key_missing,read}]`.
-fn require_keys(body: &serde_json::Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
-    let missing: Vec<String> = keys
-        .iter()
-        .filter(|k| !body.contains_key(**k))
-        .map(|k| format!("{{key_missing,{k}}}"))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!("[{}]", missing.join(","))))
-    }
-}
-
-/// 201 Created for a new object, 204 No Content for an updated one.
-fn created_or_updated(created: bool) -> Response {
-    if created {
-        StatusCode::CREATED.into_response()
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    }
-}
-
-/// A string field of a request body.
-fn str_field<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
-    body.get(key).and_then(Value::as_str)
-}
-
-/// A boolean field (RabbitMQ also takes "true"/"false" strings).
-fn bool_field(body: &serde_json::Map<String, Value>, key: &str, default: bool) -> bool {
-    match body.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "true",
-        _ => default,
-    }
 }

@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 use warren_codec::ContentHeader;
 use warren_codec::types::FieldTable;
 
+use super::api::{
+    ApiError, ApiResult, bool_field, created_or_updated, parse_body, require_keys, str_field,
+};
 use super::caller::Caller;
 use super::json::{json_to_properties, json_to_table, properties_to_json, table_to_json};
 use super::listing::ListQuery;
-use super::{
-    ApiError, ApiResult, bool_field, created_or_updated, parse_body, require_keys, str_field,
-};
 use crate::auth::{Kind, Permission};
 use crate::channel::{ChannelShared, notify_cancelled};
 use crate::connection::writer::Outbound;
