@@ -4,8 +4,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::RegistryError;
 use crate::error::AmqpError;
 
 /// An error answer: a status and RabbitMQ's `{"error": ..., "reason": ...}`.
@@ -131,4 +133,31 @@ pub fn bool_field(body: &serde_json::Map<String, Value>, key: &str, default: boo
         Some(Value::String(s)) => s == "true",
         _ => default,
     }
+}
+
+/// The connection id the API declares and binds as: no AMQP connection has
+/// it, so the API cannot create exclusive queues and is refused by others'.
+pub(super) const API_CONNECTION: u64 = 0;
+
+/// AMQP refusals of system names read "Access refused." through the API.
+pub(super) fn refused_as_api(error: AmqpError) -> ApiError {
+    if error.code == warren_codec::ReplyCode::AccessRefused {
+        ApiError::not_authorised("Access refused.")
+    } else {
+        ApiError::amqp(error)
+    }
+}
+
+/// `if-unused` / `if-empty` on DELETE.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(rename = "if-unused")]
+    pub(super) if_unused: Option<String>,
+    #[serde(rename = "if-empty")]
+    pub(super) if_empty: Option<String>,
+}
+
+/// A registry refusal (bad hash, bad regex, unknown user or vhost): 400.
+pub(super) fn registry_error(error: RegistryError) -> ApiError {
+    ApiError::bad_request(error.to_string())
 }

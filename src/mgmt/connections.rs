@@ -65,7 +65,7 @@ pub async fn connections(
     caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    let node = super::admin::node_name(&broker);
+    let node = super::overview::node_name(&broker);
     let items = visible(&broker, &caller)
         .iter()
         .map(|c| connection_json(&node, c))
@@ -81,7 +81,7 @@ pub async fn connections_in(
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
     broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    let node = super::admin::node_name(&broker);
+    let node = super::overview::node_name(&broker);
     let items = visible(&broker, &caller)
         .iter()
         .filter(|c| c.vhost == vhost)
@@ -104,7 +104,7 @@ pub async fn connection(
     Path(name): Path<String>,
 ) -> ApiResult {
     let c = find(&broker, &caller, &name)?;
-    Ok(Json(connection_json(&super::admin::node_name(&broker), &c)).into_response())
+    Ok(Json(connection_json(&super::overview::node_name(&broker), &c)).into_response())
 }
 
 /// DELETE /api/connections/{name}: the client gets connection.close 320 with
@@ -131,7 +131,7 @@ pub async fn user_connections(
     caller: Caller,
     Path(user): Path<String>,
 ) -> Response {
-    let node = super::admin::node_name(&broker);
+    let node = super::overview::node_name(&broker);
     let items: Vec<Value> = visible(&broker, &caller)
         .iter()
         .filter(|c| c.user == user)
@@ -190,7 +190,7 @@ fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
 }
 
 fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>]) -> Vec<Value> {
-    let node = super::admin::node_name(broker);
+    let node = super::overview::node_name(broker);
     conns
         .iter()
         .flat_map(|c| {
@@ -234,7 +234,7 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
             owners.insert(Arc::as_ptr(&ch), c.clone());
         }
     }
-    let node = super::admin::node_name(broker);
+    let node = super::overview::node_name(broker);
     let mut out = Vec::new();
     for vhost in broker.vhosts() {
         if only.is_some_and(|o| o != vhost.name) || !caller.sees_vhost(&vhost.name) {

@@ -2,26 +2,39 @@
 //! `rabbitmq_management` (same paths, JSON field names, status codes and error
 //! bodies), plus Prometheus `/metrics` with `rabbitmq_prometheus`'s names.
 //!
-//! - `api.rs`: the error answer, request body fields, created/updated.
+//! - `api.rs`: the error answer (`ApiError`, one mapping of AMQP refusals),
+//!   request body fields, created/updated/deleted answers.
 //! - `caller.rs`: HTTP basic auth and the user tags each endpoint needs.
 //! - `listing.rs`: sorting, pagination (`page`, `page_size`, `name`,
 //!   `use_regex`) and `columns=` for list endpoints.
 //! - `json.rs`: AMQP field tables and properties to and from JSON.
-//! - `admin.rs`: overview, whoami, nodes, health, vhosts, users, permissions.
-//! - `topology.rs`: exchanges, queues, bindings, publish, get, purge.
+//! - `overview.rs`: overview, whoami, nodes.
+//! - `health.rs`: `/api/health/checks/*`.
+//! - `vhosts.rs`, `users.rs`, `permissions.rs`: access control.
+//! - `limits.rs`: policies, parameters, feature flags (none) and limits.
+//! - `exchanges.rs`, `queues.rs`, `bindings.rs`: the topology.
+//! - `messages.rs`: publish, get and purge.
 //! - `connections.rs`: connections, channels, consumers.
 //! - `definitions.rs`: `/api/definitions` export and import.
 //! - `metrics.rs`: `/metrics`.
 
-mod admin;
 mod api;
+mod bindings;
 mod caller;
 mod connections;
 mod definitions;
+mod exchanges;
+mod health;
 mod json;
+mod limits;
 mod listing;
+mod messages;
 mod metrics;
-mod topology;
+mod overview;
+mod permissions;
+mod queues;
+mod users;
+mod vhosts;
 
 pub use api::ApiError;
 pub use definitions::{Definitions, export_all, import_all};
@@ -65,125 +78,128 @@ pub async fn serve(
 /// Every route of the API.
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
-        .route("/api/overview", get(admin::overview))
-        .route("/api/whoami", get(admin::whoami))
-        .route("/api/nodes", get(admin::nodes))
-        .route("/api/nodes/{node}", get(admin::node))
-        .route("/api/nodes/{node}/memory", get(admin::node_memory))
-        .route("/api/health/checks/alarms", get(admin::alarms))
-        .route("/api/health/checks/local-alarms", get(admin::alarms))
+        .route("/api/overview", get(overview::overview))
+        .route("/api/whoami", get(overview::whoami))
+        .route("/api/nodes", get(overview::nodes))
+        .route("/api/nodes/{node}", get(overview::node))
+        .route("/api/nodes/{node}/memory", get(overview::node_memory))
+        .route("/api/health/checks/alarms", get(health::alarms))
+        .route("/api/health/checks/local-alarms", get(health::alarms))
         .route(
             "/api/health/checks/port-listener/{port}",
-            get(admin::port_listener),
+            get(health::port_listener),
         )
         .route(
             "/api/health/checks/protocol-listener/{protocol}",
-            get(admin::protocol_listener),
+            get(health::protocol_listener),
         )
         .route(
             "/api/health/checks/node-is-quorum-critical",
-            get(admin::not_quorum_critical),
+            get(health::not_quorum_critical),
         )
         .route(
             "/api/health/checks/node-is-mirror-sync-critical",
-            get(admin::not_quorum_critical),
+            get(health::not_quorum_critical),
         )
         .route(
             "/api/health/checks/virtual-hosts",
-            get(admin::vhosts_running),
+            get(health::vhosts_running),
         )
         .route(
             "/api/health/checks/certificate-expiration/{within}/{unit}",
-            get(admin::certificates),
+            get(health::certificates),
         )
-        .route("/api/vhosts", get(admin::vhosts))
+        .route("/api/vhosts", get(vhosts::vhosts))
         .route(
             "/api/vhosts/{vhost}",
-            get(admin::vhost)
-                .put(admin::put_vhost)
-                .delete(admin::delete_vhost),
+            get(vhosts::vhost)
+                .put(vhosts::put_vhost)
+                .delete(vhosts::delete_vhost),
         )
         .route(
             "/api/vhosts/{vhost}/permissions",
-            get(admin::vhost_permissions),
+            get(permissions::vhost_permissions),
         )
-        .route("/api/users", get(admin::users))
+        .route("/api/users", get(users::users))
         .route(
             "/api/users/{user}",
-            get(admin::user)
-                .put(admin::put_user)
-                .delete(admin::delete_user),
+            get(users::user)
+                .put(users::put_user)
+                .delete(users::delete_user),
         )
         .route(
             "/api/users/{user}/permissions",
-            get(admin::user_permissions),
+            get(permissions::user_permissions),
         )
-        .route("/api/permissions", get(admin::permissions))
+        .route("/api/permissions", get(permissions::permissions))
         .route(
             "/api/permissions/{vhost}/{user}",
-            get(admin::permission)
-                .put(admin::put_permission)
-                .delete(admin::delete_permission),
+            get(permissions::permission)
+                .put(permissions::put_permission)
+                .delete(permissions::delete_permission),
         )
-        .route("/api/policies", get(admin::no_policies))
-        .route("/api/feature-flags", get(admin::no_feature_flags))
-        .route("/api/policies/{vhost}", get(admin::no_policies_in))
-        .route("/api/operator-policies", get(admin::no_policies))
-        .route("/api/operator-policies/{vhost}", get(admin::no_policies_in))
-        .route("/api/parameters", get(admin::no_parameters))
-        .route("/api/vhost-limits", get(admin::vhost_limits))
-        .route("/api/vhost-limits/{vhost}", get(admin::vhost_limits_of))
-        .route("/api/user-limits", get(admin::user_limits))
-        .route("/api/user-limits/{user}", get(admin::user_limits_of))
-        .route("/api/exchanges", get(topology::exchanges))
-        .route("/api/exchanges/{vhost}", get(topology::exchanges_in))
+        .route("/api/policies", get(limits::no_policies))
+        .route("/api/feature-flags", get(limits::no_feature_flags))
+        .route("/api/policies/{vhost}", get(limits::no_policies_in))
+        .route("/api/operator-policies", get(limits::no_policies))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(limits::no_policies_in),
+        )
+        .route("/api/parameters", get(limits::no_parameters))
+        .route("/api/vhost-limits", get(limits::vhost_limits))
+        .route("/api/vhost-limits/{vhost}", get(limits::vhost_limits_of))
+        .route("/api/user-limits", get(limits::user_limits))
+        .route("/api/user-limits/{user}", get(limits::user_limits_of))
+        .route("/api/exchanges", get(exchanges::exchanges))
+        .route("/api/exchanges/{vhost}", get(exchanges::exchanges_in))
         .route(
             "/api/exchanges/{vhost}/{name}",
-            get(topology::exchange)
-                .put(topology::put_exchange)
-                .delete(topology::delete_exchange),
+            get(exchanges::exchange)
+                .put(exchanges::put_exchange)
+                .delete(exchanges::delete_exchange),
         )
         .route(
             "/api/exchanges/{vhost}/{name}/publish",
-            post(topology::publish),
+            post(messages::publish),
         )
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/source",
-            get(topology::bindings_from),
+            get(bindings::bindings_from),
         )
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/destination",
-            get(topology::bindings_to_exchange),
+            get(bindings::bindings_to_exchange),
         )
-        .route("/api/queues", get(topology::queues))
-        .route("/api/queues/{vhost}", get(topology::queues_in))
+        .route("/api/queues", get(queues::queues))
+        .route("/api/queues/{vhost}", get(queues::queues_in))
         .route(
             "/api/queues/{vhost}/{name}",
-            get(topology::queue)
-                .put(topology::put_queue)
-                .delete(topology::delete_queue),
+            get(queues::queue)
+                .put(queues::put_queue)
+                .delete(queues::delete_queue),
         )
         .route(
             "/api/queues/{vhost}/{name}/contents",
-            axum::routing::delete(topology::purge),
+            axum::routing::delete(messages::purge),
         )
         .route(
             "/api/queues/{vhost}/{name}/get",
-            post(topology::get_messages),
+            post(messages::get_messages),
         )
         .route(
             "/api/queues/{vhost}/{name}/bindings",
-            get(topology::bindings_to_queue),
+            get(bindings::bindings_to_queue),
         )
-        .route("/api/bindings", get(topology::bindings))
-        .route("/api/bindings/{vhost}", get(topology::bindings_in))
+        .route("/api/bindings", get(bindings::bindings))
+        .route("/api/bindings/{vhost}", get(bindings::bindings_in))
         .route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
-            get(topology::bindings_between).post(topology::add_binding),
+            get(bindings::bindings_between).post(bindings::add_binding),
         )
         .route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
-            get(topology::binding).delete(topology::delete_binding),
+            get(bindings::binding).delete(bindings::delete_binding),
         )
         .route("/api/connections", get(connections::connections))
         .route(

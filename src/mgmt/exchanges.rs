@@ -1,0 +1,145 @@
+//! `/api/exchanges`: list, show, declare (PUT) and delete exchanges. The
+//! caller needs the permissions an AMQP client with their credentials would
+//! need; the API names the default exchange `amq.default`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::api::{
+    ApiError, ApiResult, DeleteQuery, bool_field, created_or_updated, parse_body, refused_as_api,
+    str_field,
+};
+use super::caller::Caller;
+use super::json::{json_to_table, table_to_json};
+use super::listing::ListQuery;
+use super::vhosts::{live_vhost, vhost_for_create, visible_vhosts};
+use crate::auth::{Kind, Permission};
+use crate::server::Broker;
+use crate::vhost::ExchangeEntry;
+
+/// The API names the default exchange `amq.default`.
+pub(super) fn exchange_name(name: &str) -> &str {
+    if name == "amq.default" { "" } else { name }
+}
+
+fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
+    json!({
+        "name": x.name,
+        "vhost": vhost,
+        "type": x.spec.kind.as_str(),
+        "durable": x.spec.durable,
+        "auto_delete": x.spec.auto_delete,
+        "internal": x.spec.internal,
+        "arguments": table_to_json(&x.spec.arguments),
+        "user_who_performed_action": "rmq-internal",
+    })
+}
+
+fn list_exchanges(
+    broker: &Broker,
+    caller: &Caller,
+    only: Option<&str>,
+    query: &ListQuery,
+) -> ApiResult {
+    let mut items = Vec::new();
+    for vhost in visible_vhosts(broker, caller, only)? {
+        items.extend(
+            vhost
+                .exchanges()
+                .iter()
+                .map(|x| exchange_json(&vhost.name, x)),
+        );
+    }
+    query.respond(items)
+}
+
+/// GET /api/exchanges.
+pub async fn exchanges(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    list_exchanges(&broker, &caller, None, &query)
+}
+
+/// GET /api/exchanges/{vhost}.
+pub async fn exchanges_in(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    list_exchanges(&broker, &caller, Some(&vhost), &query)
+}
+
+/// GET /api/exchanges/{vhost}/{name}.
+pub async fn exchange(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let v = visible_vhosts(&broker, &caller, Some(&vhost))?.remove(0);
+    let x = v
+        .exchange(exchange_name(&name))
+        .ok_or_else(ApiError::not_found)?;
+    Ok(query.respond_one(exchange_json(&vhost, &x)))
+}
+
+/// PUT /api/exchanges/{vhost}/{name}: 201 created, 204 already there.
+pub async fn put_exchange(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let body = parse_body(&body)?;
+    let v = vhost_for_create(&broker, &vhost)?;
+    caller.require(&vhost, Permission::Configure, Kind::Exchange, &name)?;
+    if name.is_empty()
+        || name == "amq.default"
+        || name.starts_with("amq.") && v.exchange(&name).is_none()
+    {
+        return Err(ApiError::not_authorised("Access refused."));
+    }
+    let kind = str_field(&body, "type").unwrap_or("direct");
+    if crate::vhost::exchanges::parse_kind(kind).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "unknown exchange type '{kind}'"
+        )));
+    }
+    let arguments = json_to_table(body.get("arguments").unwrap_or(&Value::Null))?;
+    let created = v.exchange(&name).is_none();
+    v.declare_exchange(
+        &name,
+        kind,
+        false,
+        bool_field(&body, "durable", false),
+        bool_field(&body, "auto_delete", false),
+        bool_field(&body, "internal", false),
+        &arguments,
+    )
+    .map_err(|e| ApiError::bad_request(e.text))?;
+    Ok(created_or_updated(created))
+}
+
+/// DELETE /api/exchanges/{vhost}/{name}.
+pub async fn delete_exchange(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult {
+    let v = live_vhost(&broker, &vhost)?;
+    let name = exchange_name(&name);
+    v.exchange(name).ok_or_else(ApiError::not_found)?;
+    caller.require(&vhost, Permission::Configure, Kind::Exchange, name)?;
+    v.delete_exchange(name, q.if_unused.as_deref() == Some("true"))
+        .map_err(refused_as_api)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,129 @@
+//! `/api/permissions` and the permissions of one vhost or one user: list,
+//! show, set and clear (administrators only).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+use super::api::{
+    ApiError, ApiResult, created_or_updated, parse_body, registry_error, require_keys, str_field,
+};
+use super::caller::Caller;
+use super::listing::ListQuery;
+use crate::auth::PermissionDef;
+use crate::server::Broker;
+
+/// GET /api/permissions (administrator).
+pub async fn permissions(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    caller.require_admin()?;
+    let items = broker
+        .auth
+        .permissions()
+        .iter()
+        .map(permission_json)
+        .collect();
+    query.respond(items)
+}
+
+fn permission_json(p: &PermissionDef) -> Value {
+    serde_json::to_value(p).unwrap_or(Value::Null)
+}
+
+/// GET /api/vhosts/{vhost}/permissions.
+pub async fn vhost_permissions(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.auth.vhost(&vhost).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let items: Vec<Value> = broker
+        .auth
+        .permissions()
+        .iter()
+        .filter(|p| p.vhost == vhost)
+        .map(permission_json)
+        .collect();
+    Ok(Json(items).into_response())
+}
+
+/// GET /api/users/{user}/permissions.
+pub async fn user_permissions(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(user): Path<String>,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.auth.user(&user).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let items: Vec<Value> = broker
+        .auth
+        .permissions()
+        .iter()
+        .filter(|p| p.user == user)
+        .map(permission_json)
+        .collect();
+    Ok(Json(items).into_response())
+}
+
+/// GET /api/permissions/{vhost}/{user}.
+pub async fn permission(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require_admin()?;
+    let p = broker
+        .auth
+        .permission(&vhost, &user)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(permission_json(&p)).into_response())
+}
+
+/// PUT /api/permissions/{vhost}/{user}: configure, write and read, all required.
+pub async fn put_permission(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, user)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    caller.require_admin()?;
+    let body = parse_body(&body)?;
+    require_keys(&body, &["configure", "write", "read"])?;
+    let field = |k: &str| str_field(&body, k).unwrap_or_default().to_owned();
+    let def = PermissionDef {
+        user,
+        vhost,
+        configure: field("configure"),
+        write: field("write"),
+        read: field("read"),
+    };
+    let created = broker.auth.set_permissions(def).map_err(registry_error)?;
+    Ok(created_or_updated(created))
+}
+
+/// DELETE /api/permissions/{vhost}/{user}.
+pub async fn delete_permission(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.auth.clear_permissions(&vhost, &user) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found())
+    }
+}

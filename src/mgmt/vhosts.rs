@@ -1,0 +1,164 @@
+//! `/api/vhosts`: list, show, create and delete vhosts; and the lookups of a
+//! live vhost that the object endpoints share.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::api::{ApiError, ApiResult, created_or_updated, parse_body, registry_error, str_field};
+use super::caller::Caller;
+use super::listing::ListQuery;
+use super::overview::node_name;
+use crate::auth::registry::parse_tags;
+use crate::auth::{PermissionDef, VHostDef};
+use crate::server::Broker;
+use crate::vhost::VHost;
+
+/// A vhost that exists, or 404.
+pub(super) fn live_vhost(broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
+    broker.vhost(name).ok_or_else(ApiError::not_found)
+}
+
+/// 404 `vhost_not_found` where RabbitMQ answers it (creating in a missing vhost).
+pub(super) fn vhost_for_create(broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
+    broker.vhost(name).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        error: "not_found",
+        reason: "vhost_not_found".into(),
+    })
+}
+
+/// The vhosts whose objects the caller sees: `only` (404 when missing, 401
+/// when not theirs), or all of theirs.
+pub(super) fn visible_vhosts(
+    broker: &Broker,
+    caller: &Caller,
+    only: Option<&str>,
+) -> ApiResult<Vec<Arc<VHost>>> {
+    if let Some(name) = only {
+        let vhost = live_vhost(broker, name)?;
+        if !caller.sees_vhost(name) {
+            return Err(ApiError::not_authorised("Access refused."));
+        }
+        return Ok(vec![vhost]);
+    }
+    Ok(broker
+        .vhosts()
+        .into_iter()
+        .filter(|v| caller.sees_vhost(&v.name))
+        .collect())
+}
+
+fn vhost_json(broker: &Broker, def: &VHostDef) -> Value {
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    if let Some(vhost) = broker.vhost(&def.name) {
+        for queue in vhost.queues() {
+            let s = queue.stats();
+            ready += s.messages_ready;
+            unacked += s.messages_unacknowledged;
+        }
+    }
+    json!({
+        "name": def.name,
+        "description": def.description,
+        "tags": def.tags,
+        "metadata": {"description": def.description, "tags": def.tags},
+        "default_queue_type": "undefined",
+        "tracing": false,
+        "cluster_state": {node_name(broker): "running"},
+        "messages": ready + unacked,
+        "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+    })
+}
+
+/// GET /api/vhosts: those the caller has permissions in (all for monitors).
+pub async fn vhosts(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let items = broker
+        .auth
+        .vhosts()
+        .iter()
+        .filter(|v| caller.sees_vhost(&v.name))
+        .map(|v| vhost_json(&broker, v))
+        .collect();
+    query.respond(items)
+}
+
+/// GET /api/vhosts/{vhost}.
+pub async fn vhost(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    match broker.auth.vhost(&name) {
+        Some(def) if caller.sees_vhost(&name) => Ok(query.respond_one(vhost_json(&broker, &def))),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// PUT /api/vhosts/{vhost}: 201 when created, 204 when it existed.
+pub async fn put_vhost(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    caller.require_admin()?;
+    let body = parse_body(&body)?;
+    let tags = match body.get("tags") {
+        Some(Value::String(s)) => parse_tags(s),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect(),
+        _ => broker.auth.vhost(&name).map(|v| v.tags).unwrap_or_default(),
+    };
+    let description = match str_field(&body, "description") {
+        Some(d) => d.to_owned(),
+        None => broker
+            .auth
+            .vhost(&name)
+            .map(|v| v.description)
+            .unwrap_or_default(),
+    };
+    let created = broker.add_vhost(VHostDef {
+        name: name.clone(),
+        description,
+        tags,
+    });
+    if created {
+        // As RabbitMQ: whoever creates a vhost through the API may use it.
+        let all = PermissionDef {
+            user: caller.user.name.clone(),
+            vhost: name,
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        };
+        broker.auth.set_permissions(all).map_err(registry_error)?;
+    }
+    Ok(created_or_updated(created))
+}
+
+/// DELETE /api/vhosts/{vhost}.
+pub async fn delete_vhost(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.delete_vhost(&name).await {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found())
+    }
+}
