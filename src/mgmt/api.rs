@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use warren_codec::ReplyCode;
 
 use crate::auth::RegistryError;
 use crate::error::AmqpError;
@@ -55,24 +56,34 @@ impl ApiError {
         }
     }
 
-    /// An AMQP refusal surfacing through the API: 401 for access refused,
-    /// 404 for not found, else 400 with the AMQP text.
-    pub fn amqp(error: AmqpError) -> Self {
+    /// 404 with RabbitMQ's `not_found` word and a reason naming what is missing.
+    pub fn not_found_because(reason: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            error: "not_found",
+            reason: reason.into(),
+        }
+    }
+}
+
+/// An AMQP refusal surfacing through the API: 401 "Access refused." for
+/// access refused (a system name: `amq.*`, the default exchange), 404 with
+/// the AMQP text for not found, 400 with it for anything else.
+impl From<AmqpError> for ApiError {
+    fn from(error: AmqpError) -> Self {
         match error.code {
-            warren_codec::ReplyCode::AccessRefused => Self::not_authorised(error.text),
-            warren_codec::ReplyCode::NotFound => ApiError {
-                status: StatusCode::NOT_FOUND,
-                error: "not_found",
-                reason: error.text,
-            },
+            ReplyCode::AccessRefused => Self::not_authorised("Access refused."),
+            ReplyCode::NotFound => Self::not_found_because(error.text),
             _ => Self::bad_request(error.text),
         }
     }
 }
 
-impl From<AmqpError> for ApiError {
-    fn from(error: AmqpError) -> Self {
-        Self::amqp(error)
+/// A registry refusal (bad hash or algorithm, bad regex, unknown user or
+/// vhost): 400 with its text.
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        Self::bad_request(error.to_string())
     }
 }
 
@@ -139,15 +150,6 @@ pub fn bool_field(body: &serde_json::Map<String, Value>, key: &str, default: boo
 /// it, so the API cannot create exclusive queues and is refused by others'.
 pub(super) const API_CONNECTION: u64 = 0;
 
-/// AMQP refusals of system names read "Access refused." through the API.
-pub(super) fn refused_as_api(error: AmqpError) -> ApiError {
-    if error.code == warren_codec::ReplyCode::AccessRefused {
-        ApiError::not_authorised("Access refused.")
-    } else {
-        ApiError::amqp(error)
-    }
-}
-
 /// `if-unused` / `if-empty` on DELETE.
 #[derive(Debug, Default, Deserialize)]
 pub struct DeleteQuery {
@@ -155,9 +157,4 @@ pub struct DeleteQuery {
     pub(super) if_unused: Option<String>,
     #[serde(rename = "if-empty")]
     pub(super) if_empty: Option<String>,
-}
-
-/// A registry refusal (bad hash, bad regex, unknown user or vhost): 400.
-pub(super) fn registry_error(error: RegistryError) -> ApiError {
-    ApiError::bad_request(error.to_string())
 }

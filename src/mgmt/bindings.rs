@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use warren_codec::types::FieldTable;
 
-use super::api::{API_CONNECTION, ApiError, ApiResult, parse_body, refused_as_api, str_field};
+use super::api::{API_CONNECTION, ApiError, ApiResult, parse_body, str_field};
 use super::caller::Caller;
 use super::exchanges::exchange_name;
 use super::json::{json_to_table, table_to_json};
@@ -261,8 +261,7 @@ pub async fn add_binding(
         key,
         &arguments,
         API_CONNECTION,
-    )
-    .map_err(refused_as_api)?;
+    )?;
     let location = format!("{dest}/{}", properties_key(key, &arguments));
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
@@ -317,14 +316,12 @@ pub async fn delete_binding(
                 .map(|(_, _, a)| a.clone())
         })
         .unwrap_or(arguments);
-    live_vhost(&broker, vhost)?
-        .unbind(
-            exchange_name(source),
-            destination(kind, dest)?,
-            key,
-            &stored,
-            API_CONNECTION,
-        )
-        .map_err(refused_as_api)?;
+    live_vhost(&broker, vhost)?.unbind(
+        exchange_name(source),
+        destination(kind, dest)?,
+        key,
+        &stored,
+        API_CONNECTION,
+    )?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -169,7 +169,8 @@ impl Caller {
             .auth
             .access(&self.user.name, vhost)
             .check(permission, kind, name)
-            .map_err(ApiError::amqp)
+            // ACCESS_REFUSED with the AMQP text, which names the resource.
+            .map_err(|e| ApiError::not_authorised(e.text))
     }
 }
 

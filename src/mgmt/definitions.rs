@@ -213,10 +213,7 @@ pub async fn import_all(
         vhosts: defs.vhosts.clone().unwrap_or_default(),
         permissions: Vec::new(),
     };
-    broker
-        .auth
-        .import(&auth)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    broker.auth.import(&auth)?;
     for v in &auth.vhosts {
         broker.add_vhost(v.clone());
     }
@@ -224,16 +221,15 @@ pub async fn import_all(
         permissions: defs.permissions.clone().unwrap_or_default(),
         ..Default::default()
     };
-    broker
-        .auth
-        .import(&permissions)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    broker.auth.import(&permissions)?;
     let vhost_of = |named: &Option<String>| -> Result<std::sync::Arc<VHost>, ApiError> {
         let name = named.as_deref().or(default_vhost).unwrap_or("/");
         broker
             .vhost(name)
             .ok_or_else(|| ApiError::bad_request(format!("vhost_not_found: {name}")))
     };
+    // Every refusal is 400 with its text here (a reserved name, a missing
+    // queue), not the 401 or 404 that `?` would give.
     let bad = |e: crate::error::AmqpError| ApiError::bad_request(e.text);
     for x in &defs.exchanges {
         let v = vhost_of(&x.vhost)?;

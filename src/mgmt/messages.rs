@@ -95,11 +95,7 @@ pub async fn get_messages(
     require_keys(&body, &["count", "ackmode", "encoding"])?;
     let v = live_vhost(&broker, &vhost)?;
     let Some(queue) = v.queue(&name) else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            error: "not_found",
-            reason: v.no_queue(&name).reply_text(),
-        });
+        return Err(ApiError::not_found_because(v.no_queue(&name).reply_text()));
     };
     caller.require(&vhost, Permission::Read, Kind::Queue, &name)?;
     queue

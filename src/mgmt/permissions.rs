@@ -10,9 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::Value;
 
-use super::api::{
-    ApiError, ApiResult, created_or_updated, parse_body, registry_error, require_keys, str_field,
-};
+use super::api::{ApiError, ApiResult, created_or_updated, parse_body, require_keys, str_field};
 use super::caller::Caller;
 use super::listing::ListQuery;
 use crate::auth::PermissionDef;
@@ -110,7 +108,7 @@ pub async fn put_permission(
         write: field("write"),
         read: field("read"),
     };
-    let created = broker.auth.set_permissions(def).map_err(registry_error)?;
+    let created = broker.auth.set_permissions(def)?;
     Ok(created_or_updated(created))
 }
 

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::api::{
     API_CONNECTION, ApiError, ApiResult, DeleteQuery, bool_field, created_or_updated, parse_body,
-    refused_as_api,
 };
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
@@ -129,9 +128,7 @@ pub async fn put_queue(
         arguments: json_to_table(body.get("arguments").unwrap_or(&Value::Null))?,
         server_named: false,
     };
-    let (_, created) = v
-        .declare_queue(&request, API_CONNECTION)
-        .map_err(refused_as_api)?;
+    let (_, created) = v.declare_queue(&request, API_CONNECTION)?;
     Ok(created_or_updated(created))
 }
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::Value;
 
-use super::api::{ApiError, ApiResult, created_or_updated, parse_body, registry_error, str_field};
+use super::api::{ApiError, ApiResult, created_or_updated, parse_body, str_field};
 use super::caller::Caller;
 use super::listing::ListQuery;
 use crate::auth::UserDef;
@@ -82,7 +82,7 @@ pub async fn put_user(
         tags,
         limits: existing.map(|u| u.limits).unwrap_or_default(),
     };
-    let created = broker.auth.put_user(user).map_err(registry_error)?;
+    let created = broker.auth.put_user(user)?;
     Ok(created_or_updated(created))
 }
 

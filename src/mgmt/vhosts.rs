@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::api::{ApiError, ApiResult, created_or_updated, parse_body, registry_error, str_field};
+use super::api::{ApiError, ApiResult, created_or_updated, parse_body, str_field};
 use super::caller::Caller;
 use super::listing::ListQuery;
 use super::overview::node_name;
@@ -25,11 +25,9 @@ pub(super) fn live_vhost(broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
 
 /// 404 `vhost_not_found` where RabbitMQ answers it (creating in a missing vhost).
 pub(super) fn vhost_for_create(broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
-    broker.vhost(name).ok_or_else(|| ApiError {
-        status: StatusCode::NOT_FOUND,
-        error: "not_found",
-        reason: "vhost_not_found".into(),
-    })
+    broker
+        .vhost(name)
+        .ok_or_else(|| ApiError::not_found_because("vhost_not_found"))
 }
 
 /// The vhosts whose objects the caller sees: `only` (404 when missing, 401
@@ -144,7 +142,7 @@ pub async fn put_vhost(
             write: ".*".into(),
             read: ".*".into(),
         };
-        broker.auth.set_permissions(all).map_err(registry_error)?;
+        broker.auth.set_permissions(all)?;
     }
     Ok(created_or_updated(created))
 }
