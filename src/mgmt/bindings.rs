@@ -18,7 +18,8 @@ use super::api::{API_CONNECTION, ApiError, ApiResult, parse_body, str_field};
 use super::caller::Caller;
 use super::exchanges::exchange_name;
 use super::json::{json_to_table, table_to_json};
-use super::vhosts::{live_vhost, visible_vhosts};
+use super::listing::per_vhost;
+use super::vhosts::live_vhost;
 use crate::auth::{Kind, Permission};
 use crate::server::Broker;
 use crate::vhost::{Destination, VHost};
@@ -85,16 +86,16 @@ fn vhost_bindings(v: &VHost) -> Vec<Value> {
     out
 }
 
+/// The bindings `keep` picks of the vhosts the caller sees (or of `vhost`),
+/// in RabbitMQ's order.
 fn bindings_where(
     broker: &Broker,
     caller: &Caller,
     vhost: Option<&str>,
     keep: impl Fn(&Value) -> bool,
 ) -> ApiResult<Vec<Value>> {
-    let mut out = Vec::new();
-    for v in visible_vhosts(broker, caller, vhost)? {
-        out.extend(vhost_bindings(&v).into_iter().filter(&keep));
-    }
+    let mut out = per_vhost(broker, caller, vhost, vhost_bindings)?;
+    out.retain(|b| keep(b));
     // RabbitMQ's order: by vhost, source, destination, routing key, properties key.
     let text = |b: &Value, k: &str| b[k].as_str().unwrap_or_default().to_owned();
     out.sort_by_cached_key(|b| {

@@ -15,8 +15,8 @@ use super::api::{
 };
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
-use super::listing::ListQuery;
-use super::vhosts::{live_vhost, vhost_for_create, visible_vhosts};
+use super::listing::{ListQuery, list_in_vhosts, one_in_vhost};
+use super::vhosts::{live_vhost, vhost_for_create};
 use crate::auth::{Kind, Permission};
 use crate::server::Broker;
 use crate::vhost::ExchangeEntry;
@@ -45,16 +45,12 @@ fn list_exchanges(
     only: Option<&str>,
     query: &ListQuery,
 ) -> ApiResult {
-    let mut items = Vec::new();
-    for vhost in visible_vhosts(broker, caller, only)? {
-        items.extend(
-            vhost
-                .exchanges()
-                .iter()
-                .map(|x| exchange_json(&vhost.name, x)),
-        );
-    }
-    query.respond(items)
+    list_in_vhosts(broker, caller, only, query, |v| {
+        v.exchanges()
+            .iter()
+            .map(|x| exchange_json(&v.name, x))
+            .collect::<Vec<_>>()
+    })
 }
 
 /// GET /api/exchanges.
@@ -83,11 +79,10 @@ pub async fn exchange(
     Path((vhost, name)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    let v = visible_vhosts(&broker, &caller, Some(&vhost))?.remove(0);
-    let x = v
-        .exchange(exchange_name(&name))
-        .ok_or_else(ApiError::not_found)?;
-    Ok(query.respond_one(exchange_json(&vhost, &x)))
+    one_in_vhost(&broker, &caller, &vhost, &query, |v| {
+        v.exchange(exchange_name(&name))
+            .map(|x| exchange_json(&v.name, &x))
+    })
 }
 
 /// PUT /api/exchanges/{vhost}/{name}: 201 created, 204 already there.

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::api::{ApiError, ApiResult, created_or_updated, parse_body, require_keys, str_field};
 use super::caller::Caller;
-use super::listing::ListQuery;
+use super::listing::{ListQuery, as_item};
 use crate::auth::PermissionDef;
 use crate::server::Broker;
 
@@ -23,17 +23,7 @@ pub async fn permissions(
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
     caller.require_admin()?;
-    let items = broker
-        .auth
-        .permissions()
-        .iter()
-        .map(permission_json)
-        .collect();
-    query.respond(items)
-}
-
-fn permission_json(p: &PermissionDef) -> Value {
-    serde_json::to_value(p).unwrap_or(Value::Null)
+    query.respond(broker.auth.permissions().iter().map(as_item).collect())
 }
 
 /// GET /api/vhosts/{vhost}/permissions.
@@ -51,7 +41,7 @@ pub async fn vhost_permissions(
         .permissions()
         .iter()
         .filter(|p| p.vhost == vhost)
-        .map(permission_json)
+        .map(as_item)
         .collect();
     Ok(Json(items).into_response())
 }
@@ -71,7 +61,7 @@ pub async fn user_permissions(
         .permissions()
         .iter()
         .filter(|p| p.user == user)
-        .map(permission_json)
+        .map(as_item)
         .collect();
     Ok(Json(items).into_response())
 }
@@ -87,7 +77,7 @@ pub async fn permission(
         .auth
         .permission(&vhost, &user)
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(permission_json(&p)).into_response())
+    Ok(Json(as_item(&p)).into_response())
 }
 
 /// PUT /api/permissions/{vhost}/{user}: configure, write and read, all required.

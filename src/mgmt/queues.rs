@@ -14,9 +14,9 @@ use super::api::{
 };
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
-use super::listing::ListQuery;
+use super::listing::{ListQuery, list_in_vhosts, one_in_vhost};
 use super::overview::node_name;
-use super::vhosts::{live_vhost, vhost_for_create, visible_vhosts};
+use super::vhosts::{live_vhost, vhost_for_create};
 use crate::auth::{Kind, Permission};
 use crate::channel::notify_cancelled;
 use crate::queue::Queue;
@@ -64,16 +64,12 @@ fn list_queues(
     query: &ListQuery,
 ) -> ApiResult {
     let node = node_name(broker);
-    let mut items = Vec::new();
-    for vhost in visible_vhosts(broker, caller, only)? {
-        items.extend(
-            vhost
-                .queues()
-                .iter()
-                .map(|q| queue_json(&vhost.name, &node, q)),
-        );
-    }
-    query.respond(items)
+    list_in_vhosts(broker, caller, only, query, |v| {
+        v.queues()
+            .iter()
+            .map(|q| queue_json(&v.name, &node, q))
+            .collect::<Vec<_>>()
+    })
 }
 
 /// GET /api/queues.
@@ -102,10 +98,10 @@ pub async fn queue(
     Path((vhost, name)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    let v = visible_vhosts(&broker, &caller, Some(&vhost))?.remove(0);
-    let q = v.queue(&name).ok_or_else(ApiError::not_found)?;
     let node = node_name(&broker);
-    Ok(query.respond_one(queue_json(&vhost, &node, &q)))
+    one_in_vhost(&broker, &caller, &vhost, &query, |v| {
+        v.queue(&name).map(|q| queue_json(&v.name, &node, &q))
+    })
 }
 
 /// PUT /api/queues/{vhost}/{name}: 201 created, 204 already there, 400 when

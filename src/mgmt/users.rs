@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::api::{ApiError, ApiResult, created_or_updated, parse_body, str_field};
 use super::caller::Caller;
-use super::listing::ListQuery;
+use super::listing::{ListQuery, as_item};
 use crate::auth::UserDef;
 use crate::auth::hashing;
 use crate::auth::registry::parse_tags;
@@ -25,13 +25,7 @@ pub async fn users(
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
     caller.require_admin()?;
-    let items = broker
-        .auth
-        .users()
-        .iter()
-        .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
-        .collect();
-    query.respond(items)
+    query.respond(broker.auth.users().iter().map(as_item).collect())
 }
 
 /// GET /api/users/{user}.

@@ -30,27 +30,6 @@ pub(super) fn vhost_for_create(broker: &Broker, name: &str) -> ApiResult<Arc<VHo
         .ok_or_else(|| ApiError::not_found_because("vhost_not_found"))
 }
 
-/// The vhosts whose objects the caller sees: `only` (404 when missing, 401
-/// when not theirs), or all of theirs.
-pub(super) fn visible_vhosts(
-    broker: &Broker,
-    caller: &Caller,
-    only: Option<&str>,
-) -> ApiResult<Vec<Arc<VHost>>> {
-    if let Some(name) = only {
-        let vhost = live_vhost(broker, name)?;
-        if !caller.sees_vhost(name) {
-            return Err(ApiError::not_authorised("Access refused."));
-        }
-        return Ok(vec![vhost]);
-    }
-    Ok(broker
-        .vhosts()
-        .into_iter()
-        .filter(|v| caller.sees_vhost(&v.name))
-        .collect())
-}
-
 fn vhost_json(broker: &Broker, def: &VHostDef) -> Value {
     let (mut ready, mut unacked) = (0u64, 0u64);
     if let Some(vhost) = broker.vhost(&def.name) {
@@ -97,10 +76,11 @@ pub async fn vhost(
     Path(name): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    match broker.auth.vhost(&name) {
-        Some(def) if caller.sees_vhost(&name) => Ok(query.respond_one(vhost_json(&broker, &def))),
-        _ => Err(ApiError::not_found()),
-    }
+    let found = broker
+        .auth
+        .vhost(&name)
+        .filter(|_| caller.sees_vhost(&name));
+    query.respond_one(found.map(|def| vhost_json(&broker, &def)))
 }
 
 /// PUT /api/vhosts/{vhost}: 201 when created, 204 when it existed.
