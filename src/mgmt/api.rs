@@ -1,6 +1,7 @@
 //! What every handler shares: the error answer (RabbitMQ's
-//! `{"error": ..., "reason": ...}` with its status), reading a request body,
-//! and the bodiless answers to writes.
+//! `{"error": ..., "reason": ...}` with its status) and the one mapping of
+//! AMQP and registry refusals to it, reading a request body, and the bodiless
+//! answers to writes.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 use warren_codec::ReplyCode;
 
 use crate::auth::RegistryError;
+use crate::auth::registry::parse_tags;
 use crate::error::AmqpError;
 
 /// An error answer: a status and RabbitMQ's `{"error": ..., "reason": ...}`.
@@ -132,6 +134,15 @@ pub fn created_or_updated(created: bool) -> Response {
     }
 }
 
+/// 204 No Content when the object was there to delete, else 404.
+pub fn deleted(found: bool) -> ApiResult {
+    if found {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
 /// A string field of a request body.
 pub fn str_field<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
     body.get(key).and_then(Value::as_str)
@@ -146,15 +157,41 @@ pub fn bool_field(body: &serde_json::Map<String, Value>, key: &str, default: boo
     }
 }
 
+/// The `tags` field: a comma-separated string or an array of strings; `None`
+/// when absent or neither.
+pub fn tags_field(body: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
+    match body.get("tags") {
+        Some(Value::String(s)) => Some(parse_tags(s)),
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 /// The connection id the API declares and binds as: no AMQP connection has
 /// it, so the API cannot create exclusive queues and is refused by others'.
-pub(super) const API_CONNECTION: u64 = 0;
+pub const API_CONNECTION: u64 = 0;
 
 /// `if-unused` / `if-empty` on DELETE.
 #[derive(Debug, Default, Deserialize)]
 pub struct DeleteQuery {
     #[serde(rename = "if-unused")]
-    pub(super) if_unused: Option<String>,
+    if_unused: Option<String>,
     #[serde(rename = "if-empty")]
-    pub(super) if_empty: Option<String>,
+    if_empty: Option<String>,
+}
+
+impl DeleteQuery {
+    /// `if-unused=true`: delete only what nothing uses.
+    pub fn if_unused(&self) -> bool {
+        self.if_unused.as_deref() == Some("true")
+    }
+
+    /// `if-empty=true`: delete only a queue without messages ready.
+    pub fn if_empty(&self) -> bool {
+        self.if_empty.as_deref() == Some("true")
+    }
 }

@@ -35,6 +35,14 @@ fn properties_key(key: &str, arguments: &FieldTable) -> String {
     format!("{key}~{}", &URL_SAFE_NO_PAD.encode(digest)[..16])
 }
 
+/// The destination's kind as RabbitMQ's JSON names it.
+fn destination_type(destination: &Destination) -> &'static str {
+    match destination {
+        Destination::Queue(_) => "queue",
+        Destination::Exchange(_) => "exchange",
+    }
+}
+
 fn binding_json(
     vhost: &str,
     source: &str,
@@ -42,15 +50,11 @@ fn binding_json(
     key: &str,
     args: &FieldTable,
 ) -> Value {
-    let (name, kind) = match destination {
-        Destination::Queue(q) => (q.as_str(), "queue"),
-        Destination::Exchange(x) => (x.as_str(), "exchange"),
-    };
     json!({
         "source": source,
         "vhost": vhost,
-        "destination": name,
-        "destination_type": kind,
+        "destination": destination.name(),
+        "destination_type": destination_type(destination),
         "routing_key": key,
         "arguments": table_to_json(args),
         "properties_key": properties_key(key, args),
@@ -111,6 +115,52 @@ fn bindings_where(
     Ok(out)
 }
 
+/// The bindings of `vhost` that `keep` picks, once `exists` finds in it what
+/// the path names (404 otherwise).
+fn bindings_of(
+    broker: &Broker,
+    caller: &Caller,
+    vhost: &str,
+    exists: impl FnOnce(&VHost) -> bool,
+    keep: impl Fn(&Value) -> bool,
+) -> ApiResult<Vec<Value>> {
+    if !exists(&*live_vhost(broker, vhost)?) {
+        return Err(ApiError::not_found());
+    }
+    bindings_where(broker, caller, Some(vhost), keep)
+}
+
+/// Whether `destination` exists in `v`.
+fn exists(v: &VHost, destination: &Destination) -> bool {
+    match destination {
+        Destination::Queue(q) => v.queue(q).is_some(),
+        Destination::Exchange(x) => v.exchange(x).is_some(),
+    }
+}
+
+/// Whether a binding leads to `destination`.
+fn leads_to(binding: &Value, destination: &Destination) -> bool {
+    binding["destination_type"] == destination_type(destination)
+        && binding["destination"] == destination.name()
+}
+
+/// The bindings to `destination` in `vhost`, 404 when it does not exist.
+fn bindings_to(
+    broker: &Broker,
+    caller: &Caller,
+    vhost: &str,
+    destination: Destination,
+) -> ApiResult {
+    let found = bindings_of(
+        broker,
+        caller,
+        vhost,
+        |v| exists(v, &destination),
+        |b| leads_to(b, &destination),
+    )?;
+    Ok(as_json(found))
+}
+
 fn as_json(items: Vec<Value>) -> Response {
     Json(Value::Array(items)).into_response()
 }
@@ -140,16 +190,15 @@ pub async fn bindings_from(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let name = exchange_name(&name).to_owned();
-    live_vhost(&broker, &vhost)?
-        .exchange(&name)
-        .ok_or_else(ApiError::not_found)?;
-    Ok(as_json(bindings_where(
+    let name = exchange_name(&name);
+    let found = bindings_of(
         &broker,
         &caller,
-        Some(&vhost),
-        |b| b["source"] == name.as_str(),
-    )?))
+        &vhost,
+        |v| v.exchange(name).is_some(),
+        |b| b["source"] == name,
+    )?;
+    Ok(as_json(found))
 }
 
 /// GET /api/exchanges/{vhost}/{name}/bindings/destination.
@@ -158,15 +207,7 @@ pub async fn bindings_to_exchange(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    live_vhost(&broker, &vhost)?
-        .exchange(&name)
-        .ok_or_else(ApiError::not_found)?;
-    Ok(as_json(bindings_where(
-        &broker,
-        &caller,
-        Some(&vhost),
-        |b| b["destination_type"] == "exchange" && b["destination"] == name.as_str(),
-    )?))
+    bindings_to(&broker, &caller, &vhost, Destination::Exchange(name))
 }
 
 /// GET /api/queues/{vhost}/{name}/bindings.
@@ -175,15 +216,7 @@ pub async fn bindings_to_queue(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    live_vhost(&broker, &vhost)?
-        .queue(&name)
-        .ok_or_else(ApiError::not_found)?;
-    Ok(as_json(bindings_where(
-        &broker,
-        &caller,
-        Some(&vhost),
-        |b| b["destination_type"] == "queue" && b["destination"] == name.as_str(),
-    )?))
+    bindings_to(&broker, &caller, &vhost, Destination::Queue(name))
 }
 
 /// The destination a binding path names: `q` or `e`.
@@ -195,6 +228,7 @@ fn destination(kind: &str, name: &str) -> ApiResult<Destination> {
     }
 }
 
+/// The bindings from `source` to `dest`, 404 unless both exist.
 fn between(
     broker: &Broker,
     caller: &Caller,
@@ -202,22 +236,13 @@ fn between(
     source: &str,
     dest: &Destination,
 ) -> ApiResult<Vec<Value>> {
-    let v = live_vhost(broker, vhost)?;
-    v.exchange(source).ok_or_else(ApiError::not_found)?;
-    let exists = match dest {
-        Destination::Queue(q) => v.queue(q).is_some(),
-        Destination::Exchange(x) => v.exchange(x).is_some(),
-    };
-    if !exists {
-        return Err(ApiError::not_found());
-    }
-    let kind = match dest {
-        Destination::Queue(_) => "queue",
-        Destination::Exchange(_) => "exchange",
-    };
-    bindings_where(broker, caller, Some(vhost), |b| {
-        b["source"] == source && b["destination_type"] == kind && b["destination"] == dest.name()
-    })
+    bindings_of(
+        broker,
+        caller,
+        vhost,
+        |v| v.exchange(source).is_some() && exists(v, dest),
+        |b| b["source"] == source && leads_to(b, dest),
+    )
 }
 
 /// GET /api/bindings/{vhost}/e/{source}/{q|e}/{destination}.
@@ -236,6 +261,24 @@ pub async fn bindings_between(
     )?))
 }
 
+/// 401 unless the caller may bind as an AMQP client would: write on the
+/// destination (`q` or `e`), read on the source exchange.
+fn require_bind(
+    caller: &Caller,
+    vhost: &str,
+    source: &str,
+    kind: &str,
+    dest: &str,
+) -> ApiResult<()> {
+    let dest_kind = if kind == "q" {
+        Kind::Queue
+    } else {
+        Kind::Exchange
+    };
+    caller.require(vhost, Permission::Write, dest_kind, dest)?;
+    caller.require(vhost, Permission::Read, Kind::Exchange, source)
+}
+
 /// POST /api/bindings/{vhost}/e/{source}/{q|e}/{destination}: 201 with the
 /// new binding's properties key as `Location`.
 pub async fn add_binding(
@@ -247,13 +290,7 @@ pub async fn add_binding(
     let body = parse_body(&body)?;
     let destination = destination(&kind, &dest)?;
     let v = live_vhost(&broker, &vhost)?;
-    let dest_kind = if kind == "q" {
-        Kind::Queue
-    } else {
-        Kind::Exchange
-    };
-    caller.require(&vhost, Permission::Write, dest_kind, &dest)?;
-    caller.require(&vhost, Permission::Read, Kind::Exchange, &source)?;
+    require_bind(&caller, &vhost, &source, &kind, &dest)?;
     let key = str_field(&body, "routing_key").unwrap_or_default();
     let arguments = json_to_table(body.get("arguments").unwrap_or(&Value::Null))?;
     v.bind(
@@ -297,13 +334,7 @@ pub async fn delete_binding(
 ) -> ApiResult {
     let found = find_binding(&broker, &caller, &path)?;
     let (vhost, source, kind, dest, _) = &path;
-    let dest_kind = if kind == "q" {
-        Kind::Queue
-    } else {
-        Kind::Exchange
-    };
-    caller.require(vhost, Permission::Write, dest_kind, dest)?;
-    caller.require(vhost, Permission::Read, Kind::Exchange, source)?;
+    require_bind(&caller, vhost, source, kind, dest)?;
     let key = found["routing_key"].as_str().unwrap_or_default();
     let arguments = json_to_table(&found["arguments"])?;
     // The arguments as stored, not as re-read from JSON (types would differ).

@@ -16,6 +16,8 @@ use super::api::{ApiError, ApiResult};
 use super::caller::Caller;
 use super::json::table_to_json;
 use super::listing::ListQuery;
+use super::overview::node_name;
+use super::vhosts::live_vhost;
 use crate::channel::ChannelShared;
 use crate::connection::registry::{CLOSED_VIA_MANAGEMENT, LiveConnection};
 use crate::server::Broker;
@@ -65,7 +67,7 @@ pub async fn connections(
     caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    let node = super::overview::node_name(&broker);
+    let node = node_name(&broker);
     let items = visible(&broker, &caller)
         .iter()
         .map(|c| connection_json(&node, c))
@@ -80,8 +82,8 @@ pub async fn connections_in(
     Path(vhost): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    let node = super::overview::node_name(&broker);
+    live_vhost(&broker, &vhost)?;
+    let node = node_name(&broker);
     let items = visible(&broker, &caller)
         .iter()
         .filter(|c| c.vhost == vhost)
@@ -104,7 +106,7 @@ pub async fn connection(
     Path(name): Path<String>,
 ) -> ApiResult {
     let c = find(&broker, &caller, &name)?;
-    Ok(Json(connection_json(&super::overview::node_name(&broker), &c)).into_response())
+    Ok(Json(connection_json(&node_name(&broker), &c)).into_response())
 }
 
 /// DELETE /api/connections/{name}: the client gets connection.close 320 with
@@ -115,13 +117,16 @@ pub async fn close_connection(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let c = find(&broker, &caller, &name)?;
-    let reason = headers
+    find(&broker, &caller, &name)?.force_close(close_reason(&headers));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The `X-Reason` header's text, or RabbitMQ's default reason.
+fn close_reason(headers: &HeaderMap) -> &str {
+    headers
         .get("x-reason")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or(CLOSED_VIA_MANAGEMENT);
-    c.force_close(reason);
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .unwrap_or(CLOSED_VIA_MANAGEMENT)
 }
 
 /// GET /api/connections/username/{user}: that user's connections, in
@@ -131,7 +136,7 @@ pub async fn user_connections(
     caller: Caller,
     Path(user): Path<String>,
 ) -> Response {
-    let node = super::overview::node_name(&broker);
+    let node = node_name(&broker);
     let items: Vec<Value> = visible(&broker, &caller)
         .iter()
         .filter(|c| c.user == user)
@@ -148,12 +153,8 @@ pub async fn close_user_connections(
     Path(user): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let reason = headers
-        .get("x-reason")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(CLOSED_VIA_MANAGEMENT);
     for c in visible(&broker, &caller).iter().filter(|c| c.user == user) {
-        c.force_close(reason);
+        c.force_close(close_reason(&headers));
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -190,7 +191,7 @@ fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
 }
 
 fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>]) -> Vec<Value> {
-    let node = super::overview::node_name(broker);
+    let node = node_name(broker);
     conns
         .iter()
         .flat_map(|c| {
@@ -234,7 +235,7 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
             owners.insert(Arc::as_ptr(&ch), c.clone());
         }
     }
-    let node = super::overview::node_name(broker);
+    let node = node_name(broker);
     let mut out = Vec::new();
     for vhost in broker.vhosts() {
         if only.is_some_and(|o| o != vhost.name) || !caller.sees_vhost(&vhost.name) {
@@ -285,6 +286,6 @@ pub async fn consumers_in(
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult {
-    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    live_vhost(&broker, &vhost)?;
     Ok(Json(consumers_json(&broker, &caller, Some(&vhost))).into_response())
 }

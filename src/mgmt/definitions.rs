@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::MANAGEMENT_VERSION;
-use super::api::{ApiError, ApiResult};
+use super::api::{API_CONNECTION, ApiError, ApiResult};
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
+use super::vhosts::live_vhost;
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::server::Broker;
 use crate::vhost::{Destination, QueueDeclare, VHost};
@@ -256,7 +257,7 @@ pub async fn import_all(
             arguments: json_to_table(&Value::Object(q.arguments.clone()))?,
             server_named: false,
         };
-        v.declare_queue(&request, 0).map_err(bad)?;
+        v.declare_queue(&request, API_CONNECTION).map_err(bad)?;
     }
     for b in &defs.bindings {
         let v = vhost_of(&b.vhost)?;
@@ -265,8 +266,14 @@ pub async fn import_all(
             _ => Destination::Queue(b.destination.clone()),
         };
         let arguments = json_to_table(&Value::Object(b.arguments.clone()))?;
-        v.bind(&b.source, destination, &b.routing_key, &arguments, 0)
-            .map_err(bad)?;
+        v.bind(
+            &b.source,
+            destination,
+            &b.routing_key,
+            &arguments,
+            API_CONNECTION,
+        )
+        .map_err(bad)?;
     }
     Ok(())
 }
@@ -296,7 +303,7 @@ pub async fn export_vhost(
     Path(vhost): Path<String>,
 ) -> ApiResult {
     caller.require_admin()?;
-    let v = broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    let v = live_vhost(&broker, &vhost)?;
     let mut out = Definitions {
         rabbit_version: Some(MANAGEMENT_VERSION.into()),
         ..Definitions::default()
@@ -313,7 +320,7 @@ pub async fn import_vhost(
     body: Bytes,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    live_vhost(&broker, &vhost)?;
     let defs = parse(&body)?;
     import_all(&broker, &defs, Some(&vhost)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

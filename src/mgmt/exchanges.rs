@@ -16,7 +16,7 @@ use super::api::{
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
 use super::listing::{ListQuery, list_in_vhosts, one_in_vhost};
-use super::vhosts::{live_vhost, vhost_for_create};
+use super::vhosts::{live_vhost, vhost_to_declare};
 use crate::auth::{Kind, Permission};
 use crate::server::Broker;
 use crate::vhost::ExchangeEntry;
@@ -93,8 +93,7 @@ pub async fn put_exchange(
     body: Bytes,
 ) -> ApiResult {
     let body = parse_body(&body)?;
-    let v = vhost_for_create(&broker, &vhost)?;
-    caller.require(&vhost, Permission::Configure, Kind::Exchange, &name)?;
+    let v = vhost_to_declare(&broker, &caller, &vhost, Kind::Exchange, &name)?;
     if name.is_empty()
         || name == "amq.default"
         || name.starts_with("amq.") && v.exchange(&name).is_none()
@@ -135,6 +134,6 @@ pub async fn delete_exchange(
     let name = exchange_name(&name);
     v.exchange(name).ok_or_else(ApiError::not_found)?;
     caller.require(&vhost, Permission::Configure, Kind::Exchange, name)?;
-    v.delete_exchange(name, q.if_unused.as_deref() == Some("true"))?;
+    v.delete_exchange(name, q.if_unused())?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

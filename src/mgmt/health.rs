@@ -15,6 +15,11 @@ use super::caller::Caller;
 use super::overview::node_name;
 use crate::server::Broker;
 
+/// 503 with RabbitMQ's body for a failed health check.
+fn check_failed(body: Value) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
 /// GET /api/health/checks/alarms: 200 without alarms, 503 with the alarms in
 /// effect (RabbitMQ's body).
 pub async fn alarms(State(broker): State<Arc<Broker>>, _caller: Caller) -> Response {
@@ -35,23 +40,18 @@ pub async fn alarms(State(broker): State<Arc<Broker>>, _caller: Caller) -> Respo
         "reason": "There are alarms in effect in the cluster",
         "alarms": alarms,
     });
-    (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-}
-
-/// The port the management API answers on: where this request came in, or
-/// the configured one for a router served without [`super::serve`].
-fn http_port(broker: &Broker, listener: Option<Extension<HttpListener>>) -> u16 {
-    listener.map_or(broker.config.management_port, |Extension(l)| l.0.port())
+    check_failed(body)
 }
 
 /// The node's listeners as RabbitMQ names their protocols: AMQP and the API.
-fn listeners(broker: &Broker, http: u16) -> [(&'static str, u16); 2] {
+/// The API's port is where this request came in, or the configured one for a
+/// router served without [`super::serve`].
+fn listeners(
+    broker: &Broker,
+    listener: Option<Extension<HttpListener>>,
+) -> [(&'static str, u16); 2] {
+    let http = listener.map_or(broker.config.management_port, |Extension(l)| l.0.port());
     [("amqp", broker.config.port), ("http", http)]
-}
-
-/// 503 with RabbitMQ's body for a failed boolean health check.
-fn check_failed(body: Value) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// GET /api/health/checks/port-listener/{port}: 200 when the node listens
@@ -65,7 +65,7 @@ pub async fn port_listener(
     let port: u16 = port
         .parse()
         .map_err(|_| ApiError::bad_request("Invalid port"))?;
-    let ports: Vec<u16> = listeners(&broker, http_port(&broker, listener))
+    let ports: Vec<u16> = listeners(&broker, listener)
         .iter()
         .map(|(_, p)| *p)
         .collect();
@@ -93,7 +93,7 @@ pub async fn protocol_listener(
         "management" => "http".to_owned(),
         other => other.to_owned(),
     };
-    let protocols: Vec<&str> = listeners(&broker, http_port(&broker, listener))
+    let protocols: Vec<&str> = listeners(&broker, listener)
         .iter()
         .map(|(name, _)| *name)
         .collect();

@@ -144,16 +144,22 @@ pub async fn nodes(State(broker): State<Arc<Broker>>, caller: Caller) -> ApiResu
     Ok(Json(json!([node_json(&broker)])).into_response())
 }
 
+/// 401 unless the caller is a monitor, 404 unless `name` is this node.
+fn this_node(broker: &Broker, caller: &Caller, name: &str) -> ApiResult<()> {
+    caller.require_monitor()?;
+    if name != node_name(broker) {
+        return Err(ApiError::not_found());
+    }
+    Ok(())
+}
+
 /// GET /api/nodes/{node}.
 pub async fn node(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    caller.require_monitor()?;
-    if name != node_name(&broker) {
-        return Err(ApiError::not_found());
-    }
+    this_node(&broker, &caller, &name)?;
     Ok(Json(node_json(&broker)).into_response())
 }
 
@@ -164,9 +170,6 @@ pub async fn node_memory(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    caller.require_monitor()?;
-    if name != node_name(&broker) {
-        return Err(ApiError::not_found());
-    }
+    this_node(&broker, &caller, &name)?;
     Ok(Json(json!({"memory": "not_available"})).into_response())
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::Value;
 
-use super::api::{ApiError, ApiResult, created_or_updated, parse_body, require_keys, str_field};
+use super::api::{
+    ApiError, ApiResult, created_or_updated, deleted, parse_body, require_keys, str_field,
+};
 use super::caller::Caller;
 use super::listing::{ListQuery, as_item};
 use crate::auth::PermissionDef;
@@ -26,24 +27,36 @@ pub async fn permissions(
     query.respond(broker.auth.permissions().iter().map(as_item).collect())
 }
 
-/// GET /api/vhosts/{vhost}/permissions.
-pub async fn vhost_permissions(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path(vhost): Path<String>,
+/// The permissions `keep` picks, once what the path names `exists` (404
+/// otherwise); administrators only.
+fn permissions_where(
+    broker: &Broker,
+    caller: &Caller,
+    exists: impl FnOnce() -> bool,
+    keep: impl Fn(&PermissionDef) -> bool,
 ) -> ApiResult {
     caller.require_admin()?;
-    if broker.auth.vhost(&vhost).is_none() {
+    if !exists() {
         return Err(ApiError::not_found());
     }
     let items: Vec<Value> = broker
         .auth
         .permissions()
         .iter()
-        .filter(|p| p.vhost == vhost)
+        .filter(|p| keep(p))
         .map(as_item)
         .collect();
     Ok(Json(items).into_response())
+}
+
+/// GET /api/vhosts/{vhost}/permissions.
+pub async fn vhost_permissions(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    let exists = || broker.auth.vhost(&vhost).is_some();
+    permissions_where(&broker, &caller, exists, |p| p.vhost == vhost)
 }
 
 /// GET /api/users/{user}/permissions.
@@ -52,18 +65,8 @@ pub async fn user_permissions(
     caller: Caller,
     Path(user): Path<String>,
 ) -> ApiResult {
-    caller.require_admin()?;
-    if broker.auth.user(&user).is_none() {
-        return Err(ApiError::not_found());
-    }
-    let items: Vec<Value> = broker
-        .auth
-        .permissions()
-        .iter()
-        .filter(|p| p.user == user)
-        .map(as_item)
-        .collect();
-    Ok(Json(items).into_response())
+    let exists = || broker.auth.user(&user).is_some();
+    permissions_where(&broker, &caller, exists, |p| p.user == user)
 }
 
 /// GET /api/permissions/{vhost}/{user}.
@@ -109,9 +112,5 @@ pub async fn delete_permission(
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult {
     caller.require_admin()?;
-    if broker.auth.clear_permissions(&vhost, &user) {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::not_found())
-    }
+    deleted(broker.auth.clear_permissions(&vhost, &user))
 }

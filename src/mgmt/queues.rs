@@ -16,7 +16,7 @@ use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
 use super::listing::{ListQuery, list_in_vhosts, one_in_vhost};
 use super::overview::node_name;
-use super::vhosts::{live_vhost, vhost_for_create};
+use super::vhosts::{live_vhost, vhost_to_declare};
 use crate::auth::{Kind, Permission};
 use crate::channel::notify_cancelled;
 use crate::queue::Queue;
@@ -113,8 +113,7 @@ pub async fn put_queue(
     body: Bytes,
 ) -> ApiResult {
     let body = parse_body(&body)?;
-    let v = vhost_for_create(&broker, &vhost)?;
-    caller.require(&vhost, Permission::Configure, Kind::Queue, &name)?;
+    let v = vhost_to_declare(&broker, &caller, &vhost, Kind::Queue, &name)?;
     let request = QueueDeclare {
         name,
         passive: false,
@@ -150,13 +149,13 @@ pub async fn delete_queue(
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult {
     let (v, queue) = queue_for(&broker, &caller, &vhost, &name, Permission::Configure)?;
-    if q.if_unused.as_deref() == Some("true") && queue.stats().consumers > 0 {
+    if q.if_unused() && queue.stats().consumers > 0 {
         return Err(ApiError::bad_request(format!(
             "{} in use",
             queue.describe()
         )));
     }
-    if q.if_empty.as_deref() == Some("true") && queue.stats().messages_ready > 0 {
+    if q.if_empty() && queue.stats().messages_ready > 0 {
         return Err(ApiError::bad_request(format!(
             "{} not empty",
             queue.describe()

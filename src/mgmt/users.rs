@@ -6,16 +6,15 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde_json::Value;
 
-use super::api::{ApiError, ApiResult, created_or_updated, parse_body, str_field};
+use super::api::{
+    ApiError, ApiResult, created_or_updated, deleted, parse_body, str_field, tags_field,
+};
 use super::caller::Caller;
 use super::listing::{ListQuery, as_item};
 use crate::auth::UserDef;
 use crate::auth::hashing;
-use crate::auth::registry::parse_tags;
 use crate::server::Broker;
 
 /// GET /api/users (administrator).
@@ -50,14 +49,7 @@ pub async fn put_user(
 ) -> ApiResult {
     caller.require_admin()?;
     let body = parse_body(&body)?;
-    let tags = match body.get("tags") {
-        Some(Value::String(s)) => parse_tags(s),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect(),
-        _ => return Err(ApiError::bad_request("tags_not_present")),
-    };
+    let tags = tags_field(&body).ok_or_else(|| ApiError::bad_request("tags_not_present"))?;
     let existing = broker.auth.user(&name);
     let (password_hash, hashing_algorithm) = if let Some(pw) = str_field(&body, "password") {
         (hashing::hash_password(pw), hashing::SHA256.to_owned())
@@ -87,9 +79,5 @@ pub async fn delete_user(
     Path(name): Path<String>,
 ) -> ApiResult {
     caller.require_admin()?;
-    if broker.auth.delete_user(&name) {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::not_found())
-    }
+    deleted(broker.auth.delete_user(&name))
 }

@@ -5,16 +5,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::api::{ApiError, ApiResult, created_or_updated, parse_body, str_field};
+use super::api::{
+    ApiError, ApiResult, created_or_updated, deleted, parse_body, str_field, tags_field,
+};
 use super::caller::Caller;
 use super::listing::ListQuery;
 use super::overview::node_name;
-use crate::auth::registry::parse_tags;
-use crate::auth::{PermissionDef, VHostDef};
+use crate::auth::{Kind, Permission, PermissionDef, VHostDef};
 use crate::server::Broker;
 use crate::vhost::VHost;
 
@@ -23,11 +22,20 @@ pub(super) fn live_vhost(broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
     broker.vhost(name).ok_or_else(ApiError::not_found)
 }
 
-/// 404 `vhost_not_found` where RabbitMQ answers it (creating in a missing vhost).
-pub(super) fn vhost_for_create(broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
-    broker
-        .vhost(name)
-        .ok_or_else(|| ApiError::not_found_because("vhost_not_found"))
+/// The vhost to declare `name` of `kind` in, once the caller may configure
+/// it: 404 `vhost_not_found` for a missing vhost, as RabbitMQ answers there.
+pub(super) fn vhost_to_declare(
+    broker: &Broker,
+    caller: &Caller,
+    vhost: &str,
+    kind: Kind,
+    name: &str,
+) -> ApiResult<Arc<VHost>> {
+    let v = broker
+        .vhost(vhost)
+        .ok_or_else(|| ApiError::not_found_because("vhost_not_found"))?;
+    caller.require(vhost, Permission::Configure, kind, name)?;
+    Ok(v)
 }
 
 fn vhost_json(broker: &Broker, def: &VHostDef) -> Value {
@@ -92,14 +100,8 @@ pub async fn put_vhost(
 ) -> ApiResult {
     caller.require_admin()?;
     let body = parse_body(&body)?;
-    let tags = match body.get("tags") {
-        Some(Value::String(s)) => parse_tags(s),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect(),
-        _ => broker.auth.vhost(&name).map(|v| v.tags).unwrap_or_default(),
-    };
+    let tags = tags_field(&body)
+        .unwrap_or_else(|| broker.auth.vhost(&name).map(|v| v.tags).unwrap_or_default());
     let description = match str_field(&body, "description") {
         Some(d) => d.to_owned(),
         None => broker
@@ -134,9 +136,5 @@ pub async fn delete_vhost(
     Path(name): Path<String>,
 ) -> ApiResult {
     caller.require_admin()?;
-    if broker.delete_vhost(&name).await {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::not_found())
-    }
+    deleted(broker.delete_vhost(&name).await)
 }
