@@ -165,23 +165,14 @@ fn as_json(items: Vec<Value>) -> Response {
     Json(Value::Array(items)).into_response()
 }
 
-/// GET /api/bindings.
-pub async fn bindings(State(broker): State<Arc<Broker>>, caller: Caller) -> ApiResult {
-    Ok(as_json(bindings_where(&broker, &caller, None, |_| true)?))
-}
-
-/// GET /api/bindings/{vhost}.
-pub async fn bindings_in(
+/// GET /api/bindings and /api/bindings/{vhost}.
+pub async fn bindings(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
-    Path(vhost): Path<String>,
+    vhost: Option<Path<String>>,
 ) -> ApiResult {
-    Ok(as_json(bindings_where(
-        &broker,
-        &caller,
-        Some(&vhost),
-        |_| true,
-    )?))
+    let only = vhost.as_deref().map(String::as_str);
+    Ok(as_json(bindings_where(&broker, &caller, only, |_| true)?))
 }
 
 /// GET /api/exchanges/{vhost}/{name}/bindings/source.

@@ -61,35 +61,29 @@ fn connection_json(node: &str, c: &LiveConnection) -> Value {
     })
 }
 
-/// GET /api/connections.
+/// GET /api/connections and /api/vhosts/{vhost}/connections.
 pub async fn connections(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
+    vhost: Option<Path<String>>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
+    let only = existing_vhost(&broker, vhost.as_deref())?;
     let node = node_name(&broker);
     let items = visible(&broker, &caller)
         .iter()
+        .filter(|c| only.is_none_or(|v| c.vhost == v))
         .map(|c| connection_json(&node, c))
         .collect();
     query.respond(items)
 }
 
-/// GET /api/vhosts/{vhost}/connections.
-pub async fn connections_in(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    live_vhost(&broker, &vhost)?;
-    let node = node_name(&broker);
-    let items = visible(&broker, &caller)
-        .iter()
-        .filter(|c| c.vhost == vhost)
-        .map(|c| connection_json(&node, c))
-        .collect();
-    query.respond(items)
+/// The vhost a path names, 404 when it does not exist.
+fn existing_vhost<'a>(broker: &Broker, named: Option<&'a String>) -> ApiResult<Option<&'a str>> {
+    if let Some(name) = named {
+        live_vhost(broker, name)?;
+    }
+    Ok(named.map(String::as_str))
 }
 
 fn find(broker: &Broker, caller: &Caller, name: &str) -> ApiResult<Arc<LiveConnection>> {
@@ -203,24 +197,18 @@ fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>]) -> Vec<Value> {
         .collect()
 }
 
-/// GET /api/channels.
+/// GET /api/channels and /api/connections/{name}/channels.
 pub async fn channels(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
+    connection: Option<Path<String>>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    query.respond(channels_json(&broker, &visible(&broker, &caller)))
-}
-
-/// GET /api/connections/{name}/channels.
-pub async fn channels_of(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    let c = find(&broker, &caller, &name)?;
-    query.respond(channels_json(&broker, &[c]))
+    let conns = match connection {
+        Some(Path(name)) => vec![find(&broker, &caller, &name)?],
+        None => visible(&broker, &caller),
+    };
+    query.respond(channels_json(&broker, &conns))
 }
 
 /// The delivery acknowledgement timeout reported per consumer, in
@@ -275,17 +263,12 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
     out
 }
 
-/// GET /api/consumers.
-pub async fn consumers(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
-    Json(consumers_json(&broker, &caller, None)).into_response()
-}
-
-/// GET /api/consumers/{vhost}.
-pub async fn consumers_in(
+/// GET /api/consumers and /api/consumers/{vhost}.
+pub async fn consumers(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
-    Path(vhost): Path<String>,
+    vhost: Option<Path<String>>,
 ) -> ApiResult {
-    live_vhost(&broker, &vhost)?;
-    Ok(Json(consumers_json(&broker, &caller, Some(&vhost))).into_response())
+    let only = existing_vhost(&broker, vhost.as_deref())?;
+    Ok(Json(consumers_json(&broker, &caller, only)).into_response())
 }

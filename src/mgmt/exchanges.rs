@@ -39,37 +39,20 @@ fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
     })
 }
 
-fn list_exchanges(
-    broker: &Broker,
-    caller: &Caller,
-    only: Option<&str>,
-    query: &ListQuery,
+/// GET /api/exchanges and /api/exchanges/{vhost}.
+pub async fn exchanges(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    vhost: Option<Path<String>>,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    list_in_vhosts(broker, caller, only, query, |v| {
+    let only = vhost.as_deref().map(String::as_str);
+    list_in_vhosts(&broker, &caller, only, &query, |v| {
         v.exchanges()
             .iter()
             .map(|x| exchange_json(&v.name, x))
             .collect::<Vec<_>>()
     })
-}
-
-/// GET /api/exchanges.
-pub async fn exchanges(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    list_exchanges(&broker, &caller, None, &query)
-}
-
-/// GET /api/exchanges/{vhost}.
-pub async fn exchanges_in(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    list_exchanges(&broker, &caller, Some(&vhost), &query)
 }
 
 /// GET /api/exchanges/{vhost}/{name}.

@@ -13,53 +13,36 @@ use super::api::{ApiError, ApiResult};
 use super::caller::Caller;
 use crate::server::Broker;
 
-/// GET /api/policies and /api/operator-policies: Warren has no policies, so
-/// none are listed.
-pub async fn no_policies(_caller: Caller) -> Response {
+/// An empty list: all Warren has of what these endpoints list.
+fn none() -> Response {
     Json(json!([])).into_response()
+}
+
+/// GET /api/policies, /api/operator-policies and /api/vhost-limits, each also
+/// per vhost: Warren has no policies and no vhost limits, so none are listed
+/// (404 for a vhost that does not exist).
+pub async fn none_listed(
+    State(broker): State<Arc<Broker>>,
+    _caller: Caller,
+    vhost: Option<Path<String>>,
+) -> ApiResult {
+    if vhost.is_some_and(|Path(v)| broker.auth.vhost(&v).is_none()) {
+        return Err(ApiError::not_found());
+    }
+    Ok(none())
 }
 
 /// GET /api/feature-flags (administrator): Warren has no feature flags (one
 /// node, no upgrades in place to coordinate), so none are listed.
 pub async fn no_feature_flags(caller: Caller) -> ApiResult {
     caller.require_admin()?;
-    Ok(Json(json!([])).into_response())
+    Ok(none())
 }
 
 /// GET /api/parameters (policymaker): Warren has no runtime parameters.
 pub async fn no_parameters(caller: Caller) -> ApiResult {
     caller.require_policymaker()?;
-    Ok(Json(json!([])).into_response())
-}
-
-/// GET /api/policies/{vhost} and /api/operator-policies/{vhost}: none, or
-/// 404 for a vhost that does not exist.
-pub async fn no_policies_in(
-    State(broker): State<Arc<Broker>>,
-    _caller: Caller,
-    Path(vhost): Path<String>,
-) -> ApiResult {
-    if broker.auth.vhost(&vhost).is_none() {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(json!([])).into_response())
-}
-
-/// GET /api/vhost-limits: Warren has no vhost limits, so none are listed.
-pub async fn vhost_limits(_caller: Caller) -> Response {
-    Json(json!([])).into_response()
-}
-
-/// GET /api/vhost-limits/{vhost}: none, or 404 for a vhost that does not exist.
-pub async fn vhost_limits_of(
-    State(broker): State<Arc<Broker>>,
-    _caller: Caller,
-    Path(vhost): Path<String>,
-) -> ApiResult {
-    if broker.auth.vhost(&vhost).is_none() {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(json!([])).into_response())
+    Ok(none())
 }
 
 /// Users with limits set, as `{"user": ..., "value": {...}}`: administrators
@@ -76,19 +59,16 @@ fn limits_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<Valu
         .collect()
 }
 
-/// GET /api/user-limits.
-pub async fn user_limits(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
-    Json(limits_json(&broker, &caller, None)).into_response()
-}
-
-/// GET /api/user-limits/{user}: 404 for a user that does not exist.
-pub async fn user_limits_of(
+/// GET /api/user-limits and /api/user-limits/{user} (404 for a user that
+/// does not exist).
+pub async fn user_limits(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
-    Path(user): Path<String>,
+    user: Option<Path<String>>,
 ) -> ApiResult {
-    if broker.auth.user(&user).is_none() {
+    let only = user.as_deref().map(String::as_str);
+    if only.is_some_and(|u| broker.auth.user(u).is_none()) {
         return Err(ApiError::not_found());
     }
-    Ok(Json(limits_json(&broker, &caller, Some(&user))).into_response())
+    Ok(Json(limits_json(&broker, &caller, only)).into_response())
 }

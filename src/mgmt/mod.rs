@@ -138,21 +138,18 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .put(permissions::put_permission)
                 .delete(permissions::delete_permission),
         )
-        .route("/api/policies", get(limits::no_policies))
+        .route("/api/policies", get(limits::none_listed))
         .route("/api/feature-flags", get(limits::no_feature_flags))
-        .route("/api/policies/{vhost}", get(limits::no_policies_in))
-        .route("/api/operator-policies", get(limits::no_policies))
-        .route(
-            "/api/operator-policies/{vhost}",
-            get(limits::no_policies_in),
-        )
+        .route("/api/policies/{vhost}", get(limits::none_listed))
+        .route("/api/operator-policies", get(limits::none_listed))
+        .route("/api/operator-policies/{vhost}", get(limits::none_listed))
         .route("/api/parameters", get(limits::no_parameters))
-        .route("/api/vhost-limits", get(limits::vhost_limits))
-        .route("/api/vhost-limits/{vhost}", get(limits::vhost_limits_of))
+        .route("/api/vhost-limits", get(limits::none_listed))
+        .route("/api/vhost-limits/{vhost}", get(limits::none_listed))
         .route("/api/user-limits", get(limits::user_limits))
-        .route("/api/user-limits/{user}", get(limits::user_limits_of))
+        .route("/api/user-limits/{user}", get(limits::user_limits))
         .route("/api/exchanges", get(exchanges::exchanges))
-        .route("/api/exchanges/{vhost}", get(exchanges::exchanges_in))
+        .route("/api/exchanges/{vhost}", get(exchanges::exchanges))
         .route(
             "/api/exchanges/{vhost}/{name}",
             get(exchanges::exchange)
@@ -172,7 +169,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
             get(bindings::bindings_to_exchange),
         )
         .route("/api/queues", get(queues::queues))
-        .route("/api/queues/{vhost}", get(queues::queues_in))
+        .route("/api/queues/{vhost}", get(queues::queues))
         .route(
             "/api/queues/{vhost}/{name}",
             get(queues::queue)
@@ -192,7 +189,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
             get(bindings::bindings_to_queue),
         )
         .route("/api/bindings", get(bindings::bindings))
-        .route("/api/bindings/{vhost}", get(bindings::bindings_in))
+        .route("/api/bindings/{vhost}", get(bindings::bindings))
         .route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
             get(bindings::bindings_between).post(bindings::add_binding),
@@ -212,15 +209,15 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route(
             "/api/connections/{name}/channels",
-            get(connections::channels_of),
+            get(connections::channels),
         )
         .route(
             "/api/vhosts/{vhost}/connections",
-            get(connections::connections_in),
+            get(connections::connections),
         )
         .route("/api/channels", get(connections::channels))
         .route("/api/consumers", get(connections::consumers))
-        .route("/api/consumers/{vhost}", get(connections::consumers_in))
+        .route("/api/consumers/{vhost}", get(connections::consumers))
         .route(
             "/api/definitions",
             get(definitions::export).post(definitions::import),

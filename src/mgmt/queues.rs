@@ -57,38 +57,21 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
     })
 }
 
-fn list_queues(
-    broker: &Broker,
-    caller: &Caller,
-    only: Option<&str>,
-    query: &ListQuery,
+/// GET /api/queues and /api/queues/{vhost}.
+pub async fn queues(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    vhost: Option<Path<String>>,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    let node = node_name(broker);
-    list_in_vhosts(broker, caller, only, query, |v| {
+    let node = node_name(&broker);
+    let only = vhost.as_deref().map(String::as_str);
+    list_in_vhosts(&broker, &caller, only, &query, |v| {
         v.queues()
             .iter()
             .map(|q| queue_json(&v.name, &node, q))
             .collect::<Vec<_>>()
     })
-}
-
-/// GET /api/queues.
-pub async fn queues(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    list_queues(&broker, &caller, None, &query)
-}
-
-/// GET /api/queues/{vhost}.
-pub async fn queues_in(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    list_queues(&broker, &caller, Some(&vhost), &query)
 }
 
 /// GET /api/queues/{vhost}/{name}.
