@@ -5,8 +5,9 @@
 //! - `api.rs`: the error answer (`ApiError`, one mapping of AMQP refusals),
 //!   request body fields, created/updated/deleted answers.
 //! - `caller.rs`: HTTP basic auth and the user tags each endpoint needs.
-//! - `listing.rs`: sorting, pagination (`page`, `page_size`, `name`,
-//!   `use_regex`) and `columns=` for list endpoints.
+//! - `listing.rs`: the list answer (sorting, pagination with `page`,
+//!   `page_size`, `name`, `use_regex`, and `columns=`), the one-object
+//!   answer or 404, and the objects of the vhosts a caller sees.
 //! - `json.rs`: AMQP field tables and properties to and from JSON.
 //! - `overview.rs`: overview, whoami, nodes.
 //! - `health.rs`: `/api/health/checks/*`.
