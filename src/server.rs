@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::broker::Broker;
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
 

@@ -6,8 +6,6 @@
 
 pub mod handshake;
 pub mod reader;
-/// The registry of live connections (kept with the broker's shared state).
-pub use crate::broker::connections as registry;
 pub mod wire_text;
 pub mod writer;
 
@@ -33,9 +31,9 @@ use crate::channel::{
     notify_cancelled,
 };
 use crate::error::AmqpError;
+use crate::outbound::{Outbound, OutboundTx};
 use handshake::{HandshakeError, Tuned};
 use reader::{FrameReader, ReadError};
-use writer::{Outbound, OutboundTx};
 
 /// How long the broker waits for connection.close-ok after sending connection.close
 /// (RabbitMQ's closing timeout).
@@ -78,7 +76,7 @@ pub async fn serve(
             let alarm = broker.alarms.subscribe();
             let close = shutdown.child_token();
             let tune = (tuned.channel_max, tuned.frame_max, tuned.heartbeat);
-            let live = registry::LiveConnection::new(
+            let live = crate::broker::connections::LiveConnection::new(
                 info.id,
                 peer,
                 local,
@@ -194,7 +192,7 @@ enum Flow {
 
 /// A connection past its handshake.
 struct Connection {
-    live: Arc<registry::LiveConnection>,
+    live: Arc<crate::broker::connections::LiveConnection>,
     broker: Arc<Broker>,
     peer: SocketAddr,
     tuned: Tuned,

@@ -17,7 +17,7 @@ use warren_codec::FrameEncoder;
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
 
-pub use crate::outbound::{Outbound, OutboundTx};
+use crate::outbound::{Outbound, OutboundTx};
 
 /// How many queued frames one batch takes at most before writing.
 const BATCH: usize = 256;

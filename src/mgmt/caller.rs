@@ -13,9 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::ApiError;
+use super::api::ApiError;
 use crate::auth::{Kind, Permission, UserDef};
-use crate::server::Broker;
+use crate::broker::Broker;
 
 /// The authenticated user of a request.
 #[derive(Debug, Clone)]
@@ -169,7 +169,8 @@ impl Caller {
             .auth
             .access(&self.user.name, vhost)
             .check(permission, kind, name)
-            .map_err(ApiError::amqp)
+            // ACCESS_REFUSED with the AMQP text, which names the resource.
+            .map_err(|e| ApiError::not_authorised(e.text))
     }
 }
 

@@ -11,13 +11,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::api::{ApiError, ApiResult};
 use super::caller::Caller;
 use super::json::table_to_json;
 use super::listing::ListQuery;
-use super::{ApiError, ApiResult};
+use super::overview::node_name;
+use super::vhosts::live_vhost;
+use crate::broker::Broker;
+use crate::broker::connections::{CLOSED_VIA_MANAGEMENT, LiveConnection};
 use crate::channel::ChannelShared;
-use crate::connection::registry::{CLOSED_VIA_MANAGEMENT, LiveConnection};
-use crate::server::Broker;
 
 fn visible(broker: &Broker, caller: &Caller) -> Vec<Arc<LiveConnection>> {
     let mut all: Vec<_> = broker
@@ -58,35 +60,29 @@ fn connection_json(node: &str, c: &LiveConnection) -> Value {
     })
 }
 
-/// GET /api/connections.
+/// GET /api/connections and /api/vhosts/{vhost}/connections.
 pub async fn connections(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
+    vhost: Option<Path<String>>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    let node = super::admin::node_name(&broker);
+    let only = existing_vhost(&broker, vhost.as_deref())?;
+    let node = node_name(&broker);
     let items = visible(&broker, &caller)
         .iter()
+        .filter(|c| only.is_none_or(|v| c.vhost == v))
         .map(|c| connection_json(&node, c))
         .collect();
     query.respond(items)
 }
 
-/// GET /api/vhosts/{vhost}/connections.
-pub async fn connections_in(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    let node = super::admin::node_name(&broker);
-    let items = visible(&broker, &caller)
-        .iter()
-        .filter(|c| c.vhost == vhost)
-        .map(|c| connection_json(&node, c))
-        .collect();
-    query.respond(items)
+/// The vhost a path names, 404 when it does not exist.
+fn existing_vhost<'a>(broker: &Broker, named: Option<&'a String>) -> ApiResult<Option<&'a str>> {
+    if let Some(name) = named {
+        live_vhost(broker, name)?;
+    }
+    Ok(named.map(String::as_str))
 }
 
 fn find(broker: &Broker, caller: &Caller, name: &str) -> ApiResult<Arc<LiveConnection>> {
@@ -103,7 +99,7 @@ pub async fn connection(
     Path(name): Path<String>,
 ) -> ApiResult {
     let c = find(&broker, &caller, &name)?;
-    Ok(Json(connection_json(&super::admin::node_name(&broker), &c)).into_response())
+    Ok(Json(connection_json(&node_name(&broker), &c)).into_response())
 }
 
 /// DELETE /api/connections/{name}: the client gets connection.close 320 with
@@ -114,13 +110,16 @@ pub async fn close_connection(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let c = find(&broker, &caller, &name)?;
-    let reason = headers
+    find(&broker, &caller, &name)?.force_close(close_reason(&headers));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The `X-Reason` header's text, or RabbitMQ's default reason.
+fn close_reason(headers: &HeaderMap) -> &str {
+    headers
         .get("x-reason")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or(CLOSED_VIA_MANAGEMENT);
-    c.force_close(reason);
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .unwrap_or(CLOSED_VIA_MANAGEMENT)
 }
 
 /// GET /api/connections/username/{user}: that user's connections, in
@@ -130,7 +129,7 @@ pub async fn user_connections(
     caller: Caller,
     Path(user): Path<String>,
 ) -> Response {
-    let node = super::admin::node_name(&broker);
+    let node = node_name(&broker);
     let items: Vec<Value> = visible(&broker, &caller)
         .iter()
         .filter(|c| c.user == user)
@@ -147,12 +146,8 @@ pub async fn close_user_connections(
     Path(user): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let reason = headers
-        .get("x-reason")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(CLOSED_VIA_MANAGEMENT);
     for c in visible(&broker, &caller).iter().filter(|c| c.user == user) {
-        c.force_close(reason);
+        c.force_close(close_reason(&headers));
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -189,7 +184,7 @@ fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
 }
 
 fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>]) -> Vec<Value> {
-    let node = super::admin::node_name(broker);
+    let node = node_name(broker);
     conns
         .iter()
         .flat_map(|c| {
@@ -201,24 +196,18 @@ fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>]) -> Vec<Value> {
         .collect()
 }
 
-/// GET /api/channels.
+/// GET /api/channels and /api/connections/{name}/channels.
 pub async fn channels(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
+    connection: Option<Path<String>>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult {
-    query.respond(channels_json(&broker, &visible(&broker, &caller)))
-}
-
-/// GET /api/connections/{name}/channels.
-pub async fn channels_of(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> ApiResult {
-    let c = find(&broker, &caller, &name)?;
-    query.respond(channels_json(&broker, &[c]))
+    let conns = match connection {
+        Some(Path(name)) => vec![find(&broker, &caller, &name)?],
+        None => visible(&broker, &caller),
+    };
+    query.respond(channels_json(&broker, &conns))
 }
 
 /// The delivery acknowledgement timeout reported per consumer, in
@@ -226,7 +215,7 @@ pub async fn channels_of(
 const CONSUMER_TIMEOUT_MS: u64 = 0;
 
 fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<Value> {
-    let node = super::admin::node_name(broker);
+    let node = node_name(broker);
     let mut out = Vec::new();
     for vhost in broker.vhosts() {
         if only.is_some_and(|o| o != vhost.name) || !caller.sees_vhost(&vhost.name) {
@@ -267,17 +256,12 @@ fn consumers_json(broker: &Broker, caller: &Caller, only: Option<&str>) -> Vec<V
     out
 }
 
-/// GET /api/consumers.
-pub async fn consumers(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
-    Json(consumers_json(&broker, &caller, None)).into_response()
-}
-
-/// GET /api/consumers/{vhost}.
-pub async fn consumers_in(
+/// GET /api/consumers and /api/consumers/{vhost}.
+pub async fn consumers(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
-    Path(vhost): Path<String>,
+    vhost: Option<Path<String>>,
 ) -> ApiResult {
-    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    Ok(Json(consumers_json(&broker, &caller, Some(&vhost))).into_response())
+    let only = existing_vhost(&broker, vhost.as_deref())?;
+    Ok(Json(consumers_json(&broker, &caller, only)).into_response())
 }

@@ -13,11 +13,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::MANAGEMENT_VERSION;
+use super::api::{API_CONNECTION, ApiError, ApiResult};
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
-use super::{ApiError, ApiResult, MANAGEMENT_VERSION};
+use super::vhosts::live_vhost;
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
-use crate::server::Broker;
+use crate::broker::Broker;
 use crate::vhost::{Destination, QueueDeclare, VHost};
 
 /// A queue in the definitions.
@@ -212,10 +214,7 @@ pub async fn import_all(
         vhosts: defs.vhosts.clone().unwrap_or_default(),
         permissions: Vec::new(),
     };
-    broker
-        .auth
-        .import(&auth)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    broker.auth.import(&auth)?;
     for v in &auth.vhosts {
         broker.add_vhost(v.clone());
     }
@@ -223,16 +222,15 @@ pub async fn import_all(
         permissions: defs.permissions.clone().unwrap_or_default(),
         ..Default::default()
     };
-    broker
-        .auth
-        .import(&permissions)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    broker.auth.import(&permissions)?;
     let vhost_of = |named: &Option<String>| -> Result<std::sync::Arc<VHost>, ApiError> {
         let name = named.as_deref().or(default_vhost).unwrap_or("/");
         broker
             .vhost(name)
             .ok_or_else(|| ApiError::bad_request(format!("vhost_not_found: {name}")))
     };
+    // Every refusal is 400 with its text here (a reserved name, a missing
+    // queue), not the 401 or 404 that `?` would give.
     let bad = |e: crate::error::AmqpError| ApiError::bad_request(e.text);
     for x in &defs.exchanges {
         let v = vhost_of(&x.vhost)?;
@@ -259,7 +257,7 @@ pub async fn import_all(
             arguments: json_to_table(&Value::Object(q.arguments.clone()))?,
             server_named: false,
         };
-        v.declare_queue(&request, 0).map_err(bad)?;
+        v.declare_queue(&request, API_CONNECTION).map_err(bad)?;
     }
     for b in &defs.bindings {
         let v = vhost_of(&b.vhost)?;
@@ -268,8 +266,14 @@ pub async fn import_all(
             _ => Destination::Queue(b.destination.clone()),
         };
         let arguments = json_to_table(&Value::Object(b.arguments.clone()))?;
-        v.bind(&b.source, destination, &b.routing_key, &arguments, 0)
-            .map_err(bad)?;
+        v.bind(
+            &b.source,
+            destination,
+            &b.routing_key,
+            &arguments,
+            API_CONNECTION,
+        )
+        .map_err(bad)?;
     }
     Ok(())
 }
@@ -299,7 +303,7 @@ pub async fn export_vhost(
     Path(vhost): Path<String>,
 ) -> ApiResult {
     caller.require_admin()?;
-    let v = broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    let v = live_vhost(&broker, &vhost)?;
     let mut out = Definitions {
         rabbit_version: Some(MANAGEMENT_VERSION.into()),
         ..Definitions::default()
@@ -316,7 +320,7 @@ pub async fn import_vhost(
     body: Bytes,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    live_vhost(&broker, &vhost)?;
     let defs = parse(&body)?;
     import_all(&broker, &defs, Some(&vhost)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -7,7 +7,7 @@ use serde_json::{Map, Number, Value};
 use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 
-use super::{ApiError, ApiResult};
+use super::api::{ApiError, ApiResult};
 
 /// A field table as a JSON object.
 pub fn table_to_json(table: &FieldTable) -> Value {

@@ -1,15 +1,20 @@
 //! What every list endpoint does with its items, as `rabbit_mgmt_util` does:
 //! sort (`sort`, `sort_reverse`; by name by default), filter by `name`
 //! (substring, or a regex with `use_regex=true`) and paginate (`page`,
-//! `page_size`) when `page` is given, then keep only `columns`.
+//! `page_size`) when `page` is given, then keep only `columns`. And the
+//! gathering of objects from the vhosts a caller sees.
 
 use axum::Json;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use regex::RegexBuilder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, ApiResult};
+use super::api::{ApiError, ApiResult};
+use super::caller::Caller;
+use super::vhosts::live_vhost;
+use crate::broker::Broker;
+use crate::vhost::VHost;
 
 /// RabbitMQ's page size limit.
 const MAX_PAGE_SIZE: u64 = 500;
@@ -81,10 +86,12 @@ impl ListQuery {
         Ok(Json(body).into_response())
     }
 
-    /// One object with only the requested columns.
-    pub fn respond_one(&self, item: Value) -> Response {
+    /// A one-object endpoint's answer: `item` with only the requested
+    /// columns, or 404 when there is none.
+    pub fn respond_one(&self, item: Option<Value>) -> ApiResult {
+        let item = item.ok_or_else(ApiError::not_found)?;
         let mut kept = self.keep_columns(vec![item]);
-        Json(kept.pop().unwrap_or(Value::Null)).into_response()
+        Ok(Json(kept.pop().unwrap_or(Value::Null)).into_response())
     }
 
     fn sort(&self, items: &mut [Value]) {
@@ -160,6 +167,73 @@ impl ListQuery {
     }
 }
 
+/// The objects of the vhosts the caller sees, as JSON, each vhost's as
+/// `objects` gives them: of `only` when a vhost is named (404 when it does not
+/// exist, 401 when the caller may not see it), else of every vhost they see.
+/// What the lists of exchanges, queues and bindings, and their one-object
+/// endpoints, start from.
+pub fn per_vhost<I>(
+    broker: &Broker,
+    caller: &Caller,
+    only: Option<&str>,
+    mut objects: impl FnMut(&VHost) -> I,
+) -> ApiResult<Vec<Value>>
+where
+    I: IntoIterator<Item = Value>,
+{
+    let vhosts = match only {
+        Some(name) => {
+            let vhost = live_vhost(broker, name)?;
+            if !caller.sees_vhost(name) {
+                return Err(ApiError::not_authorised("Access refused."));
+            }
+            vec![vhost]
+        }
+        None => broker
+            .vhosts()
+            .into_iter()
+            .filter(|v| caller.sees_vhost(&v.name))
+            .collect(),
+    };
+    Ok(vhosts.iter().flat_map(|v| objects(v)).collect())
+}
+
+/// A list endpoint's answer for objects that live in vhosts: those of every
+/// vhost the caller sees, or of `only` (see [`per_vhost`]), each vhost's as
+/// `objects` gives them, through `query`.
+pub fn list_in_vhosts<I>(
+    broker: &Broker,
+    caller: &Caller,
+    only: Option<&str>,
+    query: &ListQuery,
+    objects: impl FnMut(&VHost) -> I,
+) -> ApiResult
+where
+    I: IntoIterator<Item = Value>,
+{
+    query.respond(per_vhost(broker, caller, only, objects)?)
+}
+
+/// A one-object endpoint's answer for an object of `vhost`: what `find`
+/// finds there, with the requested columns; 401 when the caller may not see
+/// the vhost, 404 when it or the object does not exist.
+pub fn one_in_vhost(
+    broker: &Broker,
+    caller: &Caller,
+    vhost: &str,
+    query: &ListQuery,
+    find: impl FnMut(&VHost) -> Option<Value>,
+) -> ApiResult {
+    let found = per_vhost(broker, caller, Some(vhost), find)?;
+    query.respond_one(found.into_iter().next())
+}
+
+/// A registry record (user, permission) as a list item: its JSON object,
+/// keys in serde_json's order.
+pub fn as_item<T: Serialize>(record: &T) -> Value {
+    serde_json::to_value(record).unwrap_or(Value::Null)
+}
+
 /// `a.b` looks into nested objects.
 fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |v, key| v.get(key))
@@ -177,17 +251,6 @@ fn insert_path(out: &mut Map<String, Value>, path: &str, value: Value) {
             if let Value::Object(inner) = inner {
                 insert_path(inner, rest, value);
             }
-        }
-    }
-}
-
-impl ApiError {
-    /// 400 with RabbitMQ's own error word (e.g. `page_out_of_range`).
-    pub fn with_error(error: &'static str, reason: String) -> Self {
-        ApiError {
-            status: axum::http::StatusCode::BAD_REQUEST,
-            error,
-            reason,
         }
     }
 }

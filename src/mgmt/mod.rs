@@ -2,25 +2,42 @@
 //! `rabbitmq_management` (same paths, JSON field names, status codes and error
 //! bodies), plus Prometheus `/metrics` with `rabbitmq_prometheus`'s names.
 //!
+//! - `api.rs`: the error answer (`ApiError`, one mapping of AMQP refusals),
+//!   request body fields, created/updated/deleted answers.
 //! - `caller.rs`: HTTP basic auth and the user tags each endpoint needs.
-//! - `listing.rs`: sorting, pagination (`page`, `page_size`, `name`,
-//!   `use_regex`) and `columns=` for list endpoints.
+//! - `listing.rs`: the list answer (sorting, pagination with `page`,
+//!   `page_size`, `name`, `use_regex`, and `columns=`), the one-object
+//!   answer or 404, and the objects of the vhosts a caller sees.
 //! - `json.rs`: AMQP field tables and properties to and from JSON.
-//! - `admin.rs`: overview, whoami, nodes, health, vhosts, users, permissions.
-//! - `topology.rs`: exchanges, queues, bindings, publish, get, purge.
+//! - `overview.rs`: overview, whoami, nodes.
+//! - `health.rs`: `/api/health/checks/*`.
+//! - `vhosts.rs`, `users.rs`, `permissions.rs`: access control.
+//! - `limits.rs`: policies, parameters, feature flags (none) and limits.
+//! - `exchanges.rs`, `queues.rs`, `bindings.rs`: the topology.
+//! - `messages.rs`: publish, get and purge.
 //! - `connections.rs`: connections, channels, consumers.
 //! - `definitions.rs`: `/api/definitions` export and import.
 //! - `metrics.rs`: `/metrics`.
 
-mod admin;
+mod api;
+mod bindings;
 mod caller;
 mod connections;
 mod definitions;
+mod exchanges;
+mod health;
 mod json;
+mod limits;
 mod listing;
+mod messages;
 mod metrics;
-mod topology;
+mod overview;
+mod permissions;
+mod queues;
+mod users;
+mod vhosts;
 
+pub use api::ApiError;
 pub use definitions::{Definitions, export_all, import_all};
 
 use std::future::Future;
@@ -28,14 +45,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::error::AmqpError;
-use crate::server::Broker;
+use crate::broker::Broker;
 
 /// The RabbitMQ release whose management API Warren answers as.
 const MANAGEMENT_VERSION: &str = crate::connection::handshake::RABBITMQ_COMPATIBLE_VERSION;
@@ -66,125 +79,125 @@ pub async fn serve(
 /// Every route of the API.
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
-        .route("/api/overview", get(admin::overview))
-        .route("/api/whoami", get(admin::whoami))
-        .route("/api/nodes", get(admin::nodes))
-        .route("/api/nodes/{node}", get(admin::node))
-        .route("/api/nodes/{node}/memory", get(admin::node_memory))
-        .route("/api/health/checks/alarms", get(admin::alarms))
-        .route("/api/health/checks/local-alarms", get(admin::alarms))
+        .route("/api/overview", get(overview::overview))
+        .route("/api/whoami", get(overview::whoami))
+        .route("/api/nodes", get(overview::nodes))
+        .route("/api/nodes/{node}", get(overview::node))
+        .route("/api/nodes/{node}/memory", get(overview::node_memory))
+        .route("/api/health/checks/alarms", get(health::alarms))
+        .route("/api/health/checks/local-alarms", get(health::alarms))
         .route(
             "/api/health/checks/port-listener/{port}",
-            get(admin::port_listener),
+            get(health::port_listener),
         )
         .route(
             "/api/health/checks/protocol-listener/{protocol}",
-            get(admin::protocol_listener),
+            get(health::protocol_listener),
         )
         .route(
             "/api/health/checks/node-is-quorum-critical",
-            get(admin::not_quorum_critical),
+            get(health::not_quorum_critical),
         )
         .route(
             "/api/health/checks/node-is-mirror-sync-critical",
-            get(admin::not_quorum_critical),
+            get(health::not_quorum_critical),
         )
         .route(
             "/api/health/checks/virtual-hosts",
-            get(admin::vhosts_running),
+            get(health::vhosts_running),
         )
         .route(
             "/api/health/checks/certificate-expiration/{within}/{unit}",
-            get(admin::certificates),
+            get(health::certificates),
         )
-        .route("/api/vhosts", get(admin::vhosts))
+        .route("/api/vhosts", get(vhosts::vhosts))
         .route(
             "/api/vhosts/{vhost}",
-            get(admin::vhost)
-                .put(admin::put_vhost)
-                .delete(admin::delete_vhost),
+            get(vhosts::vhost)
+                .put(vhosts::put_vhost)
+                .delete(vhosts::delete_vhost),
         )
         .route(
             "/api/vhosts/{vhost}/permissions",
-            get(admin::vhost_permissions),
+            get(permissions::vhost_permissions),
         )
-        .route("/api/users", get(admin::users))
+        .route("/api/users", get(users::users))
         .route(
             "/api/users/{user}",
-            get(admin::user)
-                .put(admin::put_user)
-                .delete(admin::delete_user),
+            get(users::user)
+                .put(users::put_user)
+                .delete(users::delete_user),
         )
         .route(
             "/api/users/{user}/permissions",
-            get(admin::user_permissions),
+            get(permissions::user_permissions),
         )
-        .route("/api/permissions", get(admin::permissions))
+        .route("/api/permissions", get(permissions::permissions))
         .route(
             "/api/permissions/{vhost}/{user}",
-            get(admin::permission)
-                .put(admin::put_permission)
-                .delete(admin::delete_permission),
+            get(permissions::permission)
+                .put(permissions::put_permission)
+                .delete(permissions::delete_permission),
         )
-        .route("/api/policies", get(admin::no_policies))
-        .route("/api/feature-flags", get(admin::no_feature_flags))
-        .route("/api/policies/{vhost}", get(admin::no_policies_in))
-        .route("/api/operator-policies", get(admin::no_policies))
-        .route("/api/operator-policies/{vhost}", get(admin::no_policies_in))
-        .route("/api/parameters", get(admin::no_parameters))
-        .route("/api/vhost-limits", get(admin::vhost_limits))
-        .route("/api/vhost-limits/{vhost}", get(admin::vhost_limits_of))
-        .route("/api/user-limits", get(admin::user_limits))
-        .route("/api/user-limits/{user}", get(admin::user_limits_of))
-        .route("/api/exchanges", get(topology::exchanges))
-        .route("/api/exchanges/{vhost}", get(topology::exchanges_in))
+        .route("/api/policies", get(limits::none_listed))
+        .route("/api/feature-flags", get(limits::no_feature_flags))
+        .route("/api/policies/{vhost}", get(limits::none_listed))
+        .route("/api/operator-policies", get(limits::none_listed))
+        .route("/api/operator-policies/{vhost}", get(limits::none_listed))
+        .route("/api/parameters", get(limits::no_parameters))
+        .route("/api/vhost-limits", get(limits::none_listed))
+        .route("/api/vhost-limits/{vhost}", get(limits::none_listed))
+        .route("/api/user-limits", get(limits::user_limits))
+        .route("/api/user-limits/{user}", get(limits::user_limits))
+        .route("/api/exchanges", get(exchanges::exchanges))
+        .route("/api/exchanges/{vhost}", get(exchanges::exchanges))
         .route(
             "/api/exchanges/{vhost}/{name}",
-            get(topology::exchange)
-                .put(topology::put_exchange)
-                .delete(topology::delete_exchange),
+            get(exchanges::exchange)
+                .put(exchanges::put_exchange)
+                .delete(exchanges::delete_exchange),
         )
         .route(
             "/api/exchanges/{vhost}/{name}/publish",
-            post(topology::publish),
+            post(messages::publish),
         )
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/source",
-            get(topology::bindings_from),
+            get(bindings::bindings_from),
         )
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/destination",
-            get(topology::bindings_to_exchange),
+            get(bindings::bindings_to_exchange),
         )
-        .route("/api/queues", get(topology::queues))
-        .route("/api/queues/{vhost}", get(topology::queues_in))
+        .route("/api/queues", get(queues::queues))
+        .route("/api/queues/{vhost}", get(queues::queues))
         .route(
             "/api/queues/{vhost}/{name}",
-            get(topology::queue)
-                .put(topology::put_queue)
-                .delete(topology::delete_queue),
+            get(queues::queue)
+                .put(queues::put_queue)
+                .delete(queues::delete_queue),
         )
         .route(
             "/api/queues/{vhost}/{name}/contents",
-            axum::routing::delete(topology::purge),
+            axum::routing::delete(messages::purge),
         )
         .route(
             "/api/queues/{vhost}/{name}/get",
-            post(topology::get_messages),
+            post(messages::get_messages),
         )
         .route(
             "/api/queues/{vhost}/{name}/bindings",
-            get(topology::bindings_to_queue),
+            get(bindings::bindings_to_queue),
         )
-        .route("/api/bindings", get(topology::bindings))
-        .route("/api/bindings/{vhost}", get(topology::bindings_in))
+        .route("/api/bindings", get(bindings::bindings))
+        .route("/api/bindings/{vhost}", get(bindings::bindings))
         .route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
-            get(topology::bindings_between).post(topology::add_binding),
+            get(bindings::bindings_between).post(bindings::add_binding),
         )
         .route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
-            get(topology::binding).delete(topology::delete_binding),
+            get(bindings::binding).delete(bindings::delete_binding),
         )
         .route("/api/connections", get(connections::connections))
         .route(
@@ -197,15 +210,15 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route(
             "/api/connections/{name}/channels",
-            get(connections::channels_of),
+            get(connections::channels),
         )
         .route(
             "/api/vhosts/{vhost}/connections",
-            get(connections::connections_in),
+            get(connections::connections),
         )
         .route("/api/channels", get(connections::channels))
         .route("/api/consumers", get(connections::consumers))
-        .route("/api/consumers/{vhost}", get(connections::consumers_in))
+        .route("/api/consumers/{vhost}", get(connections::consumers))
         .route(
             "/api/definitions",
             get(definitions::export).post(definitions::import),
@@ -218,120 +231,4 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics/per-object", get(metrics::metrics_per_object))
         .fallback(|| async { ApiError::not_found() })
         .with_state(broker)
-}
-
-/// An error answer: a status and RabbitMQ's `{"error": ..., "reason": ...}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    error: &'static str,
-    reason: String,
-}
-
-impl ApiError {
-    /// 404 as RabbitMQ words it for any missing object or path.
-    pub fn not_found() -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            error: "Object Not Found",
-            reason: "Not Found".into(),
-        }
-    }
-
-    /// 400 with a reason.
-    pub fn bad_request(reason: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            error: "bad_request",
-            reason: reason.into(),
-        }
-    }
-
-    /// 401 for a user who lacks a tag or a permission.
-    pub fn not_authorised(reason: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            error: "not_authorised",
-            reason: reason.into(),
-        }
-    }
-
-    /// An AMQP refusal surfacing through the API: 401 for access refused,
-    /// 404 for not found, else 400 with the AMQP text.
-    pub fn amqp(error: AmqpError) -> Self {
-        match error.code {
-            warren_codec::ReplyCode::AccessRefused => Self::not_authorised(error.text),
-            warren_codec::ReplyCode::NotFound => ApiError {
-                status: StatusCode::NOT_FOUND,
-                error: "not_found",
-                reason: error.text,
-            },
-            _ => Self::bad_request(error.text),
-        }
-    }
-}
-
-impl From<AmqpError> for ApiError {
-    fn from(error: AmqpError) -> Self {
-        Self::amqp(error)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": self.error, "reason": self.reason});
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
-/// What handlers return.
-type ApiResult<T = Response> = Result<T, ApiError>;
-
-/// A JSON request body, parsed whatever its content type (RabbitMQ does not
-/// insist on one); not JSON is RabbitMQ's 400 `not_json`.
-fn parse_body(body: &[u8]) -> ApiResult<serde_json::Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::bad_request("not_json")),
-    }
-}
-
-/// RabbitMQ's 400 for missing keys: `[{key_missing,write},{key_missing,read}]`.
-fn require_keys(body: &serde_json::Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
-    let missing: Vec<String> = keys
-        .iter()
-        .filter(|k| !body.contains_key(**k))
-        .map(|k| format!("{{key_missing,{k}}}"))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!("[{}]", missing.join(","))))
-    }
-}
-
-/// 201 Created for a new object, 204 No Content for an updated one.
-fn created_or_updated(created: bool) -> Response {
-    if created {
-        StatusCode::CREATED.into_response()
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    }
-}
-
-/// A string field of a request body.
-fn str_field<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
-    body.get(key).and_then(Value::as_str)
-}
-
-/// A boolean field (RabbitMQ also takes "true"/"false" strings).
-fn bool_field(body: &serde_json::Map<String, Value>, key: &str, default: bool) -> bool {
-    match body.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "true",
-        _ => default,
-    }
 }

@@ -1,0 +1,150 @@
+//! `/api/queues`: list, show, declare (PUT) and delete queues, with the
+//! permissions an AMQP client with the caller's credentials would need.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::api::{
+    API_CONNECTION, ApiError, ApiResult, DeleteQuery, bool_field, created_or_updated, parse_body,
+};
+use super::caller::Caller;
+use super::json::{json_to_table, table_to_json};
+use super::listing::{ListQuery, list_in_vhosts, one_in_vhost};
+use super::overview::node_name;
+use super::vhosts::{live_vhost, vhost_to_declare};
+use crate::auth::{Kind, Permission};
+use crate::broker::Broker;
+use crate::channel::notify_cancelled;
+use crate::queue::Queue;
+use crate::vhost::{QueueDeclare, VHost};
+
+fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
+    let s = q.stats();
+    let exclusive_tag = q
+        .consumers()
+        .into_iter()
+        .find(|c| c.exclusive)
+        .map(|c| c.tag.to_string());
+    json!({
+        "name": q.name,
+        "vhost": vhost,
+        "durable": q.spec.durable,
+        "auto_delete": q.spec.auto_delete,
+        "exclusive": q.spec.exclusive_owner.is_some(),
+        "arguments": table_to_json(&q.spec.arguments),
+        "node": node,
+        "type": "classic",
+        "state": "running",
+        "consumers": s.consumers,
+        "exclusive_consumer_tag": exclusive_tag,
+        "messages": s.messages_ready + s.messages_unacknowledged,
+        "messages_ready": s.messages_ready,
+        "messages_unacknowledged": s.messages_unacknowledged,
+        "message_bytes": s.message_bytes_ready + s.message_bytes_unacknowledged,
+        "message_bytes_ready": s.message_bytes_ready,
+        "message_bytes_unacknowledged": s.message_bytes_unacknowledged,
+        // Bodies plus a fixed overhead per message: an estimate, not a measurement.
+        "memory": s.message_bytes_ready + s.message_bytes_unacknowledged
+            + 64 * (s.messages_ready + s.messages_unacknowledged) + 1024,
+        "policy": null,
+        "operator_policy": null,
+        "effective_policy_definition": {},
+    })
+}
+
+/// GET /api/queues and /api/queues/{vhost}.
+pub async fn queues(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    vhost: Option<Path<String>>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let node = node_name(&broker);
+    let only = vhost.as_deref().map(String::as_str);
+    list_in_vhosts(&broker, &caller, only, &query, |v| {
+        v.queues()
+            .iter()
+            .map(|q| queue_json(&v.name, &node, q))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// GET /api/queues/{vhost}/{name}.
+pub async fn queue(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let node = node_name(&broker);
+    one_in_vhost(&broker, &caller, &vhost, &query, |v| {
+        v.queue(&name).map(|q| queue_json(&v.name, &node, &q))
+    })
+}
+
+/// PUT /api/queues/{vhost}/{name}: 201 created, 204 already there, 400 when
+/// inequivalent (the AMQP text as reason).
+pub async fn put_queue(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let body = parse_body(&body)?;
+    let v = vhost_to_declare(&broker, &caller, &vhost, Kind::Queue, &name)?;
+    let request = QueueDeclare {
+        name,
+        passive: false,
+        durable: bool_field(&body, "durable", false),
+        exclusive: false,
+        auto_delete: bool_field(&body, "auto_delete", false),
+        arguments: json_to_table(body.get("arguments").unwrap_or(&Value::Null))?,
+        server_named: false,
+    };
+    let (_, created) = v.declare_queue(&request, API_CONNECTION)?;
+    Ok(created_or_updated(created))
+}
+
+/// A queue the caller may act on with `permission`.
+pub(super) fn queue_for(
+    broker: &Broker,
+    caller: &Caller,
+    vhost: &str,
+    name: &str,
+    permission: Permission,
+) -> ApiResult<(Arc<VHost>, Arc<Queue>)> {
+    let v = live_vhost(broker, vhost)?;
+    let q = v.queue(name).ok_or_else(ApiError::not_found)?;
+    caller.require(vhost, permission, Kind::Queue, name)?;
+    Ok((v, q))
+}
+
+/// DELETE /api/queues/{vhost}/{name} (`if-unused`, `if-empty`).
+pub async fn delete_queue(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult {
+    let (v, queue) = queue_for(&broker, &caller, &vhost, &name, Permission::Configure)?;
+    if q.if_unused() && queue.stats().consumers > 0 {
+        return Err(ApiError::bad_request(format!(
+            "{} in use",
+            queue.describe()
+        )));
+    }
+    if q.if_empty() && queue.stats().messages_ready > 0 {
+        return Err(ApiError::bad_request(format!(
+            "{} not empty",
+            queue.describe()
+        )));
+    }
+    let deleted = v.remove_queue(&queue);
+    notify_cancelled(&deleted.consumers).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
