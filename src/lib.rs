@@ -3,26 +3,31 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: one typed configuration (defaults, TOML file, flags), validated once.
-//! - [`cli`]: the `warren` binary's command-line flags.
-//! - [`server`]: the listener, the accept loop, graceful shutdown, the shared [`server::Broker`].
-//! - [`connection`]: one task per connection: handshake, frame loop, channel demux,
-//!   heartbeats; [`connection::writer`] is the task that owns the socket's write half.
-//! - [`channel`]: per-channel state and method dispatch: declares, publish (confirms,
-//!   tx), consume, get, acks, qos.
-//! - [`vhost`]: a vhost's exchanges, queues and bindings, the declare rules, routing.
-//! - [`queue`]: the queue engine (ready list by priority and arrival, delivery to
-//!   consumers with credit, acks, requeue at the original position), TTL and
-//!   `x-expires` timers, length limits, dead-lettering with `x-death`, and typed
-//!   `x-` arguments.
-//! - [`message`]: a published message, shared by the queues it reaches.
-//! - [`auth`]: users (RabbitMQ-compatible password hashes, tags), vhost records,
-//!   permissions checked on AMQP operations, SASL (PLAIN, AMQPLAIN).
-//! - [`mgmt`]: the management HTTP API (RabbitMQ-compatible subset) and `/metrics`.
-//! - [`error`]: AMQP exceptions (reply code + RabbitMQ's reply text).
+//! One line per room (top-level module); ARCHITECTURE.md has the map, the layering
+//! `tests/architecture.rs` enforces, the data flow and the lock order.
 //!
-//! The wire format lives in the `warren-codec` crate and the routing core in
-//! `warren-exchanges`; this crate is the glue between them and the network.
+//! - [`alarms`]: memory and disk alarms that stop reading publishers (connection.blocked).
+//! - [`auth`]: users, password hashes, vhost records, permission checks, SASL.
+//! - [`broker`]: the shared [`Broker`]; [`broker::connections`] is the live-connection registry.
+//! - [`channel`]: per-channel state, dispatch, [`channel::confirms`], [`channel::ChannelShared`].
+//! - [`cli`]: the `warren` binary's command-line flags.
+//! - [`config`]: one typed configuration (defaults, TOML file, flags), validated once.
+//! - [`connection`]: handshake, the reader's frame loop, the [`connection::writer`] task.
+//! - [`durable`]: the broker's side of the store: records, group commit, what is written when.
+//! - [`equivalence`]: RabbitMQ's redeclare rule and its `inequivalent arg` texts.
+//! - [`error`]: AMQP exceptions (reply code + RabbitMQ's reply text).
+//! - [`message`]: a published message, shared by the queues it reaches.
+//! - [`mgmt`]: the management HTTP API (RabbitMQ-compatible subset) and `/metrics`.
+//! - [`names`]: names that cross rooms: resource texts and binding destinations.
+//! - [`outbound`]: the items of a connection's writer queue.
+//! - [`queue`]: the queue engine and its seams ([`queue::DeliverySink`], [`queue::QueueHost`]).
+//! - [`recovery`]: rebuilding vhosts, exchanges, queues and bindings from the store at start.
+//! - [`server`]: the listener, the accept loop and graceful shutdown.
+//! - [`vhost`]: exchanges, queues, bindings, declare rules, and the publish service.
+//!
+//! The wire format lives in the `warren-codec` crate, the routing core in
+//! `warren-exchanges` and the store in `warren-storage`; this crate is the glue
+//! between them and the network.
 
 pub mod alarms;
 pub mod auth;

@@ -38,7 +38,7 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
         "exclusive": q.spec.exclusive_owner.is_some(),
         "arguments": table_to_json(&q.spec.arguments),
         "node": node,
-        "type": "classic",
+        "type": q.type_name(),
         "state": "running",
         "consumers": s.consumers,
         "exclusive_consumer_tag": exclusive_tag,

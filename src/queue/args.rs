@@ -10,6 +10,7 @@ use warren_exchanges::type_name;
 use crate::equivalence;
 use warren_exchanges::integer;
 
+use super::QueueType;
 use crate::error::AmqpError;
 
 /// What to do when a length limit is reached.
@@ -47,6 +48,8 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     /// `x-delivery-limit`.
     pub delivery_limit: Option<u64>,
+    /// `x-queue-type`.
+    pub queue_type: QueueType,
 }
 
 /// Arguments RabbitMQ compares when a classic queue is declared again, in the
@@ -95,11 +98,14 @@ impl QueueArgs {
         let mut args = QueueArgs::default();
         if let Some(v) = get("x-queue-type") {
             let t = string(v).map_err(|e| invalid("x-queue-type", e))?;
-            if !matches!(t.as_str(), "classic" | "quorum") {
-                return Err(invalid(
-                    "x-queue-type",
-                    format!("\"unsupported queue type '{t}'\""),
-                ));
+            match QueueType::from_name(&t) {
+                Some(kind) if kind.supported() => args.queue_type = kind,
+                _ => {
+                    return Err(invalid(
+                        "x-queue-type",
+                        format!("\"unsupported queue type '{t}'\""),
+                    ));
+                }
             }
         }
         if let Some(v) = get("x-expires") {

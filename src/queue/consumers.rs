@@ -217,12 +217,12 @@ impl Consumers {
 impl Queue {
     /// Attached consumers (with single active consumer, the waiting ones too).
     pub fn consumer_count(&self) -> u32 {
-        u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.classic().lock().consumers.len()).unwrap_or(u32::MAX)
     }
 
     /// Whether the queue has consumers (for delete if-unused).
     pub fn has_consumers(&self) -> bool {
-        !self.state.lock().consumers.is_empty()
+        !self.classic().lock().consumers.is_empty()
     }
 
     /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply. On success

@@ -22,7 +22,7 @@ pub struct QueueStats {
 impl Queue {
     /// Its counters now.
     pub fn stats(&self) -> QueueStats {
-        let st = self.state.lock();
+        let st = self.classic().lock();
         QueueStats {
             messages_ready: st.ready.len() as u64,
             messages_unacknowledged: st.outstanding.len() as u64,
@@ -38,6 +38,6 @@ impl Queue {
 
     /// Its consumers, in priority order.
     pub fn consumers(&self) -> Vec<Arc<Consumer>> {
-        self.state.lock().consumers.iter().cloned().collect()
+        self.classic().lock().consumers.iter().cloned().collect()
     }
 }

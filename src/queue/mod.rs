@@ -34,6 +34,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod host;
 mod inspect;
+pub mod kind;
 mod limits;
 mod ready;
 #[cfg(test)]
@@ -66,6 +67,8 @@ pub use delivery::{
 };
 pub use host::QueueHost;
 pub use inspect::QueueStats;
+use kind::Backend;
+pub use kind::QueueType;
 use ready::Entry;
 use warren_storage::QueueId;
 
@@ -130,7 +133,8 @@ pub struct Queue {
     pub vhost: String,
     /// How it was declared.
     pub spec: QueueSpec,
-    state: Mutex<QueueState>,
+    /// The engine that holds its messages (see `kind.rs`).
+    backend: Backend,
     /// Where it lives, for dead-lettering and for deleting itself (`x-expires`).
     host: Weak<dyn QueueHost>,
     /// Wakes the timer task (see `ttl.rs`).
@@ -164,7 +168,7 @@ impl Queue {
             name,
             vhost,
             spec,
-            state: Mutex::new(QueueState {
+            backend: Backend::Classic(Mutex::new(QueueState {
                 next_seq: 0,
                 ready,
                 outstanding: HashMap::new(),
@@ -173,20 +177,33 @@ impl Queue {
                 deleted: false,
                 used_at: Instant::now(),
                 timer: ttl::Timer::default(),
-            }),
+            })),
             host,
             wake: Arc::new(Notify::new()),
             store_id,
         });
-        queue.renew_lease(&mut queue.state.lock());
+        queue.renew_lease(&mut queue.classic().lock());
         queue
+    }
+
+    /// The classic engine's state.
+    fn classic(&self) -> &Mutex<QueueState> {
+        match &self.backend {
+            Backend::Classic(state) => state,
+        }
+    }
+
+    /// What the queue really is, as the management API reports its `type`
+    /// (a queue declared `quorum` is `classic` until Warren has a cluster).
+    pub fn type_name(&self) -> &'static str {
+        self.backend.type_name()
     }
 
     /// Runs `f` under the queue's lock, then dead-letters what it let go.
     fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut QueueState, &mut Vec<Dead>) -> R) -> R {
         let mut dead = Vec::new();
         let result = {
-            let mut st = self.state.lock();
+            let mut st = self.classic().lock();
             let result = f(&mut st, &mut dead);
             st.ready.flush_gone();
             result
@@ -208,7 +225,7 @@ impl Queue {
     /// A declare of this queue (`x-expires`: the lease starts again).
     pub fn touch(self: &Arc<Self>) {
         if self.spec.args.expires.is_some() {
-            self.renew_lease(&mut self.state.lock());
+            self.renew_lease(&mut self.classic().lock());
         }
     }
 
@@ -471,14 +488,14 @@ impl Queue {
 
     /// Drops every ready message (dead-lettering none); returns how many.
     pub fn purge(&self) -> u32 {
-        let count = self.state.lock().ready.clear();
+        let count = self.classic().lock().ready.clear();
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     /// Marks the queue deleted (dead-lettering nothing); returns its ready
     /// count and its consumers.
     pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
-        let mut st = self.state.lock();
+        let mut st = self.classic().lock();
         st.deleted = true;
         // The vhost drops the queue's stored messages all at once.
         let count = u32::try_from(st.ready.discard_all()).unwrap_or(u32::MAX);
@@ -498,13 +515,13 @@ impl Queue {
     /// Reads the queue's messages back from the store at start (`clean`: the
     /// last run shut down cleanly).
     pub fn recover(&self, clean: bool) {
-        let mut st = self.state.lock();
+        let mut st = self.classic().lock();
         st.next_seq = st.ready.recover(clean);
     }
 
     /// At a clean shutdown: records which stored messages were delivered before.
     pub fn save_redelivered(&self) {
-        let st = self.state.lock();
+        let st = self.classic().lock();
         st.ready.save_redelivered(st.outstanding.iter());
     }
 }

@@ -94,7 +94,7 @@ impl Queue {
     fn on_timer(self: &Arc<Self>) -> Option<Option<Instant>> {
         let mut dead = Vec::new();
         let (next, lease_over) = {
-            let mut st = self.state.lock();
+            let mut st = self.classic().lock();
             if st.deleted {
                 return None;
             }

@@ -21,7 +21,7 @@ use warren_codec::types::FieldTable;
 use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::error::AmqpError;
-use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, args};
+use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, QueueType, args};
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
 use warren_storage::QueueId;
 
@@ -336,6 +336,15 @@ impl VHost {
                     args: QueueArgs::parse(&req.arguments, &describe)?,
                     arguments: req.arguments.clone(),
                 };
+                if spec.args.queue_type == QueueType::Quorum {
+                    // Applications that declare quorum queues keep running, but
+                    // nothing is replicated: say so where operators look.
+                    tracing::warn!(
+                        queue = %req.name,
+                        vhost = %self.name,
+                        "x-queue-type 'quorum' declared: Warren has no replicated queues yet; this is a durable single-node classic queue"
+                    );
+                }
                 let id = self.storage.new_queue_id()?;
                 let record = QueueRecord {
                     id,

@@ -120,3 +120,61 @@ async fn the_alarms_health_check_reports_a_memory_alarm() {
     .await;
     assert_eq!(status, 200);
 }
+
+/// `x-queue-type`: `quorum` declares a working queue that the API reports as
+/// what it is (classic, the argument kept); `stream` is refused with
+/// RabbitMQ's text for a type it does not support.
+#[tokio::test]
+async fn queue_types_as_declared_and_as_they_are() {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+
+    use super::common::lapin::{refused, table, text};
+
+    let (broker, api) = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(
+        "orders.q".into(),
+        durable,
+        table(&[("x-queue-type", text("quorum"))]),
+    )
+    .await
+    .expect("quorum declares");
+    ch.basic_publish(
+        "".into(),
+        "orders.q".into(),
+        BasicPublishOptions::default(),
+        b"m",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let q = api.get("/api/queues/%2F/orders.q").await.json();
+    assert_eq!(q["type"], "classic");
+    assert_eq!(q["arguments"]["x-queue-type"], "quorum");
+    let messages = eventually(serde_json::json!(1), async || {
+        api.get("/api/queues/%2F/orders.q").await.json()["messages"].clone()
+    })
+    .await;
+    assert_eq!(messages, 1, "a quorum-declared queue takes messages");
+
+    let stream = ch
+        .queue_declare(
+            "events.s".into(),
+            durable,
+            table(&[("x-queue-type", text("stream"))]),
+        )
+        .await;
+    assert_eq!(
+        refused(stream),
+        (
+            406,
+            "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue 'events.s' in vhost '/': \"unsupported queue type 'stream'\"".to_owned()
+        )
+    );
+}
