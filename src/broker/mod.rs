@@ -141,7 +141,7 @@ impl Broker {
         }
         for queue in vhost.queues() {
             let deleted = vhost.remove_queue(&queue);
-            crate::channel::notify_cancelled(&deleted.consumers).await;
+            crate::queue::notify_cancelled(&deleted.consumers).await;
         }
         self.storage.forget_vhost(name);
         self.auth.delete_vhost(name);

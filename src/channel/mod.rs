@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 
 use warren_codec::protocol::{AMQPClass, access, channel, confirm, tx};
 
-pub use crate::queue::notify_cancelled;
 pub use content::{Assembly, Publication};
 pub use shared::ChannelShared;
 

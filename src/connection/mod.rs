@@ -28,10 +28,10 @@ use crate::broker::Broker;
 use crate::channel::confirms::ConfirmQueue;
 use crate::channel::{
     Channel, ChannelShared, ChannelState, ConnectionInfo, Publication, Step, content,
-    notify_cancelled,
 };
 use crate::error::AmqpError;
 use crate::outbound::{Outbound, OutboundTx};
+use crate::queue::notify_cancelled;
 use handshake::{HandshakeError, Tuned};
 use reader::{FrameReader, ReadError};
 

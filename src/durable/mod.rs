@@ -1,5 +1,5 @@
 //! The broker's side of durability: what it writes to the store
-//! (`warren-storage`) and when, and recovery at start.
+//! (`warren-storage`) and when.
 //!
 //! - Durable exchanges, durable non-exclusive queues and the bindings between
 //!   them are written when declared and removed when deleted; the channel

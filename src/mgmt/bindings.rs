@@ -291,6 +291,8 @@ pub async fn add_binding(
         &arguments,
         API_CONNECTION,
     )?;
+    // As on AMQP: the answer waits until what was stored is on disk.
+    broker.storage.commit().await?;
     let location = format!("{dest}/{}", properties_key(key, &arguments));
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
@@ -346,5 +348,7 @@ pub async fn delete_binding(
         &stored,
         API_CONNECTION,
     )?;
+    // As on AMQP: the answer waits until what was stored is on disk.
+    broker.storage.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -275,6 +275,8 @@ pub async fn import_all(
         )
         .map_err(bad)?;
     }
+    // As on AMQP: the answer waits until what was stored is on disk.
+    broker.storage.commit().await?;
     Ok(())
 }
 

@@ -103,6 +103,8 @@ pub async fn put_exchange(
     // Always 400 with the AMQP text (an inequivalent redeclare): the name
     // checks above gave the refusals that `?` would make 401s.
     .map_err(|e| ApiError::bad_request(e.text))?;
+    // As on AMQP: the answer waits until what was stored is on disk.
+    broker.storage.commit().await?;
     Ok(created_or_updated(created))
 }
 
@@ -118,5 +120,7 @@ pub async fn delete_exchange(
     v.exchange(name).ok_or_else(ApiError::not_found)?;
     caller.require(&vhost, Permission::Configure, Kind::Exchange, name)?;
     v.delete_exchange(name, q.if_unused())?;
+    // As on AMQP: the answer waits until what was stored is on disk.
+    broker.storage.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -19,8 +19,8 @@ use super::overview::node_name;
 use super::vhosts::{live_vhost, vhost_to_declare};
 use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
-use crate::channel::notify_cancelled;
 use crate::queue::Queue;
+use crate::queue::notify_cancelled;
 use crate::vhost::{QueueDeclare, VHost};
 
 fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
@@ -107,6 +107,8 @@ pub async fn put_queue(
         server_named: false,
     };
     let (_, created) = v.declare_queue(&request, API_CONNECTION)?;
+    // As on AMQP: the answer waits until what was stored is on disk.
+    broker.storage.commit().await?;
     Ok(created_or_updated(created))
 }
 
@@ -146,5 +148,7 @@ pub async fn delete_queue(
     }
     let deleted = v.remove_queue(&queue);
     notify_cancelled(&deleted.consumers).await;
+    // As on AMQP: the answer waits until what was stored is on disk.
+    broker.storage.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -112,6 +112,8 @@ impl Queue {
             }
             let next = self.next_deadline(&st);
             st.timer.at = next;
+            // Expired messages leave the store too, as in `with_state`.
+            st.ready.flush_gone();
             (next, lease_over)
         };
         self.dead_letter(dead);
