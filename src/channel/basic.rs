@@ -1,44 +1,23 @@
-//! basic.* on a channel: publish (with confirms and transactions), consume,
-//! cancel, get, ack/nack/reject, qos, recover.
+//! basic.* on a channel: publish, consume, cancel, get (qos, acks and
+//! recover are `qos.rs`; confirms `confirms.rs`; transactions `tx.rs`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, ReplyCode};
 
 use super::declare::generated_name;
+use super::qos::Settle;
+use super::tx::TxOp;
 use super::{Channel, Mode, Publication};
 use crate::auth::{Kind, Permission};
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::outbound::Outbound;
-use crate::queue::{Consumer, GetResult, Queue, Unacked, by_queue, priority_arg};
+use crate::queue::{Consumer, GetResult, Queue, priority_arg};
 use crate::vhost::publish::Outcome;
 use crate::vhost::replies;
-
-/// What happens to settled deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    /// basic.ack: done with them.
-    Ack,
-    /// nack/reject with requeue: back to their queues, redelivered.
-    Requeue,
-    /// nack/reject without requeue: dead-lettered or dropped.
-    Discard,
-}
-
-/// Work a transaction holds until tx.commit.
-#[derive(Debug)]
-pub enum TxOp {
-    /// A routed message and its queues.
-    Publish(Arc<Message>, Vec<Arc<Queue>>, bool),
-    /// Deliveries acked, nacked or rejected inside the transaction, by tag (the
-    /// channel holds them meanwhile, see [`super::shared::Deliveries::tx_settled`]).
-    Settle(Vec<u64>, Settle),
-}
 
 impl Channel {
     pub(super) async fn on_basic_method(
@@ -53,23 +32,7 @@ impl Channel {
                 self.assembly = super::Assembly::Header(publish);
             }
             // A prefetch-size other than 0 was refused by the decoder (540).
-            basic::AMQPMethod::Qos(m) => {
-                if m.global {
-                    self.shared
-                        .credit
-                        .prefetch
-                        .store(m.prefetch_count, Ordering::Release);
-                    self.kick_consumed_queues();
-                } else {
-                    self.consumer_prefetch = m.prefetch_count;
-                    self.shared
-                        .report
-                        .prefetch
-                        .store(m.prefetch_count, Ordering::Relaxed);
-                }
-                self.reply(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
-                    .await;
-            }
+            basic::AMQPMethod::Qos(m) => self.qos(m).await,
             basic::AMQPMethod::Consume(m) if self.consumes_replies(&m.queue) => {
                 self.consume_replies(m).await?;
             }
@@ -120,10 +83,14 @@ impl Channel {
             }
             basic::AMQPMethod::Ack(m) => self.settle(m.delivery_tag, m.multiple, Settle::Ack)?,
             basic::AMQPMethod::Nack(m) => {
-                self.settle(m.delivery_tag, m.multiple, requeue_or_discard(m.requeue))?;
+                self.settle(
+                    m.delivery_tag,
+                    m.multiple,
+                    Settle::requeue_or_discard(m.requeue),
+                )?;
             }
             basic::AMQPMethod::Reject(m) => {
-                self.settle(m.delivery_tag, false, requeue_or_discard(m.requeue))?;
+                self.settle(m.delivery_tag, false, Settle::requeue_or_discard(m.requeue))?;
             }
             basic::AMQPMethod::Recover(m) => {
                 self.recover(m.requeue)?;
@@ -190,50 +157,6 @@ impl Channel {
             self.shared.consumers.lock().remove(&tag);
             return Err(e);
         }
-        Ok(())
-    }
-
-    fn settle(&mut self, tag: u64, multiple: bool, how: Settle) -> Result<(), AmqpError> {
-        let settled = self
-            .shared
-            .settle(tag, multiple)
-            .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))?;
-        if self.mode == Mode::Tx {
-            let tags = settled.keys().copied().collect();
-            self.shared.hold_for_tx(settled);
-            self.tx_pending.push(TxOp::Settle(tags, how));
-            return Ok(());
-        }
-        self.apply_settle(settled, how);
-        Ok(())
-    }
-
-    fn apply_settle(&self, settled: BTreeMap<u64, Unacked>, how: Settle) {
-        by_queue(settled.into_values().collect(), |queue, seqs| match how {
-            Settle::Ack => queue.ack(seqs),
-            Settle::Discard => queue.reject(seqs),
-            Settle::Requeue => queue.requeue(seqs),
-        });
-        // A channel-wide prefetch may have held back other queues' consumers.
-        if self.shared.credit.prefetch.load(Ordering::Acquire) != 0 {
-            self.kick_consumed_queues();
-        }
-    }
-
-    fn kick_consumed_queues(&self) {
-        let queues: Vec<Arc<Queue>> = self.shared.consumers.lock().values().cloned().collect();
-        for queue in queues {
-            queue.kick();
-        }
-    }
-
-    fn recover(&mut self, requeue: bool) -> Result<(), AmqpError> {
-        if !requeue {
-            return Err(AmqpError::not_implemented("requeue=false"));
-        }
-        by_queue(self.shared.take_unacked(), |queue, seqs| {
-            queue.requeue(seqs)
-        });
         Ok(())
     }
 
@@ -307,7 +230,7 @@ impl Channel {
     /// Hands a routed message to its queues (or returns it when unroutable and
     /// mandatory). A queue that refused it (`x-overflow` reject-publish) makes
     /// its confirm a nack; it is not returned.
-    async fn deliver_published(
+    pub(super) async fn deliver_published(
         &self,
         message: Arc<Message>,
         queues: &[Arc<Queue>],
@@ -336,36 +259,6 @@ impl Channel {
             return Outcome::default();
         }
         self.conn.vhost.enqueue(&message, queues)
-    }
-
-    /// tx.commit: the held publishes are enqueued, the held settlements applied.
-    pub(super) async fn commit(&mut self) -> Result<(), AmqpError> {
-        for op in std::mem::take(&mut self.tx_pending) {
-            match op {
-                TxOp::Publish(message, queues, mandatory) => {
-                    self.deliver_published(message, &queues, mandatory).await;
-                }
-                TxOp::Settle(tags, how) => {
-                    let settled = self.shared.take_held(&tags);
-                    self.apply_settle(settled, how);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// tx.rollback: held publishes are dropped, held settlements undone.
-    pub(super) fn rollback(&mut self) {
-        self.tx_pending.clear();
-        self.shared.unhold_all();
-    }
-}
-
-fn requeue_or_discard(requeue: bool) -> Settle {
-    if requeue {
-        Settle::Requeue
-    } else {
-        Settle::Discard
     }
 }
 

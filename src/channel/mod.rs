@@ -5,7 +5,9 @@
 //! deliveries, consumers) is [`shared::ChannelShared`].
 //!
 //! - `declare.rs`: exchange.* and queue.* methods.
-//! - `basic.rs`: publish, consume, get, ack/nack/reject, qos, recover.
+//! - `basic.rs`: publish, consume, cancel, get.
+//! - `qos.rs`: basic.qos and settlements (ack, nack, reject, recover).
+//! - `tx.rs`: transactions.
 //! - `confirms.rs`: publisher confirms, pipelined behind the group commit.
 //! - `content.rs`: assembling publish + header + body frames.
 //! - `reply_to.rs`: direct reply-to (the `amq.rabbitmq.reply-to` pseudo-queue).
@@ -14,13 +16,15 @@ mod basic;
 pub mod confirms;
 pub mod content;
 mod declare;
+mod qos;
 pub mod reply_to;
 pub mod shared;
+mod tx;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use warren_codec::protocol::{AMQPClass, access, channel, confirm, tx};
+use warren_codec::protocol::{AMQPClass, access, channel, confirm};
 
 pub use content::{Assembly, Publication};
 pub use shared::ChannelShared;
@@ -92,7 +96,7 @@ pub struct Channel {
     /// The queue most recently declared here (for the empty-name shortcut).
     last_queue: String,
     /// Publishes and acks waiting for tx.commit.
-    tx_pending: Vec<basic::TxOp>,
+    tx_pending: Vec<tx::TxOp>,
     /// Confirm tags (first, last) settled but not yet acked to the publisher.
     unsent_acks: Option<(u64, u64)>,
     /// Some of them are persistent messages in durable queues: their ack
@@ -205,49 +209,6 @@ impl Channel {
             channel::AMQPMethod::FlowOk(_) => Ok(Step::Continue),
             other => Err(unhandled(&AMQPClass::Channel(other))),
         }
-    }
-
-    async fn on_tx_method(&mut self, method: tx::AMQPMethod) -> Result<(), AmqpError> {
-        match method {
-            tx::AMQPMethod::Select(_) => {
-                if let Mode::Confirm(_) = self.mode {
-                    return Err(AmqpError::precondition_failed(
-                        "cannot switch from confirm to tx mode",
-                    ));
-                }
-                self.mode = Mode::Tx;
-                self.shared
-                    .report
-                    .transactional
-                    .store(true, Ordering::Relaxed);
-                self.reply(AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})))
-                    .await;
-            }
-            tx::AMQPMethod::Commit(_) => {
-                if self.mode != Mode::Tx {
-                    return Err(AmqpError::precondition_failed(
-                        "channel is not transactional",
-                    ));
-                }
-                self.commit().await?;
-                // Persistent messages published in the transaction are on disk.
-                self.conn.vhost.storage.commit().await?;
-                self.reply(AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})))
-                    .await;
-            }
-            tx::AMQPMethod::Rollback(_) => {
-                if self.mode != Mode::Tx {
-                    return Err(AmqpError::precondition_failed(
-                        "channel is not transactional",
-                    ));
-                }
-                self.rollback();
-                self.reply(AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})))
-                    .await;
-            }
-            other => return Err(unhandled(&AMQPClass::Tx(other))),
-        }
-        Ok(())
     }
 
     /// Releases everything the channel holds: cancels its consumers (auto-deleting
