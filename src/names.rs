@@ -31,3 +31,69 @@ impl Destination {
         }
     }
 }
+
+/// A connection's id, unique in the broker's life: the owner of exclusive
+/// queues, the key of the live-connection registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl std::fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A consumer tag (`basic.consume`), shared by the consumer, its channel's
+/// registry and every delivery it gets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConsumerTag(std::sync::Arc<str>);
+
+impl ConsumerTag {
+    /// The tag as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ConsumerTag {
+    fn from(tag: &str) -> Self {
+        ConsumerTag(std::sync::Arc::from(tag))
+    }
+}
+
+impl From<String> for ConsumerTag {
+    fn from(tag: String) -> Self {
+        ConsumerTag(std::sync::Arc::from(tag))
+    }
+}
+
+impl std::borrow::Borrow<str> for ConsumerTag {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ConsumerTag {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ConsumerTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A delivery tag: a channel's number for one delivery (basic.deliver or
+/// get-ok), from 1, in the order the client receives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct DeliveryTag(pub u64);
+
+impl std::fmt::Display for DeliveryTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -11,6 +11,7 @@ use warren_codec::ContentHeader;
 use warren_codec::protocol::AMQPClass;
 
 use crate::message::Message;
+use crate::names::{ConsumerTag, DeliveryTag};
 
 /// Something to send on the connection.
 #[derive(Debug)]
@@ -24,9 +25,9 @@ pub enum Outbound {
         /// Channel number.
         channel: u16,
         /// The consumer's tag.
-        consumer_tag: Arc<str>,
+        consumer_tag: ConsumerTag,
         /// The channel's delivery tag.
-        delivery_tag: u64,
+        delivery_tag: DeliveryTag,
         /// Delivered before.
         redelivered: bool,
         /// The message.
@@ -37,7 +38,7 @@ pub enum Outbound {
         /// Channel number.
         channel: u16,
         /// The channel's delivery tag.
-        delivery_tag: u64,
+        delivery_tag: DeliveryTag,
         /// Delivered before.
         redelivered: bool,
         /// Ready messages left in the queue.

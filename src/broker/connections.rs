@@ -17,6 +17,7 @@ use warren_codec::types::FieldTable;
 
 use crate::channel::ChannelShared;
 use crate::error::AmqpError;
+use crate::names::ConnectionId;
 
 /// RabbitMQ's reason when the management API closes a connection.
 pub const CLOSED_VIA_MANAGEMENT: &str = "Closed via management plugin";
@@ -25,7 +26,7 @@ pub const CLOSED_VIA_MANAGEMENT: &str = "Closed via management plugin";
 #[derive(Debug)]
 pub struct LiveConnection {
     /// The broker-wide connection id.
-    pub id: u64,
+    pub id: ConnectionId,
     /// RabbitMQ's name for it: `peer -> local`.
     pub name: String,
     /// The client's address.
@@ -55,7 +56,7 @@ impl LiveConnection {
     /// A registry entry; `close` is the token the connection's loop watches.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        id: u64,
+        id: ConnectionId,
         peer: SocketAddr,
         local: Option<SocketAddr>,
         user: &str,

@@ -12,6 +12,7 @@ use crate::alarms::Alarms;
 use crate::auth::{Registry, VHostDef};
 use crate::config::Config;
 use crate::durable::Storage;
+use crate::names::ConnectionId;
 use crate::recovery;
 use crate::vhost::VHost;
 use connections::LiveConnection;
@@ -30,7 +31,7 @@ pub struct Broker {
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
     /// Live connections by id (see [`connections`]).
-    pub connections: DashMap<u64, Arc<LiveConnection>>,
+    pub connections: DashMap<ConnectionId, Arc<LiveConnection>>,
     next_connection_id: AtomicU64,
     /// The store of durable state.
     pub storage: Arc<Storage>,
@@ -149,7 +150,7 @@ impl Broker {
     }
 
     /// A fresh connection id (owner key of exclusive queues).
-    pub fn next_connection_id(&self) -> u64 {
-        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    pub fn next_connection_id(&self) -> ConnectionId {
+        ConnectionId(self.next_connection_id.fetch_add(1, Ordering::Relaxed))
     }
 }

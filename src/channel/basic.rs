@@ -14,6 +14,7 @@ use super::{Channel, Mode, Publication};
 use crate::auth::{Kind, Permission};
 use crate::error::AmqpError;
 use crate::message::Message;
+use crate::names::{ConsumerTag, DeliveryTag};
 use crate::outbound::Outbound;
 use crate::queue::{Consumer, GetResult, Queue, priority_arg};
 use crate::vhost::publish::Outcome;
@@ -41,7 +42,7 @@ impl Channel {
                 self.cancel_replies(m).await;
             }
             basic::AMQPMethod::Cancel(m) => {
-                let tag: Arc<str> = Arc::from(m.consumer_tag.as_str());
+                let tag = ConsumerTag::from(m.consumer_tag.as_str());
                 let queue = self.shared.consumers.lock().remove(&tag);
                 if let Some(queue) = queue
                     && queue.remove_consumer(self.shared.as_ref(), &tag)
@@ -81,16 +82,22 @@ impl Channel {
                     }
                 }
             }
-            basic::AMQPMethod::Ack(m) => self.settle(m.delivery_tag, m.multiple, Settle::Ack)?,
+            basic::AMQPMethod::Ack(m) => {
+                self.settle(DeliveryTag(m.delivery_tag), m.multiple, Settle::Ack)?
+            }
             basic::AMQPMethod::Nack(m) => {
                 self.settle(
-                    m.delivery_tag,
+                    DeliveryTag(m.delivery_tag),
                     m.multiple,
                     Settle::requeue_or_discard(m.requeue),
                 )?;
             }
             basic::AMQPMethod::Reject(m) => {
-                self.settle(m.delivery_tag, false, Settle::requeue_or_discard(m.requeue))?;
+                self.settle(
+                    DeliveryTag(m.delivery_tag),
+                    false,
+                    Settle::requeue_or_discard(m.requeue),
+                )?;
             }
             basic::AMQPMethod::Recover(m) => {
                 self.recover(m.requeue)?;
@@ -111,9 +118,9 @@ impl Channel {
             .access
             .check(Permission::Read, Kind::Queue, &name)?;
         let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
-        let tag: Arc<str> = match m.consumer_tag.as_str() {
-            "" => Arc::from(generated_name("amq.ctag-")),
-            tag => Arc::from(tag),
+        let tag = match m.consumer_tag.as_str() {
+            "" => ConsumerTag::from(generated_name("amq.ctag-")),
+            tag => ConsumerTag::from(tag),
         };
         if self.shared.consumers.lock().contains_key(&tag) {
             return Err(AmqpError::not_allowed(format!(

@@ -30,6 +30,7 @@ pub use content::{Assembly, Publication};
 pub use shared::ChannelShared;
 
 use crate::error::AmqpError;
+use crate::names::ConnectionId;
 use crate::outbound::Outbound;
 use crate::queue::by_queue;
 use crate::vhost::VHost;
@@ -56,7 +57,7 @@ pub enum Step {
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     /// Unique id of the connection (owner of exclusive queues).
-    pub id: u64,
+    pub id: ConnectionId,
     /// The vhost it opened.
     pub vhost: Arc<VHost>,
     /// The authenticated user.

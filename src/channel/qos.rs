@@ -11,6 +11,7 @@ use warren_codec::protocol::{AMQPClass, basic};
 use super::tx::TxOp;
 use super::{Channel, Mode};
 use crate::error::AmqpError;
+use crate::names::DeliveryTag;
 use crate::queue::{Queue, Unacked, by_queue};
 
 /// What happens to settled deliveries.
@@ -58,7 +59,7 @@ impl Channel {
 
     pub(super) fn settle(
         &mut self,
-        tag: u64,
+        tag: DeliveryTag,
         multiple: bool,
         how: Settle,
     ) -> Result<(), AmqpError> {
@@ -76,7 +77,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn apply_settle(&self, settled: BTreeMap<u64, Unacked>, how: Settle) {
+    pub(super) fn apply_settle(&self, settled: BTreeMap<DeliveryTag, Unacked>, how: Settle) {
         by_queue(settled.into_values().collect(), |queue, seqs| match how {
             Settle::Ack => queue.ack(seqs),
             Settle::Discard => queue.reject(seqs),

@@ -32,13 +32,14 @@ use super::Channel;
 use super::declare::generated_name;
 use crate::error::AmqpError;
 use crate::names::resource;
+use crate::names::{ConnectionId, ConsumerTag};
 use crate::vhost::VHost;
 pub use crate::vhost::replies::{ADDRESS_PREFIX, PSEUDO_QUEUE, Registry, Target};
 
 /// A channel's reply consumer. Dropping it takes its address out of the registry.
 #[derive(Debug)]
 pub struct ReplyConsumer {
-    tag: Arc<str>,
+    tag: ConsumerTag,
     address: Arc<str>,
     live: Arc<AtomicBool>,
     vhost: Arc<VHost>,
@@ -60,8 +61,8 @@ pub fn is_reply_queue_name(name: &str) -> bool {
 /// `amq.rabbitmq.reply-to.<identity>.<key>`: the identity is the connection and
 /// channel (base64 of their numbers), the key a random v4 UUID (base64), so an
 /// address cannot be guessed and is never reused.
-fn new_address(connection: u64, channel: u16) -> String {
-    let mut identity = connection.to_be_bytes().to_vec();
+fn new_address(connection: ConnectionId, channel: u16) -> String {
+    let mut identity = connection.0.to_be_bytes().to_vec();
     identity.extend_from_slice(&channel.to_be_bytes());
     let key = uuid::Uuid::new_v4();
     format!(
@@ -124,9 +125,9 @@ impl Channel {
         if self.reply_consumer.is_some() {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
-        let tag: Arc<str> = match m.consumer_tag.as_str() {
-            "" => Arc::from(generated_name("amq.ctag-")),
-            tag => Arc::from(tag),
+        let tag = match m.consumer_tag.as_str() {
+            "" => ConsumerTag::from(generated_name("amq.ctag-")),
+            tag => ConsumerTag::from(tag),
         };
         let address: Arc<str> = Arc::from(new_address(self.conn.id, self.id));
         let live = Arc::new(AtomicBool::new(true));
@@ -248,8 +249,8 @@ mod tests {
 
     #[test]
     fn addresses_are_unique_and_fit_a_short_string() {
-        let a = new_address(u64::MAX, u16::MAX);
-        let b = new_address(u64::MAX, u16::MAX);
+        let a = new_address(ConnectionId(u64::MAX), u16::MAX);
+        let b = new_address(ConnectionId(u64::MAX), u16::MAX);
         assert_ne!(a, b);
         assert!(a.starts_with(ADDRESS_PREFIX));
         assert!(a.len() < 100, "{a}");

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
 
+use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::outbound::{Outbound, OutboundTx};
 use crate::queue::delivery::SinkFuture;
 use crate::queue::{
@@ -30,7 +31,7 @@ pub struct ChannelShared {
     /// Channel number.
     pub id: u16,
     /// Its connection's id.
-    pub connection: u64,
+    pub connection: ConnectionId,
     /// The connection's writer queue.
     pub out: OutboundTx,
     /// Whether the client wants basic.cancel when a queue it consumes from goes.
@@ -41,7 +42,7 @@ pub struct ChannelShared {
     pub credit: Arc<ChannelCredit>,
     /// This channel's consumers by tag, with their queue. Any task may remove one
     /// (a queue deleted by another connection cancels its consumers).
-    pub consumers: Mutex<HashMap<Arc<str>, Arc<Queue>>>,
+    pub consumers: Mutex<HashMap<ConsumerTag, Arc<Queue>>>,
     /// What the management API reports of the channel's modes.
     pub report: ChannelReport,
 }
@@ -62,7 +63,12 @@ pub struct ChannelReport {
 
 impl ChannelShared {
     /// New shared state for channel `id` of connection `connection`.
-    pub fn new(id: u16, connection: u64, out: OutboundTx, cancel_notify: bool) -> Arc<Self> {
+    pub fn new(
+        id: u16,
+        connection: ConnectionId,
+        out: OutboundTx,
+        cancel_notify: bool,
+    ) -> Arc<Self> {
         Arc::new(ChannelShared {
             id,
             connection,
@@ -76,17 +82,21 @@ impl ChannelShared {
     }
 
     /// Removes the deliveries an ack/nack/reject names (see [`Deliveries::settle`]).
-    pub fn settle(&self, tag: u64, multiple: bool) -> Option<BTreeMap<u64, Unacked>> {
+    pub fn settle(
+        &self,
+        tag: DeliveryTag,
+        multiple: bool,
+    ) -> Option<BTreeMap<DeliveryTag, Unacked>> {
         self.deliveries.lock().settle(tag, multiple)
     }
 
     /// Holds deliveries settled inside a transaction until commit or rollback.
-    pub fn hold_for_tx(&self, settled: BTreeMap<u64, Unacked>) {
+    pub fn hold_for_tx(&self, settled: BTreeMap<DeliveryTag, Unacked>) {
         self.deliveries.lock().tx_settled.extend(settled);
     }
 
     /// tx.commit: takes the held deliveries with these tags.
-    pub fn take_held(&self, tags: &[u64]) -> BTreeMap<u64, Unacked> {
+    pub fn take_held(&self, tags: &[DeliveryTag]) -> BTreeMap<DeliveryTag, Unacked> {
         let mut d = self.deliveries.lock();
         tags.iter()
             .filter_map(|tag| d.tx_settled.remove_entry(tag))
@@ -123,11 +133,15 @@ impl DeliverySink for ChannelShared {
         self.id
     }
 
-    fn connection_id(&self) -> u64 {
+    fn connection_id(&self) -> ConnectionId {
         self.connection
     }
 
-    fn try_deliver(&self, delivery: Delivery, unacked: Option<Unacked>) -> Result<u64, Refused> {
+    fn try_deliver(
+        &self,
+        delivery: Delivery,
+        unacked: Option<Unacked>,
+    ) -> Result<DeliveryTag, Refused> {
         let mut deliveries = self.deliveries.lock();
         if delivery
             .live
@@ -178,7 +192,7 @@ impl DeliverySink for ChannelShared {
         self.deliveries.lock().take_from(queue)
     }
 
-    fn queue_deleted<'a>(&'a self, consumer_tag: &'a Arc<str>) -> SinkFuture<'a> {
+    fn queue_deleted<'a>(&'a self, consumer_tag: &'a ConsumerTag) -> SinkFuture<'a> {
         Box::pin(async move {
             self.consumers.lock().remove(consumer_tag);
             if !self.cancel_notify {

@@ -12,6 +12,7 @@ use super::qos::Settle;
 use super::{Channel, Mode, unhandled};
 use crate::error::AmqpError;
 use crate::message::Message;
+use crate::names::DeliveryTag;
 use crate::queue::Queue;
 
 /// Work a transaction holds until tx.commit.
@@ -21,7 +22,7 @@ pub enum TxOp {
     Publish(Arc<Message>, Vec<Arc<Queue>>, bool),
     /// Deliveries acked, nacked or rejected inside the transaction, by tag (the
     /// channel holds them meanwhile, see [`crate::queue::Deliveries::tx_settled`]).
-    Settle(Vec<u64>, Settle),
+    Settle(Vec<DeliveryTag>, Settle),
 }
 
 impl Channel {

@@ -73,7 +73,7 @@ async fn run(
                             encoder.deliver(
                                 channel,
                                 &consumer_tag,
-                                delivery_tag,
+                                delivery_tag.0,
                                 redelivered,
                                 &message.exchange,
                                 &message.routing_key,
@@ -83,7 +83,7 @@ async fn run(
                         }
                         Outbound::GetOk { channel, delivery_tag, redelivered, message_count, message } => {
                             let get_ok = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
-                                delivery_tag,
+                                delivery_tag: delivery_tag.0,
                                 redelivered,
                                 exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
                                 routing_key: ShortString::try_new(message.routing_key.clone()).unwrap_or_default(),

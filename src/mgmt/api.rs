@@ -12,6 +12,7 @@ use warren_codec::ReplyCode;
 use crate::auth::RegistryError;
 use crate::auth::registry::parse_tags;
 use crate::error::AmqpError;
+use crate::names::ConnectionId;
 
 /// An error answer: a status and RabbitMQ's `{"error": ..., "reason": ...}`.
 #[derive(Debug)]
@@ -173,7 +174,7 @@ pub fn tags_field(body: &serde_json::Map<String, Value>) -> Option<Vec<String>> 
 
 /// The connection id the API declares and binds as: no AMQP connection has
 /// it, so the API cannot create exclusive queues and is refused by others'.
-pub const API_CONNECTION: u64 = 0;
+pub const API_CONNECTION: ConnectionId = ConnectionId(0);
 
 /// `if-unused` / `if-empty` on DELETE.
 #[derive(Debug, Default, Deserialize)]

@@ -24,6 +24,7 @@ use super::vhosts::live_vhost;
 use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
 use crate::message::Message;
+use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::queue::delivery::SinkFuture;
 use crate::queue::{
     ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, GetResult, Queue, Refused,
@@ -175,11 +176,15 @@ impl DeliverySink for ApiSink {
         0
     }
 
-    fn connection_id(&self) -> u64 {
+    fn connection_id(&self) -> ConnectionId {
         API_CONNECTION
     }
 
-    fn try_deliver(&self, delivery: Delivery, unacked: Option<Unacked>) -> Result<u64, Refused> {
+    fn try_deliver(
+        &self,
+        delivery: Delivery,
+        unacked: Option<Unacked>,
+    ) -> Result<DeliveryTag, Refused> {
         let mut held = self.held.lock();
         let tag = held.0.sent(unacked);
         held.1.push(delivery);
@@ -198,7 +203,7 @@ impl DeliverySink for ApiSink {
         self.held.lock().0.take_from(queue)
     }
 
-    fn queue_deleted<'a>(&'a self, _consumer_tag: &'a Arc<str>) -> SinkFuture<'a> {
+    fn queue_deleted<'a>(&'a self, _consumer_tag: &'a ConsumerTag) -> SinkFuture<'a> {
         Box::pin(async { true })
     }
 }

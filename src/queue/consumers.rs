@@ -26,13 +26,14 @@ use super::dead_letter::Dead;
 use super::delivery::{ConsumerCredit, DeliverySink, same_sink};
 use super::{Queue, QueueState, SeqId};
 use crate::error::AmqpError;
+use crate::names::ConsumerTag;
 use warren_exchanges::integer;
 
 /// A consumer attached to a queue.
 #[derive(Debug)]
 pub struct Consumer {
     /// The consumer tag.
-    pub tag: Arc<str>,
+    pub tag: ConsumerTag,
     /// Where its deliveries go (its channel).
     pub sink: Arc<dyn DeliverySink>,
     /// Deliveries need no ack.
@@ -50,7 +51,7 @@ pub struct Consumer {
 impl Consumer {
     /// A consumer on `sink` with the default priority.
     pub fn new(
-        tag: Arc<str>,
+        tag: ConsumerTag,
         sink: Arc<dyn DeliverySink>,
         no_ack: bool,
         exclusive: bool,
@@ -61,7 +62,7 @@ impl Consumer {
 
     /// A consumer on `sink` with this `x-priority`.
     pub fn with_priority(
-        tag: Arc<str>,
+        tag: ConsumerTag,
         sink: Arc<dyn DeliverySink>,
         no_ack: bool,
         exclusive: bool,
@@ -325,7 +326,7 @@ mod tests {
 
     fn consumer(tag: &str, priority: i64, prefetch: u16) -> Arc<Consumer> {
         Consumer::with_priority(
-            Arc::from(tag),
+            ConsumerTag::from(tag),
             TestSink::new(),
             false,
             false,

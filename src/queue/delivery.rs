@@ -21,12 +21,13 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 
 use super::{Queue, SeqId};
 use crate::message::Message;
+use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 
 /// What the client receives.
 #[derive(Debug, Clone)]
 pub enum DeliveryKind {
     /// basic.deliver to the consumer with this tag.
-    Consumer(Arc<str>),
+    Consumer(ConsumerTag),
     /// basic.get-ok, with the queue's ready count after it.
     Get {
         /// Ready messages left in the queue.
@@ -66,12 +67,16 @@ pub trait DeliverySink: Send + Sync + fmt::Debug {
     fn channel_id(&self) -> u16;
 
     /// The id of the connection the channel belongs to.
-    fn connection_id(&self) -> u64;
+    fn connection_id(&self) -> ConnectionId;
 
     /// Hands `delivery` over if the writer has room now: takes the next
     /// delivery tag, records `unacked` under it (None for no-ack), queues the
     /// frame, all under the sink's lock. Returns the tag.
-    fn try_deliver(&self, delivery: Delivery, unacked: Option<Unacked>) -> Result<u64, Refused>;
+    fn try_deliver(
+        &self,
+        delivery: Delivery,
+        unacked: Option<Unacked>,
+    ) -> Result<DeliveryTag, Refused>;
 
     /// Resolves when the writer has room again: true, or false when it is gone.
     fn room(&self) -> SinkFuture<'_>;
@@ -87,7 +92,7 @@ pub trait DeliverySink: Send + Sync + fmt::Debug {
     /// The queue of its consumer `consumer_tag` was deleted: the channel
     /// forgets the consumer and tells the client with basic.cancel if it
     /// advertised `consumer_cancel_notify`.
-    fn queue_deleted<'a>(&'a self, consumer_tag: &'a Arc<str>) -> SinkFuture<'a>;
+    fn queue_deleted<'a>(&'a self, consumer_tag: &'a ConsumerTag) -> SinkFuture<'a>;
 }
 
 /// Whether two sinks are the same channel.
@@ -158,25 +163,25 @@ impl ConsumerCredit {
 #[derive(Debug, Default)]
 pub struct Deliveries {
     /// The tag the last delivery got (tags start at 1).
-    pub last_tag: u64,
+    pub last_tag: DeliveryTag,
     /// Unacked deliveries by tag, in tag order.
-    pub unacked: BTreeMap<u64, Unacked>,
+    pub unacked: BTreeMap<DeliveryTag, Unacked>,
     /// Deliveries acked, nacked or rejected inside the open transaction: no longer
     /// the client's to settle, not settled with their queues until tx.commit.
     /// Their consumers' credit comes back at commit; they go back to their queues
     /// with the rest if the channel closes first.
-    pub tx_settled: BTreeMap<u64, Unacked>,
+    pub tx_settled: BTreeMap<DeliveryTag, Unacked>,
 }
 
 impl Deliveries {
     /// The tag the next delivery will get.
-    pub fn next_tag(&self) -> u64 {
-        self.last_tag + 1
+    pub fn next_tag(&self) -> DeliveryTag {
+        DeliveryTag(self.last_tag.0 + 1)
     }
 
     /// Records that the delivery tagged [`Deliveries::next_tag`] went out.
-    pub fn sent(&mut self, unacked: Option<Unacked>) -> u64 {
-        self.last_tag += 1;
+    pub fn sent(&mut self, unacked: Option<Unacked>) -> DeliveryTag {
+        self.last_tag = self.next_tag();
         if let Some(unacked) = unacked {
             if let Some(credit) = &unacked.consumer {
                 credit.delivered();
@@ -189,8 +194,12 @@ impl Deliveries {
     /// Removes the deliveries an ack/nack/reject names: exactly `tag`, or with
     /// `multiple` every tag up to it (tag 0 with multiple: all). `None` when the
     /// tag is not outstanding, which RabbitMQ answers with 406.
-    pub fn settle(&mut self, tag: u64, multiple: bool) -> Option<BTreeMap<u64, Unacked>> {
-        if multiple && tag == 0 {
+    pub fn settle(
+        &mut self,
+        tag: DeliveryTag,
+        multiple: bool,
+    ) -> Option<BTreeMap<DeliveryTag, Unacked>> {
+        if multiple && tag.0 == 0 {
             return Some(std::mem::take(&mut self.unacked));
         }
         if !self.unacked.contains_key(&tag) {
@@ -202,7 +211,7 @@ impl Deliveries {
                 .remove_entry(&tag)
                 .map(|(t, u)| BTreeMap::from([(t, u)]));
         }
-        let rest = self.unacked.split_off(&(tag + 1));
+        let rest = self.unacked.split_off(&DeliveryTag(tag.0 + 1));
         Some(std::mem::replace(&mut self.unacked, rest))
     }
 
@@ -211,7 +220,7 @@ impl Deliveries {
     pub fn take_from(&mut self, queue: &Arc<Queue>) -> Vec<SeqId> {
         let mut seqs = Vec::new();
         for held in [&mut self.unacked, &mut self.tx_settled] {
-            let tags: Vec<u64> = held
+            let tags: Vec<DeliveryTag> = held
                 .iter()
                 .filter(|(_, u)| Arc::ptr_eq(&u.queue, queue))
                 .map(|(tag, _)| *tag)

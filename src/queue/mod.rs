@@ -55,7 +55,7 @@ use warren_codec::types::FieldTable;
 use crate::durable::Storage;
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::names::resource;
+use crate::names::{ConnectionId, resource};
 pub use args::QueueArgs;
 use backlog::Backlog;
 use consumers::Consumers;
@@ -81,7 +81,7 @@ pub struct QueueSpec {
     /// Survives a restart.
     pub durable: bool,
     /// The connection that owns an exclusive queue.
-    pub exclusive_owner: Option<u64>,
+    pub exclusive_owner: Option<ConnectionId>,
     /// Deleted when its last consumer goes (once it has had one).
     pub auto_delete: bool,
     /// The declare arguments as given.
@@ -235,7 +235,7 @@ impl Queue {
     }
 
     /// 405 when an exclusive queue belongs to another connection.
-    pub fn check_exclusive(&self, connection: u64) -> Result<(), AmqpError> {
+    pub fn check_exclusive(&self, connection: ConnectionId) -> Result<(), AmqpError> {
         match self.spec.exclusive_owner {
             Some(owner) if owner != connection => Err(self.locked()),
             _ => Ok(()),
@@ -245,7 +245,7 @@ impl Queue {
     /// RabbitMQ's strict check for a redeclare: the declare's owner (`Some` of the
     /// declaring connection when it asks for exclusive, else `None`) must be the
     /// queue's owner exactly; any mismatch is the same 405, never a 406.
-    pub fn check_exclusive_strict(&self, owner: Option<u64>) -> Result<(), AmqpError> {
+    pub fn check_exclusive_strict(&self, owner: Option<ConnectionId>) -> Result<(), AmqpError> {
         if self.spec.exclusive_owner == owner {
             Ok(())
         } else {

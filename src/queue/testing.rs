@@ -14,12 +14,13 @@ use super::{
     QueueSpec, Refused, SeqId, Unacked,
 };
 use crate::durable::Storage;
+use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 
 /// A channel stand-in: takes deliveries while it has room.
 #[derive(Debug)]
 pub struct TestSink {
     /// What was delivered: (tag, delivery).
-    pub delivered: Mutex<Vec<(u64, Delivery)>>,
+    pub delivered: Mutex<Vec<(DeliveryTag, Delivery)>>,
     /// Tags and unacked deliveries.
     pub deliveries: Mutex<Deliveries>,
     /// How many more deliveries fit before it is full.
@@ -63,6 +64,7 @@ impl TestSink {
 
     /// Settles the unacked delivery `tag` (what basic.ack/nack would take).
     pub fn settle(&self, tag: u64) -> Vec<Unacked> {
+        let tag = DeliveryTag(tag);
         let mut d = self.deliveries.lock().expect("sink lock");
         d.settle(tag, false)
             .map(|m| m.into_values().collect())
@@ -75,11 +77,15 @@ impl DeliverySink for TestSink {
         1
     }
 
-    fn connection_id(&self) -> u64 {
-        1
+    fn connection_id(&self) -> ConnectionId {
+        ConnectionId(1)
     }
 
-    fn try_deliver(&self, delivery: Delivery, unacked: Option<Unacked>) -> Result<u64, Refused> {
+    fn try_deliver(
+        &self,
+        delivery: Delivery,
+        unacked: Option<Unacked>,
+    ) -> Result<DeliveryTag, Refused> {
         let mut d = self.deliveries.lock().expect("sink lock");
         if self
             .room
@@ -113,7 +119,7 @@ impl DeliverySink for TestSink {
         self.deliveries.lock().expect("sink lock").take_from(queue)
     }
 
-    fn queue_deleted<'a>(&'a self, _consumer_tag: &'a Arc<str>) -> SinkFuture<'a> {
+    fn queue_deleted<'a>(&'a self, _consumer_tag: &'a ConsumerTag) -> SinkFuture<'a> {
         Box::pin(async { true })
     }
 }

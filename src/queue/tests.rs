@@ -10,6 +10,7 @@ use warren_codec::types::{AMQPValue, FieldTable};
 use super::dead_letter::Reason;
 use super::testing::{TestHost, TestSink, consumer_tag, message, message_with, queue};
 use super::{Consumer, DeliveryKind, GetResult, by_queue};
+use crate::names::ConsumerTag;
 
 fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
     let mut table = FieldTable::default();
@@ -20,7 +21,7 @@ fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
 }
 
 fn consume(q: &Arc<super::Queue>, sink: &Arc<TestSink>, tag: &str, prefetch: u16) {
-    let consumer = Consumer::new(Arc::from(tag), sink.clone(), false, false, prefetch);
+    let consumer = Consumer::new(ConsumerTag::from(tag), sink.clone(), false, false, prefetch);
     q.add_consumer(consumer, || {}).expect("consumer accepted");
 }
 
@@ -39,7 +40,7 @@ async fn deliveries_follow_queue_order_and_prefetch_with_increasing_tags() {
         .lock()
         .expect("lock")
         .iter()
-        .map(|(t, _)| *t)
+        .map(|(t, _)| t.0)
         .collect();
     assert_eq!(tags, [1, 2]);
     assert_eq!(q.stats().messages_unacknowledged, 2);
@@ -47,7 +48,7 @@ async fn deliveries_follow_queue_order_and_prefetch_with_increasing_tags() {
     assert_eq!(sink.bodies(), ["a", "b", "c"], "an ack frees credit");
     let delivered = sink.delivered.lock().expect("lock");
     assert_eq!(consumer_tag(&delivered[2].1), Some("ctag"));
-    assert_eq!(delivered[2].0, 3);
+    assert_eq!(delivered[2].0.0, 3);
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, QueueType, 
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
 use warren_storage::QueueId;
 
-pub use crate::names::resource;
+pub use crate::names::{ConnectionId, resource};
 
 /// A queue.declare request.
 #[derive(Debug, Clone)]
@@ -116,7 +116,7 @@ impl VHost {
     }
 
     /// An existing queue (usable by `connection`) or 404 / 405.
-    pub fn queue_for(&self, name: &str, connection: u64) -> Result<Arc<Queue>, AmqpError> {
+    pub fn queue_for(&self, name: &str, connection: ConnectionId) -> Result<Arc<Queue>, AmqpError> {
         let queue = self.queue(name).ok_or_else(|| self.no_queue(name))?;
         queue.check_exclusive(connection)?;
         Ok(queue)
@@ -202,7 +202,7 @@ impl VHost {
         destination: Destination,
         routing_key: &str,
         arguments: &FieldTable,
-        connection: u64,
+        connection: ConnectionId,
     ) -> Result<(), AmqpError> {
         check_not_default(source, &destination)?;
         // As RabbitMQ: the source is looked up first, so it is the one named
@@ -241,7 +241,7 @@ impl VHost {
         destination: Destination,
         routing_key: &str,
         arguments: &FieldTable,
-        connection: u64,
+        connection: ConnectionId,
     ) -> Result<(), AmqpError> {
         check_not_default(source, &destination)?;
         let Some(x) = self.exchange(source) else {
@@ -315,7 +315,7 @@ impl VHost {
     pub fn declare_queue(
         self: &Arc<Self>,
         req: &QueueDeclare,
-        connection: u64,
+        connection: ConnectionId,
     ) -> Result<(Arc<Queue>, bool), AmqpError> {
         let describe = resource("queue", &req.name, &self.name);
         if req.passive {
@@ -396,7 +396,7 @@ impl VHost {
         name: &str,
         if_unused: bool,
         if_empty: bool,
-        connection: u64,
+        connection: ConnectionId,
     ) -> Result<Deleted, AmqpError> {
         let Some(queue) = self.queue(name) else {
             return Ok(Deleted::default());
@@ -437,7 +437,7 @@ impl VHost {
     }
 
     /// Queues owned (exclusive) by a connection.
-    pub fn exclusive_queues_of(&self, connection: u64) -> Vec<Arc<Queue>> {
+    pub fn exclusive_queues_of(&self, connection: ConnectionId) -> Vec<Arc<Queue>> {
         self.queues
             .iter()
             .filter(|q| q.spec.exclusive_owner == Some(connection))

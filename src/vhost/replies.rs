@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use dashmap::DashMap;
 
 use crate::message::Message;
+use crate::names::ConsumerTag;
 use crate::queue::{Delivery, DeliveryKind, DeliverySink, Refused};
 
 /// The pseudo-queue a reply consumer consumes from and requests name as `reply_to`.
@@ -24,7 +25,7 @@ pub struct Target {
     /// Its channel.
     pub sink: Weak<dyn DeliverySink>,
     /// Its consumer tag.
-    pub tag: Arc<str>,
+    pub tag: ConsumerTag,
     /// Cleared, under the channel's delivery lock, when the consumer ends.
     pub live: Arc<AtomicBool>,
 }
@@ -105,7 +106,7 @@ mod tests {
         registry.add(Target {
             address: Arc::from("amq.rabbitmq.reply-to.a.b"),
             sink: Arc::downgrade(&channel),
-            tag: Arc::from("t"),
+            tag: ConsumerTag::from("t"),
             live: Arc::new(AtomicBool::new(true)),
         });
         let found = registry.route([
