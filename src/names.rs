@@ -10,16 +10,17 @@ pub fn resource(kind: &str, name: &str, vhost: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Destination {
     /// A queue, by name.
-    Queue(String),
+    Queue(QueueName),
     /// An exchange, by name (exchange-to-exchange binding).
-    Exchange(String),
+    Exchange(ExchangeName),
 }
 
 impl Destination {
     /// The destination's name.
     pub fn name(&self) -> &str {
         match self {
-            Destination::Queue(n) | Destination::Exchange(n) => n,
+            Destination::Queue(n) => n.as_str(),
+            Destination::Exchange(n) => n.as_str(),
         }
     }
 
@@ -97,3 +98,119 @@ impl std::fmt::Display for DeliveryTag {
         self.0.fmt(f)
     }
 }
+
+/// A name of one kind of resource: a string with its own type, so a queue's
+/// name cannot be passed where a vhost's is meant. Reads as `&str`.
+macro_rules! resource_name {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The name as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(name: &str) -> Self {
+                $name(name.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(name: String) -> Self {
+                $name(name)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> Self {
+                name.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<$name> for str {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+    };
+}
+
+resource_name!(
+    /// A queue's name.
+    QueueName
+);
+resource_name!(
+    /// An exchange's name (empty for the default exchange).
+    ExchangeName
+);
+resource_name!(
+    /// A virtual host's name.
+    VHostName
+);

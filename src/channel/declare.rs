@@ -54,7 +54,7 @@ impl Channel {
             exchange::AMQPMethod::Bind(m) => {
                 let (source, dest) = (m.source.as_str(), m.destination.as_str());
                 self.conn.access.binding(Kind::Exchange, dest, source)?;
-                let destination = Destination::Exchange(m.destination.to_string());
+                let destination = Destination::Exchange(m.destination.as_str().into());
                 vhost.bind(
                     m.source.as_str(),
                     destination,
@@ -67,7 +67,7 @@ impl Channel {
             exchange::AMQPMethod::Unbind(m) => {
                 let (source, dest) = (m.source.as_str(), m.destination.as_str());
                 self.conn.access.binding(Kind::Exchange, dest, source)?;
-                let destination = Destination::Exchange(m.destination.to_string());
+                let destination = Destination::Exchange(m.destination.as_str().into());
                 vhost.unbind(
                     m.source.as_str(),
                     destination,
@@ -142,7 +142,7 @@ impl Channel {
                     arguments: m.arguments,
                 };
                 let (queue, _) = vhost.declare_queue(&req, conn)?;
-                self.last_queue = queue.name.clone();
+                self.last_queue = queue.name.to_string();
                 let ok = queue::DeclareOk {
                     queue: ShortString::try_new(queue.name.clone()).unwrap_or_default(),
                     message_count: queue.message_count(),
@@ -158,7 +158,7 @@ impl Channel {
                     .binding(Kind::Queue, &name, m.exchange.as_str())?;
                 vhost.bind(
                     m.exchange.as_str(),
-                    Destination::Queue(name),
+                    Destination::Queue(name.into()),
                     &key,
                     &m.arguments,
                     conn,
@@ -173,7 +173,7 @@ impl Channel {
                     .binding(Kind::Queue, &name, m.exchange.as_str())?;
                 vhost.unbind(
                     m.exchange.as_str(),
-                    Destination::Queue(name),
+                    Destination::Queue(name.into()),
                     &key,
                     &m.arguments,
                     conn,

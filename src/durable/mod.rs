@@ -157,7 +157,7 @@ impl Storage {
         );
         self.forget_bindings(|b| {
             b.vhost == vhost
-                && (b.source == name || b.destination == Destination::Exchange(name.to_owned()))
+                && (b.source == name || b.destination == Destination::Exchange(name.into()))
         });
     }
 
@@ -179,7 +179,7 @@ impl Storage {
                     .remove_definition(Kind::Queue, &resource_key(vhost, name)),
             );
             self.forget_bindings(|b| {
-                b.vhost == vhost && b.destination == Destination::Queue(name.to_owned())
+                b.vhost == vhost && b.destination == Destination::Queue(name.into())
             });
         }
         if let Err(error) = self.store.drop_queue(id) {

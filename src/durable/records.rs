@@ -164,8 +164,8 @@ impl BindingRecord {
     /// The stored key (deterministic: a field table's keys are ordered).
     pub fn key(&self) -> Option<Vec<u8>> {
         let (kind, name) = match &self.destination {
-            Destination::Queue(q) => ("queue", q),
-            Destination::Exchange(x) => ("exchange", x),
+            Destination::Queue(q) => ("queue", q.as_str()),
+            Destination::Exchange(x) => ("exchange", x.as_str()),
         };
         let mut t = FieldTable::default();
         t.insert("vhost".into(), long_string(&self.vhost));
@@ -185,8 +185,8 @@ impl BindingRecord {
         let t = decode_table(key)?;
         let name = string(&t, "destination")?;
         let destination = match string(&t, "destination_type")?.as_str() {
-            "queue" => Destination::Queue(name),
-            "exchange" => Destination::Exchange(name),
+            "queue" => Destination::Queue(name.into()),
+            "exchange" => Destination::Exchange(name.into()),
             _ => return None,
         };
         Some(BindingRecord {

@@ -198,7 +198,7 @@ pub async fn bindings_to_exchange(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    bindings_to(&broker, &caller, &vhost, Destination::Exchange(name))
+    bindings_to(&broker, &caller, &vhost, Destination::Exchange(name.into()))
 }
 
 /// GET /api/queues/{vhost}/{name}/bindings.
@@ -207,14 +207,14 @@ pub async fn bindings_to_queue(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    bindings_to(&broker, &caller, &vhost, Destination::Queue(name))
+    bindings_to(&broker, &caller, &vhost, Destination::Queue(name.into()))
 }
 
 /// The destination a binding path names: `q` or `e`.
 fn destination(kind: &str, name: &str) -> ApiResult<Destination> {
     match kind {
-        "q" => Ok(Destination::Queue(name.to_owned())),
-        "e" => Ok(Destination::Exchange(name.to_owned())),
+        "q" => Ok(Destination::Queue(name.into())),
+        "e" => Ok(Destination::Exchange(name.into())),
         _ => Err(ApiError::not_found()),
     }
 }

@@ -130,13 +130,13 @@ pub struct Definitions {
 /// Queues, exchanges and bindings of one vhost (exclusive queues are a
 /// connection's, not definitions).
 fn topology(v: &VHost, with_vhost: bool, out: &mut Definitions) {
-    let tag = || with_vhost.then(|| v.name.clone());
+    let tag = || with_vhost.then(|| v.name.to_string());
     for q in v.queues() {
         if q.spec.exclusive_owner.is_some() {
             continue;
         }
         out.queues.push(QueueDef {
-            name: q.name.clone(),
+            name: q.name.to_string(),
             vhost: tag(),
             durable: q.spec.durable,
             auto_delete: q.spec.auto_delete,
@@ -148,7 +148,7 @@ fn topology(v: &VHost, with_vhost: bool, out: &mut Definitions) {
             continue;
         }
         out.exchanges.push(ExchangeDef {
-            name: x.name.clone(),
+            name: x.name.to_string(),
             vhost: tag(),
             kind: x.spec.kind.as_str().to_owned(),
             durable: x.spec.durable,
@@ -160,11 +160,11 @@ fn topology(v: &VHost, with_vhost: bool, out: &mut Definitions) {
     for x in v.exchanges() {
         for (dest, key, args) in x.routes.read().bindings() {
             let (destination, destination_type) = match dest {
-                Destination::Queue(q) => (q.clone(), "queue"),
-                Destination::Exchange(e) => (e.clone(), "exchange"),
+                Destination::Queue(q) => (q.to_string(), "queue"),
+                Destination::Exchange(e) => (e.to_string(), "exchange"),
             };
             out.bindings.push(BindingDef {
-                source: x.name.clone(),
+                source: x.name.to_string(),
                 vhost: tag(),
                 destination,
                 destination_type: destination_type.into(),
@@ -262,8 +262,8 @@ pub async fn import_all(
     for b in &defs.bindings {
         let v = vhost_of(&b.vhost)?;
         let destination = match b.destination_type.as_str() {
-            "exchange" => Destination::Exchange(b.destination.clone()),
-            _ => Destination::Queue(b.destination.clone()),
+            "exchange" => Destination::Exchange(b.destination.as_str().into()),
+            _ => Destination::Queue(b.destination.as_str().into()),
         };
         let arguments = json_to_table(&Value::Object(b.arguments.clone()))?;
         v.bind(

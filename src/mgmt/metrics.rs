@@ -69,7 +69,7 @@ fn queue_stats(broker: &Broker) -> Vec<(String, String, QueueStats)> {
         .flat_map(|v| {
             v.queues()
                 .into_iter()
-                .map(|q| (v.name.clone(), q.name.clone(), q.stats()))
+                .map(|q| (v.name.to_string(), q.name.to_string(), q.stats()))
                 .collect::<Vec<_>>()
         })
         .collect()

@@ -55,7 +55,7 @@ use warren_codec::types::FieldTable;
 use crate::durable::Storage;
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::names::{ConnectionId, resource};
+use crate::names::{ConnectionId, QueueName, VHostName, resource};
 pub use args::QueueArgs;
 use backlog::Backlog;
 use consumers::Consumers;
@@ -128,9 +128,9 @@ pub enum GetResult {
 #[derive(Debug)]
 pub struct Queue {
     /// Its name.
-    pub name: String,
+    pub name: QueueName,
     /// Its vhost's name.
-    pub vhost: String,
+    pub vhost: VHostName,
     /// How it was declared.
     pub spec: QueueSpec,
     /// The engine that holds its messages (see `kind.rs`).
@@ -154,8 +154,8 @@ impl Queue {
     /// A new, empty queue called `name` in the vhost called `vhost`, living
     /// in `host`, whose messages are `store_id` in `storage`.
     pub fn new(
-        name: String,
-        vhost: String,
+        name: QueueName,
+        vhost: VHostName,
         host: Weak<dyn QueueHost>,
         storage: Arc<Storage>,
         spec: QueueSpec,

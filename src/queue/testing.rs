@@ -143,7 +143,7 @@ impl QueueHost for TestHost {
         self.expired
             .lock()
             .expect("host lock")
-            .push(queue.name.clone());
+            .push(queue.name.to_string());
     }
 }
 

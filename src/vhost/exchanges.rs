@@ -13,7 +13,7 @@ use crate::durable::records::ExchangeRecord;
 use crate::equivalence;
 use crate::error::AmqpError;
 pub use crate::names::Destination;
-use crate::names::resource;
+use crate::names::{ExchangeName, resource};
 
 /// The properties an exchange is declared with.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,7 +75,7 @@ pub fn check_alternate_exchange_arg(
 #[derive(Debug)]
 pub struct ExchangeEntry {
     /// The exchange's name.
-    pub name: String,
+    pub name: ExchangeName,
     /// How it was declared.
     pub spec: ExchangeSpec,
     /// Bindings where this exchange is the source. A short read lock per publish;
@@ -87,7 +87,7 @@ impl ExchangeEntry {
     /// A new exchange with no bindings.
     pub fn new(name: &str, spec: ExchangeSpec) -> Arc<Self> {
         Arc::new(ExchangeEntry {
-            name: name.to_owned(),
+            name: name.into(),
             routes: RwLock::new(Exchange::new(spec.kind)),
             spec,
         })

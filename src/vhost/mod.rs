@@ -25,7 +25,8 @@ use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, QueueType, 
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
 use warren_storage::QueueId;
 
-pub use crate::names::{ConnectionId, resource};
+pub use crate::names::resource;
+use crate::names::{ConnectionId, ExchangeName, QueueName, VHostName};
 
 /// A queue.declare request.
 #[derive(Debug, Clone)]
@@ -59,9 +60,9 @@ pub struct Deleted {
 #[derive(Debug)]
 pub struct VHost {
     /// Its name.
-    pub name: String,
-    exchanges: DashMap<String, Arc<ExchangeEntry>>,
-    queues: DashMap<String, Arc<Queue>>,
+    pub name: VHostName,
+    exchanges: DashMap<ExchangeName, Arc<ExchangeEntry>>,
+    queues: DashMap<QueueName, Arc<Queue>>,
     /// Live direct reply-to consumers by address.
     pub replies: replies::Registry,
     /// Where its durable things are written.
@@ -73,10 +74,10 @@ impl VHost {
     pub fn new(name: &str, storage: Arc<Storage>) -> Arc<Self> {
         let exchanges = DashMap::new();
         for (x, spec) in exchanges::predeclared() {
-            exchanges.insert(x.to_owned(), ExchangeEntry::new(x, spec));
+            exchanges.insert(x.into(), ExchangeEntry::new(x, spec));
         }
         Arc::new(VHost {
-            name: name.to_owned(),
+            name: name.into(),
             exchanges,
             queues: DashMap::new(),
             replies: replies::Registry::default(),
@@ -147,7 +148,7 @@ impl VHost {
             internal,
             arguments: arguments.clone(),
         };
-        let existing = match self.exchanges.entry(name.to_owned()) {
+        let existing = match self.exchanges.entry(name.into()) {
             Entry::Occupied(x) => x.get().clone(),
             Entry::Vacant(slot) => {
                 check_reserved("exchange", name)?;
@@ -190,7 +191,7 @@ impl VHost {
             if x.spec.durable {
                 self.storage.forget_exchange(&self.name, name);
             }
-            self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
+            self.remove_bindings_to(&Destination::Exchange(name.into()));
         }
         Ok(())
     }
@@ -213,7 +214,7 @@ impl VHost {
             Destination::Exchange(d) => self.exchange_or_404(d)?.spec.durable,
         };
         let record = (x.spec.durable && durable_destination).then(|| BindingRecord {
-            vhost: self.name.clone(),
+            vhost: self.name.to_string(),
             source: source.to_owned(),
             destination: destination.clone(),
             routing_key: routing_key.to_owned(),
@@ -264,7 +265,7 @@ impl VHost {
         if x.spec.durable {
             // Forgetting a binding that was never stored is harmless.
             self.storage.forget_binding(&BindingRecord {
-                vhost: self.name.clone(),
+                vhost: self.name.to_string(),
                 source: source.to_owned(),
                 destination: destination.clone(),
                 routing_key: routing_key.to_owned(),
@@ -307,7 +308,7 @@ impl VHost {
             self.storage.forget_exchange(&self.name, name);
         }
         if removed.is_some() {
-            self.remove_bindings_to(&Destination::Exchange(name.to_owned()));
+            self.remove_bindings_to(&Destination::Exchange(name.into()));
         }
     }
 
@@ -323,7 +324,7 @@ impl VHost {
             queue.touch();
             return Ok((queue, false));
         }
-        let existing = match self.queues.entry(req.name.clone()) {
+        let existing = match self.queues.entry(req.name.as_str().into()) {
             Entry::Occupied(q) => q.get().clone(),
             Entry::Vacant(slot) => {
                 if !req.server_named {
@@ -381,7 +382,7 @@ impl VHost {
     fn new_queue(self: &Arc<Self>, name: &str, spec: QueueSpec, id: QueueId) -> Arc<Queue> {
         let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
         Queue::new(
-            name.to_owned(),
+            name.into(),
             self.name.clone(),
             host,
             self.storage.clone(),

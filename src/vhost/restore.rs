@@ -30,7 +30,7 @@ impl VHost {
     /// Puts back an exchange read from the store at start.
     pub fn restore_exchange(&self, name: &str, spec: ExchangeSpec) {
         self.exchanges
-            .insert(name.to_owned(), ExchangeEntry::new(name, spec));
+            .insert(name.into(), ExchangeEntry::new(name, spec));
     }
 
     /// Puts back a durable queue read from the store at start, with its messages.
@@ -52,6 +52,6 @@ impl VHost {
         };
         let queue = self.new_queue(name, spec, record.id);
         queue.recover(clean);
-        self.queues.insert(name.to_owned(), queue);
+        self.queues.insert(name.into(), queue);
     }
 }
