@@ -176,3 +176,64 @@ impl Channel {
         self.unsent_acks.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_storage::Engine;
+
+    fn method(item: Outbound) -> (u16, basic::AMQPMethod) {
+        match item {
+            Outbound::Method(channel, AMQPClass::Basic(m)) => (channel, m),
+            other => panic!("not a basic method: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn confirms_leave_in_order_after_their_commit_and_before_a_barrier_returns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::open(dir.path(), 1 << 20, Engine::Segments).expect("store");
+        let (out, mut written) = mpsc::channel(16);
+        let confirms = ConfirmQueue::spawn(out, storage.clone());
+        let generation = storage.request();
+        confirms
+            .push(Item::Confirm {
+                channel: 1,
+                first: 1,
+                last: 3,
+                ack: true,
+                generation: Some(generation),
+            })
+            .await;
+        // Needs no commit, but must not overtake the range before it.
+        confirms
+            .push(Item::Confirm {
+                channel: 1,
+                first: 4,
+                last: 4,
+                ack: false,
+                generation: None,
+            })
+            .await;
+        confirms.barrier().await;
+        let (channel, first) = method(written.try_recv().expect("ack sent before the barrier"));
+        assert_eq!(channel, 1);
+        assert!(matches!(
+            first,
+            basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: 3,
+                multiple: true
+            })
+        ));
+        let (_, second) = method(written.try_recv().expect("nack sent"));
+        assert!(matches!(
+            second,
+            basic::AMQPMethod::Nack(basic::Nack {
+                delivery_tag: 4,
+                multiple: false,
+                ..
+            })
+        ));
+        assert!(written.try_recv().is_err());
+    }
+}
