@@ -98,10 +98,7 @@ impl Channel {
             return Ok(name.to_string());
         }
         if self.last_queue.is_empty() {
-            return Err(AmqpError::new(
-                warren_codec::ReplyCode::NotFound,
-                "no previously declared queue",
-            ));
+            return Err(AmqpError::not_found("no previously declared queue"));
         }
         Ok(self.last_queue.clone())
     }

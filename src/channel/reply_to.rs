@@ -24,9 +24,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use warren_codec::ContentHeader;
 use warren_codec::protocol::{AMQPClass, BasicProperties, basic, queue};
 use warren_codec::types::ShortString;
-use warren_codec::{ContentHeader, ReplyCode};
 
 use super::Channel;
 use super::declare::generated_name;
@@ -219,10 +219,10 @@ impl Channel {
         let exists = name == PSEUDO_QUEUE
             || (name.starts_with(ADDRESS_PREFIX) && self.conn.vhost.replies.is_live(&name));
         if !exists {
-            return Err(AmqpError::new(
-                ReplyCode::NotFound,
-                format!("no {}", resource("queue", &name, &self.conn.vhost.name)),
-            ));
+            return Err(AmqpError::not_found(format!(
+                "no {}",
+                resource("queue", &name, &self.conn.vhost.name)
+            )));
         }
         self.last_queue.clone_from(&name);
         Ok(queue::DeclareOk {

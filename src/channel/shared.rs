@@ -22,7 +22,8 @@ use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::outbound::{Outbound, OutboundTx};
 use crate::queue::delivery::SinkFuture;
 use crate::queue::{
-    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Queue, Refused, SeqId, Unacked,
+    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Queue, Refused, SeqId,
+    Unacked, Undelivered,
 };
 
 /// A channel as the queues see it.
@@ -141,15 +142,31 @@ impl DeliverySink for ChannelShared {
         &self,
         delivery: Delivery,
         unacked: Option<Unacked>,
-    ) -> Result<DeliveryTag, Refused> {
+    ) -> Result<DeliveryTag, Undelivered> {
         let mut deliveries = self.deliveries.lock();
         if delivery
             .live
             .as_ref()
             .is_some_and(|live| !live.load(Ordering::Acquire))
         {
-            return Err(Refused::Closed);
+            return Err(Undelivered {
+                refused: Refused::Closed,
+                message: delivery.message,
+            });
         }
+        let permit = match self.out.try_reserve() {
+            Ok(permit) => permit,
+            Err(error) => {
+                let refused = match error {
+                    TrySendError::Full(()) => Refused::Full,
+                    TrySendError::Closed(()) => Refused::Closed,
+                };
+                return Err(Undelivered {
+                    refused,
+                    message: delivery.message,
+                });
+            }
+        };
         let delivery_tag = deliveries.next_tag();
         let Delivery {
             kind,
@@ -157,7 +174,7 @@ impl DeliverySink for ChannelShared {
             redelivered,
             ..
         } = delivery;
-        let frame = match kind {
+        permit.send(match kind {
             DeliveryKind::Consumer(consumer_tag) => Outbound::Deliver {
                 channel: self.id,
                 consumer_tag,
@@ -172,12 +189,8 @@ impl DeliverySink for ChannelShared {
                 message_count,
                 message,
             },
-        };
-        match self.out.try_send(frame) {
-            Ok(()) => Ok(deliveries.sent(unacked)),
-            Err(TrySendError::Full(_)) => Err(Refused::Full),
-            Err(TrySendError::Closed(_)) => Err(Refused::Closed),
-        }
+        });
+        Ok(deliveries.sent(unacked))
     }
 
     fn room(&self) -> SinkFuture<'_> {

@@ -57,9 +57,7 @@ pub fn codec_error(error: CodecError) -> AmqpError {
         CodecError::MalformedHeader { .. } => {
             AmqpError::frame_error("cannot decode content header").on_method(60, 40)
         }
-        CodecError::Encode(_) | CodecError::Io(_) => {
-            AmqpError::new(warren_codec::ReplyCode::InternalError, error.to_string())
-        }
+        CodecError::Encode(_) | CodecError::Io(_) => AmqpError::internal_error(error.to_string()),
     }
 }
 

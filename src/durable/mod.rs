@@ -241,8 +241,5 @@ impl Storage {
 
 /// 541 for a store that failed.
 fn internal(error: StorageError) -> AmqpError {
-    AmqpError::new(
-        warren_codec::ReplyCode::InternalError,
-        format!("storage: {error}"),
-    )
+    AmqpError::internal_error(format!("storage: {error}"))
 }

@@ -27,8 +27,8 @@ use crate::message::Message;
 use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::queue::delivery::SinkFuture;
 use crate::queue::{
-    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, GetResult, Queue, Refused,
-    SeqId, Unacked, by_queue,
+    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, GetResult, Queue, SeqId,
+    Unacked, Undelivered, by_queue,
 };
 
 /// POST /api/exchanges/{vhost}/{name}/publish: `{"routed": bool}`.
@@ -184,7 +184,7 @@ impl DeliverySink for ApiSink {
         &self,
         delivery: Delivery,
         unacked: Option<Unacked>,
-    ) -> Result<DeliveryTag, Refused> {
+    ) -> Result<DeliveryTag, Undelivered> {
         let mut held = self.held.lock();
         let tag = held.0.sent(unacked);
         held.1.push(delivery);

@@ -215,8 +215,13 @@ impl Backlog {
     /// A message left the queue for good: its stored copy goes.
     pub fn forget(&mut self, seq: SeqId, entry: &Entry) {
         if entry.stored {
-            self.gone.push(seq);
+            self.forget_seq(seq);
         }
+    }
+
+    /// The stored message `seq` left the queue for good.
+    pub fn forget_seq(&mut self, seq: SeqId) {
+        self.gone.push(seq);
     }
 
     /// Removes what [`Backlog::forget`] collected.

@@ -246,10 +246,7 @@ impl Queue {
         accepted: impl FnOnce(),
     ) -> Result<(), AmqpError> {
         if st.deleted {
-            return Err(AmqpError::new(
-                warren_codec::ReplyCode::NotFound,
-                format!("no {}", self.describe()),
-            ));
+            return Err(AmqpError::not_found(format!("no {}", self.describe())));
         }
         // A single active consumer queue never takes an exclusive consumer.
         let in_use = if self.spec.args.single_active_consumer {

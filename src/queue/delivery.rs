@@ -58,6 +58,16 @@ pub enum Refused {
     Closed,
 }
 
+/// A delivery a sink did not take: why, and its message given back (so the
+/// queue keeps it without having cloned it).
+#[derive(Debug)]
+pub struct Undelivered {
+    /// Why.
+    pub refused: Refused,
+    /// The message, back to its queue.
+    pub message: Arc<Message>,
+}
+
 /// A future a sink returns.
 pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
@@ -71,12 +81,12 @@ pub trait DeliverySink: Send + Sync + fmt::Debug {
 
     /// Hands `delivery` over if the writer has room now: takes the next
     /// delivery tag, records `unacked` under it (None for no-ack), queues the
-    /// frame, all under the sink's lock. Returns the tag.
+    /// frame, all under the sink's lock. Returns the tag, or the message back.
     fn try_deliver(
         &self,
         delivery: Delivery,
         unacked: Option<Unacked>,
-    ) -> Result<DeliveryTag, Refused>;
+    ) -> Result<DeliveryTag, Undelivered>;
 
     /// Resolves when the writer has room again: true, or false when it is gone.
     fn room(&self) -> SinkFuture<'_>;

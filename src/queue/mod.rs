@@ -63,13 +63,13 @@ pub use consumers::{Consumer, notify_cancelled, priority_arg};
 use dead_letter::{Dead, Reason};
 pub use delivery::{
     ChannelCredit, ConsumerCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Refused,
-    Unacked, by_queue,
+    Unacked, Undelivered, by_queue,
 };
 pub use host::QueueHost;
 pub use inspect::QueueStats;
 use kind::Backend;
 pub use kind::QueueType;
-use ready::Entry;
+use ready::{Entry, Taken};
 use warren_storage::QueueId;
 
 /// A message's position in its queue: increasing with arrival, kept on requeue.
@@ -254,13 +254,10 @@ impl Queue {
     }
 
     fn locked(&self) -> AmqpError {
-        AmqpError::new(
-            warren_codec::ReplyCode::ResourceLocked,
-            format!(
-                "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-                self.describe()
-            ),
-        )
+        AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+            self.describe()
+        ))
     }
 
     /// Ready messages (what declare-ok and get-ok report), expired ones gone.
@@ -335,9 +332,12 @@ impl Queue {
             let Some((seq, entry)) = st.ready.pop_first() else {
                 return;
             };
+            // The message moves into the delivery; an acked-mode one is also
+            // kept as outstanding, a refused one comes back.
+            let (entry, message) = entry.take_message(!consumer.no_ack);
             let delivery = Delivery {
                 kind: DeliveryKind::Consumer(consumer.tag.clone()),
-                message: entry.message.clone(),
+                message,
                 redelivered: entry.redelivered,
                 live: None,
             };
@@ -347,18 +347,31 @@ impl Queue {
                 consumer: Some(consumer.credit.clone()),
             });
             match consumer.sink.try_deliver(delivery, unacked) {
-                Ok(_) if consumer.no_ack => st.ready.forget(seq, &entry),
-                Ok(_) => {
-                    st.outstanding.insert(seq, entry);
-                }
-                Err(refused) => {
+                Ok(_) => self.delivered(st, seq, entry),
+                Err(undelivered) => {
                     // Back at its place; the consumer waits for room.
-                    st.ready.insert(seq, entry);
-                    match refused {
+                    st.ready
+                        .insert(seq, entry.with_message(undelivered.message));
+                    match undelivered.refused {
                         Refused::Full => self.park(&consumer),
                         // The connection is going away; its cleanup removes the consumer.
                         Refused::Closed => consumer.parked.store(true, Ordering::Release),
                     }
+                }
+            }
+        }
+    }
+
+    /// A delivery went out: an acked-mode one is outstanding until settled,
+    /// a no-ack one has left the queue.
+    fn delivered(&self, st: &mut QueueState, seq: SeqId, mut entry: Taken) {
+        match entry.kept.take() {
+            Some(message) => {
+                st.outstanding.insert(seq, entry.with_message(message));
+            }
+            None => {
+                if entry.stored {
+                    st.ready.forget_seq(seq);
                 }
             }
         }
@@ -387,11 +400,11 @@ impl Queue {
             let Some((seq, entry)) = st.ready.pop_first() else {
                 return GetResult::Empty;
             };
+            let message_count = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+            let (entry, message) = entry.take_message(!no_ack);
             let delivery = Delivery {
-                kind: DeliveryKind::Get {
-                    message_count: u32::try_from(st.ready.len()).unwrap_or(u32::MAX),
-                },
-                message: entry.message.clone(),
+                kind: DeliveryKind::Get { message_count },
+                message,
                 redelivered: entry.redelivered,
                 live: None,
             };
@@ -401,12 +414,10 @@ impl Queue {
                 consumer: None,
             });
             match sink.try_deliver(delivery, unacked) {
-                Ok(_) if no_ack => st.ready.forget(seq, &entry),
-                Ok(_) => {
-                    st.outstanding.insert(seq, entry);
-                }
-                Err(_) => {
-                    st.ready.insert(seq, entry);
+                Ok(_) => self.delivered(st, seq, entry),
+                Err(undelivered) => {
+                    st.ready
+                        .insert(seq, entry.with_message(undelivered.message));
                     return GetResult::Busy;
                 }
             }

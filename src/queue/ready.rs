@@ -26,6 +26,49 @@ pub(super) struct Entry {
     pub stored: bool,
 }
 
+/// An entry whose message is on its way to a consumer: everything but the
+/// message, and the message again if the queue keeps it until an ack.
+#[derive(Debug)]
+pub(super) struct Taken {
+    pub redelivered: bool,
+    pub expires_at: Option<Instant>,
+    pub priority: u8,
+    pub returns: u64,
+    pub stored: bool,
+    /// A copy of the message (acked-mode deliveries only).
+    pub kept: Option<Arc<Message>>,
+}
+
+impl Entry {
+    /// Takes the message out to deliver it, keeping a copy if `keep`.
+    pub fn take_message(self, keep: bool) -> (Taken, Arc<Message>) {
+        let kept = keep.then(|| self.message.clone());
+        let taken = Taken {
+            redelivered: self.redelivered,
+            expires_at: self.expires_at,
+            priority: self.priority,
+            returns: self.returns,
+            stored: self.stored,
+            kept,
+        };
+        (taken, self.message)
+    }
+}
+
+impl Taken {
+    /// The entry again, with its message.
+    pub fn with_message(self, message: Arc<Message>) -> Entry {
+        Entry {
+            message,
+            redelivered: self.redelivered,
+            expires_at: self.expires_at,
+            priority: self.priority,
+            returns: self.returns,
+            stored: self.stored,
+        }
+    }
+}
+
 /// A ready message's place: priorities descending, then arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Key {

@@ -11,7 +11,7 @@ use super::dead_letter::DeadLetter;
 use super::delivery::SinkFuture;
 use super::{
     ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Queue, QueueArgs, QueueHost,
-    QueueSpec, Refused, SeqId, Unacked,
+    QueueSpec, Refused, SeqId, Unacked, Undelivered,
 };
 use crate::durable::Storage;
 use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
@@ -85,14 +85,17 @@ impl DeliverySink for TestSink {
         &self,
         delivery: Delivery,
         unacked: Option<Unacked>,
-    ) -> Result<DeliveryTag, Refused> {
+    ) -> Result<DeliveryTag, Undelivered> {
         let mut d = self.deliveries.lock().expect("sink lock");
         if self
             .room
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
             .is_err()
         {
-            return Err(Refused::Full);
+            return Err(Undelivered {
+                refused: Refused::Full,
+                message: delivery.message,
+            });
         }
         let tag = d.sent(unacked);
         self.delivered

@@ -15,7 +15,6 @@ use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use warren_codec::ReplyCode;
 use warren_codec::types::FieldTable;
 
 use crate::durable::Storage;
@@ -97,18 +96,12 @@ impl VHost {
 
     /// 404 for a missing exchange.
     pub fn no_exchange(&self, name: &str) -> AmqpError {
-        AmqpError::new(
-            ReplyCode::NotFound,
-            format!("no {}", resource("exchange", name, &self.name)),
-        )
+        AmqpError::not_found(format!("no {}", resource("exchange", name, &self.name)))
     }
 
     /// 404 for a missing queue.
     pub fn no_queue(&self, name: &str) -> AmqpError {
-        AmqpError::new(
-            ReplyCode::NotFound,
-            format!("no {}", resource("queue", name, &self.name)),
-        )
+        AmqpError::not_found(format!("no {}", resource("queue", name, &self.name)))
     }
 
     /// An existing exchange or 404.

@@ -9,7 +9,7 @@ use dashmap::DashMap;
 
 use crate::message::Message;
 use crate::names::ConsumerTag;
-use crate::queue::{Delivery, DeliveryKind, DeliverySink, Refused};
+use crate::queue::{Delivery, DeliveryKind, DeliverySink, Refused, Undelivered};
 
 /// The pseudo-queue a reply consumer consumes from and requests name as `reply_to`.
 pub const PSEUDO_QUEUE: &str = "amq.rabbitmq.reply-to";
@@ -87,7 +87,10 @@ pub async fn deliver(targets: &[Target], message: &Arc<Message>) {
                 live: Some(target.live.clone()),
             };
             match sink.try_deliver(delivery, None) {
-                Err(Refused::Full) if sink.room().await => {}
+                Err(Undelivered {
+                    refused: Refused::Full,
+                    ..
+                }) if sink.room().await => {}
                 _ => break,
             }
         }
