@@ -156,11 +156,21 @@ pub fn queue(
     host: &Arc<TestHost>,
     arguments: warren_codec::types::FieldTable,
 ) -> (Arc<Queue>, tempfile::TempDir) {
+    queue_with(host, arguments, false)
+}
+
+/// A queue as [`queue`] makes it, durable if `durable` (its persistent
+/// messages go to the store).
+pub fn queue_with(
+    host: &Arc<TestHost>,
+    arguments: warren_codec::types::FieldTable,
+    durable: bool,
+) -> (Arc<Queue>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = Storage::open(dir.path(), 1 << 20, Engine::Segments).expect("store");
     let args = QueueArgs::parse(&arguments, "queue 'q' in vhost '/'").expect("valid arguments");
     let spec = QueueSpec {
-        durable: false,
+        durable,
         exclusive_owner: None,
         auto_delete: false,
         arguments,

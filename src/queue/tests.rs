@@ -8,7 +8,7 @@ use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldTable};
 
 use super::dead_letter::Reason;
-use super::testing::{TestHost, TestSink, consumer_tag, message, message_with, queue};
+use super::testing::{TestHost, TestSink, consumer_tag, message, message_with, queue, queue_with};
 use super::{Consumer, DeliveryKind, GetResult, by_queue};
 use crate::names::ConsumerTag;
 
@@ -206,4 +206,22 @@ async fn a_channel_leaving_requeues_its_deliveries_for_the_next_consumer() {
     );
     assert!(second.delivered.lock().expect("lock")[0].1.redelivered);
     assert_eq!(q.consumer_count(), 1);
+}
+
+#[tokio::test]
+async fn a_persistent_backlog_past_the_memory_window_drains_in_order() {
+    let host = Arc::new(TestHost::default());
+    let (q, _dir) = queue_with(&host, FieldTable::default(), true);
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    let total = 10_000;
+    for i in 0..total {
+        q.publish(message_with(&i.to_string(), persistent.clone()));
+    }
+    assert_eq!(q.message_count(), total);
+    let sink = TestSink::new();
+    let consumer = Consumer::new(ConsumerTag::from("c"), sink.clone(), true, false, 0);
+    q.add_consumer(consumer, || {}).expect("consumer accepted");
+    let expected: Vec<String> = (0..total).map(|i| i.to_string()).collect();
+    assert_eq!(sink.bodies(), expected, "paged messages come back in order");
+    assert_eq!(q.message_count(), 0);
 }
