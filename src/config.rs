@@ -49,6 +49,9 @@ pub struct Config {
     pub channel_max: u16,
     /// Largest message body accepted, in bytes.
     pub max_message_size: u64,
+    /// How long a delivery may stay unacknowledged before its channel is
+    /// closed, in milliseconds (RabbitMQ's `consumer_timeout`; 0 = off).
+    pub consumer_timeout: u64,
     /// Page cache of the store, in MiB.
     pub storage_cache_mb: u64,
     /// Where queue messages are kept: `segments` (segment files, the default)
@@ -94,6 +97,7 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
+            consumer_timeout: 1_800_000,
             storage_cache_mb: 8,
             storage_engine: "segments".into(),
             memory_limit: "40%".into(),
@@ -186,6 +190,11 @@ impl Config {
     /// The storage engine for queue messages.
     pub fn storage_engine(&self) -> Result<warren_storage::Engine, ConfigError> {
         self.storage_engine.parse().map_err(ConfigError::Invalid)
+    }
+
+    /// The broker-wide delivery acknowledgement timeout (None: off).
+    pub fn consumer_timeout(&self) -> Option<Duration> {
+        (self.consumer_timeout > 0).then(|| Duration::from_millis(self.consumer_timeout))
     }
 
     /// How long a client has to complete the handshake.

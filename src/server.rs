@@ -31,6 +31,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
             broker.alarms.run(paging).await;
         })
     };
+    let ticker = tokio::spawn(crate::broker::timeouts::run(broker.clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -49,6 +50,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     }
     drop(listener);
     alarms.abort();
+    ticker.abort();
     tracing::info!(connections = tracker.len(), "shutting down");
     stop.cancel();
     tracker.close();

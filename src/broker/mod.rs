@@ -13,12 +13,14 @@ use crate::auth::{Registry, VHostDef};
 use crate::config::Config;
 use crate::durable::Storage;
 use crate::names::ConnectionId;
+use crate::queue::CoarseClock;
 use crate::recovery;
 use crate::vhost::VHost;
 use connections::LiveConnection;
 use warren_storage::StorageError;
 
 pub mod connections;
+pub mod timeouts;
 
 /// State shared by every connection of one broker.
 #[derive(Debug)]
@@ -37,6 +39,9 @@ pub struct Broker {
     pub storage: Arc<Storage>,
     /// Memory and disk alarms (blocking publishers).
     pub alarms: Alarms,
+    /// Seconds since start, advanced by [`timeouts::run`]; deliveries are
+    /// stamped with it.
+    pub clock: Arc<CoarseClock>,
 }
 
 impl Broker {
@@ -90,6 +95,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             config,
             storage,
+            clock: Arc::default(),
         }))
     }
 

@@ -16,7 +16,7 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::{ConsumerTag, DeliveryTag};
 use crate::outbound::Outbound;
-use crate::queue::{Consumer, GetResult, Queue, priority_arg};
+use crate::queue::{Consumer, GetResult, Queue, priority_arg, timeout_arg};
 use crate::vhost::publish::Outcome;
 use crate::vhost::replies;
 
@@ -64,6 +64,14 @@ impl Channel {
                     .access
                     .check(Permission::Read, Kind::Queue, &name)?;
                 let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+                if !m.no_ack {
+                    let timeout = queue
+                        .spec
+                        .args
+                        .consumer_timeout
+                        .or(self.conn.consumer_timeout);
+                    self.shared.note_ack_timeout(timeout.filter(|&ms| ms > 0));
+                }
                 loop {
                     // Another queue may fill the writer between the wait and the get.
                     if self.shared.out.reserve().await.is_err() {
@@ -128,6 +136,19 @@ impl Channel {
             )));
         }
         let priority = priority_arg(&m.arguments, &queue)?;
+        // RabbitMQ's precedence: the consumer's own, else the queue's, else
+        // the broker's; no-ack deliveries have nothing to time out.
+        let ack_timeout = (!m.no_ack)
+            .then(|| {
+                timeout_arg(&m.arguments, &queue).map(|own| {
+                    own.or(queue.spec.args.consumer_timeout)
+                        .or(self.conn.consumer_timeout)
+                        .filter(|&ms| ms > 0)
+                })
+            })
+            .transpose()?
+            .flatten();
+        self.shared.note_ack_timeout(ack_timeout);
         let consumer = Consumer::with_priority(
             tag.clone(),
             self.shared.clone(),
@@ -135,6 +156,7 @@ impl Channel {
             m.exclusive,
             self.consumer_prefetch,
             priority,
+            ack_timeout,
         );
         // Consume-ok goes out once the queue has accepted the consumer, under
         // its lock, before the first delivery can.

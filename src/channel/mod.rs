@@ -64,6 +64,8 @@ pub struct ConnectionInfo {
     pub user: String,
     /// Largest message accepted.
     pub max_message_size: u64,
+    /// The broker's `consumer_timeout` in milliseconds (None: off).
+    pub consumer_timeout: Option<u64>,
     /// The user's permissions in the vhost.
     pub access: crate::auth::UserAccess,
     /// The connection's confirm task.

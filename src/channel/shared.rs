@@ -14,16 +14,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
 
+use crate::error::AmqpError;
 use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::outbound::{Outbound, OutboundTx};
 use crate::queue::delivery::SinkFuture;
 use crate::queue::{
-    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Queue, Refused, SeqId,
-    Unacked, Undelivered,
+    ChannelCredit, CoarseClock, Deliveries, Delivery, DeliveryKind, DeliverySink, Queue, Refused,
+    SeqId, Unacked, Undelivered,
 };
 
 /// A channel as the queues see it.
@@ -46,6 +48,31 @@ pub struct ChannelShared {
     pub consumers: Mutex<HashMap<ConsumerTag, Arc<Queue>>>,
     /// What the management API reports of the channel's modes.
     pub report: ChannelReport,
+    /// The broker's second counter, stamped on every delivery.
+    clock: Arc<CoarseClock>,
+    /// Where the consumer-timeout check reports a timed-out delivery: the
+    /// connection's reader closes the channel.
+    errors: mpsc::Sender<(u16, AmqpError)>,
+    /// The shortest acknowledgement timeout any delivery here can have, in
+    /// milliseconds (`u64::MAX`: none has one).
+    shortest_ack_timeout: AtomicU64,
+    /// A timeout was reported; the channel is closing.
+    timed_out: AtomicBool,
+}
+
+/// What a channel's shared state takes from its connection and broker.
+#[derive(Debug, Clone)]
+pub struct ChannelLinks {
+    /// The connection's id.
+    pub connection: ConnectionId,
+    /// The connection's writer queue.
+    pub out: OutboundTx,
+    /// The client advertised `consumer_cancel_notify`.
+    pub cancel_notify: bool,
+    /// The broker's second counter.
+    pub clock: Arc<CoarseClock>,
+    /// The connection reader's queue of channel errors found elsewhere.
+    pub errors: mpsc::Sender<(u16, AmqpError)>,
 }
 
 /// A channel's modes and counters as the management API lists them; the
@@ -63,23 +90,61 @@ pub struct ChannelReport {
 }
 
 impl ChannelShared {
-    /// New shared state for channel `id` of connection `connection`.
-    pub fn new(
-        id: u16,
-        connection: ConnectionId,
-        out: OutboundTx,
-        cancel_notify: bool,
-    ) -> Arc<Self> {
+    /// New shared state for channel `id`.
+    pub fn new(id: u16, links: ChannelLinks) -> Arc<Self> {
         Arc::new(ChannelShared {
             id,
-            connection,
-            out,
-            cancel_notify,
+            connection: links.connection,
+            out: links.out,
+            cancel_notify: links.cancel_notify,
             deliveries: Mutex::new(Deliveries::default()),
             credit: Arc::default(),
             consumers: Mutex::new(HashMap::new()),
             report: ChannelReport::default(),
+            clock: links.clock,
+            errors: links.errors,
+            shortest_ack_timeout: AtomicU64::new(u64::MAX),
+            timed_out: AtomicBool::new(false),
         })
+    }
+
+    /// Deliveries on this channel may have this acknowledgement timeout
+    /// (milliseconds; a consumer's, or a basic.get's).
+    pub fn note_ack_timeout(&self, timeout: Option<u64>) {
+        if let Some(timeout) = timeout {
+            self.shortest_ack_timeout
+                .fetch_min(timeout, Ordering::Relaxed);
+        }
+    }
+
+    /// The consumer-timeout check (once a second, from the broker's ticker):
+    /// when a delivery has been unacknowledged longer than its timeout, the
+    /// channel's connection is told to close it with RabbitMQ's 406.
+    /// `default` is the broker's `consumer_timeout` for basic.get deliveries.
+    pub fn check_ack_timeout(&self, default: Option<u64>) {
+        let shortest = self.shortest_ack_timeout.load(Ordering::Relaxed);
+        if shortest == u64::MAX || self.timed_out.load(Ordering::Relaxed) {
+            return;
+        }
+        let overdue = self
+            .deliveries
+            .lock()
+            .overdue(self.clock.now(), default, shortest);
+        let Some(timeout) = overdue else {
+            return;
+        };
+        let error = AmqpError::precondition_failed(format!(
+            "delivery acknowledgement on channel {} timed out. Timeout value used: {timeout} ms. This timeout value can be configured, see consumers doc guide to learn more",
+            self.id
+        ));
+        if self.errors.try_send((self.id, error)).is_ok() {
+            tracing::warn!(
+                channel = self.id,
+                timeout_ms = timeout,
+                "a delivery was not acknowledged in time; closing its channel"
+            );
+            self.timed_out.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Removes the deliveries an ack/nack/reject names (see [`Deliveries::settle`]).
@@ -190,7 +255,7 @@ impl DeliverySink for ChannelShared {
                 message,
             },
         });
-        Ok(deliveries.sent(unacked))
+        Ok(deliveries.sent(unacked, self.clock.now()))
     }
 
     fn room(&self) -> SinkFuture<'_> {

@@ -26,6 +26,7 @@ use warren_codec::{ContentHeader, Frame, FrameEncoder};
 use crate::alarms::Alarm;
 use crate::broker::Broker;
 use crate::channel::confirms::ConfirmQueue;
+use crate::channel::shared::ChannelLinks;
 use crate::channel::{
     Channel, ChannelShared, ChannelState, ConnectionInfo, Publication, Step, content,
 };
@@ -34,6 +35,7 @@ use crate::outbound::{Outbound, OutboundTx};
 use crate::queue::notify_cancelled;
 use handshake::{HandshakeError, Tuned};
 use reader::{FrameReader, ReadError};
+use tokio::sync::mpsc;
 
 /// How long the broker waits for connection.close-ok after sending connection.close
 /// (RabbitMQ's closing timeout).
@@ -71,6 +73,8 @@ pub async fn serve(
                 vhost: tuned.vhost.clone(),
                 user: tuned.user.clone(),
                 max_message_size: broker.config.max_message_size,
+                consumer_timeout: (broker.config.consumer_timeout > 0)
+                    .then_some(broker.config.consumer_timeout),
                 access: broker.auth.access(&tuned.user, &tuned.vhost.name),
             };
             let alarm = broker.alarms.subscribe();
@@ -99,6 +103,7 @@ pub async fn serve(
                 confirming: Vec::new(),
                 alarm,
                 published: false,
+                channel_errors: mpsc::channel(8),
             };
             conn.run(reader, close).await;
             broker.connections.remove(&id);
@@ -190,6 +195,9 @@ enum Flow {
     ClientClosed,
 }
 
+/// A channel number and the exception to close it with.
+type ChannelError = (u16, AmqpError);
+
 /// A connection past its handshake.
 struct Connection {
     live: Arc<crate::broker::connections::LiveConnection>,
@@ -205,6 +213,9 @@ struct Connection {
     alarm: tokio::sync::watch::Receiver<Alarm>,
     /// The client has published: an alarm stops reading from it.
     published: bool,
+    /// Channel errors found outside the reader (a consumer timeout): the
+    /// sending side goes to each channel, the reader closes the channel.
+    channel_errors: (mpsc::Sender<ChannelError>, mpsc::Receiver<ChannelError>),
 }
 
 impl Connection {
@@ -253,6 +264,15 @@ impl Connection {
                     break Ending::Gone;
                 }
                 () = shutdown.cancelled() => break Ending::Error(self.live.closing_error()),
+                Some((id, error)) = self.channel_errors.1.recv() => {
+                    let open = self
+                        .channels
+                        .get(&id)
+                        .is_some_and(|c| c.state == ChannelState::Open);
+                    if open && let Err(error) = self.channel_exception(id, error).await {
+                        break Ending::Error(error);
+                    }
+                }
             }
         };
         self.flush_confirms().await;
@@ -461,7 +481,16 @@ impl Connection {
                 .get("consumer_cancel_notify"),
             Some(warren_codec::types::AMQPValue::Boolean(true))
         );
-        let shared = ChannelShared::new(id, self.info.id, self.out.clone(), cancel_notify);
+        let shared = ChannelShared::new(
+            id,
+            ChannelLinks {
+                connection: self.info.id,
+                out: self.out.clone(),
+                cancel_notify,
+                clock: self.broker.clock.clone(),
+                errors: self.channel_errors.0.clone(),
+            },
+        );
         self.live.add_channel(&shared);
         self.channels
             .insert(id, Channel::new(id, shared, self.info.clone()));

@@ -186,7 +186,7 @@ impl DeliverySink for ApiSink {
         unacked: Option<Unacked>,
     ) -> Result<DeliveryTag, Undelivered> {
         let mut held = self.held.lock();
-        let tag = held.0.sent(unacked);
+        let tag = held.0.sent(unacked, 0);
         held.1.push(delivery);
         Ok(tag)
     }

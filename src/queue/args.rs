@@ -50,6 +50,9 @@ pub struct QueueArgs {
     pub delivery_limit: Option<u64>,
     /// `x-queue-type`.
     pub queue_type: QueueType,
+    /// `x-consumer-timeout` in milliseconds: how long its consumers may hold
+    /// a delivery unacknowledged.
+    pub consumer_timeout: Option<u64>,
 }
 
 /// Arguments RabbitMQ compares when a classic queue is declared again, in the
@@ -137,6 +140,7 @@ impl QueueArgs {
             ("x-max-length", &mut args.max_length),
             ("x-max-length-bytes", &mut args.max_length_bytes),
             ("x-delivery-limit", &mut args.delivery_limit),
+            ("x-consumer-timeout", &mut args.consumer_timeout),
         ] {
             if let Some(v) = get(key) {
                 *slot = Some(non_negative(v).map_err(|e| invalid(key, e))?);

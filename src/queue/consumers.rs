@@ -57,10 +57,11 @@ impl Consumer {
         exclusive: bool,
         prefetch: u16,
     ) -> Arc<Self> {
-        Self::with_priority(tag, sink, no_ack, exclusive, prefetch, 0)
+        Self::with_priority(tag, sink, no_ack, exclusive, prefetch, 0, None)
     }
 
-    /// A consumer on `sink` with this `x-priority`.
+    /// A consumer on `sink` with this `x-priority` and acknowledgement
+    /// timeout (milliseconds; see [`ConsumerCredit::ack_timeout`]).
     pub fn with_priority(
         tag: ConsumerTag,
         sink: Arc<dyn DeliverySink>,
@@ -68,9 +69,11 @@ impl Consumer {
         exclusive: bool,
         prefetch: u16,
         priority: i64,
+        ack_timeout: Option<u64>,
     ) -> Arc<Self> {
         let credit = Arc::new(ConsumerCredit {
             prefetch,
+            ack_timeout,
             channel: sink.credit().clone(),
             ..Default::default()
         });
@@ -92,6 +95,24 @@ impl Consumer {
         }
         self.no_ack || (self.credit.has_room() && self.credit.channel.has_room())
     }
+}
+
+/// The `x-consumer-timeout` of a basic.consume, in milliseconds: a
+/// non-negative integer of any AMQP integer type; anything else is 406.
+pub fn timeout_arg(arguments: &FieldTable, queue: &Queue) -> Result<Option<u64>, AmqpError> {
+    let Some(value) = arguments.inner().get("x-consumer-timeout") else {
+        return Ok(None);
+    };
+    integer(value)
+        .and_then(|v| u64::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "invalid arg 'x-consumer-timeout' for {}: \"expected non-negative integer, got {}\"",
+                queue.describe(),
+                type_name(value)
+            ))
+        })
 }
 
 /// Consumers of a deleted queue: each one's channel forgets it and, when its
@@ -329,6 +350,7 @@ mod tests {
             false,
             prefetch,
             priority,
+            None,
         )
     }
 

@@ -119,6 +119,28 @@ pub struct Unacked {
     pub seq: SeqId,
     /// The consumer it went to (None for basic.get).
     pub consumer: Option<Arc<ConsumerCredit>>,
+    /// When it went out, on the sink's [`CoarseClock`] (set by
+    /// [`Deliveries::sent`]).
+    pub delivered_at: u32,
+}
+
+/// Seconds since the broker started, advanced once a second by the broker's
+/// ticker: what the age of an unacknowledged delivery is measured in (the
+/// consumer timeout), read with one atomic load instead of a clock call on the
+/// delivery path.
+#[derive(Debug, Default)]
+pub struct CoarseClock(AtomicU32);
+
+impl CoarseClock {
+    /// The current second.
+    pub fn now(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// One more second passed.
+    pub fn tick(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A channel's consumer credit: what basic.qos global=true limits.
@@ -148,6 +170,10 @@ pub struct ConsumerCredit {
     pub prefetch: u16,
     /// Its channel's credit.
     pub channel: Arc<ChannelCredit>,
+    /// How long it may hold a delivery unacknowledged, in milliseconds
+    /// (None: no limit): its `x-consumer-timeout`, else its queue's, else the
+    /// broker's `consumer_timeout`.
+    pub ack_timeout: Option<u64>,
 }
 
 impl ConsumerCredit {
@@ -189,10 +215,12 @@ impl Deliveries {
         DeliveryTag(self.last_tag.0 + 1)
     }
 
-    /// Records that the delivery tagged [`Deliveries::next_tag`] went out.
-    pub fn sent(&mut self, unacked: Option<Unacked>) -> DeliveryTag {
+    /// Records that the delivery tagged [`Deliveries::next_tag`] went out
+    /// at second `now`.
+    pub fn sent(&mut self, unacked: Option<Unacked>, now: u32) -> DeliveryTag {
         self.last_tag = self.next_tag();
-        if let Some(unacked) = unacked {
+        if let Some(mut unacked) = unacked {
+            unacked.delivered_at = now;
             if let Some(credit) = &unacked.consumer {
                 credit.delivered();
             }
@@ -243,6 +271,38 @@ impl Deliveries {
             }
         }
         seqs
+    }
+}
+
+impl Deliveries {
+    /// The timeout of the oldest delivery held longer than its timeout at
+    /// second `now`, if any, in milliseconds. A basic.get delivery has its
+    /// queue's `x-consumer-timeout`, else `default` (0 at either: none). Deliveries are in tag
+    /// order, which is age order: the scan stops at the first one younger
+    /// than `shortest` (the shortest timeout any of them can have), so it
+    /// costs one entry when nothing is overdue.
+    pub fn overdue(&self, now: u32, default: Option<u64>, shortest: u64) -> Option<u64> {
+        for u in self.unacked.values() {
+            let age_ms = u64::from(now.saturating_sub(u.delivered_at)) * 1000;
+            if age_ms < shortest {
+                return None;
+            }
+            let timeout = match &u.consumer {
+                Some(credit) => credit.ack_timeout,
+                // 0 at a level turns the timeout off there, as for consumers.
+                None => u
+                    .queue
+                    .spec
+                    .args
+                    .consumer_timeout
+                    .or(default)
+                    .filter(|&t| t > 0),
+            };
+            if let Some(timeout) = timeout.filter(|&t| age_ms >= t) {
+                return Some(timeout);
+            }
+        }
+        None
     }
 }
 

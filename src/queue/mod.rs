@@ -59,11 +59,11 @@ use crate::names::{ConnectionId, QueueName, VHostName, resource};
 pub use args::QueueArgs;
 use backlog::Backlog;
 use consumers::Consumers;
-pub use consumers::{Consumer, notify_cancelled, priority_arg};
+pub use consumers::{Consumer, notify_cancelled, priority_arg, timeout_arg};
 use dead_letter::{Dead, Reason};
 pub use delivery::{
-    ChannelCredit, ConsumerCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, Refused,
-    Unacked, Undelivered, by_queue,
+    ChannelCredit, CoarseClock, ConsumerCredit, Deliveries, Delivery, DeliveryKind, DeliverySink,
+    Refused, Unacked, Undelivered, by_queue,
 };
 pub use host::QueueHost;
 pub use inspect::QueueStats;
@@ -345,6 +345,7 @@ impl Queue {
                 queue: self.clone(),
                 seq,
                 consumer: Some(consumer.credit.clone()),
+                delivered_at: 0,
             });
             match consumer.sink.try_deliver(delivery, unacked) {
                 Ok(_) => self.delivered(st, seq, entry),
@@ -412,6 +413,7 @@ impl Queue {
                 queue: self.clone(),
                 seq,
                 consumer: None,
+                delivered_at: 0,
             });
             match sink.try_deliver(delivery, unacked) {
                 Ok(_) => self.delivered(st, seq, entry),

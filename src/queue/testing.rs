@@ -97,7 +97,7 @@ impl DeliverySink for TestSink {
                 message: delivery.message,
             });
         }
-        let tag = d.sent(unacked);
+        let tag = d.sent(unacked, 0);
         self.delivered
             .lock()
             .expect("sink lock")

@@ -7,6 +7,7 @@
 mod common;
 
 mod confirms;
+mod consumer_timeout;
 mod consumers;
 mod publishing;
 mod qos;
