@@ -38,6 +38,15 @@ pub struct Args {
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Definitions file (RabbitMQ's JSON) to import at start
+    #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
+    pub load_definitions: Option<PathBuf>,
+    /// Log format: `text` or `json` [default: text]
+    #[arg(long, env = "WARREN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Check the configuration (and the definitions file, if any), then exit
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
@@ -70,6 +79,12 @@ impl Args {
         }
         if let Some(limit) = self.disk_free_limit {
             config.disk_free_limit = limit;
+        }
+        if let Some(path) = self.load_definitions {
+            config.load_definitions = Some(path);
+        }
+        if let Some(format) = self.log_format {
+            config.log_format = format;
         }
         config.validate()?;
         Ok(config)

@@ -52,6 +52,11 @@ pub struct Config {
     /// How long a delivery may stay unacknowledged before its channel is
     /// closed, in milliseconds (RabbitMQ's `consumer_timeout`; 0 = off).
     pub consumer_timeout: u64,
+    /// A definitions file (RabbitMQ's JSON) imported at start, before the
+    /// listeners open (RabbitMQ's `load_definitions`).
+    pub load_definitions: Option<PathBuf>,
+    /// Log lines as `text` (default) or `json` (one object per line).
+    pub log_format: String,
     /// Page cache of the store, in MiB.
     pub storage_cache_mb: u64,
     /// Where queue messages are kept: `segments` (segment files, the default)
@@ -98,6 +103,8 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             consumer_timeout: 1_800_000,
+            load_definitions: None,
+            log_format: "text".into(),
             storage_cache_mb: 8,
             storage_engine: "segments".into(),
             memory_limit: "40%".into(),
@@ -157,6 +164,12 @@ impl Config {
             ));
         }
         self.disk_free_limit_bytes()?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log_format '{}' must be 'text' or 'json'",
+                self.log_format
+            )));
+        }
         Ok(())
     }
 

@@ -8,19 +8,44 @@ use warren::{Broker, server};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let config = Args::parse().into_config()?;
-    let listener = server::bind(&config)
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
-    tracing::info!(address = %listener.local_addr()?, "Warren is accepting AMQP 0-9-1 connections");
+    let args = Args::parse();
+    let check_only = args.check_config;
+    let config = args.into_config()?;
+    if check_only {
+        // The definitions file too: a start would refuse it.
+        if let Some(path) = &config.load_definitions {
+            warren::mgmt::definitions::read_file(path)?;
+        }
+        println!("configuration is valid");
+        return Ok(());
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr, as README says; stdout is left to --check-config.
+    if config.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
+    }
     let data_dir = config.data_dir.clone();
     let broker = Broker::open(config)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    // Before the listeners: clients see the topology from their first frame.
+    if let Some(path) = broker.config.load_definitions.clone() {
+        warren::mgmt::definitions::load_file(&broker, &path).await?;
+        tracing::info!(file = %path.display(), "definitions loaded");
+    }
+    let config = &broker.config;
+    let listener = server::bind(config)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+    tracing::info!(address = %listener.local_addr()?, "Warren is accepting AMQP 0-9-1 connections");
     let stop = tokio_util::sync::CancellationToken::new();
     let management = if broker.config.management {
         let addr = (broker.config.management_bind, broker.config.management_port);

@@ -20,6 +20,7 @@ use super::json::{json_to_table, table_to_json};
 use super::vhosts::live_vhost;
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::broker::Broker;
+use crate::names::resource;
 use crate::vhost::{Destination, QueueDeclare, VHost};
 
 /// A queue in the definitions.
@@ -209,12 +210,43 @@ pub async fn import_all(
     defs: &Definitions,
     default_vhost: Option<&str>,
 ) -> Result<(), ApiError> {
+    import_entries(broker, defs, default_vhost)
+        .await
+        .map_err(|refused| refused.error)
+}
+
+/// An entry of a definitions document that was refused.
+#[derive(Debug)]
+pub struct Refused {
+    /// Which entry: `users and vhosts`, `exchange 'x' in vhost '/'`, ...
+    pub entry: String,
+    /// Why, as the API answers it.
+    pub error: ApiError,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.entry, self.error.reason)
+    }
+}
+
+/// [`import_all`], naming the entry that was refused.
+async fn import_entries(
+    broker: &Broker,
+    defs: &Definitions,
+    default_vhost: Option<&str>,
+) -> Result<(), Refused> {
+    let refused = |entry: String| move |error: ApiError| Refused { entry, error };
     let auth = AuthDefinitions {
         users: defs.users.clone().unwrap_or_default(),
         vhosts: defs.vhosts.clone().unwrap_or_default(),
         permissions: Vec::new(),
     };
-    broker.auth.import(&auth)?;
+    broker
+        .auth
+        .import(&auth)
+        .map_err(ApiError::from)
+        .map_err(refused("users and vhosts".into()))?;
     for v in &auth.vhosts {
         broker.add_vhost(v.clone());
     }
@@ -222,19 +254,27 @@ pub async fn import_all(
         permissions: defs.permissions.clone().unwrap_or_default(),
         ..Default::default()
     };
-    broker.auth.import(&permissions)?;
+    broker
+        .auth
+        .import(&permissions)
+        .map_err(ApiError::from)
+        .map_err(refused("permissions".into()))?;
     let vhost_of = |named: &Option<String>| -> Result<std::sync::Arc<VHost>, ApiError> {
         let name = named.as_deref().or(default_vhost).unwrap_or("/");
         broker
             .vhost(name)
             .ok_or_else(|| ApiError::bad_request(format!("vhost_not_found: {name}")))
     };
+    let in_vhost =
+        |named: &Option<String>| named.as_deref().or(default_vhost).unwrap_or("/").to_owned();
     // Every refusal is 400 with its text here (a reserved name, a missing
     // queue), not the 401 or 404 that `?` would give.
     let bad = |e: crate::error::AmqpError| ApiError::bad_request(e.text);
     for x in &defs.exchanges {
-        let v = vhost_of(&x.vhost)?;
-        let arguments = json_to_table(&Value::Object(x.arguments.clone()))?;
+        let entry = || resource("exchange", &x.name, &in_vhost(&x.vhost));
+        let v = vhost_of(&x.vhost).map_err(refused(entry()))?;
+        let arguments =
+            json_to_table(&Value::Object(x.arguments.clone())).map_err(refused(entry()))?;
         v.declare_exchange(
             &x.name,
             &x.kind,
@@ -244,28 +284,43 @@ pub async fn import_all(
             x.internal,
             &arguments,
         )
-        .map_err(bad)?;
+        .map_err(bad)
+        .map_err(refused(entry()))?;
     }
     for q in &defs.queues {
-        let v = vhost_of(&q.vhost)?;
+        let entry = || resource("queue", &q.name, &in_vhost(&q.vhost));
+        let v = vhost_of(&q.vhost).map_err(refused(entry()))?;
         let request = QueueDeclare {
             name: q.name.clone(),
             passive: false,
             durable: q.durable,
             exclusive: false,
             auto_delete: q.auto_delete,
-            arguments: json_to_table(&Value::Object(q.arguments.clone()))?,
+            arguments: json_to_table(&Value::Object(q.arguments.clone()))
+                .map_err(refused(entry()))?,
             server_named: false,
         };
-        v.declare_queue(&request, API_CONNECTION).map_err(bad)?;
+        v.declare_queue(&request, API_CONNECTION)
+            .map_err(bad)
+            .map_err(refused(entry()))?;
     }
     for b in &defs.bindings {
-        let v = vhost_of(&b.vhost)?;
+        let entry = || {
+            format!(
+                "binding from exchange '{}' to {} '{}' in vhost '{}'",
+                b.source,
+                b.destination_type,
+                b.destination,
+                in_vhost(&b.vhost)
+            )
+        };
+        let v = vhost_of(&b.vhost).map_err(refused(entry()))?;
         let destination = match b.destination_type.as_str() {
             "exchange" => Destination::Exchange(b.destination.as_str().into()),
             _ => Destination::Queue(b.destination.as_str().into()),
         };
-        let arguments = json_to_table(&Value::Object(b.arguments.clone()))?;
+        let arguments =
+            json_to_table(&Value::Object(b.arguments.clone())).map_err(refused(entry()))?;
         v.bind(
             &b.source,
             destination,
@@ -273,11 +328,70 @@ pub async fn import_all(
             &arguments,
             API_CONNECTION,
         )
-        .map_err(bad)?;
+        .map_err(bad)
+        .map_err(refused(entry()))?;
     }
     // As on AMQP: the answer waits until what was stored is on disk.
-    broker.storage.commit().await?;
+    broker
+        .storage
+        .commit()
+        .await
+        .map_err(ApiError::from)
+        .map_err(refused("the store".into()))?;
     Ok(())
+}
+
+/// Why the `load_definitions` file was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// It could not be read.
+    #[error("cannot read definitions file {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// It is not RabbitMQ's definitions JSON.
+    #[error("definitions file {path} is not RabbitMQ's definitions JSON: {source}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Where and why (line and column).
+        source: serde_json::Error,
+    },
+    /// An entry was refused.
+    #[error("definitions file {path}: {refused}")]
+    Refused {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The entry and why.
+        refused: Refused,
+    },
+}
+
+/// Reads a definitions file (RabbitMQ's JSON, as exported).
+pub fn read_file(path: &std::path::Path) -> Result<Definitions, LoadError> {
+    let text = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|source| LoadError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `load_definitions`: imports a definitions file at start, naming the entry
+/// it refuses.
+pub async fn load_file(broker: &Broker, path: &std::path::Path) -> Result<(), LoadError> {
+    let defs = read_file(path)?;
+    import_entries(broker, &defs, None)
+        .await
+        .map_err(|refused| LoadError::Refused {
+            path: path.to_owned(),
+            refused,
+        })
 }
 
 fn parse(body: &[u8]) -> ApiResult<Definitions> {

@@ -23,7 +23,7 @@ mod api;
 mod bindings;
 mod caller;
 mod connections;
-mod definitions;
+pub mod definitions;
 mod exchanges;
 mod health;
 mod json;
