@@ -492,3 +492,65 @@ async fn limits_survive_a_restart_and_travel_in_definitions() {
     assert_eq!(fresh_api.put("/api/queues/%2F/a", "{}").await.status, 201);
     assert_eq!(fresh_api.put("/api/queues/%2F/b", "{}").await.status, 400);
 }
+
+/// Runs RabbitMQ's own `rabbitmqadmin` (v1, the one RabbitMQ 3.10 ships)
+/// against `api`; `None` when it is not installed.
+async fn rabbitmqadmin(api: &Http, args: &[&str]) -> Option<(bool, String)> {
+    let mut command = std::process::Command::new("rabbitmqadmin");
+    command.args([
+        "-H",
+        "127.0.0.1",
+        "-P",
+        &api.addr.port().to_string(),
+        "-u",
+        "guest",
+        "-p",
+        "guest",
+    ]);
+    command.args(args);
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.success(), text))
+}
+
+#[tokio::test]
+async fn rabbitmqadmin_declares_lists_and_deletes_vhost_limits() {
+    let (_broker, api) = start().await;
+    let declare = [
+        "declare",
+        "vhost_limit",
+        "vhost=/",
+        "name=max-connections",
+        "value=12",
+    ];
+    let Some((ok, text)) = rabbitmqadmin(&api, &declare).await else {
+        eprintln!("rabbitmqadmin is not installed; skipped");
+        return;
+    };
+    assert!(ok, "{text}");
+    assert_eq!(
+        api.get("/api/vhost-limits").await.json(),
+        json!([{"vhost": "/", "value": {"max-connections": 12}}])
+    );
+    let (ok, listed) = rabbitmqadmin(&api, &["-f", "tsv", "list", "vhost_limits"])
+        .await
+        .expect("ran before");
+    assert!(ok && listed.contains("max-connections"), "{listed}");
+    let delete = ["delete", "vhost_limit", "vhost=/", "name=max-connections"];
+    let (ok, text) = rabbitmqadmin(&api, &delete).await.expect("ran before");
+    assert!(ok, "{text}");
+    assert_eq!(api.get("/api/vhost-limits").await.json(), json!([]));
+    let bad = [
+        "declare",
+        "vhost_limit",
+        "vhost=/",
+        "name=max-bogus",
+        "value=1",
+    ];
+    let (ok, text) = rabbitmqadmin(&api, &bad).await.expect("ran before");
+    assert!(!ok && text.contains("Unrecognised terms"), "{text}");
+}
