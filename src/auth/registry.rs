@@ -653,6 +653,43 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_set_cleared_exported_and_go_with_their_vhost_or_user() {
+        use serde_json::json;
+        let registry = Registry::from_config(&Config::default());
+        registry.put_vhost(VHostDef {
+            name: "v".into(),
+            description: String::new(),
+            tags: Vec::new(),
+        });
+        registry
+            .set_vhost_limit("v", limits::MAX_QUEUES, &json!(0))
+            .expect("set");
+        registry
+            .set_user_limit("guest", limits::MAX_CHANNELS, &json!(4))
+            .expect("set");
+        assert_eq!(registry.vhost_limit("v", limits::MAX_QUEUES), Some(0));
+        assert_eq!(registry.user_limit("guest", limits::MAX_CHANNELS), Some(4));
+        assert_eq!(
+            registry.set_vhost_limit("nope", limits::MAX_QUEUES, &json!(1)),
+            Err(RegistryError::VHostOrUserNotFound)
+        );
+        let exported = registry.export();
+        let copy = Registry::from_config(&Config::default());
+        copy.restore(&exported).expect("restore");
+        assert_eq!(copy.vhost_limit("v", limits::MAX_QUEUES), Some(0));
+        assert_eq!(copy.user_limit("guest", limits::MAX_CHANNELS), Some(4));
+
+        registry
+            .set_user_limit("guest", limits::MAX_CHANNELS, &json!(-1))
+            .expect("negative");
+        assert_eq!(registry.user_limit("guest", limits::MAX_CHANNELS), None);
+        assert!(registry.clear_vhost_limit("v", limits::MAX_QUEUES));
+        assert!(registry.vhost_limits().is_empty());
+        copy.delete_vhost("v");
+        assert!(copy.export().vhost_limits.is_empty());
+    }
+
+    #[test]
     fn bad_definitions_change_nothing() {
         let registry = Registry::from_config(&Config::default());
         let defs = AuthDefinitions {

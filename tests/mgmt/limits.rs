@@ -446,6 +446,11 @@ async fn limits_survive_a_restart_and_travel_in_definitions() {
         json!([{"vhost": "/", "component": "vhost-limits", "name": "limits",
                 "value": {"max-connections": 5, "max-queues": 1}}])
     );
+    assert_eq!(
+        api.get("/api/definitions/%2F").await.json()["parameters"],
+        json!([{"component": "vhost-limits", "name": "limits",
+                "value": {"max-connections": 5, "max-queues": 1}}])
+    );
     let bob = exported["users"]
         .as_array()
         .and_then(|u| u.iter().find(|u| u["name"] == "bob"))
