@@ -75,18 +75,26 @@ fn erlang_term(value: &Value) -> String {
 }
 
 /// Checks a limit as RabbitMQ's `rabbit_parameter_validation` does: a known
-/// name and an integer value. Returns the value.
+/// name and an integer value. Returns the value. The texts are RabbitMQ
+/// 3.10.8's: a vhost limit is a runtime parameter, whose errors read
+/// `Validation failed\n\n...\n`; a user limit's are bare.
 pub fn validate(scope: Scope, name: &str, value: &Value) -> Result<i64, RegistryError> {
+    let worded = |text: String| {
+        RegistryError::BadLimit(match scope {
+            Scope::VHost => format!("Validation failed\n\n{text}\n"),
+            Scope::User => text,
+        })
+    };
     if !scope.known().contains(&name) {
-        return Err(RegistryError::BadLimit(format!(
-            "Validation failed\n\nUnrecognised terms [{{<<\"{name}\">>,{}}}] in {}\n",
+        return Err(worded(format!(
+            "Unrecognised terms [{{<<\"{name}\">>,{}}}] in {}",
             erlang_term(value),
             scope.term()
         )));
     }
     value.as_i64().ok_or_else(|| {
-        RegistryError::BadLimit(format!(
-            "Validation failed\n\n{name} should be a number, actually was {}\n",
+        worded(format!(
+            "{name} should be a number, actually was {}",
             erlang_term(value)
         ))
     })
@@ -121,7 +129,7 @@ mod tests {
             validate(Scope::User, MAX_CONNECTIONS, &json!("ten")).expect_err("not a number");
         assert_eq!(
             bad_value.to_string(),
-            "Validation failed\n\nmax-connections should be a number, actually was <<\"ten\">>\n"
+            "max-connections should be a number, actually was <<\"ten\">>"
         );
         assert!(validate(Scope::User, MAX_CONNECTIONS, &json!(1.5)).is_err());
     }

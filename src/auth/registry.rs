@@ -476,8 +476,8 @@ impl Registry {
         limits::in_force(value)
     }
 
-    /// Sets a vhost limit (validated as RabbitMQ does); a negative value
-    /// removes it, as RabbitMQ treats it as no limit.
+    /// Sets a vhost limit (validated as RabbitMQ does); a negative value is
+    /// kept and listed, and means no limit (as in RabbitMQ).
     pub fn set_vhost_limit(
         &self,
         vhost: &str,
@@ -490,15 +490,10 @@ impl Registry {
             if !st.vhosts.contains_key(vhost) {
                 return Err(RegistryError::VHostOrUserNotFound);
             }
-            let entry = st.vhost_limits.entry(vhost.to_owned()).or_default();
-            if value < 0 {
-                entry.remove(name);
-            } else {
-                entry.insert(name.to_owned(), value);
-            }
-            if entry.is_empty() {
-                st.vhost_limits.remove(vhost);
-            }
+            st.vhost_limits
+                .entry(vhost.to_owned())
+                .or_default()
+                .insert(name.to_owned(), value);
         }
         self.changed();
         Ok(())
@@ -521,8 +516,8 @@ impl Registry {
         existed
     }
 
-    /// Sets a user limit (validated as RabbitMQ does); a negative value
-    /// removes it.
+    /// Sets a user limit (validated as RabbitMQ does); a negative value is
+    /// kept and means no limit.
     pub fn set_user_limit(
         &self,
         user: &str,
@@ -536,11 +531,7 @@ impl Registry {
                 .users
                 .get_mut(user)
                 .ok_or(RegistryError::VHostOrUserNotFound)?;
-            if value < 0 {
-                found.limits.remove(name);
-            } else {
-                found.limits.insert(name.to_owned(), value.into());
-            }
+            found.limits.insert(name.to_owned(), value.into());
         }
         self.changed();
         Ok(())
@@ -590,16 +581,10 @@ impl Registry {
             }
             for l in &defs.vhost_limits {
                 if st.vhosts.contains_key(&l.vhost) {
-                    let value: Limits = l
-                        .value
-                        .iter()
-                        .filter(|(_, v)| **v >= 0)
-                        .map(|(k, v)| (k.clone(), *v))
-                        .collect();
-                    if value.is_empty() {
+                    if l.value.is_empty() {
                         st.vhost_limits.remove(&l.vhost);
                     } else {
-                        st.vhost_limits.insert(l.vhost.clone(), value);
+                        st.vhost_limits.insert(l.vhost.clone(), l.value.clone());
                     }
                 }
             }
@@ -683,6 +668,10 @@ mod tests {
             .set_user_limit("guest", limits::MAX_CHANNELS, &json!(-1))
             .expect("negative");
         assert_eq!(registry.user_limit("guest", limits::MAX_CHANNELS), None);
+        assert_eq!(
+            registry.user("guest").expect("guest").limits["max-channels"],
+            -1
+        );
         assert!(registry.clear_vhost_limit("v", limits::MAX_QUEUES));
         assert!(registry.vhost_limits().is_empty());
         copy.delete_vhost("v");

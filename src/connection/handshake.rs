@@ -217,7 +217,7 @@ fn over_connection_limit(broker: &Broker, user: &str, vhost: &str) -> Option<Amq
     let limit = broker.auth.user_limit(user, MAX_CONNECTIONS);
     if !allows_one_more(limit, broker.connections_of(user)) {
         return Some(AmqpError::not_allowed(format!(
-            "Connection refused for user '{user}': user connection limit ({}) is reached",
+            "connection refused for user '{user}': user connection limit ({}) is reached",
             limit.unwrap_or_default()
         )));
     }

@@ -356,19 +356,13 @@ pub async fn export_vhost(
         ..Definitions::default()
     };
     topology(&v, false, &mut out);
-    // As RabbitMQ's per-vhost export: its limits, without the vhost key.
+    // As RabbitMQ's per-vhost export: its limits (with the vhost key).
     out.parameters = broker
         .auth
         .vhost_limits()
         .iter()
         .filter(|l| l.vhost == vhost)
-        .map(|l| {
-            let mut p = limits_parameter(l);
-            if let Some(p) = p.as_object_mut() {
-                p.remove("vhost");
-            }
-            p
-        })
+        .map(limits_parameter)
         .collect();
     Ok(Json(out).into_response())
 }

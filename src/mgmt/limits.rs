@@ -107,7 +107,7 @@ fn limit_value(body: &Bytes) -> ApiResult<Value> {
 
 /// PUT /api/vhost-limits/{vhost}/{name} with `{"value": N}` (administrator):
 /// 204; 400 with RabbitMQ's validation text for an unknown name or a value
-/// that is not an integer; a negative value removes the limit.
+/// that is not an integer; a negative value is kept and means no limit.
 pub async fn put_vhost_limit(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
@@ -141,7 +141,8 @@ pub async fn delete_vhost_limit(
 }
 
 /// PUT /api/user-limits/{user}/{name} with `{"value": N}` (administrator):
-/// 204; 400 with RabbitMQ's validation text; 404 for an unknown user.
+/// 204; 400 with RabbitMQ's validation text; for an unknown user 400 with
+/// RabbitMQ's `["no_such_user", user]` reason.
 pub async fn put_user_limit(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
@@ -150,7 +151,8 @@ pub async fn put_user_limit(
 ) -> ApiResult {
     caller.require_admin()?;
     if broker.auth.user(&user).is_none() {
-        return Err(ApiError::not_found());
+        let reason = json!({"error": "bad_request", "reason": ["no_such_user", user]});
+        return Ok((StatusCode::BAD_REQUEST, Json(reason)).into_response());
     }
     let value = limit_value(&body)?;
     broker.auth.set_user_limit(&user, &name, &value)?;

@@ -144,7 +144,7 @@ async fn vhost_limits_are_set_listed_and_cleared() {
     let no_vhost = put("/api/vhost-limits/nope/max-queues", r#"{"value":1}"#).await;
     assert_eq!(no_vhost.status, 404);
 
-    // A negative value is no limit: the limit goes.
+    // A negative value is kept, listed, and means no limit (RabbitMQ 3.10.8).
     assert_eq!(
         put("/api/vhost-limits/%2F/max-connections", r#"{"value":-1}"#)
             .await
@@ -153,12 +153,12 @@ async fn vhost_limits_are_set_listed_and_cleared() {
     );
     assert_eq!(
         api.get("/api/vhost-limits/%2F").await.json(),
-        json!([{"vhost": "/", "value": {"max-queues": 5}}])
+        json!([{"vhost": "/", "value": {"max-connections": -1, "max-queues": 5}}])
     );
-    assert_eq!(
-        api.delete("/api/vhost-limits/%2F/max-queues").await.status,
-        204
-    );
+    for name in ["max-queues", "max-connections"] {
+        let path = format!("/api/vhost-limits/%2F/{name}");
+        assert_eq!(api.delete(&path).await.status, 204);
+    }
     assert_eq!(
         api.get("/api/vhost-limits").await.json(),
         json!([{"vhost": "v1", "value": {"max-queues": 0}}])
@@ -222,19 +222,29 @@ async fn user_limits_are_set_listed_and_cleared() {
         (bad_name.status, bad_name.json()["reason"].clone()),
         (
             400,
-            json!(
-                "Validation failed\n\nUnrecognised terms [{<<\"max-queues\">>,1}] in user-limits\n"
-            )
+            json!("Unrecognised terms [{<<\"max-queues\">>,1}] in user-limits")
         )
     );
     let bad_value = api
         .put("/api/user-limits/bob/max-channels", r#"{"value":1.5}"#)
         .await;
-    assert_eq!(bad_value.status, 400);
+    assert_eq!(
+        (bad_value.status, bad_value.json()["reason"].clone()),
+        (
+            400,
+            json!("max-channels should be a number, actually was 1.5")
+        )
+    );
     let nobody = api
         .put("/api/user-limits/nobody/max-channels", r#"{"value":1}"#)
         .await;
-    assert_eq!(nobody.status, 404);
+    assert_eq!(
+        (nobody.status, nobody.json()),
+        (
+            400,
+            json!({"error": "bad_request", "reason": ["no_such_user", "nobody"]})
+        )
+    );
 
     assert_eq!(
         api.delete("/api/user-limits/bob/max-channels").await.status,
@@ -242,6 +252,16 @@ async fn user_limits_are_set_listed_and_cleared() {
     );
     assert_eq!(
         api.put("/api/user-limits/bob/max-connections", r#"{"value":-1}"#)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.get("/api/user-limits").await.json(),
+        json!([{"user": "bob", "value": {"max-connections": -1}}])
+    );
+    assert_eq!(
+        api.delete("/api/user-limits/bob/max-connections")
             .await
             .status,
         204
@@ -314,7 +334,7 @@ async fn user_max_connections_refuses_connection_open() {
     assert_eq!(
         again.expect_connection_close(530).await,
         (
-            "NOT_ALLOWED - Connection refused for user 'bob': user connection limit (1) is reached"
+            "NOT_ALLOWED - connection refused for user 'bob': user connection limit (1) is reached"
                 .to_owned(),
             10,
             40
@@ -448,7 +468,7 @@ async fn limits_survive_a_restart_and_travel_in_definitions() {
     );
     assert_eq!(
         api.get("/api/definitions/%2F").await.json()["parameters"],
-        json!([{"component": "vhost-limits", "name": "limits",
+        json!([{"vhost": "/", "component": "vhost-limits", "name": "limits",
                 "value": {"max-connections": 5, "max-queues": 1}}])
     );
     let bob = exported["users"]
