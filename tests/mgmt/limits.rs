@@ -579,3 +579,49 @@ async fn rabbitmqadmin_declares_lists_and_deletes_vhost_limits() {
     let (ok, text) = rabbitmqadmin(&api, &bad).await.expect("ran before");
     assert!(!ok && text.contains("Unrecognised terms"), "{text}");
 }
+
+#[tokio::test]
+async fn connection_limits_are_checked_before_vhost_access() {
+    // As RabbitMQ 3.10.8 orders them: the vhost's limit, the user's, then
+    // whether the user may use the vhost at all.
+    let (broker, api) = start().await;
+    let user = api
+        .put("/api/users/noperm", r#"{"password":"pw","tags":""}"#)
+        .await;
+    assert_eq!(user.status, 201);
+    let mut no_access = open_as(broker.addr, "noperm", "pw", "/").await;
+    let (text, _, _) = no_access.expect_connection_close(530).await;
+    assert_eq!(
+        text,
+        "NOT_ALLOWED - access to vhost '/' refused for user 'noperm'"
+    );
+    let limit = r#"{"value":0}"#;
+    assert_eq!(
+        api.put("/api/user-limits/noperm/max-connections", limit)
+            .await
+            .status,
+        204
+    );
+    let mut user_limit = open_as(broker.addr, "noperm", "pw", "/").await;
+    assert_eq!(
+        user_limit.expect_connection_close(530).await,
+        (
+            "NOT_ALLOWED - connection refused for user 'noperm': user connection limit (0) is reached"
+                .to_owned(),
+            10,
+            40
+        )
+    );
+    assert_eq!(
+        api.put("/api/vhost-limits/%2F/max-connections", limit)
+            .await
+            .status,
+        204
+    );
+    let mut vhost_limit = open_as(broker.addr, "noperm", "pw", "/").await;
+    let (text, _, _) = vhost_limit.expect_connection_close(530).await;
+    assert_eq!(
+        text,
+        "NOT_ALLOWED - access to vhost '/' refused for user 'noperm': connection limit (0) is reached"
+    );
+}
