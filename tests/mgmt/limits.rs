@@ -625,3 +625,23 @@ async fn connection_limits_are_checked_before_vhost_access() {
         "NOT_ALLOWED - access to vhost '/' refused for user 'noperm': connection limit (0) is reached"
     );
 }
+
+#[tokio::test]
+async fn a_closed_channel_with_a_consumer_no_longer_counts() {
+    let (broker, api) = start().await;
+    assert_eq!(
+        api.put("/api/user-limits/guest/max-channels", r#"{"value":1}"#)
+            .await
+            .status,
+        204
+    );
+    let client = Client::connect(&broker).await;
+    let ch = client.channel().await;
+    declare_queue(&ch, "consumed").await;
+    let _consumer = super::common::lapin::consume(&ch, "consumed").await;
+    ch.close(200, "bye".into()).await.expect("close");
+    let guest_channels = async || broker.broker.channels_of("guest");
+    assert_eq!(super::common::eventually(0, guest_channels).await, 0);
+    let again = client.channel().await;
+    declare_queue(&again, "consumed").await;
+}
