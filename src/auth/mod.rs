@@ -3,12 +3,15 @@
 //! - [`registry`]: the internal user database (users with RabbitMQ-compatible
 //!   password hashes and tags, vhost records, permissions), exported and
 //!   imported in RabbitMQ's definitions shape.
+//! - [`limits`]: per-vhost and per-user limits (names, validation, which
+//!   value is in force).
 //! - [`hashing`]: `rabbit_password_hashing_sha256` (and sha512) hashes.
 //! - [`permissions`]: configure / write / read checks on AMQP operations.
 //!
 //! This file: the SASL mechanisms (PLAIN, AMQPLAIN) and why a login fails.
 
 pub mod hashing;
+pub mod limits;
 pub mod pattern;
 pub mod permissions;
 pub mod registry;

@@ -16,6 +16,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::hashing::{self, HashError};
+use super::limits::{self, Limits, Scope, VHostLimitsDef};
 use super::pattern::{BadPattern, Compiled};
 use super::{LoginError, parse_amqplain, parse_plain};
 use crate::config::Config;
@@ -43,7 +44,7 @@ pub struct UserDef {
     /// Tags: an array, or a comma-separated string in older exports.
     #[serde(default, deserialize_with = "tags_from_list_or_string")]
     pub tags: Vec<String>,
-    /// Per-user limits; Warren enforces none, kept for round trips.
+    /// Per-user limits (`max-connections`, `max-channels`), see `auth::limits`.
     #[serde(default)]
     pub limits: serde_json::Map<String, serde_json::Value>,
 }
@@ -120,6 +121,9 @@ pub struct AuthDefinitions {
     /// Permissions.
     #[serde(default)]
     pub permissions: Vec<PermissionDef>,
+    /// Vhost limits (RabbitMQ's `vhost-limits` parameters in definitions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vhost_limits: Vec<VHostLimitsDef>,
 }
 
 impl From<BadPattern> for RegistryError {
@@ -155,6 +159,10 @@ pub enum RegistryError {
     /// Permissions for a user or vhost that does not exist.
     #[error("vhost_or_user_not_found")]
     VHostOrUserNotFound,
+    /// A limit with an unknown name or a value that is not an integer
+    /// (RabbitMQ's validation text).
+    #[error("{0}")]
+    BadLimit(String),
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +171,8 @@ struct State {
     vhosts: BTreeMap<String, VHostDef>,
     /// By (vhost, user), compiled once when set.
     permissions: BTreeMap<(String, String), (PermissionDef, Arc<Compiled>)>,
+    /// Vhost limits by vhost (never an empty map).
+    vhost_limits: BTreeMap<String, Limits>,
 }
 
 /// Called with the whole auth state after every change (persistence).
@@ -376,6 +386,7 @@ impl Registry {
         let existed = {
             let mut st = self.state.write();
             st.permissions.retain(|(vhost, _), _| vhost != name);
+            st.vhost_limits.remove(name);
             st.vhosts.remove(name).is_some()
         };
         self.changed();
@@ -435,7 +446,107 @@ impl Registry {
             users: self.users(),
             vhosts: self.vhosts(),
             permissions: self.permissions(),
+            vhost_limits: self.vhost_limits(),
         }
+    }
+
+    /// Every vhost's limits (vhosts without limits left out), by vhost.
+    pub fn vhost_limits(&self) -> Vec<VHostLimitsDef> {
+        self.state
+            .read()
+            .vhost_limits
+            .iter()
+            .map(|(vhost, value)| VHostLimitsDef {
+                vhost: vhost.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+
+    /// The limit `name` of `vhost` in force (none if unset or negative).
+    pub fn vhost_limit(&self, vhost: &str, name: &str) -> Option<u64> {
+        let st = self.state.read();
+        limits::in_force(st.vhost_limits.get(vhost)?.get(name).copied())
+    }
+
+    /// The limit `name` of `user` in force (none if unset or negative).
+    pub fn user_limit(&self, user: &str, name: &str) -> Option<u64> {
+        let st = self.state.read();
+        let value = st.users.get(user)?.limits.get(name)?.as_i64();
+        limits::in_force(value)
+    }
+
+    /// Sets a vhost limit (validated as RabbitMQ does); a negative value is
+    /// kept and listed, and means no limit (as in RabbitMQ).
+    pub fn set_vhost_limit(
+        &self,
+        vhost: &str,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        let value = limits::validate(Scope::VHost, name, value)?;
+        {
+            let mut st = self.state.write();
+            if !st.vhosts.contains_key(vhost) {
+                return Err(RegistryError::VHostOrUserNotFound);
+            }
+            st.vhost_limits
+                .entry(vhost.to_owned())
+                .or_default()
+                .insert(name.to_owned(), value);
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Removes a vhost limit; returns whether it was set.
+    pub fn clear_vhost_limit(&self, vhost: &str, name: &str) -> bool {
+        let existed = {
+            let mut st = self.state.write();
+            let existed = st
+                .vhost_limits
+                .get_mut(vhost)
+                .is_some_and(|l| l.remove(name).is_some());
+            if st.vhost_limits.get(vhost).is_some_and(|l| l.is_empty()) {
+                st.vhost_limits.remove(vhost);
+            }
+            existed
+        };
+        self.changed();
+        existed
+    }
+
+    /// Sets a user limit (validated as RabbitMQ does); a negative value is
+    /// kept and means no limit.
+    pub fn set_user_limit(
+        &self,
+        user: &str,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        let value = limits::validate(Scope::User, name, value)?;
+        {
+            let mut st = self.state.write();
+            let found = st
+                .users
+                .get_mut(user)
+                .ok_or(RegistryError::VHostOrUserNotFound)?;
+            found.limits.insert(name.to_owned(), value.into());
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Removes a user limit; returns whether it was set.
+    pub fn clear_user_limit(&self, user: &str, name: &str) -> bool {
+        let existed = self
+            .state
+            .write()
+            .users
+            .get_mut(user)
+            .is_some_and(|u| u.limits.remove(name).is_some());
+        self.changed();
+        existed
     }
 
     /// Adds or replaces what `defs` names (RabbitMQ's import merges the same
@@ -450,6 +561,16 @@ impl Registry {
         for p in &defs.permissions {
             compiled.push(Arc::new(p.compile()?));
         }
+        for l in &defs.vhost_limits {
+            for (name, value) in &l.value {
+                limits::validate(Scope::VHost, name, &(*value).into())?;
+            }
+        }
+        for user in &defs.users {
+            for (name, value) in &user.limits {
+                limits::validate(Scope::User, name, value)?;
+            }
+        }
         {
             let mut st = self.state.write();
             for user in &defs.users {
@@ -457,6 +578,15 @@ impl Registry {
             }
             for vhost in &defs.vhosts {
                 st.vhosts.insert(vhost.name.clone(), vhost.clone());
+            }
+            for l in &defs.vhost_limits {
+                if st.vhosts.contains_key(&l.vhost) {
+                    if l.value.is_empty() {
+                        st.vhost_limits.remove(&l.vhost);
+                    } else {
+                        st.vhost_limits.insert(l.vhost.clone(), l.value.clone());
+                    }
+                }
             }
             for (p, c) in defs.permissions.iter().zip(compiled) {
                 if st.users.contains_key(&p.user) && st.vhosts.contains_key(&p.vhost) {
@@ -505,6 +635,47 @@ mod tests {
         assert_eq!(out["users"][0]["tags"][1], "monitoring");
         assert_eq!(out["vhosts"][1], serde_json::json!({"name": "v"}));
         assert_eq!(out["permissions"][1]["configure"], "");
+    }
+
+    #[test]
+    fn limits_are_set_cleared_exported_and_go_with_their_vhost_or_user() {
+        use serde_json::json;
+        let registry = Registry::from_config(&Config::default());
+        registry.put_vhost(VHostDef {
+            name: "v".into(),
+            description: String::new(),
+            tags: Vec::new(),
+        });
+        registry
+            .set_vhost_limit("v", limits::MAX_QUEUES, &json!(0))
+            .expect("set");
+        registry
+            .set_user_limit("guest", limits::MAX_CHANNELS, &json!(4))
+            .expect("set");
+        assert_eq!(registry.vhost_limit("v", limits::MAX_QUEUES), Some(0));
+        assert_eq!(registry.user_limit("guest", limits::MAX_CHANNELS), Some(4));
+        assert_eq!(
+            registry.set_vhost_limit("nope", limits::MAX_QUEUES, &json!(1)),
+            Err(RegistryError::VHostOrUserNotFound)
+        );
+        let exported = registry.export();
+        let copy = Registry::from_config(&Config::default());
+        copy.restore(&exported).expect("restore");
+        assert_eq!(copy.vhost_limit("v", limits::MAX_QUEUES), Some(0));
+        assert_eq!(copy.user_limit("guest", limits::MAX_CHANNELS), Some(4));
+
+        registry
+            .set_user_limit("guest", limits::MAX_CHANNELS, &json!(-1))
+            .expect("negative");
+        assert_eq!(registry.user_limit("guest", limits::MAX_CHANNELS), None);
+        assert_eq!(
+            registry.user("guest").expect("guest").limits["max-channels"],
+            -1
+        );
+        assert!(registry.clear_vhost_limit("v", limits::MAX_QUEUES));
+        assert!(registry.vhost_limits().is_empty());
+        copy.delete_vhost("v");
+        assert!(copy.export().vhost_limits.is_empty());
     }
 
     #[test]

@@ -94,6 +94,15 @@ impl LiveConnection {
         channels.insert(shared.id, Arc::downgrade(shared));
     }
 
+    /// How many of its channels are still open.
+    pub fn channel_count(&self) -> usize {
+        self.channels
+            .lock()
+            .values()
+            .filter(|c| c.strong_count() > 0)
+            .count()
+    }
+
     /// The channels still open, by number.
     pub fn channels(&self) -> Vec<Arc<ChannelShared>> {
         self.channels
@@ -116,5 +125,27 @@ impl LiveConnection {
             Some(reason) => AmqpError::connection_forced(reason),
             None => AmqpError::shutdown(),
         }
+    }
+}
+
+/// What the connection and channel limits count.
+impl super::Broker {
+    /// Live connections to `vhost`.
+    pub fn connections_in(&self, vhost: &str) -> usize {
+        self.connections.iter().filter(|c| c.vhost == vhost).count()
+    }
+
+    /// Live connections of `user`.
+    pub fn connections_of(&self, user: &str) -> usize {
+        self.connections.iter().filter(|c| c.user == user).count()
+    }
+
+    /// Open channels of `user` over all their connections.
+    pub fn channels_of(&self, user: &str) -> usize {
+        self.connections
+            .iter()
+            .filter(|c| c.user == user)
+            .map(|c| c.channel_count())
+            .sum()
     }
 }

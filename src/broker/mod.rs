@@ -86,7 +86,7 @@ impl Broker {
             config.disk_free_limit_bytes().unwrap_or(0),
             config.data_dir.clone(),
         );
-        Ok(Arc::new(Broker {
+        let broker = Arc::new(Broker {
             alarms,
             auth,
             connections: DashMap::new(),
@@ -96,7 +96,20 @@ impl Broker {
             config,
             storage,
             clock: Arc::default(),
-        }))
+        });
+        broker.apply_vhost_limits();
+        Ok(broker)
+    }
+
+    /// Gives every live vhost the `max-queues` limit its record has now
+    /// (after a start, a limit change or a definitions import).
+    pub fn apply_vhost_limits(&self) {
+        for vhost in self.vhosts.iter() {
+            vhost.set_queue_limit(
+                self.auth
+                    .vhost_limit(&vhost.name, crate::auth::limits::MAX_QUEUES),
+            );
+        }
     }
 
     /// After the last connection closed: records which stored messages were

@@ -173,6 +173,9 @@ async fn negotiate(
                 .on_method(10, 40),
         ));
     };
+    if let Some(refused) = over_connection_limit(broker, &user, &vhost.name) {
+        return Err(HandshakeError::Close(refused.on_method(10, 40)));
+    }
     if !broker.auth.has_vhost_access(&user, &vhost.name) {
         return Err(HandshakeError::Close(
             AmqpError::not_allowed(format!(
@@ -197,6 +200,28 @@ async fn negotiate(
         capabilities,
         client_properties: start_ok.client_properties,
     })
+}
+
+/// The vhost's, then the user's `max-connections`, checked at
+/// connection.open before vhost access as RabbitMQ's reader does: 530
+/// NOT_ALLOWED with its texts (a limit of 0 allows no connection).
+fn over_connection_limit(broker: &Broker, user: &str, vhost: &str) -> Option<AmqpError> {
+    use crate::auth::limits::{MAX_CONNECTIONS, allows_one_more};
+    let limit = broker.auth.vhost_limit(vhost, MAX_CONNECTIONS);
+    if !allows_one_more(limit, broker.connections_in(vhost)) {
+        return Some(AmqpError::not_allowed(format!(
+            "access to vhost '{vhost}' refused for user '{user}': connection limit ({}) is reached",
+            limit.unwrap_or_default()
+        )));
+    }
+    let limit = broker.auth.user_limit(user, MAX_CONNECTIONS);
+    if !allows_one_more(limit, broker.connections_of(user)) {
+        return Some(AmqpError::not_allowed(format!(
+            "connection refused for user '{user}': user connection limit ({}) is reached",
+            limit.unwrap_or_default()
+        )));
+    }
+    None
 }
 
 /// How a failed login ends. A refused login (wrong credentials, or a loopback-only

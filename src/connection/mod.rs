@@ -474,6 +474,18 @@ impl Connection {
                 self.channels.len()
             )));
         }
+        let limit = self
+            .broker
+            .auth
+            .user_limit(&self.tuned.user, crate::auth::limits::MAX_CHANNELS);
+        if !crate::auth::limits::allows_one_more(limit, self.broker.channels_of(&self.tuned.user)) {
+            // A hard error naming no method (0/0), as RabbitMQ's reader sends it.
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened for user '{}' has reached the maximum allowed user limit of ({})",
+                self.tuned.user,
+                limit.unwrap_or_default()
+            )));
+        }
         let cancel_notify = matches!(
             self.tuned
                 .capabilities

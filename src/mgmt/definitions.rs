@@ -1,7 +1,9 @@
 //! `/api/definitions`: the broker's users, vhosts, permissions, queues,
 //! exchanges and bindings in RabbitMQ's definitions JSON, exported and imported
-//! (a RabbitMQ export imports here, and the other way round). Parameters,
-//! policies and topic permissions are exported empty and ignored on import.
+//! (a RabbitMQ export imports here, and the other way round). Vhost limits
+//! are RabbitMQ's `vhost-limits` parameters, user limits the users' `limits`;
+//! other parameters, policies and topic permissions are exported empty and
+//! ignored on import.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use super::api::{API_CONNECTION, ApiError, ApiResult};
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
 use super::vhosts::live_vhost;
+use crate::auth::limits::{Limits, VHostLimitsDef};
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::broker::Broker;
 use crate::names::resource;
@@ -108,7 +111,7 @@ pub struct Definitions {
     /// Topic permissions: not supported, exported empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_permissions: Option<Vec<Value>>,
-    /// Runtime parameters: not supported, exported empty.
+    /// Runtime parameters: only `vhost-limits` ones (RabbitMQ's vhost limits).
     #[serde(default)]
     pub parameters: Vec<Value>,
     /// Global parameters: not supported, exported empty.
@@ -183,6 +186,40 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
+/// A vhost's limits as RabbitMQ exports them: a runtime parameter.
+fn limits_parameter(l: &VHostLimitsDef) -> Value {
+    serde_json::json!({
+        "vhost": l.vhost,
+        "component": "vhost-limits",
+        "name": "limits",
+        "value": l.value,
+    })
+}
+
+/// The `vhost-limits` parameters of an import (vhost from the parameter, or
+/// the one imported into); 400 for a value that is not integers.
+fn limits_from(
+    parameters: &[Value],
+    default_vhost: Option<&str>,
+) -> ApiResult<Vec<VHostLimitsDef>> {
+    let mut out = Vec::new();
+    for p in parameters {
+        if p.get("component").and_then(Value::as_str) != Some("vhost-limits") {
+            continue;
+        }
+        let Some(vhost) = p.get("vhost").and_then(Value::as_str).or(default_vhost) else {
+            continue;
+        };
+        let value: Limits = serde_json::from_value(p.get("value").cloned().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(format!("vhost-limits of '{vhost}': {e}")))?;
+        out.push(VHostLimitsDef {
+            vhost: vhost.to_owned(),
+            value,
+        });
+    }
+    Ok(out)
+}
+
 /// The whole broker's definitions.
 pub fn export_all(broker: &Broker) -> Definitions {
     let auth = broker.auth.export();
@@ -194,6 +231,7 @@ pub fn export_all(broker: &Broker) -> Definitions {
         permissions: Some(auth.permissions),
         topic_permissions: Some(Vec::new()),
         global_parameters: Some(Vec::new()),
+        parameters: auth.vhost_limits.iter().map(limits_parameter).collect(),
         ..Definitions::default()
     };
     for v in broker.vhosts() {
@@ -241,6 +279,7 @@ async fn import_entries(
         users: defs.users.clone().unwrap_or_default(),
         vhosts: defs.vhosts.clone().unwrap_or_default(),
         permissions: Vec::new(),
+        vhost_limits: Vec::new(),
     };
     broker
         .auth
@@ -250,6 +289,17 @@ async fn import_entries(
     for v in &auth.vhosts {
         broker.add_vhost(v.clone());
     }
+    let limits = AuthDefinitions {
+        vhost_limits: limits_from(&defs.parameters, default_vhost)
+            .map_err(refused("vhost limits".into()))?,
+        ..Default::default()
+    };
+    broker
+        .auth
+        .import(&limits)
+        .map_err(ApiError::from)
+        .map_err(refused("vhost limits".into()))?;
+    broker.apply_vhost_limits();
     let permissions = AuthDefinitions {
         permissions: defs.permissions.clone().unwrap_or_default(),
         ..Default::default()
@@ -425,6 +475,14 @@ pub async fn export_vhost(
         ..Definitions::default()
     };
     topology(&v, false, &mut out);
+    // As RabbitMQ's per-vhost export: its limits (with the vhost key).
+    out.parameters = broker
+        .auth
+        .vhost_limits()
+        .iter()
+        .filter(|l| l.vhost == vhost)
+        .map(limits_parameter)
+        .collect();
     Ok(Json(out).into_response())
 }
 

@@ -1,15 +1,18 @@
 //! What Warren does not have, listed empty as RabbitMQ lists none: policies,
-//! operator policies, runtime parameters, feature flags and vhost limits; and
-//! user limits, which Warren keeps.
+//! operator policies, runtime parameters and feature flags; and vhost and
+//! user limits (`/api/vhost-limits`, `/api/user-limits`): listed, set and
+//! cleared by administrators, enforced by the broker (see `auth::limits`).
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::api::{ApiError, ApiResult};
+use super::api::{ApiError, ApiResult, parse_body, require_keys};
 use super::caller::Caller;
 use crate::broker::Broker;
 
@@ -18,9 +21,8 @@ fn none() -> Response {
     Json(json!([])).into_response()
 }
 
-/// GET /api/policies, /api/operator-policies and /api/vhost-limits, each also
-/// per vhost: Warren has no policies and no vhost limits, so none are listed
-/// (404 for a vhost that does not exist).
+/// GET /api/policies and /api/operator-policies, each also per vhost: Warren
+/// has no policies, so none are listed (404 for a vhost that does not exist).
 pub async fn none_listed(
     State(broker): State<Arc<Broker>>,
     _caller: Caller,
@@ -71,4 +73,103 @@ pub async fn user_limits(
         return Err(ApiError::not_found());
     }
     Ok(Json(limits_json(&broker, &caller, only)).into_response())
+}
+
+/// GET /api/vhost-limits and /api/vhost-limits/{vhost}: vhosts with limits
+/// set, as `{"vhost": ..., "value": {...}}`, those the caller sees (404 for a
+/// vhost that does not exist).
+pub async fn vhost_limits(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    vhost: Option<Path<String>>,
+) -> ApiResult {
+    let only = vhost.as_deref().map(String::as_str);
+    if only.is_some_and(|v| broker.auth.vhost(v).is_none()) {
+        return Err(ApiError::not_found());
+    }
+    let items: Vec<Value> = broker
+        .auth
+        .vhost_limits()
+        .into_iter()
+        .filter(|l| only.is_none_or(|v| l.vhost == v) && caller.sees_vhost(&l.vhost))
+        .map(|l| json!({"vhost": l.vhost, "value": l.value}))
+        .collect();
+    Ok(Json(items).into_response())
+}
+
+/// The `value` of a limit's PUT body (RabbitMQ: `[{key_missing,value}]`
+/// without it).
+fn limit_value(body: &Bytes) -> ApiResult<Value> {
+    let body = parse_body(body)?;
+    require_keys(&body, &["value"])?;
+    Ok(body["value"].clone())
+}
+
+/// PUT /api/vhost-limits/{vhost}/{name} with `{"value": N}` (administrator):
+/// 204; 400 with RabbitMQ's validation text for an unknown name or a value
+/// that is not an integer; a negative value is kept and means no limit.
+pub async fn put_vhost_limit(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.auth.vhost(&vhost).is_none() {
+        return Err(ApiError::not_found_because("vhost_not_found"));
+    }
+    let value = limit_value(&body)?;
+    broker.auth.set_vhost_limit(&vhost, &name, &value)?;
+    broker.apply_vhost_limits();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// DELETE /api/vhost-limits/{vhost}/{name} (administrator): 204, set or not
+/// (as RabbitMQ); 404 for a vhost that does not exist.
+pub async fn delete_vhost_limit(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.auth.vhost(&vhost).is_none() {
+        return Err(ApiError::not_found());
+    }
+    broker.auth.clear_vhost_limit(&vhost, &name);
+    broker.apply_vhost_limits();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// PUT /api/user-limits/{user}/{name} with `{"value": N}` (administrator):
+/// 204; 400 with RabbitMQ's validation text; for an unknown user 400 with
+/// RabbitMQ's `["no_such_user", user]` reason.
+pub async fn put_user_limit(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((user, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.auth.user(&user).is_none() {
+        let reason = json!({"error": "bad_request", "reason": ["no_such_user", user]});
+        return Ok((StatusCode::BAD_REQUEST, Json(reason)).into_response());
+    }
+    let value = limit_value(&body)?;
+    broker.auth.set_user_limit(&user, &name, &value)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// DELETE /api/user-limits/{user}/{name} (administrator): 204, set or not;
+/// 404 for an unknown user.
+pub async fn delete_user_limit(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Path((user, name)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require_admin()?;
+    if broker.auth.user(&user).is_none() {
+        return Err(ApiError::not_found());
+    }
+    broker.auth.clear_user_limit(&user, &name);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -12,7 +12,8 @@
 //! - `overview.rs`: overview, whoami, nodes.
 //! - `health.rs`: `/api/health/checks/*`.
 //! - `vhosts.rs`, `users.rs`, `permissions.rs`: access control.
-//! - `limits.rs`: policies, parameters, feature flags (none) and limits.
+//! - `limits.rs`: policies, parameters, feature flags (none); vhost and user
+//!   limits (list, set, clear).
 //! - `exchanges.rs`, `queues.rs`, `bindings.rs`: the topology.
 //! - `messages.rs`: publish, get and purge.
 //! - `connections.rs`: connections, channels, consumers.
@@ -145,10 +146,18 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/operator-policies", get(limits::none_listed))
         .route("/api/operator-policies/{vhost}", get(limits::none_listed))
         .route("/api/parameters", get(limits::no_parameters))
-        .route("/api/vhost-limits", get(limits::none_listed))
-        .route("/api/vhost-limits/{vhost}", get(limits::none_listed))
+        .route("/api/vhost-limits", get(limits::vhost_limits))
+        .route("/api/vhost-limits/{vhost}", get(limits::vhost_limits))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(limits::put_vhost_limit).delete(limits::delete_vhost_limit),
+        )
         .route("/api/user-limits", get(limits::user_limits))
         .route("/api/user-limits/{user}", get(limits::user_limits))
+        .route(
+            "/api/user-limits/{user}/{name}",
+            axum::routing::put(limits::put_user_limit).delete(limits::delete_user_limit),
+        )
         .route("/api/exchanges", get(exchanges::exchanges))
         .route("/api/exchanges/{vhost}", get(exchanges::exchanges))
         .route(

@@ -11,6 +11,7 @@ pub mod publish;
 pub mod replies;
 mod restore;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
@@ -66,6 +67,9 @@ pub struct VHost {
     pub replies: replies::Registry,
     /// Where its durable things are written.
     pub storage: Arc<Storage>,
+    /// The `max-queues` limit in force (`u64::MAX`: none), set by the broker
+    /// from the vhost's limits.
+    queue_limit: AtomicU64,
 }
 
 impl VHost {
@@ -81,7 +85,19 @@ impl VHost {
             queues: DashMap::new(),
             replies: replies::Registry::default(),
             storage,
+            queue_limit: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Sets the `max-queues` limit in force (none: no limit; 0: no new queue).
+    pub fn set_queue_limit(&self, limit: Option<u64>) {
+        self.queue_limit
+            .store(limit.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The `max-queues` limit in force.
+    pub fn queue_limit(&self) -> Option<u64> {
+        Some(self.queue_limit.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
     }
 
     /// An exchange by name.
@@ -317,11 +333,22 @@ impl VHost {
             queue.touch();
             return Ok((queue, false));
         }
+        // Counted before the entry is taken (`len` reads every shard); only
+        // a new queue is refused, as RabbitMQ enforces max-queues.
+        let full = self
+            .queue_limit()
+            .filter(|limit| self.queues.len() as u64 >= *limit);
         let existing = match self.queues.entry(req.name.as_str().into()) {
             Entry::Occupied(q) => q.get().clone(),
             Entry::Vacant(slot) => {
                 if !req.server_named {
                     check_reserved("queue", &req.name)?;
+                }
+                if let Some(limit) = full {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
+                        req.name, self.name
+                    )));
                 }
                 let spec = QueueSpec {
                     durable: req.durable,

@@ -6,6 +6,7 @@
 mod common;
 
 mod access;
+mod limits;
 mod live;
 mod objects;
 mod rabbitmqadmin;
