@@ -183,6 +183,8 @@ pub struct Registry {
     state: RwLock<State>,
     /// Persists every change (set once, at start).
     on_change: std::sync::OnceLock<ChangeHook>,
+    /// Held while a change's snapshot is taken and handed to the hook.
+    persisting: parking_lot::Mutex<()>,
     /// Bumped on every change; see `UserAccess`.
     generation: AtomicU64,
     /// Users that may only connect from loopback.
@@ -205,6 +207,7 @@ impl Registry {
         let registry = Registry {
             state: RwLock::default(),
             on_change: std::sync::OnceLock::new(),
+            persisting: parking_lot::Mutex::new(()),
             generation: AtomicU64::new(0),
             loopback_users: config.loopback_users.clone(),
         };
@@ -251,6 +254,9 @@ impl Registry {
     fn changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(hook) = self.on_change.get() {
+            // Snapshot and save in one step: two changes racing could
+            // otherwise save their snapshots out of order, the older last.
+            let _in_order = self.persisting.lock();
             hook(&self.export());
         }
     }
