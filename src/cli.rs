@@ -35,6 +35,27 @@ pub struct Args {
     /// Engine for queue messages: `segments` or `sled` [default: segments]
     #[arg(long, env = "WARREN_STORAGE_ENGINE")]
     pub storage_engine: Option<String>,
+    /// amqps (TLS) port; 0 turns TLS off (RabbitMQ's usual one is 5671) [default: 0]
+    #[arg(long, env = "WARREN_TLS_PORT")]
+    pub tls_port: Option<u16>,
+    /// The server's certificate chain, PEM, leaf first
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server certificate's private key, PEM
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates are checked against
+    #[arg(long, env = "WARREN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Ask TLS clients for a certificate and refuse one that does not verify (RabbitMQ's verify_peer) [default: false]
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify_peer: Option<bool>,
+    /// With --tls-verify-peer, refuse TLS clients without a certificate (RabbitMQ's fail_if_no_peer_cert) [default: false]
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_fail_if_no_peer_cert: Option<bool>,
+    /// Serve the management HTTP API over https with --tls-cert and --tls-key [default: false]
+    #[arg(long, env = "WARREN_MANAGEMENT_TLS", num_args = 0..=1, default_missing_value = "true")]
+    pub management_tls: Option<bool>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -70,6 +91,27 @@ impl Args {
         }
         if let Some(limit) = self.disk_free_limit {
             config.disk_free_limit = limit;
+        }
+        if let Some(port) = self.tls_port {
+            config.tls_port = port;
+        }
+        if let Some(path) = self.tls_cert {
+            config.tls_cert = Some(path);
+        }
+        if let Some(path) = self.tls_key {
+            config.tls_key = Some(path);
+        }
+        if let Some(path) = self.tls_ca {
+            config.tls_ca = Some(path);
+        }
+        if let Some(on) = self.tls_verify_peer {
+            config.tls_verify_peer = on;
+        }
+        if let Some(on) = self.tls_fail_if_no_peer_cert {
+            config.tls_fail_if_no_peer_cert = on;
+        }
+        if let Some(on) = self.management_tls {
+            config.management_tls = on;
         }
         config.validate()?;
         Ok(config)

@@ -14,10 +14,25 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Args::parse().into_config()?;
+    let acceptor = warren::tls::amqps_acceptor(&config)?;
+    let https = warren::tls::https_acceptor(&config)?;
     let listener = server::bind(&config)
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
     tracing::info!(address = %listener.local_addr()?, "Warren is accepting AMQP 0-9-1 connections");
+    let amqps = match acceptor {
+        Some(acceptor) => {
+            let tls = server::bind_tls(&config).await.with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (amqps)",
+                    config.bind, config.tls_port
+                )
+            })?;
+            tracing::info!(address = %tls.local_addr()?, "Warren is accepting AMQP 0-9-1 connections over TLS (amqps)");
+            Some((tls, acceptor))
+        }
+        None => None,
+    };
     let data_dir = config.data_dir.clone();
     let broker = Broker::open(config)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
@@ -29,13 +44,28 @@ async fn main() -> anyhow::Result<()> {
         // otherwise collide on the fixed default port.
         match tokio::net::TcpListener::bind(addr).await {
             Ok(http) => {
-                tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
                 let stopped = stop.clone().cancelled_owned();
-                Some(tokio::spawn(warren::mgmt::serve(
-                    http,
-                    broker.clone(),
-                    stopped,
-                )))
+                match https {
+                    Some(acceptor) => {
+                        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening (https)");
+                        let timeout = broker.config.handshake_timeout();
+                        Some(tokio::spawn(warren::mgmt::serve_tls(
+                            http,
+                            acceptor,
+                            timeout,
+                            broker.clone(),
+                            stopped,
+                        )))
+                    }
+                    None => {
+                        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
+                        Some(tokio::spawn(warren::mgmt::serve(
+                            http,
+                            broker.clone(),
+                            stopped,
+                        )))
+                    }
+                }
             }
             Err(error) => {
                 tracing::error!(%error, port = addr.1, "management API not started: cannot listen");
@@ -45,7 +75,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    server::run(listener, broker, async {
+    let listeners = server::Listeners {
+        amqp: listener,
+        amqps,
+    };
+    server::run_listeners(listeners, broker, async {
         shutdown_signal().await;
         stop.cancel();
     })

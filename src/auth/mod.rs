@@ -6,7 +6,8 @@
 //! - [`hashing`]: `rabbit_password_hashing_sha256` (and sha512) hashes.
 //! - [`permissions`]: configure / write / read checks on AMQP operations.
 //!
-//! This file: the SASL mechanisms (PLAIN, AMQPLAIN) and why a login fails.
+//! This file: the SASL mechanisms (PLAIN, AMQPLAIN, EXTERNAL) and why a login
+//! fails.
 
 pub mod hashing;
 pub mod pattern;
@@ -20,6 +21,11 @@ pub use registry::{AuthDefinitions, PermissionDef, Registry, RegistryError, User
 
 /// SASL mechanisms offered in connection.start, in RabbitMQ's order.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+
+/// The mechanism of `rabbitmq_auth_mechanism_ssl`: the user is the verified
+/// client certificate's subject CN, no password. Offered after
+/// [`MECHANISMS`], only on TLS connections with a verified client certificate.
+pub const EXTERNAL: &str = "EXTERNAL";
 
 /// Why a login failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
@@ -26,8 +25,8 @@ const BATCH: usize = 256;
 pub const OUTBOUND_CAPACITY: usize = 1024;
 
 /// Starts the writer task for a socket whose handshake is done.
-pub fn spawn(
-    socket: OwnedWriteHalf,
+pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(
+    socket: W,
     frame_max: u32,
     heartbeat: Option<Duration>,
 ) -> (OutboundTx, tokio::task::JoinHandle<()>) {
@@ -36,8 +35,8 @@ pub fn spawn(
     (tx, handle)
 }
 
-async fn run(
-    mut socket: OwnedWriteHalf,
+async fn run<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut rx: mpsc::Receiver<Outbound>,
     frame_max: u32,
     heartbeat: Option<Duration>,
