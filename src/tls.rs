@@ -217,4 +217,28 @@ mod tests {
         assert_eq!(der(&[], 0x30), None);
         assert_eq!(common_name(b"not a certificate"), None);
     }
+
+    fn certificate(names: &[(rcgen::DnType, &str)]) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in names {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn common_name_of_a_certificate() {
+        use rcgen::DnType::{CommonName, CountryName, OrganizationName};
+        let cert = certificate(&[
+            (CountryName, "SE"),
+            (OrganizationName, "Warren"),
+            (CommonName, "alice"),
+        ]);
+        assert_eq!(common_name(&cert).as_deref(), Some("alice"));
+        let cert = certificate(&[(CommonName, "bjørn o'brien")]);
+        assert_eq!(common_name(&cert).as_deref(), Some("bjørn o'brien"));
+        assert_eq!(common_name(&certificate(&[(OrganizationName, "x")])), None);
+    }
 }

@@ -139,4 +139,21 @@ mod tests {
             Err(LoginError::UnknownMechanism(_))
         ));
     }
+
+    #[test]
+    fn external_login() {
+        assert_eq!(
+            users().login_external(Some("guest"), LOCAL),
+            Ok("guest".into())
+        );
+        let refused = Err(LoginError::Refused {
+            mechanism: "EXTERNAL".into(),
+        });
+        assert_eq!(users().login_external(Some("nobody"), LOCAL), refused);
+        assert_eq!(users().login_external(None, LOCAL), refused);
+        assert!(matches!(
+            users().login_external(Some("guest"), REMOTE),
+            Err(LoginError::LoopbackOnly { .. })
+        ));
+    }
 }

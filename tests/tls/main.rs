@@ -11,13 +11,16 @@ mod certs;
 use std::time::Duration;
 
 use certs::{ClientIdentity, Pki};
-use common::lapin::{consume, declare_queue, next_delivery, publish_acked};
+use common::lapin::{amqp_error, consume, declare_queue, next_delivery, publish_acked};
 use common::{TestBroker, WAIT};
 use lapin::options::BasicAckOptions;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warren::Config;
+use warren::auth::hashing::hash_password;
+use warren::auth::{PermissionDef, UserDef};
+use warren_codec::protocol::{AMQPClass, connection};
 
 /// Sets the server's certificate and key from `pki`.
 fn server_files(pki: &Pki, config: &mut Config) {
@@ -303,4 +306,153 @@ fn a_missing_or_bad_certificate_file_is_a_clean_config_error() {
     }
     .validate()
     .expect("TLS off");
+}
+
+/// Adds user `name` (password "pw", no tags) with all permissions on "/".
+fn add_user(broker: &TestBroker, name: &str) {
+    let auth = &broker.broker.auth;
+    auth.put_user(UserDef {
+        name: name.into(),
+        password_hash: hash_password("pw"),
+        hashing_algorithm: warren::auth::hashing::SHA256.into(),
+        tags: Vec::new(),
+        limits: Default::default(),
+    })
+    .expect("user");
+    auth.set_permissions(PermissionDef {
+        user: name.into(),
+        vhost: "/".into(),
+        configure: ".*".into(),
+        write: ".*".into(),
+        read: ".*".into(),
+    })
+    .expect("permissions");
+}
+
+/// The mechanisms the broker offers in connection.start to a raw TLS client
+/// presenting `identity`.
+async fn offered_mechanisms(
+    broker: &TestBroker,
+    pki: &Pki,
+    identity: Option<&ClientIdentity>,
+) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).expect("CA PEM"))
+        .expect("CA");
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).expect("cert")],
+                PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).expect("key"),
+            )
+            .expect("client identity"),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(broker.tls_addr.expect("amqps listener"))
+        .await
+        .expect("tcp");
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(&warren_codec::frame::PROTOCOL_HEADER)
+        .await
+        .expect("header");
+    let mut decoder = warren_codec::FrameDecoder::new(0);
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        use tokio_util::codec::Decoder;
+        if let Some(frame) = decoder.decode(&mut buf).expect("a frame") {
+            match frame {
+                warren_codec::Frame::Method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Start(start)),
+                ) => return start.mechanisms.to_string(),
+                other => panic!("expected connection.start, got {other:?}"),
+            }
+        }
+        let n = tokio::time::timeout(WAIT, tls.read_buf(&mut buf))
+            .await
+            .expect("connection.start in time")
+            .expect("read");
+        assert!(n > 0, "closed before connection.start");
+    }
+}
+
+#[tokio::test]
+async fn external_is_offered_only_with_a_verified_client_certificate() {
+    let pki = Pki::new("Warren test CA");
+    let plain_tls = common::start_tls(|c| server_files(&pki, c)).await;
+    assert_eq!(
+        offered_mechanisms(&plain_tls, &pki, None).await,
+        "PLAIN AMQPLAIN"
+    );
+    let verifying = common::start_tls(|c| verify_peer(&pki, c, false)).await;
+    assert_eq!(
+        offered_mechanisms(&verifying, &pki, None).await,
+        "PLAIN AMQPLAIN"
+    );
+    let identity = pki.client(Some("alice"));
+    assert_eq!(
+        offered_mechanisms(&verifying, &pki, Some(&identity)).await,
+        "PLAIN AMQPLAIN EXTERNAL"
+    );
+    // Never on the plain port.
+    let mut raw = common::raw::RawClient::connect(verifying.addr).await;
+    raw.send_raw(&warren_codec::frame::PROTOCOL_HEADER).await;
+    assert_eq!(
+        raw.expect_start().await.mechanisms.to_string(),
+        "PLAIN AMQPLAIN"
+    );
+}
+
+#[tokio::test]
+async fn external_logs_in_as_the_certificate_common_name() {
+    let pki = Pki::new("Warren test CA");
+    let broker = common::start_tls(|c| verify_peer(&pki, c, true)).await;
+    add_user(&broker, "alice");
+    let identity = pki.client(Some("alice"));
+    // No user name or password in the URI: the certificate is the login.
+    let uri = amqps_uri(&broker, None, "auth_mechanism=external");
+    let conn = connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
+    round_trip(&conn, "alice-q").await;
+    let users: Vec<String> = broker
+        .broker
+        .connections
+        .iter()
+        .map(|c| c.user.clone())
+        .collect();
+    assert_eq!(users, ["alice"]);
+}
+
+#[tokio::test]
+async fn external_refuses_a_common_name_that_is_not_a_user() {
+    let pki = Pki::new("Warren test CA");
+    let broker = common::start_tls(|c| verify_peer(&pki, c, true)).await;
+    let uri = amqps_uri(&broker, None, "auth_mechanism=external");
+    for identity in [pki.client(Some("mallory")), pki.client(None)] {
+        let refused = try_connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
+        let error = refused.expect_err("login refused");
+        assert_eq!(
+            amqp_error(&error),
+            (
+                403,
+                "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL. \
+                 For details see the broker logfile."
+                    .to_owned()
+            )
+        );
+    }
+    // PLAIN still works for a client with a certificate.
+    let identity = pki.client(Some("mallory"));
+    let uri = amqps_uri(&broker, Some(("guest", "guest")), "");
+    connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
 }
