@@ -329,15 +329,15 @@ fn add_user(broker: &TestBroker, name: &str) {
     .expect("permissions");
 }
 
-/// The mechanisms the broker offers in connection.start to a raw TLS client
-/// presenting `identity`.
-async fn offered_mechanisms(
-    broker: &TestBroker,
+/// A rustls client that trusts `pki`'s CA, presents `identity` and asks for
+/// the ALPN protocols `alpn`.
+fn tls_connector(
     pki: &Pki,
     identity: Option<&ClientIdentity>,
-) -> String {
+    alpn: Vec<Vec<u8>>,
+) -> tokio_rustls::TlsConnector {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     #[allow(deprecated)]
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -348,7 +348,7 @@ async fn offered_mechanisms(
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(roots);
-    let config = match identity {
+    let mut config = match identity {
         Some(id) => builder
             .with_client_auth_cert(
                 vec![CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).expect("cert")],
@@ -357,11 +357,22 @@ async fn offered_mechanisms(
             .expect("client identity"),
         None => builder.with_no_client_auth(),
     };
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    config.alpn_protocols = alpn;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// The mechanisms the broker offers in connection.start to a raw TLS client
+/// presenting `identity`.
+async fn offered_mechanisms(
+    broker: &TestBroker,
+    pki: &Pki,
+    identity: Option<&ClientIdentity>,
+) -> String {
+    let connector = tls_connector(pki, identity, Vec::new());
     let tcp = tokio::net::TcpStream::connect(broker.tls_addr.expect("amqps listener"))
         .await
         .expect("tcp");
-    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
     let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
     tls.write_all(&warren_codec::frame::PROTOCOL_HEADER)
         .await
@@ -455,4 +466,83 @@ async fn external_refuses_a_common_name_that_is_not_a_user() {
     let identity = pki.client(Some("mallory"));
     let uri = amqps_uri(&broker, Some(("guest", "guest")), "");
     connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
+}
+
+/// GET `path` over https with guest's basic auth; the status line and the
+/// whole response.
+async fn https_get(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> std::io::Result<String> {
+    use base64::Engine;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let mut tls = connector.connect(name, tcp).await?;
+    let auth = base64::engine::general_purpose::STANDARD.encode("guest:guest");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    // axum closes after the answer (Connection: close); rustls may see the
+    // TCP close without close_notify, which is fine once the answer is in.
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut response)).await;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[tokio::test]
+async fn the_management_api_over_https() {
+    let pki = Pki::new("Warren test CA");
+    let broker = common::start_with(|c| {
+        server_files(&pki, c);
+        c.management_tls = true;
+    })
+    .await;
+    let acceptor = warren::tls::https_acceptor(&broker.broker.config)
+        .expect("https configuration")
+        .expect("management_tls is on");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(warren::mgmt::serve_tls(
+        listener,
+        acceptor,
+        Duration::from_secs(1),
+        broker.broker.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // A client that never finishes its TLS handshake holds nobody up.
+    let _silent = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+
+    let connector = tls_connector(&pki, None, vec![b"http/1.1".to_vec()]);
+    let response = https_get(&connector, addr, "/api/overview")
+        .await
+        .expect("https request");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"rabbitmq_version\""), "{response}");
+    let response = https_get(&connector, addr, "/api/whoami")
+        .await
+        .expect("https request");
+    assert!(response.contains("\"name\":\"guest\""), "{response}");
+
+    // A client that does not trust the CA gets no answer.
+    let stranger = Pki::new("Some other CA");
+    let untrusting = tls_connector(&stranger, None, Vec::new());
+    let refused = https_get(&untrusting, addr, "/api/overview").await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Plain HTTP on the https port is not served.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    tcp.write_all(b"GET /api/overview HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
+    assert!(!answer.starts_with(b"HTTP/1.1 200"));
+    let _ = stop.send(());
 }
