@@ -106,8 +106,12 @@ fn server_config(
     let mut server = builder
         .with_single_cert(files.certs, files.key)
         .map_err(|e| {
+            let why = match e {
+                rustls::Error::InconsistentKeys(_) => "the key is not the certificate's".to_owned(),
+                other => other.to_string(),
+            };
             TlsError::Rejected(format!(
-                "tls_cert file {} with tls_key file {}: {e}",
+                "tls_cert file {} with tls_key file {}: {why}",
                 path_of(config.tls_cert.as_ref()),
                 path_of(config.tls_key.as_ref())
             ))

@@ -297,6 +297,10 @@ fn a_missing_or_bad_certificate_file_is_a_clean_config_error() {
         Err(e) => e.to_string(),
     };
     assert!(error.contains("tls_key"), "{error}");
+    assert!(
+        error.contains("the key is not the certificate's"),
+        "{error}"
+    );
 
     // TLS off: the files are not looked at.
     Config {
