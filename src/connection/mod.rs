@@ -179,6 +179,7 @@ async fn serve_stream<R, W>(
                 tuned.client_properties.clone(),
                 tune,
                 close.clone(),
+                tls.is_some(),
             );
             broker.connections.insert(info.id, live.clone());
             let id = info.id;

@@ -498,7 +498,7 @@ async fn https_get(
 #[tokio::test]
 async fn the_management_api_over_https() {
     let pki = Pki::new("Warren test CA");
-    let broker = common::start_with(|c| {
+    let broker = common::start_tls(|c| {
         server_files(&pki, c);
         c.management_tls = true;
     })
@@ -533,6 +533,27 @@ async fn the_management_api_over_https() {
         .await
         .expect("https request");
     assert!(response.contains("\"name\":\"guest\""), "{response}");
+
+    // The API tells amqps connections from plain ones.
+    let _tls = connect(
+        &amqps_uri(&broker, Some(("guest", "guest")), ""),
+        client_tls(&pki.ca_pem, None),
+    )
+    .await;
+    let _plain = common::lapin::connect(&broker.uri("")).await;
+    let response = https_get(&connector, addr, "/api/connections?columns=ssl,peer_port")
+        .await
+        .expect("https request");
+    let body = response.split("\r\n\r\n").nth(1).expect("a body");
+    let listed: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let mut ssl: Vec<bool> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| c["ssl"].as_bool().expect("ssl"))
+        .collect();
+    ssl.sort();
+    assert_eq!(ssl, [false, true]);
 
     // A client that does not trust the CA gets no answer.
     let stranger = Pki::new("Some other CA");
