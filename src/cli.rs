@@ -117,3 +117,39 @@ impl Args {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_flags_reach_the_config() {
+        let args = Args::try_parse_from([
+            "warren",
+            "--tls-port",
+            "5671",
+            "--tls-cert",
+            "server.pem",
+            "--tls-key",
+            "server.key",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-verify-peer",
+            "--tls-fail-if-no-peer-cert",
+            "true",
+            "--management-tls",
+            "false",
+        ])
+        .expect("flags");
+        assert_eq!(args.tls_port, Some(5671));
+        assert_eq!(args.tls_cert, Some(PathBuf::from("server.pem")));
+        assert_eq!(args.tls_key, Some(PathBuf::from("server.key")));
+        assert_eq!(args.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(args.tls_verify_peer, Some(true));
+        assert_eq!(args.tls_fail_if_no_peer_cert, Some(true));
+        assert_eq!(args.management_tls, Some(false));
+        // The files do not exist: validation names the first one it reads.
+        let error = args.into_config().expect_err("missing files").to_string();
+        assert!(error.contains("server.pem"), "{error}");
+    }
+}

@@ -343,4 +343,25 @@ mod tests {
         };
         assert!(bad.validate().is_err());
     }
+
+    #[test]
+    fn tls_keys() {
+        let c: Config = toml::from_str(
+            "tls_port = 5671\ntls_cert = \"s.pem\"\ntls_key = \"s.key\"\ntls_ca = \"ca.pem\"\n\
+             tls_verify_peer = true\ntls_fail_if_no_peer_cert = true\nmanagement_tls = true",
+        )
+        .expect("parse");
+        assert_eq!(c.tls_port, 5671);
+        assert_eq!(c.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert!(c.tls_verify_peer && c.tls_fail_if_no_peer_cert && c.management_tls);
+        let error = c.validate().expect_err("no such files").to_string();
+        assert!(error.contains("tls_cert file s.pem"), "{error}");
+        // TLS off by default; the same port twice is refused.
+        assert!(!Config::default().tls_enabled());
+        let twice = Config {
+            tls_port: 5672,
+            ..Config::default()
+        };
+        assert!(twice.validate().is_err());
+    }
 }
