@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use warren_codec::frame::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use warren_codec::protocol::{AMQPClass, connection};
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
@@ -90,7 +90,7 @@ pub async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let header = &buf[..PROTOCOL_HEADER.len()];
     if header != PROTOCOL_HEADER && header != PROTOCOL_HEADER_0_9 {
         tracing::info!(%peer, header = ?&buf[..PROTOCOL_HEADER.len()], "refusing bad protocol header");
-        let _ = write.write_all(&PROTOCOL_HEADER).await;
+        let _ = super::writer::send_all(write, &PROTOCOL_HEADER).await;
         return (Err(HandshakeError::Closed), None);
     }
     let _ = buf.split_to(PROTOCOL_HEADER.len());
@@ -311,8 +311,7 @@ async fn send<W: AsyncWrite + Unpin>(
     encoder
         .method(0, method, &mut buf)
         .map_err(|e| HandshakeError::Silent(e.to_string()))?;
-    write
-        .write_all(&buf)
+    super::writer::send_all(write, &buf)
         .await
         .map_err(|_| HandshakeError::Closed)
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -212,7 +212,7 @@ async fn serve_stream<R, W>(
             if FrameEncoder::new()
                 .method(0, &handshake::close_method(&error), &mut buf)
                 .is_ok()
-                && write.write_all(&buf).await.is_ok()
+                && writer::send_all(&mut write, &buf).await.is_ok()
                 && let Some(mut reader) = reader
             {
                 let sink = CloseOkSink::Socket(&mut write);
@@ -240,7 +240,7 @@ impl<W: AsyncWrite + Unpin> CloseOkSink<'_, W> {
                     .method(0, &connection_close_ok(), &mut buf)
                     .is_ok()
                 {
-                    let _ = write.write_all(&buf).await;
+                    let _ = writer::send_all(*write, &buf).await;
                 }
             }
             CloseOkSink::Writer(out) => {

@@ -24,6 +24,18 @@ const BATCH: usize = 256;
 /// frames (the reader task or a queue), it never grows without bound.
 pub const OUTBOUND_CAPACITY: usize = 1024;
 
+/// Writes `buf` and flushes. A TLS stream may keep the tail of what it
+/// accepted in its record buffer when the socket is full; only a flush (or a
+/// later write) sends it, and a connection may have nothing more to write for
+/// a long while. On plain TCP the flush does nothing.
+pub(crate) async fn send_all<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    socket.write_all(buf).await?;
+    socket.flush().await
+}
+
 /// Starts the writer task for a socket whose handshake is done.
 pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(
     socket: W,
@@ -96,7 +108,7 @@ async fn run<W: AsyncWrite + Unpin>(
                         Outbound::Shutdown => shutdown = true,
                     }
                 }
-                if socket.write_all(&buf).await.is_err() {
+                if send_all(&mut socket, &buf).await.is_err() {
                     return;
                 }
                 buf.clear();
@@ -107,7 +119,7 @@ async fn run<W: AsyncWrite + Unpin>(
             }
             _ = sleep_until(last_write + interval), if heartbeat.is_some() => {
                 encoder.heartbeat(&mut buf);
-                if socket.write_all(&buf).await.is_err() {
+                if send_all(&mut socket, &buf).await.is_err() {
                     return;
                 }
                 buf.clear();

@@ -571,3 +571,31 @@ async fn the_management_api_over_https() {
     assert!(!answer.starts_with(b"HTTP/1.1 200"));
     let _ = stop.send(());
 }
+
+#[tokio::test]
+async fn large_messages_arrive_whole_over_amqps() {
+    let pki = Pki::new("Warren test CA");
+    let broker = common::start_tls(|c| server_files(&pki, c)).await;
+    // Heartbeats off: nothing but the deliveries themselves pushes bytes out.
+    let conn = connect(
+        &amqps_uri(&broker, Some(("guest", "guest")), "heartbeat=0"),
+        client_tls(&pki.ca_pem, None),
+    )
+    .await;
+    let ch = common::lapin::confirming(&conn).await;
+    declare_queue(&ch, "big").await;
+    let bodies: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| vec![i; 3 * 1024 * 1024 + usize::from(i) * 4099])
+        .collect();
+    for body in &bodies {
+        publish_acked(&ch, "", "big", body, BasicProperties::default()).await;
+    }
+    let reader = conn.create_channel().await.expect("channel");
+    let mut consumer = consume(&reader, "big").await;
+    for body in &bodies {
+        let delivery = next_delivery(&mut consumer).await;
+        assert_eq!(delivery.data.len(), body.len());
+        assert!(delivery.data == *body);
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+}
