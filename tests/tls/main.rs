@@ -599,3 +599,84 @@ async fn large_messages_arrive_whole_over_amqps() {
         delivery.ack(BasicAckOptions::default()).await.expect("ack");
     }
 }
+
+/// Runs the warrenctl binary with `args` (no proxies, no login from the
+/// environment); (exit success, stdout, stderr).
+fn warrenctl(args: &[&str]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"));
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "WARREN_MGMT_URL",
+        "WARRENCTL_USER",
+        "WARRENCTL_PASSWORD",
+        "WARRENCTL_CACERT",
+        "RUST_BACKTRACE",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command.args(args).output().expect("run warrenctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warrenctl_over_https() {
+    let pki = Pki::new("Warren test CA");
+    let broker = common::start_with(|c| {
+        server_files(&pki, c);
+        c.management_tls = true;
+    })
+    .await;
+    let acceptor = warren::tls::https(&broker.broker.config).expect("https configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(warren::mgmt::serve_tls(
+        listener,
+        acceptor,
+        Duration::from_secs(5),
+        broker.broker.clone(),
+        std::future::pending(),
+    ));
+    let url = format!("https://localhost:{port}");
+    let ca = pki.ca.display().to_string();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let (url, ca) = (url.clone(), ca.clone());
+        move || warrenctl(&["--url", &url, "--cacert", &ca, "--json", "list", "vhosts"])
+    })
+    .await
+    .expect("warrenctl");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"name\""), "{stdout}");
+
+    // Without --cacert the test CA is not trusted: one line, exit 1.
+    let (ok, _, stderr) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || warrenctl(&["--url", &url, "list", "vhosts"])
+    })
+    .await
+    .expect("warrenctl");
+    assert!(!ok);
+    assert!(stderr.contains(&url), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    // A --cacert file that is not there is named.
+    let missing = pki.path("nope.pem").display().to_string();
+    let (ok, _, stderr) = tokio::task::spawn_blocking({
+        let missing = missing.clone();
+        move || warrenctl(&["--url", &url, "--cacert", &missing, "list", "vhosts"])
+    })
+    .await
+    .expect("warrenctl");
+    assert!(!ok);
+    assert!(stderr.contains(&missing), "{stderr}");
+}
