@@ -35,6 +35,27 @@ pub struct Args {
     /// Engine for queue messages: `segments` or `sled` [default: segments]
     #[arg(long, env = "WARREN_STORAGE_ENGINE")]
     pub storage_engine: Option<String>,
+    /// amqps (TLS) port; 0 turns TLS off (RabbitMQ's usual one is 5671) [default: 0]
+    #[arg(long, env = "WARREN_TLS_PORT")]
+    pub tls_port: Option<u16>,
+    /// The server's certificate chain, PEM, leaf first
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server certificate's private key, PEM
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates are checked against
+    #[arg(long, env = "WARREN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Ask TLS clients for a certificate and refuse one that does not verify (RabbitMQ's verify_peer) [default: false]
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify_peer: Option<bool>,
+    /// With --tls-verify-peer, refuse TLS clients without a certificate (RabbitMQ's fail_if_no_peer_cert) [default: false]
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_fail_if_no_peer_cert: Option<bool>,
+    /// Serve the management HTTP API over https with --tls-cert and --tls-key [default: false]
+    #[arg(long, env = "WARREN_MANAGEMENT_TLS", num_args = 0..=1, default_missing_value = "true")]
+    pub management_tls: Option<bool>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -86,7 +107,64 @@ impl Args {
         if let Some(format) = self.log_format {
             config.log_format = format;
         }
+        if let Some(port) = self.tls_port {
+            config.tls_port = port;
+        }
+        if let Some(path) = self.tls_cert {
+            config.tls_cert = Some(path);
+        }
+        if let Some(path) = self.tls_key {
+            config.tls_key = Some(path);
+        }
+        if let Some(path) = self.tls_ca {
+            config.tls_ca = Some(path);
+        }
+        if let Some(on) = self.tls_verify_peer {
+            config.tls_verify_peer = on;
+        }
+        if let Some(on) = self.tls_fail_if_no_peer_cert {
+            config.tls_fail_if_no_peer_cert = on;
+        }
+        if let Some(on) = self.management_tls {
+            config.management_tls = on;
+        }
         config.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_flags_reach_the_config() {
+        let args = Args::try_parse_from([
+            "warren",
+            "--tls-port",
+            "5671",
+            "--tls-cert",
+            "server.pem",
+            "--tls-key",
+            "server.key",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-verify-peer",
+            "--tls-fail-if-no-peer-cert",
+            "true",
+            "--management-tls",
+            "false",
+        ])
+        .expect("flags");
+        assert_eq!(args.tls_port, Some(5671));
+        assert_eq!(args.tls_cert, Some(PathBuf::from("server.pem")));
+        assert_eq!(args.tls_key, Some(PathBuf::from("server.key")));
+        assert_eq!(args.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(args.tls_verify_peer, Some(true));
+        assert_eq!(args.tls_fail_if_no_peer_cert, Some(true));
+        assert_eq!(args.management_tls, Some(false));
+        // The files do not exist: validation names the first one it reads.
+        let error = args.into_config().expect_err("missing files").to_string();
+        assert!(error.contains("server.pem"), "{error}");
     }
 }

@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 /// Why a configuration was refused.
@@ -90,6 +92,35 @@ pub struct Config {
     pub management_bind: IpAddr,
     /// Management API port (0 picks a free one).
     pub management_port: u16,
+    /// Whether the management API is served over https, with `tls_cert` and
+    /// `tls_key`.
+    pub management_tls: bool,
+    /// amqps port (0, the default, turns TLS off; RabbitMQ's usual one is 5671).
+    pub tls_port: u16,
+    /// The server's certificate chain (PEM), leaf first.
+    pub tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates are checked against.
+    pub tls_ca: Option<PathBuf>,
+    /// Ask clients for a certificate and refuse one that does not verify
+    /// against `tls_ca` (RabbitMQ's `verify_peer`; off is `verify_none`).
+    pub tls_verify_peer: bool,
+    /// With `tls_verify_peer`, also refuse clients that send no certificate
+    /// (RabbitMQ's `fail_if_no_peer_cert`; ignored without `tls_verify_peer`,
+    /// as in RabbitMQ).
+    pub tls_fail_if_no_peer_cert: bool,
+}
+
+/// The TLS files of a configuration, read and parsed.
+#[derive(Debug)]
+pub struct TlsFiles {
+    /// The server's certificate chain, leaf first.
+    pub certs: Vec<CertificateDer<'static>>,
+    /// Its private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The CA certificates for client certificates (empty without `tls_ca`).
+    pub ca: Vec<CertificateDer<'static>>,
 }
 
 impl Default for Config {
@@ -119,6 +150,13 @@ impl Default for Config {
             management: true,
             management_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             management_port: 15672,
+            management_tls: false,
+            tls_port: 0,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_verify_peer: false,
+            tls_fail_if_no_peer_cert: false,
         }
     }
 }
@@ -170,7 +208,60 @@ impl Config {
                 self.log_format
             )));
         }
+        if self.tls_port != 0 && self.tls_port == self.port {
+            return Err(ConfigError::Invalid(format!(
+                "tls_port {} is also the AMQP port",
+                self.tls_port
+            )));
+        }
+        self.tls_files()?;
         Ok(())
+    }
+
+    /// Whether anything is served over TLS (amqps or the management API).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_port != 0 || (self.management && self.management_tls)
+    }
+
+    /// Reads and parses the TLS files when TLS is on (`None` when it is off):
+    /// a missing, unreadable or empty file is an error naming it.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        if !self.tls_enabled() {
+            return Ok(None);
+        }
+        self.read_tls_files().map(Some)
+    }
+
+    /// Reads and parses `tls_cert`, `tls_key` and `tls_ca` whether or not
+    /// TLS is on; `tls_cert` and `tls_key` must be set.
+    pub fn read_tls_files(&self) -> Result<TlsFiles, ConfigError> {
+        let what = if self.tls_port != 0 {
+            "tls_port"
+        } else if self.management_tls {
+            "management_tls"
+        } else {
+            "TLS"
+        };
+        let required = |path: &Option<PathBuf>, key: &str| {
+            path.clone().ok_or_else(|| {
+                ConfigError::Invalid(format!("{what} is set but {key} (a PEM file) is not"))
+            })
+        };
+        let cert = required(&self.tls_cert, "tls_cert")?;
+        let key = required(&self.tls_key, "tls_key")?;
+        if self.tls_verify_peer && self.tls_ca.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls_verify_peer needs tls_ca: the CA certificates (PEM) to check clients against"
+                    .into(),
+            ));
+        }
+        let certs = read_certificates(&cert, "tls_cert")?;
+        let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| pem_error(&key, "tls_key", e))?;
+        let ca = match &self.tls_ca {
+            Some(ca) => read_certificates(ca, "tls_ca")?,
+            None => Vec::new(),
+        };
+        Ok(TlsFiles { certs, key, ca })
     }
 
     /// The memory limit in bytes (`u64::MAX` where the machine's memory is unknown
@@ -221,6 +312,34 @@ impl Config {
     }
 }
 
+/// Every certificate of a PEM file; none is an error.
+fn read_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| pem_error(path, key, e))?;
+    if certs.is_empty() {
+        return Err(pem_error(
+            path,
+            key,
+            rustls::pki_types::pem::Error::NoItemsFound,
+        ));
+    }
+    Ok(certs)
+}
+
+fn pem_error(path: &Path, key: &str, error: rustls::pki_types::pem::Error) -> ConfigError {
+    use rustls::pki_types::pem::Error;
+    let why = match error {
+        Error::Io(e) => format!("cannot read it: {e}"),
+        Error::NoItemsFound => match key {
+            "tls_key" => "no private key in it".to_owned(),
+            _ => "no certificate in it".to_owned(),
+        },
+        other => format!("not valid PEM: {other}"),
+    };
+    ConfigError::Invalid(format!("{key} file {}: {why}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +364,26 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn tls_keys() {
+        let c: Config = toml::from_str(
+            "tls_port = 5671\ntls_cert = \"s.pem\"\ntls_key = \"s.key\"\ntls_ca = \"ca.pem\"\n\
+             tls_verify_peer = true\ntls_fail_if_no_peer_cert = true\nmanagement_tls = true",
+        )
+        .expect("parse");
+        assert_eq!(c.tls_port, 5671);
+        assert_eq!(c.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert!(c.tls_verify_peer && c.tls_fail_if_no_peer_cert && c.management_tls);
+        let error = c.validate().expect_err("no such files").to_string();
+        assert!(error.contains("tls_cert file s.pem"), "{error}");
+        // TLS off by default; the same port twice is refused.
+        assert!(!Config::default().tls_enabled());
+        let twice = Config {
+            tls_port: 5672,
+            ..Config::default()
+        };
+        assert!(twice.validate().is_err());
     }
 }

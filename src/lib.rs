@@ -23,6 +23,8 @@
 //! - [`queue`]: the queue engine and its seams ([`queue::DeliverySink`], [`queue::QueueHost`]).
 //! - [`recovery`]: rebuilding vhosts, exchanges, queues and bindings from the store at start.
 //! - [`server`]: the listener, the accept loop and graceful shutdown.
+//! - [`tls`]: the rustls server configuration (amqps, https) and a client
+//!   certificate's common name.
 //! - [`vhost`]: exchanges, queues, bindings, declare rules, and the publish service.
 //!
 //! The wire format lives in the `warren-codec` crate, the routing core in
@@ -46,6 +48,7 @@ pub mod outbound;
 pub mod queue;
 pub mod recovery;
 pub mod server;
+pub mod tls;
 pub mod vhost;
 
 pub use broker::Broker;

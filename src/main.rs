@@ -33,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init();
     }
+    let acceptor = warren::tls::amqps_acceptor(&config)?;
+    let https = warren::tls::https_acceptor(&config)?;
     let data_dir = config.data_dir.clone();
     let broker = Broker::open(config)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
@@ -46,6 +48,19 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
     tracing::info!(address = %listener.local_addr()?, "Warren is accepting AMQP 0-9-1 connections");
+    let amqps = match acceptor {
+        Some(acceptor) => {
+            let tls = server::bind_tls(config).await.with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (amqps)",
+                    config.bind, config.tls_port
+                )
+            })?;
+            tracing::info!(address = %tls.local_addr()?, "Warren is accepting AMQP 0-9-1 connections over TLS (amqps)");
+            Some((tls, acceptor))
+        }
+        None => None,
+    };
     let stop = tokio_util::sync::CancellationToken::new();
     let management = if broker.config.management {
         let addr = (broker.config.management_bind, broker.config.management_port);
@@ -54,13 +69,28 @@ async fn main() -> anyhow::Result<()> {
         // otherwise collide on the fixed default port.
         match tokio::net::TcpListener::bind(addr).await {
             Ok(http) => {
-                tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
                 let stopped = stop.clone().cancelled_owned();
-                Some(tokio::spawn(warren::mgmt::serve(
-                    http,
-                    broker.clone(),
-                    stopped,
-                )))
+                match https {
+                    Some(acceptor) => {
+                        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening (https)");
+                        let timeout = broker.config.handshake_timeout();
+                        Some(tokio::spawn(warren::mgmt::serve_tls(
+                            http,
+                            acceptor,
+                            timeout,
+                            broker.clone(),
+                            stopped,
+                        )))
+                    }
+                    None => {
+                        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
+                        Some(tokio::spawn(warren::mgmt::serve(
+                            http,
+                            broker.clone(),
+                            stopped,
+                        )))
+                    }
+                }
             }
             Err(error) => {
                 tracing::error!(%error, port = addr.1, "management API not started: cannot listen");
@@ -70,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    server::run(listener, broker, async {
+    let listeners = server::Listeners {
+        amqp: listener,
+        amqps,
+    };
+    server::run_listeners(listeners, broker, async {
         shutdown_signal().await;
         stop.cancel();
     })

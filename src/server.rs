@@ -9,19 +9,47 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
+use crate::tls::TlsAcceptor;
 
 /// How long shutdown waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The sockets the broker accepts AMQP connections on.
+pub struct Listeners {
+    /// Plain AMQP.
+    pub amqp: TcpListener,
+    /// amqps: the socket and the TLS acceptor, when TLS is on.
+    pub amqps: Option<(TcpListener, TlsAcceptor)>,
+}
+
 /// Accepts AMQP connections on `listener` until `shutdown` resolves.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    let listeners = Listeners {
+        amqp: listener,
+        amqps: None,
+    };
+    run_listeners(listeners, broker, shutdown).await;
+}
+
+/// Accepts AMQP connections on the plain listener and, when there is one, the
+/// amqps listener, until `shutdown` resolves. The TLS handshake runs in each
+/// connection's task ([`connection::serve_tls`]), never in this loop.
+pub async fn run_listeners(
+    listeners: Listeners,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let Listeners {
+        amqp: listener,
+        amqps,
+    } = listeners;
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     let alarms = {
@@ -45,10 +73,20 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            accepted = accept_tls(amqps.as_ref()) => match accepted {
+                Ok((stream, peer, acceptor)) => {
+                    tracker.spawn(connection::serve_tls(stream, acceptor, peer, broker.clone(), stop.child_token()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "amqps accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
             () = &mut shutdown => break,
         }
     }
     drop(listener);
+    drop(amqps);
     alarms.abort();
     ticker.abort();
     tracing::info!(connections = tracker.len(), "shutting down");
@@ -63,7 +101,25 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     broker.close();
 }
 
+/// The next amqps connection; pending forever without an amqps listener.
+async fn accept_tls(
+    amqps: Option<&(TcpListener, TlsAcceptor)>,
+) -> std::io::Result<(TcpStream, SocketAddr, TlsAcceptor)> {
+    match amqps {
+        Some((listener, acceptor)) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok((stream, peer, acceptor.clone()))
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Binds the configured address.
 pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::new(config.bind, config.port)).await
+}
+
+/// Binds the configured amqps address (`tls_port`, on `bind`).
+pub async fn bind_tls(config: &Config) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::new(config.bind, config.tls_port)).await
 }

@@ -8,7 +8,8 @@
 //! - [`hashing`]: `rabbit_password_hashing_sha256` (and sha512) hashes.
 //! - [`permissions`]: configure / write / read checks on AMQP operations.
 //!
-//! This file: the SASL mechanisms (PLAIN, AMQPLAIN) and why a login fails.
+//! This file: the SASL mechanisms (PLAIN, AMQPLAIN, EXTERNAL) and why a login
+//! fails.
 
 pub mod hashing;
 pub mod limits;
@@ -23,6 +24,11 @@ pub use registry::{AuthDefinitions, PermissionDef, Registry, RegistryError, User
 
 /// SASL mechanisms offered in connection.start, in RabbitMQ's order.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+
+/// The mechanism of `rabbitmq_auth_mechanism_ssl`: the user is the verified
+/// client certificate's subject CN, no password. Offered after
+/// [`MECHANISMS`], only on TLS connections with a verified client certificate.
+pub const EXTERNAL: &str = "EXTERNAL";
 
 /// Why a login failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +140,23 @@ mod tests {
         assert!(matches!(
             users().login("EXTERNAL", b"", LOCAL),
             Err(LoginError::UnknownMechanism(_))
+        ));
+    }
+
+    #[test]
+    fn external_login() {
+        assert_eq!(
+            users().login_external(Some("guest"), LOCAL),
+            Ok("guest".into())
+        );
+        let refused = Err(LoginError::Refused {
+            mechanism: "EXTERNAL".into(),
+        });
+        assert_eq!(users().login_external(Some("nobody"), LOCAL), refused);
+        assert_eq!(users().login_external(None, LOCAL), refused);
+        assert!(matches!(
+            users().login_external(Some("guest"), REMOTE),
+            Err(LoginError::LoopbackOnly { .. })
         ));
     }
 }

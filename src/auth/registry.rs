@@ -304,6 +304,33 @@ impl Registry {
         Ok(user)
     }
 
+    /// The EXTERNAL mechanism: `common_name` is the verified client
+    /// certificate's subject CN (`None`: it has none). The user must exist;
+    /// no password is checked. The loopback rule applies as for PLAIN.
+    pub fn login_external(
+        &self,
+        common_name: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<String, LoginError> {
+        let refused = || LoginError::Refused {
+            mechanism: super::EXTERNAL.to_owned(),
+        };
+        let Some(user) = common_name else {
+            tracing::warn!("EXTERNAL login: the client certificate has no subject CN");
+            return Err(refused());
+        };
+        if !self.state.read().users.contains_key(user) {
+            tracing::warn!(user, "EXTERNAL login: user '{user}' - invalid credentials");
+            return Err(refused());
+        }
+        if self.loopback_users.iter().any(|u| u == user) && !is_loopback(peer) {
+            return Err(LoginError::LoopbackOnly {
+                user: user.to_owned(),
+            });
+        }
+        Ok(user.to_owned())
+    }
+
     /// The user, if `password` is theirs (HTTP basic auth uses this too).
     pub fn check_password(&self, user: &str, password: &str) -> Option<UserDef> {
         let st = self.state.read();

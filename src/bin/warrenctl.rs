@@ -48,6 +48,9 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub password: String,
+    /// CA certificates (PEM) to trust for an https --url [default: Mozilla's root certificates]
+    #[arg(long, global = true, env = "WARRENCTL_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Virtual host [default: /; export/import: the whole broker]
     #[arg(long, global = true)]
     pub vhost: Option<String>,

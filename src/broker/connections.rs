@@ -47,6 +47,8 @@ pub struct LiveConnection {
     pub heartbeat: Option<Duration>,
     /// When the handshake finished.
     pub connected_at: SystemTime,
+    /// Whether it came over TLS (amqps).
+    pub ssl: bool,
     channels: Mutex<BTreeMap<u16, Weak<ChannelShared>>>,
     close: CancellationToken,
     reason: Mutex<Option<String>>,
@@ -64,6 +66,7 @@ impl LiveConnection {
         client_properties: FieldTable,
         tune: (u16, u32, Option<Duration>),
         close: CancellationToken,
+        ssl: bool,
     ) -> Arc<Self> {
         let name = match local {
             Some(local) => format!("{peer} -> {local}"),
@@ -81,6 +84,7 @@ impl LiveConnection {
             frame_max: tune.1,
             heartbeat: tune.2,
             connected_at: SystemTime::now(),
+            ssl,
             channels: Mutex::new(BTreeMap::new()),
             close,
             reason: Mutex::new(None),

@@ -12,16 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use warren_codec::frame::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use warren_codec::protocol::{AMQPClass, connection};
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
 use warren_codec::{Frame, FrameEncoder};
 
+use super::ClientCertificate;
 use super::reader::{FrameReader, ReadError};
 use super::wire_text;
-use crate::auth::{LoginError, MECHANISMS};
+use crate::auth::{EXTERNAL, LoginError, MECHANISMS};
 use crate::broker::Broker;
 use crate::error::AmqpError;
 
@@ -73,12 +73,13 @@ impl From<ReadError> for HandshakeError {
 }
 
 /// Runs the handshake on a fresh socket.
-pub async fn run(
+pub async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
     peer: SocketAddr,
-    mut read: OwnedReadHalf,
-    write: &mut OwnedWriteHalf,
-) -> (Result<Tuned, HandshakeError>, Option<FrameReader>) {
+    client_certificate: Option<&ClientCertificate>,
+    mut read: R,
+    write: &mut W,
+) -> (Result<Tuned, HandshakeError>, Option<FrameReader<R>>) {
     let mut buf = BytesMut::with_capacity(4096);
     while buf.len() < PROTOCOL_HEADER.len() {
         match read.read_buf(&mut buf).await {
@@ -89,25 +90,27 @@ pub async fn run(
     let header = &buf[..PROTOCOL_HEADER.len()];
     if header != PROTOCOL_HEADER && header != PROTOCOL_HEADER_0_9 {
         tracing::info!(%peer, header = ?&buf[..PROTOCOL_HEADER.len()], "refusing bad protocol header");
-        let _ = write.write_all(&PROTOCOL_HEADER).await;
+        let _ = super::writer::send_all(write, &PROTOCOL_HEADER).await;
         return (Err(HandshakeError::Closed), None);
     }
     let _ = buf.split_to(PROTOCOL_HEADER.len());
     // Until tune-ok, frames are limited to the protocol minimum, as in RabbitMQ.
     let mut reader = FrameReader::new(read, buf, FRAME_MIN_SIZE);
-    let result = negotiate(broker, peer, &mut reader, write).await;
+    let result = negotiate(broker, peer, client_certificate, &mut reader, write).await;
     (result, Some(reader))
 }
 
-async fn negotiate(
+async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
     peer: SocketAddr,
-    reader: &mut FrameReader,
-    write: &mut OwnedWriteHalf,
+    client_certificate: Option<&ClientCertificate>,
+    reader: &mut FrameReader<R>,
+    write: &mut W,
 ) -> Result<Tuned, HandshakeError> {
     let config = &broker.config;
     let mut encoder = FrameEncoder::new();
-    send(&mut encoder, write, &start_method(broker)).await?;
+    let start = start_method(broker, client_certificate.is_some());
+    send(&mut encoder, write, &start).await?;
 
     let start_ok = match expect_method(reader).await? {
         AMQPClass::Connection(connection::AMQPMethod::StartOk(m)) => m,
@@ -117,11 +120,17 @@ async fn negotiate(
         Some(AMQPValue::FieldTable(t)) => t.clone(),
         _ => FieldTable::default(),
     };
-    let user = match broker.auth.login(
-        start_ok.mechanism.as_str(),
-        start_ok.response.as_bytes(),
-        peer.ip(),
-    ) {
+    // EXTERNAL is offered only with a verified client certificate; without
+    // one it is a mechanism like any other that is not offered.
+    let login = match (start_ok.mechanism.as_str(), client_certificate) {
+        (EXTERNAL, Some(certificate)) => broker
+            .auth
+            .login_external(certificate.common_name.as_deref(), peer.ip()),
+        (mechanism, _) => broker
+            .auth
+            .login(mechanism, start_ok.response.as_bytes(), peer.ip()),
+    };
+    let user = match login {
         Ok(user) => user,
         Err(error) => {
             tracing::warn!(%peer, %error, "login failed");
@@ -266,7 +275,9 @@ fn negotiated(field: &str, min: u64, client: u64, server: u64) -> Result<(), Amq
 }
 
 /// The next method on channel 0, skipping heartbeats; anything else fails the handshake.
-async fn expect_method(reader: &mut FrameReader) -> Result<AMQPClass, HandshakeError> {
+async fn expect_method<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<AMQPClass, HandshakeError> {
     loop {
         match reader.next().await? {
             Frame::Heartbeat(0) => continue,
@@ -283,7 +294,9 @@ async fn expect_method(reader: &mut FrameReader) -> Result<AMQPClass, HandshakeE
 
 /// After tune-ok the client must send connection.open. From here on RabbitMQ
 /// answers mistakes with connection.close instead of a silent close.
-async fn expect_open(reader: &mut FrameReader) -> Result<connection::Open, HandshakeError> {
+async fn expect_open<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<connection::Open, HandshakeError> {
     loop {
         let frame = match reader.next().await {
             Ok(frame) => frame,
@@ -314,17 +327,16 @@ fn unexpected(method: &AMQPClass, state: &str) -> HandshakeError {
     ))
 }
 
-async fn send(
+async fn send<W: AsyncWrite + Unpin>(
     encoder: &mut FrameEncoder,
-    write: &mut OwnedWriteHalf,
+    write: &mut W,
     method: &AMQPClass,
 ) -> Result<(), HandshakeError> {
     let mut buf = BytesMut::new();
     encoder
         .method(0, method, &mut buf)
         .map_err(|e| HandshakeError::Silent(e.to_string()))?;
-    write
-        .write_all(&buf)
+    super::writer::send_all(write, &buf)
         .await
         .map_err(|_| HandshakeError::Closed)
 }
@@ -337,7 +349,9 @@ pub(crate) fn has_capability(capabilities: &FieldTable, name: &str) -> bool {
     )
 }
 
-fn start_method(broker: &Broker) -> AMQPClass {
+/// connection.start; `external` offers EXTERNAL too (a verified client
+/// certificate came with the TLS handshake).
+fn start_method(broker: &Broker, external: bool) -> AMQPClass {
     let mut capabilities = FieldTable::default();
     for name in [
         "publisher_confirms",
@@ -381,7 +395,11 @@ fn start_method(broker: &Broker) -> AMQPClass {
         version_major: 0,
         version_minor: 9,
         server_properties: props,
-        mechanisms: MECHANISMS.into(),
+        mechanisms: if external {
+            format!("{MECHANISMS} {EXTERNAL}").into()
+        } else {
+            MECHANISMS.into()
+        },
         locales: "en_US".into(),
     }))
 }

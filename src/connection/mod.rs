@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,7 @@ use crate::channel::{
 use crate::error::AmqpError;
 use crate::outbound::{Outbound, OutboundTx};
 use crate::queue::notify_cancelled;
+use crate::tls::TlsAcceptor;
 use handshake::{HandshakeError, Tuned};
 use reader::{FrameReader, ReadError};
 use tokio::sync::mpsc;
@@ -41,7 +42,7 @@ use tokio::sync::mpsc;
 /// (RabbitMQ's closing timeout).
 const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves one accepted TCP connection until it closes.
+/// Serves one accepted plain TCP connection until it closes.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -50,11 +51,104 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
-    let (read, mut write) = stream.into_split();
+    let deadline = Instant::now() + broker.config.handshake_timeout();
+    let (read, write) = stream.into_split();
+    let transport = Transport {
+        peer,
+        local,
+        tls: None,
+    };
+    serve_stream(read, write, transport, deadline, broker, shutdown).await;
+}
+
+/// Serves one accepted amqps connection: the TLS handshake, then AMQP as
+/// [`serve`]. Both handshakes share the handshake timeout, and both run in
+/// this connection's task, never in the accept loop.
+pub async fn serve_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
+    let deadline = Instant::now() + broker.config.handshake_timeout();
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
+        () = shutdown.cancelled() => return,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "closing connection: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "closing connection: TLS handshake timeout");
+            return;
+        }
+    };
+    let session = stream.get_ref().1;
+    let tls = TlsSession {
+        client_certificate: session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| ClientCertificate {
+                common_name: crate::tls::common_name(leaf),
+            }),
+    };
+    let (read, write) = tokio::io::split(stream);
+    let transport = Transport {
+        peer,
+        local,
+        tls: Some(tls),
+    };
+    serve_stream(read, write, transport, deadline, broker, shutdown).await;
+}
+
+/// Where a connection comes from.
+#[derive(Debug, Clone)]
+struct Transport {
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    /// `Some` on an amqps connection.
+    tls: Option<TlsSession>,
+}
+
+/// What an amqps connection's TLS handshake established.
+#[derive(Debug, Clone)]
+pub struct TlsSession {
+    /// The client's certificate, present only when it was verified against
+    /// `tls_ca` (`tls_verify_peer`).
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A verified client certificate.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// Its subject's common name (CN), if it has one.
+    pub common_name: Option<String>,
+}
+
+/// The handshake and the frame loop over any byte stream's halves.
+async fn serve_stream<R, W>(
+    read: R,
+    mut write: W,
+    transport: Transport,
+    deadline: Instant,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Transport { peer, local, tls } = transport;
+    let client_certificate = tls.as_ref().and_then(|t| t.client_certificate.as_ref());
     let handshake = tokio::select! {
-        result = tokio::time::timeout(
-            broker.config.handshake_timeout(),
-            handshake::run(&broker, peer, read, &mut write),
+        result = tokio::time::timeout_at(
+            deadline,
+            handshake::run(&broker, peer, client_certificate, read, &mut write),
         ) => result,
         () = shutdown.cancelled() => return,
     };
@@ -89,6 +183,7 @@ pub async fn serve(
                 tuned.client_properties.clone(),
                 tune,
                 close.clone(),
+                tls.is_some(),
             );
             broker.connections.insert(info.id, live.clone());
             let id = info.id;
@@ -122,7 +217,7 @@ pub async fn serve(
             if FrameEncoder::new()
                 .method(0, &handshake::close_method(&error), &mut buf)
                 .is_ok()
-                && write.write_all(&buf).await.is_ok()
+                && writer::send_all(&mut write, &buf).await.is_ok()
                 && let Some(mut reader) = reader
             {
                 let sink = CloseOkSink::Socket(&mut write);
@@ -136,12 +231,12 @@ pub async fn serve(
 
 /// Where a closing connection's close-ok replies go: the socket itself during the
 /// handshake, the writer task afterwards.
-enum CloseOkSink<'a> {
-    Socket(&'a mut tokio::net::tcp::OwnedWriteHalf),
+enum CloseOkSink<'a, W> {
+    Socket(&'a mut W),
     Writer(&'a OutboundTx),
 }
 
-impl CloseOkSink<'_> {
+impl<W: AsyncWrite + Unpin> CloseOkSink<'_, W> {
     async fn close_ok(&mut self) {
         match self {
             CloseOkSink::Socket(write) => {
@@ -150,7 +245,7 @@ impl CloseOkSink<'_> {
                     .method(0, &connection_close_ok(), &mut buf)
                     .is_ok()
                 {
-                    let _ = write.write_all(&buf).await;
+                    let _ = writer::send_all(*write, &buf).await;
                 }
             }
             CloseOkSink::Writer(out) => {
@@ -163,7 +258,10 @@ impl CloseOkSink<'_> {
 /// After the broker sent connection.close: everything is ignored until close-ok,
 /// a crossing connection.close is answered with close-ok (as RabbitMQ does), and
 /// frames that do not decode are skipped as long as framing holds.
-async fn await_close_ok(reader: &mut FrameReader, mut sink: CloseOkSink<'_>) {
+async fn await_close_ok<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut FrameReader<R>,
+    mut sink: CloseOkSink<'_, W>,
+) {
     loop {
         match reader.next().await {
             Ok(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) => {
@@ -219,7 +317,11 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, mut reader: FrameReader, shutdown: CancellationToken) {
+    async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut reader: FrameReader<R>,
+        shutdown: CancellationToken,
+    ) {
         // Far in the future when heartbeats are off, so the timer never fires.
         let timeout = self
             .tuned
@@ -295,7 +397,7 @@ impl Connection {
                     // The byte stream cannot be trusted: no close-ok can be read.
                     tokio::time::sleep(self.broker.config.silent_close_delay()).await;
                 } else {
-                    let sink = CloseOkSink::Writer(&self.out);
+                    let sink = CloseOkSink::<tokio::io::Sink>::Writer(&self.out);
                     let _ = tokio::time::timeout(linger, await_close_ok(&mut reader, sink)).await;
                 }
             }
@@ -319,7 +421,7 @@ impl Connection {
 
     /// After the client's connection.close: ignore frames until it hangs up,
     /// answering a repeated close with another close-ok.
-    async fn drain_closed(&self, reader: &mut FrameReader) {
+    async fn drain_closed<R: AsyncRead + Unpin>(&self, reader: &mut FrameReader<R>) {
         while let Ok(frame) = reader.next().await {
             match frame {
                 Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => {

@@ -1,7 +1,7 @@
 //! Reading frames from a socket: a read buffer and the incremental decoder.
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::codec::Decoder;
 use warren_codec::{CodecError, Frame, FrameDecoder};
@@ -17,17 +17,18 @@ pub enum ReadError {
     Codec(#[from] CodecError),
 }
 
-/// A socket's read half with its buffer and decoder.
+/// A socket's read half with its buffer and decoder: a plain TCP read half by
+/// default, or any other byte stream (a TLS stream's read half).
 #[derive(Debug)]
-pub struct FrameReader {
-    socket: OwnedReadHalf,
+pub struct FrameReader<R = OwnedReadHalf> {
+    socket: R,
     buf: BytesMut,
     decoder: FrameDecoder,
 }
 
-impl FrameReader {
+impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps a read half; `buf` holds bytes already read past the protocol header.
-    pub fn new(socket: OwnedReadHalf, buf: BytesMut, frame_max: u32) -> Self {
+    pub fn new(socket: R, buf: BytesMut, frame_max: u32) -> Self {
         FrameReader {
             socket,
             buf,

@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
@@ -25,9 +24,21 @@ const BATCH: usize = 256;
 /// frames (the reader task or a queue), it never grows without bound.
 pub const OUTBOUND_CAPACITY: usize = 1024;
 
+/// Writes `buf` and flushes. A TLS stream may keep the tail of what it
+/// accepted in its record buffer when the socket is full; only a flush (or a
+/// later write) sends it, and a connection may have nothing more to write for
+/// a long while. On plain TCP the flush does nothing.
+pub(crate) async fn send_all<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    socket.write_all(buf).await?;
+    socket.flush().await
+}
+
 /// Starts the writer task for a socket whose handshake is done.
-pub fn spawn(
-    socket: OwnedWriteHalf,
+pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(
+    socket: W,
     frame_max: u32,
     heartbeat: Option<Duration>,
 ) -> (OutboundTx, tokio::task::JoinHandle<()>) {
@@ -36,8 +47,8 @@ pub fn spawn(
     (tx, handle)
 }
 
-async fn run(
-    mut socket: OwnedWriteHalf,
+async fn run<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut rx: mpsc::Receiver<Outbound>,
     frame_max: u32,
     heartbeat: Option<Duration>,
@@ -97,7 +108,7 @@ async fn run(
                         Outbound::Shutdown => shutdown = true,
                     }
                 }
-                if socket.write_all(&buf).await.is_err() {
+                if send_all(&mut socket, &buf).await.is_err() {
                     return;
                 }
                 buf.clear();
@@ -108,7 +119,7 @@ async fn run(
             }
             _ = sleep_until(last_write + interval), if heartbeat.is_some() => {
                 encoder.heartbeat(&mut buf);
-                if socket.write_all(&buf).await.is_err() {
+                if send_all(&mut socket, &buf).await.is_err() {
                     return;
                 }
                 buf.clear();

@@ -50,7 +50,7 @@ fn connection_json(node: &str, c: &LiveConnection) -> Value {
         "protocol": "AMQP 0-9-1",
         "type": "network",
         "state": "running",
-        "ssl": false,
+        "ssl": c.ssl,
         "channels": c.channels().len(),
         "channel_max": c.channel_max,
         "frame_max": c.frame_max,

@@ -49,9 +49,20 @@ pub async fn alarms(State(broker): State<Arc<Broker>>, _caller: Caller) -> Respo
 fn listeners(
     broker: &Broker,
     listener: Option<Extension<HttpListener>>,
-) -> [(&'static str, u16); 2] {
-    let http = listener.map_or(broker.config.management_port, |Extension(l)| l.0.port());
-    [("amqp", broker.config.port), ("http", http)]
+) -> Vec<(&'static str, u16)> {
+    let config = &broker.config;
+    let http = listener.map_or(config.management_port, |Extension(l)| l.0.port());
+    // RabbitMQ's protocol names: `amqp/ssl` for amqps, `https` for the API over TLS.
+    let http_protocol = if config.management_tls {
+        "https"
+    } else {
+        "http"
+    };
+    let mut all = vec![("amqp", config.port), (http_protocol, http)];
+    if config.tls_port != 0 {
+        all.push(("amqp/ssl", config.tls_port));
+    }
+    all
 }
 
 /// GET /api/health/checks/port-listener/{port}: 200 when the node listens
@@ -91,6 +102,7 @@ pub async fn protocol_listener(
     let protocol = match protocol.to_lowercase().as_str() {
         "amqp091" | "amqp0-9-1" | "amqp0.9.1" | "amqp10" | "amqp1.0" => "amqp".to_owned(),
         "management" => "http".to_owned(),
+        "amqps" | "amqp-ssl" => "amqp/ssl".to_owned(),
         other => other.to_owned(),
     };
     let protocols: Vec<&str> = listeners(&broker, listener)

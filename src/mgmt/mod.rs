@@ -43,13 +43,15 @@ pub use definitions::{Definitions, export_all, import_all};
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 
 use crate::broker::Broker;
+use crate::tls::TlsAcceptor;
 
 /// The RabbitMQ release whose management API Warren answers as.
 const MANAGEMENT_VERSION: &str = crate::connection::handshake::RABBITMQ_COMPATIBLE_VERSION;
@@ -75,6 +77,88 @@ pub async fn serve(
     axum::serve(listener, router(broker).layer(axum::Extension(local)))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves the management API over https on `listener` until `shutdown`
+/// resolves. Each TLS handshake runs in a task of its own, bounded by
+/// `handshake_timeout`, so a slow client never holds up the others.
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    started();
+    let local = HttpListener(listener.local_addr()?);
+    let tls = HttpsListener::spawn(listener, acceptor, handshake_timeout);
+    axum::serve(tls, router(broker).layer(axum::Extension(local)))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A TCP listener whose connections come out of their TLS handshake: a task
+/// accepts, one task per connection shakes hands, finished streams queue here.
+struct HttpsListener {
+    local: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+}
+
+impl HttpsListener {
+    fn spawn(listener: TcpListener, acceptor: TlsAcceptor, timeout: Duration) -> Self {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = tx.closed() => return,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "management API: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "management API: TLS handshake failed");
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "management API: TLS handshake timeout");
+                        }
+                    }
+                });
+            }
+        });
+        HttpsListener { local, ready }
+    }
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task is gone (it ends only with this listener).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 /// Every route of the API.

@@ -25,6 +25,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestBroker {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it listens for amqps, when started with [`start_tls`].
+    pub tls_addr: Option<SocketAddr>,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// The broker itself (for tests that change it at run time).
@@ -80,9 +82,23 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     broker
 }
 
+/// Starts a broker with an amqps listener beside the plain one, on ephemeral
+/// ports; `tweak` sets the `tls_*` keys (cert and key at least). It has a fresh
+/// data directory of its own.
+pub async fn start_tls(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut broker = start_listening(data.path(), tweak, true).await;
+    broker._data = Some(data);
+    broker
+}
+
 /// Starts a broker on the data directory `dir` (which outlives it: restart
 /// tests stop a broker and start another on the same directory).
 pub async fn start_at(dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    start_listening(dir, tweak, false).await
+}
+
+async fn start_listening(dir: &Path, tweak: impl FnOnce(&mut Config), tls: bool) -> TestBroker {
     let mut config = Config {
         port: 0,
         silent_close_delay_ms: 100,
@@ -94,12 +110,31 @@ pub async fn start_at(dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestBroker
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
+    let amqps = if tls {
+        let acceptor = warren::tls::acceptor(&config).expect("TLS configuration");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind amqps");
+        Some((listener, acceptor))
+    } else {
+        None
+    };
+    let tls_addr = amqps
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr().expect("amqps addr"));
     let broker = Broker::open(config).expect("open the data directory");
-    let task = tokio::spawn(warren::run(listener, broker.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let listeners = warren::server::Listeners {
+        amqp: listener,
+        amqps,
+    };
+    let task = tokio::spawn(warren::server::run_listeners(
+        listeners,
+        broker.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     TestBroker {
         addr,
+        tls_addr,
         data_dir: dir.to_owned(),
         broker,
         _data: None,

@@ -2,6 +2,8 @@
 //! of its failures to one-line messages.
 
 use std::io;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
@@ -9,6 +11,7 @@ use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use ureq::Agent;
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved set.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -16,6 +19,39 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// rustls with ring (the provider the broker uses too), trusting `cacert`'s
+/// certificates or, without it, Mozilla's roots.
+fn tls_config(cacert: Option<&Path>) -> Result<TlsConfig> {
+    // ring builds with a C compiler alone; rustls deprecates it only for its
+    // lack of post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = match cacert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow!("--cacert {}: cannot read it: {e}", path.display()))?;
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow!("--cacert {}: not valid PEM: {e}", path.display()))?;
+            if certs.is_empty() {
+                bail!("--cacert {}: no certificate in it", path.display());
+            }
+            RootCerts::Specific(Arc::new(certs))
+        }
+        None => RootCerts::WebPki,
+    };
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider)
+        .root_certs(roots)
+        .build())
+}
 
 /// Largest response body read (definitions of a big broker can be large).
 const BODY_LIMIT: u64 = 1 << 30;
@@ -85,22 +121,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the API at `url` (scheme, host, port and an optional path prefix).
-    pub fn new(url: &str, user: &str, password: &str) -> Result<Client> {
+    /// A client for the API at `url` (scheme, host, port and an optional path
+    /// prefix); an https `url` is checked against `cacert` (PEM) if given, else
+    /// against Mozilla's root certificates.
+    pub fn new(url: &str, user: &str, password: &str, cacert: Option<&Path>) -> Result<Client> {
         let base = url.trim_end_matches('/').to_owned();
-        if base.starts_with("https://") {
-            bail!(
-                "{base}: this build of warrenctl speaks plain HTTP only; put the management API on http:// or tunnel it"
-            );
-        }
-        if !base.starts_with("http://") {
-            bail!("--url must start with http:// (got '{url}')");
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!("--url must start with http:// or https:// (got '{url}')");
         }
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(120)))
             .user_agent(concat!("warrenctl/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_config(cacert)?)
             .build()
             .into();
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -200,6 +234,9 @@ impl Client {
             ureq::Error::Timeout(_) => {
                 anyhow!("the management API at {base} did not answer in time")
             }
+            ureq::Error::Protocol(_) if base.starts_with("http://") => anyhow!(
+                "{base} does not speak HTTP: is this the management port (15672) rather than AMQP (5672), and not https?"
+            ),
             ureq::Error::Protocol(_) => anyhow!(
                 "{base} does not speak HTTP: is this the management port (15672) rather than AMQP (5672)?"
             ),

@@ -26,7 +26,7 @@ pub struct Ctx<'a> {
 /// Runs the command line's command; returns what goes to stdout.
 pub fn run(cli: &Cli) -> Result<String> {
     let ctx = Ctx {
-        client: Client::new(&cli.url, &cli.user, &cli.password)?,
+        client: Client::new(&cli.url, &cli.user, &cli.password, cli.cacert.as_deref())?,
         vhost: cli.vhost.as_deref().unwrap_or("/"),
         vhost_given: cli.vhost.is_some(),
         json: cli.json,
