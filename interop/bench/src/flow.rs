@@ -49,11 +49,25 @@ pub async fn within<T>(what: &str, f: impl Future<Output = lapin::Result<T>>) ->
     }
 }
 
-/// Opens one connection to `uri`.
+/// The CA certificate (PEM) `amqps://` connections trust (`--cacert`).
+static TRUSTED_CA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Trusts the CA in `pem` for every `amqps://` connection from now on.
+pub fn trust(pem: String) {
+    let _ = TRUSTED_CA.set(pem);
+}
+
+/// Opens one connection to `uri` (over TLS for `amqps://`).
 pub async fn connect(uri: &str) -> anyhow::Result<Connection> {
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: TRUSTED_CA.get().cloned(),
+    };
+    let runtime = lapin::runtime::default_runtime()
+        .map_err(|e| anyhow!("connect: no runtime: {e}"))?;
     within(
         "connect",
-        Connection::connect(uri, ConnectionProperties::default()),
+        Connection::connect_with_config(uri, ConnectionProperties::default(), tls, runtime),
     )
     .await
 }

@@ -38,9 +38,12 @@ use crate::scenarios::{NAMES, Settings};
 #[derive(Parser, Debug)]
 #[command(name = "warren-bench", version, about, long_about = None)]
 struct Cli {
-    /// Broker URI; the host must be loopback.
+    /// Broker URI; the host must be loopback. `amqps://` connects over TLS.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     uri: String,
+    /// PEM file of the CA that signed the broker's certificate, for `amqps://`.
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
     /// Scenario to run, a comma-separated list, or `all`. Scenarios:
     /// 1p1c-transient, 1p1c-persistent-confirm, 4p4c-1k, fanout-10,
     /// topic-1000, latency, backlog, backlog-persistent.
@@ -129,6 +132,11 @@ async fn main() -> ExitCode {
 /// Runs the chosen scenarios; true when all of them completed.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     check_loopback(&cli.uri)?;
+    if let Some(path) = &cli.cacert {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --cacert {}: {e}", path.display()))?;
+        flow::trust(pem);
+    }
     let names = scenarios(&cli.scenario)?;
     if cli.duration == 0 || cli.messages == 0 || cli.confirm_window == 0 || cli.rate == 0 {
         bail!("--duration, --messages, --confirm-window and --rate must be at least 1");
