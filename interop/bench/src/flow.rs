@@ -63,8 +63,8 @@ pub async fn connect(uri: &str) -> anyhow::Result<Connection> {
         identity: None,
         cert_chain: TRUSTED_CA.get().cloned(),
     };
-    let runtime = lapin::runtime::default_runtime()
-        .map_err(|e| anyhow!("connect: no runtime: {e}"))?;
+    let runtime =
+        lapin::runtime::default_runtime().map_err(|e| anyhow!("connect: no runtime: {e}"))?;
     within(
         "connect",
         Connection::connect_with_config(uri, ConnectionProperties::default(), tls, runtime),
