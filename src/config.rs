@@ -296,9 +296,10 @@ impl Config {
         self.storage_engine.parse().map_err(ConfigError::Invalid)
     }
 
-    /// The broker-wide delivery acknowledgement timeout (None: off).
-    pub fn consumer_timeout(&self) -> Option<Duration> {
-        (self.consumer_timeout > 0).then(|| Duration::from_millis(self.consumer_timeout))
+    /// The broker-wide delivery acknowledgement timeout in milliseconds
+    /// (None: off), in the unit queues and consumers give theirs.
+    pub fn consumer_timeout_ms(&self) -> Option<u64> {
+        (self.consumer_timeout > 0).then_some(self.consumer_timeout)
     }
 
     /// How long a client has to complete the handshake.

@@ -15,10 +15,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Runs until the broker stops (the caller aborts it).
 pub async fn run(broker: Arc<Broker>) {
-    let default = broker
-        .config
-        .consumer_timeout()
-        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    let default = broker.config.consumer_timeout_ms();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick of an interval is immediate.

@@ -167,8 +167,7 @@ async fn serve_stream<R, W>(
                 vhost: tuned.vhost.clone(),
                 user: tuned.user.clone(),
                 max_message_size: broker.config.max_message_size,
-                consumer_timeout: (broker.config.consumer_timeout > 0)
-                    .then_some(broker.config.consumer_timeout),
+                consumer_timeout: broker.config.consumer_timeout_ms(),
                 access: broker.auth.access(&tuned.user, &tuned.vhost.name),
             };
             let alarm = broker.alarms.subscribe();
