@@ -20,6 +20,7 @@
 //! - [`mgmt`]: the management HTTP API (RabbitMQ-compatible subset) and `/metrics`.
 //! - [`names`]: names that cross rooms: resource texts and binding destinations.
 //! - [`outbound`]: the items of a connection's writer queue.
+//! - [`policy`]: policies and operator policies: matching, merging, validation, the store.
 //! - [`queue`]: the queue engine and its seams ([`queue::DeliverySink`], [`queue::QueueHost`]).
 //! - [`recovery`]: rebuilding vhosts, exchanges, queues and bindings from the store at start.
 //! - [`server`]: the listener, the accept loop and graceful shutdown.
@@ -45,6 +46,7 @@ pub mod message;
 pub mod mgmt;
 pub mod names;
 pub mod outbound;
+pub mod policy;
 pub mod queue;
 pub mod recovery;
 pub mod server;

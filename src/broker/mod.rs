@@ -13,6 +13,7 @@ use crate::auth::{Registry, VHostDef};
 use crate::config::Config;
 use crate::durable::Storage;
 use crate::names::ConnectionId;
+use crate::policy::{Policies, PolicyDef, PolicyKind};
 use crate::queue::CoarseClock;
 use crate::recovery;
 use crate::vhost::VHost;
@@ -29,6 +30,9 @@ pub struct Broker {
     pub config: Config,
     /// Users, vhost records and permissions.
     pub auth: Arc<Registry>,
+    /// Policies and operator policies (change them through
+    /// [`Broker::put_policy`] and [`Broker::delete_policy`], which apply them).
+    pub policies: Arc<Policies>,
     /// Name reported as `cluster_name` in connection.start.
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
@@ -79,6 +83,14 @@ impl Broker {
             let storage = storage.clone();
             auth.on_change(Box::new(move |defs| storage.save_auth(defs)));
         }
+        let policies = Arc::new(Policies::default());
+        if let Some(stored) = storage.load_policies()? {
+            policies.restore(&stored);
+        }
+        {
+            let storage = storage.clone();
+            policies.on_change(Box::new(move |all| storage.save_policies(all)));
+        }
         // validate() checked both limits.
         let alarms = Alarms::new(
             config.memory_limit_bytes().unwrap_or(u64::MAX),
@@ -89,6 +101,7 @@ impl Broker {
         let broker = Arc::new(Broker {
             alarms,
             auth,
+            policies,
             connections: DashMap::new(),
             cluster_name: format!("warren@{host}"),
             vhosts,
@@ -98,7 +111,40 @@ impl Broker {
             clock: Arc::default(),
         });
         broker.apply_vhost_limits();
+        for vhost in broker.vhosts() {
+            broker.apply_policies(&vhost.name);
+        }
         Ok(broker)
+    }
+
+    /// Gives a live vhost its policies as they are now, applying them to its
+    /// queues and exchanges.
+    pub fn apply_policies(&self, vhost: &str) {
+        if let Some(v) = self.vhost(vhost) {
+            v.set_policies(self.policies.for_vhost(vhost));
+        }
+    }
+
+    /// Sets a policy (parsed and checked) and applies it at once; returns
+    /// whether it is new.
+    pub fn put_policy(
+        &self,
+        kind: PolicyKind,
+        def: PolicyDef,
+    ) -> Result<bool, crate::policy::PolicyError> {
+        let vhost = def.vhost.clone();
+        let new = self.policies.put(kind, def)?;
+        self.apply_policies(&vhost);
+        Ok(new)
+    }
+
+    /// Removes a policy and applies what is left; returns whether it existed.
+    pub fn delete_policy(&self, kind: PolicyKind, vhost: &str, name: &str) -> bool {
+        let removed = self.policies.delete(kind, vhost, name);
+        if removed {
+            self.apply_policies(vhost);
+        }
+        removed
     }
 
     /// Gives every live vhost the `max-queues` limit its record has now
@@ -165,6 +211,7 @@ impl Broker {
         }
         self.storage.forget_vhost(name);
         self.auth.delete_vhost(name);
+        self.policies.delete_vhost(name);
         true
     }
 

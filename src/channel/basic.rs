@@ -65,11 +65,7 @@ impl Channel {
                     .check(Permission::Read, Kind::Queue, &name)?;
                 let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
                 if !m.no_ack {
-                    let timeout = queue
-                        .spec
-                        .args
-                        .consumer_timeout
-                        .or(self.conn.consumer_timeout);
+                    let timeout = queue.consumer_timeout().or(self.conn.consumer_timeout);
                     self.shared.note_ack_timeout(timeout.filter(|&ms| ms > 0));
                 }
                 loop {
@@ -141,7 +137,7 @@ impl Channel {
         let ack_timeout = (!m.no_ack)
             .then(|| {
                 timeout_arg(&m.arguments, &queue).map(|own| {
-                    own.or(queue.spec.args.consumer_timeout)
+                    own.or(queue.consumer_timeout())
                         .or(self.conn.consumer_timeout)
                         .filter(|&ms| ms > 0)
                 })

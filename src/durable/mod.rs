@@ -22,6 +22,7 @@ use warren_storage::{Engine, GroupCommit, Kind, QueueId, StorageError, Store};
 use crate::auth::AuthDefinitions;
 use crate::error::AmqpError;
 use crate::names::Destination;
+use crate::policy::StoredPolicies;
 use records::{BindingRecord, ExchangeRecord, QueueRecord, resource_key};
 
 /// The meta record written at a clean shutdown and removed at start: without it
@@ -30,6 +31,8 @@ const CLEAN_SHUTDOWN: &[u8] = b"clean-shutdown";
 
 /// The key of the auth record (users, vhost records, permissions as JSON).
 const AUTH_KEY: &[u8] = b"definitions";
+/// Policies and operator policies, beside the users (the same key space).
+const POLICIES_KEY: &[u8] = b"policies";
 
 /// The store and its group commit.
 #[derive(Debug)]
@@ -136,6 +139,29 @@ impl Storage {
         serde_json::from_slice(&json)
             .map(Some)
             .map_err(|e| StorageError::Engine(format!("stored users and permissions: {e}")))
+    }
+
+    /// Records every policy and operator policy (after each change), and asks
+    /// for a flush at once.
+    pub fn save_policies(&self, policies: &StoredPolicies) {
+        match serde_json::to_vec(policies) {
+            Ok(json) => {
+                self.wrote(self.store.put_definition(Kind::Auth, POLICIES_KEY, &json));
+                self.request();
+            }
+            Err(error) => tracing::error!(%error, "cannot encode policies"),
+        }
+    }
+
+    /// The policies stored, if any.
+    pub fn load_policies(&self) -> Result<Option<StoredPolicies>, StorageError> {
+        let stored = self.store.definitions(Kind::Auth)?;
+        let Some((_, json)) = stored.into_iter().find(|(k, _)| k == POLICIES_KEY) else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|e| StorageError::Engine(format!("stored policies: {e}")))
     }
 
     /// Records a durable exchange.

@@ -2,8 +2,10 @@
 //! exchanges and bindings in RabbitMQ's definitions JSON, exported and imported
 //! (a RabbitMQ export imports here, and the other way round). Vhost limits
 //! are RabbitMQ's `vhost-limits` parameters, user limits the users' `limits`;
-//! other parameters, policies and topic permissions are exported empty and
-//! ignored on import.
+//! policies are RabbitMQ's `policies` (operator policies are imported from an
+//! `operator_policies` list when one is given, and not exported, as RabbitMQ
+//! exports none); other parameters and topic permissions are exported empty
+//! and ignored on import.
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use crate::auth::limits::{Limits, VHostLimitsDef};
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::broker::Broker;
 use crate::names::resource;
+use crate::policy::{PolicyDef, PolicyKind};
 use crate::vhost::{Destination, QueueDeclare, VHost};
 
 /// A queue in the definitions.
@@ -117,9 +120,12 @@ pub struct Definitions {
     /// Global parameters: not supported, exported empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_parameters: Option<Vec<Value>>,
-    /// Policies: not supported, exported empty.
+    /// Policies (RabbitMQ's shape; without `vhost` in a per-vhost export).
     #[serde(default)]
     pub policies: Vec<Value>,
+    /// Operator policies: imported when given, never exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_policies: Option<Vec<Value>>,
     /// Queues.
     #[serde(default)]
     pub queues: Vec<QueueDef>,
@@ -220,6 +226,25 @@ fn limits_from(
     Ok(out)
 }
 
+/// Policies as RabbitMQ exports them: all, or one vhost's without the
+/// `vhost` key.
+fn policies_json(broker: &Broker, vhost: Option<&str>) -> Vec<Value> {
+    broker
+        .policies
+        .list(PolicyKind::Policy, vhost)
+        .into_iter()
+        .filter_map(|p| {
+            let mut json = serde_json::to_value(p).ok()?;
+            if vhost.is_some()
+                && let Some(map) = json.as_object_mut()
+            {
+                map.remove("vhost");
+            }
+            Some(json)
+        })
+        .collect()
+}
+
 /// The whole broker's definitions.
 pub fn export_all(broker: &Broker) -> Definitions {
     let auth = broker.auth.export();
@@ -232,6 +257,7 @@ pub fn export_all(broker: &Broker) -> Definitions {
         topic_permissions: Some(Vec::new()),
         global_parameters: Some(Vec::new()),
         parameters: auth.vhost_limits.iter().map(limits_parameter).collect(),
+        policies: policies_json(broker, None),
         ..Definitions::default()
     };
     for v in broker.vhosts() {
@@ -309,6 +335,32 @@ async fn import_entries(
         .import(&permissions)
         .map_err(ApiError::from)
         .map_err(refused("permissions".into()))?;
+    for (kind, list) in [
+        (PolicyKind::Policy, Some(&defs.policies)),
+        (PolicyKind::Operator, defs.operator_policies.as_ref()),
+    ] {
+        for p in list.into_iter().flatten() {
+            let vhost = p
+                .get("vhost")
+                .and_then(Value::as_str)
+                .or(default_vhost)
+                .unwrap_or("/");
+            let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+            let entry = || resource("policy", name, vhost);
+            if broker.vhost(vhost).is_none() {
+                return Err(refused(entry())(ApiError::bad_request(format!(
+                    "vhost_not_found: {vhost}"
+                ))));
+            }
+            let def = PolicyDef::parse(kind, vhost, name, p)
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+                .map_err(refused(entry()))?;
+            broker
+                .put_policy(kind, def)
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+                .map_err(refused(entry()))?;
+        }
+    }
     let vhost_of = |named: &Option<String>| -> Result<std::sync::Arc<VHost>, ApiError> {
         let name = named.as_deref().or(default_vhost).unwrap_or("/");
         broker
@@ -483,6 +535,7 @@ pub async fn export_vhost(
         .filter(|l| l.vhost == vhost)
         .map(limits_parameter)
         .collect();
+    out.policies = policies_json(&broker, Some(&vhost));
     Ok(Json(out).into_response())
 }
 

@@ -27,7 +27,7 @@ pub(super) fn exchange_name(name: &str) -> &str {
 }
 
 fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
-    json!({
+    let mut json = json!({
         "name": x.name,
         "vhost": vhost,
         "type": x.spec.kind.as_str(),
@@ -36,7 +36,12 @@ fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
         "internal": x.spec.internal,
         "arguments": table_to_json(&x.spec.arguments),
         "user_who_performed_action": "rmq-internal",
-    })
+    });
+    // RabbitMQ shows `policy` only on an exchange that has one.
+    if let Some(policy) = &x.policy().policy {
+        json["policy"] = Value::from(policy.as_str());
+    }
+    json
 }
 
 /// GET /api/exchanges and /api/exchanges/{vhost}.

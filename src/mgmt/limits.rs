@@ -1,5 +1,5 @@
-//! What Warren does not have, listed empty as RabbitMQ lists none: policies,
-//! operator policies, runtime parameters and feature flags; and vhost and
+//! What Warren does not have, listed empty as RabbitMQ lists none: runtime
+//! parameters and feature flags; and vhost and
 //! user limits (`/api/vhost-limits`, `/api/user-limits`): listed, set and
 //! cleared by administrators, enforced by the broker (see `auth::limits`).
 
@@ -19,19 +19,6 @@ use crate::broker::Broker;
 /// An empty list: all Warren has of what these endpoints list.
 fn none() -> Response {
     Json(json!([])).into_response()
-}
-
-/// GET /api/policies and /api/operator-policies, each also per vhost: Warren
-/// has no policies, so none are listed (404 for a vhost that does not exist).
-pub async fn none_listed(
-    State(broker): State<Arc<Broker>>,
-    _caller: Caller,
-    vhost: Option<Path<String>>,
-) -> ApiResult {
-    if vhost.is_some_and(|Path(v)| broker.auth.vhost(&v).is_none()) {
-        return Err(ApiError::not_found());
-    }
-    Ok(none())
 }
 
 /// GET /api/feature-flags (administrator): Warren has no feature flags (one

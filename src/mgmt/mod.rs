@@ -34,6 +34,7 @@ mod messages;
 mod metrics;
 mod overview;
 mod permissions;
+mod policies;
 mod queues;
 mod users;
 mod vhosts;
@@ -224,11 +225,26 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .put(permissions::put_permission)
                 .delete(permissions::delete_permission),
         )
-        .route("/api/policies", get(limits::none_listed))
+        .route("/api/policies", get(policies::policies))
         .route("/api/feature-flags", get(limits::no_feature_flags))
-        .route("/api/policies/{vhost}", get(limits::none_listed))
-        .route("/api/operator-policies", get(limits::none_listed))
-        .route("/api/operator-policies/{vhost}", get(limits::none_listed))
+        .route("/api/policies/{vhost}", get(policies::policies))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(policies::policy)
+                .put(policies::put_policy)
+                .delete(policies::delete_policy),
+        )
+        .route("/api/operator-policies", get(policies::operator_policies))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(policies::operator_policies),
+        )
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(policies::operator_policy)
+                .put(policies::put_operator_policy)
+                .delete(policies::delete_operator_policy),
+        )
         .route("/api/parameters", get(limits::no_parameters))
         .route("/api/vhost-limits", get(limits::vhost_limits))
         .route("/api/vhost-limits/{vhost}", get(limits::vhost_limits))

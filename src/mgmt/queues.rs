@@ -25,6 +25,7 @@ use crate::vhost::{QueueDeclare, VHost};
 
 fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
     let s = q.stats();
+    let policy = q.policy();
     let exclusive_tag = q
         .consumers()
         .into_iter()
@@ -51,9 +52,9 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
         // Bodies plus a fixed overhead per message: an estimate, not a measurement.
         "memory": s.message_bytes_ready + s.message_bytes_unacknowledged
             + 64 * (s.messages_ready + s.messages_unacknowledged) + 1024,
-        "policy": null,
-        "operator_policy": null,
-        "effective_policy_definition": {},
+        "policy": policy.policy,
+        "operator_policy": policy.operator_policy,
+        "effective_policy_definition": policy.definition,
     })
 }
 

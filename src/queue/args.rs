@@ -12,6 +12,7 @@ use warren_exchanges::integer;
 
 use super::QueueType;
 use crate::error::AmqpError;
+use crate::policy::QueuePolicy;
 
 /// What to do when a length limit is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +39,8 @@ pub struct QueueArgs {
     pub max_length_bytes: Option<u64>,
     /// `x-overflow`.
     pub overflow: Overflow,
+    /// `x-overflow` was given (a policy's `overflow` then does not apply).
+    pub overflow_given: bool,
     /// `x-dead-letter-exchange`.
     pub dead_letter_exchange: Option<String>,
     /// `x-dead-letter-routing-key`.
@@ -162,6 +165,7 @@ impl QueueArgs {
             args.max_priority = u8::try_from(p).ok().filter(|&p| p > 0);
         }
         if let Some(v) = get("x-overflow") {
+            args.overflow_given = true;
             args.overflow = match string(v).map_err(|e| invalid("x-overflow", e))?.as_str() {
                 "drop-head" => Overflow::DropHead,
                 "reject-publish" => Overflow::RejectPublish,
@@ -199,6 +203,43 @@ impl QueueArgs {
             }
         }
         Ok(args)
+    }
+}
+
+impl QueueArgs {
+    /// The arguments in force under a policy, by RabbitMQ's per-key rule for
+    /// classic queues (`rabbit_amqqueue_process:process_args_policy`): for
+    /// limits and times (`message-ttl`, `expires`, `max-length`,
+    /// `max-length-bytes`, `delivery-limit`, `consumer-timeout`) the lower of
+    /// the argument and the policy; for `dead-letter-exchange`,
+    /// `dead-letter-routing-key` and `overflow` the queue's own argument when
+    /// it has one, else the policy's.
+    pub fn with_policy(&self, policy: &QueuePolicy) -> QueueArgs {
+        let lower = |own: Option<u64>, policy: Option<u64>| match (own, policy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut args = self.clone();
+        args.message_ttl = lower(self.message_ttl, policy.message_ttl);
+        args.expires = lower(self.expires, policy.expires);
+        args.max_length = lower(self.max_length, policy.max_length);
+        args.max_length_bytes = lower(self.max_length_bytes, policy.max_length_bytes);
+        args.delivery_limit = lower(self.delivery_limit, policy.delivery_limit);
+        args.consumer_timeout = lower(self.consumer_timeout, policy.consumer_timeout);
+        if self.dead_letter_exchange.is_none() {
+            args.dead_letter_exchange = policy.dead_letter_exchange.clone();
+        }
+        if self.dead_letter_routing_key.is_none() {
+            args.dead_letter_routing_key = policy.dead_letter_routing_key.clone();
+        }
+        if !self.overflow_given {
+            args.overflow = match policy.overflow.as_deref() {
+                Some("reject-publish") => Overflow::RejectPublish,
+                Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                _ => Overflow::DropHead,
+            };
+        }
+        args
     }
 }
 
@@ -337,6 +378,43 @@ mod tests {
             refused("x-queue-version", AMQPValue::LongInt(3))
                 .ends_with(": \"unsupported queue version '3'\"")
         );
+    }
+
+    #[test]
+    fn a_policy_lowers_limits_and_fills_in_what_the_arguments_lack() {
+        let declared = QueueArgs::parse(
+            &table(&[
+                ("x-message-ttl", AMQPValue::LongInt(1000)),
+                ("x-max-length", AMQPValue::LongInt(5)),
+                (
+                    "x-dead-letter-exchange",
+                    AMQPValue::LongString("own".into()),
+                ),
+                ("x-overflow", AMQPValue::LongString("drop-head".into())),
+            ]),
+            Q,
+        )
+        .expect("valid");
+        let policy = QueuePolicy {
+            message_ttl: Some(5000),
+            max_length: Some(2),
+            expires: Some(60_000),
+            dead_letter_exchange: Some("policy".into()),
+            dead_letter_routing_key: Some("k".into()),
+            overflow: Some("reject-publish".into()),
+            ..QueuePolicy::default()
+        };
+        let args = declared.with_policy(&policy);
+        assert_eq!(args.message_ttl, Some(1000));
+        assert_eq!(args.max_length, Some(2));
+        assert_eq!(args.expires, Some(60_000));
+        assert_eq!(args.dead_letter_exchange.as_deref(), Some("own"));
+        assert_eq!(args.dead_letter_routing_key.as_deref(), Some("k"));
+        assert_eq!(args.overflow, Overflow::DropHead);
+        let bare = QueueArgs::default().with_policy(&policy);
+        assert_eq!(bare.overflow, Overflow::RejectPublish);
+        assert_eq!(bare.dead_letter_exchange.as_deref(), Some("policy"));
+        assert_eq!(declared.with_policy(&QueuePolicy::default()), declared);
     }
 
     #[test]

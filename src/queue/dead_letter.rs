@@ -241,18 +241,33 @@ fn is_cycle(target: &str, history: &[(String, String)]) -> bool {
     false
 }
 
+/// Where a queue's dead letters go: its dead-letter exchange and routing key
+/// in force, copied out of the lock when something died.
+#[derive(Debug, Clone)]
+pub(super) struct DeadLetterTarget {
+    exchange: String,
+    routing_key: Option<String>,
+}
+
+impl DeadLetterTarget {
+    /// The target the arguments in force name, if they name an exchange.
+    pub(super) fn of(args: &super::QueueArgs) -> Option<Self> {
+        Some(DeadLetterTarget {
+            exchange: args.dead_letter_exchange.clone()?,
+            routing_key: args.dead_letter_routing_key.clone(),
+        })
+    }
+}
+
 impl Queue {
     /// Hands the messages this queue let go to its host for republishing to
-    /// its dead-letter exchange (if it has one). Never called with the
-    /// queue's lock held.
-    pub(super) fn dead_letter(&self, dead: Vec<Dead>) {
-        let Some(dlx) = self.spec.args.dead_letter_exchange.as_deref() else {
-            return;
-        };
+    /// `target`. Never called with the queue's lock held.
+    pub(super) fn dead_letter(&self, dead: Vec<Dead>, target: &DeadLetterTarget) {
         let Some(host) = self.host.upgrade() else {
             return;
         };
-        let dlrk = self.spec.args.dead_letter_routing_key.as_deref();
+        let dlx = target.exchange.as_str();
+        let dlrk = target.routing_key.as_deref();
         let now_secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -290,13 +290,7 @@ impl Deliveries {
             let timeout = match &u.consumer {
                 Some(credit) => credit.ack_timeout,
                 // 0 at a level turns the timeout off there, as for consumers.
-                None => u
-                    .queue
-                    .spec
-                    .args
-                    .consumer_timeout
-                    .or(default)
-                    .filter(|&t| t > 0),
+                None => u.queue.consumer_timeout().or(default).filter(|&t| t > 0),
             };
             if let Some(timeout) = timeout.filter(|&t| age_ms >= t) {
                 return Some(timeout);

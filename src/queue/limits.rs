@@ -11,7 +11,7 @@ impl Queue {
     /// reject-publish and reject-publish-dlx: whether the queue refuses this
     /// message because it would go over a limit.
     pub(super) fn refuses(&self, st: &QueueState, message: &Message) -> bool {
-        let args = &self.spec.args;
+        let args = &st.args;
         if args.overflow == Overflow::DropHead {
             return false;
         }
@@ -25,18 +25,15 @@ impl Queue {
     /// drop-head: drops (dead-letters, reason maxlen) messages from the head
     /// until the queue is within its limits again.
     pub(super) fn drop_head(&self, st: &mut QueueState, dead: &mut Vec<Dead>) {
-        let args = &self.spec.args;
-        if args.overflow != Overflow::DropHead
-            || (args.max_length.is_none() && args.max_length_bytes.is_none())
+        let (max_length, max_length_bytes) = (st.args.max_length, st.args.max_length_bytes);
+        if st.args.overflow != Overflow::DropHead
+            || (max_length.is_none() && max_length_bytes.is_none())
         {
             return;
         }
         let over = |st: &QueueState| {
-            args.max_length
-                .is_some_and(|max| st.ready.len() as u64 > max)
-                || args
-                    .max_length_bytes
-                    .is_some_and(|max| st.ready.bytes() > max)
+            max_length.is_some_and(|max| st.ready.len() as u64 > max)
+                || max_length_bytes.is_some_and(|max| st.ready.bytes() > max)
         };
         while over(st) {
             let Some((seq, entry)) = st.ready.pop_first() else {

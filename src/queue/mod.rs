@@ -44,7 +44,7 @@ mod tests;
 mod ttl;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::time::Instant;
 
@@ -56,11 +56,12 @@ use crate::durable::Storage;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::{ConnectionId, QueueName, VHostName, resource};
+use crate::policy::Applied;
 pub use args::QueueArgs;
 use backlog::Backlog;
 use consumers::Consumers;
 pub use consumers::{Consumer, notify_cancelled, priority_arg, timeout_arg};
-use dead_letter::{Dead, Reason};
+use dead_letter::{Dead, DeadLetterTarget, Reason};
 pub use delivery::{
     ChannelCredit, CoarseClock, ConsumerCredit, Deliveries, Delivery, DeliveryKind, DeliverySink,
     Refused, Unacked, Undelivered, by_queue,
@@ -86,12 +87,15 @@ pub struct QueueSpec {
     pub auto_delete: bool,
     /// The declare arguments as given.
     pub arguments: FieldTable,
-    /// The `x-` arguments, parsed once.
+    /// The `x-` arguments as declared, parsed once (what is in force, with
+    /// the policy, is `QueueState::args`).
     pub args: QueueArgs,
 }
 
 #[derive(Debug)]
 struct QueueState {
+    /// The arguments in force: the declared ones under the policy.
+    args: QueueArgs,
     next_seq: SeqId,
     ready: Backlog,
     /// Delivered and waiting for an ack.
@@ -141,7 +145,15 @@ pub struct Queue {
     wake: Arc<Notify>,
     /// Its id in the store.
     pub store_id: QueueId,
+    /// The policies that apply (what the management API shows).
+    policy: Mutex<Arc<Applied>>,
+    /// The consumer timeout in force in milliseconds (`NO_TIMEOUT`: none), read
+    /// by the timeout ticker without the queue's lock.
+    consumer_timeout: AtomicU64,
 }
+
+/// `Queue::consumer_timeout` when the queue sets none.
+const NO_TIMEOUT: u64 = u64::MAX;
 
 impl Drop for Queue {
     fn drop(&mut self) {
@@ -164,11 +176,12 @@ impl Queue {
         let consumers = Consumers::new(spec.args.single_active_consumer);
         let keeps = spec.durable && spec.exclusive_owner.is_none();
         let ready = Backlog::new(storage, store_id, keeps, spec.args.max_priority);
+        let consumer_timeout = AtomicU64::new(spec.args.consumer_timeout.unwrap_or(NO_TIMEOUT));
         let queue = Arc::new(Queue {
             name,
             vhost,
-            spec,
             backend: Backend::Classic(Mutex::new(QueueState {
+                args: spec.args.clone(),
                 next_seq: 0,
                 ready,
                 outstanding: HashMap::new(),
@@ -178,9 +191,12 @@ impl Queue {
                 used_at: Instant::now(),
                 timer: ttl::Timer::default(),
             })),
+            spec,
             host,
             wake: Arc::new(Notify::new()),
             store_id,
+            policy: Mutex::default(),
+            consumer_timeout,
         });
         queue.renew_lease(&mut queue.classic().lock());
         queue
@@ -199,34 +215,73 @@ impl Queue {
         self.backend.type_name()
     }
 
-    /// Runs `f` under the queue's lock, then dead-letters what it let go.
+    /// Runs `f` under the queue's lock, then dead-letters what it let go
+    /// (to the dead-letter exchange in force then; without one it is dropped).
     fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut QueueState, &mut Vec<Dead>) -> R) -> R {
         let mut dead = Vec::new();
-        let result = {
+        let (result, target) = {
             let mut st = self.classic().lock();
             let result = f(&mut st, &mut dead);
             st.ready.flush_gone();
-            result
+            let target = if dead.is_empty() {
+                None
+            } else {
+                DeadLetterTarget::of(&st.args)
+            };
+            (result, target)
         };
-        if !dead.is_empty() {
-            self.dead_letter(dead);
+        if let Some(target) = target {
+            self.dead_letter(dead, &target);
         }
         result
     }
 
-    /// A message leaves the queue for `reason`: kept for dead-lettering if the
-    /// queue has a dead-letter exchange, else dropped.
+    /// A message leaves the queue for `reason`: kept for dead-lettering (the
+    /// caller drops it if the queue has no dead-letter exchange).
     fn discard(&self, dead: &mut Vec<Dead>, message: Arc<Message>, reason: Reason) {
-        if self.spec.args.dead_letter_exchange.is_some() {
-            dead.push((message, reason));
-        }
+        dead.push((message, reason));
     }
 
     /// A declare of this queue (`x-expires`: the lease starts again).
     pub fn touch(self: &Arc<Self>) {
-        if self.spec.args.expires.is_some() {
-            self.renew_lease(&mut self.classic().lock());
-        }
+        self.renew_lease(&mut self.classic().lock());
+    }
+
+    /// Applies the policies that match the queue now (at declare, at start,
+    /// and whenever a policy changes): the arguments in force become the
+    /// declared ones under the policy, a lower length limit drops the head
+    /// at once, a new `expires` starts the lease afresh. A new `message-ttl`
+    /// applies to messages published from now on, as in RabbitMQ.
+    pub fn apply_policy(self: &Arc<Self>, applied: Applied) {
+        let args = self.spec.args.with_policy(&applied.queue());
+        self.consumer_timeout.store(
+            args.consumer_timeout.unwrap_or(NO_TIMEOUT),
+            Ordering::Relaxed,
+        );
+        *self.policy.lock() = Arc::new(applied);
+        self.with_state(|st, dead| {
+            if st.args == args || st.deleted {
+                return;
+            }
+            let lease_changed = st.args.expires != args.expires;
+            st.args = args;
+            if lease_changed {
+                st.used_at = Instant::now();
+            }
+            self.drop_head(st, dead);
+            self.schedule(st);
+        });
+    }
+
+    /// The policies that apply, as last applied.
+    pub fn policy(&self) -> Arc<Applied> {
+        self.policy.lock().clone()
+    }
+
+    /// The consumer timeout in force (`x-consumer-timeout` or the policy's
+    /// `consumer-timeout`, the lower), in milliseconds.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        Some(self.consumer_timeout.load(Ordering::Relaxed)).filter(|&t| t != NO_TIMEOUT)
     }
 
     /// `queue 'q' in vhost '/'`.
@@ -278,14 +333,14 @@ impl Queue {
             let now = Instant::now();
             self.expire(st, now, dead);
             if self.refuses(st, &message) {
-                if self.spec.args.overflow == args::Overflow::RejectPublishDlx {
+                if st.args.overflow == args::Overflow::RejectPublishDlx {
                     self.discard(dead, message, Reason::Maxlen);
                 }
                 return Enqueued::Refused;
             }
             let seq = st.next_seq;
             st.next_seq += 1;
-            let expires_at = self.expiry_of(message.expiration_ms(), now);
+            let expires_at = ttl::expiry_of(st.args.message_ttl, message.expiration_ms(), now);
             let priority = self
                 .spec
                 .args
@@ -476,8 +531,7 @@ impl Queue {
         for seq in seqs {
             if let Some(mut entry) = st.outstanding.remove(&seq) {
                 entry.returns += 1;
-                if self
-                    .spec
+                if st
                     .args
                     .delivery_limit
                     .is_some_and(|limit| entry.returns > limit)

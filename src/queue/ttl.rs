@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::dead_letter::{Dead, Reason};
+use super::dead_letter::{Dead, DeadLetterTarget, Reason};
 use super::{Queue, QueueState};
 
 /// State of a queue's timer task, kept under the queue's lock.
@@ -27,17 +27,21 @@ pub(super) struct Timer {
     at: Option<Instant>,
 }
 
-impl Queue {
-    /// When a message enqueued `now` expires: the lower of the queue's TTL and
-    /// the message's own.
-    pub(super) fn expiry_of(&self, ttl_ms: Option<u64>, now: Instant) -> Option<Instant> {
-        let ttl = match (self.spec.args.message_ttl, ttl_ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(now + Duration::from_millis(ttl))
-    }
+/// When a message enqueued `now` expires: the lower of the queue's TTL in
+/// force and the message's own.
+pub(super) fn expiry_of(
+    queue_ttl: Option<u64>,
+    ttl_ms: Option<u64>,
+    now: Instant,
+) -> Option<Instant> {
+    let ttl = match (queue_ttl, ttl_ms) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(now + Duration::from_millis(ttl))
+}
 
+impl Queue {
     /// Drops the ready messages whose expiry is `now` or earlier.
     pub(super) fn expire(&self, st: &mut QueueState, now: Instant, dead: &mut Vec<Dead>) {
         for entry in st.ready.take_expired(now) {
@@ -48,7 +52,7 @@ impl Queue {
     /// The queue was used (declared, created, basic.get, or its last consumer
     /// left): its `x-expires` lease starts again.
     pub(super) fn renew_lease(self: &Arc<Self>, st: &mut QueueState) {
-        if self.spec.args.expires.is_some() {
+        if st.args.expires.is_some() {
             st.used_at = Instant::now();
             self.schedule(st);
         }
@@ -57,8 +61,7 @@ impl Queue {
     /// The next thing the timer has to do: the next expiry, or the end of the
     /// lease if the queue has no consumers.
     fn next_deadline(&self, st: &QueueState) -> Option<Instant> {
-        let lease = self
-            .spec
+        let lease = st
             .args
             .expires
             .filter(|_| st.consumers.is_empty())
@@ -93,7 +96,7 @@ impl Queue {
     /// lease ran out unused. Returns what to sleep until, or `None` to stop.
     fn on_timer(self: &Arc<Self>) -> Option<Option<Instant>> {
         let mut dead = Vec::new();
-        let (next, lease_over) = {
+        let (next, lease_over, target) = {
             let mut st = self.classic().lock();
             if st.deleted {
                 return None;
@@ -101,8 +104,7 @@ impl Queue {
             let now = Instant::now();
             self.expire(&mut st, now, &mut dead);
             let lease_over = st.consumers.is_empty()
-                && self
-                    .spec
+                && st
                     .args
                     .expires
                     .is_some_and(|ms| now >= st.used_at + Duration::from_millis(ms));
@@ -114,9 +116,12 @@ impl Queue {
             st.timer.at = next;
             // Expired messages leave the store too, as in `with_state`.
             st.ready.flush_gone();
-            (next, lease_over)
+            let target = DeadLetterTarget::of(&st.args).filter(|_| !dead.is_empty());
+            (next, lease_over, target)
         };
-        self.dead_letter(dead);
+        if let Some(target) = target {
+            self.dead_letter(dead, &target);
+        }
         if lease_over {
             tracing::debug!(queue = %self.name, "deleting queue on expiry (x-expires)");
             if let Some(host) = self.host.upgrade() {

@@ -14,6 +14,7 @@ use crate::equivalence;
 use crate::error::AmqpError;
 pub use crate::names::Destination;
 use crate::names::{ExchangeName, resource};
+use crate::policy::Applied;
 
 /// The properties an exchange is declared with.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +82,8 @@ pub struct ExchangeEntry {
     /// Bindings where this exchange is the source. A short read lock per publish;
     /// never held across `.await`.
     pub routes: RwLock<Exchange<Destination>>,
+    /// The policies that apply (set by the vhost when they change).
+    policy: RwLock<Arc<Applied>>,
 }
 
 impl ExchangeEntry {
@@ -90,7 +93,27 @@ impl ExchangeEntry {
             name: name.into(),
             routes: RwLock::new(Exchange::new(spec.kind)),
             spec,
+            policy: RwLock::default(),
         })
+    }
+
+    /// The alternate exchange in force: the `alternate-exchange` argument,
+    /// else the policy's (RabbitMQ's rule: the argument wins).
+    pub fn alternate_exchange(&self) -> Option<String> {
+        match self.spec.alternate_exchange() {
+            Some(own) => Some(own.to_owned()),
+            None => self.policy.read().alternate_exchange().map(str::to_owned),
+        }
+    }
+
+    /// The policies that apply, as last set.
+    pub fn policy(&self) -> Arc<Applied> {
+        self.policy.read().clone()
+    }
+
+    /// Sets the policies that apply.
+    pub fn set_policy(&self, applied: Applied) {
+        *self.policy.write() = Arc::new(applied);
     }
 
     /// The 406 for a redeclare with other properties, or Ok when equivalent.

@@ -7,6 +7,7 @@
 pub use crate::equivalence;
 pub mod exchanges;
 mod inspect;
+mod policies;
 pub mod publish;
 pub mod replies;
 mod restore;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use parking_lot::RwLock;
 use warren_codec::types::FieldTable;
 
 use crate::durable::Storage;
@@ -27,6 +29,7 @@ use warren_storage::QueueId;
 
 pub use crate::names::resource;
 use crate::names::{ConnectionId, ExchangeName, QueueName, VHostName};
+use crate::policy::VHostPolicies;
 
 /// A queue.declare request.
 #[derive(Debug, Clone)]
@@ -70,6 +73,8 @@ pub struct VHost {
     /// The `max-queues` limit in force (`u64::MAX`: none), set by the broker
     /// from the vhost's limits.
     queue_limit: AtomicU64,
+    /// This vhost's policies, set by the broker (see `policies.rs`).
+    policies: RwLock<Arc<VHostPolicies>>,
 }
 
 impl VHost {
@@ -86,6 +91,7 @@ impl VHost {
             replies: replies::Registry::default(),
             storage,
             queue_limit: AtomicU64::new(u64::MAX),
+            policies: RwLock::default(),
         })
     }
 
@@ -166,7 +172,9 @@ impl VHost {
                     self.storage
                         .save_exchange(&self.name, name, &wanted.record());
                 }
-                slot.insert(ExchangeEntry::new(name, wanted));
+                let x = ExchangeEntry::new(name, wanted);
+                self.apply_exchange_policy(&x);
+                slot.insert(x);
                 return Ok(());
             }
         };
@@ -401,14 +409,16 @@ impl VHost {
     /// A queue living in this vhost (its host for dead-lettering and expiry).
     fn new_queue(self: &Arc<Self>, name: &str, spec: QueueSpec, id: QueueId) -> Arc<Queue> {
         let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
-        Queue::new(
+        let queue = Queue::new(
             name.into(),
             self.name.clone(),
             host,
             self.storage.clone(),
             spec,
             id,
-        )
+        );
+        self.apply_queue_policy(&queue);
+        queue
     }
 
     /// queue.delete. A missing queue deletes nothing (count 0), as in RabbitMQ.

@@ -143,9 +143,9 @@ impl VHost {
             found.clear();
             x.routes.read().route_keys(keys(), headers, &mut found);
             if found.is_empty() {
-                if let Some(ae) = x.spec.alternate_exchange()
-                    && !seen.iter().any(|s| s == ae)
-                    && let Some(alt) = self.exchange(ae)
+                if let Some(ae) = x.alternate_exchange()
+                    && !seen.iter().any(|s| **s == *ae)
+                    && let Some(alt) = self.exchange(&ae)
                 {
                     seen.push(alt.name.clone());
                     work.push(alt);

@@ -29,8 +29,9 @@ impl VHost {
 
     /// Puts back an exchange read from the store at start.
     pub fn restore_exchange(&self, name: &str, spec: ExchangeSpec) {
-        self.exchanges
-            .insert(name.into(), ExchangeEntry::new(name, spec));
+        let x = ExchangeEntry::new(name, spec);
+        self.apply_exchange_policy(&x);
+        self.exchanges.insert(name.into(), x);
     }
 
     /// Puts back a durable queue read from the store at start, with its messages.

@@ -117,3 +117,22 @@ async fn a_bad_consumer_timeout_argument_is_refused() {
     assert_eq!(code, 406);
     assert!(text.contains("x-consumer-timeout"), "{text}");
 }
+
+#[tokio::test]
+async fn a_policy_consumer_timeout_applies_to_new_consumers() {
+    use warren::policy::{PolicyDef, PolicyKind};
+    let broker = start_with(|_| {}).await;
+    let body = serde_json::json!({"pattern": "^slow$", "definition": {"consumer-timeout": 1000}});
+    let def = PolicyDef::parse(PolicyKind::Policy, "/", "timeout", &body).expect("valid");
+    broker
+        .broker
+        .put_policy(PolicyKind::Policy, def)
+        .expect("policy set");
+    let mut client = Client::connect(&broker).await;
+    let ch = client.channel().await;
+    declare_queue(&ch, "slow").await;
+    publish(&ch, "slow", b"held").await;
+    let mut consumer = consume(&ch, "slow").await;
+    next_delivery(&mut consumer).await;
+    assert_eq!(client.exception().await, timed_out(ch.id(), 1000));
+}

@@ -20,7 +20,7 @@ use super::start;
 
 /// The management API of `broker` on an ephemeral port, and what stops it
 /// (it holds the broker, so it goes before a restart on the same directory).
-async fn api_of(broker: &TestBroker) -> (Http, impl AsyncFnOnce()) {
+pub(super) async fn api_of(broker: &TestBroker) -> (Http, impl AsyncFnOnce()) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -9,6 +9,7 @@ mod access;
 mod limits;
 mod live;
 mod objects;
+mod policies;
 mod rabbitmqadmin;
 
 use std::net::SocketAddr;
