@@ -13,10 +13,12 @@ impl VHost {
     /// exchange whose policies change.
     pub fn set_policies(&self, policies: VHostPolicies) {
         *self.policies.write() = Arc::new(policies);
-        for queue in self.queues.iter() {
+        // Collected first: applying may dead-letter into other queues, which
+        // reads the maps again (no map guard is held across it).
+        for queue in self.queues() {
             self.apply_queue_policy(&queue);
         }
-        for x in self.exchanges.iter() {
+        for x in self.exchanges() {
             self.apply_exchange_policy(&x);
         }
     }
