@@ -20,6 +20,7 @@ use crate::vhost::VHost;
 use connections::LiveConnection;
 use warren_storage::StorageError;
 
+pub mod admission;
 pub mod connections;
 pub mod timeouts;
 
@@ -36,6 +37,9 @@ pub struct Broker {
     /// Name reported as `cluster_name` in connection.start.
     pub cluster_name: String,
     vhosts: DashMap<String, Arc<VHost>>,
+    /// Connections admitted at connection.open, not yet registered (see
+    /// [`admission`]).
+    pub admissions: Arc<admission::Admissions>,
     /// Live connections by id (see [`connections`]).
     pub connections: DashMap<ConnectionId, Arc<LiveConnection>>,
     next_connection_id: AtomicU64,
@@ -103,6 +107,7 @@ impl Broker {
             auth,
             policies,
             connections: DashMap::new(),
+            admissions: Arc::default(),
             cluster_name: format!("warren@{host}"),
             vhosts,
             next_connection_id: AtomicU64::new(1),

@@ -34,7 +34,7 @@ const PROTOCOL_HEADER_0_9: [u8; 8] = *b"AMQP\x01\x01\x00\x09";
 pub const RABBITMQ_COMPATIBLE_VERSION: &str = "3.13.7";
 
 /// What the handshake agreed on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Tuned {
     /// The authenticated user.
     pub user: String,
@@ -50,6 +50,8 @@ pub struct Tuned {
     pub capabilities: FieldTable,
     /// The client's client-properties (shown by the management API).
     pub client_properties: FieldTable,
+    /// Its place under `max-connections`, until it is registered.
+    pub admission: Option<crate::broker::admission::Admission>,
 }
 
 /// How a handshake failed.
@@ -182,9 +184,9 @@ async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 .on_method(10, 40),
         ));
     };
-    if let Some(refused) = over_connection_limit(broker, &user, &vhost.name) {
-        return Err(HandshakeError::Close(refused.on_method(10, 40)));
-    }
+    let admission = broker
+        .admit(&user, &vhost.name)
+        .map_err(|refused| HandshakeError::Close(refused.on_method(10, 40)))?;
     if !broker.auth.has_vhost_access(&user, &vhost.name) {
         return Err(HandshakeError::Close(
             AmqpError::not_allowed(format!(
@@ -208,29 +210,8 @@ async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         heartbeat: (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat.into())),
         capabilities,
         client_properties: start_ok.client_properties,
+        admission: Some(admission),
     })
-}
-
-/// The vhost's, then the user's `max-connections`, checked at
-/// connection.open before vhost access as RabbitMQ's reader does: 530
-/// NOT_ALLOWED with its texts (a limit of 0 allows no connection).
-fn over_connection_limit(broker: &Broker, user: &str, vhost: &str) -> Option<AmqpError> {
-    use crate::auth::limits::{MAX_CONNECTIONS, allows_one_more};
-    let limit = broker.auth.vhost_limit(vhost, MAX_CONNECTIONS);
-    if !allows_one_more(limit, broker.connections_in(vhost)) {
-        return Some(AmqpError::not_allowed(format!(
-            "access to vhost '{vhost}' refused for user '{user}': connection limit ({}) is reached",
-            limit.unwrap_or_default()
-        )));
-    }
-    let limit = broker.auth.user_limit(user, MAX_CONNECTIONS);
-    if !allows_one_more(limit, broker.connections_of(user)) {
-        return Some(AmqpError::not_allowed(format!(
-            "connection refused for user '{user}': user connection limit ({}) is reached",
-            limit.unwrap_or_default()
-        )));
-    }
-    None
 }
 
 /// How a failed login ends. A refused login (wrong credentials, or a loopback-only

@@ -157,7 +157,7 @@ async fn serve_stream<R, W>(
         return;
     };
     match (result, reader) {
-        (Ok(tuned), Some(reader)) => {
+        (Ok(mut tuned), Some(reader)) => {
             tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost.name, "connection opened");
             let (out, writer) = writer::spawn(write, tuned.frame_max, tuned.heartbeat);
             let confirms = ConfirmQueue::spawn(out.clone(), tuned.vhost.storage.clone());
@@ -184,7 +184,12 @@ async fn serve_stream<R, W>(
                 close.clone(),
                 tls.is_some(),
             );
-            broker.connections.insert(info.id, live.clone());
+            match tuned.admission.take() {
+                Some(admission) => broker.register(live.clone(), admission),
+                None => {
+                    broker.connections.insert(info.id, live.clone());
+                }
+            }
             let id = info.id;
             let conn = Connection {
                 live,

@@ -73,6 +73,8 @@ pub struct VHost {
     /// The `max-queues` limit in force (`u64::MAX`: none), set by the broker
     /// from the vhost's limits.
     queue_limit: AtomicU64,
+    /// Queues in `queues` plus those being created: what `max-queues` counts.
+    queue_count: AtomicU64,
     /// This vhost's policies, set by the broker (see `policies.rs`).
     policies: RwLock<Arc<VHostPolicies>>,
 }
@@ -91,6 +93,7 @@ impl VHost {
             replies: replies::Registry::default(),
             storage,
             queue_limit: AtomicU64::new(u64::MAX),
+            queue_count: AtomicU64::new(0),
             policies: RwLock::default(),
         })
     }
@@ -341,49 +344,21 @@ impl VHost {
             queue.touch();
             return Ok((queue, false));
         }
-        // Counted before the entry is taken (`len` reads every shard); only
-        // a new queue is refused, as RabbitMQ enforces max-queues.
-        let full = self
-            .queue_limit()
-            .filter(|limit| self.queues.len() as u64 >= *limit);
         let existing = match self.queues.entry(req.name.as_str().into()) {
             Entry::Occupied(q) => q.get().clone(),
             Entry::Vacant(slot) => {
                 if !req.server_named {
                     check_reserved("queue", &req.name)?;
                 }
-                if let Some(limit) = full {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
-                        req.name, self.name
-                    )));
-                }
-                let spec = QueueSpec {
-                    durable: req.durable,
-                    exclusive_owner: req.exclusive.then_some(connection),
-                    auto_delete: req.auto_delete,
-                    args: QueueArgs::parse(&req.arguments, &describe)?,
-                    arguments: req.arguments.clone(),
+                // Only a new queue is refused, as RabbitMQ enforces max-queues.
+                self.reserve_queue_slot(&req.name)?;
+                let queue = match self.create_queue(req, connection, &describe) {
+                    Ok(queue) => queue,
+                    Err(error) => {
+                        self.queue_count.fetch_sub(1, Ordering::AcqRel);
+                        return Err(error);
+                    }
                 };
-                if spec.args.queue_type == QueueType::Quorum {
-                    // Applications that declare quorum queues keep running, but
-                    // nothing is replicated: say so where operators look.
-                    tracing::warn!(
-                        queue = %req.name,
-                        vhost = %self.name,
-                        "x-queue-type 'quorum' declared: Warren has no replicated queues yet; this is a durable single-node classic queue"
-                    );
-                }
-                let id = self.storage.new_queue_id()?;
-                let record = QueueRecord {
-                    id,
-                    auto_delete: spec.auto_delete,
-                    arguments: spec.arguments.clone(),
-                };
-                let queue = self.new_queue(&req.name, spec, id);
-                if queue.keeps_persistent() {
-                    self.storage.save_queue(&self.name, &req.name, &record);
-                }
                 slot.insert(queue.clone());
                 return Ok((queue, true));
             }
@@ -404,6 +379,59 @@ impl VHost {
         args::assert_equivalent(&spec.arguments, &req.arguments, &describe)?;
         existing.touch();
         Ok((existing, false))
+    }
+
+    /// Counts a new queue in, or refuses it when the vhost's `max-queues` is
+    /// reached. The count is an atomic taken before the queue is visible, so
+    /// concurrent declares of different names cannot both take the last slot.
+    fn reserve_queue_slot(&self, name: &str) -> Result<(), AmqpError> {
+        let before = self.queue_count.fetch_add(1, Ordering::AcqRel);
+        match self.queue_limit() {
+            Some(limit) if before >= limit => {
+                self.queue_count.fetch_sub(1, Ordering::AcqRel);
+                Err(AmqpError::precondition_failed(format!(
+                    "cannot declare queue '{name}': queue limit in vhost '{}' ({limit}) is reached",
+                    self.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A new queue for a declare: arguments checked, id taken, record stored.
+    fn create_queue(
+        self: &Arc<Self>,
+        req: &QueueDeclare,
+        connection: ConnectionId,
+        describe: &str,
+    ) -> Result<Arc<Queue>, AmqpError> {
+        let spec = QueueSpec {
+            durable: req.durable,
+            exclusive_owner: req.exclusive.then_some(connection),
+            auto_delete: req.auto_delete,
+            args: QueueArgs::parse(&req.arguments, describe)?,
+            arguments: req.arguments.clone(),
+        };
+        if spec.args.queue_type == QueueType::Quorum {
+            // Applications that declare quorum queues keep running, but
+            // nothing is replicated: say so where operators look.
+            tracing::warn!(
+                queue = %req.name,
+                vhost = %self.name,
+                "x-queue-type 'quorum' declared: Warren has no replicated queues yet; this is a durable single-node classic queue"
+            );
+        }
+        let id = self.storage.new_queue_id()?;
+        let record = QueueRecord {
+            id,
+            auto_delete: spec.auto_delete,
+            arguments: spec.arguments.clone(),
+        };
+        let queue = self.new_queue(&req.name, spec, id);
+        if queue.keeps_persistent() {
+            self.storage.save_queue(&self.name, &req.name, &record);
+        }
+        Ok(queue)
     }
 
     /// A queue living in this vhost (its host for dead-lettering and expiry).
@@ -451,8 +479,13 @@ impl VHost {
     /// Removes a queue from the vhost with its bindings (deletion, auto-delete,
     /// exclusive owner gone).
     pub fn remove_queue(&self, queue: &Arc<Queue>) -> Deleted {
-        self.queues
-            .remove_if(&queue.name, |_, q| Arc::ptr_eq(q, queue));
+        if self
+            .queues
+            .remove_if(&queue.name, |_, q| Arc::ptr_eq(q, queue))
+            .is_some()
+        {
+            self.queue_count.fetch_sub(1, Ordering::AcqRel);
+        }
         self.remove_bindings_to(&Destination::Queue(queue.name.clone()));
         let (message_count, consumers) = queue.delete();
         self.storage.forget_queue(

@@ -53,6 +53,9 @@ impl VHost {
         };
         let queue = self.new_queue(name, spec, record.id);
         queue.recover(clean);
-        self.queues.insert(name.into(), queue);
+        if self.queues.insert(name.into(), queue).is_none() {
+            self.queue_count
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }

@@ -645,3 +645,95 @@ async fn a_closed_channel_with_a_consumer_no_longer_counts() {
     let again = client.channel().await;
     declare_queue(&again, "consumed").await;
 }
+
+#[tokio::test]
+async fn concurrent_declares_never_pass_max_queues_together() {
+    use std::sync::{Arc, Barrier};
+    use warren::names::ConnectionId;
+    use warren::vhost::QueueDeclare;
+
+    let (broker, api) = start().await;
+    let r = api
+        .put("/api/vhost-limits/%2F/max-queues", r#"{"value":1}"#)
+        .await;
+    assert_eq!(r.status, 204);
+    let vhost = broker.broker.vhost("/").expect("default vhost");
+    let declare = |name: String| QueueDeclare {
+        name,
+        passive: false,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        arguments: Default::default(),
+        server_named: false,
+    };
+    // Two threads race to declare different queues into the one free slot,
+    // round after round; never may both win.
+    const ROUNDS: usize = 2000;
+    let barrier = Arc::new(Barrier::new(2));
+    let racers: Vec<_> = (0..2)
+        .map(|t| {
+            let (vhost, barrier) = (vhost.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut won = Vec::with_capacity(ROUNDS);
+                for round in 0..ROUNDS {
+                    barrier.wait();
+                    let req = declare(format!("q{t}-{round}"));
+                    won.push(vhost.declare_queue(&req, ConnectionId(1)).is_ok());
+                    barrier.wait();
+                    if t == 0 {
+                        for q in vhost.queues() {
+                            vhost.remove_queue(&q);
+                        }
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let results: Vec<Vec<bool>> = racers
+        .into_iter()
+        .map(|r| r.join().expect("racer"))
+        .collect();
+    let both = (0..ROUNDS)
+        .filter(|&i| results[0][i] && results[1][i])
+        .count();
+    let none = (0..ROUNDS)
+        .filter(|&i| !results[0][i] && !results[1][i])
+        .count();
+    assert_eq!(
+        (both, none),
+        (0, 0),
+        "rounds where both or neither declared"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections_never_pass_max_connections_together() {
+    let (broker, api) = start().await;
+    let r = api
+        .put("/api/vhost-limits/%2F/max-connections", r#"{"value":1}"#)
+        .await;
+    assert_eq!(r.status, 204);
+    let open_ok = |seen: &Seen| {
+        matches!(
+            seen,
+            Seen::Frame(Frame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))
+            ))
+        )
+    };
+    for round in 0..30 {
+        let (mut a, mut b) = tokio::join!(
+            open_as(broker.addr, "guest", "guest", "/"),
+            open_as(broker.addr, "guest", "guest", "/"),
+        );
+        let (seen_a, seen_b) = tokio::join!(a.next(), b.next());
+        let opened = usize::from(open_ok(&seen_a)) + usize::from(open_ok(&seen_b));
+        assert_eq!(opened, 1, "round {round}: {seen_a:?} / {seen_b:?}");
+        drop((a, b));
+        let live = super::common::eventually(0, async || broker.broker.connections.len()).await;
+        assert_eq!(live, 0, "round {round}: connections left");
+    }
+}
