@@ -53,6 +53,9 @@ pub struct Args {
     /// With --tls-verify-peer, refuse TLS clients without a certificate (RabbitMQ's fail_if_no_peer_cert) [default: false]
     #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT", num_args = 0..=1, default_missing_value = "true")]
     pub tls_fail_if_no_peer_cert: Option<bool>,
+    /// User name for EXTERNAL from a client certificate: `common_name` or `distinguished_name` [default: common_name]
+    #[arg(long, env = "WARREN_SSL_CERT_LOGIN_FROM")]
+    pub ssl_cert_login_from: Option<String>,
     /// Serve the management HTTP API over https with --tls-cert and --tls-key [default: false]
     #[arg(long, env = "WARREN_MANAGEMENT_TLS", num_args = 0..=1, default_missing_value = "true")]
     pub management_tls: Option<bool>,
@@ -124,6 +127,9 @@ impl Args {
         }
         if let Some(on) = self.tls_fail_if_no_peer_cert {
             config.tls_fail_if_no_peer_cert = on;
+        }
+        if let Some(from) = self.ssl_cert_login_from {
+            config.ssl_cert_login_from = from;
         }
         if let Some(on) = self.management_tls {
             config.management_tls = on;

@@ -110,6 +110,11 @@ pub struct Config {
     /// (RabbitMQ's `fail_if_no_peer_cert`; ignored without `tls_verify_peer`,
     /// as in RabbitMQ).
     pub tls_fail_if_no_peer_cert: bool,
+    /// What the EXTERNAL mechanism takes as the user name from a client
+    /// certificate: `common_name` (its subject CN, the default) or
+    /// `distinguished_name` (the whole subject as RabbitMQ formats it,
+    /// RabbitMQ's default).
+    pub ssl_cert_login_from: String,
 }
 
 /// The TLS files of a configuration, read and parsed.
@@ -157,6 +162,7 @@ impl Default for Config {
             tls_ca: None,
             tls_verify_peer: false,
             tls_fail_if_no_peer_cert: false,
+            ssl_cert_login_from: "common_name".into(),
         }
     }
 }
@@ -206,6 +212,15 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "log_format '{}' must be 'text' or 'json'",
                 self.log_format
+            )));
+        }
+        if !matches!(
+            self.ssl_cert_login_from.as_str(),
+            "common_name" | "distinguished_name"
+        ) {
+            return Err(ConfigError::Invalid(format!(
+                "ssl_cert_login_from '{}' must be 'common_name' or 'distinguished_name'",
+                self.ssl_cert_login_from
             )));
         }
         if self.tls_port != 0 && self.tls_port == self.port {

@@ -125,9 +125,94 @@ fn path_of(path: Option<&std::path::PathBuf>) -> String {
 }
 
 /// The subject common name (CN) of a DER certificate: the user name the
-/// EXTERNAL mechanism logs in as (RabbitMQ's `ssl_cert_login_from =
-/// common_name`). `None` when the certificate has no CN or does not parse.
+/// EXTERNAL mechanism logs in as with `ssl_cert_login_from = common_name`.
+/// `None` when the certificate has no CN or does not parse.
 pub fn common_name(cert: &[u8]) -> Option<String> {
+    subject(cert)?
+        .into_iter()
+        .flatten()
+        .filter(|(oid, _)| oid.as_slice() == CN_OID)
+        .filter_map(|(_, value)| value.text())
+        .next_back()
+}
+
+/// The subject of a DER certificate as RabbitMQ formats it for
+/// `ssl_cert_login_from = distinguished_name` (`rabbit_cert_info`): RFC 4514,
+/// the RDNs in reverse order joined by `,`, attributes of one RDN by `+`,
+/// RabbitMQ's short names (`CN`, `O`, `OU`, `C`, `L`, `ST`, `DC`, `UID`, ...)
+/// and the dotted OID for others, e.g. `CN=alice,O=Warren,C=SE`.
+pub fn distinguished_name(cert: &[u8]) -> Option<String> {
+    let rdns: Vec<String> = subject(cert)?
+        .into_iter()
+        .rev()
+        .map(|rdn| {
+            rdn.into_iter()
+                .map(|(oid, value)| {
+                    let value = match value.text() {
+                        Some(text) => escape_rdn_value(&text),
+                        None => value.hex(),
+                    };
+                    format!("{}={value}", attribute_name(&oid))
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    Some(rdns.join(","))
+}
+
+/// An attribute value: its DER tag and contents.
+struct AttributeValue {
+    tag: u8,
+    bytes: Vec<u8>,
+}
+
+impl AttributeValue {
+    /// The value as text, for the string types.
+    fn text(&self) -> Option<String> {
+        match self.tag {
+            // BMPString: UTF-16BE.
+            0x1e => {
+                let units: Vec<u16> = self
+                    .bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect();
+                String::from_utf16(&units).ok()
+            }
+            // UTF8String, PrintableString, TeletexString, IA5String,
+            // VisibleString: taken as UTF-8.
+            0x0c | 0x13 | 0x14 | 0x16 | 0x1a => String::from_utf8(self.bytes.clone()).ok(),
+            _ => None,
+        }
+    }
+
+    /// RFC 4514's `#` and the hex of the whole DER element, for other types.
+    fn hex(&self) -> String {
+        let mut out = format!("#{:02x}", self.tag);
+        let len = self.bytes.len();
+        if len < 0x80 {
+            out.push_str(&format!("{len:02x}"));
+        } else {
+            let be = len.to_be_bytes();
+            let skip = be.iter().take_while(|b| **b == 0).count();
+            out.push_str(&format!("{:02x}", 0x80 | (be.len() - skip)));
+            be[skip..]
+                .iter()
+                .for_each(|b| out.push_str(&format!("{b:02x}")));
+        }
+        self.bytes
+            .iter()
+            .for_each(|b| out.push_str(&format!("{b:02x}")));
+        out
+    }
+}
+
+/// One relative distinguished name: its attributes (OID, value).
+type Rdn = Vec<(Vec<u8>, AttributeValue)>;
+
+/// The subject name of a DER certificate, RDN by RDN, in certificate order.
+fn subject(cert: &[u8]) -> Option<Vec<Rdn>> {
     // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
     let (cert, _) = der(cert, SEQUENCE)?;
     let (mut tbs, _) = der(cert, SEQUENCE)?;
@@ -141,34 +226,98 @@ pub fn common_name(cert: &[u8]) -> Option<String> {
     }
     let (mut names, _) = der(tbs, SEQUENCE)?;
     // Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }
-    let mut found = None;
+    let mut rdns = Vec::new();
     while !names.is_empty() {
         let (mut set, rest) = der(names, SET)?;
         names = rest;
+        let mut rdn = Vec::new();
         while !set.is_empty() {
             let (attribute, rest) = der(set, SEQUENCE)?;
             set = rest;
             let (oid, value) = der(attribute, OID)?;
-            if oid == CN_OID {
-                let (&tag, _) = value.split_first()?;
-                let (text, _) = der(value, tag)?;
-                found = Some(match tag {
-                    // BMPString: UTF-16BE.
-                    0x1e => {
-                        let units: Vec<u16> = text
-                            .chunks_exact(2)
-                            .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                            .collect();
-                        String::from_utf16(&units).ok()?
-                    }
-                    // UTF8String, PrintableString, IA5String, TeletexString and
-                    // the like: taken as UTF-8.
-                    _ => String::from_utf8(text.to_vec()).ok()?,
-                });
+            let (&tag, _) = value.split_first()?;
+            let (bytes, _) = der(value, tag)?;
+            rdn.push((
+                oid.to_vec(),
+                AttributeValue {
+                    tag,
+                    bytes: bytes.to_vec(),
+                },
+            ));
+        }
+        rdns.push(rdn);
+    }
+    Some(rdns)
+}
+
+/// RabbitMQ's name for an attribute type, else its dotted OID.
+fn attribute_name(oid: &[u8]) -> String {
+    const PILOT: [u8; 9] = [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01];
+    const EMAIL: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01];
+    let known = match oid {
+        [0x55, 0x04, n] => match n {
+            0x03 => Some("CN"),
+            0x04 => Some("SN"),
+            0x05 => Some("SERIALNUMBER"),
+            0x06 => Some("C"),
+            0x07 => Some("L"),
+            0x08 => Some("ST"),
+            0x09 => Some("STREET"),
+            0x0a => Some("O"),
+            0x0b => Some("OU"),
+            0x0c => Some("TITLE"),
+            0x2a => Some("GIVENNAME"),
+            0x2b => Some("INITIALS"),
+            0x2c => Some("GENERATIONQUALIFIER"),
+            0x41 => Some("PSEUDONYM"),
+            _ => None,
+        },
+        [p @ .., 0x19] if p == PILOT => Some("DC"),
+        [p @ .., 0x01] if p == PILOT => Some("UID"),
+        o if o == EMAIL => Some("EMAILADDRESS"),
+        _ => None,
+    };
+    known.map_or_else(|| dotted(oid), str::to_owned)
+}
+
+/// An OID's dotted form (`1.2.840.113549`).
+fn dotted(oid: &[u8]) -> String {
+    let mut arcs: Vec<u64> = Vec::new();
+    let mut n: u64 = 0;
+    for &b in oid {
+        n = (n << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            if arcs.is_empty() {
+                let first = (n / 40).min(2);
+                arcs.push(first);
+                arcs.push(n - first * 40);
+            } else {
+                arcs.push(n);
             }
+            n = 0;
         }
     }
-    found
+    arcs.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// RFC 4514 escaping of an attribute value: `,+"\<>;` anywhere, `#` or a
+/// space first, a space last.
+fn escape_rdn_value(value: &str) -> String {
+    let count = value.chars().count();
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i + 1 == count && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 const SEQUENCE: u8 = 0x30;
@@ -230,6 +379,29 @@ mod tests {
         }
         let key = rcgen::KeyPair::generate().expect("key");
         params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn distinguished_name_as_rabbitmq_formats_it() {
+        use rcgen::DnType::{CommonName, CountryName, OrganizationName, OrganizationalUnitName};
+        let cert = certificate(&[
+            (CountryName, "SE"),
+            (OrganizationName, "Warren, Inc."),
+            (OrganizationalUnitName, "ops"),
+            (CommonName, "alice"),
+        ]);
+        assert_eq!(
+            distinguished_name(&cert).as_deref(),
+            Some("CN=alice,OU=ops,O=Warren\\, Inc.,C=SE")
+        );
+        let cert = certificate(&[(rcgen::DnType::CustomDnType(vec![1, 2, 3, 4]), "x")]);
+        assert_eq!(distinguished_name(&cert).as_deref(), Some("1.2.3.4=x"));
+        assert_eq!(distinguished_name(b"junk"), None);
+        assert_eq!(escape_rdn_value("#a b "), "\\#a b\\ ");
+        assert_eq!(
+            dotted(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]),
+            "1.2.840.113549"
+        );
     }
 
     #[test]

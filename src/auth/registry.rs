@@ -304,19 +304,16 @@ impl Registry {
         Ok(user)
     }
 
-    /// The EXTERNAL mechanism: `common_name` is the verified client
-    /// certificate's subject CN (`None`: it has none). The user must exist;
-    /// no password is checked. The loopback rule applies as for PLAIN.
-    pub fn login_external(
-        &self,
-        common_name: Option<&str>,
-        peer: IpAddr,
-    ) -> Result<String, LoginError> {
+    /// The EXTERNAL mechanism: `name` is what the verified client
+    /// certificate names (its subject CN or whole subject, per
+    /// `ssl_cert_login_from`; `None`: it has none). The user must exist; no
+    /// password is checked. The loopback rule applies as for PLAIN.
+    pub fn login_external(&self, name: Option<&str>, peer: IpAddr) -> Result<String, LoginError> {
         let refused = || LoginError::Refused {
             mechanism: super::EXTERNAL.to_owned(),
         };
-        let Some(user) = common_name else {
-            tracing::warn!("EXTERNAL login: the client certificate has no subject CN");
+        let Some(user) = name else {
+            tracing::warn!("EXTERNAL login: the client certificate names no user");
             return Err(refused());
         };
         if !self.state.read().users.contains_key(user) {

@@ -125,9 +125,14 @@ async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     // EXTERNAL is offered only with a verified client certificate; without
     // one it is a mechanism like any other that is not offered.
     let login = match (start_ok.mechanism.as_str(), client_certificate) {
-        (EXTERNAL, Some(certificate)) => broker
-            .auth
-            .login_external(certificate.common_name.as_deref(), peer.ip()),
+        (EXTERNAL, Some(certificate)) => {
+            let name = if broker.config.ssl_cert_login_from == "distinguished_name" {
+                &certificate.distinguished_name
+            } else {
+                &certificate.common_name
+            };
+            broker.auth.login_external(name.as_deref(), peer.ip())
+        }
         (mechanism, _) => broker
             .auth
             .login(mechanism, start_ok.response.as_bytes(), peer.ip()),

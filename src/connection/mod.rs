@@ -96,6 +96,7 @@ pub async fn serve_tls(
             .and_then(|chain| chain.first())
             .map(|leaf| ClientCertificate {
                 common_name: crate::tls::common_name(leaf),
+                distinguished_name: crate::tls::distinguished_name(leaf),
             }),
     };
     let (read, write) = tokio::io::split(stream);
@@ -129,6 +130,8 @@ pub struct TlsSession {
 pub struct ClientCertificate {
     /// Its subject's common name (CN), if it has one.
     pub common_name: Option<String>,
+    /// Its subject as RabbitMQ formats it (`CN=alice,O=Warren,C=SE`).
+    pub distinguished_name: Option<String>,
 }
 
 /// The handshake and the frame loop over any byte stream's halves.

@@ -449,6 +449,39 @@ async fn external_logs_in_as_the_certificate_common_name() {
 }
 
 #[tokio::test]
+async fn external_can_log_in_as_the_whole_subject_as_rabbitmq_does() {
+    let pki = Pki::new("Warren test CA");
+    let broker = common::start_tls(|c| {
+        verify_peer(&pki, c, true);
+        c.ssl_cert_login_from = "distinguished_name".into();
+    })
+    .await;
+    // RabbitMQ's form: RFC 4514, the subject's RDNs last to first (the test
+    // certificates' subjects are CN, then O).
+    add_user(&broker, "O=Warren tests,CN=alice");
+    add_user(&broker, "alice");
+    let uri = amqps_uri(&broker, None, "auth_mechanism=external");
+    let conn = connect(
+        &uri,
+        client_tls(&pki.ca_pem, Some(&pki.client(Some("alice")))),
+    )
+    .await;
+    round_trip(&conn, "dn-q").await;
+    let users: Vec<String> = broker
+        .broker
+        .connections
+        .iter()
+        .map(|c| c.user.clone())
+        .collect();
+    assert_eq!(users, ["O=Warren tests,CN=alice"]);
+    // A subject that is no user is refused, even when its CN is one.
+    let bob = pki.client(Some("bob"));
+    add_user(&broker, "bob");
+    let refused = try_connect(&uri, client_tls(&pki.ca_pem, Some(&bob))).await;
+    assert_eq!(amqp_error(&refused.expect_err("refused")).0, 403);
+}
+
+#[tokio::test]
 async fn external_refuses_a_common_name_that_is_not_a_user() {
     let pki = Pki::new("Warren test CA");
     let broker = common::start_tls(|c| verify_peer(&pki, c, true)).await;
