@@ -1,9 +1,10 @@
 //! Admission of connections against the vhost's and the user's
-//! `max-connections`: the check at connection.open and the registration of
-//! the connection (after open-ok is written) are apart in time, so a
-//! connection counts as admitted from its check until it is registered.
-//! Without that, connections opening at the same moment could all pass the
-//! last free slot.
+//! `max-connections`, and of channels against the user's `max-channels`.
+//! The check at connection.open and the registration of the connection
+//! (after open-ok is written) are apart in time, so a connection counts as
+//! admitted from its check until it is registered; a channel is checked and
+//! registered in one step under the same lock. Without that, connections or
+//! channels opening at the same moment could all pass the last free slot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,8 @@ use parking_lot::Mutex;
 
 use super::Broker;
 use super::connections::LiveConnection;
-use crate::auth::limits::{MAX_CONNECTIONS, allows_one_more};
+use crate::auth::limits::{MAX_CHANNELS, MAX_CONNECTIONS, allows_one_more};
+use crate::channel::ChannelShared;
 use crate::error::AmqpError;
 
 /// Connections that passed the limit check and are not yet registered.
@@ -83,6 +85,30 @@ impl Broker {
             token,
             settled: false,
         })
+    }
+
+    /// The user's `max-channels` over all their connections (a hard 530
+    /// naming no method, as RabbitMQ's reader sends it), then the channel
+    /// is registered on its connection, both under the admission lock when
+    /// the user has a limit.
+    pub fn admit_channel(
+        &self,
+        user: &str,
+        live: &LiveConnection,
+        channel: &Arc<ChannelShared>,
+    ) -> Result<(), AmqpError> {
+        let Some(limit) = self.auth.user_limit(user, MAX_CHANNELS) else {
+            live.add_channel(channel);
+            return Ok(());
+        };
+        let _admitting = self.admissions.pending.lock();
+        if !allows_one_more(Some(limit), self.channels_of(user)) {
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened for user '{user}' has reached the maximum allowed user limit of ({limit})"
+            )));
+        }
+        live.add_channel(channel);
+        Ok(())
     }
 
     /// Registers an admitted connection as live, in one step with leaving

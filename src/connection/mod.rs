@@ -583,18 +583,6 @@ impl Connection {
                 self.channels.len()
             )));
         }
-        let limit = self
-            .broker
-            .auth
-            .user_limit(&self.tuned.user, crate::auth::limits::MAX_CHANNELS);
-        if !crate::auth::limits::allows_one_more(limit, self.broker.channels_of(&self.tuned.user)) {
-            // A hard error naming no method (0/0), as RabbitMQ's reader sends it.
-            return Err(AmqpError::not_allowed(format!(
-                "number of channels opened for user '{}' has reached the maximum allowed user limit of ({})",
-                self.tuned.user,
-                limit.unwrap_or_default()
-            )));
-        }
         let cancel_notify = matches!(
             self.tuned
                 .capabilities
@@ -612,7 +600,8 @@ impl Connection {
                 errors: self.channel_errors.0.clone(),
             },
         );
-        self.live.add_channel(&shared);
+        self.broker
+            .admit_channel(&self.tuned.user, &self.live, &shared)?;
         self.channels
             .insert(id, Channel::new(id, shared, self.info.clone()));
         self.send(
