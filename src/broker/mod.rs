@@ -15,6 +15,7 @@ use crate::durable::Storage;
 use crate::names::ConnectionId;
 use crate::queue::CoarseClock;
 use crate::recovery;
+use crate::shovel::Shovels;
 use crate::vhost::VHost;
 use connections::LiveConnection;
 use warren_storage::StorageError;
@@ -42,6 +43,8 @@ pub struct Broker {
     /// Seconds since start, advanced by [`timeouts::run`]; deliveries are
     /// stamped with it.
     pub clock: Arc<CoarseClock>,
+    /// Dynamic shovels: their parameters and workers.
+    pub shovels: Arc<Shovels>,
 }
 
 impl Broker {
@@ -79,6 +82,7 @@ impl Broker {
             let storage = storage.clone();
             auth.on_change(Box::new(move |defs| storage.save_auth(defs)));
         }
+        let shovels = Shovels::open(storage.clone(), auth.internal_secret().to_owned())?;
         // validate() checked both limits.
         let alarms = Alarms::new(
             config.memory_limit_bytes().unwrap_or(u64::MAX),
@@ -96,6 +100,7 @@ impl Broker {
             config,
             storage,
             clock: Arc::default(),
+            shovels,
         });
         broker.apply_vhost_limits();
         Ok(broker)
@@ -163,6 +168,7 @@ impl Broker {
             let deleted = vhost.remove_queue(&queue);
             crate::queue::notify_cancelled(&deleted.consumers).await;
         }
+        self.shovels.delete_vhost(name);
         self.storage.forget_vhost(name);
         self.auth.delete_vhost(name);
         true

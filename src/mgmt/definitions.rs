@@ -1,9 +1,10 @@
 //! `/api/definitions`: the broker's users, vhosts, permissions, queues,
 //! exchanges and bindings in RabbitMQ's definitions JSON, exported and imported
 //! (a RabbitMQ export imports here, and the other way round). Vhost limits
-//! are RabbitMQ's `vhost-limits` parameters, user limits the users' `limits`;
-//! other parameters, policies and topic permissions are exported empty and
-//! ignored on import.
+//! are RabbitMQ's `vhost-limits` parameters, user limits the users' `limits`,
+//! shovels its `shovel` parameters (imported last, declared as the
+//! configured default user); other parameters, policies and topic
+//! permissions are exported empty and ignored on import.
 
 use std::sync::Arc;
 
@@ -234,6 +235,8 @@ pub fn export_all(broker: &Broker) -> Definitions {
         parameters: auth.vhost_limits.iter().map(limits_parameter).collect(),
         ..Definitions::default()
     };
+    out.parameters
+        .extend(super::parameters::shovel_params_json(broker, None));
     for v in broker.vhosts() {
         topology(&v, true, &mut out);
     }
@@ -381,6 +384,14 @@ async fn import_entries(
         .map_err(bad)
         .map_err(refused(entry()))?;
     }
+    // Shovels last: the topology they may use is in place.
+    super::parameters::import_shovels(
+        broker,
+        &defs.parameters,
+        default_vhost,
+        &broker.config.default_user,
+    )
+    .map_err(refused("shovels".into()))?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker
         .storage
@@ -483,6 +494,8 @@ pub async fn export_vhost(
         .filter(|l| l.vhost == vhost)
         .map(limits_parameter)
         .collect();
+    out.parameters
+        .extend(super::parameters::shovel_params_json(&broker, Some(&vhost)));
     Ok(Json(out).into_response())
 }
 
