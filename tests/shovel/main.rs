@@ -3,6 +3,10 @@
 //! Warren and between two Warrens, through restarts of either side, and
 //! (`rabbitmq.rs`) draining a real RabbitMQ node into Warren.
 
+// Shared with the TLS suite, which uses all of it.
+#[allow(dead_code)]
+#[path = "../tls/certs.rs"]
+mod certs;
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -600,4 +604,74 @@ async fn on_confirm_acks_the_source_only_after_the_destination_confirmed() {
         .expect("consume");
     let d = common::lapin::next_delivery(&mut consumer).await;
     assert!(d.data.starts_with(b"m"));
+}
+
+#[tokio::test]
+async fn amqps_destination_with_rabbitmqs_uri_options() {
+    let pki = certs::Pki::new("shovel CA");
+    let dest = common::start_tls(|config| {
+        config.tls_cert = Some(pki.server_cert.clone());
+        config.tls_key = Some(pki.server_key.clone());
+        config.tls_ca = Some(pki.ca.clone());
+        config.tls_verify_peer = true;
+        config.tls_fail_if_no_peer_cert = true;
+    })
+    .await;
+    let tls = dest.tls_addr.expect("amqps listener");
+    let client = pki.client(Some("shovel"));
+    let cert = pki.write("client.pem", &client.cert_pem);
+    let key = pki.write("client.key", &client.key_pem);
+    let (src, api) = start_api(None).await;
+    let uri = |query: String| format!("amqps://guest:guest@{tls}/%2F?{query}");
+    let with_identity = format!("certfile={}&keyfile={}", cert.display(), key.display());
+    for (name, query) in [
+        (
+            "trusted",
+            format!(
+                "cacertfile={}&{with_identity}&verify=verify_peer&server_name_indication=localhost",
+                pki.ca.display()
+            ),
+        ),
+        ("unverified", format!("{with_identity}&verify=verify_none")),
+        ("untrusted", with_identity.clone()),
+    ] {
+        put_shovel(
+            &api,
+            name,
+            json!({"src-uri": "amqp://", "src-queue": format!("q-{name}"),
+                   "dest-uri": uri(query), "dest-queue": format!("q-{name}"),
+                   "reconnect-delay": 0.2}),
+        )
+        .await;
+    }
+    for name in ["trusted", "unverified"] {
+        let state =
+            common::eventually("running".to_owned(), async || state_of(&api, name).await).await;
+        assert_eq!(
+            state,
+            "running",
+            "{name}: {:?}",
+            shovel_status(&api, name).await
+        );
+    }
+    // The system's roots do not know the test CA.
+    let state = common::eventually("terminated".to_owned(), async || {
+        state_of(&api, "untrusted").await
+    })
+    .await;
+    assert_eq!(state, "terminated");
+    let conn = connect(&src.uri("")).await;
+    let ch = confirming(&conn).await;
+    publish_ids(&ch, "q-trusted", 0..10).await;
+    let dest_conn = connect(&dest.uri("")).await;
+    assert_eq!(
+        common::eventually(10, async || ready(&dest_conn, "q-trusted").await).await,
+        10
+    );
+    let s = shovel_status(&api, "trusted").await.expect("listed");
+    let shown = s["dest_uri"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with("amqps://guest@") && !shown.contains("guest:guest"),
+        "{shown}"
+    );
 }
