@@ -752,4 +752,28 @@ mod tests {
             Some(".*")
         );
     }
+
+    #[test]
+    fn the_internal_secret_logs_in_existing_users_from_loopback_only() {
+        let registry = Registry::from_config(&Config::default());
+        let secret = registry.internal_secret().to_owned();
+        let plain = |user: &str| format!("\0{user}\0{secret}").into_bytes();
+        let loopback: IpAddr = [127, 0, 0, 1].into();
+        let remote: IpAddr = [192, 0, 2, 1].into();
+        assert_eq!(
+            registry
+                .login("PLAIN", &plain("guest"), loopback)
+                .ok()
+                .as_deref(),
+            Some("guest")
+        );
+        assert!(registry.login("PLAIN", &plain("guest"), remote).is_err());
+        assert!(registry.login("PLAIN", &plain("nobody"), loopback).is_err());
+        // Never a password for HTTP basic auth.
+        assert!(registry.check_password("guest", &secret).is_none());
+        assert_ne!(
+            Registry::from_config(&Config::default()).internal_secret(),
+            secret
+        );
+    }
 }

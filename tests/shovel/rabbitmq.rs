@@ -137,6 +137,11 @@ async fn drains_a_rabbitmq_queue_through_a_rabbitmq_restart() {
         );
         return;
     }
+    // Someone else's node on the port would be drained (and killed) instead.
+    if std::net::TcpStream::connect(("127.0.0.1", PORT)).is_ok() {
+        println!("shovel-rabbitmq: SKIPPED: port {PORT} is already in use");
+        return;
+    }
     let base = tempfile::Builder::new()
         .prefix("warren-shovel-rabbitmq-")
         .tempdir_in("/tmp")
