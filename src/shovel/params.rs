@@ -97,7 +97,9 @@ pub struct ShovelDef {
     pub add_forward_headers: bool,
     /// `dest-add-timestamp-header`: add `x-shovelled-timestamp`.
     pub add_timestamp_header: bool,
-    /// `reconnect-delay` (default 5 s, RabbitMQ's `?DEFAULT_RECONNECT_DELAY`).
+    /// `reconnect-delay` (default 5 s, RabbitMQ's `?DEFAULT_RECONNECT_DELAY`);
+    /// 0: no reconnection, a failed shovel stays terminated (as RabbitMQ's
+    /// `temporary` worker).
     pub reconnect_delay: Duration,
 }
 

@@ -62,8 +62,14 @@ pub(super) async fn run(job: Job) {
                 return;
             }
             Err(reason) => {
+                set(&job.status, State::Terminated, Some(reason.clone()));
+                // RabbitMQ's `reconnect-delay: 0`: a temporary shovel, which
+                // stays terminated (until restarted or redeclared).
+                if job.def.reconnect_delay.is_zero() {
+                    tracing::warn!(vhost = %job.vhost, name = %job.name, %reason, "shovel terminated (reconnect-delay 0: not reconnecting)");
+                    return;
+                }
                 tracing::warn!(vhost = %job.vhost, name = %job.name, %reason, "shovel terminated; it will reconnect");
-                set(&job.status, State::Terminated, Some(reason));
             }
         }
         tokio::select! {

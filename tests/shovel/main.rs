@@ -372,6 +372,27 @@ async fn status_lists_and_deletes() {
     assert_eq!(state, "terminated");
     let s = shovel_status(&api, "broken").await.expect("listed");
     assert!(s["reason"].as_str().is_some_and(|r| !r.is_empty()), "{s}");
+    // reconnect-delay 0: it stays terminated (RabbitMQ's temporary shovel).
+    put_shovel(
+        &api,
+        "once-only",
+        json!({"src-uri": "amqp://127.0.0.1:1", "src-queue": "a", "dest-uri": "amqp://",
+               "reconnect-delay": 0}),
+    )
+    .await;
+    let state = common::eventually("terminated".to_owned(), async || {
+        state_of(&api, "once-only").await
+    })
+    .await;
+    assert_eq!(state, "terminated");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state_of(&api, "once-only").await, "terminated");
+    assert_eq!(
+        api.delete("/api/parameters/shovel/%2F/once-only")
+            .await
+            .status,
+        204
+    );
     let listed = api.get("/api/parameters/shovel").await.json();
     assert_eq!(listed[0]["component"], "shovel");
     assert_eq!(listed[0]["name"], "broken");

@@ -127,19 +127,29 @@ async fn publish_all(confirmed: Arc<Mutex<Vec<u32>>>) {
     }
 }
 
+/// Writes a line to stderr past the test harness's capture (which takes
+/// only `print!`/`eprint!`), so `cargo test` shows the numbers even when
+/// the test passes.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 #[tokio::test]
 async fn drains_a_rabbitmq_queue_through_a_rabbitmq_restart() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/rabbitmq-node.sh");
     if !script.exists() || !std::path::Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").exists() {
-        println!(
+        report(&format!(
             "shovel-rabbitmq: SKIPPED: needs {} and RabbitMQ (/usr/lib/rabbitmq/bin/rabbitmq-server)",
             script.display()
-        );
+        ));
         return;
     }
     // Someone else's node on the port would be drained (and killed) instead.
     if std::net::TcpStream::connect(("127.0.0.1", PORT)).is_ok() {
-        println!("shovel-rabbitmq: SKIPPED: port {PORT} is already in use");
+        report(&format!(
+            "shovel-rabbitmq: SKIPPED: port {PORT} is already in use"
+        ));
         return;
     }
     let base = tempfile::Builder::new()
@@ -206,7 +216,7 @@ async fn drains_a_rabbitmq_queue_through_a_rabbitmq_restart() {
     let received: HashSet<u32> = ids.iter().filter_map(|s| s.parse().ok()).collect();
     let lost: Vec<u32> = confirmed.difference(&received).copied().collect();
     let duplicates = ids.len() - received.len();
-    println!(
+    report(&format!(
         "shovel-rabbitmq: {} confirmed by RabbitMQ, {} received by Warren ({} distinct), {} duplicates, {} lost; shovel state after the kill: {terminated}; {:.1} s",
         confirmed.len(),
         ids.len(),
@@ -214,7 +224,7 @@ async fn drains_a_rabbitmq_queue_through_a_rabbitmq_restart() {
         duplicates,
         lost.len(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     assert_eq!(confirmed.len() as u32, TOTAL);
     assert!(
         lost.is_empty(),
