@@ -306,7 +306,7 @@ impl Registry {
             mechanism: mechanism.to_owned(),
         })?;
         let internal = is_loopback(peer)
-            && pass == self.internal_secret
+            && same_secret(&pass, &self.internal_secret)
             && self.state.read().users.contains_key(&user);
         if !internal {
             self.check_password(&user, &pass)
@@ -647,6 +647,17 @@ impl Registry {
         self.changed();
         Ok(())
     }
+}
+
+/// Compares a password with the internal secret in time that does not
+/// depend on where they differ.
+fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
+        && given
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 fn is_loopback(peer: IpAddr) -> bool {
