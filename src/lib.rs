@@ -24,6 +24,7 @@
 //! - [`queue`]: the queue engine and its seams ([`queue::DeliverySink`], [`queue::QueueHost`]).
 //! - [`recovery`]: rebuilding vhosts, exchanges, queues and bindings from the store at start.
 //! - [`server`]: the listener, the accept loop and graceful shutdown.
+//! - [`shovel`]: dynamic shovels (RabbitMQ's `shovel` runtime parameters) and their workers.
 //! - [`tls`]: the rustls server configuration (amqps, https) and a client
 //!   certificate's common name.
 //! - [`vhost`]: exchanges, queues, bindings, declare rules, and the publish service.
@@ -50,6 +51,7 @@ pub mod policy;
 pub mod queue;
 pub mod recovery;
 pub mod server;
+pub mod shovel;
 pub mod tls;
 pub mod vhost;
 

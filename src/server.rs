@@ -60,6 +60,11 @@ pub async fn run_listeners(
         })
     };
     let ticker = tokio::spawn(crate::broker::timeouts::run(broker.clone()));
+    // Shovels start once this node accepts connections: one may target it.
+    match listener.local_addr() {
+        Ok(local) => broker.shovels.start(local),
+        Err(error) => tracing::error!(%error, "shovels not started: no listener address"),
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -89,6 +94,9 @@ pub async fn run_listeners(
     drop(amqps);
     alarms.abort();
     ticker.abort();
+    // Shovels first: they close their own connections (to this node too),
+    // so what they hold unacked goes back to its queue cleanly.
+    broker.shovels.stop_all().await;
     tracing::info!(connections = tracker.len(), "shutting down");
     stop.cancel();
     tracker.close();

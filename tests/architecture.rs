@@ -50,6 +50,20 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "mgmt",
         ],
     ),
+    // Shovels reach brokers, this one too, only as an AMQP client.
+    (
+        "shovel",
+        &[
+            "vhost",
+            "queue",
+            "channel",
+            "connection",
+            "server",
+            "broker",
+            "mgmt",
+            "recovery",
+        ],
+    ),
     ("names", &["*"]),
     ("error", &["*"]),
     ("message", &["*"]),

@@ -189,6 +189,10 @@ pub struct Registry {
     generation: AtomicU64,
     /// Users that may only connect from loopback.
     loopback_users: Vec<String>,
+    /// This process's own password for any existing user, accepted from
+    /// loopback only: how the broker's shovels connect to the broker itself
+    /// (RabbitMQ's direct connection) without knowing the user's password.
+    internal_secret: String,
 }
 
 impl std::fmt::Debug for Registry {
@@ -210,6 +214,7 @@ impl Registry {
             persisting: parking_lot::Mutex::new(()),
             generation: AtomicU64::new(0),
             loopback_users: config.loopback_users.clone(),
+            internal_secret: format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
         };
         {
             let mut st = registry.state.write();
@@ -279,6 +284,12 @@ impl Registry {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// The password the broker's own clients (shovels) log in with over
+    /// loopback, as any existing user; never stored, new at every start.
+    pub fn internal_secret(&self) -> &str {
+        &self.internal_secret
+    }
+
     /// Checks a SASL start-ok response from `peer`; returns the user name.
     pub fn login(
         &self,
@@ -294,10 +305,15 @@ impl Registry {
         .ok_or_else(|| LoginError::BadResponse {
             mechanism: mechanism.to_owned(),
         })?;
-        self.check_password(&user, &pass)
-            .ok_or_else(|| LoginError::Refused {
-                mechanism: mechanism.to_owned(),
-            })?;
+        let internal = is_loopback(peer)
+            && same_secret(&pass, &self.internal_secret)
+            && self.state.read().users.contains_key(&user);
+        if !internal {
+            self.check_password(&user, &pass)
+                .ok_or_else(|| LoginError::Refused {
+                    mechanism: mechanism.to_owned(),
+                })?;
+        }
         if self.loopback_users.contains(&user) && !is_loopback(peer) {
             return Err(LoginError::LoopbackOnly { user });
         }
@@ -630,6 +646,17 @@ impl Registry {
     }
 }
 
+/// Compares a password with the internal secret in time that does not
+/// depend on where they differ.
+fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
+        && given
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
 fn is_loopback(peer: IpAddr) -> bool {
     match peer {
         IpAddr::V4(v4) => v4.is_loopback(),
@@ -731,6 +758,30 @@ mod tests {
                 .map(|p| p.configure)
                 .as_deref(),
             Some(".*")
+        );
+    }
+
+    #[test]
+    fn the_internal_secret_logs_in_existing_users_from_loopback_only() {
+        let registry = Registry::from_config(&Config::default());
+        let secret = registry.internal_secret().to_owned();
+        let plain = |user: &str| format!("\0{user}\0{secret}").into_bytes();
+        let loopback: IpAddr = [127, 0, 0, 1].into();
+        let remote: IpAddr = [192, 0, 2, 1].into();
+        assert_eq!(
+            registry
+                .login("PLAIN", &plain("guest"), loopback)
+                .ok()
+                .as_deref(),
+            Some("guest")
+        );
+        assert!(registry.login("PLAIN", &plain("guest"), remote).is_err());
+        assert!(registry.login("PLAIN", &plain("nobody"), loopback).is_err());
+        // Never a password for HTTP basic auth.
+        assert!(registry.check_password("guest", &secret).is_none());
+        assert_ne!(
+            Registry::from_config(&Config::default()).internal_secret(),
+            secret
         );
     }
 }

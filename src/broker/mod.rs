@@ -16,6 +16,7 @@ use crate::names::ConnectionId;
 use crate::policy::{Policies, PolicyDef, PolicyKind};
 use crate::queue::CoarseClock;
 use crate::recovery;
+use crate::shovel::Shovels;
 use crate::vhost::VHost;
 use connections::LiveConnection;
 use warren_storage::StorageError;
@@ -50,6 +51,8 @@ pub struct Broker {
     /// Seconds since start, advanced by [`timeouts::run`]; deliveries are
     /// stamped with it.
     pub clock: Arc<CoarseClock>,
+    /// Dynamic shovels: their parameters and workers.
+    pub shovels: Arc<Shovels>,
 }
 
 impl Broker {
@@ -95,6 +98,7 @@ impl Broker {
             let storage = storage.clone();
             policies.on_change(Box::new(move |all| storage.save_policies(all)));
         }
+        let shovels = Shovels::open(storage.clone(), auth.internal_secret().to_owned())?;
         // validate() checked both limits.
         let alarms = Alarms::new(
             config.memory_limit_bytes().unwrap_or(u64::MAX),
@@ -114,6 +118,7 @@ impl Broker {
             config,
             storage,
             clock: Arc::default(),
+            shovels,
         });
         broker.apply_vhost_limits();
         for vhost in broker.vhosts() {
@@ -214,6 +219,7 @@ impl Broker {
             let deleted = vhost.remove_queue(&queue);
             crate::queue::notify_cancelled(&deleted.consumers).await;
         }
+        self.shovels.delete_vhost(name);
         self.storage.forget_vhost(name);
         self.auth.delete_vhost(name);
         self.policies.delete_vhost(name);

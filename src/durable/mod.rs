@@ -242,6 +242,31 @@ impl Storage {
         }
     }
 
+    /// Records a runtime parameter (`component`, vhost, name) as `json`, and
+    /// asks for a flush at once.
+    pub fn save_parameter(&self, component: &str, vhost: &str, name: &str, json: &[u8]) {
+        let key = parameter_key(component, vhost, name);
+        self.wrote(self.store.put_definition(Kind::Parameter, &key, json));
+        self.request();
+    }
+
+    /// Forgets a runtime parameter.
+    pub fn forget_parameter(&self, component: &str, vhost: &str, name: &str) {
+        let key = parameter_key(component, vhost, name);
+        self.wrote(self.store.remove_definition(Kind::Parameter, &key));
+        self.request();
+    }
+
+    /// Every stored runtime parameter, as it was saved.
+    pub fn load_parameters(&self) -> Result<Vec<Vec<u8>>, StorageError> {
+        Ok(self
+            .store
+            .definitions(Kind::Parameter)?
+            .into_iter()
+            .map(|(_, json)| json)
+            .collect())
+    }
+
     /// Whether the last run ended with a clean shutdown; forgets the marker,
     /// so that a crash of this run is seen as one.
     pub fn take_clean_shutdown(&self) -> Result<bool, StorageError> {
@@ -263,6 +288,13 @@ impl Storage {
         self.store.put_definition(Kind::Meta, CLEAN_SHUTDOWN, b"")?;
         self.store.flush()
     }
+}
+
+/// The key of a runtime parameter: component, vhost and name, NUL-separated
+/// (no name holds a NUL: they come from URL paths and JSON strings checked
+/// by the API).
+fn parameter_key(component: &str, vhost: &str, name: &str) -> Vec<u8> {
+    [component, vhost, name].join("\0").into_bytes()
 }
 
 /// 541 for a store that failed.

@@ -1,11 +1,12 @@
 //! `/api/definitions`: the broker's users, vhosts, permissions, queues,
 //! exchanges and bindings in RabbitMQ's definitions JSON, exported and imported
 //! (a RabbitMQ export imports here, and the other way round). Vhost limits
-//! are RabbitMQ's `vhost-limits` parameters, user limits the users' `limits`;
-//! policies are RabbitMQ's `policies` (operator policies are imported from an
-//! `operator_policies` list when one is given, and not exported, as RabbitMQ
-//! exports none); other parameters and topic permissions are exported empty
-//! and ignored on import.
+//! are RabbitMQ's `vhost-limits` parameters, user limits the users' `limits`,
+//! shovels its `shovel` parameters (imported last, declared as the
+//! configured default user); policies are RabbitMQ's `policies` (operator
+//! policies are imported from an `operator_policies` list when one is given,
+//! and not exported, as RabbitMQ exports none); other parameters and topic
+//! permissions are exported empty and ignored on import.
 
 use std::sync::Arc;
 
@@ -260,6 +261,8 @@ pub fn export_all(broker: &Broker) -> Definitions {
         policies: policies_json(broker, None),
         ..Definitions::default()
     };
+    out.parameters
+        .extend(super::parameters::shovel_params_json(broker, None));
     for v in broker.vhosts() {
         topology(&v, true, &mut out);
     }
@@ -433,6 +436,14 @@ async fn import_entries(
         .map_err(bad)
         .map_err(refused(entry()))?;
     }
+    // Shovels last: the topology they may use is in place.
+    super::parameters::import_shovels(
+        broker,
+        &defs.parameters,
+        default_vhost,
+        &broker.config.default_user,
+    )
+    .map_err(refused("shovels".into()))?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker
         .storage
@@ -536,6 +547,8 @@ pub async fn export_vhost(
         .map(limits_parameter)
         .collect();
     out.policies = policies_json(&broker, Some(&vhost));
+    out.parameters
+        .extend(super::parameters::shovel_params_json(&broker, Some(&vhost)));
     Ok(Json(out).into_response())
 }
 

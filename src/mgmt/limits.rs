@@ -1,5 +1,5 @@
-//! What Warren does not have, listed empty as RabbitMQ lists none: runtime
-//! parameters and feature flags; and vhost and
+//! What Warren does not have, listed empty as RabbitMQ lists none: feature
+//! flags; and vhost and
 //! user limits (`/api/vhost-limits`, `/api/user-limits`): listed, set and
 //! cleared by administrators, enforced by the broker (see `auth::limits`).
 
@@ -25,12 +25,6 @@ fn none() -> Response {
 /// node, no upgrades in place to coordinate), so none are listed.
 pub async fn no_feature_flags(caller: Caller) -> ApiResult {
     caller.require_admin()?;
-    Ok(none())
-}
-
-/// GET /api/parameters (policymaker): Warren has no runtime parameters.
-pub async fn no_parameters(caller: Caller) -> ApiResult {
-    caller.require_policymaker()?;
     Ok(none())
 }
 

@@ -12,8 +12,10 @@
 //! - `overview.rs`: overview, whoami, nodes.
 //! - `health.rs`: `/api/health/checks/*`.
 //! - `vhosts.rs`, `users.rs`, `permissions.rs`: access control.
-//! - `limits.rs`: policies, parameters, feature flags (none); vhost and user
+//! - `limits.rs`: policies, feature flags (none); vhost and user
 //!   limits (list, set, clear).
+//! - `parameters.rs`: runtime parameters (`shovel`, `vhost-limits`).
+//! - `shovels.rs`: `/api/shovels`, the shovels' state and restart.
 //! - `exchanges.rs`, `queues.rs`, `bindings.rs`: the topology.
 //! - `messages.rs`: publish, get and purge.
 //! - `connections.rs`: connections, channels, consumers.
@@ -33,9 +35,11 @@ mod listing;
 mod messages;
 mod metrics;
 mod overview;
+mod parameters;
 mod permissions;
 mod policies;
 mod queues;
+mod shovels;
 mod users;
 mod vhosts;
 
@@ -245,7 +249,25 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .put(policies::put_operator_policy)
                 .delete(policies::delete_operator_policy),
         )
-        .route("/api/parameters", get(limits::no_parameters))
+        .route("/api/parameters", get(parameters::list))
+        .route("/api/parameters/{component}", get(parameters::list))
+        .route(
+            "/api/parameters/{component}/{vhost}",
+            get(parameters::list_in_vhost),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}/{name}",
+            get(parameters::one)
+                .put(parameters::put)
+                .delete(parameters::delete),
+        )
+        .route("/api/shovels", get(shovels::list))
+        .route("/api/shovels/{vhost}", get(shovels::list))
+        .route("/api/shovels/vhost/{vhost}/{name}", get(shovels::one))
+        .route(
+            "/api/shovels/vhost/{vhost}/{name}/restart",
+            axum::routing::delete(shovels::restart),
+        )
         .route("/api/vhost-limits", get(limits::vhost_limits))
         .route("/api/vhost-limits/{vhost}", get(limits::vhost_limits))
         .route(

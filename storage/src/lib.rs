@@ -61,6 +61,8 @@ pub enum Kind {
     Auth,
     /// The broker's own bookkeeping (clean-shutdown marker, ...).
     Meta,
+    /// Runtime parameters (shovels), as the broker encodes them.
+    Parameter,
 }
 
 impl Kind {
@@ -73,6 +75,7 @@ impl Kind {
             Kind::Binding => "def/binding",
             Kind::Auth => "def/auth",
             Kind::Meta => "meta",
+            Kind::Parameter => "def/parameter",
         }
     }
 }

@@ -98,7 +98,27 @@ pub async fn start_at(dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestBroker
     start_listening(dir, tweak, false).await
 }
 
+/// Starts a broker on the data directory `dir` listening on `addr` (a
+/// restart on the same port, for clients that reconnect to a fixed address).
+pub async fn start_at_addr(
+    dir: &Path,
+    addr: SocketAddr,
+    tweak: impl FnOnce(&mut Config),
+) -> TestBroker {
+    start_bound(dir, tweak, false, addr).await
+}
+
 async fn start_listening(dir: &Path, tweak: impl FnOnce(&mut Config), tls: bool) -> TestBroker {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    start_bound(dir, tweak, tls, any).await
+}
+
+async fn start_bound(
+    dir: &Path,
+    tweak: impl FnOnce(&mut Config),
+    tls: bool,
+    bind: SocketAddr,
+) -> TestBroker {
     let mut config = Config {
         port: 0,
         silent_close_delay_ms: 100,
@@ -107,7 +127,7 @@ async fn start_listening(dir: &Path, tweak: impl FnOnce(&mut Config), tls: bool)
     };
     tweak(&mut config);
     config.validate().expect("valid test config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = TcpListener::bind(bind).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let amqps = if tls {
