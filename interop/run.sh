@@ -233,6 +233,10 @@ start_broker() {
     port=$(free_port)
     tls_port=$(free_port)
     mgmt_port=$(free_port)
+    while [ -n "$tls_port" ] && [ "$tls_port" = "$port" ]; do tls_port=$(free_port); done
+    while [ -n "$mgmt_port" ] && { [ "$mgmt_port" = "$port" ] || [ "$mgmt_port" = "$tls_port" ]; }; do
+        mgmt_port=$(free_port)
+    done
     [ -n "$port" ] && [ -n "$tls_port" ] && [ -n "$mgmt_port" ] || { loud "found no free loopback port"; return 1; }
     # amqps with client certificates asked for and verified, not required
     # (the scenario's first connections log in with PLAIN and no certificate).
