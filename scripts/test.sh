@@ -46,8 +46,8 @@ WARREN_PROFILE=debug WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" inter
 # rabbitmqadmin v2 against the same broker binary (interop/README.md, "admin"):
 # vhost and user limits declared, listed and deleted; the policy steps are
 # pending until Warren has policies (WARREN_ADMIN_PENDING=1 runs them). The
-# first run installs rabbitmqadmin with `cargo install` (about 4 minutes on
-# 2 cores), later runs reuse it. Ends with `admin: N passed, M failed`.
+# first run installs rabbitmqadmin with `cargo install --debug` (about 2
+# minutes on 2 cores), later runs reuse it. Ends with `admin: N passed, M failed`.
 admin_rc=0
 echo "== rabbitmqadmin v2 (limits and policies through the management API)"
 WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" interop/admin/run.sh 2>&1 | tee -a "$LOG" || admin_rc=$?

@@ -6,10 +6,11 @@
 # points at a running broker, and ends with `admin: N passed, M failed`.
 #
 # Installs rabbitmqadmin with `cargo install rabbitmqadmin --version
-# $RMQADMIN_VERSION --locked --no-default-features` (no TLS backend, so no
-# OpenSSL: it only talks plain http to the loopback) into
-# $CARGO_TARGET_DIR/rabbitmqadmin (default target/), skipped when that
-# version is already there. See interop/README.md.
+# $RMQADMIN_VERSION --locked --no-default-features --debug` (no TLS backend,
+# so no OpenSSL: it only talks plain http to the loopback; the dev profile
+# halves the build, ~2 min on 2 cores) into $CARGO_TARGET_DIR/rabbitmqadmin
+# (default target/), skipped when that version is already there. See
+# interop/README.md.
 #
 # Environment:
 #   WARREN_ADMIN_PENDING=1  also run the steps marked pending (PENDING_STEPS:
@@ -71,9 +72,9 @@ install_rmqadmin() {
         return 0
     fi
     command -v cargo >/dev/null || { loud "cargo is missing: install Rust with rustup (https://rustup.rs)"; return 1; }
-    echo "== installing rabbitmqadmin $RMQADMIN_VERSION into $root (cargo install, a few minutes once)"
+    echo "== installing rabbitmqadmin $RMQADMIN_VERSION into $root (cargo install, about 2 minutes once)"
     local t0=$SECONDS
-    if ! cargo install rabbitmqadmin --version "$RMQADMIN_VERSION" --locked --no-default-features \
+    if ! cargo install rabbitmqadmin --version "$RMQADMIN_VERSION" --locked --no-default-features --debug \
         --root "$root" --target-dir "$TARGET/rabbitmqadmin-build" >"$TMP/install.log" 2>&1; then
         tail -n 30 "$TMP/install.log" >&2
         loud "cargo install rabbitmqadmin $RMQADMIN_VERSION failed (needs crates.io and rustc >= 1.94)"
