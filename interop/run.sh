@@ -17,6 +17,12 @@
 #   WARREN_BIN=PATH           use this broker binary; build nothing
 #   INTEROP_AMQP_URL=URL      run against an already running broker on the
 #                             loopback (e.g. RabbitMQ) instead of starting Warren
+#   INTEROP_AMQPS_URL=URL INTEROP_TLS_CA=PEM INTEROP_TLS_CERT=PEM INTEROP_TLS_KEY=PEM
+#                             with INTEROP_AMQP_URL: the external broker's amqps
+#                             listener, its CA and a client certificate whose CN
+#                             is a user (EXTERNAL); without them h-tls is skipped
+#                             and not counted. When run.sh starts Warren it makes
+#                             these itself (openssl) and starts it with TLS.
 #   INTEROP_LANGS="python node go"  the languages to run (default: all three)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,14 +30,21 @@ ROOT=$(pwd)
 INTEROP="$ROOT/interop"
 
 LANGS=${INTEROP_LANGS:-python node go}
-DEFAULT_SCENARIOS=(a-work-queue b-confirms c-topic-groups d-consumer-dies e-headers f-retry-dlx-ttl g-rpc-reply-to)
+DEFAULT_SCENARIOS=(a-work-queue b-confirms c-topic-groups d-consumer-dies e-headers f-retry-dlx-ttl g-rpc-reply-to h-tls)
 PENDING_SCENARIOS=()
+# Need an amqps broker: run.sh starts Warren with TLS; against an external
+# broker they run only when INTEROP_AMQPS_URL and INTEROP_TLS_{CA,CERT,KEY} are set.
+TLS_SCENARIOS=(h-tls)
+TLS_USER=interop-tls-client # the client certificate's CN, the EXTERNAL user
 LANG_TIMEOUT=240 # seconds, per language (each scenario also bounds itself at ~60 s)
 
 run_pending=0
 [ "${WARREN_INTEROP_PENDING:-0}" = 1 ] && run_pending=1
 expected=${#DEFAULT_SCENARIOS[@]}
 [ $run_pending = 1 ] && expected=$((expected + ${#PENDING_SCENARIOS[@]}))
+if [ -n "${INTEROP_AMQP_URL:-}" ] && [ -z "${INTEROP_AMQPS_URL:-}" ]; then
+    expected=$((expected - ${#TLS_SCENARIOS[@]})) # the runners skip them
+fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
 BROKER_PID=""
@@ -159,6 +172,50 @@ port_open() {
     python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$1" 2>/dev/null
 }
 
+# A throwaway CA, a server certificate for localhost/127.0.0.1 and a client
+# certificate whose CN is $TLS_USER, made with the openssl CLI in $TMP/tls.
+make_certs() {
+    command -v openssl >/dev/null || {
+        loud "openssl is missing, so the TLS scenario cannot run: install it with 'apt-get install openssl'"
+        return 1
+    }
+    local d="$TMP/tls"
+    mkdir -p "$d"
+    (
+        cd "$d" &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext &&
+            printf 'extendedKeyUsage=clientAuth\n' >client.ext &&
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Warren interop CA" \
+                -keyout ca.key -out ca.pem &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr &&
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile server.ext -out server.pem &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$TLS_USER" -keyout client.key -out client.csr &&
+            openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile client.ext -out client.pem
+    ) >"$TMP/openssl.log" 2>&1 || {
+        loud "making the TLS certificates with openssl failed:" "$(tail -n 5 "$TMP/openssl.log")"
+        return 1
+    }
+}
+
+# The EXTERNAL user (named by the client certificate's CN) with full
+# permissions on /, created through the management API.
+create_tls_user() {
+    python3 - "$1" "$TLS_USER" <<'EOF' || { loud "creating the TLS user $TLS_USER through the management API failed"; return 1; }
+import base64, json, sys, urllib.request
+base, user = sys.argv[1], sys.argv[2]
+auth = "Basic " + base64.b64encode(b"guest:guest").decode()
+for path, body in [
+    (f"/api/users/{user}", {"password": "unused-external-login", "tags": ""}),
+    (f"/api/permissions/%2F/{user}", {"configure": ".*", "write": ".*", "read": ".*"}),
+]:
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="PUT",
+                                 headers={"authorization": auth, "content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+EOF
+}
+
 start_broker() {
     local bin
     if [ -n "${WARREN_BIN:-}" ]; then
@@ -172,20 +229,39 @@ start_broker() {
         bin="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/warren"
     fi
     [ -x "$bin" ] || { loud "no broker binary at $bin"; return 1; }
-    local port
+    local port tls_port mgmt_port tls_args=()
     port=$(free_port)
-    [ -n "$port" ] || { loud "found no free loopback port"; return 1; }
+    tls_port=$(free_port)
+    mgmt_port=$(free_port)
+    while [ -n "$tls_port" ] && [ "$tls_port" = "$port" ]; do tls_port=$(free_port); done
+    while [ -n "$mgmt_port" ] && { [ "$mgmt_port" = "$port" ] || [ "$mgmt_port" = "$tls_port" ]; }; do
+        mgmt_port=$(free_port)
+    done
+    [ -n "$port" ] && [ -n "$tls_port" ] && [ -n "$mgmt_port" ] || { loud "found no free loopback port"; return 1; }
+    # amqps with client certificates asked for and verified, not required
+    # (the scenario's first connections log in with PLAIN and no certificate).
+    if make_certs; then
+        tls_args=(--tls-port "$tls_port" --tls-cert "$TMP/tls/server.pem" --tls-key "$TMP/tls/server.key"
+            --tls-ca "$TMP/tls/ca.pem" --tls-verify-peer)
+    fi
     mkdir -p "$TMP/data"
-    NO_COLOR=1 "$bin" --bind 127.0.0.1 --port "$port" --data-dir "$TMP/data" >"$TMP/warren.log" 2>&1 &
+    NO_COLOR=1 "$bin" --bind 127.0.0.1 --port "$port" --management-bind 127.0.0.1 --management-port "$mgmt_port" \
+        "${tls_args[@]}" --data-dir "$TMP/data" >"$TMP/warren.log" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 300); do
         if ! kill -0 "$BROKER_PID" 2>/dev/null; then
             loud "the broker exited at start:" "$(tail -n 20 "$TMP/warren.log")"
             return 1
         fi
-        if port_open "$port"; then
+        if port_open "$port" && port_open "$mgmt_port"; then
             export INTEROP_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F"
             echo "== broker: $bin on 127.0.0.1:$port (pid $BROKER_PID, data in $TMP/data)"
+            if [ ${#tls_args[@]} != 0 ] && port_open "$tls_port" && create_tls_user "http://127.0.0.1:$mgmt_port"; then
+                export INTEROP_AMQPS_URL="amqps://guest:guest@127.0.0.1:$tls_port/%2F"
+                export INTEROP_TLS_CA="$TMP/tls/ca.pem" INTEROP_TLS_CERT="$TMP/tls/client.pem"
+                export INTEROP_TLS_KEY="$TMP/tls/client.key"
+                echo "== amqps: 127.0.0.1:$tls_port (CA, server and client certificates in $TMP/tls; EXTERNAL user $TLS_USER)"
+            fi
             return 0
         fi
         sleep 0.1

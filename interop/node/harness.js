@@ -2,6 +2,7 @@
 
 const amqp = require('amqplib');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 
 const SCENARIO_TIMEOUT_MS = 60_000;
 const PENDING_TIMEOUT_MS = 20_000; // f and g take about a second on RabbitMQ; fail fast where unsupported
@@ -29,6 +30,21 @@ function amqpUrl() {
   return url;
 }
 
+const TLS_ENV = ['INTEROP_AMQPS_URL', 'INTEROP_TLS_CA', 'INTEROP_TLS_CERT', 'INTEROP_TLS_KEY'];
+
+// The amqps URL, CA file and client certificate/key run.sh made, or null.
+function tlsSettings() {
+  const values = TLS_ENV.map((k) => process.env[k] || '');
+  if (!values.every(Boolean)) return null;
+  const host = new URL(values[0]).hostname;
+  if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) {
+    console.error(`refusing to connect to ${host}: interop scenarios only talk to the loopback`);
+    process.exit(2);
+  }
+  const [url, ca, cert, key] = values;
+  return { url, ca: fs.readFileSync(ca), cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
+}
+
 class Ctx {
   constructor(url, scenario) {
     this.url = url;
@@ -48,10 +64,12 @@ class Ctx {
     return this.deadline - Date.now();
   }
 
-  async connect(label, { expectDeath = false } = {}) {
-    const conn = await amqp.connect(this.url, {
+  // `url` and `socketOptions` (TLS: ca, cert, key, credentials) override the plain broker's.
+  async connect(label, { expectDeath = false, url = this.url, socketOptions = {} } = {}) {
+    const conn = await amqp.connect(url, {
       timeout: 10_000,
       clientProperties: { connection_name: `${this.prefix}.${label}` },
+      ...socketOptions,
     });
     conn.on('error', (err) => {
       if (!expectDeath) this.errors.push(`connection ${label}: ${err.message}`);
@@ -136,7 +154,9 @@ const range = (n, f) => Array.from({ length: n }, (_, i) => f(i));
 const sorted = (a) => [...a].sort();
 const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-async function run(SCENARIOS, argv) {
+// Scenarios in `needsTls` are skipped (not counted) without the INTEROP_AMQPS_URL and
+// INTEROP_TLS_* settings that run.sh exports when it starts a TLS broker.
+async function run(SCENARIOS, argv, needsTls = []) {
   const url = amqpUrl();
   const pendingOn = process.env.WARREN_INTEROP_PENDING === '1';
   const names = SCENARIOS.map((s) => s[0]);
@@ -150,6 +170,10 @@ async function run(SCENARIOS, argv) {
     if (argv.length && !argv.includes(name)) continue;
     if (pending && !pendingOn && !argv.length) {
       console.log(`pending ${name}`);
+      continue;
+    }
+    if (needsTls.includes(name) && !tlsSettings()) {
+      console.log(`skipped ${name}: no amqps broker (${TLS_ENV.join(', ')} are not all set)`);
       continue;
     }
     const ctx = new Ctx(url, name.split('-')[0]);
@@ -189,4 +213,5 @@ module.exports = {
   sameList,
   sleep,
   sorted,
+  tlsSettings,
 };

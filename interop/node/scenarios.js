@@ -11,7 +11,8 @@
 // `pending <name>`; exit status 0 when every scenario that ran passed.
 
 const crypto = require('node:crypto');
-const { Failure, PENDING_TIMEOUT_MS, check, publishConfirmed, range, run, sameList, sleep, sorted } = require('./harness');
+const amqp = require('amqplib');
+const { Failure, PENDING_TIMEOUT_MS, check, publishConfirmed, range, run, sameList, sleep, sorted, tlsSettings } = require('./harness');
 
 // ---------------------------------------------------------------------------
 // a. work queue: prefetch 1, manual acks, two workers
@@ -479,6 +480,56 @@ async function scenarioG(ctx) {
 
 // ---------------------------------------------------------------------------
 
+// --------------------------------------------------------------------------
+// h. TLS: amqps verified against the run's CA, confirms and consumes over it,
+//    then EXTERNAL login with a client certificate
+
+async function scenarioH(ctx) {
+  const tls = tlsSettings();
+  // A server certificate from an unknown CA is refused by the client.
+  let untrusted = null;
+  try {
+    untrusted = await ctx.connect('untrusted', { url: tls.url });
+  } catch (e) {
+    check(/certificate|CERT/.test(`${e && e.code} ${e && e.message}`), `untrusted amqps failed, but not on the certificate: ${e}`);
+  }
+  check(untrusted === null, 'connected over amqps although the server certificate is not trusted');
+
+  const conn = await ctx.connect('tls-plain', { url: tls.url, socketOptions: { ca: [tls.ca] } });
+  const ch = await ctx.channel(conn, 'tls-confirm', true);
+  const q = await ctx.declareQueue(ch, 'tls');
+  const n = 50;
+  const bodies = range(n, (i) => `tls-${i}-` + 'x'.repeat(i * 97));
+  await publishConfirmed(ch, '', q, bodies, () => ({ persistent: true }));
+  const depth = (await ch.checkQueue(q)).messageCount;
+  check(depth === n, `queue should hold ${n} confirmed messages, holds ${depth}`);
+  const cch = await ctx.channel(conn, 'tls-consume');
+  await cch.prefetch(10);
+  const got = [];
+  await cch.consume(q, (m) => {
+    got.push(m.content.toString());
+    cch.ack(m);
+  });
+  await ctx.waitFor(() => got.length >= n, 'the messages published over TLS', 200);
+  check(sameList(got, bodies), `consumed ${got.length} messages over TLS, not the ${n} published in order`);
+
+  // EXTERNAL: the client certificate's CN names the user; no password is sent.
+  const ext = await ctx.connect('tls-external', {
+    url: tls.url,
+    socketOptions: { ca: [tls.ca], cert: tls.cert, key: tls.key, credentials: amqp.credentials.external() },
+  });
+  const ech = await ctx.channel(ext, 'external', true);
+  const { queue: eq } = await ech.assertQueue('', { exclusive: true });
+  await publishConfirmed(ech, '', eq, ['external-1', 'external-2']);
+  const fetched = [];
+  for (let i = 0; i < 2; i++) {
+    const m = await ech.get(eq, { noAck: true });
+    check(m, 'basic.get on the EXTERNAL connection found no message');
+    fetched.push(m.content.toString());
+  }
+  check(sameList(fetched, ['external-1', 'external-2']), `EXTERNAL connection got ${fetched}`);
+}
+
 const SCENARIOS = [
   ['a-work-queue', scenarioA, false],
   ['b-confirms', scenarioB, false],
@@ -487,9 +538,10 @@ const SCENARIOS = [
   ['e-headers', scenarioE, false],
   ['f-retry-dlx-ttl', scenarioF, false],
   ['g-rpc-reply-to', scenarioG, false],
+  ['h-tls', scenarioH, false],
 ];
 
-run(SCENARIOS, process.argv.slice(2)).then(
+run(SCENARIOS, process.argv.slice(2), ['h-tls']).then(
   (code) => process.exit(code),
   (e) => {
     console.log(`FAIL runner: ${e.stack || e}`);

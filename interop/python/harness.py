@@ -2,6 +2,7 @@
 
 import faulthandler
 import os
+import ssl
 import sys
 import time
 import urllib.parse
@@ -33,6 +34,28 @@ def amqp_url():
     return url
 
 
+TLS_ENV = ("INTEROP_AMQPS_URL", "INTEROP_TLS_CA", "INTEROP_TLS_CERT", "INTEROP_TLS_KEY")
+
+
+def tls_settings():
+    """The amqps URL, CA file and client certificate/key run.sh made, or None."""
+    values = [os.environ.get(k, "") for k in TLS_ENV]
+    if not all(values):
+        return None
+    host = urllib.parse.urlsplit(values[0]).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit(f"refusing to connect to {host!r}: interop scenarios only talk to the loopback")
+    return dict(zip(("url", "ca", "cert", "key"), values))
+
+
+def tls_context(ca=None, cert=None, key=None):
+    """A client context verifying the server (against `ca`, else the system roots)."""
+    context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 class Ctx:
     """Per-scenario state: names, deadline, connections and things to delete."""
 
@@ -50,8 +73,13 @@ class Ctx:
     def left(self):
         return self.deadline - time.monotonic()
 
-    def connect(self, label):
-        params = pika.URLParameters(self.url)
+    def connect(self, label, url=None, context=None, credentials=None):
+        """A connection to the broker; with `context`, over TLS (amqps `url`)."""
+        params = pika.URLParameters(url or self.url)
+        if context is not None:
+            params.ssl_options = pika.SSLOptions(context, urllib.parse.urlsplit(url).hostname)
+        if credentials is not None:
+            params.credentials = credentials
         params.socket_timeout = 10
         params.stack_timeout = 15
         params.blocked_connection_timeout = 30
@@ -130,8 +158,11 @@ def queue_depth(ch, q):
     return ch.queue_declare(q, passive=True).method.message_count
 
 
-def run(scenarios, argv):
-    """Runs the (name, function, pending) scenarios named in argv (all when empty)."""
+def run(scenarios, argv, needs_tls=()):
+    """Runs the (name, function, pending) scenarios named in argv (all when empty).
+
+    Those in `needs_tls` are skipped (not counted) without the INTEROP_AMQPS_URL
+    and INTEROP_TLS_* settings that run.sh exports when it starts a TLS broker."""
     url = amqp_url()
     pending_on = os.environ.get("WARREN_INTEROP_PENDING") == "1"
     names = [s[0] for s in scenarios]
@@ -144,6 +175,9 @@ def run(scenarios, argv):
             continue
         if pending and not pending_on and not argv:
             print(f"pending {name}", flush=True)
+            continue
+        if name in needs_tls and tls_settings() is None:
+            print(f"skipped {name}: no amqps broker ({', '.join(TLS_ENV)} are not all set)", flush=True)
             continue
         ctx = Ctx(url, name.split("-")[0])
         start = time.monotonic()

@@ -14,6 +14,7 @@ Output, one line per scenario: `ok <name> (<secs>s)`, `FAIL <name>: <why>` or
 import os
 import queue
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,7 +26,17 @@ import pika.exceptions
 import pika.spec
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the scenarios
-from harness import PENDING_TIMEOUT, Failure, amqp_url, check, publish_confirmed, queue_depth, run  # noqa: E402
+from harness import (  # noqa: E402
+    PENDING_TIMEOUT,
+    Failure,
+    amqp_url,
+    check,
+    publish_confirmed,
+    queue_depth,
+    run,
+    tls_context,
+    tls_settings,
+)
 
 
 # --------------------------------------------------------------------------
@@ -546,6 +557,63 @@ def scenario_g(ctx):
 
 
 # --------------------------------------------------------------------------
+# h. TLS: amqps verified against the run's CA, confirms and consumes over it,
+#    then EXTERNAL login with a client certificate
+
+
+def scenario_h(ctx):
+    tls = tls_settings()
+    # A server certificate from an unknown CA is refused by the client.
+    try:
+        ctx.connect("untrusted", url=tls["url"], context=tls_context())
+        raise Failure("connected over amqps although the server certificate is not trusted")
+    except ssl.SSLCertVerificationError:
+        pass
+    except pika.exceptions.AMQPConnectionError as e:
+        check("CERTIFICATE_VERIFY_FAILED" in repr(e), f"untrusted amqps failed, but not on the certificate: {e!r}")
+
+    trusted = tls_context(tls["ca"])
+    conn = ctx.connect("tls-plain", url=tls["url"], context=trusted)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    q = ctx.declare_queue(ch, "tls")
+    n = 50
+    bodies = [b"tls-%d-" % i + b"x" * (i * 97) for i in range(n)]
+    publish_confirmed(ch, "", q, bodies, persistent=True)  # each publish waits for its confirm
+    check(queue_depth(ch, q) == n, f"queue should hold {n} confirmed messages")
+    got = []
+
+    def on_message(c, method, props, body):
+        got.append(body)
+        c.basic_ack(method.delivery_tag)
+
+    cch = conn.channel()
+    cch.basic_qos(prefetch_count=10)
+    cch.basic_consume(q, on_message)
+    ctx.pump([conn], lambda: len(got) >= n, "the messages published over TLS", extra=0.2)
+    check(got == bodies, f"consumed {len(got)} messages over TLS, not the {n} published in order")
+
+    # EXTERNAL: the client certificate's CN names the user; no password is sent.
+    ext = ctx.connect(
+        "tls-external",
+        url=tls["url"],
+        context=tls_context(tls["ca"], tls["cert"], tls["key"]),
+        credentials=pika.credentials.ExternalCredentials(),
+    )
+    ech = ext.channel()
+    ech.confirm_delivery()
+    eq = ech.queue_declare("", exclusive=True).method.queue
+    publish_confirmed(ech, "", eq, [b"external-1", b"external-2"])
+    bodies = []
+    for _ in range(2):
+        method, _props, body = ech.basic_get(eq, auto_ack=True)
+        check(method is not None, "basic.get on the EXTERNAL connection found no message")
+        bodies.append(body)
+    check(bodies == [b"external-1", b"external-2"], f"EXTERNAL connection got {bodies}")
+    ext.close()
+
+
+# --------------------------------------------------------------------------
 
 SCENARIOS = [
     ("a-work-queue", scenario_a, False),
@@ -555,6 +623,7 @@ SCENARIOS = [
     ("e-headers", scenario_e, False),
     ("f-retry-dlx-ttl", scenario_f, False),
     ("g-rpc-reply-to", scenario_g, False),
+    ("h-tls", scenario_h, False),
 ]
 
 
@@ -562,7 +631,7 @@ def main(argv):
     if len(argv) == 2 and argv[0] == "--child-die-consumer":
         child_die_consumer(amqp_url(), argv[1])
         return 0
-    return run(SCENARIOS, argv)
+    return run(SCENARIOS, argv, needs_tls=("h-tls",))
 
 
 if __name__ == "__main__":

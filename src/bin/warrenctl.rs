@@ -13,6 +13,8 @@ mod messages;
 mod objects;
 #[path = "warrenctl/output.rs"]
 mod output;
+#[path = "warrenctl/settings.rs"]
+mod settings;
 #[path = "warrenctl/values.rs"]
 mod values;
 
@@ -91,6 +93,140 @@ pub enum Command {
     /// Import definitions exported by warrenctl, rabbitmqadmin or RabbitMQ
     #[command(subcommand)]
     Import(Import),
+    /// Set limits on a vhost, e.g. '{"max-connections": 100, "max-queues": 10}' (-1: no limit)
+    SetVhostLimits {
+        /// The vhost
+        vhost: String,
+        /// JSON object of limit names (max-connections, max-queues) to integers
+        #[arg(value_name = "JSON")]
+        limits: String,
+    },
+    /// Clear one limit of a vhost (NAME `all`: every one)
+    ClearVhostLimits {
+        /// The vhost
+        vhost: String,
+        /// The limit's name (max-connections, max-queues) or `all`
+        name: String,
+    },
+    /// List vhost limits (all vhosts', or --vhost's)
+    ListVhostLimits,
+    /// Set limits on a user, e.g. '{"max-connections": 10, "max-channels": 20}' (-1: no limit)
+    SetUserLimits {
+        /// The user
+        user: String,
+        /// JSON object of limit names (max-connections, max-channels) to integers
+        #[arg(value_name = "JSON")]
+        limits: String,
+    },
+    /// Clear one limit of a user (NAME `all`: every one)
+    ClearUserLimits {
+        /// The user
+        user: String,
+        /// The limit's name (max-connections, max-channels) or `all`
+        name: String,
+    },
+    /// List user limits (all users', or --user's)
+    ListUserLimits {
+        /// Only this user's limits
+        #[arg(long = "user", value_name = "USER")]
+        only: Option<String>,
+    },
+    /// Set a policy in the vhost (--vhost, default /)
+    SetPolicy(PolicyArgs),
+    /// Clear a policy in the vhost (--vhost, default /)
+    ClearPolicy {
+        /// Policy name
+        name: String,
+    },
+    /// List the policies of the vhost (--vhost, default /)
+    ListPolicies,
+    /// Set an operator policy in the vhost (--vhost, default /)
+    SetOperatorPolicy(OperatorPolicyArgs),
+    /// Clear an operator policy in the vhost (--vhost, default /)
+    ClearOperatorPolicy {
+        /// Operator policy name
+        name: String,
+    },
+    /// List the operator policies of the vhost (--vhost, default /)
+    ListOperatorPolicies,
+}
+
+/// Arguments of `set-policy` (rabbitmqctl's set_policy).
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Policy name
+    pub name: String,
+    /// Regex of the queue/exchange names it applies to
+    pub pattern: String,
+    /// JSON object of policy keys, e.g. '{"max-length": 1000, "dead-letter-exchange": "dlx"}'
+    #[arg(value_name = "DEFINITION")]
+    pub definition: String,
+    /// Where several policies match, the highest priority wins
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// What it applies to
+    #[arg(long, value_enum, default_value_t = ApplyTo::All)]
+    pub apply_to: ApplyTo,
+}
+
+/// Arguments of `set-operator-policy` (rabbitmqctl's set_operator_policy).
+#[derive(Debug, Args)]
+pub struct OperatorPolicyArgs {
+    /// Operator policy name
+    pub name: String,
+    /// Regex of the queue names it applies to
+    pub pattern: String,
+    /// JSON object of policy keys, e.g. '{"max-length": 1000}'
+    #[arg(value_name = "DEFINITION")]
+    pub definition: String,
+    /// Where several operator policies match, the highest priority wins
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// What it applies to
+    #[arg(long, value_enum, default_value_t = ApplyTo::Queues)]
+    pub apply_to: ApplyTo,
+}
+
+/// A policy's `apply-to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApplyTo {
+    /// Queues and exchanges
+    All,
+    /// Queues of every type
+    Queues,
+    /// Exchanges
+    Exchanges,
+    /// Classic queues
+    #[value(name = "classic_queues")]
+    ClassicQueues,
+    /// Quorum queues
+    #[value(name = "quorum_queues")]
+    QuorumQueues,
+    /// Streams
+    Streams,
+}
+
+impl ApplyTo {
+    /// The value in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyTo::All => "all",
+            ApplyTo::Queues => "queues",
+            ApplyTo::Exchanges => "exchanges",
+            ApplyTo::ClassicQueues => "classic_queues",
+            ApplyTo::QuorumQueues => "quorum_queues",
+            ApplyTo::Streams => "streams",
+        }
+    }
+}
+
+/// Which kind of policy a command acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// `/api/policies`
+    Policy,
+    /// `/api/operator-policies`
+    Operator,
 }
 
 /// Kinds of objects `list` shows.

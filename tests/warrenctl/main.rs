@@ -3,8 +3,11 @@
 //! what it prints (tables, `--json`) and how it fails (down broker, refused
 //! login, missing objects, a 400's reason), always one line and exit code 1.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod errors;
 mod fake;
+mod settings;
 
 use std::process::{Command, Output};
 

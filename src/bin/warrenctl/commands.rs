@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, Method, NotFound, seg};
 use crate::output::{self, Column, col};
-use crate::{Cli, Command, Export, Import, ListKind, Purge, definitions, messages, objects};
+use crate::settings::{self, LimitOwner};
+use crate::{
+    Cli, Command, Export, Import, ListKind, PolicyKind, Purge, definitions, messages, objects,
+};
 
 /// What every command needs: the client, the vhost and the output mode.
 pub struct Ctx<'a> {
@@ -41,6 +44,48 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Get(g) => messages::get(&ctx, g),
         Command::Export(Export::Definitions { file }) => definitions::export(&ctx, file),
         Command::Import(Import::Definitions { file }) => definitions::import(&ctx, file),
+        Command::SetVhostLimits { vhost, limits } => {
+            settings::set_limits(&ctx, LimitOwner::Vhost, vhost, limits)
+        }
+        Command::ClearVhostLimits { vhost, name } => {
+            settings::clear_limit(&ctx, LimitOwner::Vhost, vhost, name)
+        }
+        Command::ListVhostLimits => {
+            settings::list_limits(&ctx, LimitOwner::Vhost, cli.vhost.as_deref())
+        }
+        Command::SetUserLimits { user, limits } => {
+            settings::set_limits(&ctx, LimitOwner::User, user, limits)
+        }
+        Command::ClearUserLimits { user, name } => {
+            settings::clear_limit(&ctx, LimitOwner::User, user, name)
+        }
+        Command::ListUserLimits { only } => {
+            settings::list_limits(&ctx, LimitOwner::User, only.as_deref())
+        }
+        Command::SetPolicy(p) => settings::set_policy(
+            &ctx,
+            PolicyKind::Policy,
+            &p.name,
+            &p.pattern,
+            &p.definition,
+            p.priority,
+            p.apply_to,
+        ),
+        Command::ClearPolicy { name } => settings::clear_policy(&ctx, PolicyKind::Policy, name),
+        Command::ListPolicies => settings::list_policies(&ctx, PolicyKind::Policy),
+        Command::SetOperatorPolicy(p) => settings::set_policy(
+            &ctx,
+            PolicyKind::Operator,
+            &p.name,
+            &p.pattern,
+            &p.definition,
+            p.priority,
+            p.apply_to,
+        ),
+        Command::ClearOperatorPolicy { name } => {
+            settings::clear_policy(&ctx, PolicyKind::Operator, name)
+        }
+        Command::ListOperatorPolicies => settings::list_policies(&ctx, PolicyKind::Operator),
     }
 }
 
