@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dashmap::DashMap;
-use warren_exchanges::ExchangeKind;
 use warren_storage::{Kind, StorageError};
 
 use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, ExchangeRecord, QueueRecord, split_resource_key};
+use crate::vhost::exchanges::parse_type;
 use crate::vhost::{ExchangeSpec, VHost};
 
 /// Rebuilds the vhosts in `vhosts` (which holds the default one) from the store.
@@ -41,7 +41,7 @@ pub fn recover(
             tracing::error!("skipping an unreadable stored exchange");
             continue;
         };
-        let Ok(kind) = record.kind.parse::<ExchangeKind>() else {
+        let Ok((kind, delayed)) = parse_type(&record.kind, &record.arguments) else {
             tracing::error!(
                 exchange = name,
                 kind = record.kind,
@@ -57,6 +57,7 @@ pub fn recover(
                 auto_delete: record.auto_delete,
                 internal: record.internal,
                 arguments: record.arguments,
+                delayed,
             },
         );
     }

@@ -123,6 +123,7 @@ impl Broker {
         broker.apply_vhost_limits();
         for vhost in broker.vhosts() {
             broker.apply_policies(&vhost.name);
+            vhost.start_all_delayed();
         }
         Ok(broker)
     }
@@ -215,6 +216,7 @@ impl Broker {
         for conn in self.connections.iter().filter(|c| c.vhost == name) {
             conn.force_close(&format!("vhost '{name}' is deleted"));
         }
+        vhost.forget_all_delayed();
         for queue in vhost.queues() {
             let deleted = vhost.remove_queue(&queue);
             crate::queue::notify_cancelled(&deleted.consumers).await;

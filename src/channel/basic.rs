@@ -212,6 +212,27 @@ impl Channel {
         if let Some(expiration) = properties.expiration() {
             check_expiration(expiration.as_str())?;
         }
+        // A delayed exchange keeps a message with a delay; it is routed
+        // when the delay has passed (`vhost/delayed.rs`).
+        if let Some(x) = target.as_ref().filter(|x| x.delayed.is_some())
+            && let Some(delay) = crate::delayed::delay_of(properties.headers().as_ref())
+        {
+            let message = Arc::new(Message {
+                exchange: publish.exchange.to_string(),
+                routing_key: publish.routing_key.to_string(),
+                header,
+                properties: *properties,
+                body,
+                cc_routed: true,
+            });
+            if self.mode == Mode::Tx {
+                self.tx_pending.push(TxOp::Delay(x.clone(), message, delay));
+                return Ok(());
+            }
+            let stored = self.conn.vhost.delay(x, &message, delay)?;
+            self.confirm_publish(false, stored).await;
+            return Ok(());
+        }
         let routed = self.conn.vhost.route_message(
             target,
             publish.routing_key.as_str(),

@@ -14,12 +14,15 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::DeliveryTag;
 use crate::queue::Queue;
+use crate::vhost::ExchangeEntry;
 
 /// Work a transaction holds until tx.commit.
 #[derive(Debug)]
 pub enum TxOp {
     /// A routed message and its queues.
     Publish(Arc<Message>, Vec<Arc<Queue>>, bool),
+    /// A message for a delayed exchange, and its delay in milliseconds.
+    Delay(Arc<ExchangeEntry>, Arc<Message>, u64),
     /// Deliveries acked, nacked or rejected inside the transaction, by tag (the
     /// channel holds them meanwhile, see [`crate::queue::Deliveries::tx_settled`]).
     Settle(Vec<DeliveryTag>, Settle),
@@ -82,6 +85,14 @@ impl Channel {
                         .deliver_published(message, &queues, mandatory)
                         .await
                         .stored;
+                }
+                TxOp::Delay(x, message, delay) => {
+                    match self.conn.vhost.delay(&x, &message, delay) {
+                        Ok(persistent) => stored |= persistent,
+                        Err(error) => {
+                            tracing::error!(%error, "a delayed message of a transaction was not kept");
+                        }
+                    }
                 }
                 TxOp::Settle(tags, how) => {
                     let settled = self.shared.take_held(&tags);

@@ -161,7 +161,7 @@ fn topology(v: &VHost, with_vhost: bool, out: &mut Definitions) {
         out.exchanges.push(ExchangeDef {
             name: x.name.to_string(),
             vhost: tag(),
-            kind: x.spec.kind.as_str().to_owned(),
+            kind: x.spec.type_name().to_owned(),
             durable: x.spec.durable,
             auto_delete: x.spec.auto_delete,
             internal: x.spec.internal,

@@ -30,13 +30,18 @@ fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
     let mut json = json!({
         "name": x.name,
         "vhost": vhost,
-        "type": x.spec.kind.as_str(),
+        "type": x.spec.type_name(),
         "durable": x.spec.durable,
         "auto_delete": x.spec.auto_delete,
         "internal": x.spec.internal,
         "arguments": table_to_json(&x.spec.arguments),
         "user_who_performed_action": "rmq-internal",
     });
+    // Warren's own: what a delayed exchange holds, and when the next is due.
+    if let Some(index) = &x.delayed {
+        json["messages_delayed"] = Value::from(index.count());
+        json["next_delayed_due"] = index.next_due().map_or(Value::Null, Value::from);
+    }
     // RabbitMQ shows `policy` only on an exchange that has one.
     if let Some(policy) = &x.policy().policy {
         json["policy"] = Value::from(policy.as_str());
@@ -89,7 +94,7 @@ pub async fn put_exchange(
         return Err(ApiError::not_authorised("Access refused."));
     }
     let kind = str_field(&body, "type").unwrap_or("direct");
-    if crate::vhost::exchanges::parse_kind(kind).is_err() {
+    if kind != crate::delayed::EXCHANGE_TYPE && crate::vhost::exchanges::parse_kind(kind).is_err() {
         return Err(ApiError::bad_request(format!(
             "unknown exchange type '{kind}'"
         )));

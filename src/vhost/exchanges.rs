@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
+use crate::delayed::{self, DelayedIndex};
 use crate::durable::records::ExchangeRecord;
 use crate::equivalence;
 use crate::error::AmqpError;
@@ -29,6 +30,9 @@ pub struct ExchangeSpec {
     pub internal: bool,
     /// Declare arguments as given.
     pub arguments: FieldTable,
+    /// An `x-delayed-message` exchange routing as `kind` (its
+    /// `x-delayed-type`) once a message's `x-delay` has passed.
+    pub delayed: bool,
 }
 
 /// The declare argument naming an exchange's alternate exchange.
@@ -38,10 +42,20 @@ impl ExchangeSpec {
     /// What the store keeps of a durable exchange.
     pub fn record(&self) -> ExchangeRecord {
         ExchangeRecord {
-            kind: self.kind.as_str().to_owned(),
+            kind: self.type_name().to_owned(),
             auto_delete: self.auto_delete,
             internal: self.internal,
             arguments: self.arguments.clone(),
+        }
+    }
+
+    /// The type as declared and listed: `x-delayed-message` for a delayed
+    /// exchange, else its kind.
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed {
+            delayed::EXCHANGE_TYPE
+        } else {
+            self.kind.as_str()
         }
     }
 
@@ -84,16 +98,37 @@ pub struct ExchangeEntry {
     pub routes: RwLock<Exchange<Destination>>,
     /// The policies that apply (set by the vhost when they change).
     policy: RwLock<Arc<Applied>>,
+    /// A delayed exchange's waiting messages.
+    pub delayed: Option<Arc<DelayedIndex>>,
+}
+
+impl Drop for ExchangeEntry {
+    fn drop(&mut self) {
+        // Lets a delayed exchange's sleeping task see that it is gone.
+        if let Some(index) = &self.delayed {
+            index.wake.notify_one();
+        }
+    }
 }
 
 impl ExchangeEntry {
     /// A new exchange with no bindings.
     pub fn new(name: &str, spec: ExchangeSpec) -> Arc<Self> {
+        Self::with_index(name, spec, None)
+    }
+
+    /// A new exchange with no bindings and, if delayed, its index.
+    pub fn with_index(
+        name: &str,
+        spec: ExchangeSpec,
+        delayed: Option<Arc<DelayedIndex>>,
+    ) -> Arc<Self> {
         Arc::new(ExchangeEntry {
             name: name.into(),
             routes: RwLock::new(Exchange::new(spec.kind)),
             spec,
             policy: RwLock::default(),
+            delayed,
         })
     }
 
@@ -122,12 +157,12 @@ impl ExchangeEntry {
     pub fn assert_equivalent(&self, wanted: &ExchangeSpec, vhost: &str) -> Result<(), AmqpError> {
         let current = &self.spec;
         let resource = resource("exchange", &self.name, vhost);
-        if current.kind != wanted.kind {
+        if current.kind != wanted.kind || current.delayed != wanted.delayed {
             return Err(equivalence::inequivalent(
                 "type",
                 &resource,
-                &format!("'{}'", wanted.kind.as_str()),
-                &format!("'{}'", current.kind.as_str()),
+                &format!("'{}'", wanted.type_name()),
+                &format!("'{}'", current.type_name()),
             ));
         }
         equivalence::assert_flag("durable", &resource, current.durable, wanted.durable)?;
@@ -155,6 +190,7 @@ pub fn predeclared() -> Vec<(&'static str, ExchangeSpec)> {
         auto_delete: false,
         internal,
         arguments: FieldTable::default(),
+        delayed: false,
     };
     vec![
         ("", spec(ExchangeKind::Direct, false)),
@@ -177,12 +213,40 @@ pub fn check_not_default(name: &str) -> Result<(), AmqpError> {
     Ok(())
 }
 
-/// 503 for an exchange type Warren does not have (a connection error, as in RabbitMQ).
+/// A declared type and its arguments: the kind it routes as and whether it
+/// is a delayed exchange. `x-delayed-message` needs an `x-delayed-type`
+/// naming another type, with the plugin's 406 texts.
+pub fn parse_type(
+    type_name: &str,
+    arguments: &FieldTable,
+) -> Result<(ExchangeKind, bool), AmqpError> {
+    if type_name != delayed::EXCHANGE_TYPE {
+        return parse_kind(type_name).map(|kind| (kind, false));
+    }
+    let inner = match arguments.inner().get(delayed::DELAYED_TYPE_ARG) {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
+        _ => {
+            return Err(AmqpError::precondition_failed(
+                "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+            ));
+        }
+    };
+    if inner == delayed::EXCHANGE_TYPE {
+        return Err(AmqpError::precondition_failed(
+            "Invalid argument, 'x-delayed-type' can't be of type 'x-delayed-message'",
+        ));
+    }
+    parse_kind(&inner).map(|kind| (kind, true))
+}
+
+/// The routing kind a type names; 503 for an exchange type Warren does not
+/// have (a connection error, as in RabbitMQ).
 ///
 /// RabbitMQ says "unknown exchange type" when the name is not an atom of its
 /// Erlang node and "invalid exchange type" when it is (`'foo'`, `'local'`,
 /// `''`). Which names are atoms cannot be known here; plugin types (`x-...`,
-/// e.g. `x-delayed-message` without its plugin) never are.
+/// e.g. `x-foo`) never are.
 pub fn parse_kind(kind: &str) -> Result<ExchangeKind, AmqpError> {
     kind.parse().map_err(|_| {
         let adjective = if kind.starts_with("x-") {
@@ -205,6 +269,7 @@ mod tests {
             auto_delete: false,
             internal: false,
             arguments: FieldTable::default(),
+            delayed: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! reads one exchange's bindings under that exchange's short read lock.
 
 pub use crate::equivalence;
+mod delayed;
 pub mod exchanges;
 mod inspect;
 mod policies;
@@ -24,6 +25,7 @@ use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::error::AmqpError;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, QueueType, args};
+use delayed::forget_delayed;
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
 use warren_storage::QueueId;
 
@@ -144,7 +146,7 @@ impl VHost {
     /// exchange.declare.
     #[allow(clippy::too_many_arguments)]
     pub fn declare_exchange(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         type_name: &str,
         passive: bool,
@@ -157,7 +159,7 @@ impl VHost {
             exchanges::check_not_default(name)?;
             return self.exchange_or_404(name).map(|_| ());
         }
-        let kind = exchanges::parse_kind(type_name)?;
+        let (kind, delayed) = exchanges::parse_type(type_name, arguments)?;
         exchanges::check_not_default(name)?;
         let wanted = ExchangeSpec {
             kind,
@@ -165,6 +167,7 @@ impl VHost {
             auto_delete,
             internal,
             arguments: arguments.clone(),
+            delayed,
         };
         let existing = match self.exchanges.entry(name.into()) {
             Entry::Occupied(x) => x.get().clone(),
@@ -175,9 +178,10 @@ impl VHost {
                     self.storage
                         .save_exchange(&self.name, name, &wanted.record());
                 }
-                let x = ExchangeEntry::new(name, wanted);
+                let x = self.new_exchange(name, wanted, true)?;
                 self.apply_exchange_policy(&x);
-                slot.insert(x);
+                slot.insert(x.clone());
+                self.start_delayed(&x);
                 return Ok(());
             }
         };
@@ -211,6 +215,7 @@ impl VHost {
             if x.spec.durable {
                 self.storage.forget_exchange(&self.name, name);
             }
+            forget_delayed(&x);
             self.remove_bindings_to(&Destination::Exchange(name.into()));
         }
         Ok(())
@@ -322,10 +327,11 @@ impl VHost {
         let removed = self.exchanges.remove_if(name, |_, x| {
             x.spec.auto_delete && x.routes.read().is_empty()
         });
-        if let Some((_, x)) = &removed
-            && x.spec.durable
-        {
-            self.storage.forget_exchange(&self.name, name);
+        if let Some((_, x)) = &removed {
+            if x.spec.durable {
+                self.storage.forget_exchange(&self.name, name);
+            }
+            forget_delayed(x);
         }
         if removed.is_some() {
             self.remove_bindings_to(&Destination::Exchange(name.into()));

@@ -73,6 +73,18 @@ impl VHost {
     pub async fn publish(&self, message: Arc<Message>) -> Result<(Routed, Outcome), AmqpError> {
         let target = self.publish_target(&message.exchange)?;
         let headers = message.properties.headers().clone();
+        if let Some(x) = target.as_ref().filter(|x| x.delayed.is_some())
+            && let Some(delay) = crate::delayed::delay_of(headers.as_ref())
+        {
+            // Kept for later: it reaches no queue now (the plugin answers
+            // `routed: false` too).
+            let stored = self.delay(x, &message, delay)?;
+            let outcome = Outcome {
+                stored,
+                ..Outcome::default()
+            };
+            return Ok((Routed::default(), outcome));
+        }
         let routed = self.route_message(target, &message.routing_key, headers.as_ref())?;
         if !routed.replies.is_empty() {
             replies::deliver(&routed.replies, &message).await;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Destination, ExchangeEntry, ExchangeSpec, VHost, resource};
+use super::{Destination, ExchangeSpec, VHost, resource};
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::queue::{QueueArgs, QueueSpec};
 
@@ -28,8 +28,14 @@ impl VHost {
     }
 
     /// Puts back an exchange read from the store at start.
-    pub fn restore_exchange(&self, name: &str, spec: ExchangeSpec) {
-        let x = ExchangeEntry::new(name, spec);
+    pub fn restore_exchange(self: &Arc<Self>, name: &str, spec: ExchangeSpec) {
+        let x = match self.new_exchange(name, spec, false) {
+            Ok(x) => x,
+            Err(error) => {
+                tracing::error!(%error, exchange = name, "cannot restore a delayed exchange");
+                return;
+            }
+        };
         self.apply_exchange_policy(&x);
         self.exchanges.insert(name.into(), x);
     }

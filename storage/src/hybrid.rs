@@ -35,6 +35,16 @@ impl Store for HybridStore {
         self.defs.definitions(kind)
     }
 
+    fn definitions_range(
+        &self,
+        kind: Kind,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StorageError> {
+        self.defs.definitions_range(kind, prefix, from, limit)
+    }
+
     fn new_queue_id(&self) -> Result<QueueId, StorageError> {
         self.defs.new_queue_id()
     }

@@ -63,6 +63,10 @@ pub enum Kind {
     Meta,
     /// Runtime parameters (shovels), as the broker encodes them.
     Parameter,
+    /// Delayed messages, keyed so that key order is due-time order within a
+    /// delayed exchange (read a page at a time with
+    /// [`Store::definitions_range`]).
+    Delayed,
 }
 
 impl Kind {
@@ -76,6 +80,7 @@ impl Kind {
             Kind::Auth => "def/auth",
             Kind::Meta => "meta",
             Kind::Parameter => "def/parameter",
+            Kind::Delayed => "delayed",
         }
     }
 }
@@ -94,6 +99,17 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Every record of a kind, in key order.
     fn definitions(&self, kind: Kind) -> Result<Vec<Record>, StorageError>;
+
+    /// Up to `limit` records of a kind whose keys start with `prefix`, from
+    /// the key `from` on (inclusive), in key order: a page of an ordered
+    /// index, read without loading the rest.
+    fn definitions_range(
+        &self,
+        kind: Kind,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StorageError>;
 
     /// A fresh queue id, never handed out before (also across restarts).
     fn new_queue_id(&self) -> Result<QueueId, StorageError>;

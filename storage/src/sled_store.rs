@@ -79,6 +79,25 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn definitions_range(
+        &self,
+        kind: Kind,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StorageError> {
+        let start = if from < prefix { prefix } else { from };
+        self.tree(kind)?
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
     fn new_queue_id(&self) -> Result<QueueId, StorageError> {
         Ok(self.db.generate_id()?)
     }
@@ -214,6 +233,30 @@ mod tests {
         store.drop_queue(1).expect("drop");
         assert!(store.messages(1, 0, 10).expect("scan").is_empty());
         assert_eq!(store.queue_ids().expect("ids"), [2]);
+    }
+
+    #[test]
+    fn a_range_reads_one_prefix_a_page_at_a_time_in_key_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 8 << 20).expect("open");
+        for key in [&b"a\x03"[..], b"b\x01", b"a\x01", b"a\x02", b"c"] {
+            store.put_definition(Kind::Delayed, key, key).expect("put");
+        }
+        let keys = |prefix: &[u8], from: &[u8], limit| -> Vec<Vec<u8>> {
+            store
+                .definitions_range(Kind::Delayed, prefix, from, limit)
+                .expect("range")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(b"a", b"", 2), [b"a\x01".to_vec(), b"a\x02".to_vec()]);
+        assert_eq!(
+            keys(b"a", b"a\x02", 10),
+            [b"a\x02".to_vec(), b"a\x03".to_vec()]
+        );
+        assert_eq!(keys(b"b", b"", 10), [b"b\x01".to_vec()]);
+        assert!(keys(b"d", b"", 10).is_empty());
     }
 
     #[test]

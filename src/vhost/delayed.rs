@@ -1,0 +1,219 @@
+//! Delayed exchanges in a vhost: each has its index (`crate::delayed`) and
+//! one task, which sleeps until the earliest due time (or until an earlier
+//! message arrives), then routes what is due as the exchange's
+//! `x-delayed-type` with the bindings of that moment, and removes it from
+//! the index once it is in its queues. One task per exchange, never a timer
+//! per message.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use warren_codec::ContentHeader;
+use warren_codec::types::{AMQPValue, FieldTable, ShortString};
+
+use super::publish::Routed;
+use super::{ExchangeEntry, ExchangeSpec, VHost, replies};
+use crate::delayed::{DELAY_HEADER, DelayedIndex, Due, now_ms};
+use crate::error::AmqpError;
+use crate::message::Message;
+
+impl VHost {
+    /// A new exchange entry; a delayed one gets its index (`fresh`: a new
+    /// declaration, whose leftovers from an earlier exchange of the same
+    /// name are dropped). Its task starts with [`VHost::start_delayed`] once
+    /// the entry is in the map.
+    pub(super) fn new_exchange(
+        self: &Arc<Self>,
+        name: &str,
+        spec: ExchangeSpec,
+        fresh: bool,
+    ) -> Result<Arc<ExchangeEntry>, AmqpError> {
+        if !spec.delayed {
+            return Ok(ExchangeEntry::new(name, spec));
+        }
+        let index = DelayedIndex::open(self.storage.clone(), &self.name, name)
+            .map_err(|e| AmqpError::internal_error(format!("delayed messages: {e}")))?;
+        if fresh {
+            index
+                .clear()
+                .map_err(|e| AmqpError::internal_error(format!("delayed messages: {e}")))?;
+        }
+        Ok(ExchangeEntry::with_index(name, spec, Some(index)))
+    }
+
+    /// Starts the tasks of every delayed exchange: at start, once recovery
+    /// has put back the queues and bindings the due messages go to.
+    pub fn start_all_delayed(self: &Arc<Self>) {
+        for x in self.exchanges() {
+            self.start_delayed(&x);
+        }
+    }
+
+    /// Starts a delayed exchange's task (nothing for other exchanges).
+    pub(super) fn start_delayed(self: &Arc<Self>, x: &Arc<ExchangeEntry>) {
+        if let Some(index) = &x.delayed
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(run(
+                Arc::downgrade(self),
+                Arc::downgrade(x),
+                index.wake.clone(),
+            ));
+        }
+    }
+
+    /// Keeps a message published to delayed exchange `x` for `delay_ms`;
+    /// returns whether the publisher's confirm waits for the group commit (a
+    /// persistent message).
+    pub fn delay(
+        &self,
+        x: &ExchangeEntry,
+        message: &Message,
+        delay_ms: u64,
+    ) -> Result<bool, AmqpError> {
+        let Some(index) = &x.delayed else {
+            return Ok(false);
+        };
+        index
+            .put(message, now_ms().saturating_add(delay_ms))
+            .map_err(|e| AmqpError::internal_error(format!("delayed messages: {e}")))?;
+        Ok(message.is_persistent())
+    }
+
+    /// Drops the waiting messages of every delayed exchange (the vhost is
+    /// being deleted).
+    pub fn forget_all_delayed(&self) {
+        for x in self.exchanges() {
+            forget_delayed(&x);
+        }
+    }
+
+    /// Routes due messages until none is due; the index forgets each page
+    /// once its messages are in their queues.
+    fn route_due(&self, x: &Arc<ExchangeEntry>, index: &DelayedIndex) {
+        loop {
+            let due = match index.take_due(now_ms()) {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::error!(%error, exchange = %x.name, "cannot read delayed messages");
+                    return;
+                }
+            };
+            if due.is_empty() {
+                return;
+            }
+            let keys: Vec<Vec<u8>> = due
+                .into_iter()
+                .map(|Due { key, message }| {
+                    self.route_delayed(x, message);
+                    key
+                })
+                .collect();
+            if let Err(error) = index.remove(&keys) {
+                tracing::error!(%error, exchange = %x.name, "cannot forget routed delayed messages");
+                return;
+            }
+            index.request_commit();
+        }
+    }
+
+    /// One due message, routed from `x` with the bindings of now (its
+    /// alternate exchange when none matches); its `x-delay` header turns
+    /// negative, as the plugin delivers it.
+    fn route_delayed(&self, x: &Arc<ExchangeEntry>, message: Message) {
+        let message = Arc::new(negate_delay(message));
+        let headers = message.properties.headers().clone();
+        match self.route_message(Some(x.clone()), &message.routing_key, headers.as_ref()) {
+            Ok(Routed { queues, replies }) => {
+                if !replies.is_empty() {
+                    let copy = message.clone();
+                    tokio::spawn(async move { replies::deliver(&replies, &copy).await });
+                }
+                self.enqueue(&message, &queues);
+            }
+            Err(error) => {
+                tracing::warn!(%error, exchange = %x.name, "a due delayed message could not be routed");
+            }
+        }
+    }
+}
+
+/// Stops a deleted exchange's task and drops its waiting messages.
+pub(super) fn forget_delayed(x: &ExchangeEntry) {
+    if let Some(index) = &x.delayed {
+        if let Err(error) = index.clear() {
+            tracing::error!(%error, exchange = %x.name, "cannot drop delayed messages");
+        }
+        index.request_commit();
+        index.wake.notify_one();
+    }
+}
+
+/// The message with `x-delay: -N` instead of `N`.
+fn negate_delay(message: Message) -> Message {
+    let Some(headers) = message.properties.headers() else {
+        return message;
+    };
+    let Some(delay) = crate::delayed::delay_of(Some(headers)) else {
+        return message;
+    };
+    let mut table = headers.inner().clone();
+    table.insert(
+        ShortString::from(DELAY_HEADER),
+        AMQPValue::LongLongInt(-i64::try_from(delay).unwrap_or(i64::MAX)),
+    );
+    let properties = message
+        .properties
+        .clone()
+        .with_headers(FieldTable::from(table));
+    match ContentHeader::from_properties(message.body.len() as u64, &properties) {
+        Ok(header) => Message {
+            header,
+            properties,
+            ..message
+        },
+        Err(_) => message,
+    }
+}
+
+/// A delayed exchange's task: sleeps until the next due time or a wake-up,
+/// routes what is due, and ends when the exchange or its vhost is gone. It
+/// holds neither while it sleeps (so a stopped broker lets go of its store);
+/// a dropped exchange wakes it.
+async fn run(vhost: Weak<VHost>, x: Weak<ExchangeEntry>, wake: Arc<Notify>) {
+    loop {
+        let wait = {
+            let Some(x) = x.upgrade() else {
+                return;
+            };
+            let Some(index) = &x.delayed else {
+                return;
+            };
+            index
+                .next_due()
+                .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
+        };
+        if wait != Some(Duration::ZERO) {
+            match wait {
+                Some(wait) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = wake.notified() => {}
+                    }
+                }
+                None => wake.notified().await,
+            }
+        }
+        let (Some(v), Some(x)) = (vhost.upgrade(), x.upgrade()) else {
+            return;
+        };
+        // A deleted exchange (or one declared anew under its name) is done.
+        if !v.exchange(&x.name).is_some_and(|now| Arc::ptr_eq(&now, &x)) {
+            return;
+        }
+        if let Some(index) = &x.delayed {
+            v.route_due(&x, index);
+        }
+    }
+}
