@@ -5,7 +5,7 @@
 #
 # Builds warren-crash (interop/bench, lapin) and, unless WARREN_BIN is given,
 # the broker; then runs a small configuration fit for CI: 3 rounds x (publish,
-# consume) x 2000 messages, a few seconds in all. Ends with the line
+# consume, delayed) x 2000 messages, some fifteen seconds in all. Ends with the line
 # `crash: N passed, M failed` and exits non-zero when a round failed.
 #
 # Environment:
@@ -78,7 +78,7 @@ trap 'exit 130' INT TERM
 seed=${WARREN_CRASH_SEED:-$(date +%s)}
 started=$(date +%s)
 timeout -k 10 "${WARREN_CRASH_TIMEOUT:-300}" "$target/$profile/warren-crash" \
-    --warren-bin "$bin" --mode both \
+    --warren-bin "$bin" --mode all \
     --rounds "${WARREN_CRASH_ROUNDS:-3}" --messages "${WARREN_CRASH_MESSAGES:-2000}" \
     --seed "$seed" "$@" > >(tee "$OUT") 2>&1 &
 CRASH_PID=$!

@@ -134,6 +134,20 @@ pub async fn publish(
     queue: &str,
     n: u64,
     window: usize,
+    on_progress: impl FnMut(u64, u64),
+) -> Published {
+    publish_to(ch, "", queue, |_| None, n, window, on_progress).await
+}
+
+/// [`publish`] to `exchange` with routing key `key`; message `seq` carries
+/// the `x-delay` header `delay(seq)` when that is `Some` (delayed mode).
+pub async fn publish_to(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    delay: impl Fn(u64) -> Option<i64>,
+    n: u64,
+    window: usize,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Published {
     let mut p = Published {
@@ -154,7 +168,16 @@ pub async fn publish(
         return p;
     }
     let props = BasicProperties::default().with_delivery_mode(2);
-    let key = ShortString::from(queue);
+    let props_of = |seq: u64| match delay(seq) {
+        None => props.clone(),
+        Some(ms) => {
+            let mut headers = FieldTable::default();
+            headers.insert("x-delay".into(), lapin::types::AMQPValue::LongLongInt(ms));
+            props.clone().with_headers(headers)
+        }
+    };
+    let exchange = ShortString::from(exchange);
+    let key = ShortString::from(key);
     let mut outstanding: VecDeque<(u64, PublisherConfirm)> = VecDeque::new();
     let mut seq = 0;
     'publishing: while seq < n {
@@ -171,13 +194,13 @@ pub async fn publish(
             }
         }
         let bodies: Vec<Vec<u8>> = (seq..seq + batch).map(body).collect();
-        let sends = bodies.iter().map(|b| {
+        let sends = (seq..).zip(bodies.iter()).map(|(s, b)| {
             ch.basic_publish(
-                "".into(),
+                exchange.clone(),
                 key.clone(),
                 BasicPublishOptions::default(),
                 b,
-                props.clone(),
+                props_of(s),
             )
         });
         let results = join_all(sends).await;

@@ -21,6 +21,7 @@
 mod amqp;
 mod broker;
 mod consume;
+mod delayed;
 mod publish;
 mod round;
 
@@ -88,7 +89,11 @@ struct Cli {
 enum ModeArg {
     Publish,
     Consume,
+    Delayed,
+    /// publish and consume (the modes any AMQP broker can run)
     Both,
+    /// publish, consume and delayed
+    All,
 }
 
 #[tokio::main]
@@ -164,7 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let modes: &[Mode] = match cli.mode {
         ModeArg::Publish => &[Mode::Publish],
         ModeArg::Consume => &[Mode::Consume],
+        ModeArg::Delayed => &[Mode::Delayed],
         ModeArg::Both => &[Mode::Publish, Mode::Consume],
+        ModeArg::All => &[Mode::Publish, Mode::Consume, Mode::Delayed],
     };
     println!(
         "crash test: broker {}, {} round(s) x {}, {} messages, seed {seed}, work dir {}",
@@ -204,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let verdict = match r.mode {
                 Mode::Publish => publish::run(&r).await,
                 Mode::Consume => consume::run(&r).await,
+                Mode::Delayed => delayed::run(&r).await,
             };
             let secs = started.elapsed().as_secs_f64();
             match verdict {

@@ -12,6 +12,8 @@ pub enum Mode {
     Publish,
     /// kill -9 while deliveries are unacked.
     Consume,
+    /// kill -9 while confirmed messages wait in a delayed exchange.
+    Delayed,
 }
 
 impl Mode {
@@ -20,6 +22,7 @@ impl Mode {
         match self {
             Mode::Publish => "publish",
             Mode::Consume => "consume",
+            Mode::Delayed => "delayed",
         }
     }
 }

@@ -1,0 +1,168 @@
+//! Delayed mode: persistent messages pipelined with confirms into a durable
+//! `x-delayed-message` exchange bound to a durable queue, each with its own
+//! delay (0.2 to 1.5 s, seeded), the broker SIGKILLed at a seeded point
+//! mid-stream (some messages already due and in the queue, most waiting),
+//! restarted on the same data directory; once every delay has passed the
+//! queue is read back. Every confirmed message must arrive. A message routed
+//! into the queue in the flush that the kill cut may also still wait in the
+//! exchange and arrive twice: duplicates are counted and reported, not
+//! failures (README: delayed messages are delivered at least once).
+
+use std::time::{Duration, Instant};
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::amqp::{self, Fate, Rng, sample, within};
+use crate::broker::describe_status;
+use crate::round::{Round, Verdict, say};
+
+/// The delay of message `seq` in a round seeded `seed`, in milliseconds.
+fn delay_of(seed: u64, seq: u64) -> i64 {
+    let mut rng = Rng::new(seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    i64::try_from(rng.range(200, 1500)).unwrap_or(1500)
+}
+
+/// Runs one delayed-mode round.
+pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
+    let mut rng = Rng::new(r.seed);
+    let n = r.messages;
+    let kill_at = rng.range((n / 10).max(1), (n * 9 / 10).max(1));
+    let delay = Duration::from_micros(match rng.range(0, 1) {
+        0 => 0,
+        _ => rng.range(1, 3000),
+    });
+    let exchange = format!("{}.delayed", r.queue);
+    let mut v = Verdict::default();
+    let mut broker = r.start_broker().await?;
+    let conn = amqp::connect(&broker.uri()).await?;
+    let ch = within("channel.open", conn.create_channel()).await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-delayed-type".into(),
+        AMQPValue::LongString("direct".into()),
+    );
+    within(
+        "exchange.declare x-delayed-message",
+        ch.exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Custom("x-delayed-message".into()),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        ),
+    )
+    .await?;
+    amqp::declare_durable(&ch, &r.queue).await?;
+    within(
+        "queue.bind",
+        ch.queue_bind(
+            r.queue.as_str().into(),
+            exchange.as_str().into(),
+            r.queue.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await?;
+    let switch = broker.kill_switch();
+    let seed = r.seed;
+    let p = amqp::publish_to(
+        &ch,
+        &exchange,
+        &r.queue,
+        |seq| Some(delay_of(seed, seq)),
+        n,
+        r.window,
+        |_, confirmed| {
+            if confirmed >= kill_at {
+                switch.fire(delay);
+            }
+        },
+    )
+    .await;
+    if !switch.fired() {
+        v.fail(format!(
+            "publishing ended after {} of {n} messages, before the planned kill: {}",
+            p.sent,
+            p.error.as_deref().unwrap_or("no error")
+        ));
+    }
+    switch.fire(Duration::ZERO);
+    let killed = Instant::now();
+    let status = broker.wait_exit(Duration::from_secs(10)).await?;
+    drop(ch);
+    drop(conn);
+    say(format!(
+        "kill -9 {} µs after {kill_at} delayed messages were confirmed ({}): {} confirmed, {} \
+         unconfirmed, {} never sent",
+        delay.as_micros(),
+        describe_status(status),
+        p.count(Fate::Confirmed),
+        p.count(Fate::Unconfirmed),
+        p.count(Fate::NotSent)
+    ));
+    broker.restart().await?;
+    say(format!(
+        "restarted: pid {}; waiting for every delay to pass",
+        broker.pid().unwrap_or(0)
+    ));
+    // Every delay is at most 1.5 s from its publish, which came before the kill.
+    let all_due = killed + Duration::from_millis(2000);
+    tokio::time::sleep_until(all_due.into()).await;
+    let rec = amqp::recover(&broker.uri(), &r.queue).await;
+    broker.stop().await;
+
+    let mut count = vec![0u32; usize::try_from(n).unwrap_or(usize::MAX)];
+    let mut foreign = 0u64;
+    for d in &rec.deliveries {
+        match d.seq.filter(|s| *s < n) {
+            Some(seq) => count[seq as usize] += 1,
+            None => foreign += 1,
+        }
+    }
+    let fates = &p.fate;
+    let of = |fate: Fate| (0..n as usize).filter(move |s| fates[*s] == fate);
+    let lost: Vec<u64> = of(Fate::Confirmed)
+        .filter(|s| count[*s] == 0)
+        .map(|s| s as u64)
+        .collect();
+    let duplicates = count.iter().filter(|c| **c > 1).count();
+    let unsent_back: Vec<u64> = of(Fate::NotSent)
+        .filter(|s| count[*s] > 0)
+        .map(|s| s as u64)
+        .collect();
+    say(format!(
+        "after the restart: read back {}; confirmed: {} back, {} lost; unconfirmed back: {}; \
+         delivered twice: {duplicates}",
+        rec.deliveries.len(),
+        p.count(Fate::Confirmed) - lost.len() as u64,
+        lost.len(),
+        of(Fate::Unconfirmed).filter(|s| count[*s] > 0).count()
+    ));
+    if let Some(e) = &rec.error {
+        v.fail(format!("reading the queue back after the restart: {e}"));
+    }
+    if !lost.is_empty() {
+        v.fail(format!(
+            "{} of {} confirmed delayed messages lost: {}",
+            lost.len(),
+            p.count(Fate::Confirmed),
+            sample(&lost)
+        ));
+    }
+    if !unsent_back.is_empty() {
+        v.fail(format!(
+            "messages that were never sent came back: {}",
+            sample(&unsent_back)
+        ));
+    }
+    if foreign > 0 {
+        v.fail(format!(
+            "{foreign} deliveries with bodies that are not ours"
+        ));
+    }
+    Ok(v)
+}
