@@ -6,6 +6,7 @@
 
 pub use crate::equivalence;
 pub mod exchanges;
+pub mod explain;
 mod inspect;
 mod policies;
 pub mod publish;
@@ -159,6 +160,7 @@ impl VHost {
         }
         let kind = exchanges::parse_kind(type_name)?;
         exchanges::check_not_default(name)?;
+        exchanges::check_kind_arguments(kind, arguments)?;
         let wanted = ExchangeSpec {
             kind,
             durable,
