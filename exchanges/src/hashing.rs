@@ -89,13 +89,19 @@ impl HashOn {
                 None => h.write_u8(0),
             },
             HashOn::Property(name) => {
-                let found = match name.as_str() {
-                    "message_id" => properties.message_id.map(str::to_owned),
-                    "correlation_id" => properties.correlation_id.map(str::to_owned),
+                let text = match name.as_str() {
+                    "message_id" => properties.message_id,
+                    "correlation_id" => properties.correlation_id,
                     // The plugin hashes the timestamp's decimal text.
-                    _ => properties.timestamp.map(|t| t.to_string()),
+                    _ => {
+                        match properties.timestamp {
+                            Some(t) => hash_text(&mut h, t.to_string().as_bytes()),
+                            None => h.write_u8(0),
+                        }
+                        return h.finish();
+                    }
                 };
-                match found {
+                match text {
                     Some(text) => hash_text(&mut h, text.as_bytes()),
                     None => h.write_u8(0),
                 }
