@@ -10,6 +10,8 @@
 //!   means: `x-match`, value equality).
 //! - `hashing.rs`: what the partitioning kinds hash (routing key, `hash-header`,
 //!   `hash-property`) and a hash that is the same in every run and build.
+//! - `explain.rs`: what route explain asks of an exchange: which bindings a message takes,
+//!   which partition.
 //! - `value.rs`: field values as RabbitMQ sees them (type names, equality, printing).
 //!
 //! The broker owns an `Exchange<D>` per exchange (`D` names a queue or an
@@ -21,6 +23,7 @@ mod bindings;
 mod consistent_hash;
 mod direct;
 mod error;
+mod explain;
 mod fanout;
 mod hashing;
 mod headers;
@@ -36,6 +39,7 @@ use amq_protocol_types::FieldTable;
 
 pub use consistent_hash::{MAX_WEIGHT, POINTS_PER_WEIGHT, weight};
 pub use error::{BindError, DeclareError, UnknownExchangeKind};
+pub use explain::Partition;
 pub use hashing::{HASH_HEADER, HASH_PROPERTIES, HASH_PROPERTY, HashOn, MessageProperties};
 pub use value::{integer, text_bytes, type_name};
 
@@ -111,20 +115,6 @@ enum Index<D> {
     ModulusHash(modulus_hash::ModulusIndex<D>),
 }
 
-/// Which destination a partitioning exchange picked for a message, and why
-/// (what route explain shows).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partition<D> {
-    /// What was hashed: `routing key`, `header 'h'`, `property 'p'`, `routing keys`.
-    pub hashed: String,
-    /// The hash.
-    pub hash: u64,
-    /// The destination picked.
-    pub destination: D,
-    /// `x-modulus-hash`: the destination's place in the ordered destinations
-    /// and how many there are; `x-consistent-hash`: the ring's point count.
-    pub of: usize,
-}
 /// The bindings of one exchange and the index that routes messages over them.
 ///
 /// `D` is the destination type (a queue or exchange name). A binding's identity
@@ -303,75 +293,6 @@ impl<D: Clone + Ord + Hash> Exchange<D> {
             }
         }
         sort_dedup_from(out, start);
-    }
-
-    /// For `x-consistent-hash` and `x-modulus-hash`: which destination the
-    /// message goes to and what was hashed; `None` for other kinds or
-    /// without bindings.
-    pub fn partition<'k>(
-        &self,
-        routing_keys: impl IntoIterator<Item = &'k str>,
-        headers: Option<&FieldTable>,
-        properties: &MessageProperties<'_>,
-    ) -> Option<Partition<D>> {
-        match &self.index {
-            Index::ConsistentHash(index, hash_on) => {
-                let hash = hash_on.hash(routing_keys.into_iter(), headers, properties);
-                index.route(hash).map(|destination| Partition {
-                    hashed: hash_on.describe(),
-                    hash,
-                    destination: destination.clone(),
-                    of: index.points(),
-                })
-            }
-            Index::ModulusHash(index) => {
-                let hash = hashing::hash_routing_keys(routing_keys.into_iter());
-                index.route(hash).map(|(destination, n)| Partition {
-                    hashed: "routing keys".to_owned(),
-                    hash,
-                    destination: destination.clone(),
-                    of: n,
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// The bindings a message goes through: those of the destinations it
-    /// reaches that match it on their own (for the partitioning kinds and
-    /// fanout, every binding to a reached destination). For route explain:
-    /// costs a routing per binding, never on the publish path.
-    pub fn matching_bindings<'k>(
-        &self,
-        routing_keys: impl IntoIterator<Item = &'k str> + Clone,
-        headers: Option<&FieldTable>,
-        properties: &MessageProperties<'_>,
-    ) -> Vec<(&D, &str, &FieldTable)> {
-        let mut reached = Vec::new();
-        self.route_message(routing_keys.clone(), headers, properties, &mut reached);
-        let one_by_one = matches!(
-            self.index,
-            Index::Direct(_) | Index::Topic(_) | Index::Headers(_)
-        );
-        let mut out = Vec::new();
-        for (destination, key, arguments) in self.bindings() {
-            if !reached.contains(destination) {
-                continue;
-            }
-            if one_by_one {
-                let mut alone = Exchange::new(self.kind);
-                let mut found = Vec::new();
-                if alone.bind(destination.clone(), key, arguments).is_err() {
-                    continue;
-                }
-                alone.route_message(routing_keys.clone(), headers, properties, &mut found);
-                if found.is_empty() {
-                    continue;
-                }
-            }
-            out.push((destination, key, arguments));
-        }
-        out
     }
 
     /// Every binding as (destination, routing key, arguments), ordered by destination then key.
