@@ -240,3 +240,38 @@ async fn partitioning_exchanges_in_the_api_and_definitions() {
         "x-modulus-hash"
     );
 }
+
+#[tokio::test]
+async fn a_policy_alternate_exchange_and_internal_exchanges() {
+    let (_broker, api) = start().await;
+    setup(&api).await;
+    assert_eq!(
+        api.put("/api/exchanges/%2F/re-pol", r#"{"type":"direct"}"#)
+            .await
+            .status,
+        201
+    );
+    let policy = r#"{"pattern":"^re-pol$","definition":{"alternate-exchange":"re-ae"},"apply-to":"exchanges"}"#;
+    let status = api
+        .put("/api/policies/%2F/re-ae-policy", policy)
+        .await
+        .status;
+    assert!(status == 201 || status == 204, "{status}");
+    let (_, e) = explain(&api, json!({"exchange": "re-pol", "routing_key": "k"})).await;
+    assert_eq!(e["hops"][0]["alternate_exchange"], "re-ae");
+    assert_eq!(e["queues"], json!(["re-lost"]));
+
+    let internal = r#"{"type":"fanout","internal":true}"#;
+    assert_eq!(
+        api.put("/api/exchanges/%2F/re-internal", internal)
+            .await
+            .status,
+        201
+    );
+    let (status, e) = explain(&api, json!({"exchange": "re-internal"})).await;
+    assert_eq!(status, 401, "{e}");
+    assert_eq!(
+        e["reason"],
+        "cannot publish to internal exchange 're-internal' in vhost '/'"
+    );
+}
