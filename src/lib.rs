@@ -28,7 +28,7 @@
 //! - [`shovel`]: dynamic shovels (RabbitMQ's `shovel` runtime parameters) and their workers.
 //! - [`tls`]: the rustls server configuration (amqps, https) and a client
 //!   certificate's common name.
-//! - [`vhost`]: exchanges, queues, bindings, declare rules, and the publish service.
+//! - [`vhost`]: exchanges, queues, bindings, declare rules, the publish service and route explain.
 //!
 //! The wire format lives in the `warren-codec` crate, the routing core in
 //! `warren-exchanges` and the store in `warren-storage`; this crate is the glue

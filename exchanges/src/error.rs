@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-/// An `exchange.declare` type that is not one of the four built-in kinds.
+/// An `exchange.declare` type that is not one of Warren's kinds.
 ///
 /// RabbitMQ answers 406 PRECONDITION_FAILED with this text
 /// (rabbit_exchange:check_type).
@@ -30,5 +30,43 @@ pub enum BindError {
         type_name: &'static str,
         /// The value as RabbitMQ prints it.
         value: String,
+    },
+    /// An `x-consistent-hash` binding key that is not an integer.
+    #[error(
+        "The binding key must be an integer: {}",
+        crate::value::erlang_binary(key)
+    )]
+    WeightNotAnInteger {
+        /// The binding key as given.
+        key: String,
+    },
+    /// An `x-consistent-hash` binding key below 1 (weight 0 is refused, as by the plugin).
+    #[error("The binding key must be greater than 0")]
+    WeightNotPositive,
+    /// An `x-consistent-hash` weight over Warren's bound (the plugin has none).
+    #[error("The binding key must be at most {max}")]
+    WeightTooLarge {
+        /// The largest weight taken.
+        max: u32,
+    },
+}
+
+/// Declare arguments an exchange kind refuses; the broker answers 406
+/// PRECONDITION_FAILED with the text (the consistent-hash plugin's `validate`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DeclareError {
+    /// Both `hash-header` and `hash-property`.
+    #[error("hash-header and hash-property are mutually exclusive")]
+    HeaderAndProperty,
+    /// `hash-property` names a property the plugin does not hash.
+    #[error("Unsupported property: {0}")]
+    UnsupportedProperty(String),
+    /// `hash-header` or `hash-property` is not a string.
+    #[error("Invalid type '{type_name}' for argument '{argument}': expected longstr")]
+    NotAString {
+        /// The argument's name.
+        argument: &'static str,
+        /// RabbitMQ's name of the type given.
+        type_name: &'static str,
     },
 }

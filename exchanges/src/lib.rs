@@ -5,8 +5,13 @@
 //! - `lib.rs`: the public API: [`ExchangeKind`], [`Exchange`], dispatch to the kinds.
 //! - `error.rs`: [`BindError`] and [`UnknownExchangeKind`], with RabbitMQ's reply texts.
 //! - `bindings.rs`: the set of bindings and their identity (destination, routing key, arguments).
-//! - `direct.rs`, `fanout.rs`, `topic.rs`, `headers/`: one routing index per exchange kind
-//!   (`headers/matching.rs` holds what a headers binding means: `x-match`, value equality).
+//! - `direct.rs`, `fanout.rs`, `topic.rs`, `headers/`, `consistent_hash.rs`, `modulus_hash.rs`:
+//!   one routing index per exchange kind (`headers/matching.rs` holds what a headers binding
+//!   means: `x-match`, value equality).
+//! - `hashing.rs`: what the partitioning kinds hash (routing key, `hash-header`,
+//!   `hash-property`) and a hash that is the same in every run and build.
+//! - `explain.rs`: what route explain asks of an exchange: which bindings a message takes,
+//!   which partition.
 //! - `value.rs`: field values as RabbitMQ sees them (type names, equality, printing).
 //!
 //! The broker owns an `Exchange<D>` per exchange (`D` names a queue or an
@@ -15,19 +20,27 @@
 //! not rebuild copy-on-write snapshots on every binding change.
 
 mod bindings;
+mod consistent_hash;
 mod direct;
 mod error;
+mod explain;
 mod fanout;
+mod hashing;
 mod headers;
+mod modulus_hash;
 mod topic;
 mod value;
 
 use std::fmt;
+use std::hash::Hash;
 use std::str::FromStr;
 
 use amq_protocol_types::FieldTable;
 
-pub use error::{BindError, UnknownExchangeKind};
+pub use consistent_hash::{MAX_WEIGHT, POINTS_PER_WEIGHT, weight};
+pub use error::{BindError, DeclareError, UnknownExchangeKind};
+pub use explain::Partition;
+pub use hashing::{HASH_HEADER, HASH_PROPERTIES, HASH_PROPERTY, HashOn, MessageProperties};
 pub use value::{integer, text_bytes, type_name};
 
 /// The routing algorithm of an exchange, as named in `exchange.declare`'s `type` field.
@@ -41,24 +54,34 @@ pub enum ExchangeKind {
     Topic,
     /// Routes by matching message headers against binding arguments (`x-match`).
     Headers,
+    /// One destination per message, by a hash ring where each binding has
+    /// as many points as its weight (the binding key); the consistent-hash plugin's type.
+    ConsistentHash,
+    /// One destination per message: the routing keys' hash modulo the number
+    /// of bound destinations (RabbitMQ 4.3's built-in type).
+    ModulusHash,
 }
 
 impl ExchangeKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ExchangeKind; 4] = [
+    pub const ALL: [ExchangeKind; 6] = [
         ExchangeKind::Direct,
         ExchangeKind::Fanout,
         ExchangeKind::Topic,
         ExchangeKind::Headers,
+        ExchangeKind::ConsistentHash,
+        ExchangeKind::ModulusHash,
     ];
 
-    /// The name used on the wire ("direct", "fanout", "topic", "headers").
+    /// The name used on the wire ("direct", ..., "x-consistent-hash", "x-modulus-hash").
     pub fn as_str(self) -> &'static str {
         match self {
             ExchangeKind::Direct => "direct",
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::ConsistentHash => "x-consistent-hash",
+            ExchangeKind::ModulusHash => "x-modulus-hash",
         }
     }
 }
@@ -88,6 +111,8 @@ enum Index<D> {
     Fanout(fanout::FanoutIndex<D>),
     Topic(topic::TopicIndex<D>),
     Headers(headers::HeadersIndex<D>),
+    ConsistentHash(consistent_hash::ConsistentHashIndex<D>, HashOn),
+    ModulusHash(modulus_hash::ModulusIndex<D>),
 }
 
 /// The bindings of one exchange and the index that routes messages over them.
@@ -101,14 +126,32 @@ pub struct Exchange<D> {
     index: Index<D>,
 }
 
-impl<D: Clone + Ord> Exchange<D> {
-    /// An exchange of the given kind with no bindings.
+impl<D: Clone + Ord + Hash> Exchange<D> {
+    /// An exchange of the given kind with no bindings and no declare arguments.
     pub fn new(kind: ExchangeKind) -> Self {
+        Self::with_hash_on(kind, HashOn::default())
+    }
+
+    /// An exchange of the given kind declared with `arguments`; refuses what
+    /// the kind refuses (`hash-header` with `hash-property` on `x-consistent-hash`).
+    pub fn declare(kind: ExchangeKind, arguments: &FieldTable) -> Result<Self, DeclareError> {
+        let hash_on = match kind {
+            ExchangeKind::ConsistentHash => HashOn::parse(arguments)?,
+            _ => HashOn::default(),
+        };
+        Ok(Self::with_hash_on(kind, hash_on))
+    }
+
+    fn with_hash_on(kind: ExchangeKind, hash_on: HashOn) -> Self {
         let index = match kind {
             ExchangeKind::Direct => Index::Direct(direct::DirectIndex::default()),
             ExchangeKind::Fanout => Index::Fanout(fanout::FanoutIndex::default()),
             ExchangeKind::Topic => Index::Topic(topic::TopicIndex::default()),
             ExchangeKind::Headers => Index::Headers(headers::HeadersIndex::default()),
+            ExchangeKind::ConsistentHash => {
+                Index::ConsistentHash(consistent_hash::ConsistentHashIndex::default(), hash_on)
+            }
+            ExchangeKind::ModulusHash => Index::ModulusHash(modulus_hash::ModulusIndex::default()),
         };
         Exchange {
             kind,
@@ -124,7 +167,8 @@ impl<D: Clone + Ord> Exchange<D> {
 
     /// Adds a binding; `Ok(true)` if it is new, `Ok(false)` if an identical one exists.
     ///
-    /// Errors only for headers exchanges with an invalid `x-match` argument
+    /// Errors for headers exchanges with an invalid `x-match` argument and
+    /// consistent-hash exchanges with a binding key that is not a weight
     /// (the broker answers 406 PRECONDITION_FAILED with the error's text).
     pub fn bind(
         &mut self,
@@ -136,6 +180,10 @@ impl<D: Clone + Ord> Exchange<D> {
         let matcher = match self.index {
             Index::Headers(_) => Some(headers::Matcher::parse(arguments)?),
             _ => None,
+        };
+        let weight = match self.index {
+            Index::ConsistentHash(..) => consistent_hash::weight(routing_key)?,
+            _ => 0,
         };
         if !self
             .bindings
@@ -152,6 +200,8 @@ impl<D: Clone + Ord> Exchange<D> {
             }
             // Unreachable: a headers index always gets a parsed matcher above.
             (Index::Headers(_), None) => {}
+            (Index::ConsistentHash(index, _), _) => index.insert(destination, weight),
+            (Index::ModulusHash(index), _) => index.insert(destination),
         }
         Ok(true)
     }
@@ -180,6 +230,13 @@ impl<D: Clone + Ord> Exchange<D> {
             Index::Fanout(index) => index.remove(destination),
             Index::Topic(index) => index.remove(destination, routing_key),
             Index::Headers(index) => index.remove(destination, arguments),
+            // The key was a valid weight when bound.
+            Index::ConsistentHash(index, _) => {
+                if let Ok(weight) = consistent_hash::weight(routing_key) {
+                    index.remove(destination, weight);
+                }
+            }
+            Index::ModulusHash(index) => index.remove(destination),
         }
     }
 
@@ -200,6 +257,18 @@ impl<D: Clone + Ord> Exchange<D> {
         headers: Option<&FieldTable>,
         out: &mut Vec<D>,
     ) {
+        self.route_message(routing_keys, headers, &MessageProperties::default(), out);
+    }
+
+    /// Like [`Exchange::route_keys`], with the message properties a
+    /// consistent-hash exchange's `hash-property` may name.
+    pub fn route_message<'k>(
+        &self,
+        routing_keys: impl IntoIterator<Item = &'k str>,
+        headers: Option<&FieldTable>,
+        properties: &MessageProperties<'_>,
+        out: &mut Vec<D>,
+    ) {
         let start = out.len();
         match &self.index {
             Index::Direct(index) => {
@@ -214,6 +283,13 @@ impl<D: Clone + Ord> Exchange<D> {
                 for routing_key in routing_keys {
                     index.route(routing_key, out);
                 }
+            }
+            // One destination at most.
+            Index::ConsistentHash(..) | Index::ModulusHash(_) => {
+                if let Some(p) = self.partition(routing_keys, headers, properties) {
+                    out.push(p.destination);
+                }
+                return;
             }
         }
         sort_dedup_from(out, start);
@@ -273,7 +349,11 @@ mod tests {
         t
     }
 
-    fn routed<D: Clone + Ord>(x: &Exchange<D>, key: &str, headers: Option<&FieldTable>) -> Vec<D> {
+    fn routed<D: Clone + Ord + std::hash::Hash>(
+        x: &Exchange<D>,
+        key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Vec<D> {
         let mut out = Vec::new();
         x.route(key, headers, &mut out);
         out
@@ -336,7 +416,8 @@ mod tests {
 
     #[test]
     fn remove_destination_drops_all_its_bindings() {
-        for kind in ExchangeKind::ALL {
+        // The partitioning kinds take only weights as keys: tested in tests/partitioning.rs.
+        for kind in ExchangeKind::ALL.into_iter().take(4) {
             let mut x = Exchange::new(kind);
             let empty = FieldTable::default();
             let any = table(&[("x-match", AMQPValue::LongString("any".into()))]);
@@ -396,7 +477,8 @@ mod tests {
     #[test]
     fn x_match_is_only_validated_by_headers_exchanges() {
         let bad = table(&[("x-match", AMQPValue::LongString("some".into()))]);
-        for kind in ExchangeKind::ALL {
+        // The partitioning kinds take only weights as keys: tested in tests/partitioning.rs.
+        for kind in ExchangeKind::ALL.into_iter().take(4) {
             let mut x = Exchange::new(kind);
             let result = x.bind(1, "", &bad);
             assert_eq!(result.is_err(), kind == ExchangeKind::Headers, "{kind}");

@@ -193,6 +193,13 @@ fn printable(c: char) -> bool {
     matches!(c, ' '..='~' | '\u{a0}'..='\u{ff}' | '\n' | '\r' | '\t' | '\u{b}' | '\u{8}' | '\u{c}' | '\u{1b}')
 }
 
+/// `bytes` as Erlang prints a binary (see [`write_binary`]).
+pub(crate) fn erlang_binary(bytes: &str) -> String {
+    let mut out = String::new();
+    write_binary(&mut out, bytes.as_bytes());
+    out
+}
+
 /// `<<"text">>`, `<<"tëxt"/utf8>>`, or `<<1,2,3>>` when not printable.
 pub(crate) fn write_binary(out: &mut String, bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes)

@@ -87,6 +87,8 @@ pub enum Command {
     Publish(Publish),
     /// Fetch messages from a queue (requeued unless --ack)
     Get(Get),
+    /// Show which queues a message would reach, and through which bindings, without publishing
+    Explain(Explain),
     /// Export definitions (users, vhosts, permissions, exchanges, queues, bindings, ...)
     #[command(subcommand)]
     Export(Export),
@@ -342,6 +344,12 @@ pub enum ExchangeType {
     Topic,
     /// Match on message headers
     Headers,
+    /// One queue per message by a hash ring; the binding key is a weight
+    #[value(name = "x-consistent-hash")]
+    ConsistentHash,
+    /// One queue per message: routing key hash modulo the number of bound queues
+    #[value(name = "x-modulus-hash")]
+    ModulusHash,
 }
 
 impl ExchangeType {
@@ -352,6 +360,8 @@ impl ExchangeType {
             ExchangeType::Fanout => "fanout",
             ExchangeType::Topic => "topic",
             ExchangeType::Headers => "headers",
+            ExchangeType::ConsistentHash => "x-consistent-hash",
+            ExchangeType::ModulusHash => "x-modulus-hash",
         }
     }
 }
@@ -470,6 +480,22 @@ pub struct Publish {
     /// Mark the message persistent (delivery_mode 2)
     #[arg(long)]
     pub persistent: bool,
+}
+
+/// Arguments of `explain`.
+#[derive(Debug, Args)]
+pub struct Explain {
+    /// Exchange the message would be published to (`""` or amq.default: the default exchange)
+    pub exchange: String,
+    /// Routing key
+    #[arg(default_value = "")]
+    pub routing_key: String,
+    /// Message header key=value (integers and true/false typed; key:=JSON for exact JSON)
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = values::key_value)]
+    pub headers: Vec<(String, Value)>,
+    /// Message property name=value (message_id, correlation_id, timestamp: what hash-property hashes)
+    #[arg(long = "property", value_name = "NAME=VALUE", value_parser = values::property)]
+    pub properties: Vec<(String, Value)>,
 }
 
 /// Arguments of `get`.

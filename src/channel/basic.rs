@@ -17,7 +17,7 @@ use crate::message::Message;
 use crate::names::{ConsumerTag, DeliveryTag};
 use crate::outbound::Outbound;
 use crate::queue::{Consumer, GetResult, Queue, priority_arg, timeout_arg};
-use crate::vhost::publish::Outcome;
+use crate::vhost::publish::{Outcome, routing_properties};
 use crate::vhost::replies;
 
 impl Channel {
@@ -237,6 +237,7 @@ impl Channel {
             target,
             publish.routing_key.as_str(),
             properties.headers().as_ref(),
+            &routing_properties(&properties),
         )?;
         // BCC routes but is not delivered: the properties are re-encoded without it.
         if let Some(headers) = properties.headers()

@@ -18,6 +18,7 @@
 //! - `shovels.rs`: `/api/shovels`, the shovels' state and restart.
 //! - `exchanges.rs`, `queues.rs`, `bindings.rs`: the topology.
 //! - `messages.rs`: publish, get and purge.
+//! - `route_explain.rs`: where a message would go, without publishing (Warren's own).
 //! - `connections.rs`: connections, channels, consumers.
 //! - `definitions.rs`: `/api/definitions` export and import.
 //! - `metrics.rs`: `/metrics`.
@@ -39,6 +40,7 @@ mod parameters;
 mod permissions;
 mod policies;
 mod queues;
+mod route_explain;
 mod shovels;
 mod users;
 mod vhosts;
@@ -292,6 +294,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
             "/api/exchanges/{vhost}/{name}/publish",
             post(messages::publish),
         )
+        .route("/api/route-explain/{vhost}", post(route_explain::explain))
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/source",
             get(bindings::bindings_from),

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use warren_codec::ContentHeader;
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
 
-use super::publish::Routed;
+use super::publish::{Routed, routing_properties};
 use super::{ExchangeEntry, ExchangeSpec, VHost, replies};
 use crate::delayed::{DELAY_HEADER, DelayedIndex, Due, now_ms};
 use crate::error::AmqpError;
@@ -124,7 +124,12 @@ impl VHost {
     fn route_delayed(&self, x: &Arc<ExchangeEntry>, message: Message) {
         let message = Arc::new(negate_delay(message));
         let headers = message.properties.headers().clone();
-        match self.route_message(Some(x.clone()), &message.routing_key, headers.as_ref()) {
+        match self.route_message(
+            Some(x.clone()),
+            &message.routing_key,
+            headers.as_ref(),
+            &routing_properties(&message.properties),
+        ) {
             Ok(Routed { queues, replies }) => {
                 if !replies.is_empty() {
                     let copy = message.clone();

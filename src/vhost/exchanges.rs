@@ -86,6 +86,15 @@ pub fn check_alternate_exchange_arg(
     }
 }
 
+/// 406 for declare arguments the exchange's kind refuses (`x-consistent-hash`:
+/// `hash-header` with `hash-property`, an unknown `hash-property`), with the
+/// plugin's texts. RabbitMQ validates them at every declare.
+pub fn check_kind_arguments(kind: ExchangeKind, arguments: &FieldTable) -> Result<(), AmqpError> {
+    Exchange::<Destination>::declare(kind, arguments)
+        .map(|_| ())
+        .map_err(|e| AmqpError::precondition_failed(e.to_string()))
+}
+
 /// One exchange: its declared properties and its bindings.
 #[derive(Debug)]
 pub struct ExchangeEntry {
@@ -123,9 +132,15 @@ impl ExchangeEntry {
         spec: ExchangeSpec,
         delayed: Option<Arc<DelayedIndex>>,
     ) -> Arc<Self> {
+        // Declares check the arguments first (`check_kind_arguments`); a stored
+        // exchange that no longer passes routes as if declared without them.
+        let routes = Exchange::declare(spec.kind, &spec.arguments).unwrap_or_else(|error| {
+            tracing::warn!(%error, exchange = name, "exchange arguments ignored");
+            Exchange::new(spec.kind)
+        });
         Arc::new(ExchangeEntry {
             name: name.into(),
-            routes: RwLock::new(Exchange::new(spec.kind)),
+            routes: RwLock::new(routes),
             spec,
             policy: RwLock::default(),
             delayed,
@@ -302,10 +317,18 @@ mod tests {
         );
         assert!(e.is_connection_error());
         assert_eq!(
-            parse_kind("x-consistent-hash")
+            parse_kind("x-no-such-plugin")
                 .expect_err("plugin type")
                 .reply_text(),
-            "COMMAND_INVALID - unknown exchange type 'x-consistent-hash'"
+            "COMMAND_INVALID - unknown exchange type 'x-no-such-plugin'"
+        );
+        assert_eq!(
+            parse_kind("x-consistent-hash").ok(),
+            Some(ExchangeKind::ConsistentHash)
+        );
+        assert_eq!(
+            parse_kind("x-modulus-hash").ok(),
+            Some(ExchangeKind::ModulusHash)
         );
     }
 

@@ -7,6 +7,7 @@
 pub use crate::equivalence;
 mod delayed;
 pub mod exchanges;
+pub mod explain;
 mod inspect;
 mod policies;
 pub mod publish;
@@ -161,6 +162,7 @@ impl VHost {
         }
         let (kind, delayed) = exchanges::parse_type(type_name, arguments)?;
         exchanges::check_not_default(name)?;
+        exchanges::check_kind_arguments(kind, arguments)?;
         let wanted = ExchangeSpec {
             kind,
             durable,

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldTable};
-use warren_exchanges::type_name;
+use warren_exchanges::{MessageProperties, type_name};
 
 use super::replies;
 use super::{Destination, ExchangeEntry, VHost, resource};
@@ -44,9 +45,10 @@ impl VHost {
         target: Option<Arc<ExchangeEntry>>,
         routing_key: &str,
         headers: Option<&FieldTable>,
+        properties: &MessageProperties<'_>,
     ) -> Result<Routed, AmqpError> {
         let replies = self.route_replies(target.is_none(), routing_key, headers);
-        let queues = self.route_from(target, routing_key, headers)?;
+        let queues = self.walk(target, routing_key, headers, properties, &mut |_| {})?;
         Ok(Routed { queues, replies })
     }
 
@@ -85,7 +87,12 @@ impl VHost {
             };
             return Ok((Routed::default(), outcome));
         }
-        let routed = self.route_message(target, &message.routing_key, headers.as_ref())?;
+        let routed = self.route_message(
+            target,
+            &message.routing_key,
+            headers.as_ref(),
+            &routing_properties(&message.properties),
+        )?;
         if !routed.replies.is_empty() {
             replies::deliver(&routed.replies, &message).await;
         }
@@ -108,6 +115,18 @@ impl VHost {
         self.route_from(target, routing_key, headers)
     }
 
+    /// Routes from a target found by [`VHost::publish_target`], without the
+    /// message properties a `hash-property` exchange hashes.
+    pub fn route_from(
+        &self,
+        first: Option<Arc<ExchangeEntry>>,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
+        let none = MessageProperties::default();
+        self.walk(first, routing_key, headers, &none, &mut |_| {})
+    }
+
     /// The exchange a publish names: 404 if missing, 403 if internal; `None` for
     /// the default exchange. RabbitMQ checks these before anything in the message.
     pub fn publish_target(&self, exchange: &str) -> Result<Option<Arc<ExchangeEntry>>, AmqpError> {
@@ -124,12 +143,16 @@ impl VHost {
         Ok(Some(x))
     }
 
-    /// Routes from a target found by [`VHost::publish_target`].
-    pub fn route_from(
+    /// The routing walk every publish takes (route explain too, reporting
+    /// each [`Step`] to `step`): from `first` (`None`: the default exchange)
+    /// through exchange-to-exchange bindings and alternate exchanges.
+    pub(crate) fn walk(
         &self,
         first: Option<Arc<ExchangeEntry>>,
         routing_key: &str,
         headers: Option<&FieldTable>,
+        properties: &MessageProperties<'_>,
+        step: &mut dyn FnMut(Step<'_>),
     ) -> Result<Vec<Arc<Queue>>, AmqpError> {
         let cc = header_routing_keys(headers)?;
         let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
@@ -145,6 +168,7 @@ impl VHost {
                     queues.push(q);
                 }
             }
+            step(Step::Default { queues: &queues });
             return Ok(queues);
         };
         let mut queues: Vec<Arc<Queue>> = Vec::new();
@@ -153,7 +177,13 @@ impl VHost {
         let mut found = Vec::new();
         while let Some(x) = work.pop() {
             found.clear();
-            x.routes.read().route_keys(keys(), headers, &mut found);
+            x.routes
+                .read()
+                .route_message(keys(), headers, properties, &mut found);
+            step(Step::Exchange {
+                exchange: &x,
+                destinations: &found,
+            });
             if found.is_empty() {
                 if let Some(ae) = x.alternate_exchange()
                     && !seen.iter().any(|s| **s == *ae)
@@ -232,9 +262,12 @@ impl QueueHost for VHost {
                 }
                 other => other.clone(),
             };
-            let Ok(Routed { queues, replies }) =
-                self.route_message(target.clone(), &copy.routing_key, routing_headers.as_ref())
-            else {
+            let Ok(Routed { queues, replies }) = self.route_message(
+                target.clone(),
+                &copy.routing_key,
+                routing_headers.as_ref(),
+                &routing_properties(&copy.properties),
+            ) else {
                 continue;
             };
             // A direct reply-to address as the dead-letter routing key (on the
@@ -268,10 +301,36 @@ impl QueueHost for VHost {
     }
 }
 
+/// One step of a routing walk ([`VHost::walk`]), as route explain reports it.
+#[derive(Debug)]
+pub(crate) enum Step<'a> {
+    /// The default exchange delivered to the queues the keys name.
+    Default {
+        /// The queues found.
+        queues: &'a [Arc<Queue>],
+    },
+    /// An exchange routed the message to these destinations (none: unroutable there).
+    Exchange {
+        /// The exchange.
+        exchange: &'a Arc<ExchangeEntry>,
+        /// Where its bindings lead, each once.
+        destinations: &'a [Destination],
+    },
+}
+
+/// The properties an `x-consistent-hash` exchange's `hash-property` may name.
+pub fn routing_properties(properties: &BasicProperties) -> MessageProperties<'_> {
+    MessageProperties {
+        message_id: properties.message_id().as_ref().map(|s| s.as_str()),
+        correlation_id: properties.correlation_id().as_ref().map(|s| s.as_str()),
+        timestamp: *properties.timestamp(),
+    }
+}
+
 /// The extra routing keys a message names in its `CC` and `BCC` headers: the
 /// strings in those arrays (other elements are ignored, as RabbitMQ does). A
 /// `CC` or `BCC` header that is not an array makes the message invalid (406).
-fn header_routing_keys(headers: Option<&FieldTable>) -> Result<Vec<&str>, AmqpError> {
+pub(crate) fn header_routing_keys(headers: Option<&FieldTable>) -> Result<Vec<&str>, AmqpError> {
     let mut keys = Vec::new();
     let Some(headers) = headers else {
         return Ok(keys);

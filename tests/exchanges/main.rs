@@ -15,6 +15,7 @@ mod common;
 mod bind_publish_rules;
 mod declare_rules;
 mod headers;
+mod partitioning;
 mod routing;
 mod topology;
 

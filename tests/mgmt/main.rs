@@ -11,6 +11,7 @@ mod live;
 mod objects;
 mod policies;
 mod rabbitmqadmin;
+mod route_explain;
 
 use std::net::SocketAddr;
 

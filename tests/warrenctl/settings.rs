@@ -14,7 +14,7 @@ use super::fake::Fake;
 use super::{accepting, ctl, fails, ok};
 
 /// A Warren with its management API on an ephemeral port; returns its API URL.
-async fn warren() -> (TestBroker, String) {
+pub(crate) async fn warren() -> (TestBroker, String) {
     let broker = common::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
@@ -27,7 +27,7 @@ async fn warren() -> (TestBroker, String) {
 }
 
 /// Runs warrenctl off the runtime's threads (it blocks on HTTP).
-async fn run(url: &str, args: &[&str]) -> std::process::Output {
+pub(crate) async fn run(url: &str, args: &[&str]) -> std::process::Output {
     let url = url.to_owned();
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     tokio::task::spawn_blocking(move || {

@@ -42,6 +42,7 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Purge(Purge::Queue { name }) => purge(&ctx, name),
         Command::Publish(p) => messages::publish(&ctx, p),
         Command::Get(g) => messages::get(&ctx, g),
+        Command::Explain(e) => messages::explain(&ctx, e),
         Command::Export(Export::Definitions { file }) => definitions::export(&ctx, file),
         Command::Import(Import::Definitions { file }) => definitions::import(&ctx, file),
         Command::SetVhostLimits { vhost, limits } => {

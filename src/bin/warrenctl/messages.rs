@@ -1,14 +1,14 @@
-//! publish and get: messages through the management API.
+//! publish, get and explain: messages through the management API.
 
 use anyhow::{Result, anyhow};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::client::{Method, NotFound};
+use crate::client::{Method, NotFound, seg};
 use crate::commands::{Ctx, non_empty, pretty, read_input};
 use crate::output::{self, col};
 use crate::values;
-use crate::{Get, Publish};
+use crate::{Explain, Get, Publish};
 
 /// Runs `publish`.
 pub fn publish(ctx: &Ctx, p: &Publish) -> Result<String> {
@@ -124,4 +124,107 @@ pub fn get(ctx: &Ctx, g: &Get) -> Result<String> {
         text.push_str("(requeued; use --ack to remove them)\n");
     }
     Ok(text)
+}
+
+/// Runs `explain`: POST /api/route-explain/{vhost}, printed hop by hop.
+pub fn explain(ctx: &Ctx, e: &Explain) -> Result<String> {
+    let exchange = if e.exchange == "amq.default" {
+        ""
+    } else {
+        e.exchange.as_str()
+    };
+    let body = json!({
+        "exchange": exchange,
+        "routing_key": e.routing_key,
+        "headers": values::object(&e.headers),
+        "properties": values::object(&e.properties),
+    });
+    let path = format!("/api/route-explain/{}", seg(ctx.vhost));
+    let shown = if exchange.is_empty() {
+        "(AMQP default)"
+    } else {
+        exchange
+    };
+    let missing = NotFound::new(
+        format!("exchange '{shown}' not found in vhost '{}'", ctx.vhost),
+        ctx.vhost,
+    );
+    let answer = ctx
+        .client
+        .request(Method::Post, &path, Some(&body), &missing)?;
+    if ctx.json {
+        return pretty(&answer);
+    }
+    Ok(explanation_text(&answer))
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// `exchange 'x'` / `queue 'q'`, the default exchange by its UI name.
+fn named(kind: &str, name: &str) -> String {
+    if kind == "exchange" && name.is_empty() {
+        "exchange '(AMQP default)'".to_owned()
+    } else {
+        format!("{kind} '{name}'")
+    }
+}
+
+/// One line per binding taken, partition and alternate exchange, then the queues.
+fn explanation_text(answer: &Value) -> String {
+    let keys: Vec<&str> = answer
+        .get("routing_keys")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut out = format!("routing keys: {}\n", keys.join(", "));
+    let empty = Vec::new();
+    let hops = answer
+        .get("hops")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    for hop in hops {
+        let from = named("exchange", text(hop, "exchange"));
+        let kind = text(hop, "type");
+        if let Some(p) = hop.get("partition").filter(|p| !p.is_null()) {
+            out.push_str(&format!(
+                "{from} ({kind}): hashed the {} -> {}\n",
+                text(p, "hashed"),
+                named(text(p, "destination_type"), text(p, "destination"))
+            ));
+        }
+        let bindings = hop
+            .get("bindings")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
+        for b in bindings {
+            let arguments = match b.get("arguments") {
+                Some(Value::Object(o)) if !o.is_empty() => format!(" {}", Value::Object(o.clone())),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "{from} ({kind}) --[{}]{arguments}--> {}\n",
+                text(b, "routing_key"),
+                named(text(b, "destination_type"), text(b, "destination"))
+            ));
+        }
+        if bindings.is_empty() {
+            out.push_str(&format!("{from} ({kind}): no binding matched\n"));
+        }
+        if let Some(ae) = hop.get("alternate_exchange").and_then(Value::as_str) {
+            out.push_str(&format!("{from}: alternate exchange '{ae}'\n"));
+        }
+    }
+    let queues: Vec<&str> = answer
+        .get("queues")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if queues.is_empty() {
+        out.push_str("NOT routed: no queue would get it\n");
+    } else {
+        out.push_str(&format!("queues: {}\n", queues.join(", ")));
+    }
+    out
 }
