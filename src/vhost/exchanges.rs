@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
+use crate::dedup::ExchangeDedup;
 use crate::durable::records::ExchangeRecord;
 use crate::equivalence;
 use crate::error::AmqpError;
@@ -84,16 +85,28 @@ pub struct ExchangeEntry {
     pub routes: RwLock<Exchange<Destination>>,
     /// The policies that apply (set by the vhost when they change).
     policy: RwLock<Arc<Applied>>,
+    /// The deduplication cache (`x-message-deduplication`), `None` when off.
+    pub dedup: Option<Arc<ExchangeDedup>>,
 }
 
 impl ExchangeEntry {
     /// A new exchange with no bindings.
     pub fn new(name: &str, spec: ExchangeSpec) -> Arc<Self> {
+        Self::with_dedup(name, spec, None)
+    }
+
+    /// A new exchange with no bindings and a deduplication cache if `dedup`.
+    pub fn with_dedup(
+        name: &str,
+        spec: ExchangeSpec,
+        dedup: Option<Arc<ExchangeDedup>>,
+    ) -> Arc<Self> {
         Arc::new(ExchangeEntry {
             name: name.into(),
             routes: RwLock::new(Exchange::new(spec.kind)),
             spec,
             policy: RwLock::default(),
+            dedup,
         })
     }
 

@@ -20,6 +20,7 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::RwLock;
 use warren_codec::types::FieldTable;
 
+use crate::dedup::DedupArgs;
 use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::error::AmqpError;
@@ -171,11 +172,13 @@ impl VHost {
             Entry::Vacant(slot) => {
                 check_reserved("exchange", name)?;
                 exchanges::check_alternate_exchange_arg(arguments, name, &self.name)?;
+                let dedup = DedupArgs::for_exchange(arguments)?;
                 if wanted.durable {
                     self.storage
                         .save_exchange(&self.name, name, &wanted.record());
                 }
-                let x = ExchangeEntry::new(name, wanted);
+                let dedup = dedup.map(|args| self.exchange_dedup(args, name, wanted.durable));
+                let x = ExchangeEntry::with_dedup(name, wanted, dedup);
                 self.apply_exchange_policy(&x);
                 slot.insert(x);
                 return Ok(());
@@ -210,6 +213,9 @@ impl VHost {
         {
             if x.spec.durable {
                 self.storage.forget_exchange(&self.name, name);
+            }
+            if let Some(dedup) = &x.dedup {
+                dedup.forget_all();
             }
             self.remove_bindings_to(&Destination::Exchange(name.into()));
         }
@@ -326,6 +332,9 @@ impl VHost {
             && x.spec.durable
         {
             self.storage.forget_exchange(&self.name, name);
+        }
+        if let Some(dedup) = removed.as_ref().and_then(|(_, x)| x.dedup.as_ref()) {
+            dedup.forget_all();
         }
         if removed.is_some() {
             self.remove_bindings_to(&Destination::Exchange(name.into()));

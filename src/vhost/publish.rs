@@ -46,7 +46,15 @@ impl VHost {
         headers: Option<&FieldTable>,
     ) -> Result<Routed, AmqpError> {
         let replies = self.route_replies(target.is_none(), routing_key, headers);
-        let queues = self.route_from(target, routing_key, headers)?;
+        let dedup = target.as_ref().and_then(|x| x.dedup.clone());
+        let mut queues = self.route_from(target, routing_key, headers)?;
+        // A duplicate on a deduplicating exchange routes nowhere (the plugin's
+        // rule: unroutable, so returned if mandatory, then confirmed).
+        if let Some(dedup) = dedup
+            && dedup.is_duplicate(headers)
+        {
+            queues.clear();
+        }
         Ok(Routed { queues, replies })
     }
 

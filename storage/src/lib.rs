@@ -63,6 +63,8 @@ pub enum Kind {
     Meta,
     /// Runtime parameters (shovels), as the broker encodes them.
     Parameter,
+    /// Deduplication ids of durable exchanges, as the broker encodes them.
+    Dedup,
 }
 
 impl Kind {
@@ -76,6 +78,7 @@ impl Kind {
             Kind::Auth => "def/auth",
             Kind::Meta => "meta",
             Kind::Parameter => "def/parameter",
+            Kind::Dedup => "dedup",
         }
     }
 }

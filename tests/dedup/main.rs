@@ -1,0 +1,319 @@
+//! Message deduplication as the `rabbitmq-message-deduplication` plugin's
+//! users call it: `x-message-deduplication` on an exchange (a duplicate is not
+//! routed, and is confirmed) and on a queue (a duplicate is not enqueued while
+//! the original is in the queue), the `x-deduplication-header` header,
+//! `x-cache-size` (eviction of the oldest), `x-cache-ttl` as an argument and
+//! per message, bad arguments refused with 406, and the caches across a restart.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use common::lapin::{Client, counts, publish_acked, refused, table, text, try_publish};
+use common::{TestBroker, start, start_at};
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+
+/// A message carrying the deduplication id `id` (and more headers if given).
+fn with_id(id: &str, more: &[(&str, AMQPValue)]) -> BasicProperties {
+    let mut headers = vec![("x-deduplication-header", text(id))];
+    headers.extend_from_slice(more);
+    BasicProperties::default()
+        .with_headers(table(&headers))
+        .with_delivery_mode(2)
+}
+
+fn dedup_args(more: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut args = vec![("x-message-deduplication", AMQPValue::Boolean(true))];
+    args.extend_from_slice(more);
+    table(&args)
+}
+
+/// A fanout exchange `x` with these arguments and a queue `q` bound to it.
+async fn exchange_to_queue(ch: &Channel, x: &str, q: &str, durable: bool, args: FieldTable) {
+    ch.exchange_declare(
+        x.into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .expect("declare exchange");
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions {
+            durable,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare queue");
+    ch.queue_bind(
+        q.into(),
+        x.into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+}
+
+async fn ready(client: &Client, queue: &str) -> u32 {
+    counts(&client.conn, queue).await.0
+}
+
+#[tokio::test]
+async fn exchange_routes_a_duplicate_nowhere_and_acks_it() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    let args = dedup_args(&[("x-cache-size", AMQPValue::LongInt(10))]);
+    exchange_to_queue(&ch, "dx", "dq", false, args).await;
+    publish_acked(&ch, "dx", "", b"1", with_id("a", &[])).await;
+    publish_acked(&ch, "dx", "", b"2", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 1, "the duplicate is not routed");
+    publish_acked(&ch, "dx", "", b"3", with_id("b", &[])).await;
+    publish_acked(&ch, "dx", "", b"4", BasicProperties::default()).await;
+    publish_acked(&ch, "dx", "", b"5", BasicProperties::default()).await;
+    assert_eq!(
+        ready(&client, "dq").await,
+        4,
+        "new ids and messages without one pass"
+    );
+    // Mandatory: the duplicate is unroutable, so it comes back, then is acked.
+    let confirm = try_publish(&ch, "dx", "", true, b"6", with_id("a", &[]))
+        .await
+        .expect("publish");
+    assert!(confirm.is_ack());
+    assert!(confirm.take_message().is_some(), "returned as unroutable");
+    assert_eq!(ready(&client, "dq").await, 4);
+}
+
+#[tokio::test]
+async fn exchange_cache_ttl_lets_a_duplicate_through_later() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    let args = dedup_args(&[
+        ("x-cache-size", AMQPValue::LongInt(10)),
+        ("x-cache-ttl", AMQPValue::LongInt(300)),
+    ]);
+    exchange_to_queue(&ch, "dx", "dq", false, args).await;
+    publish_acked(&ch, "dx", "", b"1", with_id("a", &[])).await;
+    publish_acked(&ch, "dx", "", b"2", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_acked(&ch, "dx", "", b"3", with_id("a", &[])).await;
+    assert_eq!(
+        ready(&client, "dq").await,
+        2,
+        "the id expired from the cache"
+    );
+}
+
+#[tokio::test]
+async fn per_message_cache_ttl_overrides_the_exchanges() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    // No TTL on the exchange: ids stay until evicted, unless the message says.
+    exchange_to_queue(&ch, "dx", "dq", false, dedup_args(&[])).await;
+    let short = [("x-cache-ttl", AMQPValue::LongInt(300))];
+    publish_acked(&ch, "dx", "", b"1", with_id("a", &short)).await;
+    publish_acked(&ch, "dx", "", b"2", with_id("b", &[])).await;
+    publish_acked(&ch, "dx", "", b"3", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_acked(&ch, "dx", "", b"4", with_id("a", &[])).await;
+    publish_acked(&ch, "dx", "", b"5", with_id("b", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 3, "a expired, b did not");
+}
+
+#[tokio::test]
+async fn exchange_cache_evicts_the_oldest_id_at_its_size() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    let args = dedup_args(&[("x-cache-size", AMQPValue::LongInt(2))]);
+    exchange_to_queue(&ch, "dx", "dq", false, args).await;
+    for id in ["a", "b", "c"] {
+        publish_acked(&ch, "dx", "", id.as_bytes(), with_id(id, &[])).await;
+    }
+    assert_eq!(ready(&client, "dq").await, 3);
+    publish_acked(&ch, "dx", "", b"a again", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 4, "a was evicted by c");
+    // Now a evicted b; c and a are cached.
+    publish_acked(&ch, "dx", "", b"c again", with_id("c", &[])).await;
+    publish_acked(&ch, "dx", "", b"a again", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 4);
+}
+
+#[tokio::test]
+async fn queue_refuses_a_duplicate_while_the_original_is_in_it() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    ch.queue_declare("dq".into(), QueueDeclareOptions::default(), dedup_args(&[]))
+        .await
+        .expect("declare");
+    publish_acked(&ch, "", "dq", b"1", with_id("a", &[])).await;
+    publish_acked(&ch, "", "dq", b"2", with_id("a", &[])).await;
+    publish_acked(&ch, "", "dq", b"3", with_id("b", &[])).await;
+    publish_acked(&ch, "", "dq", b"4", BasicProperties::default()).await;
+    assert_eq!(ready(&client, "dq").await, 3);
+    // Delivered and unacked: still in the queue.
+    let got = ch
+        .basic_get("dq".into(), BasicGetOptions { no_ack: false })
+        .await
+        .expect("get")
+        .expect("a message");
+    assert_eq!(got.delivery.data, b"1");
+    publish_acked(&ch, "", "dq", b"5", with_id("a", &[])).await;
+    assert_eq!(
+        ready(&client, "dq").await,
+        2,
+        "unacked original still counts"
+    );
+    got.delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack");
+    publish_acked(&ch, "", "dq", b"6", with_id("a", &[])).await;
+    assert_eq!(
+        ready(&client, "dq").await,
+        3,
+        "accepted once the original left"
+    );
+}
+
+#[tokio::test]
+async fn queue_accepts_the_id_again_after_a_purge_or_a_reject() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    ch.queue_declare("dq".into(), QueueDeclareOptions::default(), dedup_args(&[]))
+        .await
+        .expect("declare");
+    publish_acked(&ch, "", "dq", b"1", with_id("a", &[])).await;
+    ch.queue_purge("dq".into(), QueuePurgeOptions::default())
+        .await
+        .expect("purge");
+    publish_acked(&ch, "", "dq", b"2", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 1);
+    let got = ch
+        .basic_get("dq".into(), BasicGetOptions { no_ack: false })
+        .await
+        .expect("get")
+        .expect("a message");
+    got.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    publish_acked(&ch, "", "dq", b"3", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "dq").await, 1);
+}
+
+/// Stops `broker` (a clean shutdown) and starts another on its data directory.
+async fn restart(broker: TestBroker, dir: &std::path::Path) -> TestBroker {
+    broker.stop().await;
+    start_at(dir, |_| {}).await
+}
+
+#[tokio::test]
+async fn caches_survive_a_restart() {
+    let data = tempfile::tempdir().expect("data dir");
+    let broker = start_at(data.path(), |_| {}).await;
+    {
+        let client = Client::connect(&broker).await;
+        let ch = client.confirming().await;
+        let args = dedup_args(&[("x-cache-size", AMQPValue::LongInt(100))]);
+        exchange_to_queue(&ch, "dx", "xq", true, args).await;
+        ch.queue_declare(
+            "dq".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            dedup_args(&[]),
+        )
+        .await
+        .expect("declare");
+        publish_acked(&ch, "dx", "", b"1", with_id("a", &[])).await;
+        publish_acked(&ch, "", "dq", b"1", with_id("q", &[])).await;
+        client.close().await;
+    }
+    let broker = restart(broker, data.path()).await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    assert_eq!(ready(&client, "xq").await, 1);
+    assert_eq!(ready(&client, "dq").await, 1);
+    publish_acked(&ch, "dx", "", b"2", with_id("a", &[])).await;
+    publish_acked(&ch, "", "dq", b"2", with_id("q", &[])).await;
+    assert_eq!(
+        ready(&client, "xq").await,
+        1,
+        "the exchange's cache came back"
+    );
+    assert_eq!(
+        ready(&client, "dq").await,
+        1,
+        "the queue's cache was rebuilt"
+    );
+    publish_acked(&ch, "dx", "", b"3", with_id("new", &[])).await;
+    assert_eq!(ready(&client, "xq").await, 2);
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_with_406() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let cases: [(&str, AMQPValue, &str); 3] = [
+        (
+            "x-cache-size",
+            AMQPValue::LongInt(0),
+            "'x-cache-size' must be an integer greater than 0",
+        ),
+        (
+            "x-cache-ttl",
+            AMQPValue::LongString("soon".into()),
+            "'x-cache-ttl' must be an integer greater than 0",
+        ),
+        (
+            "x-cache-persistence",
+            text("tape"),
+            "'x-cache-persistence' must be either 'disk' or 'memory'",
+        ),
+    ];
+    for (key, value, why) in cases {
+        let ch = client.channel().await;
+        let result = ch
+            .exchange_declare(
+                "bad".into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions::default(),
+                dedup_args(&[(key, value)]),
+            )
+            .await;
+        let (code, message) = refused(result);
+        assert_eq!(code, 406, "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+    let ch = client.channel().await;
+    let result = ch
+        .queue_declare(
+            "bad".into(),
+            QueueDeclareOptions::default(),
+            table(&[("x-message-deduplication", text("yes"))]),
+        )
+        .await;
+    let (code, message) = refused(result);
+    assert_eq!(code, 406, "{message}");
+    assert!(message.contains("'x-message-deduplication' must be a boolean"));
+}
