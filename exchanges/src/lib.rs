@@ -41,15 +41,19 @@ pub enum ExchangeKind {
     Topic,
     /// Routes by matching message headers against binding arguments (`x-match`).
     Headers,
+    /// The deduplication plugin's `x-message-deduplication`: routes as fanout
+    /// (the broker drops duplicates before routing).
+    Deduplication,
 }
 
 impl ExchangeKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ExchangeKind; 4] = [
+    pub const ALL: [ExchangeKind; 5] = [
         ExchangeKind::Direct,
         ExchangeKind::Fanout,
         ExchangeKind::Topic,
         ExchangeKind::Headers,
+        ExchangeKind::Deduplication,
     ];
 
     /// The name used on the wire ("direct", "fanout", "topic", "headers").
@@ -59,6 +63,7 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::Deduplication => "x-message-deduplication",
         }
     }
 }
@@ -106,7 +111,9 @@ impl<D: Clone + Ord> Exchange<D> {
     pub fn new(kind: ExchangeKind) -> Self {
         let index = match kind {
             ExchangeKind::Direct => Index::Direct(direct::DirectIndex::default()),
-            ExchangeKind::Fanout => Index::Fanout(fanout::FanoutIndex::default()),
+            ExchangeKind::Fanout | ExchangeKind::Deduplication => {
+                Index::Fanout(fanout::FanoutIndex::default())
+            }
             ExchangeKind::Topic => Index::Topic(topic::TopicIndex::default()),
             ExchangeKind::Headers => Index::Headers(headers::HeadersIndex::default()),
         };

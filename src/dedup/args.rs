@@ -44,30 +44,44 @@ pub struct DedupArgs {
 impl DedupArgs {
     /// An exchange's settings, `None` when deduplication is off; 406 for a bad value.
     pub fn for_exchange(table: &FieldTable) -> Result<Option<DedupArgs>, AmqpError> {
-        Self::parse(table, DEFAULT_EXCHANGE_CACHE_SIZE)
+        Self::parse(table, Some(DEFAULT_EXCHANGE_CACHE_SIZE), false)
+    }
+
+    /// The settings of an exchange of the plugin's type `x-message-deduplication`:
+    /// always on, `x-cache-size` required (406 as the plugin when missing).
+    pub fn for_exchange_type(table: &FieldTable) -> Result<DedupArgs, AmqpError> {
+        Self::parse(table, None, true)?.ok_or_else(|| invalid("deduplication is off"))
     }
 
     /// A queue's settings, `None` when deduplication is off; 406 for a bad value.
     pub fn for_queue(table: &FieldTable) -> Result<Option<DedupArgs>, AmqpError> {
-        Self::parse(table, DEFAULT_QUEUE_CACHE_SIZE)
+        Self::parse(table, Some(DEFAULT_QUEUE_CACHE_SIZE), false)
     }
 
-    fn parse(table: &FieldTable, default_size: usize) -> Result<Option<DedupArgs>, AmqpError> {
+    /// `default_size`: `None` when `x-cache-size` is required; `always`: on
+    /// whatever `x-message-deduplication` says (the plugin's exchange type).
+    fn parse(
+        table: &FieldTable,
+        default_size: Option<usize>,
+        always: bool,
+    ) -> Result<Option<DedupArgs>, AmqpError> {
         let get = |key: &str| table.inner().get(key);
         match get(ENABLE_ARG) {
+            _ if always => {}
             None | Some(AMQPValue::Boolean(false)) => return Ok(None),
             Some(AMQPValue::Boolean(true)) => {}
             Some(_) => return Err(invalid(&format!("'{ENABLE_ARG}' must be a boolean"))),
         }
-        let cache_size = match get(SIZE_ARG) {
-            None => default_size,
-            Some(v) => positive(v)
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| {
-                    AmqpError::precondition_failed(format!(
-                        "Missing or invalid argument, '{SIZE_ARG}' must be an integer greater than 0"
-                    ))
-                })?,
+        let size = get(SIZE_ARG).map_or(default_size.map(Some), |v| {
+            Some(positive(v).and_then(|n| usize::try_from(n).ok()))
+        });
+        let cache_size = match size {
+            Some(Some(size)) => size,
+            _ => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "Missing or invalid argument, '{SIZE_ARG}' must be an integer greater than 0"
+                )));
+            }
         };
         let cache_ttl = match get(TTL_ARG) {
             None => None,
@@ -167,6 +181,8 @@ mod tests {
             refused(&[(PERSISTENCE_ARG, AMQPValue::LongString("tape".into()))])
                 .contains("'disk' or 'memory'")
         );
+        let missing = DedupArgs::for_exchange_type(&FieldTable::default()).err();
+        assert!(missing.is_some_and(|e| e.text.contains("Missing or invalid argument")));
         let not_bool = table(&[(ENABLE_ARG, AMQPValue::LongString("yes".into()))]);
         assert!(DedupArgs::for_queue(&not_bool).is_err());
     }

@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
-use crate::dedup::ExchangeDedup;
+use crate::dedup::{DedupArgs, ExchangeDedup};
 use crate::durable::records::ExchangeRecord;
 use crate::equivalence;
 use crate::error::AmqpError;
@@ -178,6 +178,20 @@ pub fn predeclared() -> Vec<(&'static str, ExchangeSpec)> {
         ("amq.match", spec(ExchangeKind::Headers, false)),
         ("amq.rabbitmq.trace", spec(ExchangeKind::Topic, true)),
     ]
+}
+
+/// An exchange's deduplication settings: the plugin's exchange type
+/// `x-message-deduplication` always deduplicates (and needs `x-cache-size`),
+/// any other type when `x-message-deduplication` is true (LavinMQ's form).
+pub fn dedup_args(
+    kind: ExchangeKind,
+    arguments: &FieldTable,
+) -> Result<Option<DedupArgs>, AmqpError> {
+    if kind == ExchangeKind::Deduplication {
+        DedupArgs::for_exchange_type(arguments).map(Some)
+    } else {
+        DedupArgs::for_exchange(arguments)
+    }
 }
 
 /// 403 for any operation naming the default exchange where it is not allowed.

@@ -20,7 +20,6 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::RwLock;
 use warren_codec::types::FieldTable;
 
-use crate::dedup::DedupArgs;
 use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::error::AmqpError;
@@ -172,7 +171,7 @@ impl VHost {
             Entry::Vacant(slot) => {
                 check_reserved("exchange", name)?;
                 exchanges::check_alternate_exchange_arg(arguments, name, &self.name)?;
-                let dedup = DedupArgs::for_exchange(arguments)?;
+                let dedup = exchanges::dedup_args(kind, arguments)?;
                 if wanted.durable {
                     self.storage
                         .save_exchange(&self.name, name, &wanted.record());

@@ -30,7 +30,7 @@ impl VHost {
 
     /// Puts back an exchange read from the store at start.
     pub fn restore_exchange(&self, name: &str, spec: ExchangeSpec) {
-        let dedup = match DedupArgs::for_exchange(&spec.arguments) {
+        let dedup = match super::exchanges::dedup_args(spec.kind, &spec.arguments) {
             Ok(args) => args.map(|args| self.exchange_dedup(args, name, spec.durable)),
             Err(error) => {
                 tracing::error!(%error, exchange = name, "stored exchange has invalid deduplication arguments");

@@ -317,3 +317,58 @@ async fn bad_arguments_are_refused_with_406() {
     assert_eq!(code, 406, "{message}");
     assert!(message.contains("'x-message-deduplication' must be a boolean"));
 }
+
+#[tokio::test]
+async fn the_plugins_exchange_type_routes_as_fanout_and_deduplicates() {
+    let broker = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    let kind = ExchangeKind::Custom("x-message-deduplication".into());
+    // As the plugin's own example: the size as a string.
+    let args = table(&[("x-cache-size", text("5"))]);
+    ch.exchange_declare(
+        "px".into(),
+        kind.clone(),
+        ExchangeDeclareOptions::default(),
+        args,
+    )
+    .await
+    .expect("declare");
+    ch.queue_declare(
+        "pq".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare queue");
+    ch.queue_bind(
+        "pq".into(),
+        "px".into(),
+        "some key".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    publish_acked(&ch, "px", "another key", b"1", with_id("a", &[])).await;
+    publish_acked(&ch, "px", "", b"2", with_id("a", &[])).await;
+    publish_acked(&ch, "px", "", b"3", with_id("b", &[])).await;
+    assert_eq!(
+        ready(&client, "pq").await,
+        2,
+        "fanout, and the duplicate dropped"
+    );
+    // The plugin requires x-cache-size on its exchange type.
+    let ch = client.channel().await;
+    let result = ch
+        .exchange_declare(
+            "nosize".into(),
+            kind,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    let (code, message) = refused(result);
+    assert_eq!(code, 406, "{message}");
+    assert!(message.contains("Missing or invalid argument, 'x-cache-size'"));
+}
