@@ -75,6 +75,11 @@ impl QueueDedup {
         self.cache.len()
     }
 
+    /// The most ids it holds (`x-cache-size`).
+    pub fn capacity(&self) -> usize {
+        self.cache.capacity()
+    }
+
     /// Whether the cache holds no id.
     pub fn is_empty(&self) -> bool {
         self.cache.is_empty()

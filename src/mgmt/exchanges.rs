@@ -37,6 +37,10 @@ fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
         "arguments": table_to_json(&x.spec.arguments),
         "user_who_performed_action": "rmq-internal",
     });
+    // As the plugin's `cache_info`: ids cached and the bound.
+    if let Some(dedup) = &x.dedup {
+        json["cache_info"] = json!({"entries": dedup.len(), "size": dedup.args().cache_size});
+    }
     // RabbitMQ shows `policy` only on an exchange that has one.
     if let Some(policy) = &x.policy().policy {
         json["policy"] = Value::from(policy.as_str());

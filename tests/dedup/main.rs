@@ -372,3 +372,34 @@ async fn the_plugins_exchange_type_routes_as_fanout_and_deduplicates() {
     assert_eq!(code, 406, "{message}");
     assert!(message.contains("Missing or invalid argument, 'x-cache-size'"));
 }
+
+#[tokio::test]
+async fn the_api_shows_the_cache_in_use() {
+    let broker = start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(warren::mgmt::serve(
+        listener,
+        broker.broker.clone(),
+        std::future::pending(),
+    ));
+    let api = common::http::Http::new(addr, "guest", "guest");
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    let args = dedup_args(&[("x-cache-size", AMQPValue::LongInt(7))]);
+    exchange_to_queue(&ch, "dx", "dq", false, args).await;
+    ch.queue_declare("qq".into(), QueueDeclareOptions::default(), dedup_args(&[]))
+        .await
+        .expect("declare");
+    publish_acked(&ch, "dx", "", b"1", with_id("a", &[])).await;
+    publish_acked(&ch, "", "qq", b"1", with_id("a", &[])).await;
+    let x = api.get("/api/exchanges/%2f/dx").await.json();
+    assert_eq!(x["cache_info"]["entries"], 1, "{x}");
+    assert_eq!(x["cache_info"]["size"], 7, "{x}");
+    let q = api.get("/api/queues/%2f/qq").await.json();
+    assert_eq!(q["message_deduplication_cache_info"]["entries"], 1, "{q}");
+    let plain = api.get("/api/queues/%2f/dq").await.json();
+    assert!(plain.get("message_deduplication_cache_info").is_none());
+}
