@@ -403,3 +403,99 @@ async fn the_api_shows_the_cache_in_use() {
     let plain = api.get("/api/queues/%2f/dq").await.json();
     assert!(plain.get("message_deduplication_cache_info").is_none());
 }
+
+#[tokio::test]
+async fn after_a_restart_expired_and_departed_ids_pass_again() {
+    let data = tempfile::tempdir().expect("data dir");
+    let broker = start_at(data.path(), |_| {}).await;
+    {
+        let client = Client::connect(&broker).await;
+        let ch = client.confirming().await;
+        let args = dedup_args(&[("x-cache-ttl", AMQPValue::LongInt(300))]);
+        exchange_to_queue(&ch, "dx", "xq", true, args).await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("dq".into(), durable, dedup_args(&[]))
+            .await
+            .expect("declare");
+        publish_acked(&ch, "dx", "", b"1", with_id("a", &[])).await;
+        publish_acked(&ch, "", "dq", b"1", with_id("gone", &[])).await;
+        publish_acked(&ch, "", "dq", b"2", with_id("kept", &[])).await;
+        let got = ch
+            .basic_get("dq".into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("a message");
+        got.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+        client.close().await;
+    }
+    let broker = restart(broker, data.path()).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    publish_acked(&ch, "dx", "", b"2", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "xq").await, 2, "the id expired meanwhile");
+    publish_acked(&ch, "", "dq", b"3", with_id("gone", &[])).await;
+    publish_acked(&ch, "", "dq", b"4", with_id("kept", &[])).await;
+    assert_eq!(
+        ready(&client, "dq").await,
+        2,
+        "acked before the restart: passes"
+    );
+}
+
+#[tokio::test]
+async fn queue_deduplicates_against_messages_paged_to_disk() {
+    let data = tempfile::tempdir().expect("data dir");
+    let broker = start_at(data.path(), |_| {}).await;
+    // Past the queue's memory window (4096 messages) persistent messages stay on disk only.
+    const COUNT: usize = 5000;
+    {
+        let client = Client::connect(&broker).await;
+        let ch = client.confirming().await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("dq".into(), durable, dedup_args(&[]))
+            .await
+            .expect("declare");
+        let mut confirms = Vec::with_capacity(COUNT);
+        for i in 0..COUNT {
+            let confirm = ch
+                .basic_publish(
+                    "".into(),
+                    "dq".into(),
+                    BasicPublishOptions::default(),
+                    b"m",
+                    with_id(&format!("id-{i}"), &[]),
+                )
+                .await
+                .expect("publish");
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            assert!(confirm.await.expect("confirm").is_ack());
+        }
+        let last = format!("id-{}", COUNT - 1);
+        publish_acked(&ch, "", "dq", b"again", with_id(&last, &[])).await;
+        assert_eq!(ready(&client, "dq").await, COUNT as u32);
+        client.close().await;
+    }
+    let broker = restart(broker, data.path()).await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    for i in [0, COUNT - 1] {
+        publish_acked(&ch, "", "dq", b"again", with_id(&format!("id-{i}"), &[])).await;
+    }
+    assert_eq!(
+        ready(&client, "dq").await,
+        COUNT as u32,
+        "rebuilt from disk too"
+    );
+}
