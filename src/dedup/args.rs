@@ -58,6 +58,17 @@ impl DedupArgs {
         Self::parse(table, Some(DEFAULT_QUEUE_CACHE_SIZE), false)
     }
 
+    /// A queue's settings from a policy's `x-cache-size` (the default when absent).
+    pub fn for_queue_policy(cache_size: Option<u64>) -> DedupArgs {
+        DedupArgs {
+            cache_size: cache_size
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(DEFAULT_QUEUE_CACHE_SIZE),
+            cache_ttl: None,
+            header: DEDUP_HEADER.to_owned(),
+        }
+    }
+
     /// `default_size`: `None` when `x-cache-size` is required; `always`: on
     /// whatever `x-message-deduplication` says (the plugin's exchange type).
     fn parse(

@@ -236,6 +236,15 @@ impl QueueArgs {
         if self.dead_letter_routing_key.is_none() {
             args.dead_letter_routing_key = policy.dead_letter_routing_key.clone();
         }
+        // The deduplication plugin reads the policy's `x-message-deduplication`
+        // before the queue's argument: the policy wins.
+        match policy.deduplication {
+            Some(false) => args.deduplication = None,
+            Some(true) if self.deduplication.is_none() => {
+                args.deduplication = Some(DedupArgs::for_queue_policy(policy.cache_size));
+            }
+            _ => {}
+        }
         if !self.overflow_given {
             args.overflow = match policy.overflow.as_deref() {
                 Some("reject-publish") => Overflow::RejectPublish,

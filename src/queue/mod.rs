@@ -268,6 +268,10 @@ impl Queue {
                 return;
             }
             let lease_changed = st.args.expires != args.expires;
+            if st.args.deduplication != args.deduplication {
+                // As the plugin: a cache turned on by a policy starts empty.
+                st.dedup = args.deduplication.as_ref().map(QueueDedup::new);
+            }
             st.args = args;
             if lease_changed {
                 st.used_at = Instant::now();

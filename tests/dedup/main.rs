@@ -373,9 +373,8 @@ async fn the_plugins_exchange_type_routes_as_fanout_and_deduplicates() {
     assert!(message.contains("Missing or invalid argument, 'x-cache-size'"));
 }
 
-#[tokio::test]
-async fn the_api_shows_the_cache_in_use() {
-    let broker = start().await;
+/// The management API of `broker`, on an ephemeral port.
+async fn api_of(broker: &TestBroker) -> common::http::Http {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -385,7 +384,49 @@ async fn the_api_shows_the_cache_in_use() {
         broker.broker.clone(),
         std::future::pending(),
     ));
-    let api = common::http::Http::new(addr, "guest", "guest");
+    common::http::Http::new(addr, "guest", "guest")
+}
+
+#[tokio::test]
+async fn a_policy_turns_queue_deduplication_on() {
+    let broker = start().await;
+    let api = api_of(&broker).await;
+    let bad = r#"{"pattern": "^pq", "apply-to": "queues", "definition": {"x-message-deduplication": "yes"}}"#;
+    let r = api.put("/api/policies/%2F/bad", bad).await;
+    assert_eq!(r.status, 400);
+    let reason = r.json()["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains("\"x-message-deduplication\" must be a boolean"),
+        "{reason}"
+    );
+    let good = r#"{"pattern": "^pq", "apply-to": "queues", "definition": {"x-message-deduplication": true, "x-cache-size": 10}}"#;
+    let r = api.put("/api/policies/%2F/dedup", good).await;
+    assert!(r.status < 300, "{}", r.status);
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    ch.queue_declare(
+        "pq1".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    publish_acked(&ch, "", "pq1", b"1", with_id("a", &[])).await;
+    publish_acked(&ch, "", "pq1", b"2", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "pq1").await, 1);
+    let q = api.get("/api/queues/%2f/pq1").await.json();
+    assert_eq!(q["message_deduplication_cache_info"]["size"], 10, "{q}");
+    // The policy gone, duplicates are enqueued again.
+    let r = api.delete("/api/policies/%2F/dedup").await;
+    assert!(r.status < 300, "{}", r.status);
+    publish_acked(&ch, "", "pq1", b"3", with_id("a", &[])).await;
+    assert_eq!(ready(&client, "pq1").await, 2);
+}
+
+#[tokio::test]
+async fn the_api_shows_the_cache_in_use() {
+    let broker = start().await;
+    let api = api_of(&broker).await;
     let client = Client::connect(&broker).await;
     let ch = client.confirming().await;
     let args = dedup_args(&[("x-cache-size", AMQPValue::LongInt(7))]);
