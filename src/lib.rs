@@ -13,6 +13,7 @@
 //! - [`cli`]: the `warren` binary's command-line flags.
 //! - [`config`]: one typed configuration (defaults, TOML file, flags), validated once.
 //! - [`connection`]: handshake, the reader's frame loop, the [`connection::writer`] task.
+//! - [`dedup`]: message deduplication (the plugin's `x-message-deduplication`): bounded caches.
 //! - [`delayed`]: delayed messages (`x-delayed-message`): the index by due time in the store.
 //! - [`durable`]: the broker's side of the store: records, group commit, what is written when.
 //! - [`equivalence`]: RabbitMQ's redeclare rule and its `inequivalent arg` texts.
@@ -41,6 +42,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dedup;
 pub mod delayed;
 pub mod durable;
 pub mod equivalence;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use dashmap::DashMap;
 use warren_storage::{Kind, StorageError};
 
+use crate::dedup::{StoredEntry, now_ms};
 use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, ExchangeRecord, QueueRecord, split_resource_key};
 use crate::vhost::exchanges::parse_type;
@@ -61,6 +62,7 @@ pub fn recover(
             },
         );
     }
+    restore_dedup(store, vhosts)?;
     let mut live = HashSet::new();
     let mut messages = 0;
     for (key, value) in store.definitions(Kind::Queue)? {
@@ -96,5 +98,30 @@ pub fn recover(
         elapsed = ?started.elapsed(),
         "recovered durable state"
     );
+    Ok(())
+}
+
+/// Puts back the deduplication ids of durable exchanges, oldest first; the
+/// records of exchanges that are gone (or no longer deduplicate) are removed.
+fn restore_dedup(
+    store: &dyn warren_storage::Store,
+    vhosts: &DashMap<String, Arc<VHost>>,
+) -> Result<(), StorageError> {
+    let mut entries = Vec::new();
+    for (key, value) in store.definitions(Kind::Dedup)? {
+        match StoredEntry::decode(&key, &value) {
+            Some(entry) => entries.push(entry),
+            None => store.remove_definition(Kind::Dedup, &key)?,
+        }
+    }
+    entries.sort_by_key(|e| e.generation);
+    let now = now_ms();
+    for entry in entries {
+        let key = entry.record_key();
+        let vhost = vhosts.get(&entry.vhost).map(|v| v.clone());
+        if !vhost.is_some_and(|v| v.restore_dedup_entry(entry, now)) {
+            store.remove_definition(Kind::Dedup, &key)?;
+        }
+    }
     Ok(())
 }

@@ -64,6 +64,20 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "recovery",
         ],
     ),
+    // The deduplication caches are below the queue and the vhost that hold them.
+    (
+        "dedup",
+        &[
+            "vhost",
+            "queue",
+            "channel",
+            "connection",
+            "server",
+            "broker",
+            "mgmt",
+            "recovery",
+        ],
+    ),
     ("names", &["*"]),
     ("error", &["*"]),
     ("message", &["*"]),

@@ -60,17 +60,21 @@ pub enum ExchangeKind {
     /// One destination per message: the routing keys' hash modulo the number
     /// of bound destinations (RabbitMQ 4.3's built-in type).
     ModulusHash,
+    /// The deduplication plugin's `x-message-deduplication`: routes as fanout
+    /// (the broker drops duplicates before routing).
+    Deduplication,
 }
 
 impl ExchangeKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ExchangeKind; 6] = [
+    pub const ALL: [ExchangeKind; 7] = [
         ExchangeKind::Direct,
         ExchangeKind::Fanout,
         ExchangeKind::Topic,
         ExchangeKind::Headers,
         ExchangeKind::ConsistentHash,
         ExchangeKind::ModulusHash,
+        ExchangeKind::Deduplication,
     ];
 
     /// The name used on the wire ("direct", ..., "x-consistent-hash", "x-modulus-hash").
@@ -82,6 +86,7 @@ impl ExchangeKind {
             ExchangeKind::Headers => "headers",
             ExchangeKind::ConsistentHash => "x-consistent-hash",
             ExchangeKind::ModulusHash => "x-modulus-hash",
+            ExchangeKind::Deduplication => "x-message-deduplication",
         }
     }
 }
@@ -145,7 +150,9 @@ impl<D: Clone + Ord + Hash> Exchange<D> {
     fn with_hash_on(kind: ExchangeKind, hash_on: HashOn) -> Self {
         let index = match kind {
             ExchangeKind::Direct => Index::Direct(direct::DirectIndex::default()),
-            ExchangeKind::Fanout => Index::Fanout(fanout::FanoutIndex::default()),
+            ExchangeKind::Fanout | ExchangeKind::Deduplication => {
+                Index::Fanout(fanout::FanoutIndex::default())
+            }
             ExchangeKind::Topic => Index::Topic(topic::TopicIndex::default()),
             ExchangeKind::Headers => Index::Headers(headers::HeadersIndex::default()),
             ExchangeKind::ConsistentHash => {

@@ -323,7 +323,7 @@ fn model_matches(
 ) -> bool {
     match kind {
         ExchangeKind::Direct => key == rk,
-        ExchangeKind::Fanout => true,
+        ExchangeKind::Fanout | ExchangeKind::Deduplication => true,
         ExchangeKind::Topic => topic_matches(key, rk),
         ExchangeKind::Headers => headers_ref(args, h) == Some(true),
         // Not generated below: tests/partitioning.rs covers them.

@@ -222,6 +222,12 @@ impl Broker {
             crate::queue::notify_cancelled(&deleted.consumers).await;
         }
         self.shovels.delete_vhost(name);
+        // Stored deduplication ids go with their exchanges.
+        for x in vhost.exchanges() {
+            if let Some(dedup) = &x.dedup {
+                dedup.forget_all();
+            }
+        }
         self.storage.forget_vhost(name);
         self.auth.delete_vhost(name);
         self.policies.delete_vhost(name);

@@ -42,6 +42,10 @@ fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
         json["messages_delayed"] = Value::from(index.count());
         json["next_delayed_due"] = index.next_due().map_or(Value::Null, Value::from);
     }
+    // As the plugin's `cache_info`: ids cached and the bound.
+    if let Some(dedup) = &x.dedup {
+        json["cache_info"] = json!({"entries": dedup.len(), "size": dedup.args().cache_size});
+    }
     // RabbitMQ shows `policy` only on an exchange that has one.
     if let Some(policy) = &x.policy().policy {
         json["policy"] = Value::from(policy.as_str());

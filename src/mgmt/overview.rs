@@ -24,6 +24,7 @@ fn exchange_types() -> Value {
         {"name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification", "enabled": true},
         {"name": "headers", "description": "AMQP headers exchange, as per the AMQP specification", "enabled": true},
         {"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true},
+        {"name": "x-message-deduplication", "description": "Message Deduplication Exchange.", "enabled": true},
     ])
 }
 

@@ -31,7 +31,7 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
         .into_iter()
         .find(|c| c.exclusive)
         .map(|c| c.tag.to_string());
-    json!({
+    let mut json = json!({
         "name": q.name,
         "vhost": vhost,
         "durable": q.spec.durable,
@@ -55,7 +55,12 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
         "policy": policy.policy,
         "operator_policy": policy.operator_policy,
         "effective_policy_definition": policy.definition,
-    })
+    });
+    // As the plugin's `message_deduplication_cache_info`: ids cached and the bound.
+    if let Some((entries, size)) = q.dedup_cache_info() {
+        json["message_deduplication_cache_info"] = json!({"entries": entries, "size": size});
+    }
+    json
 }
 
 /// GET /api/queues and /api/queues/{vhost}.

@@ -20,6 +20,9 @@ const APPLIED: &[&str] = &[
     "overflow",
     "delivery-limit",
     "consumer-timeout",
+    // The deduplication plugin's keys (queues).
+    "x-message-deduplication",
+    "x-cache-size",
 ];
 
 /// Keys RabbitMQ accepts that change nothing in Warren (memory modes,
@@ -41,6 +44,9 @@ const ACCEPTED: &[&str] = &[
     "ha-sync-batch-size",
     "ha-promote-on-shutdown",
     "ha-promote-on-failure",
+    // The deduplication plugin's keys that only its exchanges read.
+    "x-cache-ttl",
+    "x-cache-persistence",
 ];
 
 /// The keys an operator policy may set (RabbitMQ's
@@ -124,6 +130,21 @@ fn validate_value(key: &str, value: &Value) -> Result<(), String> {
         "queue-mode" if !matches!(value.as_str(), Some("default" | "lazy")) => {
             invalid("queue-mode value")
         }
+        // The deduplication plugin's texts (`RabbitMQMessageDeduplication.Policies`).
+        "x-message-deduplication" if !value.is_boolean() => Err(format!(
+            "\"x-message-deduplication\" must be a boolean, got {}",
+            erlang_term(value)
+        )),
+        "x-cache-size" | "x-cache-ttl" if !integer_at_least(1) => Err(format!(
+            "\"{key}\" must be an integer greater than 0, got {}",
+            erlang_term(value)
+        )),
+        "x-cache-persistence" if !matches!(value.as_str(), Some("disk" | "memory")) => {
+            Err(format!(
+                "\"x-cache-persistence\" must be either \"disk\" or \"memory\", got {}",
+                erlang_term(value)
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -176,6 +197,10 @@ pub struct QueuePolicy {
     pub delivery_limit: Option<u64>,
     /// `consumer-timeout` in milliseconds.
     pub consumer_timeout: Option<u64>,
+    /// The deduplication plugin's `x-message-deduplication`.
+    pub deduplication: Option<bool>,
+    /// The deduplication plugin's `x-cache-size`.
+    pub cache_size: Option<u64>,
 }
 
 impl QueuePolicy {
@@ -198,6 +223,10 @@ impl QueuePolicy {
             dead_letter_routing_key: text("dead-letter-routing-key"),
             delivery_limit: uint("delivery-limit"),
             consumer_timeout: uint("consumer-timeout"),
+            deduplication: definition
+                .get("x-message-deduplication")
+                .and_then(Value::as_bool),
+            cache_size: uint("x-cache-size"),
         }
     }
 }

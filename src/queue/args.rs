@@ -11,6 +11,7 @@ use crate::equivalence;
 use warren_exchanges::integer;
 
 use super::QueueType;
+use crate::dedup::DedupArgs;
 use crate::error::AmqpError;
 use crate::policy::QueuePolicy;
 
@@ -56,6 +57,8 @@ pub struct QueueArgs {
     /// `x-consumer-timeout` in milliseconds: how long its consumers may hold
     /// a delivery unacknowledged.
     pub consumer_timeout: Option<u64>,
+    /// `x-message-deduplication` and its cache settings (`None`: off).
+    pub deduplication: Option<DedupArgs>,
 }
 
 /// Arguments RabbitMQ compares when a classic queue is declared again, in the
@@ -202,6 +205,7 @@ impl QueueArgs {
                 }
             }
         }
+        args.deduplication = DedupArgs::for_queue(table)?;
         Ok(args)
     }
 }
@@ -231,6 +235,15 @@ impl QueueArgs {
         }
         if self.dead_letter_routing_key.is_none() {
             args.dead_letter_routing_key = policy.dead_letter_routing_key.clone();
+        }
+        // The deduplication plugin reads the policy's `x-message-deduplication`
+        // before the queue's argument: the policy wins.
+        match policy.deduplication {
+            Some(false) => args.deduplication = None,
+            Some(true) if self.deduplication.is_none() => {
+                args.deduplication = Some(DedupArgs::for_queue_policy(policy.cache_size));
+            }
+            _ => {}
         }
         if !self.overflow_given {
             args.overflow = match policy.overflow.as_deref() {

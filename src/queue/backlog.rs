@@ -155,6 +155,39 @@ impl Backlog {
         self.memory.insert(seq, entry);
     }
 
+    /// Whether the ready message `seq` (of `priority`) is still here, in
+    /// memory or paged (paged ones are every seq from the first paged one on).
+    pub fn holds(&self, seq: SeqId, priority: u8) -> bool {
+        self.memory.contains(seq, priority) || (self.paged.count > 0 && seq >= self.paged.start)
+    }
+
+    /// Calls `f` with each message in the store, in seq order (at start,
+    /// after [`Backlog::recover`]: the queue's recovered messages).
+    pub fn for_each_stored(
+        &self,
+        mut f: impl FnMut(SeqId, &crate::message::Message, Option<Instant>),
+    ) {
+        let mut from = 0;
+        loop {
+            let batch = match self.storage.store().messages(self.id, from, REFILL_BATCH) {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read a queue's messages");
+                    return;
+                }
+            };
+            let Some(&(last, _)) = batch.last() else {
+                return;
+            };
+            for (seq, record) in batch {
+                if let Some((message, _, expires)) = decode_message(record) {
+                    f(seq, &message, expiry_from_wall(expires));
+                }
+            }
+            from = last + 1;
+        }
+    }
+
     /// Takes the next message to deliver.
     pub fn pop_first(&mut self) -> Option<(SeqId, Entry)> {
         if self.memory.is_empty() {

@@ -36,6 +36,12 @@ impl Queue {
         }
     }
 
+    /// Ids in its deduplication cache and the cache's bound (`None`: off).
+    pub fn dedup_cache_info(&self) -> Option<(usize, usize)> {
+        let st = self.classic().lock();
+        st.dedup.as_ref().map(|d| (d.len(), d.capacity()))
+    }
+
     /// Its consumers, in priority order.
     pub fn consumers(&self) -> Vec<Arc<Consumer>> {
         self.classic().lock().consumers.iter().cloned().collect()

@@ -52,6 +52,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use warren_codec::types::FieldTable;
 
+use crate::dedup::{QueueDedup, Slot};
 use crate::durable::Storage;
 use crate::error::AmqpError;
 use crate::message::Message;
@@ -106,6 +107,8 @@ struct QueueState {
     /// Last declare, basic.get or departure of the last consumer (`x-expires`).
     used_at: Instant,
     timer: ttl::Timer,
+    /// The ids of messages in the queue (`x-message-deduplication`), `None` when off.
+    dedup: Option<QueueDedup>,
 }
 
 /// What a queue did with a published message.
@@ -190,6 +193,7 @@ impl Queue {
                 deleted: false,
                 used_at: Instant::now(),
                 timer: ttl::Timer::default(),
+                dedup: spec.args.deduplication.as_ref().map(QueueDedup::new),
             })),
             spec,
             host,
@@ -264,6 +268,10 @@ impl Queue {
                 return;
             }
             let lease_changed = st.args.expires != args.expires;
+            if st.args.deduplication != args.deduplication {
+                // As the plugin: a cache turned on by a policy starts empty.
+                st.dedup = args.deduplication.as_ref().map(QueueDedup::new);
+            }
             st.args = args;
             if lease_changed {
                 st.used_at = Instant::now();
@@ -338,6 +346,24 @@ impl Queue {
                 }
                 return Enqueued::Refused;
             }
+            let dedup_key = match &mut st.dedup {
+                None => None,
+                Some(dedup) => match dedup.key(&message) {
+                    None => None,
+                    Some(key) => {
+                        let (ready, outstanding) = (&st.ready, &st.outstanding);
+                        let held = |slot: Slot| {
+                            outstanding.contains_key(&slot.seq)
+                                || ready.holds(slot.seq, slot.priority)
+                        };
+                        if dedup.is_duplicate(&key, now, held) {
+                            // Swallowed and confirmed (see README, "Deduplication").
+                            return Enqueued::Accepted;
+                        }
+                        Some(key)
+                    }
+                },
+            };
             let seq = st.next_seq;
             st.next_seq += 1;
             let expires_at = ttl::expiry_of(st.args.message_ttl, message.expiration_ms(), now);
@@ -346,6 +372,16 @@ impl Queue {
                 .args
                 .max_priority
                 .map_or(0, |max| message.properties.priority().unwrap_or(0).min(max));
+            if let (Some(dedup), Some(key)) = (&mut st.dedup, dedup_key) {
+                dedup.insert(
+                    key,
+                    Slot {
+                        seq,
+                        priority,
+                        expires_at,
+                    },
+                );
+            }
             let mut entry = Entry {
                 message,
                 redelivered: false,
@@ -584,6 +620,25 @@ impl Queue {
     pub fn recover(&self, clean: bool) {
         let mut st = self.classic().lock();
         st.next_seq = st.ready.recover(clean);
+        let max_priority = self.spec.args.max_priority;
+        let QueueState { ready, dedup, .. } = &mut *st;
+        if let Some(dedup) = dedup {
+            // The cache is rebuilt from the messages that came back.
+            ready.for_each_stored(|seq, message, expires_at| {
+                if let Some(key) = dedup.key(message) {
+                    let priority = max_priority
+                        .map_or(0, |max| message.properties.priority().unwrap_or(0).min(max));
+                    dedup.insert(
+                        key,
+                        Slot {
+                            seq,
+                            priority,
+                            expires_at,
+                        },
+                    );
+                }
+            });
+        }
     }
 
     /// At a clean shutdown: records which stored messages were delivered before.

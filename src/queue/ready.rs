@@ -118,6 +118,14 @@ impl Ready {
         self.entries.insert(key, entry);
     }
 
+    /// Whether the message `seq` of priority `priority` is here.
+    pub fn contains(&self, seq: SeqId, priority: u8) -> bool {
+        self.entries.contains_key(&Key {
+            priority: Reverse(priority),
+            seq,
+        })
+    }
+
     /// Takes the next message to deliver.
     pub fn pop_first(&mut self) -> Option<(SeqId, Entry)> {
         let (key, entry) = self.entries.pop_first()?;

@@ -14,12 +14,14 @@ use warren_codec::types::{AMQPValue, FieldTable, ShortString};
 
 use super::publish::{Routed, routing_properties};
 use super::{ExchangeEntry, ExchangeSpec, VHost, replies};
+use crate::dedup::ExchangeDedup;
 use crate::delayed::{DELAY_HEADER, DelayedIndex, Due, now_ms};
 use crate::error::AmqpError;
 use crate::message::Message;
 
 impl VHost {
-    /// A new exchange entry; a delayed one gets its index (`fresh`: a new
+    /// A new exchange entry, with its deduplication cache if it has one; a
+    /// delayed one gets its index (`fresh`: a new
     /// declaration, whose leftovers from an earlier exchange of the same
     /// name are dropped). Its task starts with [`VHost::start_delayed`] once
     /// the entry is in the map.
@@ -28,9 +30,10 @@ impl VHost {
         name: &str,
         spec: ExchangeSpec,
         fresh: bool,
+        dedup: Option<Arc<ExchangeDedup>>,
     ) -> Result<Arc<ExchangeEntry>, AmqpError> {
         if !spec.delayed {
-            return Ok(ExchangeEntry::new(name, spec));
+            return Ok(ExchangeEntry::with_parts(name, spec, None, dedup));
         }
         let index = DelayedIndex::open(self.storage.clone(), &self.name, name)
             .map_err(|e| AmqpError::internal_error(format!("delayed messages: {e}")))?;
@@ -39,7 +42,7 @@ impl VHost {
                 .clear()
                 .map_err(|e| AmqpError::internal_error(format!("delayed messages: {e}")))?;
         }
-        Ok(ExchangeEntry::with_index(name, spec, Some(index)))
+        Ok(ExchangeEntry::with_parts(name, spec, Some(index), dedup))
     }
 
     /// Starts the tasks of every delayed exchange: at start, once recovery

@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
+use crate::dedup::{DedupArgs, ExchangeDedup};
 use crate::delayed::{self, DelayedIndex};
 use crate::durable::records::ExchangeRecord;
 use crate::equivalence;
@@ -109,6 +110,8 @@ pub struct ExchangeEntry {
     policy: RwLock<Arc<Applied>>,
     /// A delayed exchange's waiting messages.
     pub delayed: Option<Arc<DelayedIndex>>,
+    /// The deduplication cache (`x-message-deduplication`), `None` when off.
+    pub dedup: Option<Arc<ExchangeDedup>>,
 }
 
 impl Drop for ExchangeEntry {
@@ -123,14 +126,16 @@ impl Drop for ExchangeEntry {
 impl ExchangeEntry {
     /// A new exchange with no bindings.
     pub fn new(name: &str, spec: ExchangeSpec) -> Arc<Self> {
-        Self::with_index(name, spec, None)
+        Self::with_parts(name, spec, None, None)
     }
 
-    /// A new exchange with no bindings and, if delayed, its index.
-    pub fn with_index(
+    /// A new exchange with no bindings and, if delayed, its index, and a
+    /// deduplication cache if `dedup`.
+    pub fn with_parts(
         name: &str,
         spec: ExchangeSpec,
         delayed: Option<Arc<DelayedIndex>>,
+        dedup: Option<Arc<ExchangeDedup>>,
     ) -> Arc<Self> {
         // Declares check the arguments first (`check_kind_arguments`); a stored
         // exchange that no longer passes routes as if declared without them.
@@ -144,6 +149,7 @@ impl ExchangeEntry {
             spec,
             policy: RwLock::default(),
             delayed,
+            dedup,
         })
     }
 
@@ -216,6 +222,20 @@ pub fn predeclared() -> Vec<(&'static str, ExchangeSpec)> {
         ("amq.match", spec(ExchangeKind::Headers, false)),
         ("amq.rabbitmq.trace", spec(ExchangeKind::Topic, true)),
     ]
+}
+
+/// An exchange's deduplication settings: the plugin's exchange type
+/// `x-message-deduplication` always deduplicates (and needs `x-cache-size`),
+/// any other type when `x-message-deduplication` is true (LavinMQ's form).
+pub fn dedup_args(
+    kind: ExchangeKind,
+    arguments: &FieldTable,
+) -> Result<Option<DedupArgs>, AmqpError> {
+    if kind == ExchangeKind::Deduplication {
+        DedupArgs::for_exchange_type(arguments).map(Some)
+    } else {
+        DedupArgs::for_exchange(arguments)
+    }
 }
 
 /// 403 for any operation naming the default exchange where it is not allowed.

@@ -176,11 +176,13 @@ impl VHost {
             Entry::Vacant(slot) => {
                 check_reserved("exchange", name)?;
                 exchanges::check_alternate_exchange_arg(arguments, name, &self.name)?;
+                let dedup = exchanges::dedup_args(kind, arguments)?;
                 if wanted.durable {
                     self.storage
                         .save_exchange(&self.name, name, &wanted.record());
                 }
-                let x = self.new_exchange(name, wanted, true)?;
+                let dedup = dedup.map(|args| self.exchange_dedup(args, name, wanted.durable));
+                let x = self.new_exchange(name, wanted, true, dedup)?;
                 self.apply_exchange_policy(&x);
                 slot.insert(x.clone());
                 self.start_delayed(&x);
@@ -218,6 +220,9 @@ impl VHost {
                 self.storage.forget_exchange(&self.name, name);
             }
             forget_delayed(&x);
+            if let Some(dedup) = &x.dedup {
+                dedup.forget_all();
+            }
             self.remove_bindings_to(&Destination::Exchange(name.into()));
         }
         Ok(())
@@ -334,6 +339,9 @@ impl VHost {
                 self.storage.forget_exchange(&self.name, name);
             }
             forget_delayed(x);
+        }
+        if let Some(dedup) = removed.as_ref().and_then(|(_, x)| x.dedup.as_ref()) {
+            dedup.forget_all();
         }
         if removed.is_some() {
             self.remove_bindings_to(&Destination::Exchange(name.into()));

@@ -48,7 +48,15 @@ impl VHost {
         properties: &MessageProperties<'_>,
     ) -> Result<Routed, AmqpError> {
         let replies = self.route_replies(target.is_none(), routing_key, headers);
-        let queues = self.walk(target, routing_key, headers, properties, &mut |_| {})?;
+        let dedup = target.as_ref().and_then(|x| x.dedup.clone());
+        let mut queues = self.walk(target, routing_key, headers, properties, &mut |_| {})?;
+        // A duplicate on a deduplicating exchange routes nowhere (the plugin's
+        // rule: unroutable, so returned if mandatory, then confirmed).
+        if let Some(dedup) = dedup
+            && dedup.is_duplicate(headers)
+        {
+            queues.clear();
+        }
         Ok(Routed { queues, replies })
     }
 

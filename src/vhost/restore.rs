@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Destination, ExchangeSpec, VHost, resource};
+use crate::dedup::{DedupArgs, ExchangeDedup, StoredEntry};
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::queue::{QueueArgs, QueueSpec};
 
@@ -29,7 +30,14 @@ impl VHost {
 
     /// Puts back an exchange read from the store at start.
     pub fn restore_exchange(self: &Arc<Self>, name: &str, spec: ExchangeSpec) {
-        let x = match self.new_exchange(name, spec, false) {
+        let dedup = match super::exchanges::dedup_args(spec.kind, &spec.arguments) {
+            Ok(args) => args.map(|args| self.exchange_dedup(args, name, spec.durable)),
+            Err(error) => {
+                tracing::error!(%error, exchange = name, "stored exchange has invalid deduplication arguments");
+                None
+            }
+        };
+        let x = match self.new_exchange(name, spec, false, dedup) {
             Ok(x) => x,
             Err(error) => {
                 tracing::error!(%error, exchange = name, "cannot restore a delayed exchange");
@@ -62,6 +70,31 @@ impl VHost {
         if self.queues.insert(name.into(), queue).is_none() {
             self.queue_count
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// A deduplication cache for the exchange `name`, kept in the store if
+    /// the exchange is durable.
+    pub(super) fn exchange_dedup(
+        &self,
+        args: DedupArgs,
+        name: &str,
+        durable: bool,
+    ) -> Arc<ExchangeDedup> {
+        let storage = durable.then(|| self.storage.clone());
+        ExchangeDedup::new(args, &self.name, name, storage)
+    }
+
+    /// Puts back a deduplication id read from the store at start (oldest
+    /// first); false if its exchange is gone or no longer deduplicates (the
+    /// caller removes the record).
+    pub fn restore_dedup_entry(&self, entry: StoredEntry, now_ms: u64) -> bool {
+        match self.exchange(&entry.exchange).and_then(|x| x.dedup.clone()) {
+            Some(dedup) => {
+                dedup.restore(entry, now_ms);
+                true
+            }
+            None => false,
         }
     }
 }

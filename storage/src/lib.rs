@@ -67,6 +67,8 @@ pub enum Kind {
     /// delayed exchange (read a page at a time with
     /// [`Store::definitions_range`]).
     Delayed,
+    /// Deduplication ids of durable exchanges, as the broker encodes them.
+    Dedup,
 }
 
 impl Kind {
@@ -81,6 +83,7 @@ impl Kind {
             Kind::Meta => "meta",
             Kind::Parameter => "def/parameter",
             Kind::Delayed => "delayed",
+            Kind::Dedup => "dedup",
         }
     }
 }
