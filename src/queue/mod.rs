@@ -12,6 +12,7 @@
 //!   persistent messages of durable queues in the store.
 //! - `ttl.rs`: message TTL, the queue's `x-expires` lease, the timer task.
 //! - `limits.rs`: `x-max-length(-bytes)` and `x-overflow`.
+//! - `policy.rs`: the arguments in force under a policy, applied live.
 //! - `dead_letter.rs`: `x-dead-letter-exchange`, the `x-death` header.
 //! - `consumers.rs`: consumer priorities, single active consumer, attaching
 //!   and detaching consumers.
@@ -36,6 +37,7 @@ pub mod host;
 mod inspect;
 pub mod kind;
 mod limits;
+mod policy;
 mod ready;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -249,47 +251,6 @@ impl Queue {
     /// A declare of this queue (`x-expires`: the lease starts again).
     pub fn touch(self: &Arc<Self>) {
         self.renew_lease(&mut self.classic().lock());
-    }
-
-    /// Applies the policies that match the queue now (at declare, at start,
-    /// and whenever a policy changes): the arguments in force become the
-    /// declared ones under the policy, a lower length limit drops the head
-    /// at once, a new `expires` starts the lease afresh. A new `message-ttl`
-    /// applies to messages published from now on, as in RabbitMQ.
-    pub fn apply_policy(self: &Arc<Self>, applied: Applied) {
-        let args = self.spec.args.with_policy(&applied.queue());
-        self.consumer_timeout.store(
-            args.consumer_timeout.unwrap_or(NO_TIMEOUT),
-            Ordering::Relaxed,
-        );
-        *self.policy.lock() = Arc::new(applied);
-        self.with_state(|st, dead| {
-            if st.args == args || st.deleted {
-                return;
-            }
-            let lease_changed = st.args.expires != args.expires;
-            if st.args.deduplication != args.deduplication {
-                // As the plugin: a cache turned on by a policy starts empty.
-                st.dedup = args.deduplication.as_ref().map(QueueDedup::new);
-            }
-            st.args = args;
-            if lease_changed {
-                st.used_at = Instant::now();
-            }
-            self.drop_head(st, dead);
-            self.schedule(st);
-        });
-    }
-
-    /// The policies that apply, as last applied.
-    pub fn policy(&self) -> Arc<Applied> {
-        self.policy.lock().clone()
-    }
-
-    /// The consumer timeout in force (`x-consumer-timeout` or the policy's
-    /// `consumer-timeout`, the lower), in milliseconds.
-    pub fn consumer_timeout(&self) -> Option<u64> {
-        Some(self.consumer_timeout.load(Ordering::Relaxed)).filter(|&t| t != NO_TIMEOUT)
     }
 
     /// `queue 'q' in vhost '/'`.
