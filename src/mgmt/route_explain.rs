@@ -61,7 +61,15 @@ pub async fn explain(
             403 => ApiError::not_authorised(e.text),
             _ => ApiError::bad_request(e.text),
         })?;
-    Ok(Json(explanation_json(exchange, &explanation)).into_response())
+    let mut answer = explanation_json(exchange, &explanation);
+    // A delayed exchange keeps the message first: the walk shows where it
+    // would go with today's bindings.
+    if v.exchange(exchange).is_some_and(|x| x.delayed.is_some())
+        && let Some(delay) = crate::delayed::delay_of(headers.as_ref())
+    {
+        answer["delayed_ms"] = Value::from(delay);
+    }
+    Ok(Json(answer).into_response())
 }
 
 fn destination_json(d: &Destination) -> (&str, &'static str) {

@@ -107,7 +107,7 @@ impl VHost {
                     let keys = keys.iter().copied();
                     hops.push(Hop {
                         exchange: exchange.name.to_string(),
-                        kind: exchange.spec.kind.as_str(),
+                        kind: exchange.spec.type_name(),
                         bindings: routes
                             .matching_bindings(keys.clone(), headers, properties)
                             .into_iter()

@@ -281,3 +281,41 @@ async fn the_api_publishes_into_a_delayed_exchange_too() {
     assert_eq!(counts(&client.conn, "q").await, (0, 0));
     assert_eq!(receive(&ch, "q", 1).await.len(), 1);
 }
+
+#[tokio::test]
+async fn route_explain_says_a_message_would_wait() {
+    let broker = common::start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    declare_delayed(&ch, "later", "direct", false).await;
+    declare_queue(&ch, "q").await;
+    bind(&ch, "q", "later", "k").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(warren::mgmt::serve(
+        listener,
+        broker.broker.clone(),
+        std::future::pending(),
+    ));
+    let api = common::http::Http::new(addr, "guest", "guest");
+    let answer = api
+        .post(
+            "/api/route-explain/%2F",
+            r#"{"exchange":"later","routing_key":"k","headers":{"x-delay":1500}}"#,
+        )
+        .await
+        .json();
+    assert_eq!(answer["delayed_ms"], 1500, "{answer}");
+    assert_eq!(answer["queues"], serde_json::json!(["q"]));
+    assert_eq!(answer["hops"][0]["type"], "x-delayed-message");
+    let now = api
+        .post(
+            "/api/route-explain/%2F",
+            r#"{"exchange":"later","routing_key":"k"}"#,
+        )
+        .await
+        .json();
+    assert!(now.get("delayed_ms").is_none(), "{now}");
+}
