@@ -231,25 +231,25 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .put(permissions::put_permission)
                 .delete(permissions::delete_permission),
         )
-        .route("/api/policies", get(policies::policies))
+        .route("/api/policies", get(policies::policies::<false>))
         .route("/api/feature-flags", get(limits::no_feature_flags))
-        .route("/api/policies/{vhost}", get(policies::policies))
+        .route("/api/policies/{vhost}", get(policies::policies::<false>))
         .route(
             "/api/policies/{vhost}/{name}",
-            get(policies::policy)
-                .put(policies::put_policy)
-                .delete(policies::delete_policy),
+            get(policies::policy::<false>)
+                .put(policies::put_policy::<false>)
+                .delete(policies::delete_policy::<false>),
         )
-        .route("/api/operator-policies", get(policies::operator_policies))
+        .route("/api/operator-policies", get(policies::policies::<true>))
         .route(
             "/api/operator-policies/{vhost}",
-            get(policies::operator_policies),
+            get(policies::policies::<true>),
         )
         .route(
             "/api/operator-policies/{vhost}/{name}",
-            get(policies::operator_policy)
-                .put(policies::put_operator_policy)
-                .delete(policies::delete_operator_policy),
+            get(policies::policy::<true>)
+                .put(policies::put_policy::<true>)
+                .delete(policies::delete_policy::<true>),
         )
         .route("/api/parameters", get(parameters::list))
         .route("/api/parameters/{component}", get(parameters::list))

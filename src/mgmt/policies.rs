@@ -91,87 +91,50 @@ fn refused(error: PolicyError) -> ApiError {
     ApiError::bad_request(error.to_string())
 }
 
-/// GET /api/policies and /api/policies/{vhost}.
-pub async fn policies(
+/// Which kind a handler serves: `OPERATOR` picks `/api/operator-policies`.
+fn kind<const OPERATOR: bool>() -> PolicyKind {
+    if OPERATOR {
+        PolicyKind::Operator
+    } else {
+        PolicyKind::Policy
+    }
+}
+
+/// GET /api/policies and /api/policies/{vhost} (and the operator ones).
+pub async fn policies<const OPERATOR: bool>(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     vhost: Option<Path<String>>,
 ) -> ApiResult {
-    list(
-        &broker,
-        &caller,
-        PolicyKind::Policy,
-        vhost.as_deref().map(String::as_str),
-    )
+    let only = vhost.as_deref().map(String::as_str);
+    list(&broker, &caller, kind::<OPERATOR>(), only)
 }
 
 /// GET /api/policies/{vhost}/{name}.
-pub async fn policy(
+pub async fn policy<const OPERATOR: bool>(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    one(&broker, &caller, PolicyKind::Policy, &vhost, &name)
+    one(&broker, &caller, kind::<OPERATOR>(), &vhost, &name)
 }
 
 /// PUT /api/policies/{vhost}/{name}: 201 new, 204 updated, 400 with
 /// RabbitMQ's validation text.
-pub async fn put_policy(
+pub async fn put_policy<const OPERATOR: bool>(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    put(&broker, &caller, PolicyKind::Policy, &vhost, &name, &body)
+    put(&broker, &caller, kind::<OPERATOR>(), &vhost, &name, &body)
 }
 
 /// DELETE /api/policies/{vhost}/{name}: 204, or 404.
-pub async fn delete_policy(
+pub async fn delete_policy<const OPERATOR: bool>(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    delete(&broker, &caller, PolicyKind::Policy, &vhost, &name)
-}
-
-/// GET /api/operator-policies and /api/operator-policies/{vhost}.
-pub async fn operator_policies(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    vhost: Option<Path<String>>,
-) -> ApiResult {
-    list(
-        &broker,
-        &caller,
-        PolicyKind::Operator,
-        vhost.as_deref().map(String::as_str),
-    )
-}
-
-/// GET /api/operator-policies/{vhost}/{name}.
-pub async fn operator_policy(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> ApiResult {
-    one(&broker, &caller, PolicyKind::Operator, &vhost, &name)
-}
-
-/// PUT /api/operator-policies/{vhost}/{name}.
-pub async fn put_operator_policy(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult {
-    put(&broker, &caller, PolicyKind::Operator, &vhost, &name, &body)
-}
-
-/// DELETE /api/operator-policies/{vhost}/{name}.
-pub async fn delete_operator_policy(
-    State(broker): State<Arc<Broker>>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> ApiResult {
-    delete(&broker, &caller, PolicyKind::Operator, &vhost, &name)
+    delete(&broker, &caller, kind::<OPERATOR>(), &vhost, &name)
 }

@@ -186,9 +186,9 @@ async fn declare_needs_an_existing_delayed_type() {
     );
 }
 
-/// The management API's view of exchange `name` (the API stops after, so a
-/// restart on the same directory can open the store).
-async fn exchange_json(broker: &TestBroker, name: &str) -> serde_json::Value {
+/// The management API of `broker` on an ephemeral port, and what stops it
+/// (it holds the broker, so it goes before a restart on the same directory).
+async fn api_of(broker: &TestBroker) -> (common::http::Http, impl AsyncFnOnce()) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -201,12 +201,18 @@ async fn exchange_json(broker: &TestBroker, name: &str) -> serde_json::Value {
             let _ = stopped.await;
         },
     ));
-    let json = common::http::Http::new(addr, "guest", "guest")
-        .get(&format!("/api/exchanges/%2F/{name}"))
-        .await
-        .json();
-    let _ = stop.send(());
-    let _ = server.await;
+    let stop = async move || {
+        let _ = stop.send(());
+        let _ = server.await;
+    };
+    (common::http::Http::new(addr, "guest", "guest"), stop)
+}
+
+/// The management API's view of exchange `name`.
+async fn exchange_json(broker: &TestBroker, name: &str) -> serde_json::Value {
+    let (api, stop) = api_of(broker).await;
+    let json = api.get(&format!("/api/exchanges/%2F/{name}")).await.json();
+    stop().await;
     json
 }
 
@@ -261,16 +267,7 @@ async fn the_api_publishes_into_a_delayed_exchange_too() {
     declare_delayed(&ch, "later", "fanout", false).await;
     declare_queue(&ch, "q").await;
     bind(&ch, "q", "later", "").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(warren::mgmt::serve(
-        listener,
-        broker.broker.clone(),
-        std::future::pending(),
-    ));
-    let api = common::http::Http::new(addr, "guest", "guest");
+    let (api, _stop) = api_of(&broker).await;
     let r = api
         .post(
             "/api/exchanges/%2F/later/publish",
@@ -290,16 +287,7 @@ async fn route_explain_says_a_message_would_wait() {
     declare_delayed(&ch, "later", "direct", false).await;
     declare_queue(&ch, "q").await;
     bind(&ch, "q", "later", "k").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(warren::mgmt::serve(
-        listener,
-        broker.broker.clone(),
-        std::future::pending(),
-    ));
-    let api = common::http::Http::new(addr, "guest", "guest");
+    let (api, _stop) = api_of(&broker).await;
     let answer = api
         .post(
             "/api/route-explain/%2F",
