@@ -35,6 +35,13 @@ impl VHost {
         if !spec.delayed {
             return Ok(ExchangeEntry::with_parts(name, spec, None, dedup));
         }
+        if self.delayed_clearing.lock().contains(name) {
+            // Its keys would be those the removal is deleting.
+            return Err(AmqpError::precondition_failed(format!(
+                "the delayed messages of a deleted {} are still being removed; declare it again shortly",
+                super::resource("exchange", name, &self.name)
+            )));
+        }
         let index = DelayedIndex::open(self.storage.clone(), &self.name, name)
             .map_err(|e| AmqpError::internal_error(format!("delayed messages: {e}")))?;
         if fresh {
@@ -88,7 +95,7 @@ impl VHost {
     /// being deleted).
     pub fn forget_all_delayed(&self) {
         for x in self.exchanges() {
-            forget_delayed(&x);
+            self.forget_delayed(&x);
         }
     }
 
@@ -147,14 +154,33 @@ impl VHost {
     }
 }
 
-/// Stops a deleted exchange's task and drops its waiting messages.
-pub(super) fn forget_delayed(x: &ExchangeEntry) {
-    if let Some(index) = &x.delayed {
-        if let Err(error) = index.clear() {
-            tracing::error!(%error, exchange = %x.name, "cannot drop delayed messages");
-        }
-        index.request_commit();
+impl VHost {
+    /// Stops a deleted exchange's task and drops its waiting messages, in a
+    /// blocking task: millions of records take seconds to remove, which
+    /// must not stall the connection (or the runtime thread) that deleted
+    /// it. Until that is done, declaring a delayed exchange of the same
+    /// name is refused.
+    pub(super) fn forget_delayed(&self, x: &ExchangeEntry) {
+        let Some(index) = x.delayed.clone() else {
+            return;
+        };
         index.wake.notify_one();
+        let name = x.name.to_string();
+        let clearing = self.delayed_clearing.clone();
+        clearing.lock().insert(name.clone());
+        let clear = move || {
+            if let Err(error) = index.clear() {
+                tracing::error!(%error, exchange = %name, "cannot drop delayed messages");
+            }
+            index.request_commit();
+            clearing.lock().remove(&name);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(clear);
+            }
+            Err(_) => clear(),
+        }
     }
 }
 

@@ -26,7 +26,6 @@ use crate::durable::Storage;
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::error::AmqpError;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, QueueType, args};
-use delayed::forget_delayed;
 pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
 use warren_storage::QueueId;
 
@@ -80,6 +79,9 @@ pub struct VHost {
     queue_count: AtomicU64,
     /// This vhost's policies, set by the broker (see `policies.rs`).
     policies: RwLock<Arc<VHostPolicies>>,
+    /// Deleted delayed exchanges whose waiting messages are still being
+    /// removed (in the background; see `delayed.rs`).
+    delayed_clearing: Arc<parking_lot::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl VHost {
@@ -98,6 +100,7 @@ impl VHost {
             queue_limit: AtomicU64::new(u64::MAX),
             queue_count: AtomicU64::new(0),
             policies: RwLock::default(),
+            delayed_clearing: Arc::default(),
         })
     }
 
@@ -219,7 +222,7 @@ impl VHost {
             if x.spec.durable {
                 self.storage.forget_exchange(&self.name, name);
             }
-            forget_delayed(&x);
+            self.forget_delayed(&x);
             if let Some(dedup) = &x.dedup {
                 dedup.forget_all();
             }
@@ -338,7 +341,7 @@ impl VHost {
             if x.spec.durable {
                 self.storage.forget_exchange(&self.name, name);
             }
-            forget_delayed(x);
+            self.forget_delayed(x);
         }
         if let Some(dedup) = removed.as_ref().and_then(|(_, x)| x.dedup.as_ref()) {
             dedup.forget_all();

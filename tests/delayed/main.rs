@@ -251,11 +251,31 @@ async fn waiting_messages_survive_a_restart_and_show_in_the_api() {
     assert_eq!(bodies, [&b"first"[..]]);
     let x = exchange_json(&broker, "later").await;
     assert_eq!(x["messages_delayed"], 1);
-    // Deleting the exchange drops what waits in it.
+    // Deleting the exchange drops what waits in it (in the background: until
+    // that is done a declare of the name is refused, so retry).
     ch.exchange_delete("later".into(), ExchangeDeleteOptions::default())
         .await
         .expect("delete");
-    declare_delayed(&ch, "later", "direct", true).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ch = client.channel().await;
+        let declared = ch
+            .exchange_declare(
+                "later".into(),
+                ExchangeKind::Custom("x-delayed-message".into()),
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                table(&[("x-delayed-type", text("direct"))]),
+            )
+            .await;
+        if declared.is_ok() || Instant::now() >= deadline {
+            declared.expect("declared again once the old messages are gone");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(exchange_json(&broker, "later").await["messages_delayed"], 0);
 }
 
