@@ -116,6 +116,15 @@ pub struct Published {
 }
 
 impl Published {
+    /// The messages that met `fate` and came back a number of times (their
+    /// entry in `count`, indexed by sequence number) that `keep` accepts.
+    pub fn seqs(&self, fate: Fate, count: &[u32], keep: impl Fn(u32) -> bool) -> Vec<u64> {
+        (0..self.fate.len())
+            .filter(|s| self.fate[*s] == fate && keep(count[*s]))
+            .map(|s| s as u64)
+            .collect()
+    }
+
     /// How many messages met `fate`.
     pub fn count(&self, fate: Fate) -> u64 {
         self.fate.iter().filter(|f| **f == fate).count() as u64
@@ -294,6 +303,20 @@ fn record(p: &mut Published, seq: u64, result: lapin::Result<Confirmation>) -> R
         }
         Err(e) => Err(format!("confirm of #{seq}: {e}")),
     }
+}
+
+/// How often each of `n` published messages came back (by sequence number),
+/// and how many deliveries carried a body that is not ours.
+pub fn tally(n: usize, deliveries: &[Readback]) -> (Vec<u32>, u64) {
+    let mut count = vec![0u32; n];
+    let mut foreign = 0u64;
+    for d in deliveries {
+        match d.seq.filter(|s| (*s as usize) < n) {
+            Some(seq) => count[seq as usize] += 1,
+            None => foreign += 1,
+        }
+    }
+    (count, foreign)
 }
 
 /// One delivery read back after the restart.

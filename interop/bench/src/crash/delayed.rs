@@ -115,32 +115,17 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     let rec = amqp::recover(&broker.uri(), &r.queue).await;
     broker.stop().await;
 
-    let mut count = vec![0u32; usize::try_from(n).unwrap_or(usize::MAX)];
-    let mut foreign = 0u64;
-    for d in &rec.deliveries {
-        match d.seq.filter(|s| *s < n) {
-            Some(seq) => count[seq as usize] += 1,
-            None => foreign += 1,
-        }
-    }
-    let fates = &p.fate;
-    let of = |fate: Fate| (0..n as usize).filter(move |s| fates[*s] == fate);
-    let lost: Vec<u64> = of(Fate::Confirmed)
-        .filter(|s| count[*s] == 0)
-        .map(|s| s as u64)
-        .collect();
+    let (count, foreign) = amqp::tally(p.fate.len(), &rec.deliveries);
+    let lost = p.seqs(Fate::Confirmed, &count, |c| c == 0);
     let duplicates = count.iter().filter(|c| **c > 1).count();
-    let unsent_back: Vec<u64> = of(Fate::NotSent)
-        .filter(|s| count[*s] > 0)
-        .map(|s| s as u64)
-        .collect();
+    let unsent_back = p.seqs(Fate::NotSent, &count, |c| c > 0);
     say(format!(
         "after the restart: read back {}; confirmed: {} back, {} lost; unconfirmed back: {}; \
          delivered twice: {duplicates}",
         rec.deliveries.len(),
         p.count(Fate::Confirmed) - lost.len() as u64,
         lost.len(),
-        of(Fate::Unconfirmed).filter(|s| count[*s] > 0).count()
+        p.seqs(Fate::Unconfirmed, &count, |c| c > 0).len()
     ));
     if let Some(e) = &rec.error {
         v.fail(format!("reading the queue back after the restart: {e}"));

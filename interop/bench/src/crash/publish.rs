@@ -100,22 +100,12 @@ fn check(p: &Published, rec: &Recovered, v: &mut Verdict) {
             last_confirmed = Some(last_confirmed.map_or(seq, |l| l.max(seq)));
         }
     }
-    let of = |fate: Fate| (0..n).filter(move |s| p.fate[*s] == fate);
-    let lost: Vec<u64> = of(Fate::Confirmed)
-        .filter(|s| count[*s] == 0)
-        .map(|s| s as u64)
-        .collect();
-    let dup_confirmed: Vec<u64> = of(Fate::Confirmed)
-        .filter(|s| count[*s] > 1)
-        .map(|s| s as u64)
-        .collect();
-    let unconfirmed_back = of(Fate::Unconfirmed).filter(|s| count[*s] > 0).count();
-    let dup_unconfirmed = of(Fate::Unconfirmed).filter(|s| count[*s] > 1).count();
-    let nacked_back = of(Fate::Nacked).filter(|s| count[*s] > 0).count();
-    let unsent_back: Vec<u64> = of(Fate::NotSent)
-        .filter(|s| count[*s] > 0)
-        .map(|s| s as u64)
-        .collect();
+    let lost = p.seqs(Fate::Confirmed, &count, |c| c == 0);
+    let dup_confirmed = p.seqs(Fate::Confirmed, &count, |c| c > 1);
+    let unconfirmed_back = p.seqs(Fate::Unconfirmed, &count, |c| c > 0).len();
+    let dup_unconfirmed = p.seqs(Fate::Unconfirmed, &count, |c| c > 1).len();
+    let nacked_back = p.seqs(Fate::Nacked, &count, |c| c > 0).len();
+    let unsent_back = p.seqs(Fate::NotSent, &count, |c| c > 0);
     let redelivered = rec.deliveries.iter().filter(|d| d.redelivered).count();
 
     match rec.depth {
