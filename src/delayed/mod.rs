@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use warren_codec::types::{AMQPValue, FieldTable};
@@ -52,11 +51,7 @@ pub fn delay_of(headers: Option<&FieldTable>) -> Option<u64> {
 }
 
 /// Milliseconds since the Unix epoch: due times survive a restart.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use crate::durable::records::wall_clock_ms as now_ms;
 
 /// One delayed exchange's waiting messages.
 #[derive(Debug)]

@@ -216,8 +216,8 @@ pub fn expiry_from_wall(ms: u64) -> Option<Instant> {
     Some(Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(wall_clock_ms())))
 }
 
-/// Milliseconds since the Unix epoch.
-fn wall_clock_ms() -> u64 {
+/// Milliseconds since the Unix epoch (stored expiries and due times).
+pub fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -122,3 +122,26 @@ impl Http {
         }
     }
 }
+
+/// The management API of `broker` on an ephemeral port (guest's basic auth),
+/// and what stops it: it holds the broker, so it goes before a restart on
+/// the same data directory.
+pub async fn api_of(broker: &super::TestBroker) -> (Http, impl AsyncFnOnce()) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(warren::mgmt::serve(
+        listener,
+        broker.broker.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let stop = async move || {
+        let _ = stop.send(());
+        let _ = server.await;
+    };
+    (Http::new(addr, "guest", "guest"), stop)
+}

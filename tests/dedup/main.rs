@@ -373,24 +373,10 @@ async fn the_plugins_exchange_type_routes_as_fanout_and_deduplicates() {
     assert!(message.contains("Missing or invalid argument, 'x-cache-size'"));
 }
 
-/// The management API of `broker`, on an ephemeral port.
-async fn api_of(broker: &TestBroker) -> common::http::Http {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(warren::mgmt::serve(
-        listener,
-        broker.broker.clone(),
-        std::future::pending(),
-    ));
-    common::http::Http::new(addr, "guest", "guest")
-}
-
 #[tokio::test]
 async fn a_policy_turns_queue_deduplication_on() {
     let broker = start().await;
-    let api = api_of(&broker).await;
+    let (api, _stop) = common::http::api_of(&broker).await;
     let bad = r#"{"pattern": "^pq", "apply-to": "queues", "definition": {"x-message-deduplication": "yes"}}"#;
     let r = api.put("/api/policies/%2F/bad", bad).await;
     assert_eq!(r.status, 400);
@@ -426,7 +412,7 @@ async fn a_policy_turns_queue_deduplication_on() {
 #[tokio::test]
 async fn the_api_shows_the_cache_in_use() {
     let broker = start().await;
-    let api = api_of(&broker).await;
+    let (api, _stop) = common::http::api_of(&broker).await;
     let client = Client::connect(&broker).await;
     let ch = client.confirming().await;
     let args = dedup_args(&[("x-cache-size", AMQPValue::LongInt(7))]);

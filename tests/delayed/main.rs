@@ -9,6 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::http::api_of;
 use common::lapin::{Client, amqp_error, counts, declare_queue, table, text, try_publish};
 use common::{TestBroker, start_at};
 use lapin::options::*;
@@ -184,28 +185,6 @@ async fn declare_needs_an_existing_delayed_type() {
             "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'd' in vhost '/': received 'fanout' but current is 'x-delayed-message'".to_owned()
         )
     );
-}
-
-/// The management API of `broker` on an ephemeral port, and what stops it
-/// (it holds the broker, so it goes before a restart on the same directory).
-async fn api_of(broker: &TestBroker) -> (common::http::Http, impl AsyncFnOnce()) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(warren::mgmt::serve(
-        listener,
-        broker.broker.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let stop = async move || {
-        let _ = stop.send(());
-        let _ = server.await;
-    };
-    (common::http::Http::new(addr, "guest", "guest"), stop)
 }
 
 /// The management API's view of exchange `name`.

@@ -8,35 +8,14 @@ use std::net::SocketAddr;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::json;
-use tokio::net::TcpListener;
 use warren_codec::Frame;
 use warren_codec::protocol::{AMQPClass, connection};
 
-use super::common::http::Http;
+use super::common::http::{Http, api_of};
 use super::common::lapin::{Client, declare_queue, refused};
 use super::common::raw::{RawClient, Seen, channel_open, open_vhost, tune_ok};
-use super::common::{TestBroker, start_at};
+use super::common::start_at;
 use super::start;
-
-/// The management API of `broker` on an ephemeral port, and what stops it
-/// (it holds the broker, so it goes before a restart on the same directory).
-pub(super) async fn api_of(broker: &TestBroker) -> (Http, impl AsyncFnOnce()) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(warren::mgmt::serve(
-        listener,
-        broker.broker.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let stop = async move || {
-        let _ = stop.send(());
-        let _ = task.await;
-    };
-    (Http::new(addr, "guest", "guest"), stop)
-}
 
 /// A raw client that logs in as `user`/`password` and sends connection.open
 /// for `vhost`; the caller reads what comes back.

@@ -9,10 +9,9 @@ use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{Value, json};
 
-use super::common::http::Http;
+use super::common::http::{Http, api_of};
 use super::common::lapin::{Client, counts, declare_queue, publish_acked, table, text};
 use super::common::{eventually, start_at};
-use super::limits::api_of;
 use super::start;
 
 /// PUTs a policy and asserts the status.
