@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use warren_codec::ContentHeader;
 use warren_codec::protocol::BasicProperties;
-use warren_codec::types::FieldTable;
+use warren_codec::types::{AMQPValue, FieldTable, ShortString};
 
 /// One message as published: routed once, then shared (`Arc`) by all its queues.
 #[derive(Debug)]
@@ -43,6 +43,37 @@ impl Message {
             .trim_start_matches(['+', '-'])
             .parse::<u64>()
             .ok()
+    }
+
+    /// A copy with the header `name` set to `value` (added or replaced); the
+    /// body is shared, not copied.
+    pub fn with_header(&self, name: &str, value: AMQPValue) -> Message {
+        let mut table = self
+            .properties
+            .headers()
+            .as_ref()
+            .map(|h| h.inner().clone())
+            .unwrap_or_default();
+        table.insert(ShortString::from(name), value);
+        let properties = self
+            .properties
+            .clone()
+            .with_headers(FieldTable::from(table));
+        // Headers one value larger still fit a content header; if they did
+        // not, the message stays as it came in.
+        let (header, properties) =
+            match ContentHeader::from_properties(self.body.len() as u64, &properties) {
+                Ok(header) => (header, properties),
+                Err(_) => (self.header.clone(), self.properties.clone()),
+            };
+        Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            header,
+            properties,
+            body: self.body.clone(),
+            cc_routed: self.cc_routed,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::{ConsumerTag, DeliveryTag};
 use crate::outbound::Outbound;
-use crate::queue::{Consumer, GetResult, Queue, priority_arg, timeout_arg};
+use crate::queue::{Consumer, GetResult, Queue, Return, priority_arg, timeout_arg};
 use crate::vhost::publish::{Outcome, routing_properties};
 use crate::vhost::replies;
 
@@ -93,14 +93,14 @@ impl Channel {
                 self.settle(
                     DeliveryTag(m.delivery_tag),
                     m.multiple,
-                    Settle::requeue_or_discard(m.requeue),
+                    Settle::requeue_or_discard(m.requeue, Return::Returned),
                 )?;
             }
             basic::AMQPMethod::Reject(m) => {
                 self.settle(
                     DeliveryTag(m.delivery_tag),
                     false,
-                    Settle::requeue_or_discard(m.requeue),
+                    Settle::requeue_or_discard(m.requeue, Return::Failed),
                 )?;
             }
             basic::AMQPMethod::Recover(m) => {

@@ -32,7 +32,7 @@ pub use shared::ChannelShared;
 use crate::error::AmqpError;
 use crate::names::ConnectionId;
 use crate::outbound::Outbound;
-use crate::queue::by_queue;
+use crate::queue::{Return, by_queue};
 use crate::vhost::VHost;
 
 /// Whether the channel is usable or waiting for the client's close-ok.
@@ -227,7 +227,7 @@ impl Channel {
             }
         }
         by_queue(self.shared.take_all_unacked(), |queue, seqs| {
-            queue.requeue(seqs)
+            queue.requeue(seqs, Return::Failed)
         });
     }
 }

@@ -12,24 +12,25 @@ use super::tx::TxOp;
 use super::{Channel, Mode};
 use crate::error::AmqpError;
 use crate::names::DeliveryTag;
-use crate::queue::{Queue, Unacked, by_queue};
+use crate::queue::{Queue, Return, Unacked, by_queue};
 
 /// What happens to settled deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
     /// basic.ack: done with them.
     Ack,
-    /// nack/reject with requeue: back to their queues, redelivered.
-    Requeue,
+    /// nack/reject with requeue: back to their queues, redelivered (nack
+    /// returns them, reject fails them: delayed retries may tell apart).
+    Requeue(Return),
     /// nack/reject without requeue: dead-lettered or dropped.
     Discard,
 }
 
 impl Settle {
-    /// nack/reject: requeue or discard.
-    pub fn requeue_or_discard(requeue: bool) -> Settle {
+    /// nack/reject: requeue (as `why`) or discard.
+    pub fn requeue_or_discard(requeue: bool, why: Return) -> Settle {
         if requeue {
-            Settle::Requeue
+            Settle::Requeue(why)
         } else {
             Settle::Discard
         }
@@ -81,7 +82,7 @@ impl Channel {
         by_queue(settled.into_values().collect(), |queue, seqs| match how {
             Settle::Ack => queue.ack(seqs),
             Settle::Discard => queue.reject(seqs),
-            Settle::Requeue => queue.requeue(seqs),
+            Settle::Requeue(why) => queue.requeue(seqs, why),
         });
         // A channel-wide prefetch may have held back other queues' consumers.
         if self.shared.credit.prefetch.load(Ordering::Acquire) != 0 {
@@ -101,7 +102,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         by_queue(self.shared.take_unacked(), |queue, seqs| {
-            queue.requeue(seqs)
+            queue.requeue(seqs, Return::Returned)
         });
         Ok(())
     }

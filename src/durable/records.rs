@@ -19,6 +19,19 @@ pub const KEEP: u8 = 1;
 pub const REDELIVERED: u8 = 2;
 /// A message record flag: its `CC` keys were among its routing keys.
 pub const CC_ROUTED: u8 = 4;
+/// A message record flag: the record carries a [`Retry`] (due time and
+/// returns) after the expiry.
+pub const RETRY: u8 = 8;
+
+/// A returned message's retry state, kept with its record so that a waiting
+/// retry survives a restart with its due time and its attempt count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// When it is ready again, wall-clock ms (0: ready now).
+    pub due_ms: u64,
+    /// How often it came back unsettled.
+    pub returns: u64,
+}
 
 /// The key of a vhost's exchange or queue: the vhost's name, length first, then the name.
 pub fn resource_key(vhost: &str, name: &str) -> Vec<u8> {
@@ -223,18 +236,34 @@ pub fn wall_clock_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Layout: flags (1), expiry in wall-clock ms (8), exchange (1 + n),
-/// routing key (1 + n), properties (4 + n), then the body.
+/// Layout: flags (1), expiry in wall-clock ms (8), with [`RETRY`] the due
+/// time (8) and the returns (8), exchange (1 + n), routing key (1 + n),
+/// properties (4 + n), then the body.
 pub fn encode_message(message: &Message, flags: u8, expires_wall_ms: u64) -> Vec<u8> {
+    encode(message, flags, expires_wall_ms, None)
+}
+
+/// A record as [`encode_message`] writes it, with the message's retry state.
+pub fn encode_retry(message: &Message, flags: u8, expires_wall_ms: u64, retry: Retry) -> Vec<u8> {
+    encode(message, flags, expires_wall_ms, Some(retry))
+}
+
+fn encode(message: &Message, flags: u8, expires_wall_ms: u64, retry: Option<Retry>) -> Vec<u8> {
     let props = &message.header.raw_properties;
     let exchange = message.exchange.as_bytes();
     let routing_key = message.routing_key.as_bytes();
     let mut out = Vec::with_capacity(
-        15 + exchange.len() + routing_key.len() + props.len() + message.body.len(),
+        31 + exchange.len() + routing_key.len() + props.len() + message.body.len(),
     );
-    let flags = flags | if message.cc_routed { CC_ROUTED } else { 0 };
+    let flags = flags
+        | if message.cc_routed { CC_ROUTED } else { 0 }
+        | if retry.is_some() { RETRY } else { 0 };
     out.push(flags);
     out.extend_from_slice(&expires_wall_ms.to_be_bytes());
+    if let Some(retry) = retry {
+        out.extend_from_slice(&retry.due_ms.to_be_bytes());
+        out.extend_from_slice(&retry.returns.to_be_bytes());
+    }
     // Both are short strings on the wire (at most 255 bytes).
     out.push(u8::try_from(exchange.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(&exchange[..exchange.len().min(255)]);
@@ -246,6 +275,23 @@ pub fn encode_message(message: &Message, flags: u8, expires_wall_ms: u64) -> Vec
     out
 }
 
+/// The retry state a record carries, if any.
+pub fn retry_of(record: &[u8]) -> Option<Retry> {
+    let mut r = record;
+    if r.remaining() < 25 {
+        return None;
+    }
+    let flags = r.get_u8();
+    if flags & RETRY == 0 {
+        return None;
+    }
+    r.advance(8);
+    Some(Retry {
+        due_ms: r.get_u64(),
+        returns: r.get_u64(),
+    })
+}
+
 /// The flags and body size of a record, without decoding it.
 pub fn peek_message(record: &[u8]) -> Option<(u8, u64)> {
     let mut r = record;
@@ -254,6 +300,9 @@ pub fn peek_message(record: &[u8]) -> Option<(u8, u64)> {
     }
     let flags = r.get_u8();
     r.advance(8);
+    if flags & RETRY != 0 {
+        r = r.get(16..)?;
+    }
     for _ in 0..2 {
         let len = usize::from(*r.first()?);
         r = r.get(1 + len..)?;
@@ -274,6 +323,12 @@ pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
     }
     let flags = all.get_u8();
     let expires = all.get_u64();
+    if flags & RETRY != 0 {
+        if all.remaining() < 16 {
+            return None;
+        }
+        all.advance(16);
+    }
     let short = |all: &mut Bytes| -> Option<String> {
         let len = usize::from(*all.first()?);
         if all.len() < 1 + len {
@@ -349,6 +404,16 @@ mod tests {
         );
         assert!(back.is_persistent());
         assert_eq!(decode_message(vec![1, 2, 3]).map(|_| ()), None);
+        assert_eq!(retry_of(&encode_message(&message, KEEP, 0)), None);
+        let retry = Retry {
+            due_ms: 99,
+            returns: 3,
+        };
+        let record = encode_retry(&message, KEEP, 7, retry);
+        assert_eq!(retry_of(&record), Some(retry));
+        assert_eq!(peek_message(&record), Some((KEEP | CC_ROUTED | RETRY, 5)));
+        let (back, _, expires) = decode_message(record).expect("decode");
+        assert_eq!((expires, &back.body[..]), (7, &b"hello"[..]));
     }
 
     #[test]

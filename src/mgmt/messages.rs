@@ -27,8 +27,8 @@ use crate::message::Message;
 use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::queue::delivery::SinkFuture;
 use crate::queue::{
-    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, GetResult, Queue, SeqId,
-    Unacked, Undelivered, by_queue,
+    ChannelCredit, Deliveries, Delivery, DeliveryKind, DeliverySink, GetResult, Queue, Return,
+    SeqId, Unacked, Undelivered, by_queue,
 };
 
 /// POST /api/exchanges/{vhost}/{name}/publish: `{"routed": bool}`.
@@ -158,7 +158,7 @@ pub async fn get_messages(
     match ackmode {
         "ack_requeue_false" => by_queue(taken, |q, seqs| q.ack(seqs)),
         "reject_requeue_false" => by_queue(taken, |q, seqs| q.reject(seqs)),
-        _ => by_queue(taken, |q, seqs| q.requeue(seqs)),
+        _ => by_queue(taken, |q, seqs| q.requeue(seqs, Return::Returned)),
     }
     Ok(Json(Value::Array(out)).into_response())
 }

@@ -18,7 +18,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The queue metrics: name, help, and how to read one queue's value.
 type QueueMetric = (&'static str, &'static str, fn(&QueueStats) -> u64);
 
-const QUEUE_METRICS: [QueueMetric; 5] = [
+const QUEUE_METRICS: [QueueMetric; 6] = [
     (
         "rabbitmq_queue_messages_ready",
         "Messages ready to be delivered to consumers",
@@ -31,13 +31,18 @@ const QUEUE_METRICS: [QueueMetric; 5] = [
     ),
     (
         "rabbitmq_queue_messages",
-        "Sum of ready and unacknowledged messages - total queue depth",
-        |s| s.messages_ready + s.messages_unacknowledged,
+        "Sum of ready, unacknowledged and delayed messages - total queue depth",
+        QueueStats::messages,
     ),
     (
         "rabbitmq_queue_messages_bytes",
-        "Size in bytes of ready and unacknowledged messages",
-        |s| s.message_bytes_ready + s.message_bytes_unacknowledged,
+        "Size in bytes of ready, unacknowledged and delayed messages",
+        QueueStats::message_bytes,
+    ),
+    (
+        "warren_queue_messages_delayed",
+        "Messages waiting for a due time (delayed retries, x-opt-delivery-time)",
+        |s| s.messages_delayed,
     ),
     ("rabbitmq_queue_consumers", "Consumers on a queue", |s| {
         s.consumers

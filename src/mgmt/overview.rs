@@ -43,7 +43,7 @@ fn object_totals(broker: &Broker, caller: &Caller) -> Value {
             consumers += stats.consumers;
             ready += stats.messages_ready;
             unacked += stats.messages_unacknowledged;
-            messages += stats.messages_ready + stats.messages_unacknowledged;
+            messages += stats.messages();
         }
     }
     let (mut connections, mut channels) = (0u64, 0u64);

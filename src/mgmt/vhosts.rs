@@ -39,12 +39,13 @@ pub(super) fn vhost_to_declare(
 }
 
 fn vhost_json(broker: &Broker, def: &VHostDef) -> Value {
-    let (mut ready, mut unacked) = (0u64, 0u64);
+    let (mut ready, mut unacked, mut messages) = (0u64, 0u64, 0u64);
     if let Some(vhost) = broker.vhost(&def.name) {
         for queue in vhost.queues() {
             let s = queue.stats();
             ready += s.messages_ready;
             unacked += s.messages_unacknowledged;
+            messages += s.messages();
         }
     }
     json!({
@@ -55,7 +56,7 @@ fn vhost_json(broker: &Broker, def: &VHostDef) -> Value {
         "default_queue_type": "undefined",
         "tracing": false,
         "cluster_state": {node_name(broker): "running"},
-        "messages": ready + unacked,
+        "messages": messages,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
     })

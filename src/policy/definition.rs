@@ -23,6 +23,12 @@ const APPLIED: &[&str] = &[
     // The deduplication plugin's keys (queues).
     "x-message-deduplication",
     "x-cache-size",
+    // Delayed retries: RabbitMQ 4.3's keys, LavinMQ's multiplier, Warren's jitter.
+    "delayed-retry-type",
+    "delayed-retry-min",
+    "delayed-retry-max",
+    "delayed-retry-multiplier",
+    "delayed-retry-jitter",
 ];
 
 /// Keys RabbitMQ accepts that change nothing in Warren (memory modes,
@@ -99,6 +105,21 @@ pub fn validate(kind: PolicyKind, definition: &Definition) -> Result<(), String>
     for (key, value) in definition {
         validate_value(key, value)?;
     }
+    let int = |key: &str| definition.get(key).and_then(Value::as_i64);
+    if let (Some(min), Some(max)) = (int("delayed-retry-min"), int("delayed-retry-max"))
+        && max < min
+    {
+        return Err(format!(
+            "delayed-retry-max ({max}) must be at least delayed-retry-min ({min})"
+        ));
+    }
+    let enabled = definition
+        .get("delayed-retry-type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "disabled");
+    if enabled && !definition.contains_key("delayed-retry-min") {
+        return Err("delayed-retry-min is required when delayed-retry-type is set".into());
+    }
     Ok(())
 }
 
@@ -117,7 +138,23 @@ fn validate_value(key: &str, value: &Value) -> Result<(), String> {
         "max-in-memory-length" | "max-in-memory-bytes" if !integer_at_least(0) => {
             invalid("maximum memory in bytes")
         }
-        "delivery-limit" if !integer_at_least(0) => invalid("delivery limit"),
+        "delivery-limit" if value.as_i64().is_none() => invalid("delivery limit"),
+        "delayed-retry-type"
+            if !matches!(
+                value.as_str(),
+                Some("disabled" | "all" | "failed" | "returned")
+            ) =>
+        {
+            invalid("delayed retry type")
+        }
+        "delayed-retry-min" | "delayed-retry-max" | "delayed-retry-multiplier"
+            if !integer_at_least(1) =>
+        {
+            invalid(&key.replace('-', " "))
+        }
+        "delayed-retry-jitter" if !matches!(value.as_str(), Some("none" | "full" | "equal")) => {
+            invalid("delayed retry jitter")
+        }
         "consumer-timeout" if !integer_at_least(0) => invalid("consumer timeout"),
         "overflow"
             if !matches!(
@@ -201,6 +238,16 @@ pub struct QueuePolicy {
     pub deduplication: Option<bool>,
     /// The deduplication plugin's `x-cache-size`.
     pub cache_size: Option<u64>,
+    /// `delayed-retry-type`.
+    pub delayed_retry_type: Option<String>,
+    /// `delayed-retry-min` in milliseconds.
+    pub delayed_retry_min: Option<u64>,
+    /// `delayed-retry-max` in milliseconds.
+    pub delayed_retry_max: Option<u64>,
+    /// `delayed-retry-multiplier`.
+    pub delayed_retry_multiplier: Option<u64>,
+    /// `delayed-retry-jitter`.
+    pub delayed_retry_jitter: Option<String>,
 }
 
 impl QueuePolicy {
@@ -221,12 +268,20 @@ impl QueuePolicy {
             overflow: text("overflow"),
             dead_letter_exchange: text("dead-letter-exchange"),
             dead_letter_routing_key: text("dead-letter-routing-key"),
-            delivery_limit: uint("delivery-limit"),
+            delivery_limit: definition
+                .get("delivery-limit")
+                .and_then(Value::as_i64)
+                .map(|limit| u64::try_from(limit).unwrap_or(u64::MAX)),
             consumer_timeout: uint("consumer-timeout"),
             deduplication: definition
                 .get("x-message-deduplication")
                 .and_then(Value::as_bool),
             cache_size: uint("x-cache-size"),
+            delayed_retry_type: text("delayed-retry-type"),
+            delayed_retry_min: uint("delayed-retry-min"),
+            delayed_retry_max: uint("delayed-retry-max"),
+            delayed_retry_multiplier: uint("delayed-retry-multiplier"),
+            delayed_retry_jitter: text("delayed-retry-jitter"),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::equivalence;
 use warren_exchanges::integer;
 
 use super::QueueType;
+use super::retry::{DEFAULT_RETRY_DELIVERY_LIMIT, RetryArgs, RetrySettings};
 use crate::dedup::DedupArgs;
 use crate::error::AmqpError;
 use crate::policy::QueuePolicy;
@@ -50,7 +51,7 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     /// `x-single-active-consumer`.
     pub single_active_consumer: bool,
-    /// `x-delivery-limit`.
+    /// `x-delivery-limit` (`u64::MAX`: a negative value, no limit).
     pub delivery_limit: Option<u64>,
     /// `x-queue-type`.
     pub queue_type: QueueType,
@@ -59,6 +60,10 @@ pub struct QueueArgs {
     pub consumer_timeout: Option<u64>,
     /// `x-message-deduplication` and its cache settings (`None`: off).
     pub deduplication: Option<DedupArgs>,
+    /// The `x-delayed-retry-*` arguments as given.
+    pub retry_settings: RetrySettings,
+    /// Delayed retries in force (`None`: a return is ready at once).
+    pub retry: Option<RetryArgs>,
 }
 
 /// Arguments RabbitMQ compares when a classic queue is declared again, in the
@@ -142,10 +147,14 @@ impl QueueArgs {
             }
             args.dead_letter_routing_key = Some(key);
         }
+        if let Some(v) = get("x-delivery-limit") {
+            // Negative: no limit, as RabbitMQ 4 reads it.
+            let limit = int(v).map_err(|e| invalid("x-delivery-limit", e))?;
+            args.delivery_limit = Some(u64::try_from(limit).unwrap_or(u64::MAX));
+        }
         for (key, slot) in [
             ("x-max-length", &mut args.max_length),
             ("x-max-length-bytes", &mut args.max_length_bytes),
-            ("x-delivery-limit", &mut args.delivery_limit),
             ("x-consumer-timeout", &mut args.consumer_timeout),
         ] {
             if let Some(v) = get(key) {
@@ -206,7 +215,28 @@ impl QueueArgs {
             }
         }
         args.deduplication = DedupArgs::for_queue(table)?;
+        args.retry_settings = RetrySettings::from_arguments(table, queue)?;
+        args.retry = args.retry_settings.resolve();
         Ok(args)
+    }
+
+    /// The delivery limit in force: `x-delivery-limit`, else 20 on a queue
+    /// with delayed retries (LavinMQ's default, and RabbitMQ 4's for quorum
+    /// queues); `None`: unlimited.
+    pub fn delivery_limit(&self) -> Option<u64> {
+        let default = self.retry.map(|_| DEFAULT_RETRY_DELIVERY_LIMIT);
+        self.delivery_limit
+            .or(default)
+            .filter(|&limit| limit != u64::MAX)
+    }
+
+    /// Whether deliveries carry `x-delivery-count` once they came back: as on
+    /// RabbitMQ's quorum queues, and on any queue that counts returns
+    /// (a delivery limit or delayed retries).
+    pub fn counts_deliveries(&self) -> bool {
+        self.queue_type == QueueType::Quorum
+            || self.delivery_limit.is_some()
+            || self.retry.is_some()
     }
 }
 
@@ -245,6 +275,10 @@ impl QueueArgs {
             }
             _ => {}
         }
+        args.retry_settings = self
+            .retry_settings
+            .with_policy(&RetrySettings::from_policy(policy));
+        args.retry = args.retry_settings.resolve();
         if !self.overflow_given {
             args.overflow = match policy.overflow.as_deref() {
                 Some("reject-publish") => Overflow::RejectPublish,

@@ -18,8 +18,15 @@
 //!
 //! Paged messages expire when they are read back: like RabbitMQ's classic
 //! queues, expiry is found at the head of the queue.
+//!
+//! A stored message that waits for a due time (a delayed retry, or
+//! `x-opt-delivery-time`) has its record rewritten with the due time and its
+//! returns (`records::Retry`); at start it comes back waiting, wherever its
+//! seq lies (a paged range skips it).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 use warren_storage::QueueId;
@@ -28,8 +35,8 @@ use super::SeqId;
 use super::ready::{Entry, Ready};
 use crate::durable::Storage;
 use crate::durable::records::{
-    KEEP, REDELIVERED, decode_message, encode_message, expiry_from_wall, expiry_to_wall,
-    peek_message,
+    KEEP, REDELIVERED, Retry, decode_message, encode_message, encode_retry, expiry_from_wall,
+    expiry_to_wall, peek_message, retry_of, wall_clock_ms,
 };
 
 /// Messages kept in memory before new ones are paged to disk.
@@ -51,6 +58,9 @@ struct Paged {
     /// Paged messages below this seq were recovered after a crash: they may
     /// have been delivered before.
     redelivered_below: SeqId,
+    /// Seqs in the paged range that came back waiting (not counted, skipped
+    /// when read back).
+    skip: BTreeSet<SeqId>,
 }
 
 /// A queue's ready messages and its link to the store.
@@ -67,6 +77,9 @@ pub(super) struct Backlog {
     /// Stored seqs that left the queue, removed from the store in one batch.
     gone: Vec<SeqId>,
     max_priority: Option<u8>,
+    /// Stored messages that came back at start still waiting for their due
+    /// time (taken by the queue after [`Backlog::recover`]).
+    recovered_waiting: Vec<(SeqId, Entry, Instant)>,
 }
 
 impl Backlog {
@@ -80,6 +93,7 @@ impl Backlog {
             pages: max_priority.is_none(),
             gone: Vec::new(),
             max_priority,
+            recovered_waiting: Vec::new(),
         }
     }
 
@@ -95,13 +109,24 @@ impl Backlog {
         self.memory.bytes() + self.paged.bytes
     }
 
-    /// Writes a new message to the store if the queue keeps it; false if the
-    /// store failed (the publisher must not get a positive confirm).
-    pub fn store_new(&mut self, seq: SeqId, entry: &mut Entry) -> bool {
+    /// Writes a new message to the store if the queue keeps it (with its due
+    /// time if it waits `wait_ms` first); false if the store failed (the
+    /// publisher must not get a positive confirm).
+    pub fn store_new(&mut self, seq: SeqId, entry: &mut Entry, wait_ms: Option<u64>) -> bool {
         if !self.keeps || !entry.message.is_persistent() {
             return true;
         }
-        let record = encode_message(&entry.message, KEEP, expiry_to_wall(entry.expires_at));
+        let expires = expiry_to_wall(entry.expires_at);
+        let record = match wait_ms {
+            None => encode_message(&entry.message, KEEP, expires),
+            Some(wait) => {
+                let retry = Retry {
+                    due_ms: wall_clock_ms().saturating_add(wait),
+                    returns: 0,
+                };
+                encode_retry(&entry.message, KEEP, expires, retry)
+            }
+        };
         match self.storage.store().put_message(self.id, seq, &record) {
             Ok(()) => {
                 entry.stored = true;
@@ -112,6 +137,34 @@ impl Backlog {
                 false
             }
         }
+    }
+
+    /// A stored message starts waiting `delay_ms` for a retry: its record
+    /// gets the due time and its returns, so that a restart keeps both.
+    pub fn store_waiting(&mut self, seq: SeqId, entry: &Entry, delay_ms: u64) {
+        if !entry.stored {
+            return;
+        }
+        let retry = Retry {
+            due_ms: wall_clock_ms().saturating_add(delay_ms),
+            returns: entry.returns,
+        };
+        let flags = KEEP | if entry.redelivered { REDELIVERED } else { 0 };
+        let record = encode_retry(
+            &entry.message,
+            flags,
+            expiry_to_wall(entry.expires_at),
+            retry,
+        );
+        if let Err(error) = self.storage.store().put_message(self.id, seq, &record) {
+            tracing::error!(%error, "cannot record a waiting retry");
+        }
+    }
+
+    /// The stored messages that came back waiting at start, with their due
+    /// times.
+    pub fn take_recovered_waiting(&mut self) -> Vec<(SeqId, Entry, Instant)> {
+        std::mem::take(&mut self.recovered_waiting)
     }
 
     /// Puts a requeued message back at its original place (always in memory:
@@ -158,7 +211,8 @@ impl Backlog {
     /// Whether the ready message `seq` (of `priority`) is still here, in
     /// memory or paged (paged ones are every seq from the first paged one on).
     pub fn holds(&self, seq: SeqId, priority: u8) -> bool {
-        self.memory.contains(seq, priority) || (self.paged.count > 0 && seq >= self.paged.start)
+        self.memory.contains(seq, priority)
+            || (self.paged.count > 0 && seq >= self.paged.start && !self.paged.skip.contains(&seq))
     }
 
     /// Calls `f` with each message in the store, in seq order (at start,
@@ -325,7 +379,12 @@ impl Backlog {
         }
         for (seq, record) in batch {
             self.paged.start = seq + 1;
+            if self.paged.skip.remove(&seq) {
+                // Waiting for its due time: the queue holds it.
+                continue;
+            }
             self.paged.count = self.paged.count.saturating_sub(1);
+            let returns = retry_of(&record).map_or(0, |r| r.returns);
             let Some((message, flags, expires)) = decode_message(record) else {
                 tracing::error!(seq, "dropping an unreadable stored message");
                 self.gone.push(seq);
@@ -338,11 +397,13 @@ impl Backlog {
                 self.gone.push(seq);
             }
             let redelivered = flags & REDELIVERED != 0 || seq < self.paged.redelivered_below;
-            let entry = self.entry(message, redelivered, expiry_from_wall(expires), stored);
+            let mut entry = self.entry(message, redelivered, expiry_from_wall(expires), stored);
+            entry.returns = returns;
             self.memory.insert(seq, entry);
         }
         if self.paged.count == 0 {
             self.paged.bytes = 0;
+            self.paged.skip.clear();
         }
         self.flush_gone();
     }
@@ -385,6 +446,7 @@ impl Backlog {
             let Some(&(last, _)) = batch.last() else {
                 break;
             };
+            let now_ms = wall_clock_ms();
             for (seq, record) in batch {
                 next_seq = seq + 1;
                 let keep = peek_message(&record).filter(|(flags, _)| flags & KEEP != 0);
@@ -392,14 +454,21 @@ impl Backlog {
                     self.gone.push(seq);
                     continue;
                 };
+                let retry = retry_of(&record);
+                if let Some(retry) = retry.filter(|r| r.due_ms > now_ms) {
+                    self.recover_waiting(seq, record, retry, now_ms);
+                    continue;
+                }
+                let returns = retry.map_or(0, |r| r.returns);
                 let to_memory = self.paged.count == 0
                     && (!self.pages
                         || (self.memory.len() < WINDOW && self.memory.bytes() < WINDOW_BYTES));
                 if to_memory {
                     if let Some((message, flags, expires)) = decode_message(record) {
                         let redelivered = !clean || flags & REDELIVERED != 0;
-                        let entry =
+                        let mut entry =
                             self.entry(message, redelivered, expiry_from_wall(expires), true);
+                        entry.returns = returns;
                         self.memory.insert(seq, entry);
                     } else {
                         self.gone.push(seq);
@@ -424,6 +493,23 @@ impl Backlog {
         next_seq
     }
 
+    /// A stored message found waiting at start: decoded and kept for the
+    /// queue's waiting list; in a paged range, skipped when read back.
+    fn recover_waiting(&mut self, seq: SeqId, record: Vec<u8>, retry: Retry, now_ms: u64) {
+        let Some((message, flags, expires)) = decode_message(record) else {
+            self.gone.push(seq);
+            return;
+        };
+        let redelivered = flags & REDELIVERED != 0 || retry.returns > 0;
+        let mut entry = self.entry(message, redelivered, expiry_from_wall(expires), true);
+        entry.returns = retry.returns;
+        let due = Instant::now() + Duration::from_millis(retry.due_ms - now_ms);
+        if self.paged.count > 0 {
+            self.paged.skip.insert(seq);
+        }
+        self.recovered_waiting.push((seq, entry, due));
+    }
+
     /// At a clean shutdown: records which kept messages were delivered before,
     /// so that they come back redelivered (`outstanding`: those still unacked).
     pub fn save_redelivered<'a>(
@@ -441,11 +527,17 @@ impl Backlog {
         // segment, where a random order would start a segment per step back.
         saved.sort_unstable_by_key(|&(seq, _)| seq);
         for (seq, entry) in saved {
-            let record = encode_message(
-                &entry.message,
-                KEEP | REDELIVERED,
-                expiry_to_wall(entry.expires_at),
-            );
+            let expires = expiry_to_wall(entry.expires_at);
+            let record = if entry.returns > 0 {
+                // The returns count on (delivery limit, backoff, x-delivery-count).
+                let retry = Retry {
+                    due_ms: 0,
+                    returns: entry.returns,
+                };
+                encode_retry(&entry.message, KEEP | REDELIVERED, expires, retry)
+            } else {
+                encode_message(&entry.message, KEEP | REDELIVERED, expires)
+            };
             if let Err(error) = store.put_message(self.id, seq, &record) {
                 tracing::error!(%error, "cannot record a redelivered message");
             }

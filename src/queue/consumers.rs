@@ -24,7 +24,7 @@ use warren_exchanges::type_name;
 
 use super::dead_letter::Dead;
 use super::delivery::{ConsumerCredit, DeliverySink, same_sink};
-use super::{Queue, QueueState, SeqId};
+use super::{Queue, QueueState, Return, SeqId};
 use crate::error::AmqpError;
 use crate::names::ConsumerTag;
 use warren_exchanges::integer;
@@ -331,7 +331,7 @@ impl Queue {
                 return true;
             }
         }
-        self.requeue_locked(st, dead, seqs);
+        self.requeue_locked(st, dead, seqs, Return::Failed);
         false
     }
 }

@@ -17,6 +17,23 @@ pub struct QueueStats {
     pub message_bytes_unacknowledged: u64,
     /// Attached consumers.
     pub consumers: u64,
+    /// Waiting for a due time (delayed retries, `x-opt-delivery-time`).
+    pub messages_delayed: u64,
+    /// Body bytes of the waiting messages.
+    pub message_bytes_delayed: u64,
+}
+
+impl QueueStats {
+    /// Every message the queue holds: ready, unacknowledged and waiting
+    /// (RabbitMQ's `messages`, which counts a quorum queue's delayed ones).
+    pub fn messages(&self) -> u64 {
+        self.messages_ready + self.messages_unacknowledged + self.messages_delayed
+    }
+
+    /// Body bytes of every message the queue holds.
+    pub fn message_bytes(&self) -> u64 {
+        self.message_bytes_ready + self.message_bytes_unacknowledged + self.message_bytes_delayed
+    }
 }
 
 impl Queue {
@@ -33,6 +50,8 @@ impl Queue {
                 .map(|e| e.message.body_size() as u64)
                 .sum(),
             consumers: st.consumers.len() as u64,
+            messages_delayed: st.waiting.len() as u64,
+            message_bytes_delayed: st.waiting.bytes(),
         }
     }
 

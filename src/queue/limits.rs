@@ -1,6 +1,8 @@
 //! Length limits: `x-max-length` (messages) and `x-max-length-bytes` (body
-//! bytes), counting ready messages only, and what `x-overflow` does when a
-//! queue is full: drop (dead-letter) the head, or refuse the new message.
+//! bytes), counting ready messages and those waiting for a due time (as
+//! RabbitMQ's quorum queues count delayed ones), not unacknowledged ones, and
+//! what `x-overflow` does when a queue is full: drop (dead-letter) the head,
+//! or refuse the new message.
 
 use super::args::Overflow;
 use super::dead_letter::{Dead, Reason};
@@ -15,11 +17,10 @@ impl Queue {
         if args.overflow == Overflow::DropHead {
             return false;
         }
-        args.max_length
-            .is_some_and(|max| st.ready.len() as u64 + 1 > max)
+        args.max_length.is_some_and(|max| length(st) + 1 > max)
             || args
                 .max_length_bytes
-                .is_some_and(|max| st.ready.bytes() + message.body_size() as u64 > max)
+                .is_some_and(|max| bytes(st) + message.body_size() as u64 > max)
     }
 
     /// drop-head: drops (dead-letters, reason maxlen) messages from the head
@@ -32,8 +33,8 @@ impl Queue {
             return;
         }
         let over = |st: &QueueState| {
-            max_length.is_some_and(|max| st.ready.len() as u64 > max)
-                || max_length_bytes.is_some_and(|max| st.ready.bytes() > max)
+            max_length.is_some_and(|max| length(st) > max)
+                || max_length_bytes.is_some_and(|max| bytes(st) > max)
         };
         while over(st) {
             let Some((seq, entry)) = st.ready.pop_first() else {
@@ -43,4 +44,14 @@ impl Queue {
             self.discard(dead, entry.message, Reason::Maxlen);
         }
     }
+}
+
+/// Messages the length limit counts.
+fn length(st: &QueueState) -> u64 {
+    (st.ready.len() + st.waiting.len()) as u64
+}
+
+/// Body bytes the length limit counts.
+fn bytes(st: &QueueState) -> u64 {
+    st.ready.bytes() + st.waiting.bytes()
 }

@@ -14,6 +14,8 @@
 //! - `limits.rs`: `x-max-length(-bytes)` and `x-overflow`.
 //! - `policy.rs`: the arguments in force under a policy, applied live.
 //! - `dead_letter.rs`: `x-dead-letter-exchange`, the `x-death` header.
+//! - `retry.rs`: delayed retries (`x-delayed-retry-*`) and messages that wait
+//!   before they are ready (retries, `x-opt-delivery-time`).
 //! - `consumers.rs`: consumer priorities, single active consumer, attaching
 //!   and detaching consumers.
 //! - `delivery.rs`: the delivery seam: a queue hands messages to a
@@ -39,6 +41,9 @@ pub mod kind;
 mod limits;
 mod policy;
 mod ready;
+mod retry;
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -74,6 +79,8 @@ pub use inspect::QueueStats;
 use kind::Backend;
 pub use kind::QueueType;
 use ready::{Entry, Taken};
+use retry::Waiting;
+pub use retry::{Jitter, RetryArgs, RetryOn, RetrySettings, Return};
 use warren_storage::QueueId;
 
 /// A message's position in its queue: increasing with arrival, kept on requeue.
@@ -103,6 +110,8 @@ struct QueueState {
     ready: Backlog,
     /// Delivered and waiting for an ack.
     outstanding: HashMap<SeqId, Entry>,
+    /// Not ready before a due time (a delayed retry, `x-opt-delivery-time`).
+    waiting: Waiting,
     consumers: Consumers,
     ever_had_consumer: bool,
     deleted: bool,
@@ -190,6 +199,7 @@ impl Queue {
                 next_seq: 0,
                 ready,
                 outstanding: HashMap::new(),
+                waiting: Waiting::default(),
                 consumers,
                 ever_had_consumer: false,
                 deleted: false,
@@ -312,9 +322,11 @@ impl Queue {
                 Some(dedup) => match dedup.key(&message) {
                     None => None,
                     Some(key) => {
-                        let (ready, outstanding) = (&st.ready, &st.outstanding);
+                        let (ready, outstanding, waiting) =
+                            (&st.ready, &st.outstanding, &st.waiting);
                         let held = |slot: Slot| {
                             outstanding.contains_key(&slot.seq)
+                                || waiting.contains(slot.seq)
                                 || ready.holds(slot.seq, slot.priority)
                         };
                         if dedup.is_duplicate(&key, now, held) {
@@ -343,6 +355,8 @@ impl Queue {
                     },
                 );
             }
+            // `x-opt-delivery-time` (RabbitMQ 4.4's quorum queues): not ready before then.
+            let wait_ms = retry::delivery_delay_ms(&message);
             let mut entry = Entry {
                 message,
                 redelivered: false,
@@ -351,8 +365,15 @@ impl Queue {
                 returns: 0,
                 stored: false,
             };
-            if !st.ready.store_new(seq, &mut entry) {
+            if !st.ready.store_new(seq, &mut entry, wait_ms) {
                 return Enqueued::Refused;
+            }
+            if let Some(wait_ms) = wait_ms {
+                st.waiting
+                    .insert(now + std::time::Duration::from_millis(wait_ms), seq, entry);
+                self.drop_head(st, dead);
+                self.schedule(st);
+                return Enqueued::Accepted;
             }
             st.ready.push(seq, entry);
             self.dispatch(st);
@@ -387,6 +408,7 @@ impl Queue {
             // The message moves into the delivery; an acked-mode one is also
             // kept as outstanding, a refused one comes back.
             let (entry, message) = entry.take_message(!consumer.no_ack);
+            let message = retry::with_delivery_count(&st.args, entry.returns, message);
             let delivery = Delivery {
                 kind: DeliveryKind::Consumer(consumer.tag.clone()),
                 message,
@@ -455,6 +477,7 @@ impl Queue {
             };
             let message_count = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
             let (entry, message) = entry.take_message(!no_ack);
+            let message = retry::with_delivery_count(&st.args, entry.returns, message);
             let delivery = Delivery {
                 kind: DeliveryKind::Get { message_count },
                 message,
@@ -507,12 +530,13 @@ impl Queue {
         });
     }
 
-    /// Puts delivered messages back at their original positions, marked
-    /// redelivered. One that came back more often than `x-delivery-limit`
-    /// allows is dead-lettered instead (reason delivery_limit), one whose TTL
-    /// passed meanwhile expires, and a full drop-head queue drops its head.
-    pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
-        self.with_state(|st, dead| self.requeue_locked(st, dead, seqs));
+    /// Puts delivered messages back (returned for `why`) at their original
+    /// positions, marked redelivered, or, under delayed retries, after their
+    /// backoff. One that came back more often than the delivery limit allows
+    /// is dead-lettered instead (reason delivery_limit), one whose TTL passed
+    /// meanwhile expires, and a full drop-head queue drops its head.
+    pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>, why: Return) {
+        self.with_state(|st, dead| self.requeue_locked(st, dead, seqs, why));
     }
 
     fn requeue_locked(
@@ -520,39 +544,48 @@ impl Queue {
         st: &mut QueueState,
         dead: &mut Vec<Dead>,
         seqs: impl IntoIterator<Item = SeqId>,
+        why: Return,
     ) {
         if st.deleted {
             return;
         }
-        let mut expiring = false;
+        let now = Instant::now();
+        let limit = st.args.delivery_limit();
+        let mut timed = false;
         for seq in seqs {
             if let Some(mut entry) = st.outstanding.remove(&seq) {
                 entry.returns += 1;
-                if st
-                    .args
-                    .delivery_limit
-                    .is_some_and(|limit| entry.returns > limit)
-                {
+                if limit.is_some_and(|limit| entry.returns > limit) {
                     st.ready.forget(seq, &entry);
                     self.discard(dead, entry.message, Reason::DeliveryLimit);
                     continue;
                 }
                 entry.redelivered = true;
-                expiring |= entry.expires_at.is_some();
+                let Some(entry) = self.retry_later(st, seq, entry, why, now) else {
+                    timed = true;
+                    continue;
+                };
+                timed |= entry.expires_at.is_some();
                 st.ready.insert(seq, entry);
             }
         }
         self.drop_head(st, dead);
-        self.expire(st, Instant::now(), dead);
-        if expiring {
+        self.expire(st, now, dead);
+        if timed {
             self.schedule(st);
         }
         self.dispatch(st);
     }
 
-    /// Drops every ready message (dead-lettering none); returns how many.
+    /// Drops every ready message and every one waiting for its due time
+    /// (dead-lettering none); returns how many.
     pub fn purge(&self) -> u32 {
-        let count = self.classic().lock().ready.clear();
+        let mut st = self.classic().lock();
+        let waiting = st.waiting.drain();
+        for (seq, entry) in &waiting {
+            st.ready.forget(*seq, entry);
+        }
+        let count = st.ready.clear() + waiting.len();
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
@@ -562,7 +595,8 @@ impl Queue {
         let mut st = self.classic().lock();
         st.deleted = true;
         // The vhost drops the queue's stored messages all at once.
-        let count = u32::try_from(st.ready.discard_all()).unwrap_or(u32::MAX);
+        let count = st.ready.discard_all() + st.waiting.drain().len();
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
         st.outstanding.clear();
         self.wake.notify_one();
         (count, st.consumers.take_all())
@@ -578,9 +612,13 @@ impl Queue {
 
     /// Reads the queue's messages back from the store at start (`clean`: the
     /// last run shut down cleanly).
-    pub fn recover(&self, clean: bool) {
+    pub fn recover(self: &Arc<Self>, clean: bool) {
         let mut st = self.classic().lock();
         st.next_seq = st.ready.recover(clean);
+        for (seq, entry, due) in st.ready.take_recovered_waiting() {
+            st.waiting.insert(due, seq, entry);
+        }
+        self.schedule(&mut st);
         let max_priority = self.spec.args.max_priority;
         let QueueState { ready, dedup, .. } = &mut *st;
         if let Some(dedup) = dedup {

@@ -9,7 +9,7 @@ use warren_codec::types::{AMQPValue, FieldTable};
 
 use super::dead_letter::Reason;
 use super::testing::{TestHost, TestSink, consumer_tag, message, message_with, queue, queue_with};
-use super::{Consumer, DeliveryKind, GetResult, by_queue};
+use super::{Consumer, DeliveryKind, GetResult, Return, by_queue};
 use crate::names::ConsumerTag;
 
 fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
@@ -59,7 +59,9 @@ async fn a_requeued_message_goes_back_to_its_place_redelivered() {
     q.publish(message("first"));
     q.publish(message("second"));
     assert_eq!(q.get(sink.as_ref(), false), GetResult::Sent);
-    by_queue(sink.settle(1), |queue, seqs| queue.requeue(seqs));
+    by_queue(sink.settle(1), |queue, seqs| {
+        queue.requeue(seqs, Return::Failed)
+    });
     assert_eq!(q.message_count(), 2);
     let consumer_sink = TestSink::new();
     consume(&q, &consumer_sink, "c", 0);
@@ -172,7 +174,9 @@ async fn rejects_over_the_delivery_limit_are_dead_lettered() {
     let sink = TestSink::new();
     for tag in 1..=2 {
         assert_eq!(q.get(sink.as_ref(), false), GetResult::Sent);
-        by_queue(sink.settle(tag), |queue, seqs| queue.requeue(seqs));
+        by_queue(sink.settle(tag), |queue, seqs| {
+            queue.requeue(seqs, Return::Failed)
+        });
     }
     assert_eq!(q.message_count(), 0);
     let dead = host.dead.lock().expect("lock");

@@ -42,8 +42,11 @@ pub(super) fn expiry_of(
 }
 
 impl Queue {
-    /// Drops the ready messages whose expiry is `now` or earlier.
+    /// Makes the waiting messages due by `now` ready, then drops the ready
+    /// messages whose expiry is `now` or earlier (a waiting message expires
+    /// when it is ready again, as on RabbitMQ's quorum queues).
     pub(super) fn expire(&self, st: &mut QueueState, now: Instant, dead: &mut Vec<Dead>) {
+        self.release_due(st, now);
         for entry in st.ready.take_expired(now) {
             self.discard(dead, entry.message, Reason::Expired);
         }
@@ -58,18 +61,19 @@ impl Queue {
         }
     }
 
-    /// The next thing the timer has to do: the next expiry, or the end of the
-    /// lease if the queue has no consumers.
+    /// The next thing the timer has to do: the next expiry, the next due
+    /// time of a waiting message, or the end of the lease if the queue has no
+    /// consumers.
     fn next_deadline(&self, st: &QueueState) -> Option<Instant> {
         let lease = st
             .args
             .expires
             .filter(|_| st.consumers.is_empty())
             .map(|ms| st.used_at + Duration::from_millis(ms));
-        match (st.ready.next_expiry(), lease) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [st.ready.next_expiry(), lease, st.waiting.next_due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Makes sure the timer wakes for the next deadline: starts the task, or
@@ -92,8 +96,9 @@ impl Queue {
         }
     }
 
-    /// One round of the timer: expires messages, deletes the queue when its
-    /// lease ran out unused. Returns what to sleep until, or `None` to stop.
+    /// One round of the timer: makes due messages ready and delivers them,
+    /// expires messages, deletes the queue when its lease ran out unused.
+    /// Returns what to sleep until, or `None` to stop.
     fn on_timer(self: &Arc<Self>) -> Option<Option<Instant>> {
         let mut dead = Vec::new();
         let (next, lease_over, target) = {
@@ -103,6 +108,7 @@ impl Queue {
             }
             let now = Instant::now();
             self.expire(&mut st, now, &mut dead);
+            self.dispatch(&mut st);
             let lease_over = st.consumers.is_empty()
                 && st
                     .args

@@ -9,8 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use warren_codec::ContentHeader;
-use warren_codec::types::{AMQPValue, FieldTable, ShortString};
+use warren_codec::types::AMQPValue;
 
 use super::publish::{Routed, routing_properties};
 use super::{ExchangeEntry, ExchangeSpec, VHost, replies};
@@ -186,29 +185,13 @@ impl VHost {
 
 /// The message with `x-delay: -N` instead of `N`.
 fn negate_delay(message: Message) -> Message {
-    let Some(headers) = message.properties.headers() else {
+    let Some(delay) = crate::delayed::delay_of(message.properties.headers().as_ref()) else {
         return message;
     };
-    let Some(delay) = crate::delayed::delay_of(Some(headers)) else {
-        return message;
-    };
-    let mut table = headers.inner().clone();
-    table.insert(
-        ShortString::from(DELAY_HEADER),
+    message.with_header(
+        DELAY_HEADER,
         AMQPValue::LongLongInt(-i64::try_from(delay).unwrap_or(i64::MAX)),
-    );
-    let properties = message
-        .properties
-        .clone()
-        .with_headers(FieldTable::from(table));
-    match ContentHeader::from_properties(message.body.len() as u64, &properties) {
-        Ok(header) => Message {
-            header,
-            properties,
-            ..message
-        },
-        Err(_) => message,
-    }
+    )
 }
 
 /// A delayed exchange's task: sleeps until the next due time or a wake-up,
