@@ -1,7 +1,8 @@
 //! basic.* on a channel: publish, consume, cancel, get (qos, acks and
 //! recover are `qos.rs`; confirms `confirms.rs`; transactions `tx.rs`).
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, Weak};
 
 use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::types::ShortString;
@@ -9,9 +10,11 @@ use warren_codec::{ContentHeader, ReplyCode};
 
 use super::declare::generated_name;
 use super::qos::Settle;
+use super::shared::ChannelShared;
 use super::tx::TxOp;
 use super::{Channel, Mode, Publication};
 use crate::auth::{Kind, Permission};
+use crate::delayed::ReturnTo;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::{ConsumerTag, DeliveryTag};
@@ -225,11 +228,13 @@ impl Channel {
                 body,
                 cc_routed: true,
             });
+            let return_to = publish.mandatory.then(|| self.return_to());
             if self.mode == Mode::Tx {
-                self.tx_pending.push(TxOp::Delay(x.clone(), message, delay));
+                self.tx_pending
+                    .push(TxOp::Delay(x.clone(), message, delay, return_to));
                 return Ok(());
             }
-            let stored = self.conn.vhost.delay(x, &message, delay)?;
+            let stored = self.conn.vhost.delay(x, &message, delay, return_to)?;
             self.confirm_publish(false, stored).await;
             return Ok(());
         }
@@ -272,6 +277,16 @@ impl Channel {
             .await;
         self.confirm_publish(outcome.refused, outcome.stored).await;
         Ok(())
+    }
+
+    /// Where a mandatory delayed message goes back: this channel, while open.
+    fn return_to(&self) -> ReturnTo {
+        let open: Weak<dyn Any + Send + Sync> = Arc::downgrade(&self.shared) as Weak<ChannelShared>;
+        ReturnTo {
+            out: self.shared.out.clone(),
+            channel: self.id,
+            open,
+        }
     }
 
     /// Hands a routed message to its queues (or returns it when unroutable and

@@ -10,6 +10,7 @@ use warren_codec::protocol::{AMQPClass, tx};
 
 use super::qos::Settle;
 use super::{Channel, Mode, unhandled};
+use crate::delayed::ReturnTo;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::DeliveryTag;
@@ -21,8 +22,9 @@ use crate::vhost::ExchangeEntry;
 pub enum TxOp {
     /// A routed message and its queues.
     Publish(Arc<Message>, Vec<Arc<Queue>>, bool),
-    /// A message for a delayed exchange, and its delay in milliseconds.
-    Delay(Arc<ExchangeEntry>, Arc<Message>, u64),
+    /// A message for a delayed exchange, its delay in milliseconds, and
+    /// where it goes back if mandatory and unroutable when due.
+    Delay(Arc<ExchangeEntry>, Arc<Message>, u64, Option<ReturnTo>),
     /// Deliveries acked, nacked or rejected inside the transaction, by tag (the
     /// channel holds them meanwhile, see [`crate::queue::Deliveries::tx_settled`]).
     Settle(Vec<DeliveryTag>, Settle),
@@ -86,8 +88,8 @@ impl Channel {
                         .await
                         .stored;
                 }
-                TxOp::Delay(x, message, delay) => {
-                    match self.conn.vhost.delay(&x, &message, delay) {
+                TxOp::Delay(x, message, delay, return_to) => {
+                    match self.conn.vhost.delay(&x, &message, delay, return_to) {
                         Ok(persistent) => stored |= persistent,
                         Err(error) => {
                             tracing::error!(%error, "a delayed message of a transaction was not kept");

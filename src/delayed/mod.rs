@@ -14,10 +14,16 @@
 //! delivers a message again rather than losing it.
 //!
 //! The task that routes due messages lives with the exchanges (`vhost`);
-//! this room only stores and reads.
+//! this room only stores and reads, and remembers where a mandatory message
+//! goes back ([`ReturnTo`], in memory: its publisher's channel does not
+//! outlive a restart either).
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use tokio::sync::Notify;
 use warren_codec::types::{AMQPValue, FieldTable};
@@ -27,6 +33,7 @@ use warren_storage::{Kind, StorageError};
 use crate::durable::Storage;
 use crate::durable::records::{decode_message, encode_message};
 use crate::message::Message;
+use crate::outbound::OutboundTx;
 
 /// The exchange type.
 pub const EXCHANGE_TYPE: &str = "x-delayed-message";
@@ -50,6 +57,18 @@ pub fn delay_of(headers: Option<&FieldTable>) -> Option<u64> {
     u64::try_from(ms).ok().filter(|&ms| ms > 0)
 }
 
+/// Where a message published with `mandatory` goes back when nothing takes
+/// it at its due time: its publisher's channel, while that is open.
+#[derive(Debug, Clone)]
+pub struct ReturnTo {
+    /// The publisher's connection writer.
+    pub out: OutboundTx,
+    /// The publisher's channel number.
+    pub channel: u16,
+    /// Alive while that channel is open (a closed one's number may be reused).
+    pub open: Weak<dyn Any + Send + Sync>,
+}
+
 /// Milliseconds since the Unix epoch: due times survive a restart.
 pub use crate::durable::records::wall_clock_ms as now_ms;
 
@@ -69,6 +88,8 @@ pub struct DelayedIndex {
     /// Wakes the exchange's task when an earlier message arrives or the
     /// exchange goes (the task holds this, not the index, while it sleeps).
     pub wake: Arc<Notify>,
+    /// Where waiting mandatory messages go back, by key.
+    returns: Mutex<HashMap<Vec<u8>, ReturnTo>>,
 }
 
 /// A due message read from the index.
@@ -97,6 +118,7 @@ impl DelayedIndex {
             next_due: AtomicU64::new(u64::MAX),
             next_seq: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
+            returns: Mutex::default(),
         };
         let mut from = index.prefix.clone();
         let (mut count, mut max_seq, mut first) = (0u64, None::<u64>, None::<u64>);
@@ -146,15 +168,25 @@ impl DelayedIndex {
         Some((due, seq))
     }
 
-    /// Keeps `message` until `due` (ms since the epoch). The write joins the
+    /// Keeps `message` until `due` (ms since the epoch), to be returned to
+    /// `return_to` if nothing takes it then (mandatory). The write joins the
     /// next group commit: the caller waits for it before confirming a
     /// persistent message.
-    pub fn put(&self, message: &Message, due: u64) -> Result<(), StorageError> {
+    pub fn put(
+        &self,
+        message: &Message,
+        due: u64,
+        return_to: Option<ReturnTo>,
+    ) -> Result<(), StorageError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let record = encode_message(message, 0, 0);
+        let key = self.key(due, seq);
         self.storage
             .store()
-            .put_definition(Kind::Delayed, &self.key(due, seq), &record)?;
+            .put_definition(Kind::Delayed, &key, &record)?;
+        if let Some(return_to) = return_to {
+            self.returns.lock().insert(key, return_to);
+        }
         self.count.fetch_add(1, Ordering::Relaxed);
         if self.next_due.fetch_min(due, Ordering::AcqRel) > due {
             self.wake.notify_one();
@@ -212,8 +244,19 @@ impl DelayedIndex {
         Ok(())
     }
 
+    /// Where the message of `key` goes back if nothing takes it (forgotten
+    /// either way: it is being routed).
+    pub fn take_return(&self, key: &[u8]) -> Option<ReturnTo> {
+        let mut returns = self.returns.lock();
+        if returns.is_empty() {
+            return None;
+        }
+        returns.remove(key)
+    }
+
     /// Forgets every waiting message (the exchange was deleted).
     pub fn clear(&self) -> Result<(), StorageError> {
+        self.returns.lock().clear();
         loop {
             let page = self.storage.store().definitions_range(
                 Kind::Delayed,
@@ -302,10 +345,10 @@ mod tests {
         let storage = Storage::open(dir.path(), 8 << 20, Default::default()).expect("store");
         let index = DelayedIndex::open(storage.clone(), "/", "d").expect("index");
         let other = DelayedIndex::open(storage.clone(), "/", "d2").expect("index");
-        index.put(&message(b"late"), 3000).expect("put");
-        index.put(&message(b"early"), 1000).expect("put");
-        index.put(&message(b"also early"), 1000).expect("put");
-        other.put(&message(b"elsewhere"), 10).expect("put");
+        index.put(&message(b"late"), 3000, None).expect("put");
+        index.put(&message(b"early"), 1000, None).expect("put");
+        index.put(&message(b"also early"), 1000, None).expect("put");
+        other.put(&message(b"elsewhere"), 10, None).expect("put");
         assert_eq!((index.count(), index.next_due()), (3, Some(1000)));
         assert!(index.take_due(999).expect("read").is_empty());
         let due = index.take_due(2000).expect("read");
@@ -317,7 +360,7 @@ mod tests {
 
         let reopened = DelayedIndex::open(storage.clone(), "/", "d").expect("reopen");
         assert_eq!((reopened.count(), reopened.next_due()), (1, Some(3000)));
-        reopened.put(&message(b"new"), 3000).expect("put");
+        reopened.put(&message(b"new"), 3000, None).expect("put");
         let due = reopened.take_due(u64::MAX).expect("read");
         let bodies: Vec<&[u8]> = due.iter().map(|d| &d.message.body[..]).collect();
         assert_eq!(bodies, [&b"late"[..], b"new"]);

@@ -9,14 +9,17 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use warren_codec::types::AMQPValue;
+use warren_codec::ReplyCode;
+use warren_codec::protocol::{AMQPClass, basic};
+use warren_codec::types::{AMQPValue, ShortString};
 
 use super::publish::{Routed, routing_properties};
 use super::{ExchangeEntry, ExchangeSpec, VHost, replies};
 use crate::dedup::ExchangeDedup;
-use crate::delayed::{DELAY_HEADER, DelayedIndex, Due, now_ms};
+use crate::delayed::{DELAY_HEADER, DelayedIndex, Due, ReturnTo, now_ms};
 use crate::error::AmqpError;
 use crate::message::Message;
+use crate::outbound::Outbound;
 
 impl VHost {
     /// A new exchange entry, with its deduplication cache if it has one; a
@@ -72,20 +75,22 @@ impl VHost {
         }
     }
 
-    /// Keeps a message published to delayed exchange `x` for `delay_ms`;
-    /// returns whether the publisher's confirm waits for the group commit (a
-    /// persistent message).
+    /// Keeps a message published to delayed exchange `x` for `delay_ms`
+    /// (returned to `return_to` if it was mandatory and nothing takes it
+    /// then); returns whether the publisher's confirm waits for the group
+    /// commit (a persistent message).
     pub fn delay(
         &self,
         x: &ExchangeEntry,
         message: &Message,
         delay_ms: u64,
+        return_to: Option<ReturnTo>,
     ) -> Result<bool, AmqpError> {
         let Some(index) = &x.delayed else {
             return Ok(false);
         };
         index
-            .put(message, now_ms().saturating_add(delay_ms))
+            .put(message, now_ms().saturating_add(delay_ms), return_to)
             .map_err(|e| AmqpError::internal_error(format!("delayed messages: {e}")))?;
         Ok(message.is_persistent())
     }
@@ -115,7 +120,7 @@ impl VHost {
             let keys: Vec<Vec<u8>> = due
                 .into_iter()
                 .map(|Due { key, message }| {
-                    self.route_delayed(x, message);
+                    self.route_delayed(x, message, index.take_return(&key));
                     key
                 })
                 .collect();
@@ -128,9 +133,10 @@ impl VHost {
     }
 
     /// One due message, routed from `x` with the bindings of now (its
-    /// alternate exchange when none matches); its `x-delay` header turns
-    /// negative, as the plugin delivers it.
-    fn route_delayed(&self, x: &Arc<ExchangeEntry>, message: Message) {
+    /// alternate exchange when none matches; a mandatory one nothing takes
+    /// goes back to its publisher's channel if that is still open); its
+    /// `x-delay` header turns negative, as the plugin delivers it.
+    fn route_delayed(&self, x: &Arc<ExchangeEntry>, message: Message, return_to: Option<ReturnTo>) {
         let message = Arc::new(negate_delay(message));
         let headers = message.properties.headers().clone();
         match self.route_message(
@@ -140,6 +146,13 @@ impl VHost {
             &routing_properties(&message.properties),
         ) {
             Ok(Routed { queues, replies }) => {
+                if queues.is_empty()
+                    && replies.is_empty()
+                    && let Some(return_to) = return_to
+                {
+                    give_back(return_to, &message);
+                    return;
+                }
                 if !replies.is_empty() {
                     let copy = message.clone();
                     tokio::spawn(async move { replies::deliver(&replies, &copy).await });
@@ -181,6 +194,29 @@ impl VHost {
             Err(_) => clear(),
         }
     }
+}
+
+/// basic.return (312 NO_ROUTE) of a due mandatory message that nothing took,
+/// to its publisher's channel if it is still open.
+fn give_back(to: ReturnTo, message: &Message) {
+    if to.open.upgrade().is_none() {
+        return;
+    }
+    let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+        reply_code: ReplyCode::NoRoute.code(),
+        reply_text: "NO_ROUTE".into(),
+        exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
+        routing_key: ShortString::try_new(message.routing_key.clone()).unwrap_or_default(),
+    }));
+    let frame = Outbound::MethodWithContent(
+        to.channel,
+        ret,
+        message.header.clone(),
+        message.body.clone(),
+    );
+    tokio::spawn(async move {
+        let _ = to.out.send(frame).await;
+    });
 }
 
 /// The message with `x-delay: -N` instead of `N`.

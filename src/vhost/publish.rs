@@ -88,7 +88,7 @@ impl VHost {
         {
             // Kept for later: it reaches no queue now (the plugin answers
             // `routed: false` too).
-            let stored = self.delay(x, &message, delay)?;
+            let stored = self.delay(x, &message, delay, None)?;
             let outcome = Outcome {
                 stored,
                 ..Outcome::default()

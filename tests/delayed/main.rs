@@ -14,7 +14,7 @@ use common::lapin::{Client, amqp_error, counts, declare_queue, table, text, try_
 use common::{TestBroker, start_at};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 
 /// Declares the delayed exchange `name` routing as `delayed_type`.
 async fn declare_delayed(ch: &Channel, name: &str, delayed_type: &str, durable: bool) {
@@ -137,6 +137,43 @@ async fn the_bindings_of_the_due_moment_route_the_message() {
     let got = receive(&ch, "after", 1).await;
     assert_eq!(got.len(), 1);
     assert_eq!(counts(&client.conn, "before").await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_mandatory_message_nothing_takes_when_due_is_returned() {
+    let broker = common::start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    declare_delayed(&ch, "later", "direct", false).await;
+    declare_queue(&ch, "taken").await;
+    bind(&ch, "taken", "later", "bound").await;
+    let nowhere = try_publish(&ch, "later", "nowhere", true, b"lost", delayed(200))
+        .await
+        .expect("publish");
+    let taken = try_publish(&ch, "later", "bound", true, b"kept", delayed(200))
+        .await
+        .expect("publish");
+    // Kept, not routed yet: acked without a return (unlike the plugin, which
+    // returns a mandatory delayed message at once).
+    assert!(matches!(nowhere, Confirmation::Ack(None)));
+    assert!(matches!(taken, Confirmation::Ack(None)));
+    assert_eq!(receive(&ch, "taken", 1).await.len(), 1);
+    // lapin hands a return to the ack that follows it.
+    let next = try_publish(&ch, "", "taken", false, b"x", BasicProperties::default())
+        .await
+        .expect("publish");
+    let Confirmation::Ack(Some(returned)) = next else {
+        panic!("expected the delayed message's return, got {next:?}");
+    };
+    assert_eq!(
+        (returned.reply_code, returned.reply_text.as_str()),
+        (312, "NO_ROUTE")
+    );
+    assert_eq!(
+        (returned.exchange.as_str(), returned.routing_key.as_str()),
+        ("later", "nowhere")
+    );
+    assert_eq!(returned.data, b"lost");
 }
 
 #[tokio::test]
