@@ -121,8 +121,14 @@ impl Broker {
             shovels,
         });
         broker.apply_vhost_limits();
+        let stored_delayed =
+            crate::delayed::stored_exchanges(&broker.storage).unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot list stored delayed messages");
+                Vec::new()
+            });
         for vhost in broker.vhosts() {
             broker.apply_policies(&vhost.name);
+            vhost.forget_orphan_delayed(&stored_delayed);
             vhost.start_all_delayed();
         }
         Ok(broker)

@@ -101,6 +101,46 @@ pub struct Due {
     pub message: Message,
 }
 
+/// The delayed exchanges (vhost, name) the store holds messages for: one
+/// read per exchange, skipping over its keys.
+pub fn stored_exchanges(storage: &Storage) -> Result<Vec<(String, String)>, StorageError> {
+    let mut found = Vec::new();
+    let mut from = Vec::new();
+    loop {
+        let page = storage
+            .store()
+            .definitions_range(Kind::Delayed, &[], &from, 1)?;
+        let Some((key, _)) = page.first() else {
+            return Ok(found);
+        };
+        let Some((vhost, name, prefix_len)) = split_prefix(key) else {
+            // Not a key this room wrote: step past it.
+            from = key.clone();
+            from.push(0);
+            continue;
+        };
+        // Past every (due, seq) suffix of this prefix, before the next
+        // exchange's (prefixes are length-delimited: none extends another).
+        from = key[..prefix_len].to_vec();
+        from.extend_from_slice(&[0xFF; 17]);
+        found.push((vhost, name));
+    }
+}
+
+/// The vhost, the exchange name and the prefix length of a delayed key.
+fn split_prefix(key: &[u8]) -> Option<(String, String, usize)> {
+    let mut at = 0;
+    let mut part = || -> Option<String> {
+        let len = usize::from(u16::from_be_bytes(key.get(at..at + 2)?.try_into().ok()?));
+        let text = std::str::from_utf8(key.get(at + 2..at + 2 + len)?).ok()?;
+        at += 2 + len;
+        Some(text.to_owned())
+    };
+    let vhost = part()?;
+    let name = part()?;
+    Some((vhost, name, at))
+}
+
 impl DelayedIndex {
     /// The index of exchange `name` in `vhost`, with what the store holds
     /// (counted by reading the keys a page at a time).

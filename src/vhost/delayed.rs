@@ -177,14 +177,45 @@ impl VHost {
             return;
         };
         index.wake.notify_one();
-        let name = x.name.to_string();
+        self.clear_delayed(x.name.to_string(), move || Ok(index));
+    }
+
+    /// At start: drops the records of delayed exchanges of this vhost that
+    /// did not come back (transient ones, or deleted while the broker was
+    /// down), among the exchanges the store holds records for (`stored`).
+    pub fn forget_orphan_delayed(&self, stored: &[(String, String)]) {
+        for (vhost, name) in stored {
+            let live = self.exchange(name).is_some_and(|x| x.delayed.is_some());
+            if *vhost != *self.name || live {
+                continue;
+            }
+            tracing::info!(exchange = %name, vhost = %vhost, "dropping the delayed messages of an exchange that is gone");
+            let (storage, vhost, exchange) = (self.storage.clone(), vhost.clone(), name.clone());
+            self.clear_delayed(name.clone(), move || {
+                DelayedIndex::open(storage, &vhost, &exchange)
+            });
+        }
+    }
+
+    /// Removes the records of delayed exchange `name` (its index from
+    /// `index`) in a blocking task; a declare of the name meanwhile is
+    /// refused.
+    fn clear_delayed(
+        &self,
+        name: String,
+        index: impl FnOnce() -> Result<Arc<DelayedIndex>, warren_storage::StorageError> + Send + 'static,
+    ) {
         let clearing = self.delayed_clearing.clone();
         clearing.lock().insert(name.clone());
         let clear = move || {
-            if let Err(error) = index.clear() {
+            let cleared = index().and_then(|index| {
+                index.clear()?;
+                index.request_commit();
+                Ok(())
+            });
+            if let Err(error) = cleared {
                 tracing::error!(%error, exchange = %name, "cannot drop delayed messages");
             }
-            index.request_commit();
             clearing.lock().remove(&name);
         };
         match tokio::runtime::Handle::try_current() {

@@ -296,6 +296,33 @@ async fn waiting_messages_survive_a_restart_and_show_in_the_api() {
 }
 
 #[tokio::test]
+async fn a_transient_delayed_exchange_leaves_nothing_on_disk_after_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = start_at(dir.path(), |_| {}).await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    declare_delayed(&ch, "transient", "direct", false).await;
+    declare_delayed(&ch, "durable", "direct", true).await;
+    for x in ["transient", "durable"] {
+        publish(&ch, x, "k", b"m", delayed(60_000)).await;
+    }
+    client.close().await;
+    broker.stop().await;
+
+    let broker = start_at(dir.path(), |_| {}).await;
+    let stored = common::eventually(vec![("/".to_owned(), "durable".to_owned())], async || {
+        warren::delayed::stored_exchanges(&broker.broker.storage).expect("list")
+    })
+    .await;
+    assert_eq!(stored, [("/".to_owned(), "durable".to_owned())]);
+    assert_eq!(
+        exchange_json(&broker, "durable").await["messages_delayed"],
+        1
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn the_api_publishes_into_a_delayed_exchange_too() {
     let broker = common::start().await;
     let client = Client::connect(&broker).await;
