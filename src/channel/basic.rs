@@ -19,8 +19,8 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::{ConsumerTag, DeliveryTag};
 use crate::outbound::Outbound;
-use crate::queue::{Consumer, GetResult, Queue, Return, priority_arg, timeout_arg};
-use crate::vhost::publish::{Outcome, routing_properties};
+use crate::queue::{Consumer, GetResult, Return, priority_arg, timeout_arg};
+use crate::vhost::publish::{Outcome, Routed, routing_properties};
 use crate::vhost::replies;
 
 impl Channel {
@@ -269,11 +269,11 @@ impl Channel {
         }
         if self.mode == Mode::Tx {
             self.tx_pending
-                .push(TxOp::Publish(message, routed.queues, publish.mandatory));
+                .push(TxOp::Publish(message, routed, publish.mandatory));
             return Ok(());
         }
         let outcome = self
-            .deliver_published(message, &routed.queues, publish.mandatory)
+            .deliver_published(message, &routed, publish.mandatory)
             .await;
         self.confirm_publish(outcome.refused, outcome.stored).await;
         Ok(())
@@ -289,16 +289,17 @@ impl Channel {
         }
     }
 
-    /// Hands a routed message to its queues (or returns it when unroutable and
-    /// mandatory). A queue that refused it (`x-overflow` reject-publish) makes
-    /// its confirm a nack; it is not returned.
+    /// Hands a routed message to its queues and the delayed exchanges that
+    /// keep it (or returns it when unroutable and mandatory). A queue that
+    /// refused it (`x-overflow` reject-publish) makes its confirm a nack; it
+    /// is not returned.
     pub(super) async fn deliver_published(
         &self,
         message: Arc<Message>,
-        queues: &[Arc<Queue>],
+        routed: &Routed,
         mandatory: bool,
     ) -> Outcome {
-        if queues.is_empty() {
+        if routed.unroutable() {
             if mandatory {
                 let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                     reply_code: ReplyCode::NoRoute.code(),
@@ -320,7 +321,15 @@ impl Channel {
             }
             return Outcome::default();
         }
-        self.conn.vhost.enqueue(&message, queues)
+        let mut outcome = self.conn.vhost.enqueue(&message, &routed.queues);
+        if !routed.held.is_empty() {
+            let return_to = mandatory.then(|| self.return_to());
+            outcome.stored |= self
+                .conn
+                .vhost
+                .hold(&message, &routed.held, return_to.as_ref());
+        }
+        outcome
     }
 }
 

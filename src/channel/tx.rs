@@ -14,14 +14,14 @@ use crate::delayed::ReturnTo;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::DeliveryTag;
-use crate::queue::Queue;
 use crate::vhost::ExchangeEntry;
+use crate::vhost::publish::Routed;
 
 /// Work a transaction holds until tx.commit.
 #[derive(Debug)]
 pub enum TxOp {
-    /// A routed message and its queues.
-    Publish(Arc<Message>, Vec<Arc<Queue>>, bool),
+    /// A routed message, where it goes, and whether it is mandatory.
+    Publish(Arc<Message>, Routed, bool),
     /// A message for a delayed exchange, its delay in milliseconds, and
     /// where it goes back if mandatory and unroutable when due.
     Delay(Arc<ExchangeEntry>, Arc<Message>, u64, Option<ReturnTo>),
@@ -82,9 +82,9 @@ impl Channel {
         let mut stored = false;
         for op in std::mem::take(&mut self.tx_pending) {
             match op {
-                TxOp::Publish(message, queues, mandatory) => {
+                TxOp::Publish(message, routed, mandatory) => {
                     stored |= self
-                        .deliver_published(message, &queues, mandatory)
+                        .deliver_published(message, &routed, mandatory)
                         .await
                         .stored;
                 }

@@ -62,11 +62,13 @@ pub async fn explain(
             _ => ApiError::bad_request(e.text),
         })?;
     let mut answer = explanation_json(exchange, &explanation);
-    // A delayed exchange keeps the message first: the walk shows where it
-    // would go with today's bindings.
-    if v.exchange(exchange).is_some_and(|x| x.delayed.is_some())
-        && let Some(delay) = crate::delayed::delay_of(headers.as_ref())
-    {
+    // A delayed exchange on the way keeps the message first: the walk shows
+    // where it would go with today's bindings.
+    let delayed_hop = explanation
+        .hops
+        .iter()
+        .any(|hop| hop.kind == crate::delayed::EXCHANGE_TYPE);
+    if delayed_hop && let Some(delay) = crate::delayed::delay_of(headers.as_ref()) {
         answer["delayed_ms"] = Value::from(delay);
     }
     Ok(Json(answer).into_response())

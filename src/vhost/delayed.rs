@@ -145,7 +145,9 @@ impl VHost {
             headers.as_ref(),
             &routing_properties(&message.properties),
         ) {
-            Ok(Routed { queues, replies }) => {
+            Ok(Routed {
+                queues, replies, ..
+            }) => {
                 if queues.is_empty()
                     && replies.is_empty()
                     && let Some(return_to) = return_to

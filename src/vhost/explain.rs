@@ -84,6 +84,7 @@ impl VHost {
             routing_key,
             headers,
             properties,
+            false,
             &mut |step| match step {
                 Step::Default { queues } => hops.push(Hop {
                     exchange: String::new(),
@@ -132,6 +133,8 @@ impl VHost {
                         },
                     });
                 }
+                // The walk does not hold: it shows today's route.
+                Step::Held { .. } => {}
             },
         )?;
         let replies = self

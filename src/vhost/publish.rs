@@ -16,13 +16,24 @@ use crate::message::Message;
 use crate::queue::dead_letter::DeadLetter;
 use crate::queue::{Enqueued, Queue, QueueHost};
 
-/// Where a message goes: queues, and direct reply-to consumers.
+/// Where a message goes: queues, direct reply-to consumers, and delayed
+/// exchanges that keep it for later.
 #[derive(Debug, Default)]
 pub struct Routed {
     /// The queues it reaches, each once.
     pub queues: Vec<Arc<Queue>>,
     /// The reply consumers it reaches (they count as no queue).
     pub replies: Vec<replies::Target>,
+    /// Delayed exchanges it reaches with an `x-delay`: each keeps it and
+    /// routes it on when the delay ends ([`VHost::hold`]).
+    pub held: Vec<Arc<ExchangeEntry>>,
+}
+
+impl Routed {
+    /// Whether it reaches nothing that takes it (a mandatory one is returned).
+    pub fn unroutable(&self) -> bool {
+        self.queues.is_empty() && self.held.is_empty()
+    }
 }
 
 /// What became of a routed message.
@@ -49,15 +60,57 @@ impl VHost {
     ) -> Result<Routed, AmqpError> {
         let replies = self.route_replies(target.is_none(), routing_key, headers);
         let dedup = target.as_ref().and_then(|x| x.dedup.clone());
-        let mut queues = self.walk(target, routing_key, headers, properties, &mut |_| {})?;
+        let mut held = Vec::new();
+        let mut queues = self.walk(
+            target,
+            routing_key,
+            headers,
+            properties,
+            true,
+            &mut |step| {
+                if let Step::Held { exchange } = step {
+                    held.push(exchange.clone());
+                }
+            },
+        )?;
         // A duplicate on a deduplicating exchange routes nowhere (the plugin's
         // rule: unroutable, so returned if mandatory, then confirmed).
         if let Some(dedup) = dedup
             && dedup.is_duplicate(headers)
         {
             queues.clear();
+            held.clear();
         }
-        Ok(Routed { queues, replies })
+        Ok(Routed {
+            queues,
+            replies,
+            held,
+        })
+    }
+
+    /// Gives a routed message to the delayed exchanges that keep it (see
+    /// [`Routed::held`]), each to route it on when its `x-delay` ends (or to
+    /// return it to `return_to` if nothing takes it then); returns whether
+    /// the publisher's confirm waits for the group commit.
+    pub fn hold(
+        &self,
+        message: &Message,
+        held: &[Arc<ExchangeEntry>],
+        return_to: Option<&crate::delayed::ReturnTo>,
+    ) -> bool {
+        let Some(delay) = crate::delayed::delay_of(message.properties.headers().as_ref()) else {
+            return false;
+        };
+        let mut stored = false;
+        for x in held {
+            match self.delay(x, message, delay, return_to.cloned()) {
+                Ok(persistent) => stored |= persistent,
+                Err(error) => {
+                    tracing::error!(%error, exchange = %x.name, "a delayed message was not kept");
+                }
+            }
+        }
+        stored
     }
 
     /// Hands a routed message to its queues.
@@ -104,7 +157,8 @@ impl VHost {
         if !routed.replies.is_empty() {
             replies::deliver(&routed.replies, &message).await;
         }
-        let outcome = self.enqueue(&message, &routed.queues);
+        let mut outcome = self.enqueue(&message, &routed.queues);
+        outcome.stored |= self.hold(&message, &routed.held, None);
         Ok((routed, outcome))
     }
 
@@ -132,7 +186,7 @@ impl VHost {
         headers: Option<&FieldTable>,
     ) -> Result<Vec<Arc<Queue>>, AmqpError> {
         let none = MessageProperties::default();
-        self.walk(first, routing_key, headers, &none, &mut |_| {})
+        self.walk(first, routing_key, headers, &none, false, &mut |_| {})
     }
 
     /// The exchange a publish names: 404 if missing, 403 if internal; `None` for
@@ -153,16 +207,21 @@ impl VHost {
 
     /// The routing walk every publish takes (route explain too, reporting
     /// each [`Step`] to `step`): from `first` (`None`: the default exchange)
-    /// through exchange-to-exchange bindings and alternate exchanges.
+    /// through exchange-to-exchange bindings and alternate exchanges. With
+    /// `hold`, a delayed exchange it reaches with a message that has an
+    /// `x-delay` keeps the message ([`Step::Held`]) instead of routing it
+    /// now; without, the walk shows where today's bindings would lead.
     pub(crate) fn walk(
         &self,
         first: Option<Arc<ExchangeEntry>>,
         routing_key: &str,
         headers: Option<&FieldTable>,
         properties: &MessageProperties<'_>,
+        hold: bool,
         step: &mut dyn FnMut(Step<'_>),
     ) -> Result<Vec<Arc<Queue>>, AmqpError> {
         let cc = header_routing_keys(headers)?;
+        let delayed = hold && crate::delayed::delay_of(headers).is_some();
         let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
         let Some(first) = first else {
             // The default exchange: the queue each key names. A reply-to address
@@ -184,6 +243,10 @@ impl VHost {
         let mut work = vec![first];
         let mut found = Vec::new();
         while let Some(x) = work.pop() {
+            if delayed && x.delayed.is_some() {
+                step(Step::Held { exchange: &x });
+                continue;
+            }
             found.clear();
             x.routes
                 .read()
@@ -270,12 +333,17 @@ impl QueueHost for VHost {
                 }
                 other => other.clone(),
             };
-            let Ok(Routed { queues, replies }) = self.route_message(
+            let Ok(Routed {
+                queues,
+                replies,
+                held,
+            }) = self.route_message(
                 target.clone(),
                 &copy.routing_key,
                 routing_headers.as_ref(),
                 &routing_properties(&copy.properties),
-            ) else {
+            )
+            else {
                 continue;
             };
             // A direct reply-to address as the dead-letter routing key (on the
@@ -301,6 +369,9 @@ impl QueueHost for VHost {
                 })
                 .collect();
             self.enqueue(copy, &queues);
+            // A delayed dead-letter exchange keeps a copy with an `x-delay`, as
+            // the plugin's exchange does.
+            self.hold(copy, &held, None);
         }
     }
 
@@ -323,6 +394,13 @@ pub(crate) enum Step<'a> {
         exchange: &'a Arc<ExchangeEntry>,
         /// Where its bindings lead, each once.
         destinations: &'a [Destination],
+    },
+    /// A delayed exchange keeps the message (it has an `x-delay`): the walk
+    /// goes no further through it (only when the walk holds, see
+    /// [`VHost::walk`]).
+    Held {
+        /// The delayed exchange.
+        exchange: &'a Arc<ExchangeEntry>,
     },
 }
 

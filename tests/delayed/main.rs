@@ -140,6 +140,69 @@ async fn the_bindings_of_the_due_moment_route_the_message() {
 }
 
 #[tokio::test]
+async fn a_delay_applies_where_the_message_reaches_a_delayed_exchange() {
+    let broker = common::start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    declare_delayed(&ch, "later", "fanout", false).await;
+    ch.exchange_declare(
+        "front".into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare front");
+    ch.exchange_bind(
+        "later".into(),
+        "front".into(),
+        "k".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange-to-exchange binding");
+    declare_queue(&ch, "now").await;
+    declare_queue(&ch, "after").await;
+    bind(&ch, "now", "front", "k").await;
+    bind(&ch, "after", "later", "").await;
+    // Dead-lettered into a delayed exchange: the plugin's retry pattern.
+    ch.queue_declare(
+        "retry".into(),
+        QueueDeclareOptions::default(),
+        table(&[("x-dead-letter-exchange", text("later"))]),
+    )
+    .await
+    .expect("declare retry");
+    let sent = Instant::now();
+    publish(&ch, "front", "k", b"through", delayed(300)).await;
+    let now = receive(&ch, "now", 1).await;
+    assert_eq!(now.len(), 1, "the direct binding delivers at once");
+    assert!(now[0].1 - sent < Duration::from_millis(300));
+    let after = receive(&ch, "after", 1).await;
+    assert_eq!(after.len(), 1);
+    assert!(
+        after[0].1 - sent >= Duration::from_millis(300),
+        "held by the delayed exchange"
+    );
+
+    publish(&ch, "", "retry", b"failed", delayed(300)).await;
+    let got = ch
+        .basic_get("retry".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a message");
+    let rejected = Instant::now();
+    got.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    let after = receive(&ch, "after", 1).await;
+    assert_eq!(after.len(), 1);
+    assert!(after[0].1 - rejected >= Duration::from_millis(300));
+}
+
+#[tokio::test]
 async fn a_mandatory_message_nothing_takes_when_due_is_returned() {
     let broker = common::start().await;
     let client = Client::connect(&broker).await;
