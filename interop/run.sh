@@ -23,6 +23,11 @@
 #                             is a user (EXTERNAL); without them h-tls is skipped
 #                             and not counted. When run.sh starts Warren it makes
 #                             these itself (openssl) and starts it with TLS.
+#   INTEROP_PLUGINS=1         with INTEROP_AMQP_URL: the external broker has the
+#                             features RabbitMQ needs plugins for (delayed retries,
+#                             x-delayed-message, x-message-deduplication); without
+#                             it PLUGIN_SCENARIOS are skipped and not counted.
+#                             When run.sh starts Warren it exports it itself.
 #   INTEROP_LANGS="python node go"  the languages to run (default: all three)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,11 +35,15 @@ ROOT=$(pwd)
 INTEROP="$ROOT/interop"
 
 LANGS=${INTEROP_LANGS:-python node go}
-DEFAULT_SCENARIOS=(a-work-queue b-confirms c-topic-groups d-consumer-dies e-headers f-retry-dlx-ttl g-rpc-reply-to h-tls)
+DEFAULT_SCENARIOS=(a-work-queue b-confirms c-topic-groups d-consumer-dies e-headers f-retry-dlx-ttl g-rpc-reply-to h-tls
+    i-retry-backoff j-delayed-job k-dedup-webhook)
 PENDING_SCENARIOS=()
 # Need an amqps broker: run.sh starts Warren with TLS; against an external
 # broker they run only when INTEROP_AMQPS_URL and INTEROP_TLS_{CA,CERT,KEY} are set.
 TLS_SCENARIOS=(h-tls)
+# Warren features RabbitMQ lacks without plugins: against an external broker
+# they run only with INTEROP_PLUGINS=1 (run.sh sets it when it starts Warren).
+PLUGIN_SCENARIOS=(i-retry-backoff j-delayed-job k-dedup-webhook)
 TLS_USER=interop-tls-client # the client certificate's CN, the EXTERNAL user
 LANG_TIMEOUT=240 # seconds, per language (each scenario also bounds itself at ~60 s)
 
@@ -44,6 +53,9 @@ expected=${#DEFAULT_SCENARIOS[@]}
 [ $run_pending = 1 ] && expected=$((expected + ${#PENDING_SCENARIOS[@]}))
 if [ -n "${INTEROP_AMQP_URL:-}" ] && [ -z "${INTEROP_AMQPS_URL:-}" ]; then
     expected=$((expected - ${#TLS_SCENARIOS[@]})) # the runners skip them
+fi
+if [ -n "${INTEROP_AMQP_URL:-}" ] && [ "${INTEROP_PLUGINS:-0}" != 1 ]; then
+    expected=$((expected - ${#PLUGIN_SCENARIOS[@]})) # the runners skip them
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
@@ -255,6 +267,7 @@ start_broker() {
         fi
         if port_open "$port" && port_open "$mgmt_port"; then
             export INTEROP_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F"
+            export INTEROP_PLUGINS=1 # Warren has them built in
             echo "== broker: $bin on 127.0.0.1:$port (pid $BROKER_PID, data in $TMP/data)"
             if [ ${#tls_args[@]} != 0 ] && port_open "$tls_port" && create_tls_user "http://127.0.0.1:$mgmt_port"; then
                 export INTEROP_AMQPS_URL="amqps://guest:guest@127.0.0.1:$tls_port/%2F"

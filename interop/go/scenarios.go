@@ -516,3 +516,202 @@ func scenarioG(c *ctx) {
 		check(replies[cid] == strings.ToUpper(body), "reply to %s is %q", body, replies[cid])
 	}
 }
+
+// asInt is a header's integer value, of any width.
+func asInt(v interface{}) (int64, bool) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	case uint8:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	}
+	return 0, false
+}
+
+// ---------------------------------------------------------------------------
+// i. delayed retries: a job fails twice and succeeds on the third attempt
+
+var retryArgs = amqp.Table{
+	"x-delayed-retry-min":        int32(200),
+	"x-delayed-retry-max":        int32(2000),
+	"x-delayed-retry-multiplier": int32(2), // exponential: 200 ms, then 400 ms
+	"x-delayed-retry-jitter":     "equal",  // each delay uniformly between half and all of it
+	"x-delivery-limit":           int32(5),
+}
+
+// retryGaps are jitter's bounds on the 1st and 2nd retry.
+var retryGaps = [2][2]time.Duration{{100 * time.Millisecond, 200 * time.Millisecond}, {200 * time.Millisecond, 400 * time.Millisecond}}
+
+const retrySlack = 150 * time.Millisecond // scheduling slack above the upper bounds only
+
+type arrival struct {
+	at          time.Time
+	body        string
+	redelivered bool
+	headers     amqp.Table
+}
+
+func scenarioI(c *ctx) {
+	conn, _ := c.connect("setup")
+	ch := c.channel(conn)
+	q := c.declareQueue(ch, "jobs", true, retryArgs)
+	pub := newConfirmer(ch, 10)
+	wconn, _ := c.connect("worker")
+	wch := c.channel(wconn)
+	must(wch.Qos(10, 0, false), "qos")
+	var mu sync.Mutex
+	var got []arrival
+	count := func(body string) int { // with mu held
+		n := 0
+		for _, g := range got {
+			if g.body == body {
+				n++
+			}
+		}
+		return n
+	}
+	consume(wch, q, false, func(d amqp.Delivery) {
+		mu.Lock()
+		got = append(got, arrival{time.Now(), string(d.Body), d.Redelivered, d.Headers})
+		n := count("job-1")
+		mu.Unlock()
+		if string(d.Body) == "job-1" && n < 3 {
+			_ = d.Reject(true) // fails: back after a backoff
+		} else {
+			_ = d.Ack(false)
+		}
+	})
+	counted := func(body string, n int) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); return count(body) >= n }
+	}
+	pub.publish("", q, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("job-1")})
+	pub.wait(1, c.deadline)
+	c.waitFor(counted("job-1", 2), "job-1's first retry", 0)
+	// job-1 waits out its second backoff: a job published now is not held behind it.
+	sent := time.Now()
+	pub.publish("", q, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("job-2")})
+	pub.wait(1, c.deadline)
+	c.waitFor(counted("job-2", 1), "job-2", 0)
+	c.waitFor(counted("job-1", 3), "job-1's second retry", 300*time.Millisecond)
+
+	mu.Lock()
+	defer mu.Unlock()
+	var order []string
+	var attempts []arrival
+	var job2 arrival
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g.body]++
+		order = append(order, fmt.Sprintf("%s#%d", g.body, seen[g.body]))
+		if g.body == "job-1" {
+			attempts = append(attempts, g)
+		} else {
+			job2 = g
+		}
+	}
+	check(sameStrings(order, []string{"job-1#1", "job-1#2", "job-2#1", "job-1#3"}),
+		"deliveries (job#attempt) %v; job-2 must come while job-1 waits, job-1 three times", order)
+	_, has := job2.headers["x-delivery-count"]
+	check(!job2.redelivered && !has, "job-2 (first delivery) has redelivered=%v, headers %v", job2.redelivered, job2.headers)
+	check(!attempts[0].redelivered, "job-1's first delivery is marked redelivered")
+	_, has = attempts[0].headers["x-delivery-count"]
+	check(!has, "job-1's first delivery has x-delivery-count: %v", attempts[0].headers)
+	for n := 1; n <= 2; n++ {
+		v := attempts[n].headers["x-delivery-count"]
+		dc, ok := asInt(v)
+		check(attempts[n].redelivered, "job-1's delivery %d is not marked redelivered", n+1)
+		check(ok && dc == int64(n), "job-1's delivery %d has x-delivery-count %#v, expected %d", n+1, v, n)
+		lo, hi := retryGaps[n-1][0], retryGaps[n-1][1]
+		gap := attempts[n].at.Sub(attempts[n-1].at)
+		check(gap >= lo && gap <= hi+retrySlack, "retry %d came %d ms after delivery %d, expected %d-%d ms (+%d ms slack)",
+			n, gap.Milliseconds(), n, lo.Milliseconds(), hi.Milliseconds(), retrySlack.Milliseconds())
+	}
+	check(job2.at.Sub(sent) < retryGaps[1][0], "job-2 took %d ms from publish to delivery while job-1 waited",
+		job2.at.Sub(sent).Milliseconds())
+	check(depth(ch, q) == 0, "queue not empty at the end")
+}
+
+// ---------------------------------------------------------------------------
+// j. a delayed job through an x-delayed-message exchange
+
+func scenarioJ(c *ctx) {
+	const delay = 300 // ms
+	conn, _ := c.connect("setup")
+	ch := c.channel(conn)
+	ex := c.declareExchangeArgs(ch, "later", "x-delayed-message", true, amqp.Table{"x-delayed-type": "direct"})
+	q := c.declareQueue(ch, "jobs", true, nil)
+	must(ch.QueueBind(q, "job", ex, false, nil), "bind")
+	pub := newConfirmer(ch, 1)
+	t0 := time.Now()
+	pub.publish(ex, "job", false, amqp.Publishing{
+		DeliveryMode: amqp.Persistent, Headers: amqp.Table{"x-delay": int32(delay)}, Body: []byte("delayed-job"),
+	})
+	pub.wait(1, c.deadline)
+	for elapsed := time.Duration(0); elapsed < 250*time.Millisecond; elapsed = time.Since(t0) {
+		n := depth(ch, q)
+		check(n == 0, "the queue holds %d message(s) %d ms after the publish (x-delay %d)", n, elapsed.Milliseconds(), delay)
+		time.Sleep(20 * time.Millisecond)
+	}
+	var mu sync.Mutex
+	var got []arrival
+	var first amqp.Delivery
+	consume(ch, q, true, func(d amqp.Delivery) {
+		mu.Lock()
+		if len(got) == 0 {
+			first = d
+		}
+		got = append(got, arrival{time.Now(), string(d.Body), d.Redelivered, d.Headers})
+		mu.Unlock()
+	})
+	c.waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 1 }, "the delayed message", 300*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	check(len(got) == 1, "%d deliveries of one delayed message", len(got))
+	waited := got[0].at.Sub(t0)
+	check(waited >= delay*time.Millisecond, "the message arrived %d ms after its publish, x-delay was %d",
+		waited.Milliseconds(), delay)
+	check(string(first.Body) == "delayed-job" && first.RoutingKey == "job" && first.DeliveryMode == amqp.Persistent,
+		"delivered %q with routing key %q, delivery mode %d", first.Body, first.RoutingKey, first.DeliveryMode)
+	v := first.Headers["x-delay"]
+	xDelay, ok := asInt(v)
+	check(ok && xDelay == -delay, "delivered with x-delay %#v, expected %d", v, -delay)
+}
+
+// ---------------------------------------------------------------------------
+// k. a duplicate webhook swallowed by an x-message-deduplication exchange
+
+func scenarioK(c *ctx) {
+	conn, _ := c.connect("setup")
+	ch := c.channel(conn)
+	ex := c.declareExchangeArgs(ch, "webhooks", "x-message-deduplication", false,
+		amqp.Table{"x-cache-size": int32(1000), "x-cache-ttl": int32(60000)})
+	q := c.declareQueue(ch, "deliveries", false, nil)
+	must(ch.QueueBind(q, "", ex, false, nil), "bind")
+	pub := newConfirmer(ch, 3)
+	event, other := "evt-"+c.prefix+".1", "evt-"+c.prefix+".2"
+	for _, s := range []struct{ id, body string }{
+		{event, "webhook-1"}, {event, "webhook-1-again"}, {other, "webhook-2"},
+	} {
+		pub.publish(ex, "", false, amqp.Publishing{
+			Headers: amqp.Table{"x-deduplication-header": s.id}, Body: []byte(s.body),
+		})
+		pub.wait(1, c.deadline) // fails on a nack: every publish is confirmed
+	}
+	var got collector
+	consume(ch, q, true, func(d amqp.Delivery) { got.add(string(d.Body)) })
+	c.waitFor(func() bool { return got.len() >= 2 }, "the two distinct webhooks", 300*time.Millisecond)
+	check(sameStrings(got.list(), []string{"webhook-1", "webhook-2"}),
+		"the queue got %v, expected [webhook-1 webhook-2]", got.list())
+}

@@ -45,6 +45,10 @@ function tlsSettings() {
   return { url, ca: fs.readFileSync(ca), cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
 }
 
+// Whether the broker has what RabbitMQ needs plugins for (run.sh sets it for Warren).
+const pluginsOn = () => process.env.INTEROP_PLUGINS === '1';
+const PLUGINS_SKIP = 'a Warren feature RabbitMQ lacks without plugins (INTEROP_PLUGINS=1 runs it)';
+
 class Ctx {
   constructor(url, scenario) {
     this.url = url;
@@ -155,8 +159,10 @@ const sorted = (a) => [...a].sort();
 const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 // Scenarios in `needsTls` are skipped (not counted) without the INTEROP_AMQPS_URL and
-// INTEROP_TLS_* settings that run.sh exports when it starts a TLS broker.
-async function run(SCENARIOS, argv, needsTls = []) {
+// INTEROP_TLS_* settings that run.sh exports when it starts a TLS broker; those in
+// `needsPlugins` without INTEROP_PLUGINS=1, which run.sh exports when it starts Warren
+// (Warren has them built in; RabbitMQ needs plugins).
+async function run(SCENARIOS, argv, needsTls = [], needsPlugins = []) {
   const url = amqpUrl();
   const pendingOn = process.env.WARREN_INTEROP_PENDING === '1';
   const names = SCENARIOS.map((s) => s[0]);
@@ -174,6 +180,10 @@ async function run(SCENARIOS, argv, needsTls = []) {
     }
     if (needsTls.includes(name) && !tlsSettings()) {
       console.log(`skipped ${name}: no amqps broker (${TLS_ENV.join(', ')} are not all set)`);
+      continue;
+    }
+    if (needsPlugins.includes(name) && !pluginsOn()) {
+      console.log(`skipped ${name}: ${PLUGINS_SKIP}`);
       continue;
     }
     const ctx = new Ctx(url, name.split('-')[0]);

@@ -530,6 +530,162 @@ async function scenarioH(ctx) {
   check(sameList(fetched, ['external-1', 'external-2']), `EXTERNAL connection got ${fetched}`);
 }
 
+// ---------------------------------------------------------------------------
+// i. delayed retries: a job fails twice and succeeds on the third attempt
+
+const RETRY_ARGS = {
+  'x-delayed-retry-min': 200,
+  'x-delayed-retry-max': 2000,
+  'x-delayed-retry-multiplier': 2, // exponential: 200 ms, then 400 ms
+  'x-delayed-retry-jitter': 'equal', // each delay uniformly between half and all of it
+  'x-delivery-limit': 5,
+};
+const RETRY_GAPS_MS = [
+  [100, 200], // jitter's bounds on the 1st retry
+  [200, 400], // and on the 2nd
+];
+const RETRY_SLACK_MS = 150; // scheduling slack above the upper bounds only
+
+async function scenarioI(ctx) {
+  const conn = await ctx.connect('setup');
+  const ch = await ctx.channel(conn, 'setup', true);
+  const q = await ctx.declareQueue(ch, 'jobs', { durable: true, arguments: RETRY_ARGS });
+  const wconn = await ctx.connect('worker');
+  const wch = await ctx.channel(wconn, 'worker');
+  await wch.prefetch(10);
+  const got = []; // [arrival ms, body, redelivered, headers]
+  const attempts = () => got.filter((g) => g[1] === 'job-1');
+  await wch.consume(
+    q,
+    (m) => {
+      got.push([performance.now(), m.content.toString(), m.fields.redelivered, m.properties.headers || {}]);
+      if (m.content.toString() === 'job-1' && attempts().length < 3) {
+        wch.reject(m, true); // fails: back after a backoff
+      } else {
+        wch.ack(m);
+      }
+    },
+    { noAck: false },
+  );
+  await publishConfirmed(ch, '', q, ['job-1'], () => ({ persistent: true }));
+  await ctx.waitFor(() => attempts().length >= 2, "job-1's first retry");
+  // job-1 waits out its second backoff: a job published now is not held behind it.
+  const sent = performance.now();
+  await publishConfirmed(ch, '', q, ['job-2'], () => ({ persistent: true }));
+  await ctx.waitFor(() => got.some((g) => g[1] === 'job-2'), 'job-2');
+  await ctx.waitFor(() => attempts().length >= 3, "job-1's second retry", 300);
+
+  const order = got.map((g, i) => `${g[1]}#${got.slice(0, i + 1).filter((h) => h[1] === g[1]).length}`);
+  check(
+    sameList(order, ['job-1#1', 'job-1#2', 'job-2#1', 'job-1#3']),
+    `deliveries (job#attempt) [${order}]; job-2 must come while job-1 waits, job-1 three times`,
+  );
+  const job2 = got.find((g) => g[1] === 'job-2');
+  check(
+    !job2[2] && !('x-delivery-count' in job2[3]),
+    `job-2 (first delivery) has redelivered=${job2[2]}, headers ${JSON.stringify(job2[3])}`,
+  );
+  const a = attempts();
+  check(!a[0][2], "job-1's first delivery is marked redelivered");
+  check(!('x-delivery-count' in a[0][3]), `job-1's first delivery has x-delivery-count: ${JSON.stringify(a[0][3])}`);
+  for (const n of [1, 2]) {
+    const [, , redelivered, headers] = a[n];
+    const count = headers['x-delivery-count'];
+    check(redelivered, `job-1's delivery ${n + 1} is not marked redelivered`);
+    check(
+      Number.isInteger(count) && count === n,
+      `job-1's delivery ${n + 1} has x-delivery-count ${JSON.stringify(count)}, expected ${n}`,
+    );
+    const [lo, hi] = RETRY_GAPS_MS[n - 1];
+    const gap = a[n][0] - a[n - 1][0];
+    check(
+      gap >= lo && gap <= hi + RETRY_SLACK_MS,
+      `retry ${n} came ${gap.toFixed(0)} ms after delivery ${n}, expected ${lo}-${hi} ms (+${RETRY_SLACK_MS} ms slack)`,
+    );
+  }
+  check(
+    job2[0] - sent < RETRY_GAPS_MS[1][0],
+    `job-2 took ${(job2[0] - sent).toFixed(0)} ms from publish to delivery while job-1 waited`,
+  );
+  check((await ch.checkQueue(q)).messageCount === 0, 'queue not empty at the end');
+}
+
+// ---------------------------------------------------------------------------
+// j. a delayed job through an x-delayed-message exchange
+
+async function scenarioJ(ctx) {
+  const delay = 300; // ms
+  const conn = await ctx.connect('setup');
+  const ch = await ctx.channel(conn, 'setup', true);
+  const ex = await ctx.declareExchange(ch, 'later', 'x-delayed-message', {
+    durable: true,
+    arguments: { 'x-delayed-type': 'direct' },
+  });
+  const q = await ctx.declareQueue(ch, 'jobs', { durable: true });
+  await ch.bindQueue(q, ex, 'job');
+  const t0 = performance.now();
+  await new Promise((resolve, reject) =>
+    ch.publish(ex, 'job', Buffer.from('delayed-job'), { persistent: true, headers: { 'x-delay': delay } }, (err) =>
+      err ? reject(new Failure('the delayed message was nacked')) : resolve(),
+    ),
+  );
+  for (let elapsed = 0; elapsed < 250; elapsed = performance.now() - t0) {
+    const depth = (await ch.checkQueue(q)).messageCount;
+    check(
+      depth === 0,
+      `the queue holds ${depth} message(s) ${elapsed.toFixed(0)} ms after the publish (x-delay ${delay})`,
+    );
+    await sleep(20);
+  }
+  const got = [];
+  await ch.consume(q, (m) => got.push([performance.now(), m]), { noAck: true });
+  await ctx.waitFor(() => got.length >= 1, 'the delayed message', 300);
+  check(got.length === 1, `${got.length} deliveries of one delayed message`);
+  const [at, m] = got[0];
+  const waited = at - t0;
+  check(waited >= delay, `the message arrived ${waited.toFixed(0)} ms after its publish, x-delay was ${delay}`);
+  check(
+    m.content.toString() === 'delayed-job' && m.fields.routingKey === 'job' && m.properties.deliveryMode === 2,
+    `delivered ${m.content} with routing key ${m.fields.routingKey}, delivery mode ${m.properties.deliveryMode}`,
+  );
+  const xDelay = (m.properties.headers || {})['x-delay'];
+  check(
+    Number.isInteger(xDelay) && xDelay === -delay,
+    `delivered with x-delay ${JSON.stringify(xDelay)}, expected ${-delay}`,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// k. a duplicate webhook swallowed by an x-message-deduplication exchange
+
+async function scenarioK(ctx) {
+  const conn = await ctx.connect('setup');
+  const ch = await ctx.channel(conn, 'setup', true);
+  const ex = await ctx.declareExchange(ch, 'webhooks', 'x-message-deduplication', {
+    arguments: { 'x-cache-size': 1000, 'x-cache-ttl': 60000 },
+  });
+  const q = await ctx.declareQueue(ch, 'deliveries');
+  await ch.bindQueue(q, ex, '');
+  const event = `evt-${crypto.randomUUID()}`;
+  const other = `evt-${crypto.randomUUID()}`;
+  const sends = [
+    [event, 'webhook-1'],
+    [event, 'webhook-1-again'],
+    [other, 'webhook-2'],
+  ];
+  for (const [i, [id, body]] of sends.entries()) {
+    await new Promise((resolve, reject) =>
+      ch.publish(ex, '', Buffer.from(body), { headers: { 'x-deduplication-header': id } }, (err) =>
+        err ? reject(new Failure(`publish ${i + 1} (${body}) was nacked, expected a confirm`)) : resolve(),
+      ),
+    );
+  }
+  const got = [];
+  await ch.consume(q, (m) => got.push(m.content.toString()), { noAck: true });
+  await ctx.waitFor(() => got.length >= 2, 'the two distinct webhooks', 300);
+  check(sameList(got, ['webhook-1', 'webhook-2']), `the queue got [${got}], expected [webhook-1,webhook-2]`);
+}
+
 const SCENARIOS = [
   ['a-work-queue', scenarioA, false],
   ['b-confirms', scenarioB, false],
@@ -539,9 +695,14 @@ const SCENARIOS = [
   ['f-retry-dlx-ttl', scenarioF, false],
   ['g-rpc-reply-to', scenarioG, false],
   ['h-tls', scenarioH, false],
+  ['i-retry-backoff', scenarioI, false],
+  ['j-delayed-job', scenarioJ, false],
+  ['k-dedup-webhook', scenarioK, false],
 ];
+// Warren features RabbitMQ lacks without plugins: skipped unless INTEROP_PLUGINS=1.
+const NEEDS_PLUGINS = ['i-retry-backoff', 'j-delayed-job', 'k-dedup-webhook'];
 
-run(SCENARIOS, process.argv.slice(2), ['h-tls']).then(
+run(SCENARIOS, process.argv.slice(2), ['h-tls'], NEEDS_PLUGINS).then(
   (code) => process.exit(code),
   (e) => {
     console.log(`FAIL runner: ${e.stack || e}`);

@@ -37,6 +37,14 @@ def amqp_url():
 TLS_ENV = ("INTEROP_AMQPS_URL", "INTEROP_TLS_CA", "INTEROP_TLS_CERT", "INTEROP_TLS_KEY")
 
 
+PLUGINS_SKIP = "a Warren feature RabbitMQ lacks without plugins (INTEROP_PLUGINS=1 runs it)"
+
+
+def plugins_on():
+    """Whether the broker has what RabbitMQ needs plugins for (run.sh sets it for Warren)."""
+    return os.environ.get("INTEROP_PLUGINS") == "1"
+
+
 def tls_settings():
     """The amqps URL, CA file and client certificate/key run.sh made, or None."""
     values = [os.environ.get(k, "") for k in TLS_ENV]
@@ -158,11 +166,13 @@ def queue_depth(ch, q):
     return ch.queue_declare(q, passive=True).method.message_count
 
 
-def run(scenarios, argv, needs_tls=()):
+def run(scenarios, argv, needs_tls=(), needs_plugins=()):
     """Runs the (name, function, pending) scenarios named in argv (all when empty).
 
     Those in `needs_tls` are skipped (not counted) without the INTEROP_AMQPS_URL
-    and INTEROP_TLS_* settings that run.sh exports when it starts a TLS broker."""
+    and INTEROP_TLS_* settings that run.sh exports when it starts a TLS broker;
+    those in `needs_plugins` without INTEROP_PLUGINS=1, which run.sh exports
+    when it starts Warren (Warren has them built in; RabbitMQ needs plugins)."""
     url = amqp_url()
     pending_on = os.environ.get("WARREN_INTEROP_PENDING") == "1"
     names = [s[0] for s in scenarios]
@@ -178,6 +188,9 @@ def run(scenarios, argv, needs_tls=()):
             continue
         if name in needs_tls and tls_settings() is None:
             print(f"skipped {name}: no amqps broker ({', '.join(TLS_ENV)} are not all set)", flush=True)
+            continue
+        if name in needs_plugins and not plugins_on():
+            print(f"skipped {name}: {PLUGINS_SKIP}", flush=True)
             continue
         ctx = Ctx(url, name.split("-")[0])
         start = time.monotonic()

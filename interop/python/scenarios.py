@@ -614,6 +614,135 @@ def scenario_h(ctx):
 
 
 # --------------------------------------------------------------------------
+# i. delayed retries: a job fails twice and succeeds on the third attempt
+
+RETRY_ARGS = {
+    "x-delayed-retry-min": 200,
+    "x-delayed-retry-max": 2000,
+    "x-delayed-retry-multiplier": 2,  # exponential: 200 ms, then 400 ms
+    "x-delayed-retry-jitter": "equal",  # each delay uniformly between half and all of it
+    "x-delivery-limit": 5,
+}
+RETRY_GAPS = [(0.100, 0.200), (0.200, 0.400)]  # seconds: jitter's bounds on the 1st and 2nd retry
+RETRY_SLACK = 0.150  # scheduling slack above the upper bounds only
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def scenario_i(ctx):
+    conn = ctx.connect("setup")
+    ch = conn.channel()
+    ch.confirm_delivery()
+    q = ctx.declare_queue(ch, "jobs", durable=True, arguments=RETRY_ARGS)
+    wconn = ctx.connect("worker")
+    wch = wconn.channel()
+    wch.basic_qos(prefetch_count=10)
+    got = []  # (arrival, body, redelivered, headers)
+
+    def on_msg(c, method, props, body):
+        got.append((time.monotonic(), body, method.redelivered, dict(props.headers or {})))
+        if body == b"job-1" and len(attempts()) < 3:
+            c.basic_reject(method.delivery_tag, requeue=True)  # fails: back after a backoff
+        else:
+            c.basic_ack(method.delivery_tag)
+
+    def attempts():
+        return [g for g in got if g[1] == b"job-1"]
+
+    wch.basic_consume(q, on_msg, auto_ack=False)
+    publish_confirmed(ch, "", q, [b"job-1"], persistent=True)
+    ctx.pump([wconn], lambda: len(attempts()) >= 2, "job-1's first retry")
+    # job-1 waits out its second backoff: a job published now is not held behind it.
+    sent = time.monotonic()
+    publish_confirmed(ch, "", q, [b"job-2"], persistent=True)
+    ctx.pump([wconn], lambda: any(g[1] == b"job-2" for g in got), "job-2")
+    ctx.pump([wconn], lambda: len(attempts()) >= 3, "job-1's second retry", extra=0.3)
+
+    order = [(g[1].decode(), len([h for h in got[: i + 1] if h[1] == g[1]])) for i, g in enumerate(got)]
+    check(order == [("job-1", 1), ("job-1", 2), ("job-2", 1), ("job-1", 3)],
+          f"deliveries (job, attempt) {order}; job-2 must come while job-1 waits, job-1 three times")
+    job2 = next(g for g in got if g[1] == b"job-2")
+    check(not job2[2] and "x-delivery-count" not in job2[3],
+          f"job-2 (first delivery) has redelivered={job2[2]}, headers {job2[3]}")
+    a = attempts()
+    check(not a[0][2], "job-1's first delivery is marked redelivered")
+    check("x-delivery-count" not in a[0][3], f"job-1's first delivery has x-delivery-count: {a[0][3]}")
+    for n in (1, 2):
+        _, _, redelivered, headers = a[n]
+        count = headers.get("x-delivery-count")
+        check(redelivered, f"job-1's delivery {n + 1} is not marked redelivered")
+        check(is_int(count) and count == n, f"job-1's delivery {n + 1} has x-delivery-count {count!r}, expected {n}")
+        lo, hi = RETRY_GAPS[n - 1]
+        gap = a[n][0] - a[n - 1][0]
+        check(lo <= gap <= hi + RETRY_SLACK,
+              f"retry {n} came {gap * 1000:.0f} ms after delivery {n}, expected {lo * 1000:.0f}-{hi * 1000:.0f} ms"
+              f" (+{RETRY_SLACK * 1000:.0f} ms slack)")
+    check(job2[0] - sent < RETRY_GAPS[1][0],
+          f"job-2 took {(job2[0] - sent) * 1000:.0f} ms from publish to delivery while job-1 waited")
+    check(queue_depth(ch, q) == 0, "queue not empty at the end")
+
+
+# --------------------------------------------------------------------------
+# j. a delayed job through an x-delayed-message exchange
+
+
+def scenario_j(ctx):
+    delay = 300  # ms
+    conn = ctx.connect("setup")
+    ch = conn.channel()
+    ex = ctx.declare_exchange(ch, "later", "x-delayed-message", durable=True,
+                              arguments={"x-delayed-type": "direct"})
+    q = ctx.declare_queue(ch, "jobs", durable=True)
+    ch.queue_bind(q, ex, routing_key="job")
+    ch.confirm_delivery()
+    t0 = time.monotonic()
+    ch.basic_publish(ex, "job", b"delayed-job", pika.BasicProperties(delivery_mode=2, headers={"x-delay": delay}))
+    while (elapsed := time.monotonic() - t0) < 0.250:
+        depth = queue_depth(ch, q)
+        check(depth == 0, f"the queue holds {depth} message(s) {elapsed * 1000:.0f} ms after the publish"
+                          f" (x-delay {delay})")
+        time.sleep(0.02)
+    got = []
+    ch.basic_consume(q, lambda c, m, p, body: got.append((time.monotonic(), m, p, body)), auto_ack=True)
+    ctx.pump([conn], lambda: got, "the delayed message", extra=0.3)
+    check(len(got) == 1, f"{len(got)} deliveries of one delayed message")
+    at, method, props, body = got[0]
+    waited = (at - t0) * 1000
+    check(waited >= delay, f"the message arrived {waited:.0f} ms after its publish, x-delay was {delay}")
+    check(body == b"delayed-job" and method.routing_key == "job" and props.delivery_mode == 2,
+          f"delivered {body!r} with routing key {method.routing_key!r}, delivery mode {props.delivery_mode}")
+    x_delay = (props.headers or {}).get("x-delay")
+    check(is_int(x_delay) and x_delay == -delay, f"delivered with x-delay {x_delay!r}, expected {-delay}")
+
+
+# --------------------------------------------------------------------------
+# k. a duplicate webhook swallowed by an x-message-deduplication exchange
+
+
+def scenario_k(ctx):
+    conn = ctx.connect("setup")
+    ch = conn.channel()
+    ex = ctx.declare_exchange(ch, "webhooks", "x-message-deduplication",
+                              arguments={"x-cache-size": 1000, "x-cache-ttl": 60000})
+    q = ctx.declare_queue(ch, "deliveries")
+    ch.queue_bind(q, ex)
+    ch.confirm_delivery()
+    event, other = f"evt-{uuid.uuid4().hex}", f"evt-{uuid.uuid4().hex}"
+    sends = [(event, b"webhook-1"), (event, b"webhook-1-again"), (other, b"webhook-2")]
+    for i, (event_id, body) in enumerate(sends):
+        try:
+            ch.basic_publish(ex, "", body, pika.BasicProperties(headers={"x-deduplication-header": event_id}))
+        except pika.exceptions.NackError:
+            raise Failure(f"publish {i + 1} ({body!r}) was nacked, expected a confirm")
+    got = []
+    ch.basic_consume(q, lambda c, m, p, body: got.append(body), auto_ack=True)
+    ctx.pump([conn], lambda: len(got) >= 2, "the two distinct webhooks", extra=0.3)
+    check(got == [b"webhook-1", b"webhook-2"], f"the queue got {got}, expected [b'webhook-1', b'webhook-2']")
+
+
+# --------------------------------------------------------------------------
 
 SCENARIOS = [
     ("a-work-queue", scenario_a, False),
@@ -624,14 +753,19 @@ SCENARIOS = [
     ("f-retry-dlx-ttl", scenario_f, False),
     ("g-rpc-reply-to", scenario_g, False),
     ("h-tls", scenario_h, False),
+    ("i-retry-backoff", scenario_i, False),
+    ("j-delayed-job", scenario_j, False),
+    ("k-dedup-webhook", scenario_k, False),
 ]
+# Warren features RabbitMQ lacks without plugins: skipped unless INTEROP_PLUGINS=1.
+NEEDS_PLUGINS = ("i-retry-backoff", "j-delayed-job", "k-dedup-webhook")
 
 
 def main(argv):
     if len(argv) == 2 and argv[0] == "--child-die-consumer":
         child_die_consumer(amqp_url(), argv[1])
         return 0
-    return run(SCENARIOS, argv, needs_tls=("h-tls",))
+    return run(SCENARIOS, argv, needs_tls=("h-tls",), needs_plugins=NEEDS_PLUGINS)
 
 
 if __name__ == "__main__":
