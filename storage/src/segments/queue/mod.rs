@@ -309,11 +309,12 @@ impl QueueLog {
         let size = format::encode_record(&mut active.pending, seq, value);
         segment.note(seq, offset, size);
         self.high = self.high.max(Some(seq));
-        if active.pending.len() >= WRITE_BEHIND {
+        if old.is_some() || active.pending.len() >= WRITE_BEHIND {
+            // A replacement is written out before the old copy goes (its ack
+            // may be written, or its segment deleted, at once): a crash of the
+            // process in between leaves both, and reads take the newer.
             write_pending(active)?;
         }
-        // Only now that the new record is there does the old one go: a crash
-        // in between leaves both, and reads take the newer.
         if let Some(i) = old.and_then(|no| self.segments.iter().position(|s| s.no == no)) {
             self.remove_at(i, seq)?;
         }
