@@ -159,6 +159,9 @@ impl Backlog {
         if let Err(error) = self.storage.store().put_message(self.id, seq, &record) {
             tracing::error!(%error, "cannot record a waiting retry");
         }
+        // Nobody waits for it, but the due time and count should not wait
+        // for the next publish's commit to become durable.
+        self.storage.request();
     }
 
     /// The stored messages that came back waiting at start, with their due
