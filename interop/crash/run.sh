@@ -5,8 +5,9 @@
 #
 # Builds warren-crash (interop/bench, lapin) and, unless WARREN_BIN is given,
 # the broker; then runs a small configuration fit for CI: 3 rounds x (publish,
-# consume, delayed) x 2000 messages, some fifteen seconds in all. Ends with the line
-# `crash: N passed, M failed` and exits non-zero when a round failed.
+# consume, delayed, retry, dedup) x 2000 messages, some thirty seconds in all.
+# Ends with the line `crash: N passed, M failed` and exits non-zero when a
+# round failed.
 #
 # Environment:
 #   WARREN_BIN=PATH           the broker binary to test; build none

@@ -13,7 +13,7 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
 };
@@ -76,16 +76,32 @@ pub fn parse(body: &[u8]) -> Option<u64> {
 
 /// Declares a durable queue.
 pub async fn declare_durable(ch: &Channel, queue: &str) -> anyhow::Result<()> {
+    declare_durable_with(ch, queue, FieldTable::default()).await
+}
+
+/// Declares a durable queue with arguments.
+pub async fn declare_durable_with(
+    ch: &Channel,
+    queue: &str,
+    arguments: FieldTable,
+) -> anyhow::Result<()> {
     let options = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
     within(
         "queue.declare",
-        ch.queue_declare(queue.into(), options, FieldTable::default()),
+        ch.queue_declare(queue.into(), options, arguments),
     )
     .await
     .map(drop)
+}
+
+/// A header table with one entry.
+pub fn header(name: &str, value: AMQPValue) -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(name.into(), value);
+    t
 }
 
 /// What became of one published message.
@@ -149,12 +165,13 @@ pub async fn publish(
 }
 
 /// [`publish`] to `exchange` with routing key `key`; message `seq` carries
-/// the `x-delay` header `delay(seq)` when that is `Some` (delayed mode).
+/// the headers `headers(seq)` when that is `Some` (`x-delay` in delayed
+/// mode, `x-deduplication-header` in dedup mode).
 pub async fn publish_to(
     ch: &Channel,
     exchange: &str,
     key: &str,
-    delay: impl Fn(u64) -> Option<i64>,
+    headers: impl Fn(u64) -> Option<FieldTable>,
     n: u64,
     window: usize,
     mut on_progress: impl FnMut(u64, u64),
@@ -177,13 +194,9 @@ pub async fn publish_to(
         return p;
     }
     let props = BasicProperties::default().with_delivery_mode(2);
-    let props_of = |seq: u64| match delay(seq) {
+    let props_of = |seq: u64| match headers(seq) {
         None => props.clone(),
-        Some(ms) => {
-            let mut headers = FieldTable::default();
-            headers.insert("x-delay".into(), lapin::types::AMQPValue::LongLongInt(ms));
-            props.clone().with_headers(headers)
-        }
+        Some(h) => props.clone().with_headers(h),
     };
     let exchange = ShortString::from(exchange);
     let key = ShortString::from(key);

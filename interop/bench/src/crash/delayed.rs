@@ -73,7 +73,12 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         &ch,
         &exchange,
         &r.queue,
-        |seq| Some(delay_of(seed, seq)),
+        |seq| {
+            Some(amqp::header(
+                "x-delay",
+                AMQPValue::LongLongInt(delay_of(seed, seq)),
+            ))
+        },
         n,
         r.window,
         |_, confirmed| {

@@ -9,20 +9,30 @@
 //! - `consume` mode: N confirmed messages consumed with manual acks and a
 //!   prefetch, some held unacked, the kill mid-stream. Nothing unacked may be
 //!   lost; delivered-but-unacked ones must come back flagged redelivered.
+//! - `delayed` mode: confirmed messages waiting in a delayed exchange; every
+//!   one must arrive after the restart.
+//! - `retry` mode: first deliveries rejected into a queue with delayed
+//!   retries; the retries waiting at the kill must come back after the
+//!   restart, with their delivery count, not before their due time.
+//! - `dedup` mode: ids published to a deduplicating exchange; after the
+//!   restart every id is published again, and every confirmed id must be in
+//!   the queue exactly once.
 //!
 //! Every round prints what it did and found; the last line is
 //! `crash: N passed, M failed` (summed by scripts/test.sh). Exit code 0 when
 //! every round passed, 1 when one failed, 2 on a usage error.
 //!
 //! Layout: `broker` (the child process), `amqp` (publishing with confirms,
-//! reading back), `round` (a round's settings and verdict), `publish` and
-//! `consume` (the two modes).
+//! reading back), `round` (a round's settings and verdict), and one file per
+//! mode.
 
 mod amqp;
 mod broker;
 mod consume;
+mod dedup;
 mod delayed;
 mod publish;
+mod retry;
 mod round;
 
 use std::path::PathBuf;
@@ -40,8 +50,8 @@ use crate::round::{Mode, Round};
 #[derive(Parser, Debug)]
 #[command(name = "warren-crash", version, about, long_about = None, args_override_self = true)]
 struct Cli {
-    /// Which crash to stage each round: publish, consume, or both (publish
-    /// then consume).
+    /// Which crash to stage each round: publish, consume, delayed, retry,
+    /// dedup, both (publish then consume) or all (the five).
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     mode: ModeArg,
     /// Rounds per mode.
@@ -56,7 +66,7 @@ struct Cli {
     /// Publisher confirms outstanding at most.
     #[arg(long, default_value_t = 1000)]
     confirm_window: usize,
-    /// basic.qos prefetch of the consumer in consume mode.
+    /// basic.qos prefetch of the consumer in consume and retry modes.
     #[arg(long, default_value_t = 100)]
     prefetch: u16,
     /// The Warren binary, started as `BIN --bind 127.0.0.1 --port PORT
@@ -90,9 +100,11 @@ enum ModeArg {
     Publish,
     Consume,
     Delayed,
+    Retry,
+    Dedup,
     /// publish and consume (the modes any AMQP broker can run)
     Both,
-    /// publish, consume and delayed
+    /// publish, consume, delayed, retry and dedup
     All,
 }
 
@@ -170,8 +182,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         ModeArg::Publish => &[Mode::Publish],
         ModeArg::Consume => &[Mode::Consume],
         ModeArg::Delayed => &[Mode::Delayed],
+        ModeArg::Retry => &[Mode::Retry],
+        ModeArg::Dedup => &[Mode::Dedup],
         ModeArg::Both => &[Mode::Publish, Mode::Consume],
-        ModeArg::All => &[Mode::Publish, Mode::Consume, Mode::Delayed],
+        ModeArg::All => &[
+            Mode::Publish,
+            Mode::Consume,
+            Mode::Delayed,
+            Mode::Retry,
+            Mode::Dedup,
+        ],
     };
     println!(
         "crash test: broker {}, {} round(s) x {}, {} messages, seed {seed}, work dir {}",
@@ -212,6 +232,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Mode::Publish => publish::run(&r).await,
                 Mode::Consume => consume::run(&r).await,
                 Mode::Delayed => delayed::run(&r).await,
+                Mode::Retry => retry::run(&r).await,
+                Mode::Dedup => dedup::run(&r).await,
             };
             let secs = started.elapsed().as_secs_f64();
             match verdict {

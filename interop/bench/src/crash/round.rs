@@ -14,6 +14,10 @@ pub enum Mode {
     Consume,
     /// kill -9 while confirmed messages wait in a delayed exchange.
     Delayed,
+    /// kill -9 while rejected deliveries wait out their retry backoff.
+    Retry,
+    /// kill -9 while ids are published to a deduplicating exchange.
+    Dedup,
 }
 
 impl Mode {
@@ -23,6 +27,8 @@ impl Mode {
             Mode::Publish => "publish",
             Mode::Consume => "consume",
             Mode::Delayed => "delayed",
+            Mode::Retry => "retry",
+            Mode::Dedup => "dedup",
         }
     }
 }
@@ -37,7 +43,7 @@ pub struct Round {
     pub messages: u64,
     /// Publisher confirms outstanding at most.
     pub window: usize,
-    /// basic.qos prefetch of the consumer (consume mode).
+    /// basic.qos prefetch of the consumer (consume and retry modes).
     pub prefetch: u16,
     /// The durable queue it declares.
     pub queue: String,

@@ -1,0 +1,243 @@
+//! Dedup mode (deduplication across a crash): a durable exchange of type
+//! `x-message-deduplication` (`x-cache-size` 100000) bound to a durable
+//! queue; N persistent messages, message `seq` with the header
+//! `x-deduplication-header: "id-<seq>"`, pipelined with confirms; the broker
+//! SIGKILLed at a seeded point mid-stream, restarted on the same data
+//! directory; then all N ids are published again (same headers) with
+//! confirms, and the queue is read back.
+//!
+//! The README's contract (Deduplication): a durable exchange's ids are kept
+//! in the store, written with the message's group commit, so the id of a
+//! confirmed persistent message survives a crash with the message; no
+//! `x-cache-persistence` is needed (it is accepted and only checked). So:
+//! every id whose first publish was confirmed must be in the queue exactly
+//! once (the republish was swallowed); an id never sent before the kill
+//! exactly once (its republish was confirmed and must not be swallowed); an
+//! id sent but not confirmed at most once: twice is counted, not a failure
+//! (its first publish was not confirmed). An unconfirmed id missing though its
+//! republish was confirmed (the cache kept an id whose message was lost) is
+//! counted and reported, not a failure: the README promises nothing for
+//! unconfirmed publishes.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::amqp::{self, Fate, Rng, sample, within};
+use crate::broker::describe_status;
+use crate::round::{Round, Verdict, say};
+
+/// `x-cache-size` of the exchange: larger than any round, so nothing is evicted.
+const CACHE_SIZE: i64 = 100_000;
+
+/// The headers of message `seq`: its deduplication id.
+fn id_of(seq: u64) -> Option<FieldTable> {
+    Some(amqp::header(
+        "x-deduplication-header",
+        AMQPValue::LongString(format!("id-{seq}").into()),
+    ))
+}
+
+/// Runs one dedup-mode round.
+pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
+    let mut rng = Rng::new(r.seed);
+    let n = r.messages;
+    if n as i64 > CACHE_SIZE {
+        anyhow::bail!("dedup mode takes at most {CACHE_SIZE} messages (the cache size)");
+    }
+    let kill_at = rng.range((n / 10).max(1), (n * 9 / 10).max(1));
+    // Half the rounds count messages sent, half messages confirmed.
+    let on_confirms = rng.range(0, 1) == 1;
+    let delay = Duration::from_micros(match rng.range(0, 1) {
+        0 => 0,
+        _ => rng.range(1, 3000),
+    });
+    let exchange = format!("{}.dedup", r.queue);
+    let mut v = Verdict::default();
+    let mut broker = r.start_broker().await?;
+    let conn = amqp::connect(&broker.uri()).await?;
+    let ch = within("channel.open", conn.create_channel()).await?;
+    let mut args = FieldTable::default();
+    args.insert("x-cache-size".into(), AMQPValue::LongLongInt(CACHE_SIZE));
+    within(
+        "exchange.declare x-message-deduplication",
+        ch.exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Custom("x-message-deduplication".into()),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        ),
+    )
+    .await?;
+    amqp::declare_durable(&ch, &r.queue).await?;
+    within(
+        "queue.bind",
+        ch.queue_bind(
+            r.queue.as_str().into(),
+            exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await?;
+    let switch = broker.kill_switch();
+    let p = amqp::publish_to(&ch, &exchange, "", id_of, n, r.window, |sent, confirmed| {
+        if (if on_confirms { confirmed } else { sent }) >= kill_at {
+            switch.fire(delay);
+        }
+    })
+    .await;
+    if !switch.fired() {
+        v.fail(format!(
+            "publishing ended after {} of {n} messages, before the planned kill: {}",
+            p.sent,
+            p.error.as_deref().unwrap_or("no error")
+        ));
+    }
+    switch.fire(Duration::ZERO);
+    let status = broker.wait_exit(Duration::from_secs(10)).await?;
+    drop(ch);
+    drop(conn);
+    say(format!(
+        "kill -9 {} µs after {kill_at} messages were {} ({}): {} confirmed, {} unconfirmed, \
+         {} nacked, {} never sent",
+        delay.as_micros(),
+        if on_confirms { "confirmed" } else { "sent" },
+        describe_status(status),
+        p.count(Fate::Confirmed),
+        p.count(Fate::Unconfirmed),
+        p.count(Fate::Nacked),
+        p.count(Fate::NotSent)
+    ));
+    if let Some(e) = &p.error {
+        say(format!("the publisher saw: {e}"));
+    }
+    broker.restart().await?;
+    say(format!(
+        "restarted: pid {}; publishing all {n} ids again",
+        broker.pid().unwrap_or(0)
+    ));
+
+    // Every id again, with confirms: every one must be confirmed (a duplicate
+    // is acked too).
+    let again = match amqp::connect(&broker.uri()).await {
+        Ok(conn) => {
+            let again = match within("channel.open", conn.create_channel()).await {
+                Ok(ch) => {
+                    Some(amqp::publish_to(&ch, &exchange, "", id_of, n, r.window, |_, _| {}).await)
+                }
+                Err(e) => {
+                    v.fail(format!("republishing: {e:#}"));
+                    None
+                }
+            };
+            amqp::close(conn).await;
+            again
+        }
+        Err(e) => {
+            v.fail(format!("republishing: {e:#}"));
+            None
+        }
+    };
+    let republished = again.as_ref().map_or(0, |a| a.count(Fate::Confirmed));
+    say(format!(
+        "republished: {republished} of {n} confirmed in {:.2} s",
+        again.as_ref().map_or(0.0, |a| a.elapsed.as_secs_f64())
+    ));
+    if let Some(a) = &again
+        && republished != n
+    {
+        v.fail(format!(
+            "only {republished} of {n} republishes were confirmed: {}",
+            a.error.as_deref().unwrap_or("no error")
+        ));
+    }
+    let rec = amqp::recover(&broker.uri(), &r.queue).await;
+    broker.stop().await;
+
+    let (count, foreign) = amqp::tally(p.fate.len(), &rec.deliveries);
+    // The checks that rest on the republish only count republishes confirmed.
+    let again_ok = |s: u64| {
+        again
+            .as_ref()
+            .is_some_and(|a| a.fate[s as usize] == Fate::Confirmed)
+    };
+    let confirmed_lost = p.seqs(Fate::Confirmed, &count, |c| c == 0);
+    let confirmed_twice = p.seqs(Fate::Confirmed, &count, |c| c > 1);
+    let unsent_missing: Vec<u64> = p
+        .seqs(Fate::NotSent, &count, |c| c == 0)
+        .into_iter()
+        .filter(|s| again_ok(*s))
+        .collect();
+    let unsent_twice = p.seqs(Fate::NotSent, &count, |c| c > 1);
+    let unconfirmed_twice = p.seqs(Fate::Unconfirmed, &count, |c| c > 1);
+    let unconfirmed_missing: Vec<u64> = p
+        .seqs(Fate::Unconfirmed, &count, |c| c == 0)
+        .into_iter()
+        .filter(|s| again_ok(*s))
+        .collect();
+    say(format!(
+        "read back {} (queue depth {}): confirmed ids: {} once, {} missing, {} twice or more; \
+         never-sent ids: {} once; unconfirmed ids: {} once, {} twice (counted, not failures), \
+         {} missing though republished (counted)",
+        rec.deliveries.len(),
+        rec.depth.map_or("?".to_string(), |d| d.to_string()),
+        p.seqs(Fate::Confirmed, &count, |c| c == 1).len(),
+        confirmed_lost.len(),
+        confirmed_twice.len(),
+        p.seqs(Fate::NotSent, &count, |c| c == 1).len(),
+        p.seqs(Fate::Unconfirmed, &count, |c| c == 1).len(),
+        unconfirmed_twice.len(),
+        unconfirmed_missing.len()
+    ));
+    if !unconfirmed_missing.is_empty() {
+        say(format!(
+            "note: unconfirmed ids whose message is gone but whose id the cache kept: {}",
+            sample(&unconfirmed_missing)
+        ));
+    }
+    if let Some(e) = &rec.error {
+        v.fail(format!("reading the queue back after the restart: {e}"));
+    }
+    if !confirmed_lost.is_empty() {
+        v.fail(format!(
+            "{} of {} confirmed ids are not in the queue (message lost, its id kept): {}",
+            confirmed_lost.len(),
+            p.count(Fate::Confirmed),
+            sample(&confirmed_lost)
+        ));
+    }
+    if !confirmed_twice.is_empty() {
+        v.fail(format!(
+            "{} confirmed ids are in the queue twice (the cache forgot them in the crash): {}",
+            confirmed_twice.len(),
+            sample(&confirmed_twice)
+        ));
+    }
+    if !unsent_missing.is_empty() {
+        v.fail(format!(
+            "{} ids never sent before the kill were swallowed on their first (confirmed) \
+             publish: {}",
+            unsent_missing.len(),
+            sample(&unsent_missing)
+        ));
+    }
+    if !unsent_twice.is_empty() {
+        v.fail(format!(
+            "ids published once are in the queue twice: {}",
+            sample(&unsent_twice)
+        ));
+    }
+    if foreign > 0 {
+        v.fail(format!(
+            "{foreign} deliveries with bodies that are not ours"
+        ));
+    }
+    rec.check_depth(&mut v);
+    Ok(v)
+}
