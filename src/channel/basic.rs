@@ -319,6 +319,7 @@ impl Channel {
                     ))
                     .await;
             }
+            routed.enqueued();
             return Outcome::default();
         }
         let mut outcome = self.conn.vhost.enqueue(&message, &routed.queues);
@@ -329,6 +330,7 @@ impl Channel {
                 .vhost
                 .hold(&message, &routed.held, return_to.as_ref());
         }
+        routed.enqueued();
         outcome
     }
 }

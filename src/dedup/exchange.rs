@@ -8,10 +8,12 @@
 //! the segment log: entries are removed out of order (eviction, expiry,
 //! replacement) and looked up by key at start, which a key-value tree does
 //! directly; the cache is bounded, so the records are too (`x-cache-size` per
-//! exchange), and memory holds only the bounded cache. The writes are
-//! buffered and made durable by the next group commit, which a confirmed
-//! persistent message routed through the exchange waits for: its id survives
-//! a crash along with it.
+//! exchange), and memory holds only the bounded cache. The writes are held by
+//! the store and written at the next group commit, after the messages
+//! (`Store::put_definition_after_messages`), which a confirmed persistent
+//! message routed through the exchange waits for: its id survives a crash
+//! along with it, and an id never survives without its message (a publisher
+//! retrying an unconfirmed publish must not have the retry swallowed).
 
 use parking_lot::Mutex;
 use warren_codec::types::FieldTable;
@@ -36,6 +38,37 @@ pub struct ExchangeDedup {
     /// A leaf lock: the store's internal locks are the only ones under it.
     cache: Mutex<Cache<()>>,
     stored: Option<Stored>,
+}
+
+/// A new id's store record: written by [`NewId::store`] once the message it
+/// came with is enqueued, so that it never reaches the disk before it.
+#[derive(Debug, Clone)]
+pub struct NewId {
+    storage: Arc<Storage>,
+    record: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl NewId {
+    /// Hands the record to the store, to be written after the messages
+    /// written so far (its message among them), and asks for a commit.
+    pub fn store(&self) {
+        self.storage
+            .store()
+            .put_definition_after_messages(Kind::Dedup, &self.record, &self.value);
+        // Held until a commit: ask for one, so that held ids stay few.
+        self.storage.request();
+    }
+}
+
+/// What the cache says of a message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Seen before: not routed.
+    Duplicate,
+    /// New (or without an id); a durable exchange's new id to store once the
+    /// message is enqueued.
+    New(Option<NewId>),
 }
 
 /// A stored cache entry read back at start.
@@ -89,15 +122,16 @@ impl ExchangeDedup {
     }
 
     /// Whether a message with these headers is a duplicate (not to be routed);
-    /// a new id is cached, as the plugin does, before the message is routed.
-    pub fn is_duplicate(&self, headers: Option<&FieldTable>) -> bool {
+    /// a new id is cached, as the plugin does, before the message is routed,
+    /// and stored once the message is enqueued ([`NewId::store`]).
+    pub fn check(&self, headers: Option<&FieldTable>) -> Verdict {
         let Some(key) = key_of(headers, &self.args.header) else {
-            return false;
+            return Verdict::New(None);
         };
         let now = now_ms();
         let mut cache = self.cache.lock();
         match cache.get(&key, now) {
-            Lookup::Live(()) => return true,
+            Lookup::Live(()) => return Verdict::Duplicate,
             Lookup::Expired(old) => self.unstore(&old),
             Lookup::Absent => {}
         }
@@ -107,20 +141,17 @@ impl ExchangeDedup {
         for old in &inserted.evicted {
             self.unstore(old);
         }
-        if let Some(stored) = &self.stored {
+        let new = self.stored.as_ref().map(|stored| {
             let mut value = Vec::with_capacity(16);
             value.extend_from_slice(&inserted.generation.to_be_bytes());
             value.extend_from_slice(&expires_ms.unwrap_or(0).to_be_bytes());
-            let record = [stored.prefix.as_slice(), &key].concat();
-            if let Err(error) = stored
-                .storage
-                .store()
-                .put_definition(Kind::Dedup, &record, &value)
-            {
-                tracing::warn!(%error, "cannot store a deduplication id");
+            NewId {
+                storage: stored.storage.clone(),
+                record: [stored.prefix.as_slice(), &key].concat(),
+                value,
             }
-        }
-        false
+        });
+        Verdict::New(new)
     }
 
     /// Puts back an entry read from the store at start (oldest first); an
@@ -150,13 +181,11 @@ impl ExchangeDedup {
     fn unstore(&self, key: &[u8]) {
         if let Some(stored) = &self.stored {
             let record = [stored.prefix.as_slice(), key].concat();
-            if let Err(error) = stored
+            // In order with the held puts.
+            stored
                 .storage
                 .store()
-                .remove_definition(Kind::Dedup, &record)
-            {
-                tracing::warn!(%error, "cannot remove a deduplication id from the store");
-            }
+                .remove_definition_after_messages(Kind::Dedup, &record);
         }
     }
 }

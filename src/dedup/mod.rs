@@ -23,7 +23,7 @@ use warren_codec::types::{AMQPValue, FieldTable};
 
 pub use args::{DEDUP_HEADER, DedupArgs, TTL_ARG};
 pub use cache::{Cache, DedupKey, Lookup};
-pub use exchange::{ExchangeDedup, StoredEntry};
+pub use exchange::{ExchangeDedup, NewId, StoredEntry, Verdict};
 pub use queue::{QueueDedup, Slot};
 
 /// The deduplication id a message carries in `header`, in canonical bytes

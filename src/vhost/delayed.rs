@@ -146,7 +146,10 @@ impl VHost {
             &routing_properties(&message.properties),
         ) {
             Ok(Routed {
-                queues, replies, ..
+                queues,
+                replies,
+                new_id,
+                ..
             }) => {
                 if queues.is_empty()
                     && replies.is_empty()
@@ -160,6 +163,9 @@ impl VHost {
                     tokio::spawn(async move { replies::deliver(&replies, &copy).await });
                 }
                 self.enqueue(&message, &queues);
+                if let Some(id) = new_id {
+                    id.store();
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, exchange = %x.name, "a due delayed message could not be routed");

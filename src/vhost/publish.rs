@@ -11,6 +11,7 @@ use warren_exchanges::{MessageProperties, type_name};
 
 use super::replies;
 use super::{Destination, ExchangeEntry, VHost, resource};
+use crate::dedup::{NewId, Verdict};
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::queue::dead_letter::DeadLetter;
@@ -27,12 +28,23 @@ pub struct Routed {
     /// Delayed exchanges it reaches with an `x-delay`: each keeps it and
     /// routes it on when the delay ends ([`VHost::hold`]).
     pub held: Vec<Arc<ExchangeEntry>>,
+    /// A deduplicating exchange's new id, stored once the message is
+    /// enqueued ([`Routed::enqueued`]).
+    pub new_id: Option<NewId>,
 }
 
 impl Routed {
     /// Whether it reaches nothing that takes it (a mandatory one is returned).
     pub fn unroutable(&self) -> bool {
         self.queues.is_empty() && self.held.is_empty()
+    }
+
+    /// The message was handed to its queues: what waited for that (a new
+    /// deduplication id's record) goes to the store now, after the message.
+    pub fn enqueued(&self) {
+        if let Some(id) = &self.new_id {
+            id.store();
+        }
     }
 }
 
@@ -75,16 +87,20 @@ impl VHost {
         )?;
         // A duplicate on a deduplicating exchange routes nowhere (the plugin's
         // rule: unroutable, so returned if mandatory, then confirmed).
-        if let Some(dedup) = dedup
-            && dedup.is_duplicate(headers)
-        {
-            queues.clear();
-            held.clear();
+        let mut new_id = None;
+        match dedup.map(|dedup| dedup.check(headers)) {
+            Some(Verdict::Duplicate) => {
+                queues.clear();
+                held.clear();
+            }
+            Some(Verdict::New(id)) => new_id = id,
+            None => {}
         }
         Ok(Routed {
             queues,
             replies,
             held,
+            new_id,
         })
     }
 
@@ -159,6 +175,7 @@ impl VHost {
         }
         let mut outcome = self.enqueue(&message, &routed.queues);
         outcome.stored |= self.hold(&message, &routed.held, None);
+        routed.enqueued();
         Ok((routed, outcome))
     }
 
@@ -337,6 +354,7 @@ impl QueueHost for VHost {
                 queues,
                 replies,
                 held,
+                new_id,
             }) = self.route_message(
                 target.clone(),
                 &copy.routing_key,
@@ -372,6 +390,9 @@ impl QueueHost for VHost {
             // A delayed dead-letter exchange keeps a copy with an `x-delay`, as
             // the plugin's exchange does.
             self.hold(copy, &held, None);
+            if let Some(id) = new_id {
+                id.store();
+            }
         }
     }
 

@@ -31,6 +31,14 @@ impl Store for HybridStore {
         self.defs.remove_definition(kind, key)
     }
 
+    fn put_definition_after_messages(&self, kind: Kind, key: &[u8], value: &[u8]) {
+        self.defs.deferred().put(kind, key, value);
+    }
+
+    fn remove_definition_after_messages(&self, kind: Kind, key: &[u8]) {
+        self.defs.deferred().remove(kind, key);
+    }
+
     fn definitions(&self, kind: Kind) -> Result<Vec<Record>, StorageError> {
         self.defs.definitions(kind)
     }
@@ -77,8 +85,15 @@ impl Store for HybridStore {
     fn flush(&self) -> Result<(), StorageError> {
         // Messages first: the broker's definitions never depend on them, but
         // a clean-shutdown marker (a definition) must follow its messages.
+        // The held definition writes taken before the messages are flushed
+        // were handed over after their messages were written, so this flush
+        // covers those messages; they go in only once it is done (a
+        // deduplication id never outlives its message in a crash). Later
+        // ones wait for the next flush.
+        let held = self.defs.deferred().take();
         self.messages.flush()?;
-        self.defs.flush()
+        held.apply(&self.defs)?;
+        self.defs.flush_db()
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
@@ -90,6 +105,40 @@ impl Store for HybridStore {
 mod tests {
     use super::*;
     use crate::{Engine, open_engine};
+
+    #[test]
+    fn held_definition_writes_wait_for_the_flush_after_their_messages() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let store = open_engine(dir.path(), 8 << 20, Engine::Segments).expect("open");
+            store.put_message(1, 0, b"body").expect("put");
+            store.put_definition_after_messages(Kind::Dedup, b"id-1", b"v");
+            store.put_definition_after_messages(Kind::Dedup, b"id-2", b"v");
+            store.remove_definition_after_messages(Kind::Dedup, b"id-2");
+            assert!(
+                store.definitions(Kind::Dedup).expect("defs").is_empty(),
+                "held"
+            );
+            // Longer than sled's own flush timer: still not written.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        {
+            let store = open_engine(dir.path(), 8 << 20, Engine::Segments).expect("open");
+            assert!(
+                store.definitions(Kind::Dedup).expect("defs").is_empty(),
+                "a crash before the flush leaves no id without its message"
+            );
+            store.put_message(1, 1, b"body").expect("put");
+            store.put_definition_after_messages(Kind::Dedup, b"id-1", b"v");
+            store.flush().expect("flush");
+        }
+        let store = open_engine(dir.path(), 8 << 20, Engine::Segments).expect("open");
+        assert_eq!(
+            store.definitions(Kind::Dedup).expect("defs"),
+            [(b"id-1".to_vec(), b"v".to_vec())]
+        );
+        assert_eq!(store.messages(1, 0, 10).expect("read").len(), 1);
+    }
 
     #[test]
     fn definitions_and_messages_live_side_by_side_and_survive_reopening() {

@@ -13,6 +13,7 @@
 //! - `commit.rs`: group commit.
 
 mod commit;
+mod deferred;
 mod hybrid;
 mod segments;
 mod sled_store;
@@ -99,6 +100,17 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Removes a definition record (absent is fine).
     fn remove_definition(&self, kind: Kind, key: &[u8]) -> Result<(), StorageError>;
+
+    /// Writes a definition record that must not be durable before the
+    /// messages written ahead of it (a deduplication id and its message): it
+    /// is held and written by the next [`Store::flush`], after the messages,
+    /// in order with [`Store::remove_definition_after_messages`]. Reads do not
+    /// see it until then.
+    fn put_definition_after_messages(&self, kind: Kind, key: &[u8], value: &[u8]);
+
+    /// Removes a definition record at the next flush, in order with
+    /// [`Store::put_definition_after_messages`].
+    fn remove_definition_after_messages(&self, kind: Kind, key: &[u8]);
 
     /// Every record of a kind, in key order.
     fn definitions(&self, kind: Kind) -> Result<Vec<Record>, StorageError>;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use sled::{Batch, Db, Tree};
 
+use crate::deferred::Deferred;
 use crate::{Kind, QueueId, Record, Seq, StorageError, Store};
 
 impl From<sled::Error> for StorageError {
@@ -19,6 +20,9 @@ impl From<sled::Error> for StorageError {
 pub struct SledStore {
     db: Db,
     messages: Tree,
+    /// Writes held for the next flush (messages here are in the same
+    /// database, written in order, so applying them later is enough).
+    deferred: Deferred,
 }
 
 /// A message's key: queue id then seq, both big-endian.
@@ -50,7 +54,23 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let messages = db.open_tree("messages")?;
-        Ok(SledStore { db, messages })
+        Ok(SledStore {
+            db,
+            messages,
+            deferred: Deferred::default(),
+        })
+    }
+
+    /// The writes held for the next flush (a hybrid store applies them
+    /// itself, between its messages' flush and this database's).
+    pub(crate) fn deferred(&self) -> &Deferred {
+        &self.deferred
+    }
+
+    /// Makes the database durable, without the held writes.
+    pub(crate) fn flush_db(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     fn tree(&self, kind: Kind) -> Result<Tree, StorageError> {
@@ -67,6 +87,14 @@ impl Store for SledStore {
     fn remove_definition(&self, kind: Kind, key: &[u8]) -> Result<(), StorageError> {
         self.tree(kind)?.remove(key)?;
         Ok(())
+    }
+
+    fn put_definition_after_messages(&self, kind: Kind, key: &[u8], value: &[u8]) {
+        self.deferred.put(kind, key, value);
+    }
+
+    fn remove_definition_after_messages(&self, kind: Kind, key: &[u8]) {
+        self.deferred.remove(kind, key);
     }
 
     fn definitions(&self, kind: Kind) -> Result<Vec<Record>, StorageError> {
@@ -177,8 +205,10 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush()?;
-        Ok(())
+        // Messages live in this database, written before their held
+        // records were handed over: applying them now keeps the order.
+        self.deferred.take().apply(self)?;
+        self.flush_db()
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
