@@ -33,6 +33,7 @@ use warren_storage::QueueId;
 
 use super::SeqId;
 use super::ready::{Entry, Ready};
+use super::waiting::{self, Meta, Parked};
 use crate::durable::Storage;
 use crate::durable::records::{
     KEEP, REDELIVERED, Retry, decode_message, encode_message, encode_retry, expiry_from_wall,
@@ -79,7 +80,7 @@ pub(super) struct Backlog {
     max_priority: Option<u8>,
     /// Stored messages that came back at start still waiting for their due
     /// time (taken by the queue after [`Backlog::recover`]).
-    recovered_waiting: Vec<(SeqId, Entry, Instant)>,
+    recovered_waiting: Vec<(SeqId, Parked, Instant)>,
 }
 
 impl Backlog {
@@ -164,9 +165,33 @@ impl Backlog {
         self.storage.request();
     }
 
+    /// A waiting message kept on disk only, read back when it is due.
+    pub fn load(&mut self, seq: SeqId, meta: Meta) -> Option<Entry> {
+        let batch = match self.storage.store().messages(self.id, seq, 1) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "cannot read a waiting message back");
+                return None;
+            }
+        };
+        let (found, record) = batch.into_iter().next()?;
+        if found != seq {
+            return None;
+        }
+        let (message, _, _) = decode_message(record)?;
+        Some(Entry {
+            message: Arc::new(message),
+            redelivered: meta.redelivered,
+            expires_at: meta.expires_at,
+            priority: meta.priority,
+            returns: meta.returns,
+            stored: true,
+        })
+    }
+
     /// The stored messages that came back waiting at start, with their due
     /// times.
-    pub fn take_recovered_waiting(&mut self) -> Vec<(SeqId, Entry, Instant)> {
+    pub fn take_recovered_waiting(&mut self) -> Vec<(SeqId, Parked, Instant)> {
         std::mem::take(&mut self.recovered_waiting)
     }
 
@@ -510,7 +535,13 @@ impl Backlog {
         if self.paged.count > 0 {
             self.paged.skip.insert(seq);
         }
-        self.recovered_waiting.push((seq, entry, due));
+        // Past the waiting list's window only what puts it back stays in memory.
+        let parked = if self.pages && self.recovered_waiting.len() >= waiting::WINDOW {
+            Parked::Stored(Meta::of(&entry))
+        } else {
+            Parked::Memory(entry)
+        };
+        self.recovered_waiting.push((seq, parked, due));
     }
 
     /// At a clean shutdown: records which kept messages were delivered before,

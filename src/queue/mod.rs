@@ -14,8 +14,10 @@
 //! - `limits.rs`: `x-max-length(-bytes)` and `x-overflow`.
 //! - `policy.rs`: the arguments in force under a policy, applied live.
 //! - `dead_letter.rs`: `x-dead-letter-exchange`, the `x-death` header.
-//! - `retry.rs`: delayed retries (`x-delayed-retry-*`) and messages that wait
-//!   before they are ready (retries, `x-opt-delivery-time`).
+//! - `retry.rs`: delayed retries (`x-delayed-retry-*`), `x-opt-delivery-time`,
+//!   `x-delivery-count`.
+//! - `waiting.rs`: the messages not ready before a due time, by due time, in
+//!   memory up to a window and on disk past it.
 //! - `consumers.rs`: consumer priorities, single active consumer, attaching
 //!   and detaching consumers.
 //! - `delivery.rs`: the delivery seam: a queue hands messages to a
@@ -49,6 +51,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 mod ttl;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,8 +82,8 @@ pub use inspect::QueueStats;
 use kind::Backend;
 pub use kind::QueueType;
 use ready::{Entry, Taken};
-use retry::Waiting;
 pub use retry::{Jitter, RetryArgs, RetryOn, RetrySettings, Return};
+use waiting::Waiting;
 use warren_storage::QueueId;
 
 /// A message's position in its queue: increasing with arrival, kept on requeue.
@@ -199,7 +202,7 @@ impl Queue {
                 next_seq: 0,
                 ready,
                 outstanding: HashMap::new(),
-                waiting: Waiting::default(),
+                waiting: Waiting::new(spec.args.max_priority.is_none()),
                 consumers,
                 ever_had_consumer: false,
                 deleted: false,
@@ -582,8 +585,10 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.classic().lock();
         let waiting = st.waiting.drain();
-        for (seq, entry) in &waiting {
-            st.ready.forget(*seq, entry);
+        for (seq, parked) in &waiting {
+            if parked.stored() {
+                st.ready.forget_seq(*seq);
+            }
         }
         let count = st.ready.clear() + waiting.len();
         u32::try_from(count).unwrap_or(u32::MAX)
@@ -615,8 +620,8 @@ impl Queue {
     pub fn recover(self: &Arc<Self>, clean: bool) {
         let mut st = self.classic().lock();
         st.next_seq = st.ready.recover(clean);
-        for (seq, entry, due) in st.ready.take_recovered_waiting() {
-            st.waiting.insert(due, seq, entry);
+        for (seq, parked, due) in st.ready.take_recovered_waiting() {
+            st.waiting.park(due, seq, parked);
         }
         self.schedule(&mut st);
         let max_priority = self.spec.args.max_priority;

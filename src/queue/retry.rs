@@ -14,7 +14,6 @@
 //! message in a durable queue has its record rewritten with the due time and
 //! its attempt count (`records::Retry`), so a restart finds it waiting still.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use warren_exchanges::{integer, type_name};
 
 use super::args::QueueArgs;
 use super::ready::Entry;
+use super::waiting::Parked;
 use super::{Queue, QueueState, SeqId};
 use crate::durable::records::wall_clock_ms;
 use crate::error::AmqpError;
@@ -313,68 +313,6 @@ impl RetryArgs {
     }
 }
 
-/// The messages waiting out a retry delay, by due time.
-#[derive(Debug, Default)]
-pub(super) struct Waiting {
-    by_due: BTreeMap<(Instant, SeqId), Entry>,
-    due_of: HashMap<SeqId, Instant>,
-    bytes: u64,
-}
-
-impl Waiting {
-    pub fn insert(&mut self, due: Instant, seq: SeqId, entry: Entry) {
-        self.bytes += entry.message.body_size() as u64;
-        self.due_of.insert(seq, due);
-        self.by_due.insert((due, seq), entry);
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_due.len()
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    pub fn contains(&self, seq: SeqId) -> bool {
-        self.due_of.contains_key(&seq)
-    }
-
-    /// When the first one is due.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.by_due.keys().next().map(|&(due, _)| due)
-    }
-
-    /// Takes the ones due at `now` or earlier.
-    pub fn take_due(&mut self, now: Instant) -> Vec<(SeqId, Entry)> {
-        let mut due = Vec::new();
-        while let Some(entry) = self.by_due.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let ((_, seq), entry) = entry.remove_entry();
-            self.forget(seq, &entry);
-            due.push((seq, entry));
-        }
-        due
-    }
-
-    /// Takes them all (purge, delete).
-    pub fn drain(&mut self) -> Vec<(SeqId, Entry)> {
-        self.due_of.clear();
-        self.bytes = 0;
-        std::mem::take(&mut self.by_due)
-            .into_iter()
-            .map(|((_, seq), entry)| (seq, entry))
-            .collect()
-    }
-
-    fn forget(&mut self, seq: SeqId, entry: &Entry) {
-        self.due_of.remove(&seq);
-        self.bytes = self.bytes.saturating_sub(entry.message.body_size() as u64);
-    }
-}
-
 impl Queue {
     /// A delivery came back for `why`: if the queue's retries apply, it
     /// waits out its backoff (and `None` is returned); else it is handed back
@@ -400,12 +338,23 @@ impl Queue {
         None
     }
 
-    /// Puts the retries due at `now` back at their places in the ready list.
+    /// Puts the messages due at `now` back at their places in the ready list
+    /// (one kept on disk only is read back).
     pub(super) fn release_due(&self, st: &mut QueueState, now: Instant) {
         if st.waiting.len() == 0 {
             return;
         }
-        for (seq, entry) in st.waiting.take_due(now) {
+        for (seq, parked) in st.waiting.take_due(now) {
+            let entry = match parked {
+                Parked::Memory(entry) => entry,
+                Parked::Stored(meta) => match st.ready.load(seq, meta) {
+                    Some(entry) => entry,
+                    None => {
+                        tracing::error!(queue = %self.name, seq, "a waiting message is missing from the store");
+                        continue;
+                    }
+                },
+            };
             st.ready.insert(seq, entry);
         }
     }

@@ -265,3 +265,46 @@ fn bad_retry_arguments_are_refused() {
             .contains("expected integer")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiting_messages_past_the_window_come_back_from_the_store() {
+    let host = Arc::new(TestHost::default());
+    let (q, _dir) = super::testing::queue_with(
+        &host,
+        args(&[("x-delayed-retry-min", AMQPValue::LongInt(1000))]),
+        true,
+    );
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    let total = super::waiting::WINDOW + 500;
+    for i in 0..total {
+        q.publish(message_with(&i.to_string(), persistent.clone()));
+    }
+    let sink = TestSink::new();
+    for tag in 1..=total as u64 {
+        assert!(q.get(sink.as_ref(), false) == GetResult::Sent);
+        give_back(&sink, tag, Return::Failed);
+    }
+    assert_eq!(q.stats().messages_delayed, total as u64);
+    assert_eq!(
+        q.classic().lock().waiting.in_memory(),
+        super::waiting::WINDOW,
+        "past the window, bodies stay on disk"
+    );
+    assert_eq!(q.stats().message_bytes_delayed, sink_bytes(total));
+    advance(1000).await;
+    let mut back = Vec::new();
+    while let Some((body, redelivered, count)) = get(&q, &sink) {
+        assert!(redelivered && count == Some(1), "{body}");
+        back.push(body.parse::<usize>().expect("a number"));
+    }
+    assert_eq!(
+        back,
+        (0..total).collect::<Vec<_>>(),
+        "every one, in queue order"
+    );
+}
+
+/// Body bytes of the messages "0" .. "n-1".
+fn sink_bytes(n: usize) -> u64 {
+    (0..n).map(|i| i.to_string().len() as u64).sum()
+}

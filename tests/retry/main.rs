@@ -291,3 +291,64 @@ async fn a_message_with_a_delivery_time_waits_until_then() {
     client.close().await;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn thousands_of_waiting_retries_come_back_after_a_restart() {
+    // More than the waiting list keeps whole in memory (4096): the rest wait
+    // on disk, before and after the restart.
+    const TOTAL: usize = 5000;
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = start_at(dir.path(), |_| {}).await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    let args = table(&[("x-delayed-retry-min", AMQPValue::LongInt(1000))]);
+    declare(&ch, "many", true, args.clone()).await;
+    for i in 0..TOTAL {
+        ch.basic_publish(
+            "".into(),
+            "many".into(),
+            BasicPublishOptions::default(),
+            i.to_string().as_bytes(),
+            persistent(),
+        )
+        .await
+        .expect("publish");
+    }
+    ch.wait_for_confirms().await.expect("confirms");
+    ch.basic_qos(500, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = consume(&ch, "many").await;
+    for _ in 0..TOTAL {
+        reject(&next_delivery(&mut consumer).await).await;
+    }
+    let q = common::eventually(TOTAL as u64, async || {
+        queue_json(&broker, "many").await["messages_delayed"]
+            .as_u64()
+            .unwrap_or(0)
+    })
+    .await;
+    assert_eq!(q, TOTAL as u64);
+    client.close().await;
+    broker.stop().await;
+
+    let broker = start_at(dir.path(), |_| {}).await;
+    let client = Client::connect(&broker).await;
+    let ch = client.channel().await;
+    declare(&ch, "many", true, args).await;
+    let mut consumer = consume(&ch, "many").await;
+    let mut seen = vec![false; TOTAL];
+    for _ in 0..TOTAL {
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(delivery_count(&d), Some(1));
+        let i: usize = std::str::from_utf8(&d.data)
+            .expect("utf-8")
+            .parse()
+            .expect("a number");
+        assert!(!std::mem::replace(&mut seen[i], true), "{i} twice");
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    assert!(seen.iter().all(|s| *s));
+    client.close().await;
+    broker.stop().await;
+}
