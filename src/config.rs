@@ -54,6 +54,10 @@ pub struct Config {
     /// How long a delivery may stay unacknowledged before its channel is
     /// closed, in milliseconds (RabbitMQ's `consumer_timeout`; 0 = off).
     pub consumer_timeout: u64,
+    /// How often message counters are sampled for the rates the management
+    /// API and metrics report, in milliseconds (RabbitMQ's
+    /// `collect_statistics_interval`, default 5000).
+    pub collect_statistics_interval: u64,
     /// A definitions file (RabbitMQ's JSON) imported at start, before the
     /// listeners open (RabbitMQ's `load_definitions`).
     pub load_definitions: Option<PathBuf>,
@@ -139,6 +143,7 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             consumer_timeout: 1_800_000,
+            collect_statistics_interval: 5000,
             load_definitions: None,
             log_format: "text".into(),
             storage_cache_mb: 8,
@@ -309,6 +314,11 @@ impl Config {
     /// The storage engine for queue messages.
     pub fn storage_engine(&self) -> Result<warren_storage::Engine, ConfigError> {
         self.storage_engine.parse().map_err(ConfigError::Invalid)
+    }
+
+    /// The statistics interval (at least 100 ms).
+    pub fn statistics_interval(&self) -> Duration {
+        Duration::from_millis(self.collect_statistics_interval.max(100))
     }
 
     /// The broker-wide delivery acknowledgement timeout in milliseconds

@@ -40,6 +40,7 @@ mod parameters;
 mod permissions;
 mod policies;
 mod queues;
+mod rates;
 mod route_explain;
 mod shovels;
 mod users;
