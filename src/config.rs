@@ -58,6 +58,9 @@ pub struct Config {
     /// API and metrics report, in milliseconds (RabbitMQ's
     /// `collect_statistics_interval`, default 5000).
     pub collect_statistics_interval: u64,
+    /// RabbitMQ's `collect_statistics`: `coarse` (the default: message
+    /// rates), `fine` (the same here), or `none` (no counting: rates stay 0).
+    pub collect_statistics: String,
     /// A definitions file (RabbitMQ's JSON) imported at start, before the
     /// listeners open (RabbitMQ's `load_definitions`).
     pub load_definitions: Option<PathBuf>,
@@ -144,6 +147,7 @@ impl Default for Config {
             max_message_size: 128 * 1024 * 1024,
             consumer_timeout: 1_800_000,
             collect_statistics_interval: 5000,
+            collect_statistics: "coarse".into(),
             load_definitions: None,
             log_format: "text".into(),
             storage_cache_mb: 8,
@@ -188,6 +192,12 @@ impl Config {
     /// Checks ranges that the protocol or RabbitMQ impose.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.storage_engine()?;
+        if !matches!(self.collect_statistics.as_str(), "none" | "coarse" | "fine") {
+            return Err(ConfigError::Invalid(format!(
+                "collect_statistics must be none, coarse or fine, not {:?}",
+                self.collect_statistics
+            )));
+        }
         if self.frame_max != 0 && self.frame_max < warren_codec::frame::FRAME_MIN_SIZE {
             return Err(ConfigError::Invalid(format!(
                 "frame_max {} is below the protocol minimum of 4096",
@@ -314,6 +324,11 @@ impl Config {
     /// The storage engine for queue messages.
     pub fn storage_engine(&self) -> Result<warren_storage::Engine, ConfigError> {
         self.storage_engine.parse().map_err(ConfigError::Invalid)
+    }
+
+    /// Whether message counters count (`collect_statistics` is not `none`).
+    pub fn counting(&self) -> bool {
+        self.collect_statistics != "none"
     }
 
     /// The statistics interval (at least 100 ms).

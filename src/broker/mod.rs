@@ -129,6 +129,7 @@ impl Broker {
             retired: ChannelCounters::default(),
             history: History::default(),
         });
+        crate::stats::set_counting(broker.config.counting());
         broker.apply_vhost_limits();
         let stored_delayed =
             crate::delayed::stored_exchanges(&broker.storage).unwrap_or_else(|error| {
