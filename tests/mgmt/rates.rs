@@ -260,3 +260,38 @@ async fn the_ticker_reports_a_steady_publish_rate() {
     );
     client.close().await;
 }
+
+#[tokio::test]
+async fn the_keda_scalers_queries_get_what_they_read() {
+    // KEDA's RabbitMQ scaler (protocol http): GET /api/queues/{vhost}/{queue},
+    // or with useRegex `?page=1&use_regex=true&pagination=false&name=..&page_size=..`
+    // (a page: `items`, `page_count`); it reads `messages` and
+    // `message_stats.publish_details.rate`.
+    let (broker, api) = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.confirming().await;
+    for q in ["orders.eu", "orders.us", "billing"] {
+        declare_queue(&ch, q).await;
+    }
+    let b = &broker.broker;
+    b.sample_statistics(2_000_000);
+    publish_n(&ch, "orders.eu", 20, BasicProperties::default()).await;
+    b.sample_statistics(2_001_000);
+    let one = api.get("/api/queues/%2F/orders.eu").await.json();
+    assert_eq!(one["messages"], 20);
+    assert_eq!(
+        rate(&one, &["message_stats", "publish_details", "rate"]),
+        20.0
+    );
+    let page = api
+        .get("/api/queues/%2F?page=1&use_regex=true&pagination=false&name=%5Eorders%5C.&page_size=100")
+        .await
+        .json();
+    assert_eq!(page["page_count"], 1, "{page}");
+    let items = page["items"].as_array().expect("items");
+    let names: Vec<&str> = items.iter().filter_map(|q| q["name"].as_str()).collect();
+    assert_eq!(names, ["orders.eu", "orders.us"]);
+    assert_eq!(items[0]["message_stats"]["publish_details"]["rate"], 20.0);
+    assert_eq!(items[1]["messages"], 0);
+    client.close().await;
+}
