@@ -522,18 +522,9 @@ impl Backlog {
                     && (!self.pages
                         || (self.memory.len() < WINDOW && self.memory.bytes() < WINDOW_BYTES));
                 if to_memory {
-                    if let Some((message, flags, expires)) = decode_message(record) {
-                        let redelivered = !clean || flags & REDELIVERED != 0;
-                        let entry = self.entry(
-                            message,
-                            redelivered,
-                            expiry_from_wall(expires),
-                            true,
-                            stamps,
-                        );
-                        self.memory.insert(seq, entry);
-                    } else {
-                        self.gone.push(seq);
+                    match self.read_entry(record, |flags| !clean || flags & REDELIVERED != 0) {
+                        Some(entry) => self.memory.insert(seq, entry),
+                        None => self.gone.push(seq),
                     }
                 } else {
                     if self.paged.count == 0 {
@@ -555,22 +546,30 @@ impl Backlog {
         next_seq
     }
 
-    /// A stored message found waiting at start: decoded and kept for the
-    /// queue's waiting list; in a paged range, skipped when read back.
-    fn recover_waiting(&mut self, seq: SeqId, record: Vec<u8>, retry: Retry, now_ms: u64) {
+    /// A kept record read back at start as an entry (`redelivered` tells
+    /// from its flags); `None` if it cannot be read.
+    fn read_entry(&self, record: Vec<u8>, redelivered: impl FnOnce(u8) -> bool) -> Option<Entry> {
         let stamps = stamps_of(&record);
-        let Some((message, flags, expires)) = decode_message(record) else {
-            self.gone.push(seq);
-            return;
-        };
-        let redelivered = flags & REDELIVERED != 0 || retry.returns > 0;
-        let entry = self.entry(
+        let (message, flags, expires) = decode_message(record)?;
+        Some(self.entry(
             message,
-            redelivered,
+            redelivered(flags),
             expiry_from_wall(expires),
             true,
             stamps,
-        );
+        ))
+    }
+
+    /// A stored message found waiting at start: decoded and kept for the
+    /// queue's waiting list; in a paged range, skipped when read back.
+    fn recover_waiting(&mut self, seq: SeqId, record: Vec<u8>, retry: Retry, now_ms: u64) {
+        let read = self.read_entry(record, |flags| {
+            flags & REDELIVERED != 0 || retry.returns > 0
+        });
+        let Some(entry) = read else {
+            self.gone.push(seq);
+            return;
+        };
         let due = Instant::now() + Duration::from_millis(retry.due_ms - now_ms);
         if self.paged.count > 0 {
             self.paged.skip.insert(seq);
