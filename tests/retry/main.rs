@@ -300,7 +300,9 @@ async fn thousands_of_waiting_retries_come_back_after_a_restart() {
     let broker = start_at(dir.path(), |_| {}).await;
     let client = Client::connect(&broker).await;
     let ch = client.confirming().await;
-    let args = table(&[("x-delayed-retry-min", AMQPValue::LongInt(1000))]);
+    // Long enough that none is due before the restart, however slow the
+    // machine: after it they all wait out the rest on disk.
+    let args = table(&[("x-delayed-retry-min", AMQPValue::LongInt(8000))]);
     declare(&ch, "many", true, args.clone()).await;
     for i in 0..TOTAL {
         ch.basic_publish(
@@ -314,20 +316,21 @@ async fn thousands_of_waiting_retries_come_back_after_a_restart() {
         .expect("publish");
     }
     ch.wait_for_confirms().await.expect("confirms");
-    ch.basic_qos(500, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = consume(&ch, "many").await;
     for _ in 0..TOTAL {
-        reject(&next_delivery(&mut consumer).await).await;
+        let got = ch
+            .basic_get("many".into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("a message");
+        reject(&got.delivery).await;
     }
-    let q = common::eventually(TOTAL as u64, async || {
+    let waiting = common::eventually(TOTAL as u64, async || {
         queue_json(&broker, "many").await["messages_delayed"]
             .as_u64()
             .unwrap_or(0)
     })
     .await;
-    assert_eq!(q, TOTAL as u64);
+    assert_eq!(waiting, TOTAL as u64);
     client.close().await;
     broker.stop().await;
 
