@@ -383,6 +383,12 @@ async fn promtool_finds_nothing_to_say() {
     .expect("publish");
     for path in ["/metrics", "/metrics/per-object"] {
         let page = scrape(&http, path).await;
+        // WARREN_METRICS_DUMP=dir keeps the pages checked (to look at them).
+        if let Some(dir) = std::env::var_os("WARREN_METRICS_DUMP") {
+            let file =
+                std::path::Path::new(&dir).join(path.trim_start_matches('/').replace('/', "-"));
+            std::fs::write(file, &page).expect("dump");
+        }
         let mut child = std::process::Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(std::process::Stdio::piped())
