@@ -281,7 +281,8 @@ pub struct GlobalCounters {
     pub channels_opened: Counter,
     /// basic.publish received on channels in confirm mode.
     pub received_confirm: ShardedCounter,
-    /// Messages routed to at least one queue (or held by a delayed exchange).
+    /// Published messages routed to at least one queue (or held by a
+    /// delayed exchange they reached through a binding).
     pub routed: ShardedCounter,
     /// basic.get answered get-empty.
     pub get_empty: ShardedCounter,
