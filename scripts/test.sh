@@ -14,6 +14,22 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# promtool (Debian's `prometheus` package) for the `promtool check metrics`
+# test in tests/mgmt/metrics.rs, which skips it with a notice without it.
+# Installed as root (CI) when missing; fails loudly when that install fails.
+PROMTOOL_INSTALL="apt-get update && apt-get install -y --no-install-recommends prometheus"
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== promtool: installing Debian's prometheus: $PROMTOOL_INSTALL"
+    if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null); then
+      echo "installing promtool failed: run '$PROMTOOL_INSTALL' as root" >&2
+      exit 1
+    fi
+  else
+    echo "NOTICE: promtool is missing, 'promtool check metrics' will be skipped: install it as root with '$PROMTOOL_INSTALL'" >&2
+  fi
+fi
+
 echo "== cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$LOG"
 

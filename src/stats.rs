@@ -200,6 +200,135 @@ impl ChannelCounters {
     }
 }
 
+/// A counter many threads add to at once: each thread adds to its own
+/// cache line (one of [`SHARDS`]), the shards are summed when read. For the
+/// broker-wide counts taken on the message path.
+#[derive(Debug, Default)]
+pub struct ShardedCounter([Shard; SHARDS]);
+
+/// How many cache lines a [`ShardedCounter`] spreads over.
+pub const SHARDS: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard(AtomicU64);
+
+/// The shard of the calling thread, handed out round-robin.
+fn shard() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+impl ShardedCounter {
+    /// `n` more events.
+    pub fn add(&self, n: u64) {
+        if COUNTING.load(Ordering::Relaxed) {
+            self.0[shard()].0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// One more event.
+    pub fn incr(&self) {
+        self.add(1);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The upper bounds (bytes) of the message size histogram's buckets, as
+/// RabbitMQ's `rabbitmq_message_size_bytes` has them (then +Inf).
+pub const MESSAGE_SIZE_BUCKETS: [u64; 8] = [
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+];
+
+/// Published message body sizes: a count per bucket (not cumulative; the
+/// last is +Inf) and their sum.
+#[derive(Debug, Default)]
+pub struct SizeHistogram {
+    buckets: [ShardedCounter; MESSAGE_SIZE_BUCKETS.len() + 1],
+    sum: ShardedCounter,
+}
+
+impl SizeHistogram {
+    /// One message of `bytes`.
+    pub fn observe(&self, bytes: u64) {
+        let bucket = MESSAGE_SIZE_BUCKETS.partition_point(|&bound| bound < bytes);
+        self.buckets[bucket].incr();
+        self.sum.add(bytes);
+    }
+
+    /// The cumulative counts per bucket (the last is +Inf, the total count)
+    /// and the sum of the sizes.
+    pub fn cumulative(&self) -> ([u64; MESSAGE_SIZE_BUCKETS.len() + 1], u64) {
+        let mut out = [0; MESSAGE_SIZE_BUCKETS.len() + 1];
+        let mut total = 0;
+        for (slot, bucket) in out.iter_mut().zip(&self.buckets) {
+            total += bucket.get();
+            *slot = total;
+        }
+        (out, self.sum.get())
+    }
+}
+
+/// Broker-wide counts that no object owns, as RabbitMQ's global counters:
+/// they survive the connections, channels and queues they counted.
+#[derive(Debug, Default)]
+pub struct GlobalCounters {
+    /// Connections registered as live.
+    pub connections_opened: Counter,
+    /// Channels opened.
+    pub channels_opened: Counter,
+    /// basic.publish received on channels in confirm mode.
+    pub received_confirm: ShardedCounter,
+    /// Published messages routed to at least one queue (or held by a
+    /// delayed exchange they reached through a binding).
+    pub routed: ShardedCounter,
+    /// basic.get answered get-empty.
+    pub get_empty: ShardedCounter,
+    /// Body sizes of the messages published.
+    pub message_sizes: SizeHistogram,
+    /// What `/metrics` last reported per name (see [`GlobalCounters::monotonic`]).
+    reported: Mutex<std::collections::HashMap<&'static str, u64>>,
+}
+
+impl GlobalCounters {
+    /// `value` for the counter `name`, never less than what was reported
+    /// before: a total summed over objects dips for a moment while a closed
+    /// one's counts move to the retired totals, and Prometheus would read
+    /// the dip as a counter reset.
+    pub fn monotonic(&self, name: &'static str, value: u64) -> u64 {
+        let mut reported = self.reported.lock();
+        let last = reported.entry(name).or_insert(0);
+        *last = (*last).max(value);
+        *last
+    }
+}
+
+/// A vhost's queue churn.
+#[derive(Debug, Default)]
+pub struct QueueChurn {
+    /// queue.declare (and API declarations), passive or not.
+    pub declared: Counter,
+    /// Queues created.
+    pub created: Counter,
+    /// Queues deleted (deletion, auto-delete, exclusive owner gone, expiry).
+    pub deleted: Counter,
+}
+
 /// How many samples an object keeps.
 pub const HISTORY: usize = 64;
 
@@ -349,6 +478,30 @@ mod tests {
             .window
             .expect("window");
         assert_eq!(w.samples.len(), HISTORY);
+    }
+
+    #[test]
+    fn sizes_fall_in_rabbitmqs_buckets_and_sharded_counts_sum() {
+        let h = SizeHistogram::default();
+        for bytes in [0, 100, 101, 1_000, 50_000_000, 100_000_001] {
+            h.observe(bytes);
+        }
+        let (buckets, sum) = h.cumulative();
+        assert_eq!(buckets, [2, 4, 4, 4, 4, 4, 5, 5, 6]);
+        assert_eq!(sum, 150_001_202);
+        let c = std::sync::Arc::new(ShardedCounter::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| c.incr()))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().expect("thread"));
+        assert_eq!(c.get(), 4000);
+        let g = GlobalCounters::default();
+        assert_eq!(g.monotonic("x", 5), 5);
+        assert_eq!(g.monotonic("x", 4), 5);
+        assert_eq!(g.monotonic("x", 7), 7);
     }
 
     #[test]

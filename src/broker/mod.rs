@@ -57,6 +57,8 @@ pub struct Broker {
     pub shovels: Arc<Shovels>,
     /// The counts of closed connections (what the overview keeps of them).
     pub retired: ChannelCounters,
+    /// Broker-wide counts no object owns (`/metrics` global counters).
+    pub global: Arc<crate::stats::GlobalCounters>,
     /// Samples of the overview: every channel's counts summed, then the
     /// queues' lengths (see [`stats`]).
     pub history: History,
@@ -127,6 +129,7 @@ impl Broker {
             clock: Arc::default(),
             shovels,
             retired: ChannelCounters::default(),
+            global: Arc::default(),
             history: History::default(),
         });
         crate::stats::set_counting(broker.config.counting());

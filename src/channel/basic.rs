@@ -80,6 +80,7 @@ impl Channel {
                         GetResult::Sent => break,
                         GetResult::Busy => continue,
                         GetResult::Empty => {
+                            self.conn.global.get_empty.incr();
                             self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
                                 basic::GetEmpty {},
                             )))
@@ -198,6 +199,10 @@ impl Channel {
             body,
         } = publication;
         self.shared.counters.publish.incr();
+        self.conn.global.message_sizes.observe(body.len() as u64);
+        if let Mode::Confirm(_) = self.mode {
+            self.conn.global.received_confirm.incr();
+        }
         // RabbitMQ's order: the exchange (404, 403), then the message's properties.
         let exchange = publish.exchange.as_str();
         self.conn
@@ -329,6 +334,7 @@ impl Channel {
             routed.enqueued();
             return Outcome::default();
         }
+        self.conn.global.routed.incr();
         let mut outcome = self.conn.vhost.enqueue(&message, &routed.queues);
         if !routed.held.is_empty() {
             let return_to = mandatory.then(|| self.return_to());

@@ -70,6 +70,8 @@ pub struct ConnectionInfo {
     pub access: crate::auth::UserAccess,
     /// The connection's confirm task.
     pub confirms: confirms::ConfirmQueue,
+    /// The broker's global counters.
+    pub global: Arc<crate::stats::GlobalCounters>,
 }
 
 /// Publisher mode: plain, confirms or transactions (they exclude each other).

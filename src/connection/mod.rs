@@ -172,6 +172,7 @@ async fn serve_stream<R, W>(
                 max_message_size: broker.config.max_message_size,
                 consumer_timeout: broker.config.consumer_timeout_ms(),
                 access: broker.auth.access(&tuned.user, &tuned.vhost.name),
+                global: broker.global.clone(),
             };
             let alarm = broker.alarms.subscribe();
             let close = shutdown.child_token();
@@ -193,6 +194,7 @@ async fn serve_stream<R, W>(
                     broker.connections.insert(info.id, live.clone());
                 }
             }
+            broker.global.connections_opened.incr();
             let id = info.id;
             let conn = Connection {
                 live,
@@ -608,6 +610,7 @@ impl Connection {
         );
         self.broker
             .admit_channel(&self.tuned.user, &self.live, &shared)?;
+        self.broker.global.channels_opened.incr();
         self.channels
             .insert(id, Channel::new(id, shared, self.info.clone()));
         self.send(

@@ -85,6 +85,8 @@ pub struct VHost {
     /// The default exchange (also in `exchanges` under ""), at hand for the
     /// counters of every publish to it.
     default_exchange: Arc<ExchangeEntry>,
+    /// Queues declared, created and deleted (`/metrics` churn counters).
+    pub queue_churn: crate::stats::QueueChurn,
 }
 
 impl VHost {
@@ -115,6 +117,7 @@ impl VHost {
             policies: RwLock::default(),
             delayed_clearing: Arc::default(),
             default_exchange,
+            queue_churn: Default::default(),
         })
     }
 
@@ -371,6 +374,7 @@ impl VHost {
         req: &QueueDeclare,
         connection: ConnectionId,
     ) -> Result<(Arc<Queue>, bool), AmqpError> {
+        self.queue_churn.declared.incr();
         let describe = resource("queue", &req.name, &self.name);
         if req.passive {
             let queue = self.queue_for(&req.name, connection)?;
@@ -393,6 +397,7 @@ impl VHost {
                     }
                 };
                 slot.insert(queue.clone());
+                self.queue_churn.created.incr();
                 return Ok((queue, true));
             }
         };
@@ -518,6 +523,7 @@ impl VHost {
             .is_some()
         {
             self.queue_count.fetch_sub(1, Ordering::AcqRel);
+            self.queue_churn.deleted.incr();
         }
         self.remove_bindings_to(&Destination::Queue(queue.name.clone()));
         let (message_count, consumers) = queue.delete();

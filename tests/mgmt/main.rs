@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod limits;
 mod live;
+mod metrics;
 mod objects;
 mod policies;
 mod rabbitmqadmin;

@@ -212,12 +212,17 @@ fn parse_metrics(text: &str) -> Vec<(String, f64)> {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
-            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
             declared.push(name.to_owned());
         } else if line.starts_with("# HELP ") || line.is_empty() {
         } else {
             let (series, value) = line.rsplit_once(' ').expect("sample value");
             let name = series.split('{').next().expect("name");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| declared.iter().any(|d| d == family));
+            let name = family.unwrap_or(name);
             assert!(declared.iter().any(|d| d == name), "undeclared {name}");
             assert!(series.ends_with('}') == series.contains('{'), "{line}");
             samples.push((series.to_owned(), value.parse().expect("number")));
