@@ -291,6 +291,48 @@ def publish_depth_and_rate(p):
         print("   (the API reports no message_stats yet: the publish-rate check was skipped)")
 
 
+# Fields as RabbitMQ's API names them, added to the broker's answers inside the
+# page (a wrapped fetch), so the page's reading of them is checked whether or
+# not this broker reports them yet.
+FAKE_STATS = """
+const realFetch = window.fetch;
+window.fetch = async (...args) => {
+  const r = await realFetch(...args);
+  if (!/\\/api\\/(overview|queues)/.test(String(args[0])) || !r.ok) return r;
+  const data = await r.json();
+  const add = (o) => {
+    o.message_stats = {publish: 1000, publish_details: {rate: 12.5}, deliver_get: 500,
+                       deliver_get_details: {rate: 7.25}, ack: 400, ack_details: {rate: 3}};
+    o.messages_details = {rate: 5.25};
+    if ('messages_ready' in o) o.head_message_age_seconds = 75;
+  };
+  if (Array.isArray(data.items)) data.items.forEach(add); else if (data && !Array.isArray(data)) add(data);
+  return new Response(JSON.stringify(data), {status: r.status, headers: r.headers});
+};
+"""
+
+
+@test
+def rates_and_age_shown(p):
+    ensure_queue()
+    api("POST", "/api/exchanges/%2F/amq.default/publish",
+        {"properties": {}, "routing_key": QUEUE, "payload": "waiting", "payload_encoding": "string"})
+    p.login()
+    p.d.execute_script(FAKE_STATS)
+    p.d.execute_script("location.hash = '#/queues'")
+    p.wait(lambda: p.text("#page h1") == "Queues", "the queue list")
+    p.wait(lambda: any(QUEUE in r.text for r in p.all("#queues-table tbody tr")), "the queue row")
+    row = next(r.text for r in p.all("#queues-table tbody tr") if QUEUE in r.text)
+    for want in ["12.5/s", "7.3/s", "3.0/s", "1 min 15 s"]:
+        assert want in row, f"{want!r} missing from the queue row {row!r}"
+    p.d.execute_script("location.hash = '#/'")
+    p.wait(lambda: p.visible("#totals"), "the overview")
+    assert p.text("[data-series=publish]") == "12.5/s", p.text("[data-series=publish]")
+    assert p.text("[data-rate=deliver_get]") == "7.3/s"
+    assert p.all("polyline.s-publish"), "no publish line in the rates chart"
+    api("DELETE", f"/api/queues/%2F/{q(QUEUE)}")
+
+
 @test
 def get_purge_delete(p):
     ensure_queue()

@@ -78,6 +78,7 @@
   const nf1 = new Intl.NumberFormat('en', { maximumFractionDigits: 1, minimumFractionDigits: 1 });
   const num = (v) => (typeof v === 'number' ? nf.format(v) : DASH);
   const rate = (v) => (typeof v === 'number' ? `${nf1.format(v)}/s` : DASH);
+  const percent = (v) => (typeof v === 'number' ? `${Math.round(v * 100)} %` : DASH);
   const yesNo = (v) => (v === true ? 'yes' : v === false ? 'no' : DASH);
   function bytes(v) {
     if (typeof v !== 'number') return DASH;
@@ -96,7 +97,10 @@
   }
   /** Seconds the oldest ready message has waited, from what the API reports. */
   function oldestAge(q) {
-    for (const k of ['oldest_message_age', 'oldest_message_age_seconds', 'head_message_age']) {
+    if (q.messages_ready === 0) return undefined;
+    // Warren's own field; else RabbitMQ's head_message_timestamp (the head
+    // message's timestamp property, seconds).
+    for (const k of ['head_message_age_seconds', 'oldest_message_age_seconds']) {
       if (typeof q[k] === 'number') return q[k];
     }
     const ts = q.head_message_timestamp;
@@ -299,8 +303,14 @@
       tableBox.replaceChildren(t);
       const prev = h('button', { type: 'button', class: 'secondary', disabled: data.page <= 1 }, 'Previous page');
       const next = h('button', { type: 'button', class: 'secondary', disabled: data.page >= data.page_count }, 'Next page');
-      prev.addEventListener('click', () => { st.page = Math.max(1, st.page - 1); load(); });
-      next.addEventListener('click', () => { st.page += 1; load(); });
+      // Keep the keyboard focus on the pager's buttons across the redraw.
+      const refocus = (label) => () => {
+        const btns = [...pager.querySelectorAll('button')].filter((b) => !b.disabled);
+        const b = btns.find((x) => x.textContent === label) || btns[0];
+        if (b) b.focus();
+      };
+      prev.addEventListener('click', () => { st.page = Math.max(1, st.page - 1); load().then(refocus('Previous page')); });
+      next.addEventListener('click', () => { st.page += 1; load().then(refocus('Next page')); });
       const jump = input({ type: 'number', min: 1, max: data.page_count, value: String(data.page), class: 'short' });
       jump.addEventListener('change', () => {
         const p = Math.min(Math.max(1, Number(jump.value) || 1), data.page_count);
@@ -456,7 +466,7 @@
       { label: 'Incoming', key: 'message_stats.publish_details.rate', num: true, cell: (q) => rate(get(q, 'message_stats.publish_details.rate')) },
       { label: 'Deliver / get', key: 'message_stats.deliver_get_details.rate', num: true, cell: (q) => rate(get(q, 'message_stats.deliver_get_details.rate')) },
       { label: 'Ack', key: 'message_stats.ack_details.rate', num: true, cell: (q) => rate(get(q, 'message_stats.ack_details.rate')) },
-      { label: 'Oldest message', key: 'head_message_timestamp', num: true, cell: (q) => duration(oldestAge(q)) },
+      { label: 'Oldest message', key: 'head_message_age_seconds', num: true, cell: (q) => duration(oldestAge(q)) },
       { label: 'Consumers', key: 'consumers', num: true, cell: (q) => num(q.consumers) },
       { label: 'Policy', key: 'policy', cell: (q) => q.policy || DASH },
       { label: 'Arguments', cell: (q) => argTags(q.arguments) },
@@ -514,7 +524,7 @@
         ['Oldest message age', duration(oldestAge(q))],
         ['Head message timestamp', typeof q.head_message_timestamp === 'number' ? new Date(q.head_message_timestamp * 1000).toISOString() : DASH],
         ['Consumers', num(q.consumers)],
-        ['Consumer utilisation', typeof q.consumer_utilisation === 'number' ? `${Math.round(q.consumer_utilisation * 100)} %` : DASH],
+        ['Consumer capacity', h('span', {}, percent(typeof q.consumer_capacity === 'number' ? q.consumer_capacity : q.consumer_utilisation))],
         ['Exclusive consumer', q.exclusive_consumer_tag],
         ['Policy', q.policy], ['Operator policy', q.operator_policy],
         ['Effective policy definition', compactJson(q.effective_policy_definition)],
@@ -1184,8 +1194,12 @@
       if (h1) h1.focus();
     }
     if (refresh) {
+      // Not while the tab is hidden, a confirmation is open, or the keyboard
+      // focus sits in what a refresh would redraw (it would be lost).
+      const busy = () => page.querySelector('.confirm')
+        || (document.activeElement && document.activeElement.closest('.table-wrap, .pager'));
       timer = setInterval(() => {
-        if (document.hidden) return;
+        if (document.hidden || busy()) return;
         refresh().catch((e) => flash(e.message, true));
       }, REFRESH_MS);
     }
