@@ -19,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 HERE="$ROOT/interop/browser"
-TOTAL=13 # the number of tests in tests.py (counted as failed when nothing runs)
+TOTAL=14 # the number of tests in tests.py (counted as failed when nothing runs)
 
 loud() {
     echo "!!" >&2

@@ -30,6 +30,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 URL = os.environ["WARREN_URL"]
 AMQP_PORT = int(os.environ["WARREN_AMQP_PORT"])
 SHOTS = os.environ["BROWSER_SCREENSHOTS"]
+DOWNLOADS = os.path.join(os.environ["BROWSER_PROFILE"] + "-downloads")
 WAIT = 15  # seconds for anything the page shows (it refreshes every 5 s)
 
 
@@ -73,6 +74,8 @@ def make_driver():
                 "--disable-dev-shm-usage", "--window-size=1400,1000",
                 "--user-data-dir=" + os.environ["BROWSER_PROFILE"]]:
         options.add_argument(arg)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": DOWNLOADS, "download.prompt_for_download": False})
     service = Service(executable_path=os.environ["CHROMEDRIVER"])
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(30)
@@ -177,6 +180,7 @@ def failed_login(p):
     p.login("plain-user", "plain-pass", expect_ok=False)
     p.wait(lambda: "no management tag" in p.text("#login-error"), "the refusal of a user without tags")
     assert not p.visible("#nav")
+    api("DELETE", "/api/users/plain-user")
 
 
 @test
@@ -459,6 +463,28 @@ def admin_users_and_policies(p):
     p.wait(lambda: "browser-ttl" in p.text("#policies-table"), "the new policy")
     api("DELETE", "/api/policies/%2F/browser-ttl")
     api("DELETE", "/api/users/browser-admin")
+
+
+@test
+def definitions_export_import(p):
+    os.makedirs(DOWNLOADS, exist_ok=True)
+    p.login()
+    p.go("/admin/definitions")
+    p.click_button("Download definitions")
+    path = os.path.join(DOWNLOADS, "warren-definitions.json")
+    p.wait(lambda: os.path.exists(path) and os.path.getsize(path) > 0, "the downloaded definitions")
+    with open(path) as f:
+        exported = json.load(f)
+    assert any(u["name"] == "guest" for u in exported["users"]), exported.get("users")
+    upload = os.path.join(DOWNLOADS, "import.json")
+    with open(upload, "w") as f:
+        json.dump({"queues": [{"name": "defs.imported", "vhost": "/", "durable": True,
+                               "auto_delete": False, "arguments": {}}]}, f)
+    p.css("[data-test=definitions-file]").send_keys(upload)
+    p.click_button("Upload definitions")
+    p.flash("Definitions imported")
+    assert api("GET", "/api/queues/%2F/defs.imported")["name"] == "defs.imported"
+    api("DELETE", "/api/queues/%2F/defs.imported")
 
 
 @test

@@ -215,7 +215,7 @@
     });
     return f;
   }
-  const submit = (label, attrs) => h('div', {}, h('button', Object.assign({ type: 'submit' }, attrs), label));
+  const submit = (label, attrs) => h('div', { class: 'submit' }, h('button', Object.assign({ type: 'submit' }, attrs), label));
 
   /** A table: cols are {label, key (server sort key), num, cell(row)}. */
   function table(cols, rows, opts = {}) {
