@@ -510,24 +510,26 @@
     ]);
     async function load() {
       const q = await api('GET', base);
+      // Two columns on wide screens, read row by row: counts on the left,
+      // the matching rates on the right.
       info.replaceChildren(props([
-        ['Type', q.type], ['State', q.state], ['Features', features(q)],
+        ['Type', q.type], ['State', q.state],
         ['Ready', h('span', { 'data-field': 'messages_ready' }, num(q.messages_ready))],
-        ['Unacked', h('span', { 'data-field': 'messages_unacknowledged' }, num(q.messages_unacknowledged))],
-        ['Total', h('span', { 'data-field': 'messages' }, num(q.messages))],
-        ['Delayed / waiting', num(q.messages_delayed)],
-        ['Bytes', bytes(q.message_bytes)],
         ['Incoming rate', h('span', { 'data-field': 'publish_rate' }, rate(get(q, 'message_stats.publish_details.rate')))],
+        ['Unacked', h('span', { 'data-field': 'messages_unacknowledged' }, num(q.messages_unacknowledged))],
         ['Deliver / get rate', rate(get(q, 'message_stats.deliver_get_details.rate'))],
+        ['Total', h('span', { 'data-field': 'messages' }, num(q.messages))],
         ['Ack rate', rate(get(q, 'message_stats.ack_details.rate'))],
+        ['Delayed / waiting', num(q.messages_delayed)],
         ['Depth change', rate(get(q, 'messages_details.rate'))],
+        ['Bytes', bytes(q.message_bytes)],
         ['Oldest message age', duration(oldestAge(q))],
-        ['Head message timestamp', typeof q.head_message_timestamp === 'number' ? new Date(q.head_message_timestamp * 1000).toISOString() : DASH],
         ['Consumers', num(q.consumers)],
-        ['Consumer capacity', h('span', {}, percent(typeof q.consumer_capacity === 'number' ? q.consumer_capacity : q.consumer_utilisation))],
+        ['Consumer capacity', percent(typeof q.consumer_capacity === 'number' ? q.consumer_capacity : q.consumer_utilisation)],
         ['Exclusive consumer', q.exclusive_consumer_tag],
-        ['Policy', q.policy], ['Operator policy', q.operator_policy],
-        ['Effective policy definition', compactJson(q.effective_policy_definition)],
+        ['Head message timestamp', typeof q.head_message_timestamp === 'number' ? new Date(q.head_message_timestamp * 1000).toISOString() : DASH],
+        ['Features', features(q)], ['Policy', q.policy],
+        ['Operator policy', q.operator_policy], ['Effective policy definition', compactJson(q.effective_policy_definition)],
         ['Arguments', argTags(q.arguments)],
       ], 'two'));
       const all = await api('GET', `/api/consumers/${enc(vhost)}`);
