@@ -108,7 +108,19 @@ class Page:
         return els[0] if els and els[0].is_displayed() else None
 
     def go(self, hash_):
+        old = self.all("#page")
         self.d.get(f"{URL}/#{hash_}")
+        if old:  # the page redraws into a new #page: wait for the old one to go
+            def gone():
+                try:
+                    old[0].tag_name
+                    return False
+                except StaleElementReferenceException:
+                    return True
+            try:
+                WebDriverWait(self.d, 3, poll_frequency=0.1).until(lambda _: gone())
+            except Exception:
+                pass
         self.wait(lambda: self.visible("#page h1"), f"the page at #{hash_}")
 
     def logout_now(self):
@@ -127,20 +139,36 @@ class Page:
 
     def field(self, form, label):
         """The control labelled `label` inside `form` (a CSS selector)."""
-        for lab in self.all(f"{form} label"):
-            if lab.text.strip() == label:
-                return self.css("#" + lab.get_attribute("for"))
-        raise AssertionError(f"no field {label!r} in {form}")
+        def find():
+            for lab in self.all(f"{form} label"):
+                if lab.text.strip() == label:
+                    return self.css("#" + lab.get_attribute("for"))
+            return None
+        return self.wait(find, f"the field {label!r} in {form}")
 
     def text(self, selector):
+        # The page redraws its tables every 5 s: read again when one went stale.
+        for _ in range(5):
+            try:
+                return self.css(selector).text
+            except StaleElementReferenceException:
+                time.sleep(0.1)
         return self.css(selector).text
 
+    def click(self, selector):
+        def attempt():
+            self.css(selector).click()
+            return True
+        self.wait(attempt, f"clicking {selector}")
+
     def click_button(self, text, scope="#page"):
-        for b in self.all(f"{scope} button"):
-            if b.text.strip() == text and b.is_displayed():
-                b.click()
-                return
-        raise AssertionError(f"no button {text!r}")
+        def attempt():
+            for b in self.all(f"{scope} button"):
+                if b.text.strip() == text and b.is_displayed() and b.is_enabled():
+                    b.click()
+                    return True
+            return False
+        self.wait(attempt, f"the button {text!r}")
 
     def flash(self, contains):
         self.wait(lambda: any(contains in e.text for e in self.all("#flash div")), f"the message {contains!r}")
@@ -192,7 +220,7 @@ def login_and_logout(p):
     for want in ["Connections", "Channels", "Queues", "Consumers", "Ready", "Unacked"]:
         assert want in labels, f"{want} missing from the totals: {labels}"
     assert len(p.all("figure.chart svg")) == 2, "the overview has two charts"
-    p.css("#logout").click()
+    p.click("#logout")
     p.wait(lambda: p.visible("#login-user"), "the login form after logging out")
     assert p.d.execute_script("return sessionStorage.getItem('warren.auth')") is None
 
@@ -212,7 +240,7 @@ def keyboard_navigation(p):
         if el.text.strip() == "Queues" and el.tag_name == "a":
             break
         el.send_keys(Keys.TAB)
-    assert "Skip to content" in reached, f"the skip link is not first: {reached}"
+    assert reached[0] == "Skip to content", f"the skip link is not first: {reached}"
     for link in ["Overview", "Connections", "Channels", "Exchanges", "Queues"]:
         assert link in reached, f"Tab did not reach {link}: {reached}"
     # The focused link has a visible outline.
@@ -220,6 +248,14 @@ def keyboard_navigation(p):
     assert outline not in ("", "none"), f"no visible focus (outline {outline})"
     p.d.switch_to.active_element.send_keys(Keys.ENTER)
     p.wait(lambda: p.text("#page h1") == "Queues", "the queues page after Enter")
+    p.wait(lambda: p.d.switch_to.active_element.text == "Queues" and p.d.switch_to.active_element.tag_name == "h1",
+           "the focus on the new page's heading")
+    # The skip link jumps to the content without changing the page.
+    p.d.execute_script("document.querySelector('.skip').focus()")
+    assert p.d.switch_to.active_element.text == "Skip to content"
+    p.d.switch_to.active_element.send_keys(Keys.ENTER)
+    p.wait(lambda: p.d.switch_to.active_element.text == "Queues", "the focus on the heading after the skip link")
+    assert p.d.current_url.endswith("#/queues"), p.d.current_url
 
 
 @test
@@ -352,13 +388,13 @@ def get_purge_delete(p):
     p.wait(lambda: "get me <b>back</b>" in p.text("#got-messages"), "the message's payload, as text")
     assert ready_on_page(p) == "1", "a requeued get removed the message"
     # Purge, confirmed in place.
-    p.css("[data-action=purge]").click()
-    p.css("[data-confirm=yes]").click()
+    p.click("[data-action=purge]")
+    p.click("[data-confirm=yes]")
     p.flash(f"Queue {QUEUE} purged")
     p.wait(lambda: ready_on_page(p) == "0", "the depth after purging")
     # Delete.
-    p.css("[data-action=delete]").click()
-    p.css("[data-confirm=yes]").click()
+    p.click("[data-action=delete]")
+    p.click("[data-confirm=yes]")
     p.wait(lambda: p.text("#page h1") == "Queues", "the queue list after deleting")
     p.flash(f"Queue {QUEUE} deleted")
     names = [x["name"] for x in api("GET", "/api/queues/%2F")]
@@ -374,7 +410,7 @@ def names_are_escaped(p):
         p.go("/queues")
         p.field("#page", "Filter by name").send_keys("<script>")
         p.wait(lambda: any(a.text == evil for a in p.all("#queues-table a")), "the name shown as text")
-        p.all("#queues-table a")[0].click()
+        p.click("#queues-table tbody a")
         p.wait(lambda: p.text("#page h1") == f"Queue {evil}", "the detail page of the odd name")
         assert p.d.execute_script("return window.pwned") is None, "a queue name ran as HTML"
         p.no_alert()
@@ -402,8 +438,8 @@ def exchange_bindings_and_route_explain(p):
         p.field("#route-explain", "Routing key").send_keys("order.us.nyc")
         p.click_button("Explain")
         p.wait(lambda: "Not routed" in p.text("#route-result"), "route explain finding no queue")
-        p.css("#exchange-bindings button.danger").click()
-        p.css("[data-confirm=yes]").click()
+        p.click("#exchange-bindings button.danger")
+        p.click("[data-confirm=yes]")
         p.flash("Binding removed")
     finally:
         api("DELETE", "/api/exchanges/%2F/browser.topic")
@@ -418,11 +454,11 @@ def close_connection(p):
         p.login()
         p.go("/connections")
         p.wait(lambda: len(p.all("#connections-table tbody a")) >= 1, "the pika connection in the list")
-        p.all("#connections-table tbody a")[0].click()
+        p.click("#connections-table tbody a")
         p.wait(lambda: p.text("#page h1").startswith("Connection "), "the connection page")
         assert "browser-test" in p.text("#page pre"), "client properties show the connection name"
-        p.css("[data-action=close]").click()
-        p.css("[data-confirm=yes]").click()
+        p.click("[data-action=close]")
+        p.click("[data-confirm=yes]")
         p.wait(lambda: p.text("#page h1") == "Connections", "the list after closing")
         deadline = time.time() + 10
         closed = False

@@ -276,12 +276,16 @@
     bar.append(field('Filter by name', nameInput), field('Regular expression', regex, { check: true }), field('Per page', size));
     add(container, [bar, tableBox, pager]);
 
+    let latest = 0;
     async function load() {
       const base = st.vhost && cfg.vhostPath ? cfg.vhostPath(st.vhost) : cfg.path;
+      const mine = ++latest;
       let data;
       try {
         data = await api('GET', `${base}?${listQuery(st)}`);
+        if (mine !== latest) return; // a later load (filter, sort, page) answers instead
       } catch (e) {
+        if (mine !== latest) return;
         if (/page out of range/i.test(e.message) && st.page > 1) { st.page = 1; return load(); }
         tableBox.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message));
         return;
@@ -1237,6 +1241,12 @@
   document.addEventListener('DOMContentLoaded', () => {
     $('login-form').addEventListener('submit', login);
     $('logout').addEventListener('click', () => logout('You are logged out.'));
+    // The skip link moves the focus; as a plain #main link it would change the route.
+    document.querySelector('.skip').addEventListener('click', (ev) => {
+      ev.preventDefault();
+      const h1 = document.querySelector('#page h1');
+      (h1 || $('main')).focus();
+    });
     window.addEventListener('hashchange', () => render(true));
     render(false);
   });
