@@ -123,14 +123,14 @@ class Page:
                 pass
         self.wait(lambda: self.visible("#page h1"), f"the page at #{hash_}")
 
-    def logout_now(self):
+    def logout_now(self, start="/"):
         self.d.get(URL + "/")
         self.d.execute_script("sessionStorage.clear()")
-        self.d.get(URL + "/")
+        self.d.get(f"{URL}/#{start}")
         self.wait(lambda: self.visible("#login-user"), "the login form")
 
-    def login(self, user="guest", password="guest", expect_ok=True):
-        self.logout_now()
+    def login(self, user="guest", password="guest", expect_ok=True, start="/"):
+        self.logout_now(start)
         self.css("#login-user").send_keys(user)
         self.css("#login-pass").send_keys(password)
         self.css("#login-submit").click()
@@ -344,6 +344,10 @@ window.fetch = async (...args) => {
   const add = (o) => {
     o.message_stats = {publish: 1000, publish_details: {rate: 12.5}, deliver_get: 500,
                        deliver_get_details: {rate: 7.25}, ack: 400, ack_details: {rate: 3}};
+    if (String(args[0]).includes('msg_rates_age')) {  // samples, newest first
+      const now = Date.now();
+      o.message_stats.publish_details.samples = [0, 1, 2, 3].map((i) => ({sample: 1000 - 50 * i, timestamp: now - 5000 * i}));
+    }
     o.messages_details = {rate: 5.25};
     if ('messages_ready' in o) o.head_message_age_seconds = 75;
   };
@@ -358,19 +362,23 @@ def rates_and_age_shown(p):
     ensure_queue()
     api("POST", "/api/exchanges/%2F/amq.default/publish",
         {"properties": {}, "routing_key": QUEUE, "payload": "waiting", "payload_encoding": "string"})
-    p.login()
+    p.login(start="/queues")  # the overview's first load comes after the fake
     p.d.execute_script(FAKE_STATS)
+    p.d.execute_script("location.hash = '#/'")
+    p.wait(lambda: p.visible("#totals"), "the overview")
+    assert p.text("[data-series=publish]") == "12.5/s", p.text("[data-series=publish]")
+    assert p.text("[data-rate=deliver_get]") == "7.3/s"
+    lines = p.all("polyline.s-publish")
+    assert lines, "no publish line in the rates chart"
+    # Three rates from the four samples, then the current one.
+    points = lines[0].get_attribute("points").split()
+    assert len(points) >= 4, f"the chart did not start from the API's samples: {points}"
     p.d.execute_script("location.hash = '#/queues'")
     p.wait(lambda: p.text("#page h1") == "Queues", "the queue list")
     p.wait(lambda: any(QUEUE in r.text for r in p.all("#queues-table tbody tr")), "the queue row")
     row = next(r.text for r in p.all("#queues-table tbody tr") if QUEUE in r.text)
     for want in ["12.5/s", "7.3/s", "3.0/s", "1 min 15 s"]:
         assert want in row, f"{want!r} missing from the queue row {row!r}"
-    p.d.execute_script("location.hash = '#/'")
-    p.wait(lambda: p.visible("#totals"), "the overview")
-    assert p.text("[data-series=publish]") == "12.5/s", p.text("[data-series=publish]")
-    assert p.text("[data-rate=deliver_get]") == "7.3/s"
-    assert p.all("polyline.s-publish"), "no publish line in the rates chart"
     api("DELETE", f"/api/queues/%2F/{q(QUEUE)}")
 
 

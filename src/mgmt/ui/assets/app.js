@@ -389,6 +389,66 @@
       h('span', { class: `swatch s-${sr.cls}`, 'aria-hidden': 'true' }), `${sr.label}: `, h('strong', { 'data-series': sr.key }, sr.fmt(last[sr.key]))))));
     return fig;
   }
+  // With msg_rates_age/lengths_age the API adds `samples` (newest first,
+  // {sample, timestamp}) to each *_details: the charts start from them
+  // instead of from empty. Counts become rates between neighbouring samples.
+  const SAMPLES_QUERY = 'msg_rates_age=600&msg_rates_incr=5&lengths_age=600&lengths_incr=5';
+  function seedHistory(stats, lengths) {
+    const points = new Map();
+    const put = (t, k, v) => {
+      if (!points.has(t)) points.set(t, { t });
+      points.get(t)[k] = v;
+    };
+    const rates = (arr, key) => {
+      if (!Array.isArray(arr)) return;
+      for (let i = 0; i + 1 < arr.length; i++) {
+        const a = arr[i], b = arr[i + 1];
+        const dt = (a.timestamp - b.timestamp) / 1000;
+        if (dt > 0 && typeof a.sample === 'number' && typeof b.sample === 'number') put(a.timestamp, key, Math.max(0, (a.sample - b.sample) / dt));
+      }
+    };
+    const levels = (arr, key) => {
+      if (Array.isArray(arr)) arr.forEach((x) => { if (typeof x.sample === 'number') put(x.timestamp, key, x.sample); });
+    };
+    rates(get(stats, 'publish_details.samples'), 'publish');
+    rates(get(stats, 'deliver_get_details.samples'), 'deliver');
+    levels(get(lengths, 'messages_ready_details.samples'), 'ready');
+    levels(get(lengths, 'messages_unacknowledged_details.samples'), 'unacked');
+    const seeded = [...points.values()].filter((p) => typeof p.t === 'number').sort((a, b) => a.t - b.t);
+    if (!seeded.length) return [];
+    // The broker's clock may differ from the browser's: end the seed at now.
+    const shift = Date.now() - seeded[seeded.length - 1].t;
+    seeded.forEach((p) => { p.t += shift; });
+    return seeded.slice(-HISTORY_MAX);
+  }
+  const rateAxis = (v) => `${+v.toFixed(2)}/s`;
+  const countAxis = (v) => nf.format(+v.toFixed(2));
+  function chartPair(samples) {
+    return [
+      chart('Message rates', [
+        { key: 'publish', label: 'Publish', cls: 'publish', fmt: rate, axis: rateAxis },
+        { key: 'deliver', label: 'Deliver / get', cls: 'deliver', fmt: rate, axis: rateAxis },
+      ], samples, 'No rates reported (message_stats is empty)'),
+      chart('Queued messages', [
+        { key: 'ready', label: 'Ready', cls: 'ready', fmt: num, axis: countAxis },
+        { key: 'unacked', label: 'Unacked', cls: 'unacked', fmt: num, axis: countAxis },
+      ], samples, 'No data yet'),
+    ];
+  }
+  function sampleOf(stats, lengths) {
+    return {
+      t: Date.now(),
+      publish: get(stats, 'publish_details.rate'),
+      deliver: get(stats, 'deliver_get_details.rate'),
+      ready: get(lengths, 'messages_ready'),
+      unacked: get(lengths, 'messages_unacknowledged'),
+    };
+  }
+  function pushSample(hist, sample) {
+    hist.push(sample);
+    while (hist.length > HISTORY_MAX) hist.shift();
+  }
+
   function niceStep(raw) {
     const p = Math.pow(10, Math.floor(Math.log10(raw)));
     for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * p) return m * p;
@@ -401,17 +461,14 @@
     const totals = h('div', {}), charts = h('div', { class: 'charts' }), rates = h('div', {}), node = h('div', {});
     add(page, [h('h1', { tabindex: -1 }, 'Overview'), totals, h('h2', {}, 'Charts'), charts, h('h2', {}, 'Message rates'), rates, h('h2', {}, 'Node'), node]);
     async function load() {
-      const o = await api('GET', '/api/overview');
+      // Afresh (from the API's samples) on the first visit and after being
+      // away: a line across the gap would show rates nobody measured.
+      const first = !history.length || Date.now() - history[history.length - 1].t > 3 * REFRESH_MS;
+      const o = await api('GET', first ? `/api/overview?${SAMPLES_QUERY}` : '/api/overview');
       const ms = o.message_stats || {};
       const qt = o.queue_totals || {}, ot = o.object_totals || {};
-      history.push({
-        t: Date.now(),
-        publish: get(ms, 'publish_details.rate'),
-        deliver: get(ms, 'deliver_get_details.rate'),
-        ready: qt.messages_ready,
-        unacked: qt.messages_unacknowledged,
-      });
-      while (history.length > HISTORY_MAX) history.shift();
+      if (first) history.splice(0, history.length, ...seedHistory(ms, qt));
+      pushSample(history, sampleOf(ms, qt));
       const dl = h('dl', { class: 'totals', id: 'totals' });
       for (const [label, v, key] of [
         ['Connections', ot.connections, 'connections'], ['Channels', ot.channels, 'channels'], ['Exchanges', ot.exchanges, 'exchanges'],
@@ -419,17 +476,7 @@
         ['Unacked', qt.messages_unacknowledged, 'messages_unacknowledged'], ['Total messages', qt.messages, 'messages'],
       ]) dl.append(h('div', {}, h('dt', {}, label), h('dd', { 'data-total': key }, num(v))));
       totals.replaceChildren(dl);
-      const rateFmt = (v) => rate(v);
-      charts.replaceChildren(
-        chart('Message rates', [
-          { key: 'publish', label: 'Publish', cls: 'publish', fmt: rateFmt, axis: (v) => `${+v.toFixed(2)}/s` },
-          { key: 'deliver', label: 'Deliver / get', cls: 'deliver', fmt: rateFmt, axis: (v) => `${+v.toFixed(2)}/s` },
-        ], history, 'No rates reported (message_stats is empty)'),
-        chart('Queued messages', [
-          { key: 'ready', label: 'Ready', cls: 'ready', fmt: num, axis: (v) => nf.format(+v.toFixed(2)) },
-          { key: 'unacked', label: 'Unacked', cls: 'unacked', fmt: num, axis: (v) => nf.format(+v.toFixed(2)) },
-        ], history, 'No data yet'),
-      );
+      charts.replaceChildren(...chartPair(history));
       const rateRows = [
         ['Publish', 'publish'], ['Publisher confirm', 'confirm'], ['Deliver (manual ack)', 'deliver'],
         ['Deliver (auto ack)', 'deliver_no_ack'], ['Get', 'get'], ['Deliver / get', 'deliver_get'], ['Ack', 'ack'], ['Redelivered', 'redeliver'],
@@ -507,13 +554,19 @@
     document.title = `Queue ${name} - Warren`;
     const base = `/api/queues/${enc(vhost)}/${enc(name)}`;
     const info = h('div', { id: 'queue-info' }), consumers = h('div', {}), bindings = h('div', {});
+    const charts = h('div', { class: 'charts' });
+    const qHistory = [];
     add(page, [
       h('p', {}, h('a', { href: '#/queues' }, '\u2190 All queues')),
       h('h1', { tabindex: -1 }, `Queue ${name}`), h('p', { class: 'muted' }, `Virtual host ${vhost}`),
-      info, h('h2', {}, 'Consumers'), consumers, h('h2', {}, 'Bindings'), bindings,
+      info, charts, h('h2', {}, 'Consumers'), consumers, h('h2', {}, 'Bindings'), bindings,
     ]);
     async function load() {
-      const q = await api('GET', base);
+      const first = qHistory.length === 0;
+      const q = await api('GET', first ? `${base}?${SAMPLES_QUERY}` : base);
+      if (first) qHistory.push(...seedHistory(q.message_stats, q));
+      pushSample(qHistory, sampleOf(q.message_stats, q));
+      charts.replaceChildren(...chartPair(qHistory));
       // Two columns on wide screens, read row by row: counts on the left,
       // the matching rates on the right.
       info.replaceChildren(props([
@@ -1143,6 +1196,7 @@
 
   function showLogin(message) {
     clearInterval(timer);
+    history.length = 0; // the next user's charts start afresh
     $('nav').hidden = true;
     $('who').hidden = true;
     $('page').replaceChildren();
