@@ -54,6 +54,13 @@ pub struct Config {
     /// How long a delivery may stay unacknowledged before its channel is
     /// closed, in milliseconds (RabbitMQ's `consumer_timeout`; 0 = off).
     pub consumer_timeout: u64,
+    /// How often message counters are sampled for the rates the management
+    /// API and metrics report, in milliseconds (RabbitMQ's
+    /// `collect_statistics_interval`, default 5000).
+    pub collect_statistics_interval: u64,
+    /// RabbitMQ's `collect_statistics`: `coarse` (the default: message
+    /// rates), `fine` (the same here), or `none` (no counting: rates stay 0).
+    pub collect_statistics: String,
     /// A definitions file (RabbitMQ's JSON) imported at start, before the
     /// listeners open (RabbitMQ's `load_definitions`).
     pub load_definitions: Option<PathBuf>,
@@ -139,6 +146,8 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             consumer_timeout: 1_800_000,
+            collect_statistics_interval: 5000,
+            collect_statistics: "coarse".into(),
             load_definitions: None,
             log_format: "text".into(),
             storage_cache_mb: 8,
@@ -183,6 +192,12 @@ impl Config {
     /// Checks ranges that the protocol or RabbitMQ impose.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.storage_engine()?;
+        if !matches!(self.collect_statistics.as_str(), "none" | "coarse" | "fine") {
+            return Err(ConfigError::Invalid(format!(
+                "collect_statistics must be none, coarse or fine, not {:?}",
+                self.collect_statistics
+            )));
+        }
         if self.frame_max != 0 && self.frame_max < warren_codec::frame::FRAME_MIN_SIZE {
             return Err(ConfigError::Invalid(format!(
                 "frame_max {} is below the protocol minimum of 4096",
@@ -309,6 +324,16 @@ impl Config {
     /// The storage engine for queue messages.
     pub fn storage_engine(&self) -> Result<warren_storage::Engine, ConfigError> {
         self.storage_engine.parse().map_err(ConfigError::Invalid)
+    }
+
+    /// Whether message counters count (`collect_statistics` is not `none`).
+    pub fn counting(&self) -> bool {
+        self.collect_statistics != "none"
+    }
+
+    /// The statistics interval (at least 100 ms).
+    pub fn statistics_interval(&self) -> Duration {
+        Duration::from_millis(self.collect_statistics_interval.max(100))
     }
 
     /// The broker-wide delivery acknowledgement timeout in milliseconds

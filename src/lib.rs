@@ -56,6 +56,7 @@ pub mod queue;
 pub mod recovery;
 pub mod server;
 pub mod shovel;
+pub mod stats;
 pub mod tls;
 pub mod vhost;
 

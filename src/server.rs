@@ -60,6 +60,7 @@ pub async fn run_listeners(
         })
     };
     let ticker = tokio::spawn(crate::broker::timeouts::run(broker.clone()));
+    let sampler = tokio::spawn(crate::broker::stats::run(Arc::downgrade(&broker)));
     // Shovels start once this node accepts connections: one may target it.
     match listener.local_addr() {
         Ok(local) => broker.shovels.start(local),
@@ -94,6 +95,7 @@ pub async fn run_listeners(
     drop(amqps);
     alarms.abort();
     ticker.abort();
+    sampler.abort();
     // Shovels first: they close their own connections (to this node too),
     // so what they hold unacked goes back to its queue cleanly.
     broker.shovels.stop_all().await;

@@ -81,6 +81,8 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("names", &["*"]),
     ("error", &["*"]),
     ("message", &["*"]),
+    // Counters and their history: below everything that counts.
+    ("stats", &["*"]),
 ];
 
 fn src() -> PathBuf {

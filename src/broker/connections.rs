@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +19,7 @@ use warren_codec::types::FieldTable;
 use crate::channel::ChannelShared;
 use crate::error::AmqpError;
 use crate::names::ConnectionId;
+use crate::stats::{CHANNEL_RATES, ChannelCounters, History};
 
 /// RabbitMQ's reason when the management API closes a connection.
 pub const CLOSED_VIA_MANAGEMENT: &str = "Closed via management plugin";
@@ -52,6 +54,10 @@ pub struct LiveConnection {
     channels: Mutex<BTreeMap<u16, Weak<ChannelShared>>>,
     close: CancellationToken,
     reason: Mutex<Option<String>>,
+    /// The counts of its closed channels.
+    pub retired: ChannelCounters,
+    /// Samples of its channels' counts, summed.
+    pub history: History,
 }
 
 impl LiveConnection {
@@ -88,7 +94,30 @@ impl LiveConnection {
             channels: Mutex::new(BTreeMap::new()),
             close,
             reason: Mutex::new(None),
+            retired: ChannelCounters::default(),
+            history: History::default(),
         })
+    }
+
+    /// A channel closed: its counts stay in the connection's (once).
+    pub fn retire(&self, channel: &ChannelShared) {
+        if !channel.retired.swap(true, Ordering::AcqRel) {
+            self.retired.absorb(&channel.counters.values());
+        }
+    }
+
+    /// Its message counts: the closed channels' and the open ones'.
+    pub fn totals(&self) -> [u64; CHANNEL_RATES.len()] {
+        let mut totals = self.retired.values();
+        for channel in self.channels() {
+            if channel.retired.load(Ordering::Acquire) {
+                continue;
+            }
+            for (total, value) in totals.iter_mut().zip(channel.counters.values()) {
+                *total += value;
+            }
+        }
+        totals
     }
 
     /// A channel was opened.

@@ -17,12 +17,14 @@ use crate::policy::{Policies, PolicyDef, PolicyKind};
 use crate::queue::CoarseClock;
 use crate::recovery;
 use crate::shovel::Shovels;
+use crate::stats::{ChannelCounters, History};
 use crate::vhost::VHost;
 use connections::LiveConnection;
 use warren_storage::StorageError;
 
 pub mod admission;
 pub mod connections;
+pub mod stats;
 pub mod timeouts;
 
 /// State shared by every connection of one broker.
@@ -53,6 +55,11 @@ pub struct Broker {
     pub clock: Arc<CoarseClock>,
     /// Dynamic shovels: their parameters and workers.
     pub shovels: Arc<Shovels>,
+    /// The counts of closed connections (what the overview keeps of them).
+    pub retired: ChannelCounters,
+    /// Samples of the overview: every channel's counts summed, then the
+    /// queues' lengths (see [`stats`]).
+    pub history: History,
 }
 
 impl Broker {
@@ -119,7 +126,10 @@ impl Broker {
             storage,
             clock: Arc::default(),
             shovels,
+            retired: ChannelCounters::default(),
+            history: History::default(),
         });
+        crate::stats::set_counting(broker.config.counting());
         broker.apply_vhost_limits();
         let stored_delayed =
             crate::delayed::stored_exchanges(&broker.storage).unwrap_or_else(|error| {

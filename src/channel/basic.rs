@@ -197,6 +197,7 @@ impl Channel {
             mut properties,
             body,
         } = publication;
+        self.shared.counters.publish.incr();
         // RabbitMQ's order: the exchange (404, 403), then the message's properties.
         let exchange = publish.exchange.as_str();
         self.conn
@@ -300,6 +301,12 @@ impl Channel {
         mandatory: bool,
     ) -> Outcome {
         if routed.unroutable() {
+            let counter = if mandatory {
+                &self.shared.counters.return_unroutable
+            } else {
+                &self.shared.counters.drop_unroutable
+            };
+            counter.incr();
             if mandatory {
                 let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                     reply_code: ReplyCode::NoRoute.code(),

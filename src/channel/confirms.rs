@@ -139,6 +139,7 @@ impl Channel {
                 .await;
             return;
         }
+        self.shared.counters.confirm.incr();
         let first = self.unsent_acks.map_or(tag, |(first, _)| first);
         self.unsent_acks = Some((first, tag));
         self.shared

@@ -79,6 +79,9 @@ impl Channel {
     }
 
     pub(super) fn apply_settle(&self, settled: BTreeMap<DeliveryTag, Unacked>, how: Settle) {
+        if how == Settle::Ack {
+            self.shared.counters.ack.add(settled.len() as u64);
+        }
         by_queue(settled.into_values().collect(), |queue, seqs| match how {
             Settle::Ack => queue.ack(seqs),
             Settle::Discard => queue.reject(seqs),

@@ -27,6 +27,7 @@ use crate::queue::{
     ChannelCredit, CoarseClock, Deliveries, Delivery, DeliveryKind, DeliverySink, Queue, Refused,
     SeqId, Unacked, Undelivered,
 };
+use crate::stats::{ChannelCounters, History};
 
 /// A channel as the queues see it.
 #[derive(Debug)]
@@ -58,6 +59,12 @@ pub struct ChannelShared {
     shortest_ack_timeout: AtomicU64,
     /// A timeout was reported; the channel is closing.
     timed_out: AtomicBool,
+    /// Message counters (rates).
+    pub counters: ChannelCounters,
+    /// Samples of the counters.
+    pub history: History,
+    /// Closed: its counts were added to its connection's (not counted live).
+    pub retired: AtomicBool,
 }
 
 /// What a channel's shared state takes from its connection and broker.
@@ -105,6 +112,9 @@ impl ChannelShared {
             errors: links.errors,
             shortest_ack_timeout: AtomicU64::new(u64::MAX),
             timed_out: AtomicBool::new(false),
+            counters: ChannelCounters::default(),
+            history: History::default(),
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -239,6 +249,16 @@ impl DeliverySink for ChannelShared {
             redelivered,
             ..
         } = delivery;
+        let counter = match (&kind, unacked.is_some()) {
+            (DeliveryKind::Consumer(_), true) => &self.counters.deliver,
+            (DeliveryKind::Consumer(_), false) => &self.counters.deliver_no_ack,
+            (DeliveryKind::Get { .. }, true) => &self.counters.get,
+            (DeliveryKind::Get { .. }, false) => &self.counters.get_no_ack,
+        };
+        counter.incr();
+        if redelivered {
+            self.counters.redeliver.incr();
+        }
         permit.send(match kind {
             DeliveryKind::Consumer(consumer_tag) => Outbound::Deliver {
                 channel: self.id,

@@ -208,7 +208,9 @@ async fn serve_stream<R, W>(
                 channel_errors: mpsc::channel(8),
             };
             conn.run(reader, close).await;
-            broker.connections.remove(&id);
+            if let Some((_, live)) = broker.connections.remove(&id) {
+                broker.retired.absorb(&live.totals());
+            }
             let _ = writer.await;
         }
         (Err(HandshakeError::Silent(reason)), _) => {
@@ -418,6 +420,7 @@ impl Connection {
     async fn release(&mut self) {
         for (_, mut channel) in self.channels.drain() {
             channel.release();
+            self.live.retire(&channel.shared);
         }
         let vhost = &self.info.vhost;
         for queue in vhost.exclusive_queues_of(self.info.id) {
@@ -543,7 +546,9 @@ impl Connection {
             // Everything but close and close-ok is dropped until the client confirms.
             match method {
                 AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                    self.channels.remove(&id);
+                    if let Some(channel) = self.channels.remove(&id) {
+                        self.live.retire(&channel.shared);
+                    }
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                     self.send(id, close_ok()).await;
@@ -560,6 +565,7 @@ impl Connection {
                     channel.flush_confirms().await;
                     self.info.confirms.barrier().await;
                     channel.release();
+                    self.live.retire(&channel.shared);
                 }
                 self.send(id, close_ok()).await;
                 Ok(())

@@ -20,8 +20,21 @@ pub const REDELIVERED: u8 = 2;
 /// A message record flag: its `CC` keys were among its routing keys.
 pub const CC_ROUTED: u8 = 4;
 /// A message record flag: the record carries a [`Retry`] (due time and
-/// returns) after the expiry.
+/// returns) after the expiry (and the arrival time).
 pub const RETRY: u8 = 8;
+/// A message record flag: the record carries the message's arrival time in
+/// its queue (wall-clock ms) after the expiry.
+pub const ARRIVED: u8 = 16;
+
+/// What a queue's record may carry beside the message: when it arrived
+/// (for the age of the oldest message), and its retry state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamps {
+    /// When it arrived in its queue, wall-clock ms.
+    pub arrived_ms: Option<u64>,
+    /// Waiting for a retry (or with returns to remember).
+    pub retry: Option<Retry>,
+}
 
 /// A returned message's retry state, kept with its record so that a waiting
 /// retry survives a restart with its due time and its attempt count.
@@ -236,31 +249,40 @@ pub fn wall_clock_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Layout: flags (1), expiry in wall-clock ms (8), with [`RETRY`] the due
-/// time (8) and the returns (8), exchange (1 + n), routing key (1 + n),
-/// properties (4 + n), then the body.
+/// Layout: flags (1), expiry in wall-clock ms (8), with [`ARRIVED`] the
+/// arrival time (8), with [`RETRY`] the due time (8) and the returns (8),
+/// exchange (1 + n), routing key (1 + n), properties (4 + n), then the body.
 pub fn encode_message(message: &Message, flags: u8, expires_wall_ms: u64) -> Vec<u8> {
-    encode(message, flags, expires_wall_ms, None)
+    encode_stored(message, flags, expires_wall_ms, Stamps::default())
 }
 
-/// A record as [`encode_message`] writes it, with the message's retry state.
-pub fn encode_retry(message: &Message, flags: u8, expires_wall_ms: u64, retry: Retry) -> Vec<u8> {
-    encode(message, flags, expires_wall_ms, Some(retry))
-}
-
-fn encode(message: &Message, flags: u8, expires_wall_ms: u64, retry: Option<Retry>) -> Vec<u8> {
+/// A record as [`encode_message`] writes it, with a queue's [`Stamps`].
+pub fn encode_stored(
+    message: &Message,
+    flags: u8,
+    expires_wall_ms: u64,
+    stamps: Stamps,
+) -> Vec<u8> {
     let props = &message.header.raw_properties;
     let exchange = message.exchange.as_bytes();
     let routing_key = message.routing_key.as_bytes();
     let mut out = Vec::with_capacity(
-        31 + exchange.len() + routing_key.len() + props.len() + message.body.len(),
+        39 + exchange.len() + routing_key.len() + props.len() + message.body.len(),
     );
     let flags = flags
         | if message.cc_routed { CC_ROUTED } else { 0 }
-        | if retry.is_some() { RETRY } else { 0 };
+        | if stamps.arrived_ms.is_some() {
+            ARRIVED
+        } else {
+            0
+        }
+        | if stamps.retry.is_some() { RETRY } else { 0 };
     out.push(flags);
     out.extend_from_slice(&expires_wall_ms.to_be_bytes());
-    if let Some(retry) = retry {
+    if let Some(arrived) = stamps.arrived_ms {
+        out.extend_from_slice(&arrived.to_be_bytes());
+    }
+    if let Some(retry) = stamps.retry {
         out.extend_from_slice(&retry.due_ms.to_be_bytes());
         out.extend_from_slice(&retry.returns.to_be_bytes());
     }
@@ -275,21 +297,28 @@ fn encode(message: &Message, flags: u8, expires_wall_ms: u64, retry: Option<Retr
     out
 }
 
-/// The retry state a record carries, if any.
-pub fn retry_of(record: &[u8]) -> Option<Retry> {
+/// The bytes of the stamps a record's flags announce.
+fn stamps_len(flags: u8) -> usize {
+    (if flags & ARRIVED != 0 { 8 } else { 0 }) + (if flags & RETRY != 0 { 16 } else { 0 })
+}
+
+/// The stamps a record carries.
+pub fn stamps_of(record: &[u8]) -> Stamps {
     let mut r = record;
-    if r.remaining() < 25 {
-        return None;
+    if r.remaining() < 9 {
+        return Stamps::default();
     }
     let flags = r.get_u8();
-    if flags & RETRY == 0 {
-        return None;
-    }
     r.advance(8);
-    Some(Retry {
+    if r.remaining() < stamps_len(flags) {
+        return Stamps::default();
+    }
+    let arrived_ms = (flags & ARRIVED != 0).then(|| r.get_u64());
+    let retry = (flags & RETRY != 0).then(|| Retry {
         due_ms: r.get_u64(),
         returns: r.get_u64(),
-    })
+    });
+    Stamps { arrived_ms, retry }
 }
 
 /// The flags and body size of a record, without decoding it.
@@ -300,9 +329,7 @@ pub fn peek_message(record: &[u8]) -> Option<(u8, u64)> {
     }
     let flags = r.get_u8();
     r.advance(8);
-    if flags & RETRY != 0 {
-        r = r.get(16..)?;
-    }
+    r = r.get(stamps_len(flags)..)?;
     for _ in 0..2 {
         let len = usize::from(*r.first()?);
         r = r.get(1 + len..)?;
@@ -323,12 +350,10 @@ pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
     }
     let flags = all.get_u8();
     let expires = all.get_u64();
-    if flags & RETRY != 0 {
-        if all.remaining() < 16 {
-            return None;
-        }
-        all.advance(16);
+    if all.remaining() < stamps_len(flags) {
+        return None;
     }
+    all.advance(stamps_len(flags));
     let short = |all: &mut Bytes| -> Option<String> {
         let len = usize::from(*all.first()?);
         if all.len() < 1 + len {
@@ -404,14 +429,23 @@ mod tests {
         );
         assert!(back.is_persistent());
         assert_eq!(decode_message(vec![1, 2, 3]).map(|_| ()), None);
-        assert_eq!(retry_of(&encode_message(&message, KEEP, 0)), None);
-        let retry = Retry {
-            due_ms: 99,
-            returns: 3,
+        assert_eq!(
+            stamps_of(&encode_message(&message, KEEP, 0)),
+            Stamps::default()
+        );
+        let stamps = Stamps {
+            arrived_ms: Some(42),
+            retry: Some(Retry {
+                due_ms: 99,
+                returns: 3,
+            }),
         };
-        let record = encode_retry(&message, KEEP, 7, retry);
-        assert_eq!(retry_of(&record), Some(retry));
-        assert_eq!(peek_message(&record), Some((KEEP | CC_ROUTED | RETRY, 5)));
+        let record = encode_stored(&message, KEEP, 7, stamps);
+        assert_eq!(stamps_of(&record), stamps);
+        assert_eq!(
+            peek_message(&record),
+            Some((KEEP | CC_ROUTED | ARRIVED | RETRY, 5))
+        );
         let (back, _, expires) = decode_message(record).expect("decode");
         assert_eq!((expires, &back.body[..]), (7, &b"hello"[..]));
     }

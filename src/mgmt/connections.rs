@@ -16,10 +16,12 @@ use super::caller::Caller;
 use super::json::table_to_json;
 use super::listing::ListQuery;
 use super::overview::node_name;
+use super::rates::{RatesQuery, message_stats};
 use super::vhosts::live_vhost;
 use crate::broker::Broker;
 use crate::broker::connections::{CLOSED_VIA_MANAGEMENT, LiveConnection};
 use crate::channel::ChannelShared;
+use crate::stats::CHANNEL_RATES;
 
 fn visible(broker: &Broker, caller: &Caller) -> Vec<Arc<LiveConnection>> {
     let mut all: Vec<_> = broker
@@ -32,7 +34,7 @@ fn visible(broker: &Broker, caller: &Caller) -> Vec<Arc<LiveConnection>> {
     all
 }
 
-fn connection_json(node: &str, c: &LiveConnection) -> Value {
+fn connection_json(node: &str, c: &LiveConnection, rates: RatesQuery) -> Value {
     let connected_at = c
         .connected_at
         .duration_since(UNIX_EPOCH)
@@ -57,6 +59,7 @@ fn connection_json(node: &str, c: &LiveConnection) -> Value {
         "timeout": c.heartbeat.map_or(0, |h| h.as_secs()),
         "connected_at": connected_at,
         "client_properties": table_to_json(&c.client_properties),
+        "message_stats": message_stats(&CHANNEL_RATES, &c.totals(), &c.history, rates.msg_rates()),
     })
 }
 
@@ -66,13 +69,14 @@ pub async fn connections(
     caller: Caller,
     vhost: Option<Path<String>>,
     Query(query): Query<ListQuery>,
+    Query(rates): Query<RatesQuery>,
 ) -> ApiResult {
     let only = existing_vhost(&broker, vhost.as_deref())?;
     let node = node_name(&broker);
     let items = visible(&broker, &caller)
         .iter()
         .filter(|c| only.is_none_or(|v| c.vhost == v))
-        .map(|c| connection_json(&node, c))
+        .map(|c| connection_json(&node, c, rates))
         .collect();
     query.respond(items)
 }
@@ -97,9 +101,10 @@ pub async fn connection(
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path(name): Path<String>,
+    Query(rates): Query<RatesQuery>,
 ) -> ApiResult {
     let c = find(&broker, &caller, &name)?;
-    Ok(Json(connection_json(&node_name(&broker), &c)).into_response())
+    Ok(Json(connection_json(&node_name(&broker), &c, rates)).into_response())
 }
 
 /// DELETE /api/connections/{name}: the client gets connection.close 320 with
@@ -152,7 +157,7 @@ pub async fn close_user_connections(
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
+fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared, rates: RatesQuery) -> Value {
     let (unacked, global_prefetch) = {
         let unacked = ch.deliveries.lock().unacked.len();
         (unacked, ch.credit.prefetch.load(Ordering::Relaxed))
@@ -180,17 +185,23 @@ fn channel_json(node: &str, c: &LiveConnection, ch: &ChannelShared) -> Value {
         "prefetch_count": report.prefetch.load(Ordering::Relaxed),
         "global_prefetch_count": global_prefetch,
         "user_who_performed_action": c.user,
+        "message_stats": message_stats(
+            &CHANNEL_RATES,
+            &ch.counters.values(),
+            &ch.history,
+            rates.msg_rates(),
+        ),
     })
 }
 
-fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>]) -> Vec<Value> {
+fn channels_json(broker: &Broker, conns: &[Arc<LiveConnection>], rates: RatesQuery) -> Vec<Value> {
     let node = node_name(broker);
     conns
         .iter()
         .flat_map(|c| {
             c.channels()
                 .iter()
-                .map(|ch| channel_json(&node, c, ch))
+                .map(|ch| channel_json(&node, c, ch, rates))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -202,12 +213,13 @@ pub async fn channels(
     caller: Caller,
     connection: Option<Path<String>>,
     Query(query): Query<ListQuery>,
+    Query(rates): Query<RatesQuery>,
 ) -> ApiResult {
     let conns = match connection {
         Some(Path(name)) => vec![find(&broker, &caller, &name)?],
         None => visible(&broker, &caller),
     };
-    query.respond(channels_json(&broker, &conns))
+    query.respond(channels_json(&broker, &conns, rates))
 }
 
 /// The delivery acknowledgement timeout reported per consumer, in

@@ -16,9 +16,11 @@ use super::api::{
 use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
 use super::listing::{ListQuery, list_in_vhosts, one_in_vhost};
+use super::rates::{RatesQuery, message_stats};
 use super::vhosts::{live_vhost, vhost_to_declare};
 use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
+use crate::stats::EXCHANGE_RATES;
 use crate::vhost::ExchangeEntry;
 
 /// The API names the default exchange `amq.default`.
@@ -26,7 +28,7 @@ pub(super) fn exchange_name(name: &str) -> &str {
     if name == "amq.default" { "" } else { name }
 }
 
-fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
+fn exchange_json(vhost: &str, x: &ExchangeEntry, rates: RatesQuery) -> Value {
     let mut json = json!({
         "name": x.name,
         "vhost": vhost,
@@ -36,6 +38,7 @@ fn exchange_json(vhost: &str, x: &ExchangeEntry) -> Value {
         "internal": x.spec.internal,
         "arguments": table_to_json(&x.spec.arguments),
         "user_who_performed_action": "rmq-internal",
+        "message_stats": message_stats(&EXCHANGE_RATES, &x.counters.values(), &x.history, rates.msg_rates()),
     });
     // Warren's own: what a delayed exchange holds, and when the next is due.
     if let Some(index) = &x.delayed {
@@ -59,12 +62,13 @@ pub async fn exchanges(
     caller: Caller,
     vhost: Option<Path<String>>,
     Query(query): Query<ListQuery>,
+    Query(rates): Query<RatesQuery>,
 ) -> ApiResult {
     let only = vhost.as_deref().map(String::as_str);
     list_in_vhosts(&broker, &caller, only, &query, |v| {
         v.exchanges()
             .iter()
-            .map(|x| exchange_json(&v.name, x))
+            .map(|x| exchange_json(&v.name, x, rates))
             .collect::<Vec<_>>()
     })
 }
@@ -75,10 +79,11 @@ pub async fn exchange(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
+    Query(rates): Query<RatesQuery>,
 ) -> ApiResult {
     one_in_vhost(&broker, &caller, &vhost, &query, |v| {
         v.exchange(exchange_name(&name))
-            .map(|x| exchange_json(&v.name, &x))
+            .map(|x| exchange_json(&v.name, &x, rates))
     })
 }
 

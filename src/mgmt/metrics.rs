@@ -18,7 +18,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The queue metrics: name, help, and how to read one queue's value.
 type QueueMetric = (&'static str, &'static str, fn(&QueueStats) -> u64);
 
-const QUEUE_METRICS: [QueueMetric; 6] = [
+const QUEUE_METRICS: [QueueMetric; 7] = [
     (
         "rabbitmq_queue_messages_ready",
         "Messages ready to be delivered to consumers",
@@ -38,6 +38,15 @@ const QUEUE_METRICS: [QueueMetric; 6] = [
         "rabbitmq_queue_messages_bytes",
         "Size in bytes of ready, unacknowledged and delayed messages",
         QueueStats::message_bytes,
+    ),
+    (
+        "warren_queue_head_message_age_seconds",
+        "How long the next message to deliver has waited in the queue, in seconds",
+        |s| {
+            s.head_arrived_ms.map_or(0, |at| {
+                crate::durable::records::wall_clock_ms().saturating_sub(at) / 1000
+            })
+        },
     ),
     (
         "warren_queue_messages_delayed",

@@ -41,6 +41,7 @@ mod parameters;
 mod permissions;
 mod policies;
 mod queues;
+mod rates;
 mod route_explain;
 mod shovels;
 mod ui;

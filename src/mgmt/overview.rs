@@ -3,14 +3,17 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::api::{ApiError, ApiResult};
 use super::caller::Caller;
+use super::rates::{RatesQuery, length_details, message_stats};
 use super::{MANAGEMENT_VERSION, started};
 use crate::broker::Broker;
+use crate::broker::stats::OVERVIEW_LENGTHS;
+use crate::stats::{CHANNEL_RATES, QUEUE_LENGTHS};
 
 /// The node's name, as RabbitMQ's `rabbit@host`.
 pub fn node_name(broker: &Broker) -> String {
@@ -69,13 +72,46 @@ fn object_totals(broker: &Broker, caller: &Caller) -> Value {
     })
 }
 
+/// The overview's `message_stats`: every channel's counts, closed ones
+/// included, with their rates; only users tagged monitoring or
+/// administrator see the node's (others get `{}`).
+fn overview_stats(
+    broker: &Broker,
+    caller: &Caller,
+    rates: RatesQuery,
+    totals: &mut Value,
+) -> Value {
+    if !caller.is_monitor() {
+        return json!({});
+    }
+    let mut counts = broker.retired.values();
+    for connection in broker.connections.iter() {
+        for (total, value) in counts.iter_mut().zip(connection.totals()) {
+            *total += value;
+        }
+    }
+    length_details(
+        &mut totals["queue_totals"],
+        &QUEUE_LENGTHS,
+        &broker.history,
+        OVERVIEW_LENGTHS,
+        rates.lengths(),
+    );
+    message_stats(&CHANNEL_RATES, &counts, &broker.history, rates.msg_rates())
+}
+
 /// GET /api/overview.
-pub async fn overview(State(broker): State<Arc<Broker>>, caller: Caller) -> Response {
-    let totals = object_totals(&broker, &caller);
+pub async fn overview(
+    State(broker): State<Arc<Broker>>,
+    caller: Caller,
+    Query(rates): Query<RatesQuery>,
+) -> Response {
+    let mut totals = object_totals(&broker, &caller);
+    let message_stats = overview_stats(&broker, &caller, rates, &mut totals);
     let node = node_name(&broker);
     Json(json!({
         "management_version": MANAGEMENT_VERSION,
-        "rates_mode": "none",
+        "rates_mode": "basic",
         "exchange_types": exchange_types(),
         "product_version": MANAGEMENT_VERSION,
         "product_name": "RabbitMQ",
@@ -84,7 +120,8 @@ pub async fn overview(State(broker): State<Arc<Broker>>, caller: Caller) -> Resp
         "erlang_version": "none (Warren is written in Rust)",
         "disable_stats": false,
         "enable_queue_totals": true,
-        "message_stats": {},
+        "message_stats": message_stats,
+        "statistics_interval": broker.config.collect_statistics_interval,
         "churn_rates": {},
         "queue_totals": totals["queue_totals"],
         "object_totals": totals["object_totals"],

@@ -16,14 +16,20 @@ use super::caller::Caller;
 use super::json::{json_to_table, table_to_json};
 use super::listing::{ListQuery, list_in_vhosts, one_in_vhost};
 use super::overview::node_name;
+use super::rates::{RatesQuery, length_details, message_stats};
 use super::vhosts::{live_vhost, vhost_to_declare};
 use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
+use crate::durable::records::wall_clock_ms;
 use crate::queue::Queue;
+use crate::stats::{QUEUE_CAPACITY, QUEUE_LENGTHS, QUEUE_RATES};
+
+/// How many recent samples consumer capacity averages.
+const CAPACITY_SAMPLES: usize = 12;
 use crate::queue::notify_cancelled;
 use crate::vhost::{QueueDeclare, VHost};
 
-fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
+fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>, rates: RatesQuery) -> Value {
     let s = q.stats();
     let policy = q.policy();
     let exclusive_tag = q
@@ -56,6 +62,39 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>) -> Value {
         "operator_policy": policy.operator_policy,
         "effective_policy_definition": policy.definition,
     });
+    json["message_stats"] = message_stats(
+        &QUEUE_RATES,
+        &q.counters.values(),
+        &q.history,
+        rates.msg_rates(),
+    );
+    length_details(
+        &mut json,
+        &QUEUE_LENGTHS,
+        &q.history,
+        QUEUE_RATES.len(),
+        rates.lengths(),
+    );
+    if let Some(timestamp) = s.head_message_timestamp {
+        json["head_message_timestamp"] = Value::from(timestamp);
+    }
+    // Warren's own: how long the next message to deliver has waited.
+    json["head_message_age_seconds"] = match s.head_arrived_ms {
+        Some(arrived) => {
+            let age = wall_clock_ms().saturating_sub(arrived);
+            Value::from((age as f64 / 10.0).round() / 100.0)
+        }
+        None => Value::from(0),
+    };
+    // The share of recent samples in which consumers could take what was
+    // ready (RabbitMQ's consumer capacity; 0 without consumers).
+    let capacity = if s.consumers == 0 {
+        0.0
+    } else {
+        q.history.mean(QUEUE_CAPACITY, CAPACITY_SAMPLES)
+    };
+    json["consumer_capacity"] = Value::from(capacity);
+    json["consumer_utilisation"] = Value::from(capacity);
     // As the plugin's `message_deduplication_cache_info`: ids cached and the bound.
     if let Some((entries, size)) = q.dedup_cache_info() {
         json["message_deduplication_cache_info"] = json!({"entries": entries, "size": size});
@@ -69,13 +108,14 @@ pub async fn queues(
     caller: Caller,
     vhost: Option<Path<String>>,
     Query(query): Query<ListQuery>,
+    Query(rates): Query<RatesQuery>,
 ) -> ApiResult {
     let node = node_name(&broker);
     let only = vhost.as_deref().map(String::as_str);
     list_in_vhosts(&broker, &caller, only, &query, |v| {
         v.queues()
             .iter()
-            .map(|q| queue_json(&v.name, &node, q))
+            .map(|q| queue_json(&v.name, &node, q, rates))
             .collect::<Vec<_>>()
     })
 }
@@ -86,10 +126,12 @@ pub async fn queue(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
+    Query(rates): Query<RatesQuery>,
 ) -> ApiResult {
     let node = node_name(&broker);
     one_in_vhost(&broker, &caller, &vhost, &query, |v| {
-        v.queue(&name).map(|q| queue_json(&v.name, &node, &q))
+        v.queue(&name)
+            .map(|q| queue_json(&v.name, &node, &q, rates))
     })
 }
 

@@ -36,8 +36,8 @@ use super::ready::{Entry, Ready};
 use super::waiting::{self, Meta, Parked};
 use crate::durable::Storage;
 use crate::durable::records::{
-    KEEP, REDELIVERED, Retry, decode_message, encode_message, encode_retry, expiry_from_wall,
-    expiry_to_wall, peek_message, retry_of, wall_clock_ms,
+    KEEP, REDELIVERED, Retry, Stamps, decode_message, encode_stored, expiry_from_wall,
+    expiry_to_wall, peek_message, stamps_of, wall_clock_ms,
 };
 
 /// Messages kept in memory before new ones are paged to disk.
@@ -110,6 +110,12 @@ impl Backlog {
         self.memory.bytes() + self.paged.bytes
     }
 
+    /// The next message to deliver, if it is in memory (it is whenever the
+    /// queue is not empty, but for a moment while a refill is due).
+    pub fn head(&self) -> Option<&Entry> {
+        self.memory.iter().next().map(|(_, entry)| entry)
+    }
+
     /// Writes a new message to the store if the queue keeps it (with its due
     /// time if it waits `wait_ms` first); false if the store failed (the
     /// publisher must not get a positive confirm).
@@ -117,17 +123,19 @@ impl Backlog {
         if !self.keeps || !entry.message.is_persistent() {
             return true;
         }
-        let expires = expiry_to_wall(entry.expires_at);
-        let record = match wait_ms {
-            None => encode_message(&entry.message, KEEP, expires),
-            Some(wait) => {
-                let retry = Retry {
-                    due_ms: wall_clock_ms().saturating_add(wait),
-                    returns: 0,
-                };
-                encode_retry(&entry.message, KEEP, expires, retry)
-            }
+        let stamps = Stamps {
+            arrived_ms: Some(entry.arrived_ms),
+            retry: wait_ms.map(|wait| Retry {
+                due_ms: wall_clock_ms().saturating_add(wait),
+                returns: 0,
+            }),
         };
+        let record = encode_stored(
+            &entry.message,
+            KEEP,
+            expiry_to_wall(entry.expires_at),
+            stamps,
+        );
         match self.storage.store().put_message(self.id, seq, &record) {
             Ok(()) => {
                 entry.stored = true;
@@ -146,16 +154,19 @@ impl Backlog {
         if !entry.stored {
             return;
         }
-        let retry = Retry {
-            due_ms: wall_clock_ms().saturating_add(delay_ms),
-            returns: entry.returns,
+        let stamps = Stamps {
+            arrived_ms: Some(entry.arrived_ms),
+            retry: Some(Retry {
+                due_ms: wall_clock_ms().saturating_add(delay_ms),
+                returns: entry.returns,
+            }),
         };
         let flags = KEEP | if entry.redelivered { REDELIVERED } else { 0 };
-        let record = encode_retry(
+        let record = encode_stored(
             &entry.message,
             flags,
             expiry_to_wall(entry.expires_at),
-            retry,
+            stamps,
         );
         if let Err(error) = self.storage.store().put_message(self.id, seq, &record) {
             tracing::error!(%error, "cannot record a waiting retry");
@@ -178,6 +189,7 @@ impl Backlog {
         if found != seq {
             return None;
         }
+        let arrived_ms = stamps_of(&record).arrived_ms.unwrap_or_else(wall_clock_ms);
         let (message, _, _) = decode_message(record)?;
         Some(Entry {
             message: Arc::new(message),
@@ -186,6 +198,7 @@ impl Backlog {
             priority: meta.priority,
             returns: meta.returns,
             stored: true,
+            arrived_ms,
         })
     }
 
@@ -213,8 +226,16 @@ impl Backlog {
             let size = entry.message.body_size() as u64;
             let written = entry.stored || {
                 let flags = if entry.redelivered { REDELIVERED } else { 0 };
-                let record =
-                    encode_message(&entry.message, flags, expiry_to_wall(entry.expires_at));
+                let stamps = Stamps {
+                    arrived_ms: Some(entry.arrived_ms),
+                    retry: None,
+                };
+                let record = encode_stored(
+                    &entry.message,
+                    flags,
+                    expiry_to_wall(entry.expires_at),
+                    stamps,
+                );
                 match self.storage.store().put_message(self.id, seq, &record) {
                     Ok(()) => true,
                     Err(error) => {
@@ -412,7 +433,7 @@ impl Backlog {
                 continue;
             }
             self.paged.count = self.paged.count.saturating_sub(1);
-            let returns = retry_of(&record).map_or(0, |r| r.returns);
+            let stamps = stamps_of(&record);
             let Some((message, flags, expires)) = decode_message(record) else {
                 tracing::error!(seq, "dropping an unreadable stored message");
                 self.gone.push(seq);
@@ -425,8 +446,13 @@ impl Backlog {
                 self.gone.push(seq);
             }
             let redelivered = flags & REDELIVERED != 0 || seq < self.paged.redelivered_below;
-            let mut entry = self.entry(message, redelivered, expiry_from_wall(expires), stored);
-            entry.returns = returns;
+            let entry = self.entry(
+                message,
+                redelivered,
+                expiry_from_wall(expires),
+                stored,
+                stamps,
+            );
             self.memory.insert(seq, entry);
         }
         if self.paged.count == 0 {
@@ -436,12 +462,16 @@ impl Backlog {
         self.flush_gone();
     }
 
+    /// A message read back from the store, with what its record's stamps
+    /// say (a record without an arrival time arrived now, as far as anyone
+    /// can tell).
     fn entry(
         &self,
         message: crate::message::Message,
         redelivered: bool,
         expires_at: Option<Instant>,
         stored: bool,
+        stamps: Stamps,
     ) -> Entry {
         let priority = self
             .max_priority
@@ -451,8 +481,9 @@ impl Backlog {
             redelivered,
             expires_at,
             priority,
-            returns: 0,
+            returns: stamps.retry.map_or(0, |r| r.returns),
             stored,
+            arrived_ms: stamps.arrived_ms.unwrap_or_else(wall_clock_ms),
         }
     }
 
@@ -482,24 +513,18 @@ impl Backlog {
                     self.gone.push(seq);
                     continue;
                 };
-                let retry = retry_of(&record);
-                if let Some(retry) = retry.filter(|r| r.due_ms > now_ms) {
+                let stamps = stamps_of(&record);
+                if let Some(retry) = stamps.retry.filter(|r| r.due_ms > now_ms) {
                     self.recover_waiting(seq, record, retry, now_ms);
                     continue;
                 }
-                let returns = retry.map_or(0, |r| r.returns);
                 let to_memory = self.paged.count == 0
                     && (!self.pages
                         || (self.memory.len() < WINDOW && self.memory.bytes() < WINDOW_BYTES));
                 if to_memory {
-                    if let Some((message, flags, expires)) = decode_message(record) {
-                        let redelivered = !clean || flags & REDELIVERED != 0;
-                        let mut entry =
-                            self.entry(message, redelivered, expiry_from_wall(expires), true);
-                        entry.returns = returns;
-                        self.memory.insert(seq, entry);
-                    } else {
-                        self.gone.push(seq);
+                    match self.read_entry(record, |flags| !clean || flags & REDELIVERED != 0) {
+                        Some(entry) => self.memory.insert(seq, entry),
+                        None => self.gone.push(seq),
                     }
                 } else {
                     if self.paged.count == 0 {
@@ -521,16 +546,30 @@ impl Backlog {
         next_seq
     }
 
+    /// A kept record read back at start as an entry (`redelivered` tells
+    /// from its flags); `None` if it cannot be read.
+    fn read_entry(&self, record: Vec<u8>, redelivered: impl FnOnce(u8) -> bool) -> Option<Entry> {
+        let stamps = stamps_of(&record);
+        let (message, flags, expires) = decode_message(record)?;
+        Some(self.entry(
+            message,
+            redelivered(flags),
+            expiry_from_wall(expires),
+            true,
+            stamps,
+        ))
+    }
+
     /// A stored message found waiting at start: decoded and kept for the
     /// queue's waiting list; in a paged range, skipped when read back.
     fn recover_waiting(&mut self, seq: SeqId, record: Vec<u8>, retry: Retry, now_ms: u64) {
-        let Some((message, flags, expires)) = decode_message(record) else {
+        let read = self.read_entry(record, |flags| {
+            flags & REDELIVERED != 0 || retry.returns > 0
+        });
+        let Some(entry) = read else {
             self.gone.push(seq);
             return;
         };
-        let redelivered = flags & REDELIVERED != 0 || retry.returns > 0;
-        let mut entry = self.entry(message, redelivered, expiry_from_wall(expires), true);
-        entry.returns = retry.returns;
         let due = Instant::now() + Duration::from_millis(retry.due_ms - now_ms);
         if self.paged.count > 0 {
             self.paged.skip.insert(seq);
@@ -561,17 +600,20 @@ impl Backlog {
         // segment, where a random order would start a segment per step back.
         saved.sort_unstable_by_key(|&(seq, _)| seq);
         for (seq, entry) in saved {
-            let expires = expiry_to_wall(entry.expires_at);
-            let record = if entry.returns > 0 {
-                // The returns count on (delivery limit, backoff, x-delivery-count).
-                let retry = Retry {
+            // The returns count on (delivery limit, backoff, x-delivery-count).
+            let stamps = Stamps {
+                arrived_ms: Some(entry.arrived_ms),
+                retry: (entry.returns > 0).then_some(Retry {
                     due_ms: 0,
                     returns: entry.returns,
-                };
-                encode_retry(&entry.message, KEEP | REDELIVERED, expires, retry)
-            } else {
-                encode_message(&entry.message, KEEP | REDELIVERED, expires)
+                }),
             };
+            let record = encode_stored(
+                &entry.message,
+                KEEP | REDELIVERED,
+                expiry_to_wall(entry.expires_at),
+                stamps,
+            );
             if let Err(error) = store.put_message(self.id, seq, &record) {
                 tracing::error!(%error, "cannot record a redelivered message");
             }

@@ -220,6 +220,15 @@ impl Consumers {
             .collect()
     }
 
+    /// Whether a consumer could take a delivery now (what consumer capacity
+    /// measures).
+    pub fn can_deliver(&self) -> bool {
+        if self.single_active {
+            return self.active.as_ref().is_some_and(|c| c.can_take());
+        }
+        self.iter().any(|c| c.can_take())
+    }
+
     /// The consumer the next message goes to, if any can take it now.
     pub fn next(&mut self) -> Option<Arc<Consumer>> {
         if self.single_active {

@@ -21,6 +21,14 @@ pub struct QueueStats {
     pub messages_delayed: u64,
     /// Body bytes of the waiting messages.
     pub message_bytes_delayed: u64,
+    /// The `timestamp` property of the next message to deliver (seconds),
+    /// RabbitMQ's `head_message_timestamp`.
+    pub head_message_timestamp: Option<u64>,
+    /// When the next message to deliver arrived (wall-clock ms).
+    pub head_arrived_ms: Option<u64>,
+    /// A consumer could take a message now, or none waits (the queue is not
+    /// held back by its consumers): one sample of consumer capacity.
+    pub consumers_keep_up: bool,
 }
 
 impl QueueStats {
@@ -52,7 +60,29 @@ impl Queue {
             consumers: st.consumers.len() as u64,
             messages_delayed: st.waiting.len() as u64,
             message_bytes_delayed: st.waiting.bytes(),
+            head_message_timestamp: st
+                .ready
+                .head()
+                .and_then(|e| *e.message.properties.timestamp()),
+            head_arrived_ms: st.ready.head().map(|e| e.arrived_ms),
+            consumers_keep_up: !st.consumers.is_empty()
+                && (st.ready.is_empty() || st.consumers.can_deliver()),
         }
+    }
+
+    /// Samples its counters, lengths and consumer capacity into its history
+    /// (the statistics ticker); returns the counters it read.
+    pub fn sample(&self, at_ms: u64) -> QueueStats {
+        let stats = self.stats();
+        let mut values = self.counters.values().to_vec();
+        values.extend([
+            stats.messages(),
+            stats.messages_ready,
+            stats.messages_unacknowledged,
+            u64::from(stats.consumers_keep_up),
+        ]);
+        self.history.push(at_ms, values);
+        stats
     }
 
     /// Ids in its deduplication cache and the cache's bound (`None`: off).

@@ -68,6 +68,7 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::names::{ConnectionId, QueueName, VHostName, resource};
 use crate::policy::Applied;
+use crate::stats::{History, QueueCounters};
 pub use args::QueueArgs;
 use backlog::Backlog;
 use consumers::Consumers;
@@ -83,6 +84,7 @@ use kind::Backend;
 pub use kind::QueueType;
 use ready::{Entry, Taken};
 pub use retry::{Jitter, RetryArgs, RetryOn, RetrySettings, Return};
+use ttl::wall_ms_at;
 use waiting::Waiting;
 use warren_storage::QueueId;
 
@@ -167,6 +169,10 @@ pub struct Queue {
     /// The consumer timeout in force in milliseconds (`NO_TIMEOUT`: none), read
     /// by the timeout ticker without the queue's lock.
     consumer_timeout: AtomicU64,
+    /// Message counters (rates, see `crate::stats`).
+    pub counters: QueueCounters,
+    /// Samples of the counters and lengths (`inspect.rs`).
+    pub history: History,
 }
 
 /// `Queue::consumer_timeout` when the queue sets none.
@@ -216,6 +222,8 @@ impl Queue {
             store_id,
             policy: Mutex::default(),
             consumer_timeout,
+            counters: QueueCounters::default(),
+            history: History::default(),
         });
         queue.renew_lease(&mut queue.classic().lock());
         queue
@@ -367,6 +375,7 @@ impl Queue {
                 priority,
                 returns: 0,
                 stored: false,
+                arrived_ms: wall_ms_at(now),
             };
             if !st.ready.store_new(seq, &mut entry, wait_ms) {
                 return Enqueued::Refused;
@@ -374,11 +383,13 @@ impl Queue {
             if let Some(wait_ms) = wait_ms {
                 st.waiting
                     .insert(now + std::time::Duration::from_millis(wait_ms), seq, entry);
+                self.counters.publish.incr();
                 self.drop_head(st, dead);
                 self.schedule(st);
                 return Enqueued::Accepted;
             }
             st.ready.push(seq, entry);
+            self.counters.publish.incr();
             self.dispatch(st);
             self.drop_head(st, dead);
             if expires_at.is_some() {
@@ -425,7 +436,18 @@ impl Queue {
                 delivered_at: 0,
             });
             match consumer.sink.try_deliver(delivery, unacked) {
-                Ok(_) => self.delivered(st, seq, entry),
+                Ok(_) => {
+                    let kind = if consumer.no_ack {
+                        &self.counters.deliver_no_ack
+                    } else {
+                        &self.counters.deliver
+                    };
+                    kind.incr();
+                    if entry.redelivered {
+                        self.counters.redeliver.incr();
+                    }
+                    self.delivered(st, seq, entry)
+                }
                 Err(undelivered) => {
                     // Back at its place; the consumer waits for room.
                     st.ready
@@ -494,7 +516,18 @@ impl Queue {
                 delivered_at: 0,
             });
             match sink.try_deliver(delivery, unacked) {
-                Ok(_) => self.delivered(st, seq, entry),
+                Ok(_) => {
+                    let kind = if no_ack {
+                        &self.counters.get_no_ack
+                    } else {
+                        &self.counters.get
+                    };
+                    kind.incr();
+                    if entry.redelivered {
+                        self.counters.redeliver.incr();
+                    }
+                    self.delivered(st, seq, entry)
+                }
                 Err(undelivered) => {
                     st.ready
                         .insert(seq, entry.with_message(undelivered.message));
@@ -508,11 +541,14 @@ impl Queue {
     /// Forgets acknowledged deliveries and lets more messages flow.
     pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
         self.with_state(|st, dead| {
+            let mut acked = 0;
             for seq in seqs {
                 if let Some(entry) = st.outstanding.remove(&seq) {
                     st.ready.forget(seq, &entry);
+                    acked += 1;
                 }
             }
+            self.counters.ack.add(acked);
             self.expire(st, Instant::now(), dead);
             self.dispatch(st);
         });

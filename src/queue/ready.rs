@@ -24,6 +24,8 @@ pub(super) struct Entry {
     pub returns: u64,
     /// Written to the store (removed from it when the message leaves the queue).
     pub stored: bool,
+    /// When it arrived in the queue, wall-clock ms (the age of the oldest).
+    pub arrived_ms: u64,
 }
 
 /// An entry whose message is on its way to a consumer: everything but the
@@ -35,6 +37,7 @@ pub(super) struct Taken {
     pub priority: u8,
     pub returns: u64,
     pub stored: bool,
+    pub arrived_ms: u64,
     /// A copy of the message (acked-mode deliveries only).
     pub kept: Option<Arc<Message>>,
 }
@@ -49,6 +52,7 @@ impl Entry {
             priority: self.priority,
             returns: self.returns,
             stored: self.stored,
+            arrived_ms: self.arrived_ms,
             kept,
         };
         (taken, self.message)
@@ -65,6 +69,7 @@ impl Taken {
             priority: self.priority,
             returns: self.returns,
             stored: self.stored,
+            arrived_ms: self.arrived_ms,
         }
     }
 }
@@ -209,6 +214,7 @@ mod tests {
             priority,
             returns: 0,
             stored: false,
+            arrived_ms: 0,
         }
     }
 

@@ -8,7 +8,7 @@
 //! the lease of an unused queue, and is woken when an earlier deadline
 //! appears. It holds the queue weakly and ends with it.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::dead_letter::{Dead, DeadLetterTarget, Reason};
 use super::{Queue, QueueState};
+use crate::durable::records::wall_clock_ms;
 
 /// State of a queue's timer task, kept under the queue's lock.
 #[derive(Debug, Default)]
@@ -25,6 +26,18 @@ pub(super) struct Timer {
     running: bool,
     /// What it sleeps until (`None`: until woken).
     at: Option<Instant>,
+}
+
+/// The wall-clock milliseconds of `at`, from one reading of both clocks
+/// taken once (no clock call per message beyond the `Instant` the caller has).
+pub(super) fn wall_ms_at(at: Instant) -> u64 {
+    static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
+    let &(base, wall) = BASE.get_or_init(|| (Instant::now(), wall_clock_ms()));
+    if at >= base {
+        wall.saturating_add(at.duration_since(base).as_millis() as u64)
+    } else {
+        wall.saturating_sub(base.duration_since(at).as_millis() as u64)
+    }
 }
 
 /// When a message enqueued `now` expires: the lower of the queue's TTL in

@@ -17,6 +17,7 @@ use crate::error::AmqpError;
 pub use crate::names::Destination;
 use crate::names::{ExchangeName, resource};
 use crate::policy::Applied;
+use crate::stats::{ExchangeCounters, History};
 
 /// The properties an exchange is declared with.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +113,10 @@ pub struct ExchangeEntry {
     pub delayed: Option<Arc<DelayedIndex>>,
     /// The deduplication cache (`x-message-deduplication`), `None` when off.
     pub dedup: Option<Arc<ExchangeDedup>>,
+    /// Message counters (rates).
+    pub counters: ExchangeCounters,
+    /// Samples of the counters.
+    pub history: History,
 }
 
 impl Drop for ExchangeEntry {
@@ -150,6 +155,8 @@ impl ExchangeEntry {
             policy: RwLock::default(),
             delayed,
             dedup,
+            counters: ExchangeCounters::default(),
+            history: History::default(),
         })
     }
 

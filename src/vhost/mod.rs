@@ -82,15 +82,28 @@ pub struct VHost {
     /// Deleted delayed exchanges whose waiting messages are still being
     /// removed (in the background; see `delayed.rs`).
     delayed_clearing: Arc<parking_lot::Mutex<std::collections::HashSet<String>>>,
+    /// The default exchange (also in `exchanges` under ""), at hand for the
+    /// counters of every publish to it.
+    default_exchange: Arc<ExchangeEntry>,
 }
 
 impl VHost {
     /// A vhost with the default and `amq.*` exchanges.
     pub fn new(name: &str, storage: Arc<Storage>) -> Arc<Self> {
         let exchanges = DashMap::new();
+        let mut default_exchange = None;
         for (x, spec) in exchanges::predeclared() {
-            exchanges.insert(x.into(), ExchangeEntry::new(x, spec));
+            let entry = ExchangeEntry::new(x, spec);
+            if x.is_empty() {
+                default_exchange = Some(entry.clone());
+            }
+            exchanges.insert(x.into(), entry);
         }
+        // `predeclared` always has "": this fallback only keeps the type total.
+        let default_exchange = default_exchange.unwrap_or_else(|| {
+            let (name, spec) = exchanges::predeclared().swap_remove(0);
+            ExchangeEntry::new(name, spec)
+        });
         Arc::new(VHost {
             name: name.into(),
             exchanges,
@@ -101,6 +114,7 @@ impl VHost {
             queue_count: AtomicU64::new(0),
             policies: RwLock::default(),
             delayed_clearing: Arc::default(),
+            default_exchange,
         })
     }
 

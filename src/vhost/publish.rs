@@ -72,6 +72,10 @@ impl VHost {
     ) -> Result<Routed, AmqpError> {
         let replies = self.route_replies(target.is_none(), routing_key, headers);
         let dedup = target.as_ref().and_then(|x| x.dedup.clone());
+        let counted = target
+            .clone()
+            .unwrap_or_else(|| self.default_exchange.clone());
+        counted.counters.publish_in.incr();
         let mut held = Vec::new();
         let mut queues = self.walk(
             target,
@@ -95,6 +99,9 @@ impl VHost {
             }
             Some(Verdict::New(id)) => new_id = id,
             None => {}
+        }
+        if !(queues.is_empty() && held.is_empty()) {
+            counted.counters.publish_out.incr();
         }
         Ok(Routed {
             queues,

@@ -175,14 +175,14 @@ async fn a_delay_applies_where_the_message_reaches_a_delayed_exchange() {
     .await
     .expect("declare retry");
     let sent = Instant::now();
-    publish(&ch, "front", "k", b"through", delayed(300)).await;
+    publish(&ch, "front", "k", b"through", delayed(2000)).await;
     let now = receive(&ch, "now", 1).await;
     assert_eq!(now.len(), 1, "the direct binding delivers at once");
-    assert!(now[0].1 - sent < Duration::from_millis(300));
+    assert!(now[0].1 - sent < Duration::from_millis(2000));
     let after = receive(&ch, "after", 1).await;
     assert_eq!(after.len(), 1);
     assert!(
-        after[0].1 - sent >= Duration::from_millis(300),
+        after[0].1 - sent >= Duration::from_millis(2000),
         "held by the delayed exchange"
     );
 

@@ -11,6 +11,7 @@ mod live;
 mod objects;
 mod policies;
 mod rabbitmqadmin;
+mod rates;
 mod route_explain;
 
 use std::net::SocketAddr;
@@ -21,7 +22,12 @@ use tokio::net::TcpListener;
 
 /// A broker with its management API on an ephemeral port.
 async fn start() -> (TestBroker, Http) {
-    let broker = common::start().await;
+    start_with(|_| {}).await
+}
+
+/// [`start`] with a configuration tweak.
+async fn start_with(tweak: impl FnOnce(&mut warren::config::Config)) -> (TestBroker, Http) {
+    let broker = common::start_with(tweak).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     tokio::spawn(warren::mgmt::serve(

@@ -10,8 +10,8 @@ use anyhow::anyhow;
 use futures_util::future::join_all;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
@@ -77,6 +77,43 @@ pub fn parse(body: &[u8]) -> Option<u64> {
 /// Declares a durable queue.
 pub async fn declare_durable(ch: &Channel, queue: &str) -> anyhow::Result<()> {
     declare_durable_with(ch, queue, FieldTable::default()).await
+}
+
+/// Declares a durable exchange of type `kind` with `arguments`, the durable
+/// queue `queue`, and binds them with `key`.
+pub async fn declare_exchange_to_queue(
+    ch: &Channel,
+    exchange: &str,
+    kind: &str,
+    arguments: FieldTable,
+    queue: &str,
+    key: &str,
+) -> anyhow::Result<()> {
+    within(
+        "exchange.declare",
+        ch.exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Custom(kind.into()),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        ),
+    )
+    .await?;
+    declare_durable(ch, queue).await?;
+    within(
+        "queue.bind",
+        ch.queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
 }
 
 /// Declares a durable queue with arguments.

@@ -21,11 +21,11 @@
 
 use std::time::Duration;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{self, Fate, Rng, sample, within};
 use crate::broker::describe_status;
+use crate::publish::land_kill;
 use crate::round::{Round, Verdict, say};
 
 /// `x-cache-size` of the exchange: larger than any round, so nothing is evicted.
@@ -60,29 +60,13 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     let ch = within("channel.open", conn.create_channel()).await?;
     let mut args = FieldTable::default();
     args.insert("x-cache-size".into(), AMQPValue::LongLongInt(CACHE_SIZE));
-    within(
-        "exchange.declare x-message-deduplication",
-        ch.exchange_declare(
-            exchange.as_str().into(),
-            lapin::ExchangeKind::Custom("x-message-deduplication".into()),
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        ),
-    )
-    .await?;
-    amqp::declare_durable(&ch, &r.queue).await?;
-    within(
-        "queue.bind",
-        ch.queue_bind(
-            r.queue.as_str().into(),
-            exchange.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        ),
+    amqp::declare_exchange_to_queue(
+        &ch,
+        &exchange,
+        "x-message-deduplication",
+        args,
+        &r.queue,
+        "",
     )
     .await?;
     let switch = broker.kill_switch();
@@ -92,15 +76,7 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         }
     })
     .await;
-    if !switch.fired() {
-        v.fail(format!(
-            "publishing ended after {} of {n} messages, before the planned kill: {}",
-            p.sent,
-            p.error.as_deref().unwrap_or("no error")
-        ));
-    }
-    switch.fire(Duration::ZERO);
-    let status = broker.wait_exit(Duration::from_secs(10)).await?;
+    let status = land_kill(&mut broker, &switch, &p, n, &mut v).await?;
     drop(ch);
     drop(conn);
     say(format!(

@@ -10,11 +10,11 @@
 
 use std::time::{Duration, Instant};
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{self, Fate, Rng, sample, within};
 use crate::broker::describe_status;
+use crate::publish::land_kill;
 use crate::round::{Round, Verdict, say};
 
 /// The delay of message `seq` in a round seeded `seed`, in milliseconds.
@@ -42,29 +42,13 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         "x-delayed-type".into(),
         AMQPValue::LongString("direct".into()),
     );
-    within(
-        "exchange.declare x-delayed-message",
-        ch.exchange_declare(
-            exchange.as_str().into(),
-            lapin::ExchangeKind::Custom("x-delayed-message".into()),
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        ),
-    )
-    .await?;
-    amqp::declare_durable(&ch, &r.queue).await?;
-    within(
-        "queue.bind",
-        ch.queue_bind(
-            r.queue.as_str().into(),
-            exchange.as_str().into(),
-            r.queue.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        ),
+    amqp::declare_exchange_to_queue(
+        &ch,
+        &exchange,
+        "x-delayed-message",
+        args,
+        &r.queue,
+        &r.queue,
     )
     .await?;
     let switch = broker.kill_switch();
@@ -88,16 +72,8 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         },
     )
     .await;
-    if !switch.fired() {
-        v.fail(format!(
-            "publishing ended after {} of {n} messages, before the planned kill: {}",
-            p.sent,
-            p.error.as_deref().unwrap_or("no error")
-        ));
-    }
-    switch.fire(Duration::ZERO);
     let killed = Instant::now();
-    let status = broker.wait_exit(Duration::from_secs(10)).await?;
+    let status = land_kill(&mut broker, &switch, &p, n, &mut v).await?;
     drop(ch);
     drop(conn);
     say(format!(

@@ -6,8 +6,29 @@
 use std::time::Duration;
 
 use crate::amqp::{self, Fate, Published, Recovered, Rng, sample, within};
-use crate::broker::describe_status;
+use crate::broker::{Broker, KillSwitch, describe_status};
 use crate::round::{Round, Verdict, say};
+use std::process::ExitStatus;
+
+/// The kill was planned mid-publish: a round whose publishing ended before
+/// it fails; the broker is killed now if it was not yet, and its exit awaited.
+pub async fn land_kill(
+    broker: &mut Broker,
+    switch: &KillSwitch,
+    p: &Published,
+    n: u64,
+    v: &mut Verdict,
+) -> anyhow::Result<ExitStatus> {
+    if !switch.fired() {
+        v.fail(format!(
+            "publishing ended after {} of {n} messages, before the planned kill: {}",
+            p.sent,
+            p.error.as_deref().unwrap_or("no error")
+        ));
+    }
+    switch.fire(Duration::ZERO);
+    broker.wait_exit(Duration::from_secs(10)).await
+}
 
 /// Runs one publish-mode round.
 pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
@@ -34,15 +55,7 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         }
     })
     .await;
-    if !switch.fired() {
-        v.fail(format!(
-            "publishing ended after {} of {n} messages, before the planned kill: {}",
-            p.sent,
-            p.error.as_deref().unwrap_or("no error")
-        ));
-    }
-    switch.fire(Duration::ZERO);
-    let status = broker.wait_exit(Duration::from_secs(10)).await?;
+    let status = land_kill(&mut broker, &switch, &p, n, &mut v).await?;
     drop(ch);
     drop(conn);
     say(format!(
