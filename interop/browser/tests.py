@@ -575,15 +575,31 @@ def screenshots(p):
         api("POST", "/api/exchanges/%2F/orders/publish",
             {"properties": {"delivery_mode": 2}, "routing_key": "order.eu", "payload": f'{{"order": {i}}}',
              "payload_encoding": "string"})
+    api("PUT", "/api/queues/%2F/work", {"durable": True, "arguments": {}})
     conn = amqp()
     ch = conn.channel()
     ch.basic_consume("billing.retry", lambda *a: None)
+    stop = threading.Event()
+
+    def load():
+        """A steady publisher and consumer on `work`, so the charts have rates."""
+        c = amqp()
+        lch = c.channel()
+        lch.basic_qos(prefetch_count=20)
+        lch.basic_consume("work", lambda chan, m, _p, _b: chan.basic_ack(m.delivery_tag))
+        while not stop.is_set():
+            lch.basic_publish("", "work", b'{"job": 1}')
+            c.process_data_events(time_limit=0)
+            time.sleep(0.02)  # about 50 messages a second
+        c.close()
+    loader = threading.Thread(target=load)
+    loader.start()
     try:
         p.login()
-        # Two overview samples so the charts draw lines.
+        # Three overview samples (the broker samples every 5 s) so the charts draw lines.
         p.go("/")
         p.wait(lambda: p.visible("#totals"), "the overview")
-        time.sleep(5.5)
+        time.sleep(10.5)
         pages = [
             ("overview", "/"), ("queues", "/queues"), ("queue-detail", "/queues/%2F/orders"),
             ("exchanges", "/exchanges"), ("exchange-detail", "/exchanges/%2F/orders"),
@@ -599,6 +615,8 @@ def screenshots(p):
             assert os.path.getsize(os.path.join(SHOTS, f"{name}.png")) > 5000, f"{name}.png is empty"
         print(f"   (screenshots in {SHOTS})")
     finally:
+        stop.set()
+        loader.join()
         conn.close()
 
 
