@@ -68,7 +68,17 @@ admin_rc=0
 echo "== rabbitmqadmin v2 (limits and policies through the management API)"
 WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" interop/admin/run.sh 2>&1 | tee -a "$LOG" || admin_rc=$?
 
+# The management web page in headless Chromium (interop/browser/run.sh, README
+# "The management web page"): Debian's chromium and chromium-driver (installed
+# with apt-get as root when missing), selenium in a venv, the broker cargo test
+# built; screenshots in target/browser-screenshots/. Ends with
+# `browser: N passed, M failed`.
+browser_rc=0
+echo "== browser (the management web page in headless Chromium)"
+WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" interop/browser/run.sh 2>&1 | tee -a "$LOG" || browser_rc=$?
+
 summary
 [ "$interop_rc" = 0 ] || exit "$interop_rc"
 [ "$crash_rc" = 0 ] || exit "$crash_rc"
-exit "$admin_rc"
+[ "$admin_rc" = 0 ] || exit "$admin_rc"
+exit "$browser_rc"

@@ -22,6 +22,7 @@
 //! - `connections.rs`: connections, channels, consumers.
 //! - `definitions.rs`: `/api/definitions` export and import.
 //! - `metrics.rs`: `/metrics`.
+//! - `ui/`: the management web page at `/` (embedded HTML, CSS, JavaScript).
 
 mod api;
 mod bindings;
@@ -43,6 +44,7 @@ mod queues;
 mod rates;
 mod route_explain;
 mod shovels;
+mod ui;
 mod users;
 mod vhosts;
 
@@ -364,6 +366,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/metrics", get(metrics::metrics))
         .route("/metrics/per-object", get(metrics::metrics_per_object))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(|| async { ApiError::not_found() })
         .with_state(broker)
 }
