@@ -1,9 +1,11 @@
 //! Message counters and their history, for the rates the management API
 //! reports (`message_stats` with `*_details.rate`, as RabbitMQ's API has them).
 //!
-//! Counting costs one relaxed atomic add on a counter the counting object
-//! owns (a queue's, an exchange's, a channel's): no lock, no clock read on
-//! the message path. A ticker (`broker/stats.rs`) samples every counter
+//! Counting costs a plain load and store on a counter the counting object
+//! owns and writes from one place at a time (a queue's under its lock, a
+//! channel's from its task or under its deliveries lock): no locked
+//! instruction, no clock read on the message path. Counters many threads
+//! write at once (an exchange's, the broker's) are sharded per thread. A ticker (`broker/stats.rs`) samples every counter
 //! once per statistics interval into a short [`History`]; rates are the
 //! difference between samples, computed when the API is asked.
 
@@ -21,13 +23,28 @@ pub fn set_counting(on: bool) {
     COUNTING.store(on, Ordering::Relaxed);
 }
 
-/// A monotonic count of events.
+/// A monotonic count of events with one writer at a time (its owner's
+/// lock or task serialises the writes); any thread may read it.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
 impl Counter {
-    /// `n` more events.
+    /// `n` more events, from the counter's one writer: a load and a store,
+    /// without a locked read-modify-write (readers see either value).
     pub fn add(&self, n: u64) {
+        if COUNTING.load(Ordering::Relaxed) {
+            let now = self.0.load(Ordering::Relaxed);
+            self.0.store(now.wrapping_add(n), Ordering::Relaxed);
+        }
+    }
+
+    /// One more event, from any of several writers at once.
+    pub fn incr_concurrent(&self) {
+        self.add_concurrent(1);
+    }
+
+    /// `n` more events, from any of several writers at once.
+    pub fn add_concurrent(&self, n: u64) {
         if COUNTING.load(Ordering::Relaxed) {
             self.0.fetch_add(n, Ordering::Relaxed);
         }
@@ -101,13 +118,13 @@ pub const QUEUE_LENGTHS: [&str; 3] = ["messages", "messages_ready", "messages_un
 /// Where a queue's sample holds its consumer capacity sample.
 pub const QUEUE_CAPACITY: usize = QUEUE_RATES.len() + QUEUE_LENGTHS.len();
 
-/// An exchange's counters.
+/// An exchange's counters: every publisher writes them, so they are sharded.
 #[derive(Debug, Default)]
 pub struct ExchangeCounters {
     /// Messages published to it.
-    pub publish_in: Counter,
+    pub publish_in: ShardedCounter,
     /// Messages it routed to at least one queue.
-    pub publish_out: Counter,
+    pub publish_out: ShardedCounter,
 }
 
 /// The names of an exchange's rates.
@@ -193,10 +210,10 @@ impl ChannelCounters {
             &self.get_no_ack,
         ];
         for (counter, value) in counters.into_iter().zip(values.iter()) {
-            counter.add(*value);
+            counter.add_concurrent(*value);
         }
-        self.redeliver.add(values[9]);
-        self.ack.add(values[10]);
+        self.redeliver.add_concurrent(values[9]);
+        self.ack.add_concurrent(values[10]);
     }
 }
 

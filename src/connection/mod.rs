@@ -194,7 +194,7 @@ async fn serve_stream<R, W>(
                     broker.connections.insert(info.id, live.clone());
                 }
             }
-            broker.global.connections_opened.incr();
+            broker.global.connections_opened.incr_concurrent();
             let id = info.id;
             let conn = Connection {
                 live,
@@ -610,7 +610,7 @@ impl Connection {
         );
         self.broker
             .admit_channel(&self.tuned.user, &self.live, &shared)?;
-        self.broker.global.channels_opened.incr();
+        self.broker.global.channels_opened.incr_concurrent();
         self.channels
             .insert(id, Channel::new(id, shared, self.info.clone()));
         self.send(

@@ -374,7 +374,7 @@ impl VHost {
         req: &QueueDeclare,
         connection: ConnectionId,
     ) -> Result<(Arc<Queue>, bool), AmqpError> {
-        self.queue_churn.declared.incr();
+        self.queue_churn.declared.incr_concurrent();
         let describe = resource("queue", &req.name, &self.name);
         if req.passive {
             let queue = self.queue_for(&req.name, connection)?;
@@ -397,7 +397,7 @@ impl VHost {
                     }
                 };
                 slot.insert(queue.clone());
-                self.queue_churn.created.incr();
+                self.queue_churn.created.incr_concurrent();
                 return Ok((queue, true));
             }
         };
@@ -523,7 +523,7 @@ impl VHost {
             .is_some()
         {
             self.queue_count.fetch_sub(1, Ordering::AcqRel);
-            self.queue_churn.deleted.incr();
+            self.queue_churn.deleted.incr_concurrent();
         }
         self.remove_bindings_to(&Destination::Queue(queue.name.clone()));
         let (message_count, consumers) = queue.delete();
