@@ -160,10 +160,12 @@ pub struct ChannelCounters {
     pub redeliver: Counter,
     /// Acks received.
     pub ack: Counter,
+    /// basic.get that found the queue empty.
+    pub get_empty: Counter,
 }
 
 /// The names of a channel's rates, in [`ChannelCounters::values`] order.
-pub const CHANNEL_RATES: [&str; 11] = [
+pub const CHANNEL_RATES: [&str; 12] = [
     "publish",
     "confirm",
     "return_unroutable",
@@ -175,11 +177,12 @@ pub const CHANNEL_RATES: [&str; 11] = [
     "deliver_get",
     "redeliver",
     "ack",
+    "get_empty",
 ];
 
 impl ChannelCounters {
     /// The counts, in [`CHANNEL_RATES`] order.
-    pub fn values(&self) -> [u64; 11] {
+    pub fn values(&self) -> [u64; 12] {
         let (deliver, deliver_no_ack) = (self.deliver.get(), self.deliver_no_ack.get());
         let (get, get_no_ack) = (self.get.get(), self.get_no_ack.get());
         [
@@ -194,11 +197,12 @@ impl ChannelCounters {
             deliver + deliver_no_ack + get + get_no_ack,
             self.redeliver.get(),
             self.ack.get(),
+            self.get_empty.get(),
         ]
     }
 
     /// Adds a closed channel's counts (what the overview keeps of it).
-    pub fn absorb(&self, values: &[u64; 11]) {
+    pub fn absorb(&self, values: &[u64; 12]) {
         let counters = [
             &self.publish,
             &self.confirm,
@@ -214,6 +218,7 @@ impl ChannelCounters {
         }
         self.redeliver.add_concurrent(values[9]);
         self.ack.add_concurrent(values[10]);
+        self.get_empty.add_concurrent(values[11]);
     }
 }
 
@@ -530,6 +535,6 @@ mod tests {
         let total = ChannelCounters::default();
         total.absorb(&channel.values());
         total.absorb(&channel.values());
-        assert_eq!(total.values(), [6, 0, 0, 0, 0, 0, 0, 4, 4, 0, 10]);
+        assert_eq!(total.values(), [6, 0, 0, 0, 0, 0, 0, 4, 4, 0, 10, 0]);
     }
 }

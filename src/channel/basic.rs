@@ -81,6 +81,7 @@ impl Channel {
                         GetResult::Busy => continue,
                         GetResult::Empty => {
                             self.conn.global.get_empty.incr();
+                            self.shared.counters.get_empty.incr();
                             self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
                                 basic::GetEmpty {},
                             )))

@@ -309,3 +309,23 @@ async fn the_keda_scalers_queries_get_what_they_read() {
     assert_eq!(items[1]["messages"], 0);
     client.close().await;
 }
+
+#[tokio::test]
+async fn an_empty_get_is_counted_on_its_channel_and_the_overview() {
+    let (broker, api) = start().await;
+    let client = Client::connect(&broker).await;
+    let ch = client.channel().await;
+    declare_queue(&ch, "empty").await;
+    for _ in 0..2 {
+        let got = ch
+            .basic_get("empty".into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get");
+        assert!(got.is_none());
+    }
+    let channels = api.get("/api/channels").await.json();
+    assert_eq!(channels[0]["message_stats"]["get_empty"], 2, "{channels}");
+    let overview = api.get("/api/overview").await.json();
+    assert_eq!(overview["message_stats"]["get_empty"], 2);
+    client.close().await;
+}
