@@ -58,28 +58,12 @@ if [ -n "${INTEROP_AMQP_URL:-}" ] && [ "${INTEROP_PLUGINS:-0}" != 1 ]; then
     expected=$((expected - ${#PLUGIN_SCENARIOS[@]})) # the runners skip them
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
-BROKER_PID=""
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=interop/lib.sh
+source "$INTEROP/lib.sh" interop
 
 started=$(date +%s)
 declare -A SUMMARY PASSED FAILED SETUP_ERR
 
-loud() { # a setup problem: printed in a box so nobody reads past it
-    echo "!!" >&2
-    while [ $# -gt 0 ]; do echo "!! $1" >&2; shift; done
-    echo "!!" >&2
-}
 
 is_root() { [ "$(id -u)" = 0 ]; }
 

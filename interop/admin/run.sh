@@ -32,25 +32,9 @@ PENDING_STEPS=()
 run_pending=0
 [ "${WARREN_ADMIN_PENDING:-0}" = 1 ] && run_pending=1
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/warren-admin.XXXXXX")
-BROKER_PID=""
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=interop/lib.sh
+source "$ROOT/interop/lib.sh" admin
 
-loud() {
-    echo "!!" >&2
-    while [ $# -gt 0 ]; do echo "!! $1" >&2; shift; done
-    echo "!!" >&2
-}
 
 passed=0 failed=0
 not_run() { # a setup failure: every step counts as failed

@@ -21,30 +21,14 @@ ROOT=$(pwd)
 HERE="$ROOT/interop/browser"
 TOTAL=$(grep -c "^@test" "$HERE/tests.py") # counted as failed when nothing runs
 
-loud() {
-    echo "!!" >&2
-    while [ $# -gt 0 ]; do echo "!! $1" >&2; shift; done
-    echo "!!" >&2
-}
 fail_all() {
     loud "$@"
     echo "browser: 0 passed, $TOTAL failed"
     exit 1
 }
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/warren-browser.XXXXXX")
-BROKER_PID=""
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=interop/lib.sh
+source "$ROOT/interop/lib.sh" browser
 
 # --- the browser -------------------------------------------------------------
 CHROMIUM=/usr/bin/chromium

@@ -24,8 +24,7 @@ use std::time::Duration;
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{self, Fate, Rng, sample, within};
-use crate::broker::describe_status;
-use crate::publish::land_kill;
+use crate::publish::{PlannedKill, land_kill};
 use crate::round::{Round, Verdict, say};
 
 /// `x-cache-size` of the exchange: larger than any round, so nothing is evicted.
@@ -76,23 +75,14 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         }
     })
     .await;
-    let status = land_kill(&mut broker, &switch, &p, n, &mut v).await?;
+    let plan = PlannedKill {
+        kill_at,
+        delay,
+        what: if on_confirms { "confirmed" } else { "sent" },
+    };
+    land_kill(&mut broker, &switch, &p, plan, &mut v).await?;
     drop(ch);
     drop(conn);
-    say(format!(
-        "kill -9 {} µs after {kill_at} messages were {} ({}): {} confirmed, {} unconfirmed, \
-         {} nacked, {} never sent",
-        delay.as_micros(),
-        if on_confirms { "confirmed" } else { "sent" },
-        describe_status(status),
-        p.count(Fate::Confirmed),
-        p.count(Fate::Unconfirmed),
-        p.count(Fate::Nacked),
-        p.count(Fate::NotSent)
-    ));
-    if let Some(e) = &p.error {
-        say(format!("the publisher saw: {e}"));
-    }
     broker.restart().await?;
     say(format!(
         "restarted: pid {}; publishing all {n} ids again",

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{self, Fate, Rng, sample, within};
-use crate::broker::describe_status;
-use crate::publish::land_kill;
+use crate::publish::{PlannedKill, land_kill};
 use crate::round::{Round, Verdict, say};
 
 /// The delay of message `seq` in a round seeded `seed`, in milliseconds.
@@ -73,18 +72,14 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     )
     .await;
     let killed = Instant::now();
-    let status = land_kill(&mut broker, &switch, &p, n, &mut v).await?;
+    let plan = PlannedKill {
+        kill_at,
+        delay,
+        what: "confirmed",
+    };
+    land_kill(&mut broker, &switch, &p, plan, &mut v).await?;
     drop(ch);
     drop(conn);
-    say(format!(
-        "kill -9 {} µs after {kill_at} delayed messages were confirmed ({}): {} confirmed, {} \
-         unconfirmed, {} never sent",
-        delay.as_micros(),
-        describe_status(status),
-        p.count(Fate::Confirmed),
-        p.count(Fate::Unconfirmed),
-        p.count(Fate::NotSent)
-    ));
     broker.restart().await?;
     say(format!(
         "restarted: pid {}; waiting for every delay to pass",

@@ -10,15 +10,28 @@ use crate::broker::{Broker, KillSwitch, describe_status};
 use crate::round::{Round, Verdict, say};
 use std::process::ExitStatus;
 
+/// Where a kill planned mid-publish landed: `delay` after message
+/// `kill_at` was `what` (sent, confirmed).
+pub struct PlannedKill<'a> {
+    /// The message count the kill waited for.
+    pub kill_at: u64,
+    /// How long after it.
+    pub delay: Duration,
+    /// What the count counted.
+    pub what: &'a str,
+}
+
 /// The kill was planned mid-publish: a round whose publishing ended before
-/// it fails; the broker is killed now if it was not yet, and its exit awaited.
+/// it fails; the broker is killed now if it was not yet, its exit awaited,
+/// and where the kill landed is said.
 pub async fn land_kill(
     broker: &mut Broker,
     switch: &KillSwitch,
     p: &Published,
-    n: u64,
+    plan: PlannedKill<'_>,
     v: &mut Verdict,
 ) -> anyhow::Result<ExitStatus> {
+    let n = p.fate.len();
     if !switch.fired() {
         v.fail(format!(
             "publishing ended after {} of {n} messages, before the planned kill: {}",
@@ -27,7 +40,23 @@ pub async fn land_kill(
         ));
     }
     switch.fire(Duration::ZERO);
-    broker.wait_exit(Duration::from_secs(10)).await
+    let status = broker.wait_exit(Duration::from_secs(10)).await?;
+    say(format!(
+        "kill -9 {} µs after {} messages were {} ({}): {} confirmed, {} unconfirmed, \
+         {} nacked, {} never sent",
+        plan.delay.as_micros(),
+        plan.kill_at,
+        plan.what,
+        describe_status(status),
+        p.count(Fate::Confirmed),
+        p.count(Fate::Unconfirmed),
+        p.count(Fate::Nacked),
+        p.count(Fate::NotSent)
+    ));
+    if let Some(e) = &p.error {
+        say(format!("the publisher saw: {e}"));
+    }
+    Ok(status)
 }
 
 /// Runs one publish-mode round.
@@ -55,23 +84,14 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         }
     })
     .await;
-    let status = land_kill(&mut broker, &switch, &p, n, &mut v).await?;
+    let plan = PlannedKill {
+        kill_at,
+        delay,
+        what: if on_confirms { "confirmed" } else { "sent" },
+    };
+    land_kill(&mut broker, &switch, &p, plan, &mut v).await?;
     drop(ch);
     drop(conn);
-    say(format!(
-        "kill -9 {} µs after {kill_at} messages were {} ({}): {} confirmed, {} unconfirmed, \
-         {} nacked, {} never sent",
-        delay.as_micros(),
-        if on_confirms { "confirmed" } else { "sent" },
-        describe_status(status),
-        p.count(Fate::Confirmed),
-        p.count(Fate::Unconfirmed),
-        p.count(Fate::Nacked),
-        p.count(Fate::NotSent)
-    ));
-    if let Some(e) = &p.error {
-        say(format!("the publisher saw: {e}"));
-    }
     if p.count(Fate::Confirmed) == n {
         say(
             "note: every message was confirmed before the kill landed (the broker outran it); \
