@@ -79,6 +79,20 @@ pub async fn declare_durable(ch: &Channel, queue: &str) -> anyhow::Result<()> {
     declare_durable_with(ch, queue, FieldTable::default()).await
 }
 
+/// Publishes `n` messages to `queue` before a consume phase: every one
+/// must be confirmed, else the round cannot be staged.
+pub async fn fill(ch: &Channel, queue: &str, n: u64, window: usize) -> anyhow::Result<Published> {
+    let p = publish(ch, queue, n, window, |_, _| {}).await;
+    if p.count(Fate::Confirmed) != n {
+        anyhow::bail!(
+            "only {} of {n} publishes were confirmed before the consume phase: {}",
+            p.count(Fate::Confirmed),
+            p.error.as_deref().unwrap_or("no error")
+        );
+    }
+    Ok(p)
+}
+
 /// Declares a durable exchange of type `kind` with `arguments`, the durable
 /// queue `queue`, and binds them with `key`.
 pub async fn declare_exchange_to_queue(

@@ -9,12 +9,11 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 
-use crate::amqp::{self, Fate, Recovered, Rng, sample, within};
+use crate::amqp::{self, Recovered, Rng, sample, within};
 use crate::broker::describe_status;
 use crate::round::{Round, Verdict, say};
 
@@ -61,15 +60,9 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     let conn = amqp::connect(&broker.uri()).await?;
     let ch = within("channel.open", conn.create_channel()).await?;
     amqp::declare_durable(&ch, &r.queue).await?;
-    let p = amqp::publish(&ch, &r.queue, n, r.window, |_, _| {}).await;
+    let p = amqp::fill(&ch, &r.queue, n, r.window).await;
     amqp::close(conn).await;
-    if p.count(Fate::Confirmed) != n {
-        bail!(
-            "only {} of {n} publishes were confirmed before the consume phase: {}",
-            p.count(Fate::Confirmed),
-            p.error.as_deref().unwrap_or("no error")
-        );
-    }
+    let p = p?;
     say(format!(
         "{n} messages published and confirmed in {:.2} s",
         p.elapsed.as_secs_f64()

@@ -18,14 +18,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Consumer};
 
-use crate::amqp::{self, Fate, Rng, sample, within};
+use crate::amqp::{self, Rng, sample, within};
 use crate::broker::{Broker, describe_status};
 use crate::round::{Round, Verdict, say};
 
@@ -304,15 +303,9 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         args.insert(k.into(), AMQPValue::LongLongInt(val as i64));
     }
     amqp::declare_durable_with(&ch, &r.queue, args).await?;
-    let p = amqp::publish(&ch, &r.queue, n, r.window, |_, _| {}).await;
+    let p = amqp::fill(&ch, &r.queue, n, r.window).await;
     amqp::close(conn).await;
-    if p.count(Fate::Confirmed) != n {
-        bail!(
-            "only {} of {n} publishes were confirmed before the consume phase: {}",
-            p.count(Fate::Confirmed),
-            p.error.as_deref().unwrap_or("no error")
-        );
-    }
+    let p = p?;
     say(format!(
         "{n} messages published and confirmed in {:.2} s into a queue with retries \
          {MIN_MS} ms x{MULTIPLIER} up to {MAX_MS} ms",
