@@ -413,6 +413,9 @@ enum Op {
     Append(Vec<(Vec<u8>, Option<u8>)>, u64),
     Flush,
     Reopen,
+    /// Dropped without a flush (kill -9), the last segment torn by this many
+    /// bytes.
+    Crash(u64),
     Retain(Option<u64>, Option<u64>),
     Read(u64, usize),
 }
@@ -426,6 +429,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (proptest::collection::vec(message, 1..6), 0u64..2000).prop_map(|(m, dt)| Op::Append(m, dt)),
         2 => Just(Op::Flush),
         1 => Just(Op::Reopen),
+        1 => prop_oneof![Just(0u64), 0u64..400].prop_map(Op::Crash),
         1 => (proptest::option::of(0u64..6000), proptest::option::of(0u64..20_000)).prop_map(|(b, a)| Op::Retain(b, a)),
         3 => (0u64..80, 1usize..20).prop_map(|(f, n)| Op::Read(f, n)),
     ]
@@ -468,6 +472,23 @@ proptest! {
                     durable = next;
                     drop(log);
                     log = StreamLog::open_with(dir.path(), config).unwrap();
+                }
+                Op::Crash(tear) => {
+                    drop(log);
+                    let last = segment_files(dir.path()).pop().unwrap();
+                    let len = fs::metadata(&last).unwrap().len();
+                    let file = OpenOptions::new().write(true).open(&last).unwrap();
+                    file.set_len(len.saturating_sub(tear)).unwrap();
+                    drop(file);
+                    log = StreamLog::open_with(dir.path(), config).unwrap();
+                    let kept = log.next_offset();
+                    prop_assert!(kept <= next);
+                    if tear == 0 {
+                        prop_assert!(kept >= durable, "lost durable messages");
+                    }
+                    model.retain(|offset, _| *offset < kept);
+                    next = kept;
+                    durable = kept;
                 }
                 Op::Retain(bytes, age) => {
                     let before = log.first_offset();
