@@ -33,6 +33,8 @@ pub struct Segment {
     pub first_ts: Option<u64>,
     /// The timestamp of its last chunk (`None` when empty).
     pub last_ts: Option<u64>,
+    /// The first offset of its last chunk (`None` when empty).
+    pub last_chunk: Option<u64>,
     /// The sparse chunk index: the first chunk, then a chunk every `step`
     /// bytes or more; offsets, timestamps and positions all increase.
     pub sparse: Vec<IndexEntry>,
@@ -64,6 +66,7 @@ impl Segment {
             len: SEGMENT_MAGIC.len() as u64,
             first_ts: None,
             last_ts: None,
+            last_chunk: None,
             sparse: Vec::new(),
         }
     }
@@ -91,6 +94,7 @@ impl Segment {
             self.first_ts = Some(ts);
         }
         self.last_ts = Some(ts);
+        self.last_chunk = Some(first);
         self.next_offset = first + count;
         self.len = pos + len;
     }

@@ -102,6 +102,8 @@ pub struct StreamLog {
     next_offset: u64,
     /// Offsets below this are durable and readable.
     durable_next: u64,
+    /// The first offset of the last durable chunk.
+    durable_last_chunk: Option<u64>,
     /// The last chunk's timestamp: chunk timestamps never go backwards.
     last_ts: u64,
     /// A write or fsync failed: the files' state is unknown, every call fails.
@@ -155,6 +157,7 @@ impl StreamLog {
         let active = OpenOptions::new().append(true).open(&last.path)?;
         let next_offset = last.next_offset;
         let last_ts = segments.iter().filter_map(|s| s.last_ts).max().unwrap_or(0);
+        let durable_last_chunk = segments.iter().rev().find_map(|s| s.last_chunk);
         if dir_dirty {
             sync_dir(dir)?;
         }
@@ -168,6 +171,7 @@ impl StreamLog {
             dir_dirty: false,
             next_offset,
             durable_next: next_offset,
+            durable_last_chunk,
             last_ts,
             failed: false,
         })
@@ -274,6 +278,7 @@ impl StreamLog {
             self.dir_dirty = false;
         }
         self.durable_next = self.next_offset;
+        self.durable_last_chunk = self.segments.iter().rev().find_map(|s| s.last_chunk);
         Ok(())
     }
 
@@ -296,6 +301,15 @@ impl StreamLog {
     /// Offsets below this are durable and readable.
     pub fn committed_next_offset(&self) -> u64 {
         self.durable_next
+    }
+
+    /// Where `x-stream-offset = last` starts: the first offset of the last
+    /// committed chunk (RabbitMQ's "last": a whole chunk, not one message);
+    /// `None` when no message is committed.
+    pub fn last_chunk_offset(&self) -> Option<u64> {
+        let first = self.first_offset()?;
+        let last = self.durable_last_chunk?;
+        (first < self.durable_next).then_some(last.max(first))
     }
 
     /// Bytes on disk (and buffered), all segments.

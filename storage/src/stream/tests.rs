@@ -59,6 +59,7 @@ fn an_empty_stream() {
     let mut log = StreamLog::open_with(dir.path(), small()).unwrap();
     assert_eq!(log.first_offset(), None);
     assert_eq!(log.last_offset(), None);
+    assert_eq!(log.last_chunk_offset(), None);
     assert!(everything(&log).is_empty());
     assert_eq!(log.offset_at_timestamp(5).unwrap(), 0);
     assert_eq!(log.append(&[], 1).unwrap(), 0);
@@ -307,16 +308,21 @@ fn reading_from_the_middle_of_a_chunk_starts_there() {
     assert_eq!(offsets(&got), vec![5, 6, 7]);
     assert_eq!(got[0].value, vec![5; 5]);
     assert_eq!(got[0].timestamp_ms, 77);
+    assert_eq!(log.last_chunk_offset(), Some(0));
+    log.append(&[(b"x", None), (b"y", None)], 78).unwrap();
+    assert_eq!(log.last_chunk_offset(), Some(0)); // not committed yet
+    log.flush().unwrap();
+    assert_eq!(log.last_chunk_offset(), Some(10));
     let mut reader = log.reader(8);
     assert_eq!(
         offsets(
             &log.read(&mut reader, ReadLimits::messages(9), None)
                 .unwrap()
         ),
-        vec![8, 9]
+        vec![8, 9, 10, 11]
     );
     assert!(
-        log.read_from(10, ReadLimits::messages(9))
+        log.read_from(12, ReadLimits::messages(9))
             .unwrap()
             .is_empty()
     );
@@ -516,6 +522,11 @@ proptest! {
             }
             prop_assert_eq!(log.next_offset(), next);
             prop_assert_eq!(log.first_offset(), model.keys().next().copied());
+            let last_chunk = log.last_chunk_offset();
+            prop_assert_eq!(last_chunk.is_some(), model.range(..durable).next().is_some());
+            if let Some(last) = last_chunk {
+                prop_assert!(model.contains_key(&last) && last < durable);
+            }
         }
         log.flush().unwrap();
         let all: Vec<(u64, Vec<u8>)> = everything(&log).into_iter().map(|m| (m.offset, m.value)).collect();
