@@ -11,12 +11,15 @@
 //! - `segments/`: the segment log, queue messages in append-only files.
 //! - `sled_store.rs`: everything in sled (the former default, kept to compare).
 //! - `commit.rs`: group commit.
+//! - `stream/`: the stream log, a stream queue's messages as a segmented,
+//!   replayable log read from offsets (not wired into the broker yet).
 
 mod commit;
 mod deferred;
 mod hybrid;
 mod segments;
 mod sled_store;
+pub mod stream;
 
 use std::fmt;
 use std::path::Path;
@@ -26,6 +29,7 @@ pub use commit::GroupCommit;
 pub use hybrid::HybridStore;
 pub use segments::SegmentLog;
 pub use sled_store::SledStore;
+pub use stream::{ReadFilter, ReadLimits, StreamConfig, StreamLog, StreamMessage, StreamReader};
 
 /// A queue's id in the store: stable across restarts, never reused.
 pub type QueueId = u64;
