@@ -403,6 +403,19 @@ pub struct Recovered {
 }
 
 impl Recovered {
+    /// Fails the round when reading the queue back after the restart failed,
+    /// or when `foreign` deliveries (see [`tally`]) had bodies not ours.
+    pub fn check_read_back(&self, foreign: u64, v: &mut crate::round::Verdict) {
+        if let Some(e) = &self.error {
+            v.fail(format!("reading the queue back after the restart: {e}"));
+        }
+        if foreign > 0 {
+            v.fail(format!(
+                "{foreign} deliveries with bodies that are not ours"
+            ));
+        }
+    }
+
     /// Fails the round when the queue reported more messages than it delivered.
     pub fn check_depth(&self, v: &mut crate::round::Verdict) {
         if let Some(depth) = self.depth

@@ -39,6 +39,30 @@ enum State {
     AckSynced,
 }
 
+/// Opens a channel with the prefetch and a manual-ack consumer on `queue`.
+pub async fn subscribe(
+    conn: &lapin::Connection,
+    r: &Round,
+) -> anyhow::Result<(lapin::Channel, lapin::Consumer)> {
+    let ch = within("channel.open", conn.create_channel()).await?;
+    within(
+        "basic.qos",
+        ch.basic_qos(r.prefetch, BasicQosOptions::default()),
+    )
+    .await?;
+    let consumer = within(
+        "basic.consume",
+        ch.basic_consume(
+            r.queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await?;
+    Ok((ch, consumer))
+}
+
 /// Runs one consume-mode round.
 pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     let mut rng = Rng::new(r.seed);
@@ -70,22 +94,7 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
 
     // Consume, ack most, hold some, kill -9 mid-stream.
     let conn = amqp::connect(&broker.uri()).await?;
-    let ch = within("channel.open", conn.create_channel()).await?;
-    within(
-        "basic.qos",
-        ch.basic_qos(r.prefetch, BasicQosOptions::default()),
-    )
-    .await?;
-    let mut consumer = within(
-        "basic.consume",
-        ch.basic_consume(
-            r.queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await?;
+    let (ch, mut consumer) = subscribe(&conn, r).await?;
     let switch = broker.kill_switch();
     let mut state = vec![State::Queued; n as usize];
     let mut received = 0u64;

@@ -103,9 +103,7 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         lost.len(),
         p.seqs(Fate::Unconfirmed, &count, |c| c > 0).len()
     ));
-    if let Some(e) = &rec.error {
-        v.fail(format!("reading the queue back after the restart: {e}"));
-    }
+    rec.check_read_back(foreign, &mut v);
     if !lost.is_empty() {
         v.fail(format!(
             "{} of {} confirmed delayed messages lost: {}",
@@ -118,11 +116,6 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
         v.fail(format!(
             "messages that were never sent came back: {}",
             sample(&unsent_back)
-        ));
-    }
-    if foreign > 0 {
-        v.fail(format!(
-            "{foreign} deliveries with bodies that are not ours"
         ));
     }
     Ok(v)

@@ -157,9 +157,7 @@ fn check(p: &Published, rec: &Recovered, v: &mut Verdict) {
         p.count(Fate::Unconfirmed),
         p.count(Fate::Nacked)
     ));
-    if let Some(e) = &rec.error {
-        v.fail(format!("reading the queue back after the restart: {e}"));
-    }
+    rec.check_read_back(foreign, v);
     if !lost.is_empty() {
         v.fail(format!(
             "{} of {} confirmed messages lost: {}",
@@ -190,11 +188,6 @@ fn check(p: &Published, rec: &Recovered, v: &mut Verdict) {
         v.fail(format!(
             "messages that were never sent came back: {}",
             sample(&unsent_back)
-        ));
-    }
-    if foreign > 0 {
-        v.fail(format!(
-            "{foreign} deliveries with bodies that are not ours"
         ));
     }
     rec.check_depth(v);

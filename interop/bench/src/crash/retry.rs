@@ -19,13 +19,14 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Consumer};
 
 use crate::amqp::{self, Rng, sample, within};
 use crate::broker::{Broker, describe_status};
+use crate::consume::subscribe;
 use crate::round::{Round, Verdict, say};
 
 /// The first retry's delay (`x-delayed-retry-min`), in milliseconds.
@@ -256,27 +257,6 @@ impl Phase<'_> {
             Err(_) => Err("basic.qos (sync): no answer within 5 s".into()),
         }
     }
-}
-
-/// Opens a channel with the prefetch and a manual-ack consumer on `queue`.
-async fn subscribe(conn: &lapin::Connection, r: &Round) -> anyhow::Result<(Channel, Consumer)> {
-    let ch = within("channel.open", conn.create_channel()).await?;
-    within(
-        "basic.qos",
-        ch.basic_qos(r.prefetch, BasicQosOptions::default()),
-    )
-    .await?;
-    let consumer = within(
-        "basic.consume",
-        ch.basic_consume(
-            r.queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await?;
-    Ok((ch, consumer))
 }
 
 /// Runs one retry-mode round.
