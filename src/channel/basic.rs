@@ -332,20 +332,21 @@ impl Channel {
                     ))
                     .await;
             }
-            routed.enqueued();
+            // Nothing took it, but its deduplication id counts (the plugin's rule).
+            if let Some(id) = &routed.new_id {
+                id.store();
+            }
             return Outcome::default();
         }
         self.conn.global.routed.incr();
-        let mut outcome = self.conn.vhost.enqueue(&message, &routed.queues);
-        if !routed.held.is_empty() {
-            let return_to = mandatory.then(|| self.return_to());
-            outcome.stored |= self
-                .conn
-                .vhost
-                .hold(&message, &routed.held, return_to.as_ref());
-        }
-        routed.enqueued();
-        outcome
+        let return_to = (mandatory && !routed.held.is_empty()).then(|| self.return_to());
+        self.conn.vhost.deliver(
+            &message,
+            &routed.queues,
+            &routed.held,
+            routed.new_id.as_ref(),
+            return_to.as_ref(),
+        )
     }
 }
 

@@ -148,8 +148,8 @@ impl VHost {
             Ok(Routed {
                 queues,
                 replies,
+                held,
                 new_id,
-                ..
             }) => {
                 if queues.is_empty()
                     && replies.is_empty()
@@ -162,10 +162,7 @@ impl VHost {
                     let copy = message.clone();
                     tokio::spawn(async move { replies::deliver(&replies, &copy).await });
                 }
-                self.enqueue(&message, &queues);
-                if let Some(id) = new_id {
-                    id.store();
-                }
+                self.deliver(&message, &queues, &held, new_id.as_ref(), None);
             }
             Err(error) => {
                 tracing::warn!(%error, exchange = %x.name, "a due delayed message could not be routed");

@@ -29,7 +29,7 @@ pub struct Routed {
     /// routes it on when the delay ends ([`VHost::hold`]).
     pub held: Vec<Arc<ExchangeEntry>>,
     /// A deduplicating exchange's new id, stored once the message is
-    /// enqueued ([`Routed::enqueued`]).
+    /// enqueued ([`VHost::deliver`]).
     pub new_id: Option<NewId>,
 }
 
@@ -37,14 +37,6 @@ impl Routed {
     /// Whether it reaches nothing that takes it (a mandatory one is returned).
     pub fn unroutable(&self) -> bool {
         self.queues.is_empty() && self.held.is_empty()
-    }
-
-    /// The message was handed to its queues: what waited for that (a new
-    /// deduplication id's record) goes to the store now, after the message.
-    pub fn enqueued(&self) {
-        if let Some(id) = &self.new_id {
-            id.store();
-        }
     }
 }
 
@@ -115,7 +107,7 @@ impl VHost {
     /// [`Routed::held`]), each to route it on when its `x-delay` ends (or to
     /// return it to `return_to` if nothing takes it then); returns whether
     /// the publisher's confirm waits for the group commit.
-    pub fn hold(
+    fn hold(
         &self,
         message: &Message,
         held: &[Arc<ExchangeEntry>],
@@ -136,8 +128,30 @@ impl VHost {
         stored
     }
 
+    /// Hands a routed message to `queues` (its routed queues, or fewer) and
+    /// to the delayed exchanges that keep it (`held`, returning it to
+    /// `return_to` if nothing takes it when due), then stores its new
+    /// deduplication id, after the message (see [`NewId::store`]).
+    pub fn deliver(
+        &self,
+        message: &Arc<Message>,
+        queues: &[Arc<Queue>],
+        held: &[Arc<ExchangeEntry>],
+        new_id: Option<&NewId>,
+        return_to: Option<&crate::delayed::ReturnTo>,
+    ) -> Outcome {
+        let mut outcome = self.enqueue(message, queues);
+        if !held.is_empty() {
+            outcome.stored |= self.hold(message, held, return_to);
+        }
+        if let Some(id) = new_id {
+            id.store();
+        }
+        outcome
+    }
+
     /// Hands a routed message to its queues.
-    pub fn enqueue(&self, message: &Arc<Message>, queues: &[Arc<Queue>]) -> Outcome {
+    fn enqueue(&self, message: &Arc<Message>, queues: &[Arc<Queue>]) -> Outcome {
         let mut outcome = Outcome::default();
         let persistent = message.is_persistent();
         for queue in queues {
@@ -180,9 +194,13 @@ impl VHost {
         if !routed.replies.is_empty() {
             replies::deliver(&routed.replies, &message).await;
         }
-        let mut outcome = self.enqueue(&message, &routed.queues);
-        outcome.stored |= self.hold(&message, &routed.held, None);
-        routed.enqueued();
+        let outcome = self.deliver(
+            &message,
+            &routed.queues,
+            &routed.held,
+            routed.new_id.as_ref(),
+            None,
+        );
         Ok((routed, outcome))
     }
 
@@ -393,13 +411,9 @@ impl QueueHost for VHost {
                     !cycles
                 })
                 .collect();
-            self.enqueue(copy, &queues);
             // A delayed dead-letter exchange keeps a copy with an `x-delay`, as
             // the plugin's exchange does.
-            self.hold(copy, &held, None);
-            if let Some(id) = new_id {
-                id.store();
-            }
+            self.deliver(copy, &queues, &held, new_id.as_ref(), None);
         }
     }
 
