@@ -67,6 +67,9 @@ impl Channel {
                     .access
                     .check(Permission::Read, Kind::Queue, &name)?;
                 let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+                if queue.is_stream() {
+                    return Err(queue.not_for_streams("basic.get"));
+                }
                 if !m.no_ack {
                     let timeout = queue.consumer_timeout().or(self.conn.consumer_timeout);
                     self.shared.note_ack_timeout(timeout.filter(|&ms| ms > 0));
@@ -183,7 +186,7 @@ impl Channel {
             .consumers
             .lock()
             .insert(tag.clone(), queue.clone());
-        if let Err(e) = queue.add_consumer(consumer, || consume_ok(permit)) {
+        if let Err(e) = queue.add_consumer(consumer, &m.arguments, || consume_ok(permit)) {
             self.shared.consumers.lock().remove(&tag);
             return Err(e);
         }

@@ -182,7 +182,11 @@ impl Channel {
                 self.conn
                     .access
                     .check(Permission::Read, Kind::Queue, &name)?;
-                let message_count = vhost.queue_for(&name, conn)?.purge();
+                let queue = vhost.queue_for(&name, conn)?;
+                if queue.is_stream() {
+                    return Err(queue.not_for_streams("queue.purge"));
+                }
+                let message_count = queue.purge();
                 (
                     queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }),
                     m.nowait,

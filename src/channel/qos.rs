@@ -68,6 +68,12 @@ impl Channel {
             .shared
             .settle(tag, multiple)
             .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))?;
+        if how != Settle::Ack
+            && let Some(u) = settled.values().find(|u| u.queue.is_stream())
+        {
+            // RabbitMQ closes the connection: a stream cannot take one back.
+            return Err(u.queue.not_for_streams("basic.nack and basic.reject"));
+        }
         if self.mode == Mode::Tx {
             let tags = settled.keys().copied().collect();
             self.shared.hold_for_tx(settled);
@@ -81,6 +87,9 @@ impl Channel {
     pub(super) fn apply_settle(&self, settled: BTreeMap<DeliveryTag, Unacked>, how: Settle) {
         if how == Settle::Ack {
             self.shared.counters.ack.add(settled.len() as u64);
+            for u in settled.values() {
+                u.queue.note_acked(u);
+            }
         }
         by_queue(settled.into_values().collect(), |queue, seqs| match how {
             Settle::Ack => queue.ack(seqs),
@@ -103,6 +112,9 @@ impl Channel {
     pub(super) fn recover(&mut self, requeue: bool) -> Result<(), AmqpError> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        if let Some(queue) = self.shared.unacked_stream() {
+            return Err(queue.not_for_streams("basic.recover"));
         }
         by_queue(self.shared.take_unacked(), |queue, seqs| {
             queue.requeue(seqs, Return::Returned)

@@ -186,6 +186,16 @@ impl ChannelShared {
         d.unacked.extend(held);
     }
 
+    /// A stream queue one of the unacked deliveries came from, if any.
+    pub fn unacked_stream(&self) -> Option<Arc<Queue>> {
+        self.deliveries
+            .lock()
+            .unacked
+            .values()
+            .find(|u| u.queue.is_stream())
+            .map(|u| u.queue.clone())
+    }
+
     /// Takes the unacked deliveries, not those held by an open transaction
     /// (basic.recover: the transaction still settles those at commit).
     pub fn take_unacked(&self) -> Vec<Unacked> {

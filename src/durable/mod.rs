@@ -13,11 +13,11 @@
 
 pub mod records;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use warren_storage::{Engine, GroupCommit, Kind, QueueId, StorageError, Store};
+use warren_storage::{Engine, FlushHook, GroupCommit, Kind, QueueId, StorageError, Store};
 
 use crate::auth::AuthDefinitions;
 use crate::error::AmqpError;
@@ -44,6 +44,8 @@ pub struct Storage {
     /// Memory is past the paging threshold: queues page transient messages
     /// out too (set by the alarms' check).
     memory_pressure: AtomicBool,
+    /// The data directory (streams keep their logs under `streams/`).
+    dir: PathBuf,
 }
 
 impl Storage {
@@ -57,6 +59,7 @@ impl Storage {
             store,
             writes: AtomicU64::new(0),
             memory_pressure: AtomicBool::new(false),
+            dir: dir.to_path_buf(),
         }))
     }
 
@@ -78,6 +81,16 @@ impl Storage {
     /// Makes everything written so far durable.
     pub async fn commit(&self) -> Result<(), AmqpError> {
         self.wait(self.request()).await
+    }
+
+    /// The directory of the stream queue whose id is `id`.
+    pub fn stream_dir(&self, id: QueueId) -> PathBuf {
+        self.dir.join("streams").join(id.to_string())
+    }
+
+    /// Flushes `hook` in every group commit from now on, until it is dropped.
+    pub fn add_flush_hook(&self, hook: std::sync::Weak<dyn FlushHook>) {
+        self.commit.add_hook(hook);
     }
 
     /// How many definition writes there were (compare before and after an operation).

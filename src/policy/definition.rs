@@ -248,6 +248,8 @@ pub struct QueuePolicy {
     pub delayed_retry_multiplier: Option<u64>,
     /// `delayed-retry-jitter`.
     pub delayed_retry_jitter: Option<String>,
+    /// `max-age` (streams), as written (`7D`).
+    pub max_age: Option<String>,
 }
 
 impl QueuePolicy {
@@ -282,6 +284,7 @@ impl QueuePolicy {
             delayed_retry_max: uint("delayed-retry-max"),
             delayed_retry_multiplier: uint("delayed-retry-multiplier"),
             delayed_retry_jitter: text("delayed-retry-jitter"),
+            max_age: text("max-age"),
         }
     }
 }

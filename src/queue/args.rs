@@ -12,6 +12,7 @@ use warren_exchanges::integer;
 
 use super::QueueType;
 use super::retry::{DEFAULT_RETRY_DELIVERY_LIMIT, RetryArgs, RetrySettings};
+use super::stream::StreamArgs;
 use crate::dedup::DedupArgs;
 use crate::error::AmqpError;
 use crate::policy::QueuePolicy;
@@ -64,6 +65,8 @@ pub struct QueueArgs {
     pub retry_settings: RetrySettings,
     /// Delayed retries in force (`None`: a return is ready at once).
     pub retry: Option<RetryArgs>,
+    /// A stream's arguments (`Some` exactly when `x-queue-type` is `stream`).
+    pub stream: Option<StreamArgs>,
 }
 
 /// Arguments RabbitMQ compares when a classic queue is declared again, in the
@@ -121,6 +124,11 @@ impl QueueArgs {
                     ));
                 }
             }
+        }
+        if args.queue_type == QueueType::Stream {
+            // A stream takes its own arguments and refuses the classic ones.
+            args.stream = Some(StreamArgs::parse(table, queue)?);
+            return Ok(args);
         }
         if let Some(v) = get("x-expires") {
             let ms = int(v).map_err(|e| invalid("x-expires", e))?;
@@ -298,7 +306,16 @@ pub fn assert_equivalent(
     wanted: &FieldTable,
     queue: &str,
 ) -> Result<(), AmqpError> {
-    for key in EQUIVALENCE_KEYS {
+    let is_stream = current
+        .inner()
+        .get("x-queue-type")
+        .is_some_and(|v| string(v).is_ok_and(|t| t == "stream"));
+    let keys = if is_stream {
+        super::stream::args::EQUIVALENCE_KEYS
+    } else {
+        EQUIVALENCE_KEYS
+    };
+    for key in keys {
         let now = current.inner().get(*key);
         let new = wanted.inner().get(*key);
         if *key == "x-queue-type" && classic(now) && classic(new) {
@@ -319,7 +336,7 @@ fn int(value: &AMQPValue) -> Result<i128, String> {
     integer(value).ok_or_else(|| format!("\"expected integer, got {}\"", type_name(value)))
 }
 
-fn non_negative(value: &AMQPValue) -> Result<u64, String> {
+pub(super) fn non_negative(value: &AMQPValue) -> Result<u64, String> {
     match int(value)? {
         v if v < 0 => Err(format!("{{value_negative,{v}}}")),
         v => Ok(u64::try_from(v).unwrap_or(u64::MAX)),
@@ -335,7 +352,7 @@ fn expiry(ms: i128) -> Result<u64, String> {
     }
 }
 
-fn string(value: &AMQPValue) -> Result<String, String> {
+pub(super) fn string(value: &AMQPValue) -> Result<String, String> {
     match value {
         AMQPValue::LongString(s) => Ok(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Ok(s.as_str().to_owned()),

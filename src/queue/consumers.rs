@@ -24,6 +24,7 @@ use warren_exchanges::type_name;
 
 use super::dead_letter::Dead;
 use super::delivery::{ConsumerCredit, DeliverySink, same_sink};
+use super::kind::Backend;
 use super::{Queue, QueueState, Return, SeqId};
 use crate::error::AmqpError;
 use crate::names::ConsumerTag;
@@ -248,12 +249,16 @@ impl Consumers {
 impl Queue {
     /// Attached consumers (with single active consumer, the waiting ones too).
     pub fn consumer_count(&self) -> u32 {
-        u32::try_from(self.classic().lock().consumers.len()).unwrap_or(u32::MAX)
+        let count = match &self.backend {
+            Backend::Classic(state) => state.lock().consumers.len(),
+            Backend::Stream(stream) => stream.consumers().len(),
+        };
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     /// Whether the queue has consumers (for delete if-unused).
     pub fn has_consumers(&self) -> bool {
-        !self.classic().lock().consumers.is_empty()
+        self.consumer_count() > 0
     }
 
     /// Attaches a consumer; RabbitMQ's exclusive-consumer rules apply. On success
@@ -263,9 +268,14 @@ impl Queue {
     pub fn add_consumer(
         self: &Arc<Self>,
         consumer: Arc<Consumer>,
+        arguments: &FieldTable,
         accepted: impl FnOnce(),
     ) -> Result<(), AmqpError> {
+        if let Some(stream) = self.stream() {
+            return stream.add_consumer(self, consumer, arguments, accepted);
+        }
         self.with_state(|st, dead| self.add_consumer_locked(st, dead, consumer, accepted))
+            .unwrap_or(Ok(()))
     }
 
     fn add_consumer_locked(
@@ -303,10 +313,15 @@ impl Queue {
     /// unacked deliveries stay with the channel). Returns whether the queue
     /// should now be auto-deleted.
     pub fn remove_consumer(self: &Arc<Self>, sink: &dyn DeliverySink, tag: &str) -> bool {
+        if let Some(stream) = self.stream() {
+            stream.remove_consumer(sink, tag);
+            return false;
+        }
         self.with_state(|st, dead| {
             let gone = |c: &Consumer| same_sink(c.sink.as_ref(), sink) && &*c.tag == tag;
             self.consumers_left(st, dead, gone, Vec::new())
         })
+        .unwrap_or(false)
     }
 
     /// A channel closes: detaches all its consumers and, in the same step, puts
@@ -314,11 +329,16 @@ impl Queue {
     /// single active consumer is served, as RabbitMQ does when a channel goes
     /// down. Returns whether the queue should now be auto-deleted.
     pub fn release_channel(self: &Arc<Self>, sink: &dyn DeliverySink) -> bool {
+        if let Some(stream) = self.stream() {
+            stream.release_channel(self, sink);
+            return false;
+        }
         self.with_state(|st, dead| {
             let seqs = sink.take_unacked_from(self);
             let gone = |c: &Consumer| same_sink(c.sink.as_ref(), sink);
             self.consumers_left(st, dead, gone, seqs)
         })
+        .unwrap_or(false)
     }
 
     /// Removes the consumers `gone` picks, requeues `seqs`, and lets messages

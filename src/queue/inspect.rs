@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::kind::Backend;
 use super::{Consumer, Queue};
 
 /// A queue's counters at one moment.
@@ -47,7 +48,22 @@ impl QueueStats {
 impl Queue {
     /// Its counters now.
     pub fn stats(&self) -> QueueStats {
-        let st = self.classic().lock();
+        let state = match &self.backend {
+            Backend::Classic(state) => state,
+            Backend::Stream(stream) => {
+                // RabbitMQ counts every message of a stream ready, none unacked.
+                let figures = stream.stats();
+                let consumers = stream.consumers().len() as u64;
+                return QueueStats {
+                    messages_ready: figures.messages,
+                    message_bytes_ready: figures.size_bytes,
+                    consumers,
+                    consumers_keep_up: consumers > 0,
+                    ..QueueStats::default()
+                };
+            }
+        };
+        let st = state.lock();
         QueueStats {
             messages_ready: st.ready.len() as u64,
             messages_unacknowledged: st.outstanding.len() as u64,
@@ -87,12 +103,19 @@ impl Queue {
 
     /// Ids in its deduplication cache and the cache's bound (`None`: off).
     pub fn dedup_cache_info(&self) -> Option<(usize, usize)> {
-        let st = self.classic().lock();
+        let st = self.classic()?.lock();
         st.dedup.as_ref().map(|d| (d.len(), d.capacity()))
     }
 
     /// Its consumers, in priority order.
     pub fn consumers(&self) -> Vec<Arc<Consumer>> {
-        self.classic().lock().consumers.iter().cloned().collect()
+        match &self.backend {
+            Backend::Classic(state) => state.lock().consumers.iter().cloned().collect(),
+            Backend::Stream(stream) => stream
+                .consumers()
+                .iter()
+                .map(|c| c.consumer().clone())
+                .collect(),
+        }
     }
 }

@@ -7,16 +7,19 @@
 //! the queue's [`Backend`], the engine that holds its messages. `x-queue-type`
 //! picks the kind at declare ([`QueueType`]).
 //!
-//! Today there is one engine, the classic queue (`queue/mod.rs` and the rooms
-//! around it). A queue declared `quorum` runs on it as a durable single-node
-//! queue, so applications that declare quorum queues keep working; the broker
-//! says so in its log at declare, and the management API reports its type as
-//! `classic`, what it really is, until replicated queues exist. `stream` is
-//! refused as RabbitMQ refuses a type it does not support.
+//! Two engines: the classic queue (`queue/mod.rs` and the rooms around it)
+//! and the stream (`queue/stream/`). A queue declared `quorum` runs on the
+//! classic engine as a durable single-node queue, so applications that
+//! declare quorum queues keep working; the broker says so in its log at
+//! declare, and the management API reports its type as `classic`, what it
+//! really is, until replicated queues exist.
+
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::QueueState;
+use super::stream::StreamQueue;
 
 /// The kind of queue a declare asks for with `x-queue-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,7 +30,7 @@ pub enum QueueType {
     /// `quorum`: replicated in RabbitMQ; a classic queue here until Warren
     /// has a cluster.
     Quorum,
-    /// `stream`: a replayable log (not supported yet).
+    /// `stream`: a replayable log.
     Stream,
 }
 
@@ -53,17 +56,23 @@ impl QueueType {
 
     /// Whether Warren can make a queue of this type now.
     pub fn supported(self) -> bool {
-        !matches!(self, QueueType::Stream)
+        true
     }
 }
 
 /// The engine behind a queue.
+// The classic state stays inline: every publish and delivery reaches it, a
+// box would add a pointer chase there to save a stream's few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Backend {
     /// The classic queue: ready list, consumers, TTL, limits, dead-lettering,
     /// persistent messages in the segment log. Its state has one owner, this
     /// mutex, never held across `.await`.
     Classic(Mutex<QueueState>),
+    /// The stream: an append-only log read by consumers from their own
+    /// offsets.
+    Stream(Arc<StreamQueue>),
 }
 
 impl Backend {
@@ -71,6 +80,7 @@ impl Backend {
     pub fn type_name(&self) -> &'static str {
         match self {
             Backend::Classic(_) => "classic",
+            Backend::Stream(_) => "stream",
         }
     }
 }

@@ -46,6 +46,7 @@ mod ready;
 mod retry;
 #[cfg(test)]
 mod retry_tests;
+pub mod stream;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -84,6 +85,7 @@ use kind::Backend;
 pub use kind::QueueType;
 use ready::{Entry, Taken};
 pub use retry::{Jitter, RetryArgs, RetryOn, RetrySettings, Return};
+use stream::StreamQueue;
 use ttl::wall_ms_at;
 use waiting::Waiting;
 use warren_storage::QueueId;
@@ -195,27 +197,20 @@ impl Queue {
         storage: Arc<Storage>,
         spec: QueueSpec,
         store_id: QueueId,
-    ) -> Arc<Self> {
-        let consumers = Consumers::new(spec.args.single_active_consumer);
-        let keeps = spec.durable && spec.exclusive_owner.is_none();
-        let ready = Backlog::new(storage, store_id, keeps, spec.args.max_priority);
+    ) -> Result<Arc<Self>, AmqpError> {
         let consumer_timeout = AtomicU64::new(spec.args.consumer_timeout.unwrap_or(NO_TIMEOUT));
+        let backend = match spec.args.stream {
+            Some(args) => {
+                Backend::Stream(StreamQueue::open(storage, store_id, args).map_err(|e| {
+                    AmqpError::internal_error(format!("cannot open the stream's log: {e}"))
+                })?)
+            }
+            None => Backend::Classic(Self::classic_state(storage, &spec, store_id)),
+        };
         let queue = Arc::new(Queue {
             name,
             vhost,
-            backend: Backend::Classic(Mutex::new(QueueState {
-                args: spec.args.clone(),
-                next_seq: 0,
-                ready,
-                outstanding: HashMap::new(),
-                waiting: Waiting::new(spec.args.max_priority.is_none()),
-                consumers,
-                ever_had_consumer: false,
-                deleted: false,
-                used_at: Instant::now(),
-                timer: ttl::Timer::default(),
-                dedup: spec.args.deduplication.as_ref().map(QueueDedup::new),
-            })),
+            backend,
             spec,
             host,
             wake: Arc::new(Notify::new()),
@@ -225,15 +220,71 @@ impl Queue {
             counters: QueueCounters::default(),
             history: History::default(),
         });
-        queue.renew_lease(&mut queue.classic().lock());
-        queue
+        if let Some(state) = queue.classic() {
+            queue.renew_lease(&mut state.lock());
+        }
+        Ok(queue)
     }
 
-    /// The classic engine's state.
-    fn classic(&self) -> &Mutex<QueueState> {
+    /// A new classic queue's state.
+    fn classic_state(
+        storage: Arc<Storage>,
+        spec: &QueueSpec,
+        store_id: QueueId,
+    ) -> Mutex<QueueState> {
+        let consumers = Consumers::new(spec.args.single_active_consumer);
+        let keeps = spec.durable && spec.exclusive_owner.is_none();
+        let ready = Backlog::new(storage, store_id, keeps, spec.args.max_priority);
+        Mutex::new(QueueState {
+            args: spec.args.clone(),
+            next_seq: 0,
+            ready,
+            outstanding: HashMap::new(),
+            waiting: Waiting::new(spec.args.max_priority.is_none()),
+            consumers,
+            ever_had_consumer: false,
+            deleted: false,
+            used_at: Instant::now(),
+            timer: ttl::Timer::default(),
+            dedup: spec.args.deduplication.as_ref().map(QueueDedup::new),
+        })
+    }
+
+    /// The classic engine's state (`None` for a stream).
+    fn classic(&self) -> Option<&Mutex<QueueState>> {
         match &self.backend {
-            Backend::Classic(state) => state,
+            Backend::Classic(state) => Some(state),
+            Backend::Stream(_) => None,
         }
+    }
+
+    /// The stream engine (`None` for a classic queue).
+    pub(crate) fn stream(&self) -> Option<&Arc<StreamQueue>> {
+        match &self.backend {
+            Backend::Stream(stream) => Some(stream),
+            Backend::Classic(_) => None,
+        }
+    }
+
+    /// Whether it is a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream().is_some()
+    }
+
+    /// A delivery of this queue was acked (a stream's named consumer moves on).
+    pub fn note_acked(&self, unacked: &Unacked) {
+        if let (Some(stream), Some(credit)) = (self.stream(), &unacked.consumer) {
+            stream.acked_by(credit, unacked.seq);
+        }
+    }
+
+    /// The 540 NOT_IMPLEMENTED a stream answers to what streams do not do
+    /// (`what`: `basic.get`, `queue.purge`, ...), as RabbitMQ words it.
+    pub fn not_for_streams(&self, what: &str) -> AmqpError {
+        AmqpError::not_implemented(format!(
+            "{what} not supported by stream queues {}",
+            self.describe()
+        ))
     }
 
     /// What the queue really is, as the management API reports its `type`
@@ -242,12 +293,16 @@ impl Queue {
         self.backend.type_name()
     }
 
-    /// Runs `f` under the queue's lock, then dead-letters what it let go
-    /// (to the dead-letter exchange in force then; without one it is dropped).
-    fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut QueueState, &mut Vec<Dead>) -> R) -> R {
+    /// Runs `f` under a classic queue's lock, then dead-letters what it let
+    /// go (to the dead-letter exchange in force then; without one it is
+    /// dropped). `None` for a stream: callers dispatch streams first.
+    fn with_state<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut QueueState, &mut Vec<Dead>) -> R,
+    ) -> Option<R> {
         let mut dead = Vec::new();
         let (result, target) = {
-            let mut st = self.classic().lock();
+            let mut st = self.classic()?.lock();
             let result = f(&mut st, &mut dead);
             st.ready.flush_gone();
             let target = if dead.is_empty() {
@@ -260,7 +315,7 @@ impl Queue {
         if let Some(target) = target {
             self.dead_letter(dead, &target);
         }
-        result
+        Some(result)
     }
 
     /// A message leaves the queue for `reason`: kept for dead-lettering (the
@@ -271,7 +326,9 @@ impl Queue {
 
     /// A declare of this queue (`x-expires`: the lease starts again).
     pub fn touch(self: &Arc<Self>) {
-        self.renew_lease(&mut self.classic().lock());
+        if let Some(state) = self.classic() {
+            self.renew_lease(&mut state.lock());
+        }
     }
 
     /// `queue 'q' in vhost '/'`.
@@ -307,15 +364,30 @@ impl Queue {
 
     /// Ready messages (what declare-ok and get-ok report), expired ones gone.
     pub fn message_count(self: &Arc<Self>) -> u32 {
+        if let Some(stream) = self.stream() {
+            return u32::try_from(stream.message_count()).unwrap_or(u32::MAX);
+        }
         self.with_state(|st, dead| {
             self.expire(st, Instant::now(), dead);
             u32::try_from(st.ready.len()).unwrap_or(u32::MAX)
         })
+        .unwrap_or_default()
+    }
+
+    /// Whether a message published here must be on disk before its confirm:
+    /// a persistent one in a durable classic queue, any in a stream.
+    pub fn stores(&self, message: &Message) -> bool {
+        self.is_stream() || (message.is_persistent() && self.keeps_persistent())
     }
 
     /// Enqueues a message and delivers what can be delivered; a queue over its
     /// length limit drops its head or refuses the message (`x-overflow`).
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
+        if let Some(stream) = self.stream() {
+            self.counters.publish.incr_concurrent();
+            stream.publish(message);
+            return Enqueued::Accepted;
+        }
         self.with_state(|st, dead| {
             if st.deleted {
                 return Enqueued::Accepted;
@@ -399,10 +471,15 @@ impl Queue {
             }
             Enqueued::Accepted
         })
+        .unwrap_or(Enqueued::Accepted)
     }
 
     /// Runs the delivery loop (after a change that may let messages flow).
     pub fn kick(self: &Arc<Self>) {
+        if let Some(stream) = self.stream() {
+            stream.acked();
+            return;
+        }
         self.with_state(|st, dead| {
             self.expire(st, Instant::now(), dead);
             self.dispatch(st);
@@ -494,6 +571,7 @@ impl Queue {
 
     /// basic.get: hands the head message to `sink` as get-ok.
     pub fn get(self: &Arc<Self>, sink: &dyn DeliverySink, no_ack: bool) -> GetResult {
+        // The channel refuses basic.get on a stream before it gets here.
         self.with_state(|st, dead| {
             self.renew_lease(st);
             self.expire(st, Instant::now(), dead);
@@ -536,10 +614,18 @@ impl Queue {
             }
             GetResult::Sent
         })
+        .unwrap_or(GetResult::Empty)
     }
 
     /// Forgets acknowledged deliveries and lets more messages flow.
     pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        if let Some(stream) = self.stream() {
+            self.counters
+                .ack
+                .add_concurrent(seqs.into_iter().count() as u64);
+            stream.acked();
+            return;
+        }
         self.with_state(|st, dead| {
             let mut acked = 0;
             for seq in seqs {
@@ -557,6 +643,11 @@ impl Queue {
     /// Deliveries rejected or nacked without requeue: dead-lettered (reason
     /// rejected) if the queue has a dead-letter exchange, else dropped.
     pub fn reject(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        if let Some(stream) = self.stream() {
+            // Nothing leaves a stream; the credit came back.
+            stream.acked();
+            return;
+        }
         self.with_state(|st, dead| {
             for seq in seqs {
                 if let Some(entry) = st.outstanding.remove(&seq) {
@@ -575,6 +666,11 @@ impl Queue {
     /// is dead-lettered instead (reason delivery_limit), one whose TTL passed
     /// meanwhile expires, and a full drop-head queue drops its head.
     pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>, why: Return) {
+        if let Some(stream) = self.stream() {
+            // A stream keeps every message: nothing to put back.
+            stream.acked();
+            return;
+        }
         self.with_state(|st, dead| self.requeue_locked(st, dead, seqs, why));
     }
 
@@ -619,7 +715,11 @@ impl Queue {
     /// Drops every ready message and every one waiting for its due time
     /// (dead-lettering none); returns how many.
     pub fn purge(&self) -> u32 {
-        let mut st = self.classic().lock();
+        // The channel refuses queue.purge on a stream before it gets here.
+        let Some(state) = self.classic() else {
+            return 0;
+        };
+        let mut st = state.lock();
         let waiting = st.waiting.drain();
         for (seq, parked) in &waiting {
             if parked.stored() {
@@ -633,7 +733,12 @@ impl Queue {
     /// Marks the queue deleted (dead-lettering nothing); returns its ready
     /// count and its consumers.
     pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
-        let mut st = self.classic().lock();
+        let state = match &self.backend {
+            Backend::Classic(state) => state,
+            // RabbitMQ's delete-ok counts no message for a stream.
+            Backend::Stream(stream) => return (0, stream.delete()),
+        };
+        let mut st = state.lock();
         st.deleted = true;
         // The vhost drops the queue's stored messages all at once.
         let count = st.ready.discard_all() + st.waiting.drain().len();
@@ -654,7 +759,11 @@ impl Queue {
     /// Reads the queue's messages back from the store at start (`clean`: the
     /// last run shut down cleanly).
     pub fn recover(self: &Arc<Self>, clean: bool) {
-        let mut st = self.classic().lock();
+        // A stream's log was checked when it was opened.
+        let Some(state) = self.classic() else {
+            return;
+        };
+        let mut st = state.lock();
         st.next_seq = st.ready.recover(clean);
         for (seq, parked, due) in st.ready.take_recovered_waiting() {
             st.waiting.park(due, seq, parked);
@@ -683,7 +792,10 @@ impl Queue {
 
     /// At a clean shutdown: records which stored messages were delivered before.
     pub fn save_redelivered(&self) {
-        let st = self.classic().lock();
+        let Some(state) = self.classic() else {
+            return;
+        };
+        let st = state.lock();
         st.ready.save_redelivered(st.outstanding.iter());
     }
 }

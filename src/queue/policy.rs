@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
+use super::stream::args::duration_ms;
 use super::{NO_TIMEOUT, Queue};
 use crate::dedup::QueueDedup;
 use crate::policy::Applied;
@@ -18,6 +19,13 @@ impl Queue {
     /// at once, a new `expires` starts the lease afresh. A new `message-ttl`
     /// applies to messages published from now on, as in RabbitMQ.
     pub fn apply_policy(self: &Arc<Self>, applied: Applied) {
+        if let Some(stream) = self.stream() {
+            let policy = applied.queue();
+            let max_age = policy.max_age.as_deref().and_then(duration_ms);
+            stream.set_retention(policy.max_length_bytes, max_age);
+            *self.policy.lock() = Arc::new(applied);
+            return;
+        }
         let args = self.spec.args.with_policy(&applied.queue());
         self.consumer_timeout.store(
             args.consumer_timeout.unwrap_or(NO_TIMEOUT),

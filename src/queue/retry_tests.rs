@@ -98,7 +98,8 @@ async fn the_timer_delivers_a_due_retry_to_a_waiting_consumer() {
     );
     let sink = TestSink::new();
     let consumer = Consumer::new(ConsumerTag::from("c"), sink.clone(), false, false, 0);
-    q.add_consumer(consumer, || {}).expect("consumer");
+    q.add_consumer(consumer, &Default::default(), || {})
+        .expect("consumer");
     q.publish(message("job"));
     assert_eq!(sink.bodies(), ["job"]);
     give_back(&sink, 1, Return::Failed);
@@ -286,7 +287,7 @@ async fn waiting_messages_past_the_window_come_back_from_the_store() {
     }
     assert_eq!(q.stats().messages_delayed, total as u64);
     assert_eq!(
-        q.classic().lock().waiting.in_memory(),
+        q.classic().expect("classic").lock().waiting.in_memory(),
         super::waiting::WINDOW,
         "past the window, bodies stay on disk"
     );

@@ -177,7 +177,8 @@ pub fn queue_with(
         args,
     };
     let host: Weak<dyn QueueHost> = Arc::downgrade(host) as Weak<TestHost>;
-    let queue = Queue::new("q".into(), "/".into(), host, storage, spec, 1 as QueueId);
+    let queue =
+        Queue::new("q".into(), "/".into(), host, storage, spec, 1 as QueueId).expect("queue");
     (queue, dir)
 }
 

@@ -22,7 +22,8 @@ fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
 
 fn consume(q: &Arc<super::Queue>, sink: &Arc<TestSink>, tag: &str, prefetch: u16) {
     let consumer = Consumer::new(ConsumerTag::from(tag), sink.clone(), false, false, prefetch);
-    q.add_consumer(consumer, || {}).expect("consumer accepted");
+    q.add_consumer(consumer, &Default::default(), || {})
+        .expect("consumer accepted");
 }
 
 #[tokio::test]
@@ -224,7 +225,8 @@ async fn a_persistent_backlog_past_the_memory_window_drains_in_order() {
     assert_eq!(q.message_count(), total);
     let sink = TestSink::new();
     let consumer = Consumer::new(ConsumerTag::from("c"), sink.clone(), true, false, 0);
-    q.add_consumer(consumer, || {}).expect("consumer accepted");
+    q.add_consumer(consumer, &Default::default(), || {})
+        .expect("consumer accepted");
     let expected: Vec<String> = (0..total).map(|i| i.to_string()).collect();
     assert_eq!(sink.bodies(), expected, "paged messages come back in order");
     assert_eq!(q.message_count(), 0);

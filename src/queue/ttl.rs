@@ -115,7 +115,7 @@ impl Queue {
     fn on_timer(self: &Arc<Self>) -> Option<Option<Instant>> {
         let mut dead = Vec::new();
         let (next, lease_over, target) = {
-            let mut st = self.classic().lock();
+            let mut st = self.classic()?.lock();
             if st.deleted {
                 return None;
             }

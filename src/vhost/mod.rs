@@ -450,6 +450,9 @@ impl VHost {
             args: QueueArgs::parse(&req.arguments, describe)?,
             arguments: req.arguments.clone(),
         };
+        if spec.args.queue_type == QueueType::Stream {
+            stream_properties(req, describe)?;
+        }
         if spec.args.queue_type == QueueType::Quorum {
             // Applications that declare quorum queues keep running, but
             // nothing is replicated: say so where operators look.
@@ -465,7 +468,7 @@ impl VHost {
             auto_delete: spec.auto_delete,
             arguments: spec.arguments.clone(),
         };
-        let queue = self.new_queue(&req.name, spec, id);
+        let queue = self.new_queue(&req.name, spec, id)?;
         if queue.keeps_persistent() {
             self.storage.save_queue(&self.name, &req.name, &record);
         }
@@ -473,7 +476,12 @@ impl VHost {
     }
 
     /// A queue living in this vhost (its host for dead-lettering and expiry).
-    fn new_queue(self: &Arc<Self>, name: &str, spec: QueueSpec, id: QueueId) -> Arc<Queue> {
+    fn new_queue(
+        self: &Arc<Self>,
+        name: &str,
+        spec: QueueSpec,
+        id: QueueId,
+    ) -> Result<Arc<Queue>, AmqpError> {
         let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
         let queue = Queue::new(
             name.into(),
@@ -482,9 +490,9 @@ impl VHost {
             self.storage.clone(),
             spec,
             id,
-        );
+        )?;
         self.apply_queue_policy(&queue);
-        queue
+        Ok(queue)
     }
 
     /// queue.delete. A missing queue deletes nothing (count 0), as in RabbitMQ.
@@ -547,6 +555,28 @@ impl VHost {
             .map(|q| q.clone())
             .collect()
     }
+}
+
+/// A stream is durable, shared and named by its client: RabbitMQ's 406s, one
+/// property reported, auto-delete before exclusive before non-durable.
+fn stream_properties(req: &QueueDeclare, describe: &str) -> Result<(), AmqpError> {
+    if req.server_named {
+        return Err(AmqpError::precondition_failed(
+            "Cannot declare a server-named queue for type rabbit_stream_queue",
+        ));
+    }
+    let refused = if req.auto_delete {
+        "auto-delete"
+    } else if req.exclusive {
+        "exclusive-owner"
+    } else if !req.durable {
+        "non-durable"
+    } else {
+        return Ok(());
+    };
+    Err(AmqpError::precondition_failed(format!(
+        "invalid property '{refused}' for {describe}"
+    )))
 }
 
 /// 403 when either end of a binding is the default exchange (destination first,

@@ -153,12 +153,11 @@ impl VHost {
     /// Hands a routed message to its queues.
     fn enqueue(&self, message: &Arc<Message>, queues: &[Arc<Queue>]) -> Outcome {
         let mut outcome = Outcome::default();
-        let persistent = message.is_persistent();
         for queue in queues {
             match queue.publish(message.clone()) {
                 Enqueued::Accepted => {
                     outcome.queues += 1;
-                    outcome.stored |= persistent && queue.keeps_persistent();
+                    outcome.stored |= queue.stores(message);
                 }
                 Enqueued::Refused => outcome.refused = true,
             }

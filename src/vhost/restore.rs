@@ -65,7 +65,13 @@ impl VHost {
             args,
             arguments: record.arguments,
         };
-        let queue = self.new_queue(name, spec, record.id);
+        let queue = match self.new_queue(name, spec, record.id) {
+            Ok(queue) => queue,
+            Err(error) => {
+                tracing::error!(%error, queue = name, "cannot recover a queue");
+                return;
+            }
+        };
         queue.recover(clean);
         if self.queues.insert(name.into(), queue).is_none() {
             self.queue_count

@@ -1,7 +1,7 @@
 //! Group commit: writers ask for durability, one flusher thread flushes for all
 //! of them at once, and batches the requests that arrive while it flushes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
@@ -9,13 +9,33 @@ use tokio::sync::watch;
 
 use crate::{StorageError, Store};
 
+/// Something else a group commit makes durable besides the store (a stream
+/// queue's log): flushed by the flusher thread before the store, in every
+/// group commit, so a generation covers it too.
+pub trait FlushHook: Send + Sync {
+    /// Makes what was written so far durable.
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
 /// The flusher's bookkeeping.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Requests {
     /// The newest generation asked for.
     requested: u64,
     /// Set on drop: the flusher does a last flush and ends.
     closing: bool,
+    /// Flushed with the store; dropped ones are forgotten.
+    hooks: Vec<Weak<dyn FlushHook>>,
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requests")
+            .field("requested", &self.requested)
+            .field("closing", &self.closing)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +90,11 @@ impl GroupCommit {
         requests.requested
     }
 
+    /// Adds `hook` to every later group commit, until it is dropped.
+    pub fn add_hook(&self, hook: Weak<dyn FlushHook>) {
+        self.shared.requests.lock().hooks.push(hook);
+    }
+
     /// Waits until `generation` is durable.
     pub async fn wait(&self, generation: u64) -> Result<(), StorageError> {
         let mut durable = self.shared.durable.subscribe();
@@ -111,15 +136,23 @@ impl Drop for GroupCommit {
 fn flush_loop(shared: &Shared, store: &dyn Store) {
     let mut done = 0;
     loop {
-        let (target, closing) = {
+        let (target, closing, hooks) = {
             let mut requests = shared.requests.lock();
             while requests.requested == done && !requests.closing {
                 shared.wake.wait(&mut requests);
             }
-            (requests.requested, requests.closing)
+            requests.hooks.retain(|h| h.strong_count() > 0);
+            let hooks: Vec<Arc<dyn FlushHook>> =
+                requests.hooks.iter().filter_map(Weak::upgrade).collect();
+            (requests.requested, requests.closing, hooks)
         };
         // Everything written before `target` was requested is in this flush.
-        match store.flush() {
+        let flushed = hooks
+            .iter()
+            .try_for_each(|hook| hook.flush())
+            .and_then(|()| store.flush());
+        drop(hooks);
+        match flushed {
             Ok(()) => {
                 done = target;
                 shared.durable.send_replace(Some(target));

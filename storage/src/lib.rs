@@ -25,11 +25,14 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use commit::FlushHook;
 pub use commit::GroupCommit;
 pub use hybrid::HybridStore;
 pub use segments::SegmentLog;
 pub use sled_store::SledStore;
-pub use stream::{ReadFilter, ReadLimits, StreamConfig, StreamLog, StreamMessage, StreamReader};
+pub use stream::{
+    PendingSync, ReadFilter, ReadLimits, StreamConfig, StreamLog, StreamMessage, StreamReader,
+};
 
 /// A queue's id in the store: stable across restarts, never reused.
 pub type QueueId = u64;
@@ -74,6 +77,8 @@ pub enum Kind {
     Delayed,
     /// Deduplication ids of durable exchanges, as the broker encodes them.
     Dedup,
+    /// Offsets the broker keeps for named stream consumers.
+    StreamOffset,
 }
 
 impl Kind {
@@ -89,6 +94,7 @@ impl Kind {
             Kind::Parameter => "def/parameter",
             Kind::Delayed => "delayed",
             Kind::Dedup => "dedup",
+            Kind::StreamOffset => "stream-offset",
         }
     }
 }

@@ -83,6 +83,33 @@ impl Default for StreamConfig {
     }
 }
 
+/// The files a flush must fsync ([`StreamLog::begin_sync`]).
+#[derive(Debug)]
+pub struct PendingSync {
+    files: Vec<File>,
+    /// The directory, when a segment file was created.
+    dir: Option<PathBuf>,
+    next_offset: u64,
+    last_chunk: Option<u64>,
+}
+
+impl PendingSync {
+    /// Fsyncs the files (and the directory); needs no lock on the log.
+    pub fn sync(&self) -> io::Result<()> {
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        match &self.dir {
+            // A stream deleted meanwhile has nothing left to make durable.
+            Some(dir) => match sync_dir(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+            None => Ok(()),
+        }
+    }
+}
+
 /// A stream's messages on disk (see the module doc).
 #[derive(Debug)]
 pub struct StreamLog {
@@ -268,18 +295,56 @@ impl StreamLog {
     }
 
     fn flush_inner(&mut self) -> io::Result<()> {
-        self.write_pending()?;
-        for file in self.unsynced.drain(..) {
-            file.sync_data()?;
-        }
-        self.active.sync_data()?;
-        if self.dir_dirty {
-            sync_dir(&self.dir)?;
-            self.dir_dirty = false;
-        }
-        self.durable_next = self.next_offset;
-        self.durable_last_chunk = self.segments.iter().rev().find_map(|s| s.last_chunk);
+        let sync = self.begin_sync()?;
+        sync.sync()?;
+        self.finish_sync(sync);
         Ok(())
+    }
+
+    /// The first half of a flush that lets readers go on while the disk
+    /// syncs: writes the buffered chunks out and returns what must be
+    /// fsynced ([`PendingSync::sync`], without the log's lock), then
+    /// [`StreamLog::finish_sync`] makes it readable. A failure here, or of the
+    /// sync (report it with [`StreamLog::mark_failed`]), is permanent.
+    pub fn begin_sync(&mut self) -> io::Result<PendingSync> {
+        if self.failed {
+            return Err(failed_error());
+        }
+        let files = (|| {
+            self.write_pending()?;
+            let mut files: Vec<File> = self.unsynced.drain(..).collect();
+            files.push(self.active.try_clone()?);
+            Ok(files)
+        })();
+        let files = files.inspect_err(|_: &io::Error| self.failed = true)?;
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
+        Ok(PendingSync {
+            files,
+            dir,
+            next_offset: self.next_offset,
+            last_chunk: self.segments.iter().rev().find_map(|s| s.last_chunk),
+        })
+    }
+
+    /// The second half of a flush: what `sync` covered is durable and readable.
+    pub fn finish_sync(&mut self, sync: PendingSync) {
+        if self.failed {
+            return;
+        }
+        self.durable_next = self.durable_next.max(sync.next_offset);
+        if sync.last_chunk.is_some() {
+            self.durable_last_chunk = sync.last_chunk;
+        }
+    }
+
+    /// A sync failed: every later call fails, readers see nothing more.
+    pub fn mark_failed(&mut self) {
+        self.failed = true;
+    }
+
+    /// Whether a write or sync failed.
+    pub fn is_failed(&self) -> bool {
+        self.failed
     }
 
     /// The first offset still in the stream; `None` when it holds no message.
