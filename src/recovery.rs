@@ -90,6 +90,7 @@ pub fn recover(
             store.drop_queue(id)?;
         }
     }
+    remove_orphan_streams(storage, store, &live)?;
     store.flush()?;
     tracing::info!(
         clean,
@@ -98,6 +99,39 @@ pub fn recover(
         elapsed = ?started.elapsed(),
         "recovered durable state"
     );
+    Ok(())
+}
+
+/// Removes the logs and kept offsets of streams whose queue is gone (deleted
+/// while the broker went down before it could remove them).
+fn remove_orphan_streams(
+    storage: &Storage,
+    store: &dyn warren_storage::Store,
+    live: &HashSet<u64>,
+) -> Result<(), StorageError> {
+    let dir = storage.stream_dir(0);
+    if let Some(streams) = dir.parent()
+        && let Ok(entries) = std::fs::read_dir(streams)
+    {
+        for entry in entries.flatten() {
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok());
+            if id.is_some_and(|id| !live.contains(&id)) {
+                tracing::warn!(dir = %entry.path().display(), "removing the log of a deleted stream");
+                if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::error!(%error, "cannot remove a deleted stream's log");
+                }
+            }
+        }
+    }
+    for (key, _) in store.definitions(Kind::StreamOffset)? {
+        let id = key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
+        if id.is_some_and(|id| !live.contains(&u64::from_be_bytes(id))) {
+            store.remove_definition(Kind::StreamOffset, &key)?;
+        }
+    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
 use crate::durable::records::wall_clock_ms;
 use crate::queue::Queue;
+use crate::queue::stream::StreamQueue;
 use crate::stats::{QUEUE_CAPACITY, QUEUE_LENGTHS, QUEUE_RATES};
 
 /// How many recent samples consumer capacity averages.
@@ -95,11 +96,58 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>, rates: RatesQuery) -> Val
     };
     json["consumer_capacity"] = Value::from(capacity);
     json["consumer_utilisation"] = Value::from(capacity);
+    if let Some(stream) = q.stream() {
+        stream_json(&mut json, node, stream);
+    }
     // As the plugin's `message_deduplication_cache_info`: ids cached and the bound.
     if let Some((entries, size)) = q.dedup_cache_info() {
         json["message_deduplication_cache_info"] = json!({"entries": entries, "size": size});
     }
     json
+}
+
+/// A stream's fields: RabbitMQ 3.10's (`members`, `online`, `readers`) and
+/// Warren's `stream` object (offsets, size on disk, each consumer's offset
+/// and lag, the offsets kept for named consumers).
+fn stream_json(json: &mut Value, node: &str, stream: &StreamQueue) {
+    let s = stream.stats();
+    let lag = |offset: u64| s.committed_offset.saturating_sub(offset);
+    let consumers = stream.consumers();
+    json["members"] = json!([node]);
+    json["online"] = json!([node]);
+    json["readers"] = json!({ node: consumers.len() });
+    let consumers: Vec<Value> = consumers
+        .iter()
+        .map(|c| {
+            json!({
+                "consumer_tag": c.consumer().tag.to_string(),
+                "channel": c.sink().channel_id(),
+                "connection": c.sink().connection_id().to_string(),
+                "name": c.name(),
+                "active": stream.is_active(c),
+                "offset": c.offset(),
+                "lag": lag(c.offset()),
+                "arguments": table_to_json(c.arguments()),
+            })
+        })
+        .collect();
+    let named: Vec<Value> = stream
+        .named_offsets()
+        .into_iter()
+        .map(|(name, offset, attached)| {
+            json!({"name": name, "offset": offset, "lag": lag(offset), "attached": attached})
+        })
+        .collect();
+    json["stream"] = json!({
+        "first_offset": s.first_offset,
+        "last_offset": s.last_offset,
+        "committed_offset": s.committed_offset,
+        "messages": s.messages,
+        "size_bytes": s.size_bytes,
+        "segments": s.segments,
+        "consumers": consumers,
+        "named_consumers": named,
+    });
 }
 
 /// GET /api/queues and /api/queues/{vhost}.

@@ -15,6 +15,7 @@
 mod global;
 mod process;
 mod queues;
+mod streams;
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn render(broker: &Broker, per_object: bool) -> String {
     global::objects(&mut page, broker, &queues);
     global::global(&mut page, broker, &queues);
     queues::render(&mut page, &queues, per_object);
+    streams::render(&mut page, broker, per_object);
     process::process(&mut page, broker);
     page.0
 }

@@ -318,6 +318,12 @@ impl StreamQueue {
         self.tracking.lock().offsets()
     }
 
+    /// Whether `c` is delivering: a named consumer waiting behind another
+    /// of its name is not.
+    pub fn is_active(&self, c: &Arc<StreamConsumer>) -> bool {
+        c.name().is_none() || self.tracking.lock().is_active(c)
+    }
+
     /// Its consumers.
     pub fn consumers(&self) -> Vec<Arc<StreamConsumer>> {
         self.consumers.lock().clone()
