@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use warren_codec::types::FieldTable;
 use warren_storage::{ReadFilter, StreamReader};
@@ -27,7 +28,11 @@ pub struct StreamConsumer {
     /// The offset of the next message to look at.
     next: AtomicU64,
     wake: Notify,
+    /// Set by [`StreamConsumer::cancel`] under `gate`, which a delivery holds
+    /// from its check to its hand-over: once `cancel` returns (and the
+    /// channel sends cancel-ok) no delivery of this consumer can follow.
     cancelled: AtomicBool,
+    gate: Mutex<()>,
 }
 
 impl StreamConsumer {
@@ -45,6 +50,7 @@ impl StreamConsumer {
             next: AtomicU64::new(start),
             wake: Notify::new(),
             cancelled: AtomicBool::new(false),
+            gate: Mutex::new(()),
         }
     }
 
@@ -90,6 +96,7 @@ impl StreamConsumer {
 
     /// Ends its task.
     pub fn cancel(&self) {
+        let _gate = self.gate.lock();
         self.cancelled.store(true, Ordering::Release);
         self.wake.notify_one();
     }
@@ -188,9 +195,6 @@ pub async fn run(queue: Arc<Queue>, c: Arc<StreamConsumer>) {
             }
             let mut message = message;
             loop {
-                if c.is_cancelled() {
-                    return;
-                }
                 let delivery = Delivery {
                     kind: DeliveryKind::Consumer(c.consumer.tag.clone()),
                     message,
@@ -206,7 +210,14 @@ pub async fn run(queue: Arc<Queue>, c: Arc<StreamConsumer>) {
                 if c.name().is_some() {
                     stream.tracking.lock().delivered(&c, offset);
                 }
-                match sink.try_deliver(delivery, Some(unacked)) {
+                let sent = {
+                    let _gate = c.gate.lock();
+                    if c.is_cancelled() {
+                        return;
+                    }
+                    sink.try_deliver(delivery, Some(unacked))
+                };
+                match sent {
                     Ok(_) => {
                         queue.counters.deliver.incr_concurrent();
                         c.next.store(offset + 1, Ordering::Release);
