@@ -5,7 +5,8 @@
 #
 # Builds warren-crash (interop/bench, lapin) and, unless WARREN_BIN is given,
 # the broker; then runs a small configuration fit for CI: 3 rounds x (publish,
-# consume, delayed, retry, dedup) x 2000 messages, some thirty seconds in all.
+# consume, delayed, retry, dedup, stream) x 2000 messages, some thirty seconds
+# in all.
 # Ends with the line `crash: N passed, M failed` and exits non-zero when a
 # round failed.
 #

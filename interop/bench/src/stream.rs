@@ -199,7 +199,7 @@ async fn reader(
                     _ => bail!("stalled after {got} of {n} messages"),
                 };
             got += 1;
-            if got % ack_every == 0 || got == n {
+            if got.is_multiple_of(ack_every) || got == n {
                 delivery
                     .acker
                     .ack(BasicAckOptions { multiple: true })

@@ -225,6 +225,26 @@ pub async fn publish_to(
     headers: impl Fn(u64) -> Option<FieldTable>,
     n: u64,
     window: usize,
+    on_progress: impl FnMut(u64, u64),
+) -> Published {
+    let props = BasicProperties::default().with_delivery_mode(2);
+    let message = |seq: u64| match headers(seq) {
+        None => (body(seq), props.clone()),
+        Some(h) => (body(seq), props.clone().with_headers(h)),
+    };
+    publish_messages(ch, exchange, key, message, n, window, on_progress).await
+}
+
+/// [`publish_to`] with each message's body and properties chosen by
+/// `message(seq)` (stream mode: padded bodies, persistent or not); the fates
+/// are still indexed `0..n`.
+pub async fn publish_messages(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    message: impl Fn(u64) -> (Vec<u8>, BasicProperties),
+    n: u64,
+    window: usize,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Published {
     let mut p = Published {
@@ -244,11 +264,6 @@ pub async fn publish_to(
         p.error = Some(format!("{e:#}"));
         return p;
     }
-    let props = BasicProperties::default().with_delivery_mode(2);
-    let props_of = |seq: u64| match headers(seq) {
-        None => props.clone(),
-        Some(h) => props.clone().with_headers(h),
-    };
     let exchange = ShortString::from(exchange);
     let key = ShortString::from(key);
     let mut outstanding: VecDeque<(u64, PublisherConfirm)> = VecDeque::new();
@@ -266,14 +281,14 @@ pub async fn publish_to(
                 break 'publishing;
             }
         }
-        let bodies: Vec<Vec<u8>> = (seq..seq + batch).map(body).collect();
-        let sends = (seq..).zip(bodies.iter()).map(|(s, b)| {
+        let messages: Vec<(Vec<u8>, BasicProperties)> = (seq..seq + batch).map(&message).collect();
+        let sends = messages.iter().map(|(b, props)| {
             ch.basic_publish(
                 exchange.clone(),
                 key.clone(),
                 BasicPublishOptions::default(),
                 b,
-                props_of(s),
+                props.clone(),
             )
         });
         let results = join_all(sends).await;

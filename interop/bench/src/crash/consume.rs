@@ -39,24 +39,36 @@ enum State {
     AckSynced,
 }
 
-/// Opens a channel with the prefetch and a manual-ack consumer on `queue`.
+/// Opens a channel with the round's prefetch and a manual-ack consumer on
+/// its queue.
 pub async fn subscribe(
     conn: &lapin::Connection,
     r: &Round,
 ) -> anyhow::Result<(lapin::Channel, lapin::Consumer)> {
+    subscribe_with(conn, &r.queue, r.prefetch, FieldTable::default()).await
+}
+
+/// Opens a channel with `prefetch` and a manual-ack consumer on `queue`
+/// with the consume `arguments` (`x-stream-offset` in stream mode).
+pub async fn subscribe_with(
+    conn: &lapin::Connection,
+    queue: &str,
+    prefetch: u16,
+    arguments: FieldTable,
+) -> anyhow::Result<(lapin::Channel, lapin::Consumer)> {
     let ch = within("channel.open", conn.create_channel()).await?;
     within(
         "basic.qos",
-        ch.basic_qos(r.prefetch, BasicQosOptions::default()),
+        ch.basic_qos(prefetch, BasicQosOptions::default()),
     )
     .await?;
     let consumer = within(
         "basic.consume",
         ch.basic_consume(
-            r.queue.as_str().into(),
+            queue.into(),
             "".into(),
             BasicConsumeOptions::default(),
-            FieldTable::default(),
+            arguments,
         ),
     )
     .await?;

@@ -19,12 +19,10 @@
 //! counted and reported, not a failure: the README promises nothing for
 //! unconfirmed publishes.
 
-use std::time::Duration;
-
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{self, Fate, Rng, sample, within};
-use crate::publish::{PlannedKill, land_kill};
+use crate::publish::{KillPlan, land_kill};
 use crate::round::{Round, Verdict, say};
 
 /// `x-cache-size` of the exchange: larger than any round, so nothing is evicted.
@@ -40,18 +38,11 @@ fn id_of(seq: u64) -> Option<FieldTable> {
 
 /// Runs one dedup-mode round.
 pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
-    let mut rng = Rng::new(r.seed);
     let n = r.messages;
     if n as i64 > CACHE_SIZE {
         anyhow::bail!("dedup mode takes at most {CACHE_SIZE} messages (the cache size)");
     }
-    let kill_at = rng.range((n / 10).max(1), (n * 9 / 10).max(1));
-    // Half the rounds count messages sent, half messages confirmed.
-    let on_confirms = rng.range(0, 1) == 1;
-    let delay = Duration::from_micros(match rng.range(0, 1) {
-        0 => 0,
-        _ => rng.range(1, 3000),
-    });
+    let plan = KillPlan::draw(&mut Rng::new(r.seed), n);
     let exchange = format!("{}.dedup", r.queue);
     let mut v = Verdict::default();
     let mut broker = r.start_broker().await?;
@@ -69,18 +60,17 @@ pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
     )
     .await?;
     let switch = broker.kill_switch();
-    let p = amqp::publish_to(&ch, &exchange, "", id_of, n, r.window, |sent, confirmed| {
-        if (if on_confirms { confirmed } else { sent }) >= kill_at {
-            switch.fire(delay);
-        }
-    })
+    let p = amqp::publish_to(
+        &ch,
+        &exchange,
+        "",
+        id_of,
+        n,
+        r.window,
+        plan.trigger(&switch),
+    )
     .await;
-    let plan = PlannedKill {
-        kill_at,
-        delay,
-        what: if on_confirms { "confirmed" } else { "sent" },
-    };
-    land_kill(&mut broker, &switch, &p, plan, &mut v).await?;
+    land_kill(&mut broker, &switch, &p, plan.planned(), &mut v).await?;
     drop(ch);
     drop(conn);
     broker.restart().await?;

@@ -17,6 +17,9 @@
 //! - `dedup` mode: ids published to a deduplicating exchange; after the
 //!   restart every id is published again, and every confirmed id must be in
 //!   the queue exactly once.
+//! - `stream` mode: a durable stream appended to with confirms, crashed and
+//!   read back from `first` three times: every confirmed message once, dense
+//!   offsets, and no offset read before a crash changed by it.
 //!
 //! Every round prints what it did and found; the last line is
 //! `crash: N passed, M failed` (summed by scripts/test.sh). Exit code 0 when
@@ -34,6 +37,7 @@ mod delayed;
 mod publish;
 mod retry;
 mod round;
+mod stream;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +55,7 @@ use crate::round::{Mode, Round};
 #[command(name = "warren-crash", version, about, long_about = None, args_override_self = true)]
 struct Cli {
     /// Which crash to stage each round: publish, consume, delayed, retry,
-    /// dedup, both (publish then consume) or all (the five).
+    /// dedup, stream, both (publish then consume) or all (the six).
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     mode: ModeArg,
     /// Rounds per mode.
@@ -102,9 +106,10 @@ enum ModeArg {
     Delayed,
     Retry,
     Dedup,
+    Stream,
     /// publish and consume (the modes any AMQP broker can run)
     Both,
-    /// publish, consume, delayed, retry and dedup
+    /// publish, consume, delayed, retry, dedup and stream
     All,
 }
 
@@ -184,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         ModeArg::Delayed => &[Mode::Delayed],
         ModeArg::Retry => &[Mode::Retry],
         ModeArg::Dedup => &[Mode::Dedup],
+        ModeArg::Stream => &[Mode::Stream],
         ModeArg::Both => &[Mode::Publish, Mode::Consume],
         ModeArg::All => &[
             Mode::Publish,
@@ -191,6 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Mode::Delayed,
             Mode::Retry,
             Mode::Dedup,
+            Mode::Stream,
         ],
     };
     println!(
@@ -234,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Mode::Delayed => delayed::run(&r).await,
                 Mode::Retry => retry::run(&r).await,
                 Mode::Dedup => dedup::run(&r).await,
+                Mode::Stream => stream::run(&r).await,
             };
             let secs = started.elapsed().as_secs_f64();
             match verdict {

@@ -21,6 +21,58 @@ pub struct PlannedKill<'a> {
     pub what: &'a str,
 }
 
+/// A kill planned mid-publish, drawn from a round's generator: once
+/// `kill_at` messages are sent (or confirmed, half the rounds: a broker
+/// that confirms late is then still killed with confirms to keep), at once
+/// or (half the kills) up to 3 ms later.
+pub struct KillPlan {
+    /// The message count the kill waits for, between N/10 and 9N/10.
+    pub kill_at: u64,
+    /// Whether it counts confirmed messages rather than sent ones.
+    pub on_confirms: bool,
+    /// How long after the count is reached the kill lands.
+    pub delay: Duration,
+}
+
+impl KillPlan {
+    /// Draws the plan for a publish of `n` messages.
+    pub fn draw(rng: &mut Rng, n: u64) -> KillPlan {
+        let kill_at = rng.range((n / 10).max(1), (n * 9 / 10).max(1));
+        let on_confirms = rng.range(0, 1) == 1;
+        let delay = Duration::from_micros(match rng.range(0, 1) {
+            0 => 0,
+            _ => rng.range(1, 3000),
+        });
+        KillPlan {
+            kill_at,
+            on_confirms,
+            delay,
+        }
+    }
+
+    /// The publisher's progress callback that fires `switch` per the plan.
+    pub fn trigger<'a>(&'a self, switch: &'a KillSwitch) -> impl FnMut(u64, u64) + 'a {
+        move |sent, confirmed| {
+            if (if self.on_confirms { confirmed } else { sent }) >= self.kill_at {
+                switch.fire(self.delay);
+            }
+        }
+    }
+
+    /// Where the kill was planned, for [`land_kill`].
+    pub fn planned(&self) -> PlannedKill<'static> {
+        PlannedKill {
+            kill_at: self.kill_at,
+            delay: self.delay,
+            what: if self.on_confirms {
+                "confirmed"
+            } else {
+                "sent"
+            },
+        }
+    }
+}
+
 /// The kill was planned mid-publish: a round whose publishing ended before
 /// it fails; the broker is killed now if it was not yet, its exit awaited,
 /// and where the kill landed is said.
@@ -61,35 +113,16 @@ pub async fn land_kill(
 
 /// Runs one publish-mode round.
 pub async fn run(r: &Round) -> anyhow::Result<Verdict> {
-    let mut rng = Rng::new(r.seed);
     let n = r.messages;
-    let kill_at = rng.range((n / 10).max(1), (n * 9 / 10).max(1));
-    // Half the rounds count messages sent, half messages confirmed (a broker
-    // that confirms late is then still killed with confirms to keep).
-    let on_confirms = rng.range(0, 1) == 1;
-    // Half the kills land at once, half up to 3 ms later.
-    let delay = Duration::from_micros(match rng.range(0, 1) {
-        0 => 0,
-        _ => rng.range(1, 3000),
-    });
+    let plan = KillPlan::draw(&mut Rng::new(r.seed), n);
     let mut v = Verdict::default();
     let mut broker = r.start_broker().await?;
     let conn = amqp::connect(&broker.uri()).await?;
     let ch = within("channel.open", conn.create_channel()).await?;
     amqp::declare_durable(&ch, &r.queue).await?;
     let switch = broker.kill_switch();
-    let p = amqp::publish(&ch, &r.queue, n, r.window, |sent, confirmed| {
-        if (if on_confirms { confirmed } else { sent }) >= kill_at {
-            switch.fire(delay);
-        }
-    })
-    .await;
-    let plan = PlannedKill {
-        kill_at,
-        delay,
-        what: if on_confirms { "confirmed" } else { "sent" },
-    };
-    land_kill(&mut broker, &switch, &p, plan, &mut v).await?;
+    let p = amqp::publish(&ch, &r.queue, n, r.window, plan.trigger(&switch)).await;
+    land_kill(&mut broker, &switch, &p, plan.planned(), &mut v).await?;
     drop(ch);
     drop(conn);
     if p.count(Fate::Confirmed) == n {

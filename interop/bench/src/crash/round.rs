@@ -18,6 +18,8 @@ pub enum Mode {
     Retry,
     /// kill -9 while ids are published to a deduplicating exchange.
     Dedup,
+    /// kill -9 while a stream is appended to, read back by offset.
+    Stream,
 }
 
 impl Mode {
@@ -29,6 +31,7 @@ impl Mode {
             Mode::Delayed => "delayed",
             Mode::Retry => "retry",
             Mode::Dedup => "dedup",
+            Mode::Stream => "stream",
         }
     }
 }
@@ -45,7 +48,7 @@ pub struct Round {
     pub window: usize,
     /// basic.qos prefetch of the consumer (consume and retry modes).
     pub prefetch: u16,
-    /// The durable queue it declares.
+    /// The durable queue (or stream) it declares.
     pub queue: String,
     /// Its directory: `data/` for the broker, `broker.log`.
     pub dir: PathBuf,
