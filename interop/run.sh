@@ -36,7 +36,7 @@ INTEROP="$ROOT/interop"
 
 LANGS=${INTEROP_LANGS:-python node go}
 DEFAULT_SCENARIOS=(a-work-queue b-confirms c-topic-groups d-consumer-dies e-headers f-retry-dlx-ttl g-rpc-reply-to h-tls
-    i-retry-backoff j-delayed-job k-dedup-webhook)
+    i-retry-backoff j-delayed-job k-dedup-webhook l-stream-fanout-and-replay)
 PENDING_SCENARIOS=()
 # Need an amqps broker: run.sh starts Warren with TLS; against an external
 # broker they run only when INTEROP_AMQPS_URL and INTEROP_TLS_{CA,CERT,KEY} are set.

@@ -4,8 +4,8 @@
 // Usage: interop [SCENARIO ...]
 //
 // The broker is the one in INTEROP_AMQP_URL (only 127.0.0.1/localhost/::1 are
-// accepted). Scenarios f and g need features Warren does not have yet; they
-// run only when WARREN_INTEROP_PENDING=1 (or when named on the command line).
+// accepted). A scenario marked pending runs only when
+// WARREN_INTEROP_PENDING=1 (or when named on the command line).
 //
 // Output, one line per scenario: `ok <name> (<secs>s)`, `FAIL <name>: <why>`
 // or `pending <name>`; exit status 0 when every scenario that ran passed.
@@ -291,6 +291,7 @@ var scenarios = []scenario{
 	{"i-retry-backoff", scenarioI, false},
 	{"j-delayed-job", scenarioJ, false},
 	{"k-dedup-webhook", scenarioK, false},
+	{"l-stream-fanout-and-replay", scenarioL, false},
 }
 
 // needsPlugins names Warren features RabbitMQ lacks without plugins: skipped

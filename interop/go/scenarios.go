@@ -715,3 +715,232 @@ func scenarioK(c *ctx) {
 	check(sameStrings(got.list(), []string{"webhook-1", "webhook-2"}),
 		"the queue got %v, expected [webhook-1 webhook-2]", got.list())
 }
+
+// ---------------------------------------------------------------------------
+// l. stream queue: three consumer services fan out, a fourth replays from a timestamp
+
+// streamRecord is one delivery a stream consumer saw.
+type streamRecord struct {
+	offset      int64
+	hasOffset   bool
+	rawOffset   interface{}
+	body        string
+	redelivered bool
+}
+
+// streamLog is a goroutine-safe list of streamRecords.
+type streamLog struct {
+	mu    sync.Mutex
+	items []streamRecord
+}
+
+func (s *streamLog) add(r streamRecord) {
+	s.mu.Lock()
+	s.items = append(s.items, r)
+	s.mu.Unlock()
+}
+
+func (s *streamLog) list() []streamRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]streamRecord(nil), s.items...)
+}
+
+func (s *streamLog) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items)
+}
+
+// streamOffset reads the x-stream-offset header, whatever integer type carries it.
+func streamOffset(h amqp.Table) (int64, bool) {
+	switch v := h["x-stream-offset"].(type) {
+	case int64:
+		return v, true
+	case int32:
+		return int64(v), true
+	case int16:
+		return int64(v), true
+	case int8:
+		return int64(v), true
+	case uint64:
+		return int64(v), true
+	case uint32:
+		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case uint8:
+		return int64(v), true
+	case int:
+		return int64(v), true
+	}
+	return 0, false
+}
+
+func recordBodies(rs []streamRecord) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.body
+	}
+	return out
+}
+
+func sameOffsets(a, b []streamRecord) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].offset != b[i].offset {
+			return false
+		}
+	}
+	return true
+}
+
+func scenarioL(c *ctx) {
+	n1, n2 := 150, 150
+	n := n1 + n2
+	bodies := names(n, "event-%d")
+	setup, _ := c.connect("setup")
+	sch := c.channel(setup)
+	q := c.declareQueue(sch, "events", true, amqp.Table{"x-queue-type": "stream"})
+
+	// A stream consumer without basic.qos is refused: channel close 406, the connection lives on.
+	rconn, _ := c.connect("no-prefetch")
+	rch := c.channel(rconn)
+	_, err := rch.Consume(q, "", false, false, false, false, amqp.Table{"x-stream-offset": "first"})
+	check(err != nil, "basic.consume on a stream without basic.qos was accepted, expected 406")
+	aerr, ok := err.(*amqp.Error)
+	check(ok && aerr.Code == 406, "basic.consume without prefetch: %v, expected a channel close 406 PRECONDITION_FAILED", err)
+	check(!rconn.IsClosed(), "the refused consume closed the connection, expected only the channel")
+	must(c.channel(rconn).Close(), "open and close a channel after the refusal") // the connection still works
+	_ = rconn.Close()
+
+	consumer := func(label string, offset interface{}) (*amqp.Connection, *streamLog) {
+		conn, _ := c.connect(label)
+		ch := c.channel(conn)
+		must(ch.Qos(50, 0, false), "qos "+label)
+		got := &streamLog{}
+		msgs, err := ch.Consume(q, "", false, false, false, false, amqp.Table{"x-stream-offset": offset})
+		must(err, "consume "+label)
+		go func() {
+			for d := range msgs {
+				off, has := streamOffset(d.Headers)
+				got.add(streamRecord{offset: off, hasOffset: has, rawOffset: d.Headers["x-stream-offset"], body: string(d.Body), redelivered: d.Redelivered})
+				if err := d.Ack(false); err != nil {
+					c.errs.add(fmt.Sprintf("%s: ack: %v", label, err))
+				}
+			}
+		}()
+		return conn, got
+	}
+
+	// Three services attached before anything is published, each on its own connection.
+	type service struct {
+		conn *amqp.Connection
+		got  *streamLog
+	}
+	var services []service
+	for i, off := range []string{"first", "next", "first"} {
+		conn, got := consumer(fmt.Sprintf("service-%d", i), off)
+		services = append(services, service{conn, got})
+	}
+
+	pconn, _ := c.connect("publisher")
+	pub := newConfirmer(c.channel(pconn), n+10)
+	publishBatch := func(batch []string) {
+		for _, body := range batch {
+			pub.publish("", q, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body)})
+		}
+		pub.wait(len(batch), c.deadline)
+	}
+	publishBatch(bodies[:n1])
+	// A timestamp (whole seconds) after the first batch's last confirm, and the second
+	// batch published after it: at least 1.5 s after the first.
+	t1 := time.Now()
+	ts := time.Unix(t1.Unix()+1, 0)
+	wake := t1.Add(1500 * time.Millisecond)
+	if w := ts.Add(200 * time.Millisecond); w.After(wake) {
+		wake = w
+	}
+	time.Sleep(time.Until(wake))
+	publishBatch(bodies[n1:])
+
+	c.waitFor(func() bool {
+		for _, s := range services {
+			if s.got.len() < n {
+				return false
+			}
+		}
+		return true
+	}, "every service to read every message", 300*time.Millisecond)
+	var first []streamRecord
+	for i, s := range services {
+		got := s.got.list()
+		gb := recordBodies(got)
+		head := gb
+		if len(head) > 3 {
+			head = head[:3]
+		}
+		check(sameStrings(gb, bodies), "service %d got %d messages (first %v), expected all %d in order", i, len(got), head, n)
+		for j, r := range got {
+			check(r.hasOffset, "service %d: message %d (%s) has x-stream-offset %#v, expected an integer",
+				i, j, r.body, r.rawOffset)
+			check(j == 0 || got[j-1].offset < r.offset, "service %d: x-stream-offset not increasing at message %d: %d then %d",
+				i, j, got[max0(j-1)].offset, r.offset)
+			check(!r.redelivered, "service %d got redelivered messages", i)
+		}
+		if first == nil {
+			first = got
+		}
+		check(sameOffsets(got, first), "service %d saw other offsets than service 0 for the same messages", i)
+	}
+
+	// A fourth consumer replays from the timestamp (AMQP type T: amqp091-go encodes a
+	// time.Time so): it gets the whole second batch, in order, starting at or before its
+	// first message (chunk granularity) but not from the start.
+	replayConn, replay := consumer("replay", ts)
+	c.waitFor(func() bool {
+		r := replay.list()
+		return len(r) > 0 && r[len(r)-1].body == bodies[n-1]
+	}, "the replay to reach the last message", 300*time.Millisecond)
+	rgot := replay.list()
+	k := -1
+	for i, b := range bodies {
+		if b == rgot[0].body {
+			k = i
+			break
+		}
+	}
+	check(k >= 0, "the replay started with %q", rgot[0].body)
+	check(0 < k && k <= n1, "the replay from %d (between the batches) started at message %d (offset %d),"+
+		" expected the second batch's first (%d) or a few before it, not the start", ts.Unix(), k, rgot[0].offset, n1)
+	check(sameStrings(recordBodies(rgot), bodies[k:]), "the replay got %d messages from message %d, not the stream's tail",
+		len(rgot), k)
+	check(sameOffsets(rgot, first[k:]), "the replay's x-stream-offset headers differ from the services'")
+
+	for _, s := range services {
+		_ = s.conn.Close()
+	}
+	_ = replayConn.Close()
+	_ = pconn.Close()
+	_, err = sch.QueueDelete(q, false, false, false)
+	must(err, "delete the stream "+q)
+	for i, x := range c.queues {
+		if x == q {
+			c.queues = append(c.queues[:i], c.queues[i+1:]...)
+			break
+		}
+	}
+	_, err = c.channel(setup).QueueDeclarePassive(q, false, false, false, false, nil)
+	check(err != nil, "the stream %s still exists after queue.delete", q)
+	aerr, ok = err.(*amqp.Error)
+	check(ok && aerr.Code == 404, "passive declare after delete: %v, expected 404", err)
+}
+
+func max0(i int) int {
+	if i < 0 {
+		return 0
+	}
+	return i
+}

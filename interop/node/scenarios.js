@@ -686,6 +686,126 @@ async function scenarioK(ctx) {
   check(sameList(got, ['webhook-1', 'webhook-2']), `the queue got [${got}], expected [webhook-1,webhook-2]`);
 }
 
+// ---------------------------------------------------------------------------
+// l. a stream read by three services independently, then replayed from a timestamp
+
+async function scenarioL(ctx) {
+  const n1 = 150;
+  const n2 = 150;
+  const n = n1 + n2;
+  const bodies = range(n, (i) => `event-${i}`);
+  const setup = await ctx.connect('setup');
+  const sch = await ctx.channel(setup, 'setup');
+  const q = await ctx.declareQueue(sch, 'events', { durable: true, arguments: { 'x-queue-type': 'stream' } });
+
+  // A stream consumer without basic.qos is refused: channel close 406, the connection lives on.
+  const rconn = await ctx.connect('no-prefetch');
+  const rch = await rconn.createChannel();
+  let closedWith = null;
+  rch.on('error', (err) => (closedWith = err));
+  let refused = null;
+  try {
+    await rch.consume(q, () => {}, { noAck: false, arguments: { 'x-stream-offset': 'first' } });
+  } catch (e) {
+    refused = e;
+  }
+  check(refused, 'basic.consume on a stream without basic.qos was accepted, expected 406');
+  await ctx.waitFor(() => closedWith, 'the channel close');
+  check(
+    closedWith.code === 406,
+    `basic.consume without prefetch: channel closed with ${closedWith.message}, expected 406`,
+  );
+  await (await rconn.createChannel()).close(); // the connection still works
+  await rconn.close();
+
+  const consumer = async (label, offset) => {
+    const conn = await ctx.connect(label);
+    const ch = await ctx.channel(conn, label);
+    await ch.prefetch(50);
+    const got = [];
+    await ch.consume(
+      q,
+      (m) => {
+        got.push([(m.properties.headers || {})['x-stream-offset'], m.content.toString(), m.fields.redelivered]);
+        ch.ack(m);
+      },
+      { noAck: false, arguments: { 'x-stream-offset': offset } },
+    );
+    return { conn, got };
+  };
+
+  // Three services attached before anything is published, each on its own connection.
+  const services = [];
+  for (const [i, off] of ['first', 'next', 'first'].entries()) services.push(await consumer(`service-${i}`, off));
+
+  const pconn = await ctx.connect('publisher');
+  const pch = await ctx.channel(pconn, 'publisher', true);
+  await publishConfirmed(pch, '', q, bodies.slice(0, n1), () => ({ persistent: true }));
+  // A timestamp (whole seconds) after the first batch's last confirm, and the second
+  // batch published after it: at least 1.5 s after the first.
+  const t1 = Date.now();
+  const ts = Math.floor(t1 / 1000) + 1;
+  await sleep(Math.max(t1 + 1500, ts * 1000 + 200) - Date.now());
+  await publishConfirmed(pch, '', q, bodies.slice(n1), () => ({ persistent: true }));
+
+  await ctx.waitFor(() => services.every((s) => s.got.length >= n), 'every service to read every message', 300);
+  let firstOffsets = null;
+  for (const [i, { got }] of services.entries()) {
+    const offsets = got.map((g) => g[0]);
+    check(
+      sameList(got.map((g) => g[1]), bodies),
+      `service ${i} got ${got.length} messages (first ${got.slice(0, 3).map((g) => g[1])}), expected all ${n} in order`,
+    );
+    check(offsets.every(Number.isInteger), `service ${i}: x-stream-offset headers ${offsets.slice(0, 5)}...`);
+    check(
+      offsets.every((o, j) => j === 0 || offsets[j - 1] < o),
+      `service ${i}: x-stream-offset not increasing: ${offsets.slice(0, 10)}...`,
+    );
+    check(!got.some((g) => g[2]), `service ${i} got redelivered messages`);
+    if (firstOffsets === null) firstOffsets = offsets;
+    check(sameList(offsets, firstOffsets), `service ${i} saw other offsets than service 0 for the same messages`);
+  }
+
+  // A fourth consumer replays from the timestamp (AMQP type T): it gets the whole second
+  // batch, in order, starting at or before its first message (chunk granularity) but not
+  // from the start.
+  const replay = await consumer('replay', { '!': 'timestamp', value: ts });
+  const rgot = replay.got;
+  await ctx.waitFor(
+    () => rgot.length && rgot[rgot.length - 1][1] === bodies[n - 1],
+    'the replay to reach the last message',
+    300,
+  );
+  const rbodies = rgot.map((g) => g[1]);
+  const k = bodies.indexOf(rbodies[0]);
+  check(
+    k > 0 && k <= n1,
+    `the replay from ${ts} (between the batches) started at message ${k} (${rbodies[0]}, offset ${rgot[0][0]}),` +
+      ` expected the second batch's first (${n1}) or a few before it, not the start`,
+  );
+  check(
+    sameList(rbodies, bodies.slice(k)),
+    `the replay got ${rbodies.length} messages from message ${k}, not the stream's tail`,
+  );
+  check(
+    sameList(rgot.map((g) => g[0]), firstOffsets.slice(k)),
+    "the replay's x-stream-offset headers differ from the services'",
+  );
+
+  for (const c of [...services.map((s) => s.conn), replay.conn, pconn]) await c.close();
+  await sch.deleteQueue(q);
+  ctx.queues.splice(ctx.queues.indexOf(q), 1);
+  const pch2 = await setup.createChannel();
+  let gone = null;
+  pch2.on('error', () => {});
+  try {
+    await pch2.checkQueue(q);
+  } catch (e) {
+    gone = e;
+  }
+  check(gone && gone.code === 404, `passive declare after delete: ${gone ? gone.message : 'declare-ok'}, expected 404`);
+}
+
 const SCENARIOS = [
   ['a-work-queue', scenarioA, false],
   ['b-confirms', scenarioB, false],
@@ -698,6 +818,7 @@ const SCENARIOS = [
   ['i-retry-backoff', scenarioI, false],
   ['j-delayed-job', scenarioJ, false],
   ['k-dedup-webhook', scenarioK, false],
+  ['l-stream-fanout-and-replay', scenarioL, false],
 ];
 // Warren features RabbitMQ lacks without plugins: skipped unless INTEROP_PLUGINS=1.
 const NEEDS_PLUGINS = ['i-retry-backoff', 'j-delayed-job', 'k-dedup-webhook'];

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pika
 import pika.exceptions
@@ -743,6 +744,97 @@ def scenario_k(ctx):
 
 
 # --------------------------------------------------------------------------
+# l. a stream read by three services independently, then replayed from a timestamp
+
+
+def scenario_l(ctx):
+    n1, n2 = 150, 150
+    n = n1 + n2
+    bodies = [b"event-%d" % i for i in range(n)]
+    setup = ctx.connect("setup")
+    sch = setup.channel()
+    q = ctx.declare_queue(sch, "events", durable=True, arguments={"x-queue-type": "stream"})
+
+    # A stream consumer without basic.qos is refused: channel close 406, the connection lives on.
+    rconn = ctx.connect("no-prefetch")
+    rch = rconn.channel()
+    try:
+        rch.basic_consume(q, lambda *a: None, auto_ack=False, arguments={"x-stream-offset": "first"})
+        raise Failure("basic.consume on a stream without basic.qos was accepted, expected 406")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        check(e.reply_code == 406, f"basic.consume without prefetch: channel closed with {e.reply_code}"
+                                   f" {e.reply_text!r}, expected 406 PRECONDITION_FAILED")
+    check(rconn.is_open, "the refused consume closed the connection, expected only the channel")
+    rconn.channel().close()  # the connection still works
+    rconn.close()
+
+    def consumer(label, offset):
+        conn = ctx.connect(label)
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=50)
+        got = []
+
+        def on_message(c, method, props, body):
+            got.append(((props.headers or {}).get("x-stream-offset"), body, method.redelivered))
+            c.basic_ack(method.delivery_tag)
+
+        ch.basic_consume(q, on_message, auto_ack=False, arguments={"x-stream-offset": offset})
+        return conn, got
+
+    # Three services attached before anything is published, each on its own connection.
+    services = [consumer(f"service-{i}", off) for i, off in enumerate(("first", "next", "first"))]
+
+    pconn = ctx.connect("publisher")
+    pch = pconn.channel()
+    pch.confirm_delivery()
+    publish_confirmed(pch, "", q, bodies[:n1], persistent=True)
+    # A timestamp (whole seconds) after the first batch's last confirm, and the second
+    # batch published after it: at least 1.5 s after the first.
+    t1 = time.time()
+    ts = int(t1) + 1
+    time.sleep(max(t1 + 1.5, ts + 0.2) - time.time())
+    publish_confirmed(pch, "", q, bodies[n1:], persistent=True)
+
+    conns = [c for c, _ in services]
+    ctx.pump(conns, lambda: all(len(g) >= n for _, g in services), "every service to read every message", extra=0.3)
+    first_offsets = None
+    for i, (_, got) in enumerate(services):
+        offsets = [o for o, _, _ in got]
+        check([b for _, b, _ in got] == bodies,
+              f"service {i} got {len(got)} messages (first {[b for _, b, _ in got[:3]]}), expected all {n} in order")
+        check(all(isinstance(o, int) for o in offsets), f"service {i}: x-stream-offset headers {offsets[:5]}...")
+        check(all(a < b for a, b in zip(offsets, offsets[1:])),
+              f"service {i}: x-stream-offset not increasing: {offsets[:10]}...")
+        check(not any(r for _, _, r in got), f"service {i} got redelivered messages")
+        if first_offsets is None:
+            first_offsets = offsets
+        check(offsets == first_offsets, f"service {i} saw other offsets than service 0 for the same messages")
+
+    # A fourth consumer replays from the timestamp: it gets the whole second batch, in order,
+    # starting at or before its first message (chunk granularity) but not from the start.
+    rconn, rgot = consumer("replay", datetime.fromtimestamp(ts, tz=timezone.utc))
+    ctx.pump([rconn], lambda: rgot and rgot[-1][1] == bodies[-1], "the replay to reach the last message", extra=0.3)
+    rbodies = [b for _, b, _ in rgot]
+    check(rbodies[0] in bodies, f"the replay started with {rbodies[0]!r}")
+    k = bodies.index(rbodies[0])
+    check(0 < k <= n1, f"the replay from {ts} (between the batches) started at message {k} (offset {rgot[0][0]}),"
+                       f" expected the second batch's first ({n1}) or a few before it, not the start")
+    check(rbodies == bodies[k:], f"the replay got {len(rbodies)} messages from message {k}, not the stream's tail")
+    check([o for o, _, _ in rgot] == first_offsets[k:],
+          "the replay's x-stream-offset headers differ from the services'")
+
+    for c in conns + [rconn, pconn]:
+        c.close()
+    sch.queue_delete(q)
+    ctx.queues.remove(q)
+    try:
+        setup.channel().queue_declare(q, passive=True)
+        raise Failure(f"the stream {q} still exists after queue.delete")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        check(e.reply_code == 404, f"passive declare after delete: {e.reply_code} {e.reply_text!r}, expected 404")
+
+
+# --------------------------------------------------------------------------
 
 SCENARIOS = [
     ("a-work-queue", scenario_a, False),
@@ -756,6 +848,7 @@ SCENARIOS = [
     ("i-retry-backoff", scenario_i, False),
     ("j-delayed-job", scenario_j, False),
     ("k-dedup-webhook", scenario_k, False),
+    ("l-stream-fanout-and-replay", scenario_l, False),
 ]
 # Warren features RabbitMQ lacks without plugins: skipped unless INTEROP_PLUGINS=1.
 NEEDS_PLUGINS = ("i-retry-backoff", "j-delayed-job", "k-dedup-webhook")
