@@ -77,6 +77,86 @@ impl Message {
     }
 }
 
+/// Basic's property flags: content-type, content-encoding, headers, and the
+/// continuation bit (another flags word follows; never for basic).
+const CONTENT_TYPE: u16 = 0x8000;
+const CONTENT_ENCODING: u16 = 0x4000;
+const HEADERS: u16 = 0x2000;
+const CONTINUATION: u16 = 0x0001;
+
+impl Message {
+    /// A copy with the header `name` (not already present) set to the long
+    /// `value` in its wire form only, spliced in instead of encoding the
+    /// properties again: `properties` stay as published. For a copy that
+    /// goes nowhere but a client's socket (a stream's deliveries, stamped
+    /// with `x-stream-offset`); [`Message::with_header`] (both forms) when
+    /// the header is already there or the properties are not the plain shape
+    /// this expects.
+    pub fn with_wire_header(&self, name: &str, value: i64) -> Message {
+        let present = self
+            .properties
+            .headers()
+            .as_ref()
+            .is_some_and(|h| h.inner().contains_key(name));
+        match (present, self.splice_long_header(name, value)) {
+            (false, Some(raw)) => Message {
+                exchange: self.exchange.clone(),
+                routing_key: self.routing_key.clone(),
+                header: ContentHeader {
+                    raw_properties: raw,
+                    ..self.header.clone()
+                },
+                properties: self.properties.clone(),
+                body: self.body.clone(),
+                cc_routed: self.cc_routed,
+            },
+            _ => self.with_header(name, AMQPValue::LongLongInt(value)),
+        }
+    }
+
+    /// The wire-form properties with the entry `name` = long `value` added to
+    /// the headers table (made if absent); `None` if they do not parse.
+    fn splice_long_header(&self, name: &str, value: i64) -> Option<Bytes> {
+        let raw = &self.header.raw_properties;
+        let name_len = u8::try_from(name.len()).ok()?;
+        let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
+        if flags & CONTINUATION != 0 {
+            return None;
+        }
+        let mut pos = 2usize;
+        for flag in [CONTENT_TYPE, CONTENT_ENCODING] {
+            if flags & flag != 0 {
+                pos += 1 + usize::from(*raw.get(pos)?);
+            }
+        }
+        let mut entry = Vec::with_capacity(2 + name.len() + 8);
+        entry.push(name_len);
+        entry.extend_from_slice(name.as_bytes());
+        entry.push(b'l');
+        entry.extend_from_slice(&value.to_be_bytes());
+        let mut out = Vec::with_capacity(raw.len() + entry.len() + 4);
+        if flags & HEADERS != 0 {
+            let len_bytes: [u8; 4] = raw.get(pos..pos + 4)?.try_into().ok()?;
+            let len = u32::from_be_bytes(len_bytes) as usize;
+            let end = pos.checked_add(4)?.checked_add(len)?;
+            let rest = raw.get(end..)?;
+            let new_len = u32::try_from(len + entry.len()).ok()?;
+            out.extend_from_slice(raw.get(..pos)?);
+            out.extend_from_slice(&new_len.to_be_bytes());
+            out.extend_from_slice(raw.get(pos + 4..end)?);
+            out.extend_from_slice(&entry);
+            out.extend_from_slice(rest);
+        } else {
+            out.extend_from_slice(&(flags | HEADERS).to_be_bytes());
+            out.extend_from_slice(raw.get(2..pos)?);
+            out.extend_from_slice(&u32::try_from(entry.len()).ok()?.to_be_bytes());
+            out.extend_from_slice(&entry);
+            out.extend_from_slice(raw.get(pos..)?);
+        }
+        Some(Bytes::from(out))
+    }
+}
+
 /// `properties` with these headers and without `expiration`: what a message
 /// carries once dead-lettered.
 pub fn dead_letter_properties(
@@ -122,4 +202,77 @@ pub fn dead_letter_properties(
         out = out.with_cluster_id(v.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(properties: BasicProperties) -> Message {
+        let header = ContentHeader::from_properties(3, &properties).expect("encode");
+        Message {
+            exchange: "x".into(),
+            routing_key: "k".into(),
+            header,
+            properties,
+            body: Bytes::from_static(b"abc"),
+            cc_routed: true,
+        }
+    }
+
+    /// The properties a client decodes from a message's wire form.
+    fn on_the_wire(m: &Message) -> BasicProperties {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&60u16.to_be_bytes());
+        payload.extend_from_slice(&0u16.to_be_bytes());
+        payload.extend_from_slice(&3u64.to_be_bytes());
+        payload.extend_from_slice(&m.header.raw_properties);
+        ContentHeader::decode(1, Bytes::from(payload))
+            .expect("decodes")
+            .1
+    }
+
+    #[test]
+    fn a_spliced_long_header_reads_as_an_encoded_one() {
+        let mut headers = FieldTable::default();
+        headers.insert("a".into(), AMQPValue::LongString("b".into()));
+        let shapes = [
+            BasicProperties::default(),
+            BasicProperties::default().with_content_type("text/plain".into()),
+            BasicProperties::default()
+                .with_content_type("text/plain".into())
+                .with_content_encoding("gzip".into())
+                .with_delivery_mode(2)
+                .with_timestamp(7)
+                .with_app_id("app".into()),
+            BasicProperties::default()
+                .with_headers(headers)
+                .with_priority(3)
+                .with_expiration("100".into()),
+        ];
+        for properties in shapes {
+            let m = message(properties);
+            let fast = m.with_wire_header("x-stream-offset", 42);
+            let slow = m.with_header("x-stream-offset", AMQPValue::LongLongInt(42));
+            assert_eq!(on_the_wire(&fast), on_the_wire(&slow));
+            assert_eq!(fast.properties, m.properties);
+        }
+    }
+
+    #[test]
+    fn a_header_already_there_is_replaced() {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-stream-offset".into(),
+            AMQPValue::LongString("mine".into()),
+        );
+        let m = message(BasicProperties::default().with_headers(headers));
+        let stamped = m.with_wire_header("x-stream-offset", 5);
+        let wire = on_the_wire(&stamped);
+        let value = wire
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-stream-offset").cloned());
+        assert_eq!(value, Some(AMQPValue::LongLongInt(5)));
+    }
 }

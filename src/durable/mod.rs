@@ -88,6 +88,17 @@ impl Storage {
         self.dir.join("streams").join(id.to_string())
     }
 
+    /// Asks for group commits without keeping the store open (what a flush
+    /// hook holds).
+    pub fn requester(&self) -> warren_storage::CommitRequester {
+        self.commit.requester()
+    }
+
+    /// The store, shared (what a flush hook holds).
+    pub fn shared_store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// Flushes `hook` in every group commit from now on, until it is dropped.
     pub fn add_flush_hook(&self, hook: std::sync::Weak<dyn FlushHook>) {
         self.commit.add_hook(hook);

@@ -263,12 +263,30 @@ pub fn encode_stored(
     expires_wall_ms: u64,
     stamps: Stamps,
 ) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len(message));
+    encode_stored_into(&mut out, message, flags, expires_wall_ms, stamps);
+    out
+}
+
+/// At most how many bytes [`encode_stored`] writes for `message`.
+pub fn encoded_len(message: &Message) -> usize {
+    39 + message.exchange.len()
+        + message.routing_key.len()
+        + message.header.raw_properties.len()
+        + message.body.len()
+}
+
+/// [`encode_stored`], appended to `out` (many records in one buffer).
+pub fn encode_stored_into(
+    out: &mut Vec<u8>,
+    message: &Message,
+    flags: u8,
+    expires_wall_ms: u64,
+    stamps: Stamps,
+) {
     let props = &message.header.raw_properties;
     let exchange = message.exchange.as_bytes();
     let routing_key = message.routing_key.as_bytes();
-    let mut out = Vec::with_capacity(
-        39 + exchange.len() + routing_key.len() + props.len() + message.body.len(),
-    );
     let flags = flags
         | if message.cc_routed { CC_ROUTED } else { 0 }
         | if stamps.arrived_ms.is_some() {
@@ -294,7 +312,6 @@ pub fn encode_stored(
     out.extend_from_slice(&(props.len() as u32).to_be_bytes());
     out.extend_from_slice(props);
     out.extend_from_slice(&message.body);
-    out
 }
 
 /// The bytes of the stamps a record's flags announce.

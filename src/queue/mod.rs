@@ -790,10 +790,12 @@ impl Queue {
         }
     }
 
-    /// At a clean shutdown: records which stored messages were delivered before.
+    /// At a clean shutdown: records which stored messages were delivered
+    /// before (a stream writes what it has not flushed yet).
     pub fn save_redelivered(&self) {
-        let Some(state) = self.classic() else {
-            return;
+        let state = match &self.backend {
+            Backend::Classic(state) => state,
+            Backend::Stream(stream) => return stream.flush_now(),
         };
         let st = state.lock();
         st.ready.save_redelivered(st.outstanding.iter());

@@ -84,10 +84,16 @@ impl GroupCommit {
     /// Asks for the writes made so far to become durable; returns the
     /// generation to [`wait`](Self::wait) for.
     pub fn request(&self) -> u64 {
-        let mut requests = self.shared.requests.lock();
-        requests.requested += 1;
-        self.shared.wake.notify_one();
-        requests.requested
+        self.requester().request()
+    }
+
+    /// A handle that asks for group commits without owning the flusher: what
+    /// a [`FlushHook`] may keep (the flusher thread may drop the last
+    /// reference to a hook, which must not be the one that joins it).
+    pub fn requester(&self) -> CommitRequester {
+        CommitRequester {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Adds `hook` to every later group commit, until it is dropped.
@@ -120,6 +126,22 @@ impl GroupCommit {
             .durable
             .borrow()
             .is_some_and(|d| d >= generation)
+    }
+}
+
+/// Asks a [`GroupCommit`] for flushes ([`GroupCommit::requester`]).
+#[derive(Debug, Clone)]
+pub struct CommitRequester {
+    shared: Arc<Shared>,
+}
+
+impl CommitRequester {
+    /// As [`GroupCommit::request`].
+    pub fn request(&self) -> u64 {
+        let mut requests = self.shared.requests.lock();
+        requests.requested += 1;
+        self.shared.wake.notify_one();
+        requests.requested
     }
 }
 

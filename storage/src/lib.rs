@@ -25,8 +25,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use commit::FlushHook;
 pub use commit::GroupCommit;
+pub use commit::{CommitRequester, FlushHook};
 pub use hybrid::HybridStore;
 pub use segments::SegmentLog;
 pub use sled_store::SledStore;

@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
-use warren_codec::types::{AMQPValue, FieldTable};
-use warren_storage::{FlushHook, QueueId, StorageError, StreamConfig, StreamLog};
+use warren_codec::types::FieldTable;
+use warren_storage::{
+    CommitRequester, FlushHook, QueueId, StorageError, Store, StreamConfig, StreamLog,
+};
 
 use super::delivery::{ConsumerCredit, DeliverySink, same_sink};
 use super::{Consumer, Queue};
@@ -46,14 +48,21 @@ use tracking::Tracking;
 /// Messages published and not yet appended to the log.
 #[derive(Debug, Default)]
 struct Pending {
-    /// Their records, as the log stores them.
-    records: Vec<Vec<u8>>,
-    /// Their `x-stream-filter-value`s.
-    filters: Vec<Option<Vec<u8>>>,
-    /// The messages themselves, for the tail once committed.
+    /// The messages, encoded by the flush hook (off the publishers' tasks)
+    /// and kept for the tail once committed.
     messages: Vec<Arc<Message>>,
     /// When the first of them arrived (the chunk's timestamp).
     first_ms: u64,
+}
+
+/// A message's `x-stream-filter-value`, if it has one.
+fn filter_value_of(message: &Message) -> Option<Vec<u8>> {
+    message
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-stream-filter-value"))
+        .and_then(args::filter_value)
 }
 
 /// A message read for a consumer: its offset and the message stamped with it.
@@ -90,10 +99,17 @@ pub struct StreamQueue {
     committed: watch::Sender<u64>,
     consumers: Mutex<Vec<Arc<StreamConsumer>>>,
     tracking: Mutex<Tracking>,
-    storage: Arc<Storage>,
+    /// The store (named consumers' offsets) and the group commit, not the
+    /// `Storage` that owns the flusher: the flusher thread may drop the last
+    /// reference to this stream.
+    store: Arc<dyn Store>,
+    commits: CommitRequester,
     store_id: QueueId,
     /// A group commit was asked for and has not taken the pending batch yet.
     flush_asked: AtomicBool,
+    /// Held through a flush: the flusher's and the one at shutdown never
+    /// interleave (batches reach the tail in offset order).
+    flushing: Mutex<()>,
     deleted: AtomicBool,
 }
 
@@ -123,9 +139,11 @@ impl StreamQueue {
             committed: watch::Sender::new(committed),
             consumers: Mutex::default(),
             tracking: Mutex::new(tracking),
-            storage: storage.clone(),
+            store: storage.shared_store(),
+            commits: storage.requester(),
             store_id: id,
             flush_asked: AtomicBool::new(false),
+            flushing: Mutex::new(()),
             deleted: AtomicBool::new(false),
         });
         let hook: Arc<dyn FlushHook> = stream.clone();
@@ -151,20 +169,11 @@ impl StreamQueue {
         if self.deleted.load(Ordering::Acquire) {
             return;
         }
-        let record = records::encode_message(&message, 0, 0);
-        let filter = message
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get("x-stream-filter-value"))
-            .and_then(args::filter_value);
         {
             let mut pending = self.pending.lock();
             if pending.messages.is_empty() {
                 pending.first_ms = args::now_ms();
             }
-            pending.records.push(record);
-            pending.filters.push(filter);
             pending.messages.push(message);
         }
         self.ask_flush();
@@ -173,7 +182,7 @@ impl StreamQueue {
     /// Asks for a group commit unless one is already coming for this batch.
     fn ask_flush(&self) {
         if !self.flush_asked.swap(true, Ordering::AcqRel) {
-            self.storage.request();
+            self.commits.request();
         }
     }
 
@@ -324,6 +333,15 @@ impl StreamQueue {
         c.name().is_none() || self.tracking.lock().is_active(c)
     }
 
+    /// At a clean shutdown: what was published and the named consumers'
+    /// offsets are written and fsynced now, not left to a group commit that
+    /// may not come.
+    pub fn flush_now(&self) {
+        if let Err(error) = FlushHook::flush(self) {
+            tracing::error!(%error, "cannot flush a stream at shutdown");
+        }
+    }
+
     /// Its consumers.
     pub fn consumers(&self) -> Vec<Arc<StreamConsumer>> {
         self.consumers.lock().clone()
@@ -346,7 +364,7 @@ impl StreamQueue {
         }
         self.tracking
             .lock()
-            .forget_all(self.storage.store(), self.store_id);
+            .forget_all(self.store.as_ref(), self.store_id);
         consumers.iter().map(|c| c.consumer().clone()).collect()
     }
 
@@ -389,9 +407,9 @@ impl StreamQueue {
                 );
                 continue;
             };
-            let stamped = message.with_header(
+            let stamped = message.with_wire_header(
                 "x-stream-offset",
-                AMQPValue::LongLongInt(i64::try_from(value.offset).unwrap_or(i64::MAX)),
+                i64::try_from(value.offset).unwrap_or(i64::MAX),
             );
             out.push((value.offset, Arc::new(stamped)));
         }
@@ -401,6 +419,7 @@ impl StreamQueue {
 
 impl FlushHook for StreamQueue {
     fn flush(&self) -> Result<(), StorageError> {
+        let _flushing = self.flushing.lock();
         self.flush_asked.store(false, Ordering::Release);
         let batch = std::mem::take(&mut *self.pending.lock());
         if self.deleted.load(Ordering::Acquire) {
@@ -408,18 +427,25 @@ impl FlushHook for StreamQueue {
         }
         self.tracking
             .lock()
-            .write_changed(self.storage.store(), self.store_id);
+            .write_changed(self.store.as_ref(), self.store_id);
         if batch.messages.is_empty() {
             return Ok(());
+        }
+        // One buffer for the batch's records, then slices of it.
+        let mut records =
+            Vec::with_capacity(batch.messages.iter().map(|m| records::encoded_len(m)).sum());
+        let mut spans = Vec::with_capacity(batch.messages.len());
+        for m in &batch.messages {
+            let start = records.len();
+            records::encode_stored_into(&mut records, m, 0, 0, records::Stamps::default());
+            spans.push((start..records.len(), filter_value_of(m)));
         }
         let (first, sync, rolled) = {
             let mut log = self.log.write();
             let segments = log.segment_count();
-            let chunk: Vec<(&[u8], Option<&[u8]>)> = batch
-                .records
+            let chunk: Vec<(&[u8], Option<&[u8]>)> = spans
                 .iter()
-                .zip(&batch.filters)
-                .map(|(r, f)| (r.as_slice(), f.as_deref()))
+                .map(|(span, f)| (&records[span.clone()], f.as_deref()))
                 .collect();
             let first = log.append(&chunk, batch.first_ms).map_err(io_error)?;
             let sync = log.begin_sync().map_err(io_error)?;
@@ -440,10 +466,9 @@ impl FlushHook for StreamQueue {
             }
         }
         let stamped = batch.messages.into_iter().zip(first..).map(|(m, offset)| {
-            Arc::new(m.with_header(
-                "x-stream-offset",
-                AMQPValue::LongLongInt(i64::try_from(offset).unwrap_or(i64::MAX)),
-            ))
+            Arc::new(
+                m.with_wire_header("x-stream-offset", i64::try_from(offset).unwrap_or(i64::MAX)),
+            )
         });
         let end = {
             let mut tail = self.tail.write();

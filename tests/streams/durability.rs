@@ -1,0 +1,118 @@
+//! Warren only: a stream's messages, offsets and timestamps across a
+//! restart, and the management API's view of a stream.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lapin::types::AMQPValue;
+
+use crate::common::lapin::text;
+use crate::common::{eventually, http::api_of, start_at};
+use crate::{
+    Target, bodies, consumer_from, consumer_on, declare_stream, names, nothing_more, offset_of,
+    publish_range, reference, take, target,
+};
+
+/// Warren on this data directory.
+async fn warren_at(dir: &Path) -> Target {
+    let broker = start_at(dir, |_| {}).await;
+    Target {
+        uri: broker.uri(""),
+        vhost: "/".to_owned(),
+        broker: Some(broker),
+    }
+}
+
+/// Stops the broker and waits for its shutdown.
+async fn stop(mut t: Target) {
+    if let Some(broker) = t.broker.take() {
+        broker.stop().await;
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test]
+async fn messages_offsets_and_timestamps_survive_a_restart() {
+    if reference() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let t = warren_at(dir.path()).await;
+    let q = "kept";
+    let conn = t.conn().await;
+    let ch = conn.confirming().await;
+    declare_stream(&ch, q, &[("x-max-age", text("1D"))]).await;
+    publish_range(&ch, q, 0..3).await;
+    let boundary = now() + 1;
+    while now() < boundary {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publish_range(&ch, q, 3..6).await;
+    conn.close(200, "bye".into()).await.expect("close");
+    stop(t).await;
+
+    let t = warren_at(dir.path()).await;
+    let conn = t.conn().await;
+    // Declared again with the same arguments: equivalent.
+    declare_stream(&conn.channel().await, q, &[("x-max-age", text("1D"))]).await;
+    let (_c, mut all) = consumer_from(&conn, q, "first").await;
+    let got = take(&mut all, 6, true).await;
+    let seen: Vec<(String, i64)> = got.iter().map(|d| (crate::body(d), offset_of(d))).collect();
+    let expected: Vec<(String, i64)> = names(0..6).into_iter().zip(0..6).collect();
+    assert_eq!(seen, expected);
+    nothing_more(&mut all).await;
+    // Chunk timestamps were kept.
+    let (_t, mut second) = consumer_on(
+        &conn,
+        q,
+        10,
+        &[("x-stream-offset", AMQPValue::Timestamp(boundary))],
+    )
+    .await;
+    assert_eq!(bodies(&mut second, 3).await, names(3..6));
+    // New messages go on from the old end.
+    let ch = conn.confirming().await;
+    publish_range(&ch, q, 6..7).await;
+    let d = take(&mut all, 1, true).await;
+    assert_eq!((crate::body(&d[0]), offset_of(&d[0])), ("m6".to_owned(), 6));
+    stop(t).await;
+}
+
+#[tokio::test]
+async fn the_management_api_shows_a_stream() {
+    if reference() {
+        return;
+    }
+    let t = target().await;
+    let q = "shown";
+    let conn = t.conn().await;
+    let ch = conn.confirming().await;
+    declare_stream(&ch, q, &[]).await;
+    publish_range(&ch, q, 0..4).await;
+    let (api, stop_api) = api_of(t.broker()).await;
+    let path = format!("/api/queues/%2F/{q}");
+    let r = api.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let json = r.json();
+    assert_eq!(json["type"], "stream", "{json}");
+    assert_eq!(json["durable"], true);
+    let messages = eventually(Some(4), async || {
+        api.get(&path).await.json()["messages"].as_u64()
+    })
+    .await;
+    assert_eq!(messages, Some(4));
+    let (_c, mut consumer) = consumer_from(&conn, q, "first").await;
+    take(&mut consumer, 4, false).await;
+    let consumers = eventually(Some(1), async || {
+        api.get(&path).await.json()["consumers"].as_u64()
+    })
+    .await;
+    assert_eq!(consumers, Some(1));
+    stop_api().await;
+}
