@@ -83,6 +83,9 @@ pub async fn purge(
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
     let (_, queue) = queue_for(&broker, &caller, &vhost, &name, Permission::Read)?;
+    if queue.is_stream() {
+        return Err(queue.not_for_streams("queue.purge").into());
+    }
     queue.purge();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -106,6 +109,9 @@ pub async fn get_messages(
     queue
         .check_exclusive(API_CONNECTION)
         .map_err(|e| ApiError::bad_request(e.reply_text()))?;
+    if queue.is_stream() {
+        return Err(queue.not_for_streams("basic.get").into());
+    }
     let count = body
         .get("count")
         .and_then(Value::as_u64)

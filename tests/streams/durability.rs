@@ -116,3 +116,87 @@ async fn the_management_api_shows_a_stream() {
     assert_eq!(consumers, Some(1));
     stop_api().await;
 }
+
+#[tokio::test]
+async fn the_management_api_and_metrics_show_offsets_and_lag() {
+    if reference() {
+        return;
+    }
+    let t = target().await;
+    let q = "lagging";
+    let conn = t.conn().await;
+    let ch = conn.confirming().await;
+    declare_stream(&ch, q, &[]).await;
+    publish_range(&ch, q, 0..4).await;
+    // One consumer has read everything, one is held at 2 by its prefetch.
+    let (_a, mut ahead) = consumer_from(&conn, q, "first").await;
+    take(&mut ahead, 4, true).await;
+    let (_b, mut behind) = consumer_on(
+        &conn,
+        q,
+        2,
+        &[
+            ("x-stream-offset", text("first")),
+            ("x-stream-consumer-name", text("audit")),
+        ],
+    )
+    .await;
+    take(&mut behind, 2, false).await;
+    let (api, stop_api) = api_of(t.broker()).await;
+    let path = format!("/api/queues/%2F/{q}");
+    let lags = eventually(vec![0, 2], async || {
+        let json = api.get(&path).await.json();
+        let mut lags: Vec<u64> = json["stream"]["consumers"]
+            .as_array()
+            .map(|cs| cs.iter().filter_map(|c| c["lag"].as_u64()).collect())
+            .unwrap_or_default();
+        lags.sort_unstable();
+        lags
+    })
+    .await;
+    assert_eq!(lags, vec![0, 2]);
+    let json = api.get(&path).await.json();
+    let stream = &json["stream"];
+    assert_eq!(stream["first_offset"], 0, "{json}");
+    assert_eq!(stream["last_offset"], 3);
+    assert_eq!(stream["committed_offset"], 4);
+    assert_eq!(stream["segments"], 1);
+    assert!(
+        stream["size_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{json}"
+    );
+    // The name's kept offset is its first unacked delivery.
+    assert_eq!(
+        stream["named_consumers"],
+        serde_json::json!([{"name": "audit", "offset": 0, "lag": 4, "attached": true}])
+    );
+    let metrics = api.get("/metrics/per-object").await.body;
+    assert!(
+        metrics.contains("warren_stream_committed_offset{vhost=\"/\",queue=\"lagging\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("warren_stream_consumer_lag{")
+                && l.contains("name=\"audit\"")
+                && l.ends_with(" 2")),
+        "{metrics}"
+    );
+    // What streams do not do is refused through the API too.
+    let purge = api.delete(&format!("{path}/contents")).await;
+    assert_eq!(purge.status, 400, "{}", purge.body);
+    assert!(
+        purge.body.contains("not supported by stream queues"),
+        "{}",
+        purge.body
+    );
+    let get = api
+        .post(
+            &format!("{path}/get"),
+            r#"{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}"#,
+        )
+        .await;
+    assert_eq!(get.status, 400, "{}", get.body);
+    stop_api().await;
+}
