@@ -67,6 +67,19 @@ impl Drop for TestBroker {
     }
 }
 
+/// The reference broker's URI and vhost when `WARREN_REFERENCE_URI` is set
+/// (the black-box tests that also hold against RabbitMQ run there instead).
+pub fn reference_broker() -> Option<(String, String)> {
+    let uri = std::env::var("WARREN_REFERENCE_URI").ok()?;
+    let path = uri.rsplit_once('/').map_or("", |(_, p)| p);
+    let path = path.split('?').next().unwrap_or_default();
+    let vhost = match path.replace("%2f", "/").replace("%2F", "/") {
+        v if v.is_empty() => "/".to_owned(),
+        v => v,
+    };
+    Some((uri, vhost))
+}
+
 /// Starts a broker with the default configuration (a short silent-close delay keeps
 /// failure tests fast; the delay itself is RabbitMQ's and is configurable).
 pub async fn start() -> TestBroker {

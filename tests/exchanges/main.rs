@@ -38,13 +38,7 @@ struct Target {
 
 /// Warren started in-process, or the broker `WARREN_REFERENCE_URI` names.
 async fn target() -> Target {
-    if let Ok(uri) = std::env::var("WARREN_REFERENCE_URI") {
-        let path = uri.rsplit_once('/').map_or("", |(_, p)| p);
-        let path = path.split('?').next().unwrap_or_default();
-        let vhost = match path.replace("%2f", "/").replace("%2F", "/") {
-            v if v.is_empty() => "/".to_owned(),
-            v => v,
-        };
+    if let Some((uri, vhost)) = common::reference_broker() {
         return Target {
             uri,
             vhost,

@@ -168,7 +168,29 @@ pub async fn run(queue: Arc<Queue>, c: Arc<StreamConsumer>) {
         }
         committed.borrow_and_update();
         let from = c.offset();
-        let (batch, next) = match stream.read(from, room, &mut cursor, filter.as_ref()) {
+        let read = match stream.read_tail(from, room) {
+            Some(read) => {
+                cursor = None;
+                Ok(read)
+            }
+            None => {
+                // Old data: read on the blocking pool, so a cold disk read
+                // holds no runtime worker.
+                let (s, f, mut cur) = (stream.clone(), filter.clone(), cursor.take());
+                let task = tokio::task::spawn_blocking(move || {
+                    let read = s.read_log(from, room, &mut cur, f.as_ref());
+                    (read, cur)
+                });
+                match task.await {
+                    Ok((read, cur)) => {
+                        cursor = cur;
+                        read
+                    }
+                    Err(error) => Err(std::io::Error::other(error)),
+                }
+            }
+        };
+        let (batch, next) = match read {
             Ok(read) => read,
             Err(error) => {
                 tracing::error!(%error, queue = %queue.name, "cannot read a stream; its consumer waits");

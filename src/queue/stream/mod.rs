@@ -368,25 +368,33 @@ impl StreamQueue {
         consumers.iter().map(|c| c.consumer().clone()).collect()
     }
 
-    /// Reads up to `max` messages for a consumer from `from` (clamped to
-    /// the first offset kept): from the tail in memory, else from the log
-    /// with the consumer's cursor. Returns them and the offset to read next.
-    fn read(
+    /// The messages from `from` (clamped to the first offset kept) on, at
+    /// most `max`, if the tail in memory still holds `from`: with the offset
+    /// to read next. `None`: read the log ([`StreamQueue::read_log`]).
+    fn read_tail(&self, from: u64, max: usize) -> Option<(Vec<Read>, u64)> {
+        let log = self.log.read();
+        let first = log.first_offset().unwrap_or(log.committed_next_offset());
+        let from = from.max(first);
+        let messages = self.tail.read().read(from, max)?;
+        let next = messages.last().map_or(from, |(o, _)| o + 1);
+        Some((messages, next))
+    }
+
+    /// Reads up to `max` committed messages from `from` in the log with the
+    /// consumer's cursor (positioned reads that may wait for the disk: the
+    /// consumer runs this on the blocking pool), decoded and stamped with
+    /// their offsets. Returns them and the offset to read next.
+    fn read_log(
         &self,
         from: u64,
         max: usize,
         cursor: &mut Option<warren_storage::StreamReader>,
         filter: Option<&warren_storage::ReadFilter>,
     ) -> io::Result<(Vec<Read>, u64)> {
-        let (from, values) = {
+        let (next, values) = {
             let log = self.log.read();
             let first = log.first_offset().unwrap_or(log.committed_next_offset());
             let from = from.max(first);
-            if let Some(messages) = self.tail.read().read(from, max) {
-                *cursor = None;
-                let next = messages.last().map_or(from, |(o, _)| o + 1);
-                return Ok((messages, next));
-            }
             let reader = cursor.get_or_insert_with(|| log.reader(from));
             if reader.next_offset() != from {
                 *reader = log.reader(from);
@@ -413,7 +421,7 @@ impl StreamQueue {
             );
             out.push((value.offset, Arc::new(stamped)));
         }
-        Ok((out, from))
+        Ok((out, next))
     }
 }
 
