@@ -187,3 +187,86 @@ async fn three_nodes_elect_replicate_and_survive_a_cut_leader() {
     .await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfers_and_a_new_learner_gets_a_snapshot() {
+    use openraft::async_runtime::WatchReceiver;
+
+    let cluster = Cluster::start().await;
+    let all = cluster.ids();
+    let leader = cluster.agreed_leader(&all).await;
+    for _ in 0..5 {
+        cluster
+            .group(leader)
+            .raft
+            .client_write(noop())
+            .await
+            .expect("write");
+    }
+    cluster.applied_on(&all, 5).await;
+
+    // transfer_leader travels as its own RPC; the chosen follower takes over.
+    let target = all
+        .iter()
+        .copied()
+        .find(|&n| n != leader)
+        .expect("a follower");
+    cluster
+        .group(leader)
+        .raft
+        .trigger()
+        .transfer_leader(target)
+        .await
+        .expect("trigger transfer");
+    eventually("leadership moved to the chosen node", || async {
+        (cluster.leader_among(&all).await? == target).then_some(())
+    })
+    .await;
+
+    // Snapshot and purge the new leader's log, so a new member can only catch up by snapshot.
+    let raft = &cluster.group(target).raft;
+    let applied = cluster
+        .group(target)
+        .sm
+        .last_applied()
+        .await
+        .expect("applied");
+    raft.trigger().snapshot().await.expect("trigger snapshot");
+    eventually("a snapshot covering what was applied", || async {
+        let m = raft.metrics().borrow_watched().clone();
+        (m.snapshot.map(|s| s.index) >= Some(applied.index)).then_some(())
+    })
+    .await;
+    raft.trigger()
+        .purge_log(applied.index)
+        .await
+        .expect("trigger purge");
+    eventually("the log purged", || async {
+        let m = raft.metrics().borrow_watched().clone();
+        (m.purged.map(|p| p.index) >= Some(applied.index)).then_some(())
+    })
+    .await;
+
+    let fourth = RaftNode::start(NodeConfig {
+        node_id: 4,
+        cluster_name: "test".into(),
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        policy: cluster.links.clone(),
+    })
+    .await
+    .expect("node 4 starts");
+    let group = fourth
+        .create_metadata_group()
+        .await
+        .expect("group 0 on node 4");
+    raft.add_learner(4, BasicNode::new(fourth.local_addr().to_string()), true)
+        .await
+        .expect("add learner");
+    eventually(
+        "the learner restored the count from the snapshot",
+        || async { (group.sm.applied_commands().await == 5).then_some(()) },
+    )
+    .await;
+    fourth.shutdown().await;
+    cluster.shutdown().await;
+}
