@@ -68,6 +68,19 @@ pub struct Args {
     /// Log format: `text` or `json` [default: text]
     #[arg(long, env = "WARREN_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// This node's name in a cluster; accepted and validated, clustering is not active yet (issue 18) [default: warren@<hostname>]
+    #[arg(long, env = "WARREN_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Port other cluster nodes dial; accepted and validated, not active yet (issue 18) [default: 25672]
+    #[arg(long, env = "WARREN_CLUSTER_PORT")]
+    pub cluster_port: Option<u16>,
+    /// HOST:PORT of a cluster node to join (repeatable); accepted and validated, not active yet (issue 18)
+    #[arg(
+        long = "cluster-seed",
+        env = "WARREN_CLUSTER_SEEDS",
+        value_delimiter = ','
+    )]
+    pub cluster_seeds: Vec<String>,
     /// Check the configuration (and the definitions file, if any), then exit
     #[arg(long)]
     pub check_config: bool,
@@ -134,6 +147,15 @@ impl Args {
         if let Some(on) = self.management_tls {
             config.management_tls = on;
         }
+        if let Some(name) = self.node_name {
+            config.node_name = Some(name);
+        }
+        if let Some(port) = self.cluster_port {
+            config.cluster_port = Some(port);
+        }
+        if !self.cluster_seeds.is_empty() {
+            config.cluster_seeds = self.cluster_seeds;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -172,5 +194,44 @@ mod tests {
         // The files do not exist: validation names the first one it reads.
         let error = args.into_config().expect_err("missing files").to_string();
         assert!(error.contains("server.pem"), "{error}");
+    }
+
+    #[test]
+    fn cluster_flags_reach_the_config() {
+        let args = Args::try_parse_from([
+            "warren",
+            "--node-name",
+            "warren@a",
+            "--cluster-port",
+            "25700",
+            "--cluster-seed",
+            "b:25672",
+            "--cluster-seed",
+            "c:25672",
+        ])
+        .expect("flags");
+        let config = args.into_config().expect("valid");
+        let cluster = config.cluster().expect("valid").expect("configured");
+        assert_eq!(cluster.node_name, "warren@a");
+        assert_eq!(cluster.port, 25700);
+        assert_eq!(
+            cluster.seeds,
+            vec![("b".to_owned(), 25672), ("c".to_owned(), 25672)]
+        );
+        let clash = Args::try_parse_from(["warren", "--cluster-port", "5672"]).expect("flags");
+        let error = clash.into_config().expect_err("clash").to_string();
+        assert!(error.contains("is also the AMQP port"), "{error}");
+        let bad = Args::try_parse_from(["warren", "--cluster-seed", "nowhere"]).expect("flags");
+        assert!(bad.into_config().is_err());
+        // No cluster flag, no cluster.
+        let plain = Args::try_parse_from(["warren"]).expect("flags");
+        assert_eq!(
+            plain
+                .into_config()
+                .expect("valid")
+                .cluster()
+                .expect("valid"),
+            None
+        );
     }
 }

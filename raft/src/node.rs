@@ -1,0 +1,261 @@
+//! A cluster node: the transport listener plus every Raft group this node is a member of.
+//!
+//! Each group is one `openraft::Raft` sharing the node's [`Router`] (so one TCP link per
+//! peer carries all groups). Incoming Raft RPCs are dispatched by group id to the local
+//! `Raft`; a request for a group this node does not host is answered with an error, which
+//! the sender treats as unreachable and retries later (the group may be still starting).
+//! Step 1 hosts [`NoopSm`] groups over [`MemLog`]; step 2 swaps in the shared WAL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::ConfigError;
+use openraft::error::{Fatal, InitializeError, RaftError};
+
+use crate::group_config::GroupKind;
+use crate::mem_log::MemLog;
+use crate::noop_sm::NoopSm;
+use crate::router::{NetworkFactory, Router};
+use crate::transport::policy::LinkPolicy;
+use crate::transport::wire::{RaftReply, RaftRpc, Request, Response};
+use crate::transport::{Handler, HandlerFuture, Transport, TransportConfig, TransportError};
+use crate::types::{GroupId, METADATA_GROUP, NodeId, Snapshot, Wr};
+
+/// A Raft group as hosted in step 1.
+pub type GroupRaft = openraft::Raft<Wr, NoopSm>;
+
+/// How a node starts.
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The cluster's name; peers with another are refused, and openraft logs it.
+    pub cluster_name: String,
+    /// The cluster listen address (port 0 picks one).
+    pub bind: SocketAddr,
+    /// Which links may carry traffic (`AllowAll` outside tests).
+    pub policy: Arc<dyn LinkPolicy>,
+}
+
+/// Why a node or group operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The listener could not start.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// openraft refused the group config.
+    #[error("raft config: {0}")]
+    Config(#[from] ConfigError),
+    /// The group's Raft stopped.
+    #[error("raft group {group}: {message}")]
+    Fatal {
+        /// The group.
+        group: GroupId,
+        /// openraft's error text.
+        message: String,
+    },
+    /// `initialize` was refused (already initialized, or this node not in the members).
+    #[error("initialize group {group}: {message}")]
+    Initialize {
+        /// The group.
+        group: GroupId,
+        /// openraft's error text.
+        message: String,
+    },
+    /// The group is already hosted here.
+    #[error("group {0} already exists on this node")]
+    GroupExists(GroupId),
+    /// The group is not hosted here.
+    #[error("group {0} is not on this node")]
+    NoSuchGroup(GroupId),
+}
+
+/// A group hosted on this node: its Raft handle and its state machine.
+#[derive(Clone)]
+pub struct Group {
+    /// The group's Raft.
+    pub raft: GroupRaft,
+    /// The group's state machine (shared with the Raft).
+    pub sm: NoopSm,
+}
+
+/// The groups of a node, by id; also the handler of incoming requests.
+#[derive(Default)]
+struct Groups {
+    map: RwLock<HashMap<GroupId, Group>>,
+}
+
+impl Groups {
+    fn get(&self, group: GroupId) -> Option<Group> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .cloned()
+    }
+}
+
+fn text<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+async fn dispatch(raft: GroupRaft, rpc: RaftRpc) -> Result<RaftReply, String> {
+    Ok(match rpc {
+        RaftRpc::AppendEntries(req) => {
+            RaftReply::AppendEntries(raft.append_entries(req).await.map_err(text)?)
+        }
+        RaftRpc::Vote(req) => RaftReply::Vote(raft.vote(req).await.map_err(text)?),
+        RaftRpc::PreVote(req) => RaftReply::Vote(raft.pre_vote(req).await.map_err(text)?),
+        RaftRpc::Snapshot { vote, meta, data } => RaftReply::Snapshot(
+            raft.install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
+            .await
+            .map_err(text)?,
+        ),
+        RaftRpc::TransferLeader(req) => {
+            RaftReply::TransferLeader(raft.handle_transfer_leader(req).await.map_err(text)?)
+        }
+    })
+}
+
+impl Handler for Groups {
+    fn handle(&self, _from: NodeId, req: Request) -> HandlerFuture {
+        match req {
+            Request::Ping => Box::pin(async { Response::Pong }),
+            Request::Raft { group, rpc } => match self.get(group) {
+                None => Box::pin(async move {
+                    Response::Raft(Err(format!("group {group} is not on this node")))
+                }),
+                Some(g) => Box::pin(async move { Response::Raft(dispatch(g.raft, rpc).await) }),
+            },
+        }
+    }
+}
+
+/// A node: one listener, one router, many groups.
+pub struct RaftNode {
+    id: NodeId,
+    cluster_name: String,
+    router: Router,
+    groups: Arc<Groups>,
+}
+
+impl RaftNode {
+    /// Binds the cluster listener; no group exists yet.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let groups = Arc::new(Groups::default());
+        let transport = Transport::bind(
+            TransportConfig {
+                node_id: config.node_id,
+                cluster_name: config.cluster_name.clone(),
+                bind: config.bind,
+                connect_timeout: Duration::from_secs(2),
+                policy: config.policy,
+            },
+            groups.clone(),
+        )
+        .await?;
+        Ok(Self {
+            id: config.node_id,
+            cluster_name: config.cluster_name,
+            router: Router::new(transport),
+            groups,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address peers dial (put it in `BasicNode::addr`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.router.transport().local_addr()
+    }
+
+    /// The node's transport.
+    pub fn transport(&self) -> &Transport {
+        self.router.transport()
+    }
+
+    /// Tells the transport where a peer listens.
+    pub fn add_peer(&self, id: NodeId, addr: impl Into<String>) {
+        self.router.transport().add_peer(id, addr);
+    }
+
+    /// Starts hosting `group` with a fresh log and state machine.
+    pub async fn create_group(&self, group: GroupId, kind: GroupKind) -> Result<Group, NodeError> {
+        if self.groups.get(group).is_some() {
+            return Err(NodeError::GroupExists(group));
+        }
+        let config = kind.config(&self.cluster_name)?;
+        let sm = NoopSm::new();
+        let network = NetworkFactory::new(self.router.clone(), group);
+        let raft = GroupRaft::new(self.id, config, network, MemLog::new(), sm.clone())
+            .await
+            .map_err(|e: Fatal<Wr>| NodeError::Fatal {
+                group,
+                message: e.to_string(),
+            })?;
+        let hosted = Group { raft, sm };
+        let mut map = self.groups.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.contains_key(&group) {
+            return Err(NodeError::GroupExists(group));
+        }
+        map.insert(group, hosted.clone());
+        tracing::info!(node = self.id, group, ?kind, "raft group started");
+        Ok(hosted)
+    }
+
+    /// Starts hosting the metadata group (group 0).
+    pub async fn create_metadata_group(&self) -> Result<Group, NodeError> {
+        self.create_group(METADATA_GROUP, GroupKind::Metadata).await
+    }
+
+    /// A hosted group.
+    pub fn group(&self, group: GroupId) -> Option<Group> {
+        self.groups.get(group)
+    }
+
+    /// Initializes `group` with `members` as its first voters (once, on one node).
+    pub async fn initialize(
+        &self,
+        group: GroupId,
+        members: BTreeMap<NodeId, BasicNode>,
+    ) -> Result<(), NodeError> {
+        let g = self.group(group).ok_or(NodeError::NoSuchGroup(group))?;
+        g.raft
+            .initialize(members)
+            .await
+            .map_err(
+                |e: RaftError<Wr, InitializeError<Wr>>| NodeError::Initialize {
+                    group,
+                    message: e.to_string(),
+                },
+            )
+    }
+
+    /// Stops every group and the transport.
+    pub async fn shutdown(&self) {
+        let groups: Vec<(GroupId, Group)> = self
+            .groups
+            .map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (group, g) in groups {
+            if let Err(e) = g.raft.shutdown().await {
+                tracing::warn!(node = self.id, group, error = %e, "raft group did not stop cleanly");
+            }
+        }
+        self.router.transport().shutdown();
+    }
+}

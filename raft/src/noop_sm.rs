@@ -1,0 +1,139 @@
+//! A state machine that only counts, so step 1 can test the engine and transport alone.
+//!
+//! It counts applied application commands and keeps the last applied log id and membership;
+//! its snapshot is that counter (postcard), which is enough to exercise snapshot build,
+//! transfer and install. Each command is answered with the new count (8 bytes, big endian).
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::TryStreamExt;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::types::{LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, Wr};
+
+/// The counting state machine; clones share the same state.
+#[derive(Debug, Clone, Default)]
+pub struct NoopSm {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    applied: u64,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    snapshot: Option<(SnapshotMeta, SnapshotData)>,
+}
+
+/// What a snapshot of [`NoopSm`] holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotBody {
+    applied: u64,
+}
+
+impl NoopSm {
+    /// A state machine that applied nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many application commands were applied.
+    pub async fn applied_commands(&self) -> u64 {
+        self.inner.lock().await.applied
+    }
+
+    /// The log id of the last applied entry (any kind).
+    pub async fn last_applied(&self) -> Option<LogId> {
+        self.inner.lock().await.last_applied
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+impl RaftSnapshotBuilder<Wr> for NoopSm {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let mut inner = self.inner.lock().await;
+        let data = postcard::to_allocvec(&SnapshotBody {
+            applied: inner.applied,
+        })
+        .map_err(invalid)?;
+        let meta = SnapshotMeta {
+            last_log_id: inner.last_applied,
+            last_membership: inner.membership.clone(),
+        };
+        inner.snapshot = Some((meta.clone(), data.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
+    }
+}
+
+impl RaftStateMachine<Wr> for NoopSm {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let inner = self.inner.lock().await;
+        Ok((inner.last_applied, inner.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<Wr>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut inner = self.inner.lock().await;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            inner.last_applied = Some(entry.log_id);
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(_) => inner.applied += 1,
+                EntryPayload::Membership(m) => {
+                    inner.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                }
+            }
+            if let Some(responder) = responder {
+                responder.send(Reply {
+                    payload: Bytes::copy_from_slice(&inner.applied.to_be_bytes()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let body: SnapshotBody = postcard::from_bytes(&snapshot).map_err(invalid)?;
+        let mut inner = self.inner.lock().await;
+        inner.applied = body.applied;
+        inner.last_applied = meta.last_log_id;
+        inner.membership = meta.last_membership.clone();
+        inner.snapshot = Some((meta.clone(), snapshot));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let inner = self.inner.lock().await;
+        Ok(inner.snapshot.as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: data.clone(),
+        }))
+    }
+}

@@ -1,0 +1,219 @@
+//! One live TCP connection to a peer: the handshake, the batching writer, the reader.
+//!
+//! The writer drains up to [`WRITE_BATCH`] queued frames and writes them with one
+//! `write_all`, so the AppendEntries of every group bound for that peer leave in one syscall
+//! (the same pattern as the broker's `connection/writer.rs`). The reader decodes frames:
+//! responses complete the pending request of the same id, requests run on their own task so
+//! a slow group never stalls the link.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{Body, Frame, Hello, MAX_FRAME, PROTOCOL_VERSION, Response};
+use super::{Inner, TransportError};
+use crate::types::NodeId;
+
+/// How many queued frames the writer takes for one write.
+pub(crate) const WRITE_BATCH: usize = 256;
+
+/// How many frames may wait for the writer before senders wait.
+pub(crate) const QUEUE_DEPTH: usize = 4096;
+
+/// How long a peer has to send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Requests sent on a link and waiting for their response, by request id.
+pub(crate) type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// The handle to a live link that senders use.
+#[derive(Clone)]
+pub(crate) struct LinkHandle {
+    /// Distinguishes this connection from a later one to the same peer.
+    pub(crate) generation: u64,
+    /// Encoded frames for the writer.
+    pub(crate) tx: mpsc::Sender<Bytes>,
+    /// Requests awaiting a response on this connection.
+    pub(crate) pending: Pending,
+    /// Cancelled to close the connection.
+    pub(crate) closed: CancellationToken,
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+/// Sends our Hello, reads and checks the peer's; returns the split stream and the peer's Hello.
+pub(crate) async fn handshake(
+    stream: TcpStream,
+    ours: &Hello,
+) -> Result<
+    (
+        FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+        OwnedWriteHalf,
+        Hello,
+    ),
+    TransportError,
+> {
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let hello = Frame {
+        id: 0,
+        body: Body::Hello(ours.clone()),
+    }
+    .encode()?;
+    let mut buf = BytesMut::new();
+    codec().encode(Bytes::from(hello), &mut buf)?;
+    write.write_all(&buf).await?;
+    let mut reader = FramedRead::new(read, codec());
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
+        Err(_) => return Err(TransportError::Handshake("no Hello within 5 s".into())),
+        Ok(None) => return Err(TransportError::Handshake("closed before Hello".into())),
+        Ok(Some(frame)) => frame?,
+    };
+    let theirs = match Frame::decode(&first)?.body {
+        Body::Hello(h) => h,
+        other => {
+            return Err(TransportError::Handshake(format!(
+                "first frame is not Hello: {other:?}"
+            )));
+        }
+    };
+    if theirs.version != PROTOCOL_VERSION {
+        return Err(TransportError::Handshake(format!(
+            "peer speaks protocol {}, we speak {PROTOCOL_VERSION}",
+            theirs.version
+        )));
+    }
+    if theirs.cluster_name != ours.cluster_name {
+        return Err(TransportError::Handshake(format!(
+            "peer is in cluster {:?}, we are in {:?}",
+            theirs.cluster_name, ours.cluster_name
+        )));
+    }
+    if theirs.node_id == ours.node_id {
+        return Err(TransportError::Handshake("peer has our own node id".into()));
+    }
+    Ok((reader, write, theirs))
+}
+
+/// Runs a handshaken connection to `peer` until either side closes it or the transport stops.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    peer: NodeId,
+    mut reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    writer: OwnedWriteHalf,
+) {
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let closed = inner.shutdown.child_token();
+    let link = LinkHandle {
+        generation: inner.next_generation(),
+        tx,
+        pending: Arc::new(Mutex::new(HashMap::new())),
+        closed: closed.clone(),
+    };
+    inner.install_link(peer, link.clone());
+    tracing::info!(node = inner.node_id, peer, "cluster link up");
+    let writer_task = tokio::spawn(write_loop(writer, rx, closed.clone(), peer));
+    loop {
+        let next = tokio::select! {
+            _ = closed.cancelled() => break,
+            next = reader.next() => next,
+        };
+        let bytes = match next {
+            None => break,
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
+                tracing::warn!(node = inner.node_id, peer, error = %e, "cluster link read failed");
+                break;
+            }
+        };
+        let frame = match Frame::decode(&bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::warn!(node = inner.node_id, peer, error = %e, "undecodable frame; closing link");
+                break;
+            }
+        };
+        match frame.body {
+            Body::Response(resp) => {
+                let waiter = lock(&link.pending).remove(&frame.id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(resp);
+                }
+            }
+            Body::Request(req) => {
+                let handler = inner.handler.clone();
+                let tx = link.tx.clone();
+                let node = inner.node_id;
+                tokio::spawn(async move {
+                    let body = Body::Response(handler.handle(peer, req).await);
+                    match (Frame { id: frame.id, body }).encode() {
+                        Ok(bytes) => {
+                            let _ = tx.send(Bytes::from(bytes)).await;
+                        }
+                        Err(e) => tracing::warn!(node, peer, error = %e, "response not encodable"),
+                    }
+                });
+            }
+            Body::Hello(_) => {
+                tracing::warn!(node = inner.node_id, peer, "second Hello; closing link");
+                break;
+            }
+        }
+    }
+    closed.cancel();
+    writer_task.abort();
+    inner.remove_link(peer, link.generation);
+    // Dropping the waiters fails every request still in flight on this connection.
+    lock(&link.pending).clear();
+    tracing::info!(node = inner.node_id, peer, "cluster link down");
+}
+
+/// Writes queued frames, many per syscall, until the link closes.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    closed: CancellationToken,
+    peer: NodeId,
+) {
+    let mut codec = codec();
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut buf = BytesMut::new();
+    loop {
+        let n = tokio::select! {
+            _ = closed.cancelled() => break,
+            n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
+        };
+        if n == 0 {
+            break;
+        }
+        buf.clear();
+        for frame in batch.drain(..) {
+            if let Err(e) = codec.encode(frame, &mut buf) {
+                tracing::warn!(peer, error = %e, "frame not encodable; dropped");
+            }
+        }
+        if let Err(e) = writer.write_all(&buf).await {
+            tracing::debug!(peer, error = %e, "cluster link write failed");
+            break;
+        }
+    }
+    closed.cancel();
+}
+
+/// Locks a std mutex, ignoring poisoning (the maps stay consistent on every path).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,127 @@
+//! The messages on a cluster link and their encoding.
+//!
+//! Each frame of the `LengthDelimitedCodec` stream is one postcard-encoded [`Frame`]: a
+//! request id and a body. Postcard is positional, so these enums may only grow at the end
+//! (a new variant last), and [`PROTOCOL_VERSION`] changes when a layout does.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{GroupId, NodeId, SnapshotData, SnapshotMeta, Vote, Wr};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+
+/// The wire protocol version carried in [`Hello`]; peers with another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame accepted (a full snapshot travels in one frame in step 1).
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// One frame on a link.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Frame {
+    /// Matches a response to its request; 0 for [`Body::Hello`].
+    pub id: u64,
+    /// What the frame carries.
+    pub body: Body,
+}
+
+/// The kinds of frame.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Body {
+    /// The first frame each side sends.
+    Hello(Hello),
+    /// A request; the peer answers with a [`Body::Response`] of the same id.
+    Request(Request),
+    /// The answer to the request with the frame's id.
+    Response(Response),
+}
+
+/// Identifies the sending node on a new link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Both sides must agree on it.
+    pub cluster_name: String,
+    /// The sender's node id.
+    pub node_id: NodeId,
+    /// The sender's cluster listen address (`host:port`), so the acceptor learns it.
+    pub addr: String,
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u32,
+}
+
+/// A request to a peer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// A Raft RPC for one group.
+    Raft {
+        /// The target group on the peer.
+        group: GroupId,
+        /// The RPC.
+        rpc: RaftRpc,
+    },
+    /// A liveness probe, answered with [`Response::Pong`].
+    Ping,
+}
+
+/// The Raft RPCs openraft's network sends.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRpc {
+    /// Replication and heartbeats.
+    AppendEntries(AppendEntriesRequest<Wr>),
+    /// A vote request of a candidate.
+    Vote(VoteRequest<Wr>),
+    /// A pre-vote request (no term bump).
+    PreVote(VoteRequest<Wr>),
+    /// A whole snapshot (one frame in step 1; streamed in chunks later).
+    Snapshot {
+        /// The leader's vote.
+        vote: Vote,
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// The state machine's bytes.
+        data: SnapshotData,
+    },
+    /// Hand leadership to the receiver.
+    TransferLeader(TransferLeaderRequest<Wr>),
+}
+
+/// A response from a peer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// The answer to a [`RaftRpc`], or why the peer could not handle it.
+    Raft(Result<RaftReply, String>),
+    /// The answer to [`Request::Ping`].
+    Pong,
+}
+
+/// The successful answers to each [`RaftRpc`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftReply {
+    /// To [`RaftRpc::AppendEntries`].
+    AppendEntries(AppendEntriesResponse<Wr>),
+    /// To [`RaftRpc::Vote`] and [`RaftRpc::PreVote`].
+    Vote(VoteResponse<Wr>),
+    /// To [`RaftRpc::Snapshot`].
+    Snapshot(SnapshotResponse<Wr>),
+    /// To [`RaftRpc::TransferLeader`].
+    TransferLeader(TransferLeaderResponse<Wr>),
+}
+
+/// A frame that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster frame codec: {0}")]
+pub struct CodecError(#[from] postcard::Error);
+
+impl Frame {
+    /// Encodes the frame with postcard.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        Ok(postcard::to_allocvec(self)?)
+    }
+
+    /// Decodes a frame received from a peer.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
