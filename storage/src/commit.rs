@@ -1,5 +1,9 @@
 //! Group commit: writers ask for durability, one flusher thread flushes for all
 //! of them at once, and batches the requests that arrive while it flushes.
+//!
+//! The flushed target is any [`Durable`]: every [`Store`] is one (the broker's
+//! use), and so is the Raft crate's write-ahead log, which runs its own
+//! instance so Raft latency never waits behind a store flush.
 
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -8,6 +12,18 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use crate::{StorageError, Store};
+
+/// What a group commit makes durable: a store, or any other log with a flush.
+pub trait Durable: Send + Sync {
+    /// Makes everything written so far durable (fsynced).
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
+impl<S: Store + ?Sized> Durable for S {
+    fn flush(&self) -> Result<(), StorageError> {
+        Store::flush(self)
+    }
+}
 
 /// Something else a group commit makes durable besides the store (a stream
 /// queue's log): flushed by the flusher thread before the store, in every
@@ -56,8 +72,13 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread for `store`.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the flusher thread for `target` (a store, or any [`Durable`]).
+    pub fn start<D: Durable + ?Sized + 'static>(target: Arc<D>) -> Self {
+        Self::start_named(target, "warren-flusher")
+    }
+
+    /// As [`start`](Self::start), with the flusher thread named `name`.
+    pub fn start_named<D: Durable + ?Sized + 'static>(target: Arc<D>, name: &str) -> Self {
         let (durable, _) = watch::channel(Some(0));
         let shared = Arc::new(Shared {
             requests: Mutex::new(Requests::default()),
@@ -67,13 +88,13 @@ impl GroupCommit {
         let flusher = {
             let shared = shared.clone();
             std::thread::Builder::new()
-                .name("warren-flusher".into())
-                .spawn(move || flush_loop(&shared, store.as_ref()))
+                .name(name.into())
+                .spawn(move || flush_loop(&shared, target.as_ref()))
         };
         let flusher = match flusher {
             Ok(handle) => Some(handle),
             Err(error) => {
-                tracing::error!(%error, "cannot start the storage flusher");
+                tracing::error!(%error, name, "cannot start the storage flusher");
                 shared.durable.send_replace(None);
                 None
             }
@@ -155,7 +176,7 @@ impl Drop for GroupCommit {
     }
 }
 
-fn flush_loop(shared: &Shared, store: &dyn Store) {
+fn flush_loop<D: Durable + ?Sized>(shared: &Shared, durable: &D) {
     let mut done = 0;
     loop {
         let (target, closing, hooks) = {
@@ -172,7 +193,7 @@ fn flush_loop(shared: &Shared, store: &dyn Store) {
         let flushed = hooks
             .iter()
             .try_for_each(|hook| hook.flush())
-            .and_then(|()| store.flush());
+            .and_then(|()| durable.flush());
         drop(hooks);
         match flushed {
             Ok(()) => {
@@ -214,5 +235,31 @@ mod tests {
         }
         let store = SledStore::open(dir.path(), 8 << 20).expect("reopen");
         assert_eq!(store.messages(1, 0, 10).expect("scan").len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod durable_tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A target that only counts its flushes.
+    #[derive(Default)]
+    struct Counter(AtomicU64);
+
+    impl Durable for Counter {
+        fn flush(&self) -> Result<(), StorageError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn any_durable_target_is_flushed() {
+        let target = Arc::new(Counter::default());
+        let commit = GroupCommit::start_named(target.clone(), "test-flusher");
+        commit.commit().await.expect("durable");
+        assert!(target.0.load(Ordering::SeqCst) >= 1);
     }
 }

@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use commit::GroupCommit;
-pub use commit::{CommitRequester, FlushHook};
+pub use commit::{CommitRequester, Durable, FlushHook};
 pub use hybrid::HybridStore;
 pub use segments::SegmentLog;
 pub use sled_store::SledStore;
