@@ -13,6 +13,7 @@ pub mod noop_sm;
 pub mod router;
 pub mod transport;
 pub mod types;
+pub mod wal;
 
 pub use group_config::GroupKind;
 pub use node::{Group, GroupRaft, NodeConfig, NodeError, RaftNode};
