@@ -1,19 +1,23 @@
 //! Warren's Raft layer: openraft groups (the metadata group and, later, one per quorum queue)
 //! over one TCP link per node pair.
 //!
-//! This crate depends on no other Warren crate and knows no AMQP: the log carries opaque
-//! [`Command`] bytes. Only this crate imports openraft, so an upgrade of the pinned alpha is
-//! one crate's work. See docs/cluster-design.md; step 1 of its plan is this crate with an
-//! in-memory log ([`mem_log`]) and a counting state machine ([`noop_sm`]).
+//! This crate knows no AMQP: the log carries opaque [`Command`] bytes. Its only Warren
+//! dependency is `warren-storage`, for the group commit its WAL reuses. Only this crate
+//! imports openraft, so an upgrade of the pinned alpha is one crate's work. See
+//! docs/cluster-design.md: step 1 built the groups over an in-memory log ([`mem_log`]) with a
+//! counting state machine ([`noop_sm`]); step 2 added the node's shared write-ahead log
+//! ([`wal`], each group's view is [`wal_log::WalLog`]) and snapshots on disk ([`snapshot`]).
 
 pub mod group_config;
 pub mod mem_log;
 pub mod node;
 pub mod noop_sm;
 pub mod router;
+pub mod snapshot;
 pub mod transport;
 pub mod types;
 pub mod wal;
+pub mod wal_log;
 
 pub use group_config::GroupKind;
 pub use node::{Group, GroupRaft, NodeConfig, NodeError, RaftNode};
@@ -21,3 +25,5 @@ pub use router::Router;
 pub use transport::policy::{AllowAll, CutLinks, LinkPolicy, Verdict};
 pub use transport::{Transport, TransportConfig, TransportError};
 pub use types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Wr};
+pub use wal::{Wal, WalError};
+pub use wal_log::WalLog;

@@ -4,10 +4,13 @@
 //! peer carries all groups). Incoming Raft RPCs are dispatched by group id to the local
 //! `Raft`; a request for a group this node does not host is answered with an error, which
 //! the sender treats as unreachable and retries later (the group may be still starting).
-//! Step 1 hosts [`NoopSm`] groups over [`MemLog`]; step 2 swaps in the shared WAL.
+//! Groups host [`NoopSm`] for now. A node with a data dir keeps every group's log in its one
+//! shared [`Wal`] (`<data_dir>/wal/`) and snapshots under `<data_dir>/snap/<group>/`, so it
+//! restarts with its state; a node without one uses [`MemLog`] (pure in-memory tests).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,10 +22,13 @@ use crate::group_config::GroupKind;
 use crate::mem_log::MemLog;
 use crate::noop_sm::NoopSm;
 use crate::router::{NetworkFactory, Router};
+use crate::snapshot::SnapshotStore;
 use crate::transport::policy::LinkPolicy;
 use crate::transport::wire::{RaftReply, RaftRpc, Request, Response};
 use crate::transport::{Handler, HandlerFuture, Transport, TransportConfig, TransportError};
 use crate::types::{GroupId, METADATA_GROUP, NodeId, Snapshot, Wr};
+use crate::wal::{Wal, WalError};
+use crate::wal_log::WalLog;
 
 /// A Raft group as hosted in step 1.
 pub type GroupRaft = openraft::Raft<Wr, NoopSm>;
@@ -37,6 +43,8 @@ pub struct NodeConfig {
     pub bind: SocketAddr,
     /// Which links may carry traffic (`AllowAll` outside tests).
     pub policy: Arc<dyn LinkPolicy>,
+    /// Where the WAL and snapshots live; `None` keeps every log in memory (tests only).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Why a node or group operation failed.
@@ -70,6 +78,17 @@ pub enum NodeError {
     /// The group is not hosted here.
     #[error("group {0} is not on this node")]
     NoSuchGroup(GroupId),
+    /// The WAL could not be opened.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The group's state machine could not restore its snapshot.
+    #[error("group {group} snapshot: {source}")]
+    Snapshot {
+        /// The group.
+        group: GroupId,
+        /// The error.
+        source: std::io::Error,
+    },
 }
 
 /// A group hosted on this node: its Raft handle and its state machine.
@@ -145,11 +164,26 @@ pub struct RaftNode {
     cluster_name: String,
     router: Router,
     groups: Arc<Groups>,
+    wal: Option<Arc<Wal>>,
+    data_dir: Option<PathBuf>,
 }
 
 impl RaftNode {
     /// Binds the cluster listener; no group exists yet.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let wal = match &config.data_dir {
+            Some(dir) => {
+                let dir = dir.join("wal");
+                let wal = tokio::task::spawn_blocking(move || Wal::open(&dir))
+                    .await
+                    .map_err(|e| NodeError::Fatal {
+                        group: METADATA_GROUP,
+                        message: format!("WAL open task: {e}"),
+                    })??;
+                Some(Arc::new(wal))
+            }
+            None => None,
+        };
         let groups = Arc::new(Groups::default());
         let transport = Transport::bind(
             TransportConfig {
@@ -167,6 +201,8 @@ impl RaftNode {
             cluster_name: config.cluster_name,
             router: Router::new(transport),
             groups,
+            wal,
+            data_dir: config.data_dir,
         })
     }
 
@@ -196,14 +232,27 @@ impl RaftNode {
             return Err(NodeError::GroupExists(group));
         }
         let config = kind.config(&self.cluster_name)?;
-        let sm = NoopSm::new();
         let network = NetworkFactory::new(self.router.clone(), group);
-        let raft = GroupRaft::new(self.id, config, network, MemLog::new(), sm.clone())
-            .await
-            .map_err(|e: Fatal<Wr>| NodeError::Fatal {
-                group,
-                message: e.to_string(),
-            })?;
+        let fatal = |e: Fatal<Wr>| NodeError::Fatal {
+            group,
+            message: e.to_string(),
+        };
+        let (raft, sm) = match (&self.wal, &self.data_dir) {
+            (Some(wal), Some(dir)) => {
+                let store = SnapshotStore::new(dir.join("snap").join(group.to_string()));
+                let sm =
+                    NoopSm::open(store).map_err(|source| NodeError::Snapshot { group, source })?;
+                let log = WalLog::new(wal.clone(), group);
+                let raft = GroupRaft::new(self.id, config, network, log, sm.clone()).await;
+                (raft.map_err(fatal)?, sm)
+            }
+            _ => {
+                let sm = NoopSm::new();
+                let raft =
+                    GroupRaft::new(self.id, config, network, MemLog::new(), sm.clone()).await;
+                (raft.map_err(fatal)?, sm)
+            }
+        };
         let hosted = Group { raft, sm };
         let mut map = self.groups.map.write().unwrap_or_else(|p| p.into_inner());
         if map.contains_key(&group) {
@@ -217,6 +266,11 @@ impl RaftNode {
     /// Starts hosting the metadata group (group 0).
     pub async fn create_metadata_group(&self) -> Result<Group, NodeError> {
         self.create_group(METADATA_GROUP, GroupKind::Metadata).await
+    }
+
+    /// The node's WAL, if it has a data dir.
+    pub fn wal(&self) -> Option<&Arc<Wal>> {
+        self.wal.as_ref()
     }
 
     /// A hosted group.

@@ -3,6 +3,8 @@
 //! It counts applied application commands and keeps the last applied log id and membership;
 //! its snapshot is that counter (postcard), which is enough to exercise snapshot build,
 //! transfer and install. Each command is answered with the new count (8 bytes, big endian).
+//! With a [`SnapshotStore`] its snapshots are saved on disk and restored at open, so a
+//! restarted node resumes from its last snapshot and replays the log after it.
 
 use std::io;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::snapshot::SnapshotStore;
 use crate::types::{LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, Wr};
 
 /// The counting state machine; clones share the same state.
@@ -29,6 +32,7 @@ struct Inner {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     snapshot: Option<(SnapshotMeta, SnapshotData)>,
+    store: Option<SnapshotStore>,
 }
 
 /// What a snapshot of [`NoopSm`] holds.
@@ -41,6 +45,25 @@ impl NoopSm {
     /// A state machine that applied nothing.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A state machine whose snapshots live in `store`, restored from its last one.
+    pub fn open(store: SnapshotStore) -> Result<Self, io::Error> {
+        let saved = store.load()?;
+        let mut inner = Inner {
+            store: Some(store),
+            ..Inner::default()
+        };
+        if let Some((meta, data)) = saved {
+            let body: SnapshotBody = postcard::from_bytes(&data).map_err(invalid)?;
+            inner.applied = body.applied;
+            inner.last_applied = meta.last_log_id;
+            inner.membership = meta.last_membership.clone();
+            inner.snapshot = Some((meta, data));
+        }
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+        })
     }
 
     /// How many application commands were applied.
@@ -71,6 +94,9 @@ impl RaftSnapshotBuilder<Wr> for NoopSm {
             last_log_id: inner.last_applied,
             last_membership: inner.membership.clone(),
         };
+        if let Some(store) = &inner.store {
+            store.save(&meta, &data)?;
+        }
         inner.snapshot = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
@@ -122,6 +148,9 @@ impl RaftStateMachine<Wr> for NoopSm {
     ) -> Result<(), io::Error> {
         let body: SnapshotBody = postcard::from_bytes(&snapshot).map_err(invalid)?;
         let mut inner = self.inner.lock().await;
+        if let Some(store) = &inner.store {
+            store.save(meta, &snapshot)?;
+        }
         inner.applied = body.applied;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();

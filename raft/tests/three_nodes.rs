@@ -46,6 +46,7 @@ impl Cluster {
                 cluster_name: "test".into(),
                 bind: "127.0.0.1:0".parse().expect("addr"),
                 policy: links.clone(),
+                data_dir: None,
             })
             .await
             .expect("node starts");
@@ -252,6 +253,7 @@ async fn leadership_transfers_and_a_new_learner_gets_a_snapshot() {
         cluster_name: "test".into(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         policy: cluster.links.clone(),
+        data_dir: None,
     })
     .await
     .expect("node 4 starts");

@@ -199,7 +199,11 @@ impl Wal {
 
     /// A group's saved committed id.
     pub fn committed(&self, group: GroupId) -> Option<LogId> {
-        self.inner.lock().groups.get(&group).and_then(|g| g.committed)
+        self.inner
+            .lock()
+            .groups
+            .get(&group)
+            .and_then(|g| g.committed)
     }
 
     /// A group's entries in `range` (readable as soon as appended).
@@ -269,7 +273,11 @@ impl Wal {
     }
 
     /// Drops every entry after `last` and waits until that is durable.
-    pub async fn truncate_after(&self, group: GroupId, last: Option<LogId>) -> Result<(), WalError> {
+    pub async fn truncate_after(
+        &self,
+        group: GroupId,
+        last: Option<LogId>,
+    ) -> Result<(), WalError> {
         self.write_and_wait(group, Body::TruncateAfter(last)).await
     }
 
@@ -464,11 +472,12 @@ fn replay(dir: &Path) -> Result<State, WalError> {
             if let Body::Entry(entry) = &found.body {
                 info.note(found.group, entry.index());
             }
-            state
-                .groups
-                .entry(found.group)
-                .or_default()
-                .apply(&found.body, seq, found.offset, found.len);
+            state.groups.entry(found.group).or_default().apply(
+                &found.body,
+                seq,
+                found.offset,
+                found.len,
+            );
         }
         state.files.insert(seq, info);
     }

@@ -91,7 +91,9 @@ pub fn decode_one(bytes: &[u8]) -> Result<(GroupId, Body), RecordError> {
     match next(bytes) {
         Some(Ok((group, body, _))) => Ok((group, body)),
         Some(Err(e)) => Err(e),
-        None => Err(RecordError::Encode(postcard::Error::DeserializeUnexpectedEnd)),
+        None => Err(RecordError::Encode(
+            postcard::Error::DeserializeUnexpectedEnd,
+        )),
     }
 }
 

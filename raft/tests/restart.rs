@@ -1,0 +1,157 @@
+//! Three nodes with data dirs: stop all, start again on the same dirs and ports, and the
+//! group elects a leader, still holds what was written, and takes new writes.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::BasicNode;
+use warren_raft::{AllowAll, Command, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
+
+/// The cap of every wait; polls end as soon as the condition holds.
+const CAP: Duration = Duration::from_secs(10);
+
+async fn eventually<F, Fut, T>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CAP;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {CAP:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn start_node(id: NodeId, bind: SocketAddr, dir: &Path) -> (RaftNode, Group) {
+    let node = RaftNode::start(NodeConfig {
+        node_id: id,
+        cluster_name: "test".into(),
+        bind,
+        policy: Arc::new(AllowAll),
+        data_dir: Some(dir.to_path_buf()),
+    })
+    .await
+    .expect("node starts");
+    let group = node.create_metadata_group().await.expect("group 0");
+    (node, group)
+}
+
+async fn leader(groups: &[Group]) -> usize {
+    eventually("a leader all nodes agree on", || async {
+        let mut seen = None;
+        for g in groups {
+            let l = g.raft.current_leader().await?;
+            if seen.is_some_and(|s| s != l) {
+                return None;
+            }
+            seen = Some(l);
+        }
+        seen.map(|l| (l - 1) as usize)
+    })
+    .await
+}
+
+async fn applied_everywhere(groups: &[Group], n: u64) {
+    eventually(&format!("{n} commands applied everywhere"), || async {
+        for g in groups {
+            if g.sm.applied_commands().await < n {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+fn noop() -> Command {
+    Command {
+        payload: Bytes::from_static(b"noop"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_restart_from_their_data_dirs() {
+    use openraft::async_runtime::WatchReceiver;
+
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+
+    // First life: form the group, write three commands, snapshot on one node.
+    let mut nodes = Vec::new();
+    let mut groups = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let (node, group) = start_node(i as u64 + 1, any, dir.path()).await;
+        nodes.push(node);
+        groups.push(group);
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.local_addr()).collect();
+    let members: BTreeMap<NodeId, BasicNode> = nodes
+        .iter()
+        .map(|n| (n.id(), BasicNode::new(n.local_addr().to_string())))
+        .collect();
+    nodes[0]
+        .initialize(METADATA_GROUP, members)
+        .await
+        .expect("initialize");
+    let l = leader(&groups).await;
+    for _ in 0..3 {
+        groups[l].raft.client_write(noop()).await.expect("write");
+    }
+    applied_everywhere(&groups, 3).await;
+    // One node also restarts from a snapshot (the others replay their whole log).
+    let snap_node = (l + 1) % 3;
+    groups[snap_node]
+        .raft
+        .trigger()
+        .snapshot()
+        .await
+        .expect("snapshot");
+    eventually("the snapshot is built", || async {
+        let m = groups[snap_node].raft.metrics().borrow_watched().clone();
+        m.snapshot.is_some().then_some(())
+    })
+    .await;
+    assert!(
+        dirs[snap_node].path().join("snap/0/current.snap").exists(),
+        "the snapshot is on disk"
+    );
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    drop(groups);
+    drop(nodes);
+
+    // Second life: same ids, dirs and ports.
+    let mut nodes = Vec::new();
+    let mut groups = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let (node, group) = start_node(i as u64 + 1, addrs[i], dir.path()).await;
+        nodes.push(node);
+        groups.push(group);
+    }
+    applied_everywhere(&groups, 3).await;
+    // The saved vote names the old leader at once; retry until a leader really serves.
+    let reply = eventually("a leader takes the new write", || async {
+        let l = leader(&groups).await;
+        groups[l].raft.client_write(noop()).await.ok()
+    })
+    .await;
+    assert_eq!(reply.data.payload.as_ref(), 4u64.to_be_bytes());
+    applied_everywhere(&groups, 4).await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
