@@ -406,14 +406,12 @@ fn read_entry(
         Some(bytes) => bytes,
         None => {
             let path = record::file_path(dir, loc.seq);
-            if !state.readers.contains_key(&loc.seq) {
-                let file = File::open(&path).map_err(io_at(&path))?;
-                state.readers.insert(loc.seq, file);
-            }
-            let file = state
-                .readers
-                .get(&loc.seq)
-                .ok_or(WalError::Missing { group, index })?;
+            let file = match state.readers.entry(loc.seq) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(File::open(&path).map_err(io_at(&path))?)
+                }
+            };
             let mut buf = vec![0; loc.len as usize];
             file.read_exact_at(&mut buf, loc.offset)
                 .map_err(io_at(&path))?;
