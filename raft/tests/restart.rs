@@ -119,9 +119,22 @@ async fn three_nodes_restart_from_their_data_dirs() {
         .snapshot()
         .await
         .expect("snapshot");
+    let applied = groups[snap_node].sm.last_applied().await.expect("applied");
     eventually("the snapshot is built", || async {
         let m = groups[snap_node].raft.metrics().borrow_watched().clone();
-        m.snapshot.is_some().then_some(())
+        (m.snapshot.map(|s| s.index) >= Some(applied.index)).then_some(())
+    })
+    .await;
+    // Purge its log too, so after the restart only the snapshot can bring the count back.
+    groups[snap_node]
+        .raft
+        .trigger()
+        .purge_log(applied.index)
+        .await
+        .expect("purge");
+    eventually("the log is purged", || async {
+        let m = groups[snap_node].raft.metrics().borrow_watched().clone();
+        (m.purged.map(|p| p.index) >= Some(applied.index)).then_some(())
     })
     .await;
     assert!(
@@ -143,6 +156,12 @@ async fn three_nodes_restart_from_their_data_dirs() {
         groups.push(group);
     }
     applied_everywhere(&groups, 3).await;
+    let wal = nodes[snap_node].wal().expect("a WAL");
+    assert_eq!(
+        wal.log_state(METADATA_GROUP).0.map(|p| p.index),
+        Some(applied.index),
+        "the purge survived the restart"
+    );
     // The saved vote names the old leader at once; retry until a leader really serves.
     let reply = eventually("a leader takes the new write", || async {
         let l = leader(&groups).await;
