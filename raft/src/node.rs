@@ -43,7 +43,8 @@ pub struct NodeConfig {
     pub bind: SocketAddr,
     /// Which links may carry traffic (`AllowAll` outside tests).
     pub policy: Arc<dyn LinkPolicy>,
-    /// Where the WAL and snapshots live; `None` keeps every log in memory (tests only).
+    /// The node's Raft directory (`<data_dir>/wal/`, `<data_dir>/snap/<group>/`; the broker
+    /// will pass its `<data dir>/raft`); `None` keeps every log in memory (tests only).
     pub data_dir: Option<PathBuf>,
 }
 
