@@ -55,6 +55,12 @@ pub enum RecordError {
     /// postcard refused the body.
     #[error("encode a WAL record: {0}")]
     Encode(postcard::Error),
+    /// A record is larger than a record may be.
+    #[error("a WAL record of {0} bytes is too large")]
+    TooLarge(usize),
+    /// A record read back is short or fails its crc.
+    #[error("a WAL record read back is short or damaged")]
+    Damaged,
     /// A record's body does not decode although its crc matched.
     #[error("decode a WAL record of kind {kind}: {source}")]
     Decode {
@@ -68,8 +74,11 @@ pub enum RecordError {
 /// Appends one record to `out`.
 pub fn encode(out: &mut Vec<u8>, group: GroupId, body: &Body) -> Result<(), RecordError> {
     let payload = postcard::to_allocvec(body).map_err(RecordError::Encode)?;
-    let len = u32::try_from(KEY + payload.len())
-        .map_err(|_| RecordError::Encode(postcard::Error::SerializeBufferFull))?;
+    let total = KEY + payload.len();
+    let len = u32::try_from(total)
+        .ok()
+        .filter(|_| total <= MAX_RECORD)
+        .ok_or(RecordError::TooLarge(total))?;
     let mut hasher = crc32fast::Hasher::new();
     let key = {
         let mut key = [0u8; KEY];

@@ -244,3 +244,42 @@ async fn one_sync_covers_a_batch_appended_by_many_groups() {
     assert_eq!(wal.syncs() - before, 1, "one fsync round for 100 groups");
     drop(hook);
 }
+
+#[tokio::test]
+async fn damage_before_the_last_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let wal = Wal::open_with_limit(dir.path(), 512).expect("open");
+        for i in 1..=20 {
+            append(&wal, 1, vec![entry(1, i)]).await;
+        }
+    }
+    let first = wal_files(dir.path()).into_iter().next().expect("a file");
+    let mut bytes = std::fs::read(&first).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&first, bytes).expect("damage");
+    match Wal::open_with_limit(dir.path(), 512) {
+        Err(WalError::Corrupt { path, .. }) => assert_eq!(path, first),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_flush_fails_every_callback_and_the_wal_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal_dir = dir.path().join("wal");
+    let wal = Wal::open_with_limit(&wal_dir, 512).expect("open");
+    append(&wal, 1, vec![entry(1, 1)]).await;
+    // The next file cannot be created: its directory is gone.
+    std::fs::remove_dir_all(&wal_dir).expect("remove the dir");
+    let (tx, rx) = Wr::oneshot();
+    wal.append(1, (2..=20).map(|i| entry(1, i)), IOFlushed::signal(tx))
+        .expect("append is accepted before the flush");
+    assert!(rx.await.expect("callback").is_err(), "the batch failed");
+    assert!(matches!(
+        wal.append(1, vec![entry(1, 21)], IOFlushed::noop()),
+        Err(WalError::Failed(_))
+    ));
+    assert!(wal.save_vote(1, Vote::new(2, 1)).await.is_err());
+}
