@@ -1,37 +1,17 @@
 //! Three nodes with data dirs: stop all, start again on the same dirs and ports, and the
 //! group elects a leader, still holds what was written, and takes new writes.
 
+mod common;
+
+use common::{eventually, noop};
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::BasicNode;
-use warren_raft::{AllowAll, Command, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
-
-/// The cap of every wait; polls end as soon as the condition holds.
-const CAP: Duration = Duration::from_secs(10);
-
-async fn eventually<F, Fut, T>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + CAP;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {CAP:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use warren_raft::{AllowAll, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
 
 async fn start_node(id: NodeId, bind: SocketAddr, dir: &Path) -> (RaftNode, Group) {
     let node = RaftNode::start(NodeConfig {
@@ -72,12 +52,6 @@ async fn applied_everywhere(groups: &[Group], n: u64) {
         Some(())
     })
     .await;
-}
-
-fn noop() -> Command {
-    Command {
-        payload: Bytes::from_static(b"noop"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,34 +1,14 @@
 //! Three nodes in one process over loopback TCP: election, replication, a cut leader, healing.
 
+mod common;
+
+use common::{eventually, noop};
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::BasicNode;
-use warren_raft::{Command, CutLinks, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
-
-/// The cap of every wait: generous, so slow CI does not flake; polls end as soon as true.
-const CAP: Duration = Duration::from_secs(10);
-
-async fn eventually<F, Fut, T>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + CAP;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {CAP:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use warren_raft::{CutLinks, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
 
 struct Cluster {
     nodes: Vec<RaftNode>,
@@ -119,12 +99,6 @@ impl Cluster {
         for node in &self.nodes {
             node.shutdown().await;
         }
-    }
-}
-
-fn noop() -> Command {
-    Command {
-        payload: Bytes::from_static(b"noop"),
     }
 }
 
