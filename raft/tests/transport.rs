@@ -63,6 +63,7 @@ fn frames_round_trip() {
                 node_id: 7,
                 addr: "127.0.0.1:25672".into(),
                 version: 1,
+                transient: false,
             }),
         },
         Frame {
