@@ -24,6 +24,8 @@ pub mod wal;
 pub mod wal_log;
 
 pub use group_config::GroupKind;
+pub use membership::GroupStatus;
+pub use openraft::BasicNode;
 pub use machine::Machine;
 pub use transport::wire::JoinReply;
 pub use node::{Group, GroupRaft, NodeConfig, NodeError, RaftNode};

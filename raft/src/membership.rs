@@ -157,23 +157,18 @@ pub(crate) async fn handle_leave(
     if let Err(e) = raft.client_write(announce).await {
         return JoinReply::Refused(format!("farewell not written: {e}"));
     }
-    if status.voters.contains(&node_id) {
-        let ids = BTreeSet::from([node_id]);
-        if let Err(e) = raft
-            .change_membership(ChangeMembers::RemoveVoters(ids), false)
-            .await
-        {
-            return JoinReply::Refused(format!("removing the voter failed: {e}"));
-        }
-    }
-    // After removing itself as voter, a leader steps down; the removal of the node entry
-    // is then best effort (a learner entry of a stopped node is harmless).
+    // One joint change removes the voter and its node entry, so a leader leaving itself
+    // leaves no learner entry behind (it steps down once the change is committed).
     let ids = BTreeSet::from([node_id]);
+    let mut changes = vec![ChangeMembers::RemoveNodes(ids.clone())];
+    if status.voters.contains(&node_id) {
+        changes.insert(0, ChangeMembers::RemoveVoters(ids));
+    }
     if let Err(e) = raft
-        .change_membership(ChangeMembers::RemoveNodes(ids), false)
+        .change_membership(ChangeMembers::Batch(changes), false)
         .await
     {
-        tracing::info!(node_id, error = %e, "leave: node entry not removed");
+        return JoinReply::Refused(format!("removing the node failed: {e}"));
     }
     let members = GroupStatus::of(&raft).nodes.into_iter().collect();
     JoinReply::Accepted { members }
