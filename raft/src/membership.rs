@@ -109,31 +109,52 @@ pub(crate) fn handle_join(
         members.push((node_id, addr.clone()));
     }
     tokio::spawn(async move {
-        if let Err(e) = raft
-            .add_learner(node_id, BasicNode::new(addr.clone()), true)
-            .await
-        {
-            tracing::warn!(node_id, error = %e, "join: add learner failed");
+        // Joins arriving together collide ("already undergoing a configuration change"):
+        // each step is retried for a while; all of them are idempotent.
+        let learner = retry("add learner", node_id, || {
+            raft.add_learner(node_id, BasicNode::new(addr.clone()), true)
+        });
+        if !learner.await {
             return;
         }
         let status = GroupStatus::of(&raft);
         if !status.voters.contains(&node_id) && status.voters.len() < MAX_VOTERS {
-            let ids = BTreeSet::from([node_id]);
-            if let Err(e) = raft
-                .change_membership(ChangeMembers::AddVoterIds(ids), false)
-                .await
-            {
-                tracing::warn!(node_id, error = %e, "join: promotion to voter failed");
+            let promoted = retry("promotion to voter", node_id, || {
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
+            });
+            if !promoted.await {
                 return;
             }
         }
-        match raft.client_write(announce).await {
-            Ok(_) => tracing::info!(node_id, %addr, "node joined the cluster"),
-            Err(e) => tracing::warn!(node_id, error = %e, "join: announcement not written"),
+        if retry("announcement", node_id, || raft.client_write(announce.clone())).await {
+            tracing::info!(node_id, %addr, "node joined the cluster");
         }
     });
     JoinReply::Accepted { members }
 }
+
+/// Runs `step` until it succeeds, for at most [`STEP_ATTEMPTS`] tries 200 ms apart.
+async fn retry<F, Fut, T, E>(what: &str, node_id: NodeId, mut step: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    for attempt in 1..=STEP_ATTEMPTS {
+        match step().await {
+            Ok(_) => return true,
+            Err(e) if attempt == STEP_ATTEMPTS => {
+                tracing::warn!(node_id, error = %e, "join: {what} failed");
+            }
+            Err(e) => tracing::debug!(node_id, error = %e, "join: {what} refused; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// How many times a join step is tried.
+const STEP_ATTEMPTS: u32 = 25;
 
 /// The leader's side of a leave: the farewell, then the node out of the membership.
 pub(crate) async fn handle_leave(
@@ -157,17 +178,15 @@ pub(crate) async fn handle_leave(
     if let Err(e) = raft.client_write(announce).await {
         return JoinReply::Refused(format!("farewell not written: {e}"));
     }
-    // One joint change removes the voter and its node entry, so a leader leaving itself
-    // leaves no learner entry behind (it steps down once the change is committed).
+    // `retain = false`: a removed voter does not stay as a learner, so one change removes
+    // it entirely (a leader leaving itself steps down once it is committed).
     let ids = BTreeSet::from([node_id]);
-    let mut changes = vec![ChangeMembers::RemoveNodes(ids.clone())];
-    if status.voters.contains(&node_id) {
-        changes.insert(0, ChangeMembers::RemoveVoters(ids));
-    }
-    if let Err(e) = raft
-        .change_membership(ChangeMembers::Batch(changes), false)
-        .await
-    {
+    let change = if status.voters.contains(&node_id) {
+        ChangeMembers::RemoveVoters(ids)
+    } else {
+        ChangeMembers::RemoveNodes(ids)
+    };
+    if let Err(e) = raft.change_membership(change, false).await {
         return JoinReply::Refused(format!("removing the node failed: {e}"));
     }
     let members = GroupStatus::of(&raft).nodes.into_iter().collect();

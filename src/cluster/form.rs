@@ -50,7 +50,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
                 .clone();
             match ask_seeds(&cluster, &seeds, &announce).await {
                 SeedAnswer::Joined => {
-                    wait_formed(&cluster, Duration::from_secs(10)).await;
+                    wait_formed(&cluster, Duration::from_secs(6)).await;
                     lonely_rounds = 0;
                 }
                 SeedAnswer::ClusterExists => lonely_rounds = 0,
@@ -59,6 +59,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
                     let first = labels.iter().all(|l| cluster.identity.name < *l);
                     if seeds.is_empty() || (first && lonely_rounds >= ROUNDS_BEFORE_BOOTSTRAP) {
                         bootstrap(&cluster).await;
+                        wait_formed(&cluster, Duration::from_secs(2)).await;
                         continue;
                     }
                 }
