@@ -86,9 +86,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let cluster = warren::cluster::Cluster::start(config, &keys, listeners)
                 .await
-                .with_context(|| {
-                    format!("cannot start the cluster node on port {}", keys.port)
-                })?;
+                .with_context(|| format!("cannot start the cluster node on port {}", keys.port))?;
             Some(cluster)
         }
         None => None,

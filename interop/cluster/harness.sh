@@ -6,18 +6,20 @@
 #   harness.sh status   print each node's /api/nodes (name, state, leader)
 #   harness.sh stop     stop the three (SIGTERM, then SIGKILL after 5 s)
 #   harness.sh kill N   kill -9 node N;   harness.sh restart N   start node N again
-#   harness.sh smoke    start, wait (30 s cap), a leave and a rejoin of n3, stop;
+#   harness.sh smoke    start, wait (30 s cap); n3 leaves (warrenctl cluster leave), is
+#                       restarted with a dead seed and joined (warrenctl cluster join); stop;
 #                       ends with `cluster: N passed, M failed`
 #
 # DIR (default /tmp/warren-cluster) holds n1..n3/ (data), n1.log.., and `env` (ports and
 # pids) so later commands find the nodes. WARREN_BIN picks the broker binary (default
-# target/debug/warren, built if missing). Every node has the other two as seeds: the first
+# target/debug/warren, built with warrenctl if missing; WARRENCTL_BIN: next to it). Every node has the other two as seeds: the first
 # by name (n1) initializes the cluster, n2 and n3 join it. Logs are kept on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DIR="${DIR:-${TMPDIR:-/tmp}/warren-cluster}"
 BIN="${WARREN_BIN:-${CARGO_TARGET_DIR:-target}/debug/warren}"
+CTL="${WARRENCTL_BIN:-$(dirname "$BIN")/warrenctl}"
 NODES="1 2 3"
 
 free_ports() { # N free loopback ports
@@ -40,7 +42,7 @@ api() { # node path
 }
 
 start() {
-    if [ ! -x "$BIN" ]; then cargo build -q -p warren --bin warren; fi
+    if [ ! -x "$BIN" ] || [ ! -x "$CTL" ]; then cargo build -q -p warren --bins; fi
     rm -rf "$DIR"; mkdir -p "$DIR"
     read -r -a P <<<"$(free_ports 9)"
     : >"$DIR/env"
@@ -55,13 +57,14 @@ start() {
     echo "started warren@n1..n3 in $DIR"
 }
 
-launch() { # node: start it (again) with its ports and the other two as seeds
+launch() { # node [seed]: start it (again) with its ports and the other two as seeds
     local i=$1 seeds=() amqp="AMQP_$1" mgmt="MGMT_$1" cport="CLUSTER_$1"
     for j in $NODES; do
         [ "$j" = "$i" ] && continue
         local other="CLUSTER_$j"
         seeds+=(--cluster-seed "127.0.0.1:${!other}")
     done
+    if [ -n "${2:-}" ]; then seeds=(--cluster-seed "$2"); fi
     mkdir -p "$DIR/n$i"
     RUST_LOG="${RUST_LOG:-info,openraft=warn}" "$BIN" --bind 127.0.0.1 --port "${!amqp}" \
         --management-port "${!mgmt}" --data-dir "$DIR/n$i" --node-name "warren@n$i" \
@@ -134,20 +137,28 @@ smoke() {
     [ $failed = 0 ]
 }
 
-leave_and_rejoin() { # n3 leaves (2 nodes remain), restarts with its seeds and joins again
+ctl() { # node args...: warrenctl against that node's management API
+    local mgmt="MGMT_$1"; shift
+    "$CTL" --url "http://127.0.0.1:${!mgmt}" "$@"
+}
+
+leave_and_rejoin() { # n3 leaves; restarted with a dead seed it waits; `cluster join` adds it
     load
-    local answer
-    answer=$(curl -s -u guest:guest -w ' %{http_code}' -X POST "http://127.0.0.1:$MGMT_3/api/cluster/leave")
-    echo "leave: $answer"
-    case "$answer" in *" 200") ;; *) return 1 ;; esac
+    ctl 3 cluster leave || return 1
     local deadline=$((SECONDS + 10))
     until api 1 /api/nodes | python3 -c 'import json,sys; sys.exit(0 if len(json.load(sys.stdin)) == 2 else 1)'; do
         [ $SECONDS -lt $deadline ] || { echo "n3 still listed after leave" >&2; return 1; }
         sleep 0.3
     done
     kill -TERM "$PID_3"; wait "$PID_3" 2>/dev/null || true
-    launch 3
-    wait_formed 20
+    local dead
+    dead=$(free_ports 1)
+    launch 3 "127.0.0.1:$dead"
+    load
+    sleep 2
+    ctl 3 cluster status | grep -q "forming" || { echo "n3 is not waiting to join" >&2; return 1; }
+    ctl 3 cluster join "127.0.0.1:$CLUSTER_2" || return 1
+    wait_formed 20 && ctl 3 cluster status
 }
 
 case "${1:-}" in

@@ -12,8 +12,8 @@
 
 pub mod group_config;
 pub mod machine;
-pub mod membership;
 pub mod mem_log;
+pub mod membership;
 pub mod node;
 pub mod noop_sm;
 pub mod router;
@@ -24,13 +24,13 @@ pub mod wal;
 pub mod wal_log;
 
 pub use group_config::GroupKind;
-pub use membership::GroupStatus;
-pub use openraft::BasicNode;
 pub use machine::Machine;
-pub use transport::wire::JoinReply;
+pub use membership::GroupStatus;
 pub use node::{Group, GroupRaft, NodeConfig, NodeError, RaftNode};
+pub use openraft::BasicNode;
 pub use router::Router;
 pub use transport::policy::{AllowAll, CutLinks, LinkPolicy, Verdict};
+pub use transport::wire::JoinReply;
 pub use transport::{Transport, TransportConfig, TransportError};
 pub use types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Wr};
 pub use wal::{Wal, WalError};

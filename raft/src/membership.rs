@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::BasicNode;
-use openraft::async_runtime::WatchReceiver;
 use openraft::ChangeMembers;
+use openraft::async_runtime::WatchReceiver;
 
 use crate::node::GroupRaft;
 use crate::transport::wire::JoinReply;
@@ -126,7 +126,11 @@ pub(crate) fn handle_join(
                 return;
             }
         }
-        if retry("announcement", node_id, || raft.client_write(announce.clone())).await {
+        if retry("announcement", node_id, || {
+            raft.client_write(announce.clone())
+        })
+        .await
+        {
             tracing::info!(node_id, %addr, "node joined the cluster");
         }
     });

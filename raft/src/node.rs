@@ -22,8 +22,8 @@ use openraft::error::{Fatal, InitializeError, RaftError};
 
 use crate::group_config::GroupKind;
 use crate::machine::Machine;
-use crate::membership::{self, GroupStatus};
 use crate::mem_log::MemLog;
+use crate::membership::{self, GroupStatus};
 use crate::noop_sm::NoopSm;
 use crate::router::{NetworkFactory, Router};
 use crate::snapshot::SnapshotStore;
@@ -174,11 +174,7 @@ impl Handler for Groups {
                 addr,
                 announce,
             } => {
-                let label = self
-                    .label
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let label = self.label.read().unwrap_or_else(|p| p.into_inner()).clone();
                 let raft = self.get(METADATA_GROUP).map(|g| g.raft);
                 let reply = membership::handle_join(raft, label, node_id, addr, announce);
                 Box::pin(async move { Response::Join(reply) })

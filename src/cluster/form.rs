@@ -6,10 +6,12 @@
 //!   refused while the old leader is still named);
 //! - initialized with a known leader: a `Join` to the leader (idempotent) re-announces it;
 //! - not initialized: each seed is asked to add this node; a follower seed redirects to the
-//!   leader. With no seeds, or when no seed is in a cluster (unreachable, or answering
-//!   "not initialized") for a few rounds and this node's name sorts before every seed that
-//!   answered, it initializes a one-node cluster. Otherwise it waits (backoff 200 ms to 2 s,
-//!   a log line every 10 s): a node never forms a second cluster while a seed has one.
+//!   leader. With no seeds it initializes a one-node cluster at once. With seeds, it does
+//!   so only when, for a few rounds, no seed is in a cluster, a majority of the nodes named
+//!   (itself and its seeds) answered "not initialized", and its name sorts before each of
+//!   theirs: two majorities of one seed list always share a node, so nodes started with the
+//!   same list never form two clusters. Otherwise it waits (backoff 200 ms to 2 s, a log
+//!   line every 10 s); `warrenctl cluster join` adds a seed to ask.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,7 +59,10 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
                 SeedAnswer::NoCluster { labels } => {
                     lonely_rounds += 1;
                     let first = labels.iter().all(|l| cluster.identity.name < *l);
-                    if seeds.is_empty() || (first && lonely_rounds >= ROUNDS_BEFORE_BOOTSTRAP) {
+                    let majority = (labels.len() + 1) * 2 > seeds.len() + 1;
+                    if seeds.is_empty()
+                        || (first && majority && lonely_rounds >= ROUNDS_BEFORE_BOOTSTRAP)
+                    {
                         bootstrap(&cluster).await;
                         wait_formed(&cluster, Duration::from_secs(2)).await;
                         continue;

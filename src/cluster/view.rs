@@ -92,12 +92,9 @@ impl Cluster {
     pub fn status(&self) -> ClusterStatus {
         let status = self.node.status(METADATA_GROUP).unwrap_or_default();
         let nodes = self.nodes();
-        let leader = status.leader.and_then(|l| {
-            nodes
-                .iter()
-                .find(|n| n.id == l)
-                .map(|n| n.name.clone())
-        });
+        let leader = status
+            .leader
+            .and_then(|l| nodes.iter().find(|n| n.id == l).map(|n| n.name.clone()));
         ClusterStatus {
             cluster_name: CLUSTER_NAME.to_owned(),
             node: self.name().to_owned(),
@@ -112,11 +109,7 @@ impl Cluster {
             metadata_leader: leader,
             term: status.term,
             last_applied: status.last_applied,
-            seeds: self
-                .seeds
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            seeds: self.seeds.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             nodes,
         }
     }

@@ -66,7 +66,10 @@ pub async fn join(
     let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
     let body = parse_body(&body)?;
     let seed = str_field(&body, "seed")
-        .filter(|s| s.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()))
+        .filter(|s| {
+            s.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        })
         .ok_or_else(|| ApiError::bad_request("seed must be HOST:PORT (the node's cluster port)"))?;
     cluster
         .add_seed(seed.to_owned())

@@ -97,9 +97,12 @@ pub async fn serve_cluster(
 ) -> std::io::Result<()> {
     started();
     let local = HttpListener(listener.local_addr()?);
-    axum::serve(listener, with_cluster(router(broker), cluster).layer(axum::Extension(local)))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        with_cluster(router(broker), cluster).layer(axum::Extension(local)),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Adds the cluster service to the handlers' extensions, if there is one.
@@ -120,7 +123,15 @@ pub async fn serve_tls(
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_tls_cluster(listener, acceptor, handshake_timeout, broker, None, shutdown).await
+    serve_tls_cluster(
+        listener,
+        acceptor,
+        handshake_timeout,
+        broker,
+        None,
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve_tls`] for a broker that may be a cluster node.
@@ -135,9 +146,12 @@ pub async fn serve_tls_cluster(
     started();
     let local = HttpListener(listener.local_addr()?);
     let tls = HttpsListener::spawn(listener, acceptor, handshake_timeout);
-    axum::serve(tls, with_cluster(router(broker), cluster).layer(axum::Extension(local)))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        tls,
+        with_cluster(router(broker), cluster).layer(axum::Extension(local)),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A TCP listener whose connections come out of their TLS handshake: a task
