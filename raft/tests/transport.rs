@@ -20,6 +20,9 @@ impl Handler for Echo {
                 Request::Raft { group, .. } => {
                     Response::Raft(Err(format!("{from} asked group {group}")))
                 }
+                Request::Join { .. } | Request::Leave { .. } => {
+                    Response::Join(warren_raft::JoinReply::Refused("echo".into()))
+                }
             }
         })
     }
