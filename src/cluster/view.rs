@@ -14,7 +14,8 @@ use super::{CLUSTER_NAME, Cluster};
 pub struct NodeView {
     /// The node's name.
     pub name: String,
-    /// Its Raft id.
+    /// Its Raft id (a string in JSON: ids use all 64 bits, beyond JavaScript's integers).
+    #[serde(serialize_with = "as_text")]
     pub id: u64,
     /// This node, or linked to this node.
     pub running: bool,
@@ -39,7 +40,8 @@ pub struct ClusterStatus {
     pub cluster_name: String,
     /// The node answering.
     pub node: String,
-    /// Its Raft id.
+    /// Its Raft id (a string in JSON).
+    #[serde(serialize_with = "as_text")]
     pub node_id: u64,
     /// `forming` (joining or bootstrapping), `member`, or `left`.
     pub state: &'static str,
@@ -55,8 +57,13 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeView>,
 }
 
+fn as_text<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 impl Cluster {
-    /// Every node the metadata knows (this one included even while it is still forming).
+    /// Every node the metadata knows (this one included even while it is still forming),
+    /// by name.
     pub fn nodes(&self) -> Vec<NodeView> {
         let status = self.node.status(METADATA_GROUP).unwrap_or_default();
         let mut members = self.meta.members();
@@ -65,7 +72,7 @@ impl Cluster {
                 .entry(self.id())
                 .or_insert_with(|| self.info.clone());
         }
-        members
+        let mut nodes: Vec<NodeView> = members
             .into_values()
             .map(|info| {
                 let this_node = info.id == self.id();
@@ -85,7 +92,9 @@ impl Cluster {
                     mgmt_addr: info.mgmt_addr,
                 }
             })
-            .collect()
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes
     }
 
     /// The cluster as this node sees it.
