@@ -70,8 +70,9 @@ WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" interop/admin/run.sh 2>&1 
 
 # Three warren processes form a cluster (interop/cluster/harness.sh smoke, README
 # "Clusters"): free loopback ports, /api/nodes on every node shows three running nodes
-# and one metadata leader; n3 leaves and joins again through `warrenctl cluster join`.
-# About 10 s; needs curl and python3. Ends with `cluster: N passed, M failed`.
+# and one metadata leader; n3 leaves and joins again through `warrenctl cluster join`;
+# the leader is killed -9, a new one elected, and it rejoins after a restart.
+# About 15 s; needs curl and python3. Ends with `cluster: N passed, M failed`.
 cluster_rc=0
 echo "== cluster smoke (three processes form a cluster)"
 WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" DIR="${TMPDIR:-/tmp}/warren-cluster-$$" interop/cluster/harness.sh smoke 2>&1 | tee -a "$LOG" || cluster_rc=$?

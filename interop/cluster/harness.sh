@@ -7,7 +7,8 @@
 #   harness.sh stop     stop the three (SIGTERM, then SIGKILL after 5 s)
 #   harness.sh kill N   kill -9 node N;   harness.sh restart N   start node N again
 #   harness.sh smoke    start, wait (30 s cap); n3 leaves (warrenctl cluster leave), is
-#                       restarted with a dead seed and joined (warrenctl cluster join); stop;
+#                       restarted with a dead seed and joined (warrenctl cluster join); the
+#                       leader is killed (-9), a new one elected, it restarts and rejoins; stop;
 #                       ends with `cluster: N passed, M failed`
 #
 # DIR (default /tmp/warren-cluster) holds n1..n3/ (data), n1.log.., and `env` (ports and
@@ -131,10 +132,34 @@ smoke() {
     check wait_formed 30
     status || true
     check leave_and_rejoin
+    check leader_killed_and_restarted
     stop
     if [ $failed = 0 ]; then rm -rf "$DIR"; else echo "logs kept in $DIR"; fi
     echo "cluster: $passed passed, $failed failed"
     [ $failed = 0 ]
+}
+
+leader_killed_and_restarted() { # kill -9 the metadata leader; a new one; it restarts and rejoins
+    load
+    local leader
+    leader=$(api 1 /api/cluster | python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata_leader"] or "")')
+    leader=${leader#warren@n}
+    case "$leader" in 1|2|3) ;; *) echo "no leader known" >&2; return 1 ;; esac
+    local pid="PID_$leader"
+    kill -KILL "${!pid}"; wait "${!pid}" 2>/dev/null || true
+    local other=$(( leader % 3 + 1 )) deadline=$((SECONDS + 15))
+    until api "$other" /api/nodes 2>/dev/null | python3 -c '
+import json, sys
+nodes = json.load(sys.stdin)
+down = [n for n in nodes if not n["running"]]
+leaders = [n for n in nodes if n["cluster"]["metadata_leader"] and n["running"]]
+sys.exit(0 if len(down) == 1 and len(leaders) == 1 else 1)'; do
+        [ $SECONDS -lt $deadline ] || { echo "no new leader after killing n$leader" >&2; return 1; }
+        sleep 0.3
+    done
+    echo "n$leader killed: n$other sees it unreachable and a new leader"
+    launch "$leader"
+    wait_formed 20
 }
 
 ctl() { # node args...: warrenctl against that node's management API
