@@ -68,6 +68,15 @@ admin_rc=0
 echo "== rabbitmqadmin v2 (limits and policies through the management API)"
 WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" interop/admin/run.sh 2>&1 | tee -a "$LOG" || admin_rc=$?
 
+# Three warren processes form a cluster (interop/cluster/harness.sh smoke, README
+# "Clusters"): free loopback ports, /api/nodes on every node shows three running nodes
+# and one metadata leader; n3 leaves and joins again through `warrenctl cluster join`;
+# the leader is killed -9, a new one elected, and it rejoins after a restart.
+# About 15 s; needs curl and python3. Ends with `cluster: N passed, M failed`.
+cluster_rc=0
+echo "== cluster smoke (three processes form a cluster)"
+WARREN_BIN="${CARGO_TARGET_DIR:-target}/debug/warren" DIR="${TMPDIR:-/tmp}/warren-cluster-$$" interop/cluster/harness.sh smoke 2>&1 | tee -a "$LOG" || cluster_rc=$?
+
 # The management web page in headless Chromium (interop/browser/run.sh, README
 # "The management web page"): Debian's chromium and chromium-driver (installed
 # with apt-get as root when missing), selenium in a venv, the broker cargo test
@@ -81,4 +90,5 @@ summary
 [ "$interop_rc" = 0 ] || exit "$interop_rc"
 [ "$crash_rc" = 0 ] || exit "$crash_rc"
 [ "$admin_rc" = 0 ] || exit "$admin_rc"
+[ "$cluster_rc" = 0 ] || exit "$cluster_rc"
 exit "$browser_rc"

@@ -68,13 +68,13 @@ pub struct Args {
     /// Log format: `text` or `json` [default: text]
     #[arg(long, env = "WARREN_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// This node's name in a cluster; accepted and validated, clustering is not active yet (issue 18) [default: warren@<hostname>]
+    /// This node's name in a cluster; any cluster flag makes this broker a cluster node (issue 18: nodes only, no replicated definitions yet) [default: warren@<hostname>]
     #[arg(long, env = "WARREN_NODE_NAME")]
     pub node_name: Option<String>,
-    /// Port other cluster nodes dial; accepted and validated, not active yet (issue 18) [default: 25672]
+    /// Port other cluster nodes dial (listens on --bind) [default: 25672]
     #[arg(long, env = "WARREN_CLUSTER_PORT")]
     pub cluster_port: Option<u16>,
-    /// HOST:PORT of a cluster node to join (repeatable); accepted and validated, not active yet (issue 18)
+    /// HOST:PORT (cluster port) of a node to join at first start (repeatable)
     #[arg(
         long = "cluster-seed",
         env = "WARREN_CLUSTER_SEEDS",

@@ -11,6 +11,8 @@
 //! - [`broker`]: the shared [`Broker`]; [`broker::connections`] is the live-connection registry.
 //! - [`channel`]: per-channel state, dispatch, [`channel::confirms`], [`channel::ChannelShared`].
 //! - [`cli`]: the `warren` binary's command-line flags.
+//! - [`cluster`]: this broker as a node of a cluster (only with cluster keys): Raft node,
+//!   node file, forming and leaving, the metadata group's state.
 //! - [`config`]: one typed configuration (defaults, TOML file, flags), validated once.
 //! - [`connection`]: handshake, the reader's frame loop, the [`connection::writer`] task.
 //! - [`dedup`]: message deduplication (the plugin's `x-message-deduplication`): bounded caches.
@@ -32,7 +34,7 @@
 //! - [`vhost`]: exchanges, queues, bindings, declare rules, the publish service and route explain.
 //!
 //! The wire format lives in the `warren-codec` crate, the routing core in
-//! `warren-exchanges` and the store in `warren-storage`; this crate is the glue
+//! `warren-exchanges`, the store in `warren-storage` and Raft in `warren-raft`; this crate is the glue
 //! between them and the network.
 
 pub mod alarms;
@@ -40,6 +42,7 @@ pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dedup;

@@ -62,36 +62,13 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let management = if broker.config.management {
+    let http = if broker.config.management {
         let addr = (broker.config.management_bind, broker.config.management_port);
         // A busy management port does not stop the broker: AMQP clients come
         // first, and several brokers on one machine (tests, interop) would
         // otherwise collide on the fixed default port.
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(http) => {
-                let stopped = stop.clone().cancelled_owned();
-                match https {
-                    Some(acceptor) => {
-                        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening (https)");
-                        let timeout = broker.config.handshake_timeout();
-                        Some(tokio::spawn(warren::mgmt::serve_tls(
-                            http,
-                            acceptor,
-                            timeout,
-                            broker.clone(),
-                            stopped,
-                        )))
-                    }
-                    None => {
-                        tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
-                        Some(tokio::spawn(warren::mgmt::serve(
-                            http,
-                            broker.clone(),
-                            stopped,
-                        )))
-                    }
-                }
-            }
+            Ok(http) => Some(http),
             Err(error) => {
                 tracing::error!(%error, port = addr.1, "management API not started: cannot listen");
                 None
@@ -99,6 +76,49 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         None
+    };
+    // Only with cluster keys: the Raft node and the metadata group (issue 18).
+    let cluster = match config.cluster()? {
+        Some(keys) => {
+            let listeners = warren::cluster::Listeners {
+                amqp: listener.local_addr()?,
+                mgmt: http.as_ref().and_then(|h| h.local_addr().ok()),
+            };
+            let cluster = warren::cluster::Cluster::start(config, &keys, listeners)
+                .await
+                .with_context(|| format!("cannot start the cluster node on port {}", keys.port))?;
+            Some(cluster)
+        }
+        None => None,
+    };
+    let management = match http {
+        Some(http) => {
+            let stopped = stop.clone().cancelled_owned();
+            match https {
+                Some(acceptor) => {
+                    tracing::info!(address = %http.local_addr()?, "management API and /metrics listening (https)");
+                    let timeout = broker.config.handshake_timeout();
+                    Some(tokio::spawn(warren::mgmt::serve_tls_cluster(
+                        http,
+                        acceptor,
+                        timeout,
+                        broker.clone(),
+                        cluster.clone(),
+                        stopped,
+                    )))
+                }
+                None => {
+                    tracing::info!(address = %http.local_addr()?, "management API and /metrics listening");
+                    Some(tokio::spawn(warren::mgmt::serve_cluster(
+                        http,
+                        broker.clone(),
+                        cluster.clone(),
+                        stopped,
+                    )))
+                }
+            }
+        }
+        None => None,
     };
     let listeners = server::Listeners {
         amqp: listener,
@@ -111,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
     .await;
     if let Some(task) = management {
         let _ = task.await;
+    }
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -23,6 +23,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "broker",
             "mgmt",
             "recovery",
+            "cluster",
         ],
     ),
     (
@@ -36,6 +37,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "broker",
             "recovery",
             "mgmt",
+            "cluster",
         ],
     ),
     (
@@ -48,6 +50,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "server",
             "broker",
             "mgmt",
+            "cluster",
         ],
     ),
     // Shovels reach brokers, this one too, only as an AMQP client.
@@ -62,6 +65,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "broker",
             "mgmt",
             "recovery",
+            "cluster",
         ],
     ),
     // The deduplication caches are below the queue and the vhost that hold them.
@@ -76,8 +80,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "broker",
             "mgmt",
             "recovery",
+            "cluster",
         ],
     ),
+    // The cluster room sits above the broker-level rooms (docs/cluster-design.md
+    // section 5); only mgmt and the binary reach it, and it reaches no listener.
+    ("cluster", &["channel", "connection", "server", "mgmt"]),
+    ("broker", &["cluster", "mgmt", "server"]),
+    ("vhost", &["cluster", "mgmt", "server"]),
     ("names", &["*"]),
     ("error", &["*"]),
     ("message", &["*"]),

@@ -6,10 +6,14 @@
 //! imports openraft, so an upgrade of the pinned alpha is one crate's work. See
 //! docs/cluster-design.md: step 1 built the groups over an in-memory log ([`mem_log`]) with a
 //! counting state machine ([`noop_sm`]); step 2 added the node's shared write-ahead log
-//! ([`wal`], each group's view is [`wal_log::WalLog`]) and snapshots on disk ([`snapshot`]).
+//! ([`wal`], each group's view is [`wal_log::WalLog`]) and snapshots on disk ([`snapshot`]);
+//! step 3 lets a group host an application [`Machine`] and nodes join and leave a running
+//! cluster ([`membership`]).
 
 pub mod group_config;
+pub mod machine;
 pub mod mem_log;
+pub mod membership;
 pub mod node;
 pub mod noop_sm;
 pub mod router;
@@ -20,9 +24,13 @@ pub mod wal;
 pub mod wal_log;
 
 pub use group_config::GroupKind;
+pub use machine::Machine;
+pub use membership::GroupStatus;
 pub use node::{Group, GroupRaft, NodeConfig, NodeError, RaftNode};
+pub use openraft::BasicNode;
 pub use router::Router;
 pub use transport::policy::{AllowAll, CutLinks, LinkPolicy, Verdict};
+pub use transport::wire::JoinReply;
 pub use transport::{Transport, TransportConfig, TransportError};
 pub use types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Wr};
 pub use wal::{Wal, WalError};

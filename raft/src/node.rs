@@ -7,6 +7,8 @@
 //! Groups host [`NoopSm`] for now. A node with a data dir keeps every group's log in its one
 //! shared [`Wal`] (`<data_dir>/wal/`) and snapshots under `<data_dir>/snap/<group>/`, so it
 //! restarts with its state; a node without one uses [`MemLog`] (pure in-memory tests).
+//! A group may host an application [`Machine`] (the broker's metadata); join and leave
+//! requests are answered from group 0 ([`crate::membership`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,14 +21,16 @@ use openraft::ConfigError;
 use openraft::error::{Fatal, InitializeError, RaftError};
 
 use crate::group_config::GroupKind;
+use crate::machine::Machine;
 use crate::mem_log::MemLog;
+use crate::membership::{self, GroupStatus};
 use crate::noop_sm::NoopSm;
 use crate::router::{NetworkFactory, Router};
 use crate::snapshot::SnapshotStore;
 use crate::transport::policy::LinkPolicy;
-use crate::transport::wire::{RaftReply, RaftRpc, Request, Response};
+use crate::transport::wire::{JoinReply, RaftReply, RaftRpc, Request, Response};
 use crate::transport::{Handler, HandlerFuture, Transport, TransportConfig, TransportError};
-use crate::types::{GroupId, METADATA_GROUP, NodeId, Snapshot, Wr};
+use crate::types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Snapshot, Wr};
 use crate::wal::{Wal, WalError};
 use crate::wal_log::WalLog;
 
@@ -73,6 +77,14 @@ pub enum NodeError {
         /// openraft's error text.
         message: String,
     },
+    /// This node could not append (not the leader, or the group is changing).
+    #[error("group {group}: write refused: {message}")]
+    NotLeader {
+        /// The group.
+        group: GroupId,
+        /// openraft's error text.
+        message: String,
+    },
     /// The group is already hosted here.
     #[error("group {0} already exists on this node")]
     GroupExists(GroupId),
@@ -105,6 +117,8 @@ pub struct Group {
 #[derive(Default)]
 struct Groups {
     map: RwLock<HashMap<GroupId, Group>>,
+    /// The node's name for people, told to joiners while no cluster exists.
+    label: RwLock<String>,
 }
 
 impl Groups {
@@ -155,6 +169,22 @@ impl Handler for Groups {
                 }),
                 Some(g) => Box::pin(async move { Response::Raft(dispatch(g.raft, rpc).await) }),
             },
+            Request::Join {
+                node_id,
+                addr,
+                announce,
+            } => {
+                let label = self.label.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let raft = self.get(METADATA_GROUP).map(|g| g.raft);
+                let reply = membership::handle_join(raft, label, node_id, addr, announce);
+                Box::pin(async move { Response::Join(reply) })
+            }
+            Request::Leave { node_id, announce } => {
+                let raft = self.get(METADATA_GROUP).map(|g| g.raft);
+                Box::pin(async move {
+                    Response::Leave(membership::handle_leave(raft, node_id, announce).await)
+                })
+            }
         }
     }
 }
@@ -229,6 +259,16 @@ impl RaftNode {
 
     /// Starts hosting `group` with a fresh log and state machine.
     pub async fn create_group(&self, group: GroupId, kind: GroupKind) -> Result<Group, NodeError> {
+        self.create_group_with(group, kind, None).await
+    }
+
+    /// Starts hosting `group`, its application commands applied by `machine` (if any).
+    pub async fn create_group_with(
+        &self,
+        group: GroupId,
+        kind: GroupKind,
+        machine: Option<Arc<dyn Machine>>,
+    ) -> Result<Group, NodeError> {
         if self.groups.get(group).is_some() {
             return Err(NodeError::GroupExists(group));
         }
@@ -241,14 +281,15 @@ impl RaftNode {
         let (raft, sm) = match (&self.wal, &self.data_dir) {
             (Some(wal), Some(dir)) => {
                 let store = SnapshotStore::new(dir.join("snap").join(group.to_string()));
-                let sm =
-                    NoopSm::open(store).map_err(|source| NodeError::Snapshot { group, source })?;
+                let sm = NoopSm::open_with(Some(store), machine)
+                    .map_err(|source| NodeError::Snapshot { group, source })?;
                 let log = WalLog::new(wal.clone(), group);
                 let raft = GroupRaft::new(self.id, config, network, log, sm.clone()).await;
                 (raft.map_err(fatal)?, sm)
             }
             _ => {
-                let sm = NoopSm::new();
+                let sm = NoopSm::open_with(None, machine)
+                    .map_err(|source| NodeError::Snapshot { group, source })?;
                 let raft =
                     GroupRaft::new(self.id, config, network, MemLog::new(), sm.clone()).await;
                 (raft.map_err(fatal)?, sm)
@@ -295,6 +336,87 @@ impl RaftNode {
                     message: e.to_string(),
                 },
             )
+    }
+
+    /// Sets the name joiners are told while this node has no cluster (the broker's node name).
+    pub fn set_label(&self, label: impl Into<String>) {
+        *self.groups.label.write().unwrap_or_else(|p| p.into_inner()) = label.into();
+    }
+
+    /// What this node knows of `group` (`None`: not hosted here).
+    pub fn status(&self, group: GroupId) -> Option<GroupStatus> {
+        self.group(group).map(|g| GroupStatus::of(&g.raft))
+    }
+
+    /// Tells the transport the address of every member of group 0 (idempotent).
+    pub fn sync_peers(&self) {
+        if let Some(status) = self.status(METADATA_GROUP) {
+            for (id, addr) in status.nodes {
+                self.add_peer(id, addr);
+            }
+        }
+    }
+
+    /// Appends `command` to `group` through this node, which must lead it (a follower
+    /// answers with [`NodeError::NotLeader`]; callers retry).
+    pub async fn write(&self, group: GroupId, command: Command) -> Result<Reply, NodeError> {
+        let g = self.group(group).ok_or(NodeError::NoSuchGroup(group))?;
+        match g.raft.client_write(command).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => Err(NodeError::NotLeader {
+                group,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Asks the node at `addr` (a seed) to add this node to group 0; on
+    /// [`JoinReply::Accepted`] every member becomes a known peer.
+    pub async fn join(&self, addr: &str, announce: Command) -> Result<JoinReply, TransportError> {
+        let req = Request::Join {
+            node_id: self.id,
+            addr: self.local_addr().to_string(),
+            announce,
+        };
+        let resp = self
+            .transport()
+            .call_addr(addr, req, Duration::from_secs(5))
+            .await?;
+        let reply = match resp {
+            Response::Join(reply) => reply,
+            other => JoinReply::Refused(format!("unexpected answer {other:?}")),
+        };
+        if let JoinReply::Accepted { members } = &reply {
+            for (id, addr) in members {
+                self.add_peer(*id, addr.clone());
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Asks the leader of group 0 (this node, or the one at `addr`) to remove this node,
+    /// after appending `announce`.
+    pub async fn leave_via(
+        &self,
+        addr: Option<&str>,
+        announce: Command,
+    ) -> Result<JoinReply, TransportError> {
+        let Some(addr) = addr else {
+            let raft = self.group(METADATA_GROUP).map(|g| g.raft);
+            return Ok(membership::handle_leave(raft, self.id, announce).await);
+        };
+        let req = Request::Leave {
+            node_id: self.id,
+            announce,
+        };
+        let resp = self
+            .transport()
+            .call_addr(addr, req, Duration::from_secs(10))
+            .await?;
+        Ok(match resp {
+            Response::Leave(reply) => reply,
+            other => JoinReply::Refused(format!("unexpected answer {other:?}")),
+        })
     }
 
     /// Stops every group and the transport.

@@ -4,7 +4,9 @@
 //! its snapshot is that counter (postcard), which is enough to exercise snapshot build,
 //! transfer and install. Each command is answered with the new count (8 bytes, big endian).
 //! With a [`SnapshotStore`] its snapshots are saved on disk and restored at open, so a
-//! restarted node resumes from its last snapshot and replays the log after it.
+//! restarted node resumes from its last snapshot and replays the log after it. With a
+//! [`Machine`] plugged in (step 3, the metadata group), application commands go to it, its
+//! answer is the reply, and its state rides in the snapshot.
 
 use std::io;
 use std::sync::Arc;
@@ -17,28 +19,38 @@ use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::machine::Machine;
 use crate::snapshot::SnapshotStore;
 use crate::types::{LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, Wr};
 
 /// The counting state machine; clones share the same state.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NoopSm {
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     applied: u64,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     snapshot: Option<(SnapshotMeta, SnapshotData)>,
     store: Option<SnapshotStore>,
+    machine: Option<Arc<dyn Machine>>,
+}
+
+impl std::fmt::Debug for NoopSm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoopSm").finish_non_exhaustive()
+    }
 }
 
 /// What a snapshot of [`NoopSm`] holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotBody {
     applied: u64,
+    /// The plugged-in [`Machine`]'s state, if any.
+    machine: Option<Vec<u8>>,
 }
 
 impl NoopSm {
@@ -49,13 +61,29 @@ impl NoopSm {
 
     /// A state machine whose snapshots live in `store`, restored from its last one.
     pub fn open(store: SnapshotStore) -> Result<Self, io::Error> {
-        let saved = store.load()?;
+        Self::open_with(Some(store), None)
+    }
+
+    /// A state machine feeding application commands to `machine`, with snapshots in `store`
+    /// (restored from its last one, into the machine too).
+    pub fn open_with(
+        store: Option<SnapshotStore>,
+        machine: Option<Arc<dyn Machine>>,
+    ) -> Result<Self, io::Error> {
+        let saved = match &store {
+            Some(store) => store.load()?,
+            None => None,
+        };
         let mut inner = Inner {
-            store: Some(store),
+            store,
+            machine,
             ..Inner::default()
         };
         if let Some((meta, data)) = saved {
             let body: SnapshotBody = postcard::from_bytes(&data).map_err(invalid)?;
+            if let (Some(machine), Some(state)) = (&inner.machine, &body.machine) {
+                machine.restore(state)?;
+            }
             inner.applied = body.applied;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
@@ -88,6 +116,7 @@ impl RaftSnapshotBuilder<Wr> for NoopSm {
         let mut inner = self.inner.lock().await;
         let data = postcard::to_allocvec(&SnapshotBody {
             applied: inner.applied,
+            machine: inner.machine.as_ref().map(|m| m.snapshot()),
         })
         .map_err(invalid)?;
         let meta = SnapshotMeta {
@@ -121,17 +150,23 @@ impl RaftStateMachine<Wr> for NoopSm {
         let mut inner = self.inner.lock().await;
         while let Some((entry, responder)) = entries.try_next().await? {
             inner.last_applied = Some(entry.log_id);
+            let mut reply = None;
             match &entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(_) => inner.applied += 1,
+                EntryPayload::Normal(command) => {
+                    inner.applied += 1;
+                    if let Some(machine) = &inner.machine {
+                        reply = Some(machine.apply(entry.log_id.index, command));
+                    }
+                }
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 }
             }
             if let Some(responder) = responder {
-                responder.send(Reply {
+                responder.send(reply.unwrap_or_else(|| Reply {
                     payload: Bytes::copy_from_slice(&inner.applied.to_be_bytes()),
-                });
+                }));
             }
         }
         Ok(())
@@ -148,6 +183,9 @@ impl RaftStateMachine<Wr> for NoopSm {
     ) -> Result<(), io::Error> {
         let body: SnapshotBody = postcard::from_bytes(&snapshot).map_err(invalid)?;
         let mut inner = self.inner.lock().await;
+        if let (Some(machine), Some(state)) = (&inner.machine, &body.machine) {
+            machine.restore(state)?;
+        }
         if let Some(store) = &inner.store {
             store.save(meta, &snapshot)?;
         }

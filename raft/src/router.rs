@@ -79,7 +79,7 @@ impl Router {
                 node: target,
                 message,
             }),
-            Response::Pong => Err(RouteError::Mismatch(target)),
+            _ => Err(RouteError::Mismatch(target)),
         }
     }
 }

@@ -20,6 +20,9 @@ impl Handler for Echo {
                 Request::Raft { group, .. } => {
                     Response::Raft(Err(format!("{from} asked group {group}")))
                 }
+                Request::Join { .. } | Request::Leave { .. } => {
+                    Response::Join(warren_raft::JoinReply::Refused("echo".into()))
+                }
             }
         })
     }
@@ -63,6 +66,7 @@ fn frames_round_trip() {
                 node_id: 7,
                 addr: "127.0.0.1:25672".into(),
                 version: 1,
+                transient: false,
             }),
         },
         Frame {

@@ -3,6 +3,8 @@
 
 #[path = "warrenctl/client.rs"]
 mod client;
+#[path = "warrenctl/cluster.rs"]
+mod cluster;
 #[path = "warrenctl/commands.rs"]
 mod commands;
 #[path = "warrenctl/definitions.rs"]
@@ -151,6 +153,25 @@ pub enum Command {
     },
     /// List the operator policies of the vhost (--vhost, default /)
     ListOperatorPolicies,
+    /// The cluster this node belongs to: status, join, leave
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `warrenctl cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// This node's cluster: state, metadata leader, every node (running or unreachable)
+    Status,
+    /// Join the cluster of the node at HOST:PORT (its cluster port); only for a node that
+    /// is not in a cluster yet
+    Join {
+        /// The other node's cluster address
+        #[arg(value_name = "HOST:PORT")]
+        seed: String,
+    },
+    /// Leave the cluster (the node's Raft directory is removed)
+    Leave,
 }
 
 /// Arguments of `set-policy` (rabbitmqctl's set_policy).

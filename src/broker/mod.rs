@@ -121,7 +121,11 @@ impl Broker {
             policies,
             connections: DashMap::new(),
             admissions: Arc::default(),
-            cluster_name: format!("warren@{host}"),
+            // A cluster node is known by its node name; a single node as before.
+            cluster_name: match config.cluster() {
+                Ok(Some(cluster)) => cluster.node_name,
+                _ => format!("warren@{host}"),
+            },
             vhosts,
             next_connection_id: AtomicU64::new(1),
             config,

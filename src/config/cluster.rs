@@ -1,6 +1,6 @@
 //! The cluster keys (`node_name`, `cluster_port`, `cluster_seeds`):
-//! resolved and checked into a [`ClusterConfig`]. Nothing acts on them yet
-//! (issue 18, step 1).
+//! resolved and checked into a [`ClusterConfig`], which the `cluster` room
+//! acts on (issue 18).
 
 use super::{Config, ConfigError};
 
@@ -22,7 +22,7 @@ pub const DEFAULT_CLUSTER_PORT: u16 = 25672;
 impl Config {
     /// The cluster settings (`None` when no cluster key is set), checked:
     /// a usable node name, a non-zero port no other listener uses, and
-    /// `HOST:PORT` seeds. Nothing acts on them yet (issue 18, step 1).
+    /// `HOST:PORT` seeds. `main.rs` starts the `cluster` room with them.
     pub fn cluster(&self) -> Result<Option<ClusterConfig>, ConfigError> {
         if self.node_name.is_none() && self.cluster_port.is_none() && self.cluster_seeds.is_empty()
         {

@@ -126,8 +126,9 @@ pub struct Config {
     /// RabbitMQ's default).
     pub ssl_cert_login_from: String,
     /// This node's name in a cluster (RabbitMQ's `name@host`; default
-    /// `warren@<hostname>`). Clustering is not active yet (issue 18): the
-    /// cluster keys are parsed and validated only.
+    /// `warren@<hostname>`). Any cluster key starts the `cluster` room
+    /// (issue 18 step 3: nodes form a cluster; definitions are not yet
+    /// replicated).
     pub node_name: Option<String>,
     /// The port other cluster nodes dial (default 25672 once any cluster key
     /// is set; must differ from the AMQP, amqps and management ports).

@@ -10,6 +10,7 @@
 //!   answer or 404, and the objects of the vhosts a caller sees.
 //! - `json.rs`: AMQP field tables and properties to and from JSON.
 //! - `overview.rs`: overview, whoami, nodes.
+//! - `cluster.rs`: `/api/cluster` status, join and leave; the cluster view of `/api/nodes`.
 //! - `health.rs`: `/api/health/checks/*`.
 //! - `vhosts.rs`, `users.rs`, `permissions.rs`: access control.
 //! - `limits.rs`: policies, feature flags (none); vhost and user
@@ -27,6 +28,7 @@
 mod api;
 mod bindings;
 mod caller;
+pub mod cluster;
 mod connections;
 pub mod definitions;
 mod exchanges;
@@ -61,6 +63,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
 use crate::broker::Broker;
+use crate::cluster::Cluster;
 use crate::tls::TlsAcceptor;
 
 /// The RabbitMQ release whose management API Warren answers as.
@@ -82,11 +85,32 @@ pub async fn serve(
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_cluster(listener, broker, None, shutdown).await
+}
+
+/// [`serve`] for a broker that may be a cluster node (`cluster` is then `Some`).
+pub async fn serve_cluster(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    cluster: Option<Arc<Cluster>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     started();
     let local = HttpListener(listener.local_addr()?);
-    axum::serve(listener, router(broker).layer(axum::Extension(local)))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        with_cluster(router(broker), cluster).layer(axum::Extension(local)),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Adds the cluster service to the handlers' extensions, if there is one.
+fn with_cluster(router: Router, cluster: Option<Arc<Cluster>>) -> Router {
+    match cluster {
+        Some(c) => router.layer(axum::Extension(cluster::ClusterExt(c))),
+        None => router,
+    }
 }
 
 /// Serves the management API over https on `listener` until `shutdown`
@@ -99,12 +123,35 @@ pub async fn serve_tls(
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_tls_cluster(
+        listener,
+        acceptor,
+        handshake_timeout,
+        broker,
+        None,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_tls`] for a broker that may be a cluster node.
+pub async fn serve_tls_cluster(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    broker: Arc<Broker>,
+    cluster: Option<Arc<Cluster>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     started();
     let local = HttpListener(listener.local_addr()?);
     let tls = HttpsListener::spawn(listener, acceptor, handshake_timeout);
-    axum::serve(tls, router(broker).layer(axum::Extension(local)))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        tls,
+        with_cluster(router(broker), cluster).layer(axum::Extension(local)),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A TCP listener whose connections come out of their TLS handshake: a task
@@ -177,6 +224,9 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/overview", get(overview::overview))
         .route("/api/whoami", get(overview::whoami))
         .route("/api/nodes", get(overview::nodes))
+        .route("/api/cluster", get(cluster::status))
+        .route("/api/cluster/join", post(cluster::join))
+        .route("/api/cluster/leave", post(cluster::leave))
         .route("/api/nodes/{node}", get(overview::node))
         .route("/api/nodes/{node}/memory", get(overview::node_memory))
         .route("/api/health/checks/alarms", get(health::alarms))

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::api::{ApiError, ApiResult};
 use super::caller::Caller;
+use super::cluster::{ClusterExt, node_entry};
 use super::rates::{RatesQuery, length_details, message_stats};
 use super::{MANAGEMENT_VERSION, started};
 use crate::broker::Broker;
@@ -176,10 +177,27 @@ fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
 
+/// Every node: this one alone, or every cluster member (with Warren's `cluster` object).
+fn all_nodes(broker: &Broker, cluster: Option<&ClusterExt>) -> Vec<Value> {
+    match cluster {
+        None => vec![node_json(broker)],
+        Some(ClusterExt(cluster)) => cluster
+            .nodes()
+            .iter()
+            .map(|view| node_entry(view, view.this_node.then(|| node_json(broker))))
+            .collect(),
+    }
+}
+
 /// GET /api/nodes (tag monitoring).
-pub async fn nodes(State(broker): State<Arc<Broker>>, caller: Caller) -> ApiResult {
+pub async fn nodes(
+    State(broker): State<Arc<Broker>>,
+    cluster: Option<Extension<ClusterExt>>,
+    caller: Caller,
+) -> ApiResult {
     caller.require_monitor()?;
-    Ok(Json(json!([node_json(&broker)])).into_response())
+    let cluster = cluster.map(|Extension(c)| c);
+    Ok(Json(json!(all_nodes(&broker, cluster.as_ref()))).into_response())
 }
 
 /// 401 unless the caller is a monitor, 404 unless `name` is this node.
@@ -191,14 +209,20 @@ fn this_node(broker: &Broker, caller: &Caller, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// GET /api/nodes/{node}.
+/// GET /api/nodes/{node}: this node, or in a cluster any member.
 pub async fn node(
     State(broker): State<Arc<Broker>>,
+    cluster: Option<Extension<ClusterExt>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    this_node(&broker, &caller, &name)?;
-    Ok(Json(node_json(&broker)).into_response())
+    caller.require_monitor()?;
+    let cluster = cluster.map(|Extension(c)| c);
+    all_nodes(&broker, cluster.as_ref())
+        .into_iter()
+        .find(|n| n["name"] == name.as_str())
+        .map(|n| Json(n).into_response())
+        .ok_or_else(ApiError::not_found)
 }
 
 /// GET /api/nodes/{node}/memory: Warren has no per-category breakdown of its

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{Body, Frame, Hello, MAX_FRAME, PROTOCOL_VERSION, Response};
+use super::wire::{Body, Frame, Hello, MAX_FRAME, PROTOCOL_VERSION, Request, Response};
 use super::{Inner, TransportError};
 use crate::types::NodeId;
 
@@ -179,6 +179,67 @@ pub(crate) async fn run(
     // Dropping the waiters fails every request still in flight on this connection.
     lock(&link.pending).clear();
     tracing::info!(node = inner.node_id, peer, "cluster link down");
+}
+
+/// Writes one frame on a raw connection.
+async fn write_frame(writer: &mut OwnedWriteHalf, frame: Frame) -> Result<(), TransportError> {
+    let mut buf = BytesMut::new();
+    codec().encode(Bytes::from(frame.encode()?), &mut buf)?;
+    writer.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Sends one request on a transient connection and returns its response.
+pub(crate) async fn call_once(
+    mut reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    mut writer: OwnedWriteHalf,
+    req: Request,
+) -> Result<Response, TransportError> {
+    write_frame(
+        &mut writer,
+        Frame {
+            id: 1,
+            body: Body::Request(req),
+        },
+    )
+    .await?;
+    while let Some(bytes) = reader.next().await {
+        if let Body::Response(resp) = Frame::decode(&bytes?)?.body {
+            return Ok(resp);
+        }
+    }
+    Err(TransportError::Handshake(
+        "transient connection closed before the answer".into(),
+    ))
+}
+
+/// Answers the requests of a transient connection (join, leave) one by one until it closes;
+/// it is never installed as the pair's link.
+pub(crate) async fn serve_transient(
+    inner: Arc<Inner>,
+    peer: NodeId,
+    mut reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    mut writer: OwnedWriteHalf,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            next = reader.next() => next,
+        };
+        let Some(Ok(bytes)) = next else { return };
+        let Ok(frame) = Frame::decode(&bytes) else {
+            return;
+        };
+        if let Body::Request(req) = frame.body {
+            let body = Body::Response(inner.handler.handle(peer, req).await);
+            if write_frame(&mut writer, Frame { id: frame.id, body })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }
 
 /// Writes queued frames, many per syscall, until the link closes.

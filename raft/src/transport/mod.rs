@@ -226,6 +226,28 @@ impl Transport {
         }
     }
 
+    /// Sends one request over a connection of its own to `addr` (any node, whatever its id;
+    /// join and leave use it before the pair has a link) and closes it after the answer.
+    pub async fn call_addr(
+        &self,
+        addr: &str,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Response, TransportError> {
+        let mut hello = self.inner.hello();
+        hello.transient = true;
+        let outcome = tokio::time::timeout(timeout, async {
+            let stream = TcpStream::connect(addr).await?;
+            let (reader, writer, _) = link::handshake(stream, &hello).await?;
+            link::call_once(reader, writer, req).await
+        })
+        .await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout(0, timeout)),
+        }
+    }
+
     /// Stops listening, dialing and every connection.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
@@ -239,6 +261,7 @@ impl Inner {
             node_id: self.node_id,
             addr: self.local_addr.to_string(),
             version: PROTOCOL_VERSION,
+            transient: false,
         }
     }
 
@@ -291,7 +314,9 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         tokio::spawn(async move {
             match link::handshake(stream, &inner.hello()).await {
                 Ok((reader, writer, hello)) => {
-                    if hello.node_id < inner.node_id {
+                    if hello.transient {
+                        link::serve_transient(inner.clone(), hello.node_id, reader, writer).await;
+                    } else if hello.node_id < inner.node_id {
                         lock(&inner.peers).entry(hello.node_id).or_default().addr =
                             Some(hello.addr);
                         link::run(inner.clone(), hello.node_id, reader, writer).await;

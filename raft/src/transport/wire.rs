@@ -6,14 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{GroupId, NodeId, SnapshotData, SnapshotMeta, Vote, Wr};
+use crate::types::{Command, GroupId, NodeId, SnapshotData, SnapshotMeta, Vote, Wr};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 
 /// The wire protocol version carried in [`Hello`]; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame accepted (a full snapshot travels in one frame in step 1).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -49,6 +49,9 @@ pub struct Hello {
     pub addr: String,
     /// [`PROTOCOL_VERSION`] of the sender.
     pub version: u32,
+    /// A one-request connection (join, leave) that is never the pair's link, so any id may
+    /// dial it.
+    pub transient: bool,
 }
 
 /// A request to a peer.
@@ -63,6 +66,45 @@ pub enum Request {
     },
     /// A liveness probe, answered with [`Response::Pong`].
     Ping,
+    /// A node asks to join the metadata group (answered with [`Response::Join`]).
+    Join {
+        /// The joining node's id.
+        node_id: NodeId,
+        /// Its cluster listen address.
+        addr: String,
+        /// The application's announcement, appended to group 0 once the node is a member.
+        announce: Command,
+    },
+    /// A node asks to leave the metadata group (answered with [`Response::Leave`]).
+    Leave {
+        /// The leaving node's id.
+        node_id: NodeId,
+        /// The application's farewell, appended to group 0 before the node is removed.
+        announce: Command,
+    },
+}
+
+/// The answer to [`Request::Join`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinReply {
+    /// The leader added the node as a learner (promotion and announcement follow); these are
+    /// the members to connect to, `(id, cluster addr)`.
+    Accepted {
+        /// Every member of group 0, the leader included.
+        members: Vec<(NodeId, String)>,
+    },
+    /// This node is not the leader; ask that one (`None`: no leader known right now).
+    Redirect {
+        /// The leader's id and cluster address.
+        leader: Option<(NodeId, String)>,
+    },
+    /// This node has no cluster yet; `label` is its name (the first by name bootstraps).
+    NotInitialized {
+        /// The node's label (the broker's node name).
+        label: String,
+    },
+    /// Refused, with why.
+    Refused(String),
 }
 
 /// The Raft RPCs openraft's network sends.
@@ -94,6 +136,10 @@ pub enum Response {
     Raft(Result<RaftReply, String>),
     /// The answer to [`Request::Ping`].
     Pong,
+    /// The answer to [`Request::Join`].
+    Join(JoinReply),
+    /// The answer to [`Request::Leave`]: done, redirected, or why not.
+    Leave(JoinReply),
 }
 
 /// The successful answers to each [`RaftRpc`].

@@ -11,7 +11,8 @@ use crate::client::{Client, Method, NotFound, seg};
 use crate::output::{self, Column, col};
 use crate::settings::{self, LimitOwner};
 use crate::{
-    Cli, Command, Export, Import, ListKind, PolicyKind, Purge, definitions, messages, objects,
+    Cli, ClusterCommand, Command, Export, Import, ListKind, PolicyKind, Purge, cluster,
+    definitions, messages, objects,
 };
 
 /// What every command needs: the client, the vhost and the output mode.
@@ -87,6 +88,9 @@ pub fn run(cli: &Cli) -> Result<String> {
             settings::clear_policy(&ctx, PolicyKind::Operator, name)
         }
         Command::ListOperatorPolicies => settings::list_policies(&ctx, PolicyKind::Operator),
+        Command::Cluster(ClusterCommand::Status) => cluster::status(&ctx),
+        Command::Cluster(ClusterCommand::Join { seed }) => cluster::join(&ctx, seed),
+        Command::Cluster(ClusterCommand::Leave) => cluster::leave(&ctx),
     }
 }
 

@@ -1,0 +1,153 @@
+//! The metadata state machine of group 0, as far as step 3 goes: the cluster's nodes.
+//!
+//! Commands are JSON ([`MetaCommand`]); every node applies the same log in the same order,
+//! so every node ends with the same [`Members`]. The state is a `BTreeMap` (deterministic
+//! snapshots). Later steps add the definitions (docs/cluster-design.md section 5).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use warren_raft::{Command, Machine, Reply};
+
+/// A node as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's Raft id.
+    pub id: u64,
+    /// The node's name (`warren@host`).
+    pub name: String,
+    /// Where peers reach its cluster port.
+    pub cluster_addr: String,
+    /// Its AMQP listener.
+    pub amqp_addr: String,
+    /// Its management API (`None`: management off).
+    pub mgmt_addr: Option<String>,
+}
+
+/// A command of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetaCommand {
+    /// A node became a member.
+    NodeJoined(NodeInfo),
+    /// A node left.
+    NodeLeft {
+        /// The node's id.
+        id: u64,
+    },
+}
+
+impl MetaCommand {
+    /// The command as a log entry.
+    pub fn encode(&self) -> Command {
+        // A derived Serialize of plain fields cannot fail.
+        let payload = serde_json::to_vec(self).unwrap_or_default();
+        Command {
+            payload: Bytes::from(payload),
+        }
+    }
+}
+
+/// The nodes of the cluster, by id.
+pub type Members = BTreeMap<u64, NodeInfo>;
+
+/// The metadata machine; clones share the state.
+#[derive(Debug, Clone, Default)]
+pub struct MetaState {
+    members: Arc<RwLock<Members>>,
+}
+
+impl MetaState {
+    /// The nodes as applied on this node.
+    pub fn members(&self) -> Members {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether node `id` is a member here.
+    pub fn has(&self, id: u64) -> bool {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+    }
+}
+
+fn reply(text: &str) -> Reply {
+    Reply {
+        payload: Bytes::copy_from_slice(text.as_bytes()),
+    }
+}
+
+impl Machine for MetaState {
+    fn apply(&self, index: u64, command: &Command) -> Reply {
+        let cmd: MetaCommand = match serde_json::from_slice(&command.payload) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                // A command of a newer version: skipped the same way on every node.
+                tracing::warn!(index, error = %e, "metadata command not understood; skipped");
+                return reply("unknown");
+            }
+        };
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        match cmd {
+            MetaCommand::NodeJoined(info) => {
+                members.insert(info.id, info);
+            }
+            MetaCommand::NodeLeft { id } => {
+                members.remove(&id);
+            }
+        }
+        reply("ok")
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.members.read().unwrap_or_else(|p| p.into_inner()))
+            .unwrap_or_default()
+    }
+
+    fn restore(&self, data: &[u8]) -> Result<(), io::Error> {
+        let members: Members = serde_json::from_slice(data)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = members;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: u64) -> NodeInfo {
+        NodeInfo {
+            id,
+            name: format!("warren@n{id}"),
+            cluster_addr: format!("127.0.0.1:2570{id}"),
+            amqp_addr: format!("127.0.0.1:570{id}"),
+            mgmt_addr: None,
+        }
+    }
+
+    #[test]
+    fn joins_and_leaves_apply_and_survive_a_snapshot() {
+        let sm = MetaState::default();
+        sm.apply(1, &MetaCommand::NodeJoined(info(1)).encode());
+        sm.apply(2, &MetaCommand::NodeJoined(info(2)).encode());
+        sm.apply(3, &MetaCommand::NodeJoined(info(2)).encode());
+        sm.apply(4, &MetaCommand::NodeLeft { id: 1 }.encode());
+        assert_eq!(sm.members().keys().copied().collect::<Vec<_>>(), vec![2]);
+        let other = MetaState::default();
+        other.restore(&sm.snapshot()).expect("restore");
+        assert_eq!(other.members(), sm.members());
+        assert!(other.restore(b"not json").is_err());
+        let unknown = Command {
+            payload: Bytes::from_static(b"{\"type\":\"Later\"}"),
+        };
+        assert_eq!(sm.apply(5, &unknown).payload.as_ref(), b"unknown");
+    }
+}

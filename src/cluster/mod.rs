@@ -1,0 +1,209 @@
+//! The `cluster` room: this broker as a node of a Warren cluster (issue 18).
+//!
+//! Started only when cluster keys are set (`Config::cluster()` is `Some`); without them
+//! nothing here runs and the broker is the single node it always was. It owns the node's
+//! [`warren_raft::RaftNode`] (`<data_dir>/raft`) and group 0, whose state machine
+//! ([`meta::MetaState`]) knows, for now, only the cluster's nodes. The room sits above the
+//! broker-level rooms (it reads `config`; later steps apply definitions to `broker`, `vhost`
+//! and `queue`); `mgmt` reads it for `/api/nodes` and `/api/cluster/*`.
+//!
+//! - `identity.rs`: the node file (stable id, name, cluster name).
+//! - `meta.rs`: the metadata commands and state machine.
+//! - `form.rs`: first start (bootstrap or join through seeds), rejoin, leave.
+//! - `view.rs`: what `/api/nodes` shows of every node.
+
+mod form;
+pub mod identity;
+pub mod meta;
+mod view;
+
+pub use view::NodeView;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use warren_raft::{AllowAll, GroupKind, METADATA_GROUP, NodeConfig, RaftNode};
+
+use crate::config::{ClusterConfig, Config};
+use identity::Identity;
+use meta::{MetaState, NodeInfo};
+
+/// The cluster's name (one per deployment for now; peers of another are refused).
+pub const CLUSTER_NAME: &str = "warren";
+
+/// Why the cluster service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The node file or raft directory.
+    #[error("cluster data: {0}")]
+    Io(#[from] std::io::Error),
+    /// The Raft node.
+    #[error(transparent)]
+    Node(#[from] warren_raft::NodeError),
+}
+
+/// Where this node's own listeners are, for its `NodeJoined` announcement.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    /// The AMQP listener.
+    pub amqp: SocketAddr,
+    /// The management API, if on.
+    pub mgmt: Option<SocketAddr>,
+}
+
+/// This broker's cluster service.
+pub struct Cluster {
+    identity: Identity,
+    raft_dir: PathBuf,
+    node: RaftNode,
+    meta: MetaState,
+    info: NodeInfo,
+    /// Seeds from the config plus those given to `cluster join`.
+    seeds: Mutex<Vec<String>>,
+    /// Set once this node left the cluster (the service is stopped).
+    left: std::sync::atomic::AtomicBool,
+    stop: CancellationToken,
+}
+
+impl Cluster {
+    /// Starts the node: node file, Raft node on the cluster port, group 0, then forms or
+    /// rejoins the cluster in the background.
+    pub async fn start(
+        config: &Config,
+        cluster: &ClusterConfig,
+        listeners: Listeners,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let raft_dir = config.data_dir.join("raft");
+        let identity = Identity::load_or_create(&raft_dir, &cluster.node_name, CLUSTER_NAME)?;
+        let node = RaftNode::start(NodeConfig {
+            node_id: identity.id,
+            cluster_name: identity.cluster.clone(),
+            bind: SocketAddr::new(config.bind, cluster.port),
+            policy: Arc::new(AllowAll),
+            data_dir: Some(raft_dir.clone()),
+        })
+        .await?;
+        node.set_label(identity.name.clone());
+        let meta = MetaState::default();
+        node.create_group_with(
+            METADATA_GROUP,
+            GroupKind::Metadata,
+            Some(Arc::new(meta.clone())),
+        )
+        .await?;
+        let info = NodeInfo {
+            id: identity.id,
+            name: identity.name.clone(),
+            cluster_addr: advertised(config, cluster.port),
+            amqp_addr: listeners.amqp.to_string(),
+            mgmt_addr: listeners.mgmt.map(|a| a.to_string()),
+        };
+        let seeds = cluster
+            .seeds
+            .iter()
+            .map(|(host, port)| seed_addr(host, *port))
+            .collect();
+        let this = Arc::new(Self {
+            identity,
+            raft_dir,
+            node,
+            meta,
+            info,
+            seeds: Mutex::new(seeds),
+            left: Default::default(),
+            stop: CancellationToken::new(),
+        });
+        tracing::info!(node = %this.identity.name, id = this.identity.id,
+            addr = %this.node.local_addr(), "cluster node started");
+        tokio::spawn(form::run(this.clone()));
+        tokio::spawn(keep_peers(this.clone()));
+        Ok(this)
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    /// This node's Raft id.
+    pub fn id(&self) -> u64 {
+        self.identity.id
+    }
+
+    /// The nodes as applied here.
+    pub fn members(&self) -> meta::Members {
+        self.meta.members()
+    }
+
+    /// Adds a seed to try (`warrenctl cluster join`); only a node that has not joined a
+    /// cluster yet can use it.
+    pub fn add_seed(&self, addr: String) -> Result<(), String> {
+        if self.left() {
+            return Err("this node left its cluster; restart it to join another".into());
+        }
+        if self.formed() {
+            return Err(format!(
+                "{} is already a member of a cluster; `cluster leave` first \
+                 (a node cannot merge two clusters)",
+                self.identity.name
+            ));
+        }
+        let mut seeds = self.seeds.lock().unwrap_or_else(|p| p.into_inner());
+        if !seeds.contains(&addr) {
+            seeds.push(addr);
+        }
+        Ok(())
+    }
+
+    /// Whether this node is a member of a cluster (its own announcement applied here).
+    pub fn formed(&self) -> bool {
+        self.meta.has(self.identity.id)
+    }
+
+    /// Whether this node left its cluster.
+    pub fn left(&self) -> bool {
+        self.left.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the cluster service (broker shutdown).
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.node.shutdown().await;
+    }
+}
+
+/// The address peers dial for this node: the bind address, or loopback for a wildcard bind.
+fn advertised(config: &Config, port: u16) -> String {
+    let ip = if config.bind.is_unspecified() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        config.bind
+    };
+    SocketAddr::new(ip, port).to_string()
+}
+
+/// `host:port`, with brackets for an IPv6 host.
+fn seed_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Keeps a link to every member (the lower id dials), so every node sees every other.
+async fn keep_peers(cluster: Arc<Cluster>) {
+    loop {
+        cluster.node.sync_peers();
+        for (id, info) in cluster.meta.members() {
+            cluster.node.add_peer(id, info.cluster_addr);
+        }
+        tokio::select! {
+            _ = cluster.stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The cluster endpoints: `/api/nodes` of a clustered node, `/api/cluster` (status),
+//! `POST /api/cluster/join` and `POST /api/cluster/leave` (Warren's own; RabbitMQ does
+//! these with `rabbitmqctl`).
+//!
+//! The cluster service reaches the handlers as an optional extension: without cluster
+//! keys there is none, `/api/nodes` lists this node alone as before and the cluster
+//! endpoints answer 404 "not clustered".
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::api::{ApiError, ApiResult, parse_body, str_field};
+use super::caller::Caller;
+use crate::cluster::{Cluster, NodeView};
+
+/// The cluster service, when this broker has one.
+#[derive(Clone)]
+pub struct ClusterExt(pub Arc<Cluster>);
+
+fn not_clustered() -> ApiError {
+    ApiError::not_found_because("this node is not clustered (no cluster keys are set)")
+}
+
+/// RabbitMQ's `/api/nodes` fields of a node, plus Warren's `cluster` object; `local` is
+/// the full entry of this node (`None` for the others).
+pub fn node_entry(view: &NodeView, local: Option<Value>) -> Value {
+    let mut entry = local.unwrap_or_else(|| json!({"name": view.name, "type": "disc"}));
+    entry["name"] = json!(view.name);
+    entry["running"] = json!(view.running);
+    entry["state"] = json!(if view.running {
+        "running"
+    } else {
+        "unreachable"
+    });
+    entry["cluster"] = json!({
+        "id": view.id.to_string(),
+        "metadata_leader": view.metadata_leader,
+        "raft_role": if view.voter { "voter" } else { "learner" },
+        "this_node": view.this_node,
+        "cluster_addr": view.cluster_addr,
+        "amqp_addr": view.amqp_addr,
+        "mgmt_addr": view.mgmt_addr,
+    });
+    entry
+}
+
+/// GET /api/cluster (tag monitoring).
+pub async fn status(cluster: Option<axum::Extension<ClusterExt>>, caller: Caller) -> ApiResult {
+    caller.require_monitor()?;
+    let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
+    Ok(Json(json!(cluster.status())).into_response())
+}
+
+/// POST /api/cluster/join `{"seed": "HOST:PORT"}` (administrator): a node that has no
+/// cluster yet asks that node too.
+pub async fn join(
+    cluster: Option<axum::Extension<ClusterExt>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult {
+    caller.require_admin()?;
+    let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
+    let body = parse_body(&body)?;
+    let seed = str_field(&body, "seed")
+        .filter(|s| {
+            s.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        })
+        .ok_or_else(|| ApiError::bad_request("seed must be HOST:PORT (the node's cluster port)"))?;
+    cluster
+        .add_seed(seed.to_owned())
+        .map_err(|why| ApiError::with_error("bad_request", why))?;
+    Ok(accepted(json!({"joining": seed, "node": cluster.name()})))
+}
+
+/// POST /api/cluster/leave (administrator): this node leaves its cluster.
+pub async fn leave(cluster: Option<axum::Extension<ClusterExt>>, caller: Caller) -> ApiResult {
+    caller.require_admin()?;
+    let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
+    cluster
+        .leave()
+        .await
+        .map_err(|why| ApiError::with_error("bad_request", why))?;
+    Ok(Json(json!({"left": cluster.name()})).into_response())
+}
+
+fn accepted(body: Value) -> Response {
+    (axum::http::StatusCode::ACCEPTED, Json(body)).into_response()
+}
