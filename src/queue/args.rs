@@ -257,10 +257,6 @@ impl QueueArgs {
     /// `dead-letter-routing-key` and `overflow` the queue's own argument when
     /// it has one, else the policy's.
     pub fn with_policy(&self, policy: &QueuePolicy) -> QueueArgs {
-        let lower = |own: Option<u64>, policy: Option<u64>| match (own, policy) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         let mut args = self.clone();
         args.message_ttl = lower(self.message_ttl, policy.message_ttl);
         args.expires = lower(self.expires, policy.expires);
@@ -295,6 +291,15 @@ impl QueueArgs {
             };
         }
         args
+    }
+}
+
+/// RabbitMQ's rule for a limit set by both an argument and a policy: the
+/// lower of the two, else whichever is set.
+pub fn lower(own: Option<u64>, policy: Option<u64>) -> Option<u64> {
+    match (own, policy) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -1,12 +1,11 @@
 //! A stream's declare arguments and a stream consumer's arguments, with
 //! RabbitMQ's refusals and texts (`docs/streams-rabbitmq-behaviour.md`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{integer, type_name};
 
 use super::super::args::{non_negative, string};
+use crate::durable::records::wall_clock_ms;
 use crate::error::AmqpError;
 
 /// Declare arguments RabbitMQ refuses on a stream, whatever their value.
@@ -262,7 +261,7 @@ fn start_at(v: &AMQPValue) -> Option<StartAt> {
                 "next" => Some(StartAt::Next),
                 interval => {
                     let ms = duration_ms(interval)?;
-                    Some(StartAt::Timestamp(now_ms().saturating_sub(ms)))
+                    Some(StartAt::Timestamp(wall_clock_ms().saturating_sub(ms)))
                 }
             }
         }
@@ -286,13 +285,6 @@ fn erlang_term(v: &AMQPValue) -> String {
         other => format!("{other:?}"),
     };
     format!("{{{},{shown}}}", type_name(v))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

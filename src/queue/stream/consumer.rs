@@ -12,7 +12,7 @@ use warren_storage::{ReadFilter, StreamReader};
 use super::super::delivery::{ConsumerCredit, DeliverySink, same_sink};
 use super::super::kind::Backend;
 use super::super::{Consumer, Delivery, DeliveryKind, Queue, Refused, Unacked};
-use super::args::{ConsumeArgs, filter_value};
+use super::args::ConsumeArgs;
 use crate::message::Message;
 
 /// Messages read at most per round, whatever the prefetch.
@@ -131,12 +131,7 @@ impl StreamConsumer {
         if self.args.filter.is_empty() {
             return true;
         }
-        let value = message
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get("x-stream-filter-value"))
-            .and_then(filter_value);
+        let value = super::filter_value_of(message);
         match value {
             Some(v) => self.args.filter.contains(&v),
             None => self.args.match_unfiltered,

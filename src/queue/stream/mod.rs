@@ -55,8 +55,14 @@ struct Pending {
     first_ms: u64,
 }
 
+/// The copy of `message` a consumer gets: its offset in the
+/// `x-stream-offset` header (a long), on the wire.
+fn stamped(message: &Message, offset: u64) -> Arc<Message> {
+    Arc::new(message.with_wire_header("x-stream-offset", i64::try_from(offset).unwrap_or(i64::MAX)))
+}
+
 /// A message's `x-stream-filter-value`, if it has one.
-fn filter_value_of(message: &Message) -> Option<Vec<u8>> {
+pub(super) fn filter_value_of(message: &Message) -> Option<Vec<u8>> {
     message
         .properties
         .headers()
@@ -154,13 +160,9 @@ impl StreamQueue {
     /// Sets the retention in force (`max-length-bytes`, `max-age` of a policy
     /// under the declared arguments: the lower wins).
     pub fn set_retention(&self, max_bytes: Option<u64>, max_age_ms: Option<u64>) {
-        let lower = |own: Option<u64>, policy: Option<u64>| match (own, policy) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         *self.retention.lock() = (
-            lower(self.args.max_length_bytes, max_bytes),
-            lower(self.args.max_age_ms, max_age_ms),
+            super::args::lower(self.args.max_length_bytes, max_bytes),
+            super::args::lower(self.args.max_age_ms, max_age_ms),
         );
     }
 
@@ -172,7 +174,7 @@ impl StreamQueue {
         {
             let mut pending = self.pending.lock();
             if pending.messages.is_empty() {
-                pending.first_ms = args::now_ms();
+                pending.first_ms = records::wall_clock_ms();
             }
             pending.messages.push(message);
         }
@@ -415,11 +417,7 @@ impl StreamQueue {
                 );
                 continue;
             };
-            let stamped = message.with_wire_header(
-                "x-stream-offset",
-                i64::try_from(value.offset).unwrap_or(i64::MAX),
-            );
-            out.push((value.offset, Arc::new(stamped)));
+            out.push((value.offset, stamped(&message, value.offset)));
         }
         Ok((out, next))
     }
@@ -468,16 +466,18 @@ impl FlushHook for StreamQueue {
             log.finish_sync(sync);
             if rolled {
                 let (max_bytes, max_age) = *self.retention.lock();
-                if let Err(error) = log.apply_retention(max_bytes, max_age, args::now_ms()) {
+                if let Err(error) =
+                    log.apply_retention(max_bytes, max_age, records::wall_clock_ms())
+                {
                     tracing::warn!(%error, "stream retention failed");
                 }
             }
         }
-        let stamped = batch.messages.into_iter().zip(first..).map(|(m, offset)| {
-            Arc::new(
-                m.with_wire_header("x-stream-offset", i64::try_from(offset).unwrap_or(i64::MAX)),
-            )
-        });
+        let stamped = batch
+            .messages
+            .into_iter()
+            .zip(first..)
+            .map(|(m, offset)| stamped(&m, offset));
         let end = {
             let mut tail = self.tail.write();
             tail.push(first, stamped);
