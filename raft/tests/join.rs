@@ -1,6 +1,8 @@
 //! Nodes joining and leaving a running group 0 over transient connections, whatever their
 //! ids (the transport's links are dialed by the lower id; join requests are not).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use warren_raft::{AllowAll, BasicNode, Command, JoinReply, METADATA_GROUP, NodeConfig, RaftNode};
 
+/// Joins and leaves take several Raft round trips each: a longer cap than the others.
 const CAP: Duration = Duration::from_secs(15);
 
 async fn eventually<F, Fut>(what: &str, mut probe: F)
@@ -16,14 +19,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + CAP;
-    while !probe().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {CAP:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually_within(CAP, what, || {
+        let poll = probe();
+        async move { poll.await.then_some(()) }
+    })
+    .await
 }
 
 async fn node(id: u64) -> RaftNode {

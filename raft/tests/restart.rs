@@ -5,12 +5,10 @@ mod common;
 
 use common::{eventually, noop};
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use openraft::BasicNode;
 use warren_raft::{AllowAll, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
 
 async fn start_node(id: NodeId, bind: SocketAddr, dir: &Path) -> (RaftNode, Group) {
@@ -72,14 +70,7 @@ async fn three_nodes_restart_from_their_data_dirs() {
         groups.push(group);
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.local_addr()).collect();
-    let members: BTreeMap<NodeId, BasicNode> = nodes
-        .iter()
-        .map(|n| (n.id(), BasicNode::new(n.local_addr().to_string())))
-        .collect();
-    nodes[0]
-        .initialize(METADATA_GROUP, members)
-        .await
-        .expect("initialize");
+    common::initialize_all(&nodes).await;
     let l = leader(&groups).await;
     for _ in 0..3 {
         groups[l].raft.client_write(noop()).await.expect("write");

@@ -4,11 +4,10 @@ mod common;
 
 use common::{eventually, noop};
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use openraft::BasicNode;
-use warren_raft::{CutLinks, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
+use warren_raft::{CutLinks, Group, NodeConfig, NodeId, RaftNode};
 
 struct Cluster {
     nodes: Vec<RaftNode>,
@@ -36,14 +35,7 @@ impl Cluster {
         for node in &nodes {
             groups.push(node.create_metadata_group().await.expect("group 0"));
         }
-        let members: BTreeMap<NodeId, BasicNode> = nodes
-            .iter()
-            .map(|n| (n.id(), BasicNode::new(n.local_addr().to_string())))
-            .collect();
-        nodes[0]
-            .initialize(METADATA_GROUP, members)
-            .await
-            .expect("initialize group 0");
+        common::initialize_all(&nodes).await;
         Self {
             nodes,
             groups,
