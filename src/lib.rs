@@ -51,6 +51,7 @@ pub mod durable;
 pub mod equivalence;
 pub mod error;
 pub mod message;
+pub mod meta;
 pub mod mgmt;
 pub mod names;
 pub mod outbound;

@@ -38,8 +38,15 @@ async fn main() -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let broker = Broker::open(config)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-    // Before the listeners: clients see the topology from their first frame.
-    if let Some(path) = broker.config.load_definitions.clone() {
+    // Before the listeners: clients see the topology from their first frame. A cluster
+    // node loads them once its metadata log is replayed (below), through the log.
+    let clustered = broker.config.cluster()?.is_some();
+    if let Some(path) = broker
+        .config
+        .load_definitions
+        .clone()
+        .filter(|_| !clustered)
+    {
         warren::mgmt::definitions::load_file(&broker, &path).await?;
         tracing::info!(file = %path.display(), "definitions loaded");
     }
@@ -84,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
                 amqp: listener.local_addr()?,
                 mgmt: http.as_ref().and_then(|h| h.local_addr().ok()),
             };
-            let cluster = warren::cluster::Cluster::start(config, &keys, listeners)
+            let cluster = warren::cluster::Cluster::start(&broker, &keys, listeners)
                 .await
                 .with_context(|| format!("cannot start the cluster node on port {}", keys.port))?;
             Some(cluster)
@@ -120,6 +127,19 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(cluster) = &cluster {
+        // Clients see the cluster's definitions from their first frame.
+        cluster
+            .wait_replayed(&broker, std::time::Duration::from_secs(30))
+            .await;
+        if let Some(path) = broker.config.load_definitions.clone() {
+            cluster
+                .wait_formed(std::time::Duration::from_secs(60))
+                .await;
+            warren::mgmt::definitions::load_file(&broker, &path).await?;
+            tracing::info!(file = %path.display(), "definitions loaded through the cluster");
+        }
+    }
     let listeners = server::Listeners {
         amqp: listener,
         amqps,

@@ -16,11 +16,12 @@ use crate::durable::records::{BindingRecord, ExchangeRecord, QueueRecord, split_
 use crate::vhost::exchanges::parse_type;
 use crate::vhost::{ExchangeSpec, VHost};
 
-/// Rebuilds the vhosts in `vhosts` (which holds the default one) from the store.
+/// Rebuilds the vhosts in `vhosts` (which holds the default one) from the store; answers
+/// whether the last run shut down cleanly.
 pub fn recover(
     storage: &Arc<Storage>,
     vhosts: &DashMap<String, Arc<VHost>>,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
     let started = Instant::now();
     let clean = storage.take_clean_shutdown()?;
     let store = storage.store();
@@ -34,6 +35,12 @@ pub fn recover(
         if let Ok(name) = String::from_utf8(key) {
             vhost(&name);
         }
+    }
+    if storage.definitions_replicated() {
+        // A cluster node: the metadata log brings exchanges, queues and bindings back, and
+        // each queue living here reads its messages when its declare is applied again; so
+        // nothing in the store is an orphan yet.
+        return Ok(clean);
     }
     for (key, value) in store.definitions(Kind::Exchange)? {
         let (Some((v, name)), Some(record)) =
@@ -99,7 +106,7 @@ pub fn recover(
         elapsed = ?started.elapsed(),
         "recovered durable state"
     );
-    Ok(())
+    Ok(clean)
 }
 
 /// Removes the logs and kept offsets of streams whose queue is gone (deleted

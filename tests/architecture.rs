@@ -87,6 +87,21 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // section 5); only mgmt and the binary reach it, and it reaches no listener.
     ("cluster", &["channel", "connection", "server", "mgmt"]),
     ("broker", &["cluster", "mgmt", "server"]),
+    // The metadata log's vocabulary: below the vhost that applies it and the channel and
+    // API that submit through it; it knows no Raft (`cluster` implements its seam).
+    (
+        "meta",
+        &[
+            "vhost",
+            "channel",
+            "connection",
+            "server",
+            "broker",
+            "mgmt",
+            "recovery",
+            "cluster",
+        ],
+    ),
     ("vhost", &["cluster", "mgmt", "server"]),
     ("names", &["*"]),
     ("error", &["*"]),

@@ -30,7 +30,7 @@ pub use node::{Group, GroupRaft, NodeConfig, NodeError, RaftNode};
 pub use openraft::BasicNode;
 pub use router::Router;
 pub use transport::policy::{AllowAll, CutLinks, LinkPolicy, Verdict};
-pub use transport::wire::JoinReply;
+pub use transport::wire::{JoinReply, WriteReply};
 pub use transport::{Transport, TransportConfig, TransportError};
 pub use types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Wr};
 pub use wal::{Wal, WalError};

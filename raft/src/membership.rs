@@ -36,6 +36,8 @@ pub struct GroupStatus {
     pub nodes: BTreeMap<NodeId, String>,
     /// The index of the last entry applied here.
     pub last_applied: Option<u64>,
+    /// The index of the last entry this node knows committed.
+    pub committed: Option<u64>,
 }
 
 impl GroupStatus {
@@ -53,6 +55,7 @@ impl GroupStatus {
                 .map(|(id, node)| (*id, node.addr.clone()))
                 .collect(),
             last_applied: m.last_applied.map(|l| l.index),
+            committed: m.local_committed.map(|l| l.index),
         }
     }
 

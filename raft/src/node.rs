@@ -28,7 +28,7 @@ use crate::noop_sm::NoopSm;
 use crate::router::{NetworkFactory, Router};
 use crate::snapshot::SnapshotStore;
 use crate::transport::policy::LinkPolicy;
-use crate::transport::wire::{JoinReply, RaftReply, RaftRpc, Request, Response};
+use crate::transport::wire::{JoinReply, RaftReply, RaftRpc, Request, Response, WriteReply};
 use crate::transport::{Handler, HandlerFuture, Transport, TransportConfig, TransportError};
 use crate::types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Snapshot, Wr};
 use crate::wal::{Wal, WalError};
@@ -179,6 +179,10 @@ impl Handler for Groups {
                 let reply = membership::handle_join(raft, label, node_id, addr, announce);
                 Box::pin(async move { Response::Join(reply) })
             }
+            Request::Write { group, command } => {
+                let g = self.get(group);
+                Box::pin(async move { Response::Write(leader_write(g, command).await) })
+            }
             Request::Leave { node_id, announce } => {
                 let raft = self.get(METADATA_GROUP).map(|g| g.raft);
                 Box::pin(async move {
@@ -186,6 +190,23 @@ impl Handler for Groups {
                 })
             }
         }
+    }
+}
+
+/// A client write on this node, which must lead the group.
+async fn leader_write(group: Option<Group>, command: Command) -> WriteReply {
+    let Some(g) = group else {
+        return WriteReply::NotLeader(None);
+    };
+    match g.raft.client_write(command).await {
+        Ok(resp) => WriteReply::Done {
+            index: resp.log_id.index,
+            reply: resp.data,
+        },
+        Err(e) => match e.forward_to_leader() {
+            Some(forward) => WriteReply::NotLeader(forward.leader_id),
+            None => WriteReply::Failed(e.to_string()),
+        },
     }
 }
 
@@ -367,6 +388,59 @@ impl RaftNode {
                 group,
                 message: e.to_string(),
             }),
+        }
+    }
+
+    /// Appends `command` to `group` wherever its leader is: here, or forwarded over the
+    /// leader's link; retried while the leader is unknown or moves, until `within` passed.
+    /// Answers the entry's log index and the leader's reply. A forwarded write whose answer
+    /// was lost may still commit (the caller's command must bear being applied once more).
+    pub async fn write_anywhere(
+        &self,
+        group: GroupId,
+        command: Command,
+        within: Duration,
+    ) -> Result<(u64, Reply), NodeError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let leader = self.group(group).and_then(|g| {
+                let status = GroupStatus::of(&g.raft);
+                status.leader
+            });
+            let reply = match leader {
+                Some(leader) if leader == self.id => {
+                    leader_write(self.group(group), command.clone()).await
+                }
+                Some(leader) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let req = Request::Write {
+                        group,
+                        command: command.clone(),
+                    };
+                    match self
+                        .transport()
+                        .request(leader, req, left.max(Duration::from_millis(10)))
+                        .await
+                    {
+                        Ok(Response::Write(reply)) => reply,
+                        Ok(other) => WriteReply::Failed(format!("unexpected answer {other:?}")),
+                        Err(e) => WriteReply::Failed(e.to_string()),
+                    }
+                }
+                None => WriteReply::NotLeader(None),
+            };
+            let last = match reply {
+                WriteReply::Done { index, reply } => return Ok((index, reply)),
+                WriteReply::NotLeader(_) => "no leader".to_string(),
+                WriteReply::Failed(text) => text,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::NotLeader {
+                    group,
+                    message: last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

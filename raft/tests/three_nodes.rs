@@ -7,7 +7,10 @@ use common::{eventually, noop};
 use std::sync::Arc;
 
 use openraft::BasicNode;
-use warren_raft::{CutLinks, Group, NodeConfig, NodeId, RaftNode};
+use warren_raft::{CutLinks, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
+
+/// How long a write may be retried until a leader accepts it.
+const WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Cluster {
     nodes: Vec<RaftNode>,
@@ -45,6 +48,10 @@ impl Cluster {
 
     fn ids(&self) -> Vec<NodeId> {
         self.nodes.iter().map(|n| n.id()).collect()
+    }
+
+    fn node(&self, id: NodeId) -> &RaftNode {
+        &self.nodes[(id - 1) as usize]
     }
 
     fn group(&self, id: NodeId) -> &Group {
@@ -110,6 +117,24 @@ async fn three_nodes_elect_replicate_and_survive_a_cut_leader() {
     assert_eq!(reply.data.payload.as_ref(), 1u64.to_be_bytes());
     cluster.applied_on(&all, 1).await;
 
+    // A follower forwards a write to the leader and hears the leader's reply.
+    let follower = all
+        .iter()
+        .copied()
+        .find(|&n| n != leader)
+        .expect("a follower");
+    let (index, reply) = cluster
+        .node(follower)
+        .write_anywhere(METADATA_GROUP, noop(), WITHIN)
+        .await
+        .expect("a write through a follower");
+    assert_eq!(reply.payload.as_ref(), 2u64.to_be_bytes());
+    assert!(
+        index > 1,
+        "the forwarded write has a log index after the first"
+    );
+    cluster.applied_on(&all, 2).await;
+
     // Cut the leader off: the other two elect one of themselves and commit without it.
     cluster.links.isolate(leader, &all);
     let rest: Vec<NodeId> = all.iter().copied().filter(|&n| n != leader).collect();
@@ -118,30 +143,29 @@ async fn three_nodes_elect_replicate_and_survive_a_cut_leader() {
         (l != leader).then_some(l)
     })
     .await;
+    // Retried until a leader accepts it: leadership may still move between the two.
     cluster
-        .group(new_leader)
-        .raft
-        .client_write(noop())
+        .node(new_leader)
+        .write_anywhere(METADATA_GROUP, noop(), WITHIN)
         .await
         .expect("write on the new leader");
-    cluster.applied_on(&rest, 2).await;
+    cluster.applied_on(&rest, 3).await;
     assert_eq!(
         cluster.group(leader).sm.applied_commands().await,
-        1,
+        2,
         "the isolated old leader cannot apply what the majority wrote"
     );
 
     // Heal: the old leader follows the new one and catches up.
     cluster.links.heal();
-    cluster.applied_on(&all, 2).await;
+    cluster.applied_on(&all, 3).await;
     let after = cluster.agreed_leader(&all).await;
     cluster
-        .group(after)
-        .raft
-        .client_write(noop())
+        .node(after)
+        .write_anywhere(METADATA_GROUP, noop(), WITHIN)
         .await
         .expect("write after healing");
-    cluster.applied_on(&all, 3).await;
+    cluster.applied_on(&all, 4).await;
     let last = cluster.group(after).sm.last_applied().await;
     eventually("every node applied the same last log id", || async {
         for &id in &all {

@@ -23,6 +23,9 @@ impl Handler for Echo {
                 Request::Join { .. } | Request::Leave { .. } => {
                     Response::Join(warren_raft::JoinReply::Refused("echo".into()))
                 }
+                Request::Write { .. } => {
+                    Response::Write(warren_raft::WriteReply::Failed("echo".into()))
+                }
             }
         })
     }

@@ -12,6 +12,7 @@ use crate::alarms::Alarms;
 use crate::auth::{Registry, VHostDef};
 use crate::config::Config;
 use crate::durable::Storage;
+use crate::meta::MetaLog;
 use crate::names::ConnectionId;
 use crate::policy::{Policies, PolicyDef, PolicyKind};
 use crate::queue::CoarseClock;
@@ -62,6 +63,10 @@ pub struct Broker {
     /// Samples of the overview: every channel's counts summed, then the
     /// queues' lengths (see [`stats`]).
     pub history: History,
+    /// The last run shut down cleanly (read at open).
+    pub clean_start: bool,
+    /// In a cluster: the metadata log every vhost's definition changes go through.
+    meta: std::sync::OnceLock<Arc<dyn MetaLog>>,
 }
 
 impl Broker {
@@ -73,13 +78,16 @@ impl Broker {
             .storage_engine()
             .map_err(|e| StorageError::Engine(e.to_string()))?;
         let storage = Storage::open(&config.data_dir, config.storage_cache_bytes(), engine)?;
+        if matches!(config.cluster(), Ok(Some(_))) {
+            storage.replicate_definitions();
+        }
         let vhosts = DashMap::new();
         storage.save_vhost(&config.default_vhost);
         vhosts.insert(
             config.default_vhost.clone(),
             VHost::new(&config.default_vhost, storage.clone()),
         );
-        recovery::recover(&storage, &vhosts)?;
+        let clean_start = recovery::recover(&storage, &vhosts)?;
         let auth = Registry::from_config(&config);
         match storage.load_auth()? {
             Some(stored) => {
@@ -135,6 +143,8 @@ impl Broker {
             retired: ChannelCounters::default(),
             global: Arc::default(),
             history: History::default(),
+            clean_start,
+            meta: std::sync::OnceLock::new(),
         });
         crate::stats::set_counting(broker.config.counting());
         broker.apply_vhost_limits();
@@ -145,7 +155,10 @@ impl Broker {
             });
         for vhost in broker.vhosts() {
             broker.apply_policies(&vhost.name);
-            vhost.forget_orphan_delayed(&stored_delayed);
+            if !broker.storage.definitions_replicated() {
+                // A cluster node's delayed exchanges come back with the metadata log.
+                vhost.forget_orphan_delayed(&stored_delayed);
+            }
             vhost.start_all_delayed();
         }
         Ok(broker)
@@ -220,12 +233,25 @@ impl Broker {
         all
     }
 
+    /// Makes this broker a cluster node: every vhost's definition changes go through
+    /// `meta` from now on.
+    pub fn set_meta(&self, meta: Arc<dyn MetaLog>) {
+        for vhost in self.vhosts() {
+            vhost.set_meta(meta.clone());
+        }
+        let _ = self.meta.set(meta);
+    }
+
     /// Creates a vhost (record and live state) unless it exists, else updates
     /// its record; returns whether it is new.
     pub fn add_vhost(&self, def: VHostDef) -> bool {
-        self.vhosts
-            .entry(def.name.clone())
-            .or_insert_with(|| VHost::new(&def.name, self.storage.clone()));
+        self.vhosts.entry(def.name.clone()).or_insert_with(|| {
+            let vhost = VHost::new(&def.name, self.storage.clone());
+            if let Some(meta) = self.meta.get() {
+                vhost.set_meta(meta.clone());
+            }
+            vhost
+        });
         self.storage.save_vhost(&def.name);
         self.auth.put_vhost(def)
     }

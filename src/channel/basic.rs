@@ -50,7 +50,7 @@ impl Channel {
                 if let Some(queue) = queue
                     && queue.remove_consumer(self.shared.as_ref(), &tag)
                 {
-                    self.conn.vhost.remove_queue(&queue);
+                    self.conn.vhost.retire_queue(&queue);
                 }
                 if !m.nowait {
                     self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(

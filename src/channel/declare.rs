@@ -16,6 +16,11 @@ impl Channel {
         method: exchange::AMQPMethod,
     ) -> Result<(), AmqpError> {
         let vhost = self.conn.vhost.clone();
+        if let Some(meta) = vhost.meta() {
+            return self
+                .on_exchange_method_replicated(meta.clone(), method)
+                .await;
+        }
         let conn = self.conn.id;
         let writes = vhost.storage.writes();
         let (reply, nowait) = match method {
@@ -108,6 +113,9 @@ impl Channel {
         method: queue::AMQPMethod,
     ) -> Result<(), AmqpError> {
         let vhost = self.conn.vhost.clone();
+        if let Some(meta) = vhost.meta() {
+            return self.on_queue_method_replicated(meta.clone(), method).await;
+        }
         let conn = self.conn.id;
         let writes = vhost.storage.writes();
         let (reply, nowait) = match method {
@@ -227,7 +235,7 @@ impl Channel {
 
     /// RabbitMQ's shortcut: empty queue and empty routing key bind with the last
     /// declared queue's name as the key.
-    fn routing_key_shortcut(&self, queue: &ShortString, key: &str) -> String {
+    pub(super) fn routing_key_shortcut(&self, queue: &ShortString, key: &str) -> String {
         if queue.as_str().is_empty() && key.is_empty() {
             self.last_queue.clone()
         } else {

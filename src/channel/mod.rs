@@ -17,6 +17,7 @@ pub mod confirms;
 pub mod content;
 mod declare;
 mod qos;
+mod replicated;
 pub mod reply_to;
 pub mod shared;
 mod tx;
@@ -225,7 +226,7 @@ impl Channel {
         for (_, queue) in consumers {
             // Its unacked deliveries from `queue` go back in the same step.
             if queue.release_channel(self.shared.as_ref()) {
-                self.conn.vhost.remove_queue(&queue);
+                self.conn.vhost.retire_queue(&queue);
             }
         }
         by_queue(self.shared.take_all_unacked(), |queue, seqs| {

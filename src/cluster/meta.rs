@@ -12,6 +12,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use warren_raft::{Command, Machine, Reply};
 
+use super::apply::{Applier, Snapshot as DefinitionSnapshot};
+use crate::meta::Definition;
+
 /// A node as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -28,7 +31,7 @@ pub struct NodeInfo {
 }
 
 /// A command of the metadata log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetaCommand {
     /// A node became a member.
@@ -38,6 +41,8 @@ pub enum MetaCommand {
         /// The node's id.
         id: u64,
     },
+    /// A change of a vhost's definitions (exchanges, queues, bindings).
+    Definition(Definition),
 }
 
 impl MetaCommand {
@@ -58,6 +63,16 @@ pub type Members = BTreeMap<u64, NodeInfo>;
 #[derive(Debug, Clone, Default)]
 pub struct MetaState {
     members: Arc<RwLock<Members>>,
+    /// Applies definitions to the broker's live vhosts.
+    pub applier: Arc<Applier>,
+}
+
+/// What group 0's snapshot holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SnapshotBody {
+    members: Members,
+    #[serde(default)]
+    definitions: DefinitionSnapshot,
 }
 
 impl MetaState {
@@ -102,19 +117,38 @@ impl Machine for MetaState {
             MetaCommand::NodeLeft { id } => {
                 members.remove(&id);
             }
+            MetaCommand::Definition(def) => {
+                drop(members);
+                return reply(if self.applier.apply(index, def) {
+                    "ok"
+                } else {
+                    "refused"
+                });
+            }
         }
         reply("ok")
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&*self.members.read().unwrap_or_else(|p| p.into_inner()))
-            .unwrap_or_default()
+        let body = SnapshotBody {
+            members: self.members(),
+            definitions: self.applier.snapshot(),
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
     }
 
     fn restore(&self, data: &[u8]) -> Result<(), io::Error> {
-        let members: Members = serde_json::from_slice(data)
+        let body: SnapshotBody = serde_json::from_slice(data)
+            .or_else(|_| {
+                // Step 3's snapshots held the members only.
+                serde_json::from_slice::<Members>(data).map(|members| SnapshotBody {
+                    members,
+                    ..SnapshotBody::default()
+                })
+            })
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        *self.members.write().unwrap_or_else(|p| p.into_inner()) = members;
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = body.members;
+        self.applier.restore(&body.definitions);
         Ok(())
     }
 }

@@ -12,9 +12,11 @@
 //! - `form.rs`: first start (bootstrap or join through seeds), rejoin, leave.
 //! - `view.rs`: what `/api/nodes` shows of every node.
 
+pub mod apply;
 mod form;
 pub mod identity;
 pub mod meta;
+pub mod submit;
 mod view;
 
 pub use view::NodeView;
@@ -27,6 +29,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use warren_raft::{AllowAll, GroupKind, METADATA_GROUP, NodeConfig, RaftNode};
 
+use crate::broker::Broker;
 use crate::config::{ClusterConfig, Config};
 use identity::Identity;
 use meta::{MetaState, NodeInfo};
@@ -72,10 +75,11 @@ impl Cluster {
     /// Starts the node: node file, Raft node on the cluster port, group 0, then forms or
     /// rejoins the cluster in the background.
     pub async fn start(
-        config: &Config,
+        broker: &Arc<Broker>,
         cluster: &ClusterConfig,
         listeners: Listeners,
     ) -> Result<Arc<Self>, ClusterError> {
+        let config = &broker.config;
         let raft_dir = config.data_dir.join("raft");
         let identity = Identity::load_or_create(&raft_dir, &cluster.node_name, CLUSTER_NAME)?;
         let node = RaftNode::start(NodeConfig {
@@ -88,6 +92,12 @@ impl Cluster {
         .await?;
         node.set_label(identity.name.clone());
         let meta = MetaState::default();
+        // Before group 0 exists: its snapshot and log are applied to the broker from the start.
+        meta.applier.attach(
+            Arc::downgrade(broker),
+            crate::meta::NodeId(identity.id),
+            broker.clean_start,
+        );
         node.create_group_with(
             METADATA_GROUP,
             GroupKind::Metadata,
@@ -116,6 +126,7 @@ impl Cluster {
             left: Default::default(),
             stop: CancellationToken::new(),
         });
+        broker.set_meta(submit::ClusterMeta::new(&this));
         tracing::info!(node = %this.identity.name, id = this.identity.id,
             addr = %this.node.local_addr(), "cluster node started");
         tokio::spawn(form::run(this.clone()));
@@ -166,6 +177,50 @@ impl Cluster {
     /// Whether this node left its cluster.
     pub fn left(&self) -> bool {
         self.left.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (at most `within`) until this node applied what its log had committed when it
+    /// started, so clients connecting next see every definition; then removes the queues
+    /// living here that a restart ends (non-durable, exclusive), as RabbitMQ does.
+    pub async fn wait_replayed(&self, broker: &Broker, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let target = self.node.status(METADATA_GROUP).and_then(|s| s.committed);
+        if let Some(target) = target {
+            loop {
+                let applied = self
+                    .node
+                    .status(METADATA_GROUP)
+                    .and_then(|s| s.last_applied)
+                    .unwrap_or(0);
+                if applied >= target {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        applied,
+                        target,
+                        "metadata log not replayed in time; serving anyway"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for vhost in broker.vhosts() {
+            for queue in vhost.queues() {
+                if !queue.spec.durable || queue.spec.exclusive_owner.is_some() {
+                    vhost.retire_queue(&queue);
+                }
+            }
+        }
+    }
+
+    /// Waits (at most `within`) until this node is a member of a cluster.
+    pub async fn wait_formed(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.formed() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops the cluster service (broker shutdown).

@@ -426,8 +426,12 @@ impl Connection {
         }
         let vhost = &self.info.vhost;
         for queue in vhost.exclusive_queues_of(self.info.id) {
-            let deleted = vhost.remove_queue(&queue);
-            notify_cancelled(&deleted.consumers).await;
+            match vhost.retire_queue_now(&queue).await {
+                Ok(deleted) => notify_cancelled(&deleted.consumers).await,
+                Err(error) => {
+                    tracing::warn!(queue = %queue.name, %error, "exclusive queue not removed");
+                }
+            }
         }
     }
 

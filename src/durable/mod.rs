@@ -46,6 +46,9 @@ pub struct Storage {
     memory_pressure: AtomicBool,
     /// The data directory (streams keep their logs under `streams/`).
     dir: PathBuf,
+    /// A cluster node: exchange, queue and binding records live in the metadata log, not
+    /// here (messages still do).
+    replicated_definitions: AtomicBool,
 }
 
 impl Storage {
@@ -60,6 +63,7 @@ impl Storage {
             writes: AtomicU64::new(0),
             memory_pressure: AtomicBool::new(false),
             dir: dir.to_path_buf(),
+            replicated_definitions: AtomicBool::new(false),
         }))
     }
 
@@ -127,6 +131,17 @@ impl Storage {
         self.memory_pressure.store(on, Ordering::Relaxed);
     }
 
+    /// From now on exchange, queue and binding records are not written here (a cluster
+    /// node: the metadata log keeps them).
+    pub fn replicate_definitions(&self) {
+        self.replicated_definitions.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether exchange, queue and binding records live in the metadata log.
+    pub fn definitions_replicated(&self) -> bool {
+        self.replicated_definitions.load(Ordering::Relaxed)
+    }
+
     /// A fresh id for a queue's messages.
     pub fn new_queue_id(&self) -> Result<QueueId, AmqpError> {
         self.store.new_queue_id().map_err(internal)
@@ -190,6 +205,9 @@ impl Storage {
 
     /// Records a durable exchange.
     pub fn save_exchange(&self, vhost: &str, name: &str, record: &ExchangeRecord) {
+        if self.definitions_replicated() {
+            return;
+        }
         if let Some(value) = record.encode() {
             self.wrote(self.store.put_definition(
                 Kind::Exchange,
@@ -201,6 +219,9 @@ impl Storage {
 
     /// Forgets an exchange and the stored bindings from or to it.
     pub fn forget_exchange(&self, vhost: &str, name: &str) {
+        if self.definitions_replicated() {
+            return;
+        }
         self.wrote(
             self.store
                 .remove_definition(Kind::Exchange, &resource_key(vhost, name)),
@@ -213,6 +234,9 @@ impl Storage {
 
     /// Records a durable queue.
     pub fn save_queue(&self, vhost: &str, name: &str, record: &QueueRecord) {
+        if self.definitions_replicated() {
+            return;
+        }
         if let Some(value) = record.encode() {
             self.wrote(
                 self.store
@@ -223,7 +247,7 @@ impl Storage {
 
     /// Forgets a queue: its record, the stored bindings to it, its messages.
     pub fn forget_queue(&self, vhost: &str, name: &str, id: QueueId, durable: bool) {
-        if durable {
+        if durable && !self.definitions_replicated() {
             self.wrote(
                 self.store
                     .remove_definition(Kind::Queue, &resource_key(vhost, name)),
@@ -239,6 +263,9 @@ impl Storage {
 
     /// Records a binding between durable things.
     pub fn save_binding(&self, binding: &BindingRecord) {
+        if self.definitions_replicated() {
+            return;
+        }
         if let Some(key) = binding.key() {
             self.wrote(self.store.put_definition(Kind::Binding, &key, b""));
         }
@@ -246,6 +273,9 @@ impl Storage {
 
     /// Forgets a binding.
     pub fn forget_binding(&self, binding: &BindingRecord) {
+        if self.definitions_replicated() {
+            return;
+        }
         if let Some(key) = binding.key() {
             self.wrote(self.store.remove_definition(Kind::Binding, &key));
         }

@@ -22,6 +22,7 @@ use super::listing::per_vhost;
 use super::vhosts::live_vhost;
 use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
+use crate::meta::{Arguments, BindTo, DefinitionOp};
 use crate::vhost::{Destination, VHost};
 
 /// RabbitMQ's `properties_key`: the routing key (`~` when empty), plus `~` and
@@ -284,13 +285,13 @@ pub async fn add_binding(
     require_bind(&caller, &vhost, &source, &kind, &dest)?;
     let key = str_field(&body, "routing_key").unwrap_or_default();
     let arguments = json_to_table(body.get("arguments").unwrap_or(&Value::Null))?;
-    v.bind(
-        exchange_name(&source),
-        destination,
-        key,
-        &arguments,
-        API_CONNECTION,
-    )?;
+    let op = DefinitionOp::Bind {
+        source: exchange_name(&source).to_owned(),
+        destination: BindTo::from(&destination),
+        routing_key: key.to_owned(),
+        arguments: Arguments(arguments.clone()),
+    };
+    v.change(op, API_CONNECTION).await?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker.storage.commit().await?;
     let location = format!("{dest}/{}", properties_key(key, &arguments));
@@ -341,13 +342,15 @@ pub async fn delete_binding(
                 .map(|(_, _, a)| a.clone())
         })
         .unwrap_or(arguments);
-    live_vhost(&broker, vhost)?.unbind(
-        exchange_name(source),
-        destination(kind, dest)?,
-        key,
-        &stored,
-        API_CONNECTION,
-    )?;
+    let op = DefinitionOp::Unbind {
+        source: exchange_name(source).to_owned(),
+        destination: BindTo::from(&destination(kind, dest)?),
+        routing_key: key.to_owned(),
+        arguments: Arguments(stored),
+    };
+    live_vhost(&broker, vhost)?
+        .change(op, API_CONNECTION)
+        .await?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker.storage.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -26,9 +26,10 @@ use super::vhosts::live_vhost;
 use crate::auth::limits::{Limits, VHostLimitsDef};
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::broker::Broker;
+use crate::meta::{Arguments, BindTo, DefinitionOp, NodeId};
 use crate::names::resource;
 use crate::policy::{PolicyDef, PolicyKind};
-use crate::vhost::{Destination, QueueDeclare, VHost};
+use crate::vhost::{Destination, VHost};
 
 /// A queue in the definitions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,32 +381,36 @@ async fn import_entries(
         let v = vhost_of(&x.vhost).map_err(refused(entry()))?;
         let arguments =
             json_to_table(&Value::Object(x.arguments.clone())).map_err(refused(entry()))?;
-        v.declare_exchange(
-            &x.name,
-            &x.kind,
-            false,
-            x.durable,
-            x.auto_delete,
-            x.internal,
-            &arguments,
-        )
-        .map_err(bad)
-        .map_err(refused(entry()))?;
+        let op = DefinitionOp::DeclareExchange {
+            name: x.name.clone(),
+            type_name: x.kind.clone(),
+            durable: x.durable,
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: Arguments(arguments),
+        };
+        v.change(op, API_CONNECTION)
+            .await
+            .map_err(bad)
+            .map_err(refused(entry()))?;
     }
     for q in &defs.queues {
         let entry = || resource("queue", &q.name, &in_vhost(&q.vhost));
         let v = vhost_of(&q.vhost).map_err(refused(entry()))?;
-        let request = QueueDeclare {
+        let op = DefinitionOp::DeclareQueue {
             name: q.name.clone(),
-            passive: false,
             durable: q.durable,
             exclusive: false,
             auto_delete: q.auto_delete,
-            arguments: json_to_table(&Value::Object(q.arguments.clone()))
-                .map_err(refused(entry()))?,
             server_named: false,
+            arguments: Arguments(
+                json_to_table(&Value::Object(q.arguments.clone())).map_err(refused(entry()))?,
+            ),
+            home: v.meta().map_or(NodeId(0), |m| m.node()),
+            id: None,
         };
-        v.declare_queue(&request, API_CONNECTION)
+        v.change(op, API_CONNECTION)
+            .await
             .map_err(bad)
             .map_err(refused(entry()))?;
     }
@@ -421,20 +426,21 @@ async fn import_entries(
         };
         let v = vhost_of(&b.vhost).map_err(refused(entry()))?;
         let destination = match b.destination_type.as_str() {
-            "exchange" => Destination::Exchange(b.destination.as_str().into()),
-            _ => Destination::Queue(b.destination.as_str().into()),
+            "exchange" => BindTo::Exchange(b.destination.clone()),
+            _ => BindTo::Queue(b.destination.clone()),
         };
         let arguments =
             json_to_table(&Value::Object(b.arguments.clone())).map_err(refused(entry()))?;
-        v.bind(
-            &b.source,
+        let op = DefinitionOp::Bind {
+            source: b.source.clone(),
             destination,
-            &b.routing_key,
-            &arguments,
-            API_CONNECTION,
-        )
-        .map_err(bad)
-        .map_err(refused(entry()))?;
+            routing_key: b.routing_key.clone(),
+            arguments: Arguments(arguments),
+        };
+        v.change(op, API_CONNECTION)
+            .await
+            .map_err(bad)
+            .map_err(refused(entry()))?;
     }
     // Shovels last: the topology they may use is in place.
     super::parameters::import_shovels(

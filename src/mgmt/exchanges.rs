@@ -20,6 +20,8 @@ use super::rates::{RatesQuery, message_stats};
 use super::vhosts::{live_vhost, vhost_to_declare};
 use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
+use crate::meta::{Arguments, DefinitionOp};
+use crate::mgmt::api::API_CONNECTION;
 use crate::stats::EXCHANGE_RATES;
 use crate::vhost::ExchangeEntry;
 
@@ -110,18 +112,19 @@ pub async fn put_exchange(
     }
     let arguments = json_to_table(body.get("arguments").unwrap_or(&Value::Null))?;
     let created = v.exchange(&name).is_none();
-    v.declare_exchange(
-        &name,
-        kind,
-        false,
-        bool_field(&body, "durable", false),
-        bool_field(&body, "auto_delete", false),
-        bool_field(&body, "internal", false),
-        &arguments,
-    )
-    // Always 400 with the AMQP text (an inequivalent redeclare): the name
-    // checks above gave the refusals that `?` would make 401s.
-    .map_err(|e| ApiError::bad_request(e.text))?;
+    let op = DefinitionOp::DeclareExchange {
+        name: name.clone(),
+        type_name: kind.to_owned(),
+        durable: bool_field(&body, "durable", false),
+        auto_delete: bool_field(&body, "auto_delete", false),
+        internal: bool_field(&body, "internal", false),
+        arguments: Arguments(arguments),
+    };
+    v.change(op, API_CONNECTION)
+        .await
+        // Always 400 with the AMQP text (an inequivalent redeclare): the name
+        // checks above gave the refusals that `?` would make 401s.
+        .map_err(|e| ApiError::bad_request(e.text))?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker.storage.commit().await?;
     Ok(created_or_updated(created))
@@ -138,7 +141,11 @@ pub async fn delete_exchange(
     let name = exchange_name(&name);
     v.exchange(name).ok_or_else(ApiError::not_found)?;
     caller.require(&vhost, Permission::Configure, Kind::Exchange, name)?;
-    v.delete_exchange(name, q.if_unused())?;
+    let op = DefinitionOp::DeleteExchange {
+        name: name.to_owned(),
+        if_unused: q.if_unused(),
+    };
+    v.change(op, API_CONNECTION).await?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker.storage.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())

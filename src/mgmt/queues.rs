@@ -21,6 +21,7 @@ use super::vhosts::{live_vhost, vhost_to_declare};
 use crate::auth::{Kind, Permission};
 use crate::broker::Broker;
 use crate::durable::records::wall_clock_ms;
+use crate::meta::{Arguments, DefinitionOp, NodeId};
 use crate::queue::Queue;
 use crate::queue::stream::StreamQueue;
 use crate::stats::{QUEUE_CAPACITY, QUEUE_LENGTHS, QUEUE_RATES};
@@ -28,7 +29,8 @@ use crate::stats::{QUEUE_CAPACITY, QUEUE_LENGTHS, QUEUE_RATES};
 /// How many recent samples consumer capacity averages.
 const CAPACITY_SAMPLES: usize = 12;
 use crate::queue::notify_cancelled;
-use crate::vhost::{QueueDeclare, VHost};
+use crate::vhost::{QueueDeclare, RemoteQueue, VHost};
+use warren_codec::types::AMQPValue;
 
 fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>, rates: RatesQuery) -> Value {
     let s = q.stats();
@@ -150,6 +152,26 @@ fn stream_json(json: &mut Value, node: &str, stream: &StreamQueue) {
     });
 }
 
+/// A queue living on another cluster node: its definition and home; its counts are that
+/// node's to give (ask its API) until queues are reachable from every node.
+fn remote_json(v: &VHost, r: &RemoteQueue) -> Value {
+    let kind = match r.arguments.inner().get("x-queue-type") {
+        Some(AMQPValue::LongString(s)) if s.as_bytes() == b"stream" => "stream",
+        _ => "classic",
+    };
+    json!({
+        "name": r.name,
+        "vhost": v.name.to_string(),
+        "durable": r.durable,
+        "auto_delete": r.auto_delete,
+        "exclusive": r.exclusive_owner.is_some(),
+        "arguments": table_to_json(&r.arguments),
+        "node": v.home_name(r),
+        "type": kind,
+        "state": "running",
+    })
+}
+
 /// GET /api/queues and /api/queues/{vhost}.
 pub async fn queues(
     State(broker): State<Arc<Broker>>,
@@ -161,10 +183,13 @@ pub async fn queues(
     let node = node_name(&broker);
     let only = vhost.as_deref().map(String::as_str);
     list_in_vhosts(&broker, &caller, only, &query, |v| {
-        v.queues()
+        let mut all: Vec<Value> = v
+            .queues()
             .iter()
             .map(|q| queue_json(&v.name, &node, q, rates))
-            .collect::<Vec<_>>()
+            .collect();
+        all.extend(v.remote_queues().iter().map(|r| remote_json(v, r)));
+        all
     })
 }
 
@@ -180,6 +205,7 @@ pub async fn queue(
     one_in_vhost(&broker, &caller, &vhost, &query, |v| {
         v.queue(&name)
             .map(|q| queue_json(&v.name, &node, &q, rates))
+            .or_else(|| v.remote_queue(&name).map(|r| remote_json(v, &r)))
     })
 }
 
@@ -202,7 +228,18 @@ pub async fn put_queue(
         arguments: json_to_table(body.get("arguments").unwrap_or(&Value::Null))?,
         server_named: false,
     };
-    let (_, created) = v.declare_queue(&request, API_CONNECTION)?;
+    let created = v.queue(&request.name).is_none() && v.remote_queue(&request.name).is_none();
+    let op = DefinitionOp::DeclareQueue {
+        name: request.name,
+        durable: request.durable,
+        exclusive: false,
+        auto_delete: request.auto_delete,
+        server_named: false,
+        arguments: Arguments(request.arguments),
+        home: v.meta().map_or(NodeId(0), |m| m.node()),
+        id: None,
+    };
+    v.change(op, API_CONNECTION).await?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker.storage.commit().await?;
     Ok(created_or_updated(created))
@@ -229,6 +266,22 @@ pub async fn delete_queue(
     Path((vhost, name)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult {
+    if let Ok(v) = live_vhost(&broker, &vhost)
+        && let Some(remote) = v.remote_queue(&name)
+    {
+        caller.require(&vhost, Permission::Configure, Kind::Queue, &name)?;
+        if q.if_unused() || q.if_empty() {
+            return Err(ApiError::bad_request(
+                v.elsewhere(&remote, "a conditional delete").text,
+            ));
+        }
+        let op = DefinitionOp::DeleteQueue {
+            name: remote.name.clone(),
+            id: Some(remote.id),
+        };
+        v.change(op, API_CONNECTION).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let (v, queue) = queue_for(&broker, &caller, &vhost, &name, Permission::Configure)?;
     if q.if_unused() && queue.stats().consumers > 0 {
         return Err(ApiError::bad_request(format!(
@@ -242,7 +295,7 @@ pub async fn delete_queue(
             queue.describe()
         )));
     }
-    let deleted = v.remove_queue(&queue);
+    let deleted = v.retire_queue_now(&queue).await?;
     notify_cancelled(&deleted.consumers).await;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker.storage.commit().await?;

@@ -11,8 +11,12 @@ pub mod explain;
 mod inspect;
 mod policies;
 pub mod publish;
+mod remote;
+pub mod replicated;
 pub mod replies;
 mod restore;
+
+pub use remote::RemoteQueue;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -68,6 +72,10 @@ pub struct VHost {
     pub name: VHostName,
     exchanges: DashMap<ExchangeName, Arc<ExchangeEntry>>,
     queues: DashMap<QueueName, Arc<Queue>>,
+    /// In a cluster: the queues living on other nodes (`remote.rs`).
+    remote: DashMap<QueueName, Arc<RemoteQueue>>,
+    /// In a cluster: the metadata log definition changes go through (`replicated.rs`).
+    meta: std::sync::OnceLock<Arc<dyn crate::meta::MetaLog>>,
     /// Live direct reply-to consumers by address.
     pub replies: replies::Registry,
     /// Where its durable things are written.
@@ -110,6 +118,8 @@ impl VHost {
             name: name.into(),
             exchanges,
             queues: DashMap::new(),
+            remote: DashMap::new(),
+            meta: std::sync::OnceLock::new(),
             replies: replies::Registry::default(),
             storage,
             queue_limit: AtomicU64::new(u64::MAX),
@@ -159,7 +169,12 @@ impl VHost {
 
     /// An existing queue (usable by `connection`) or 404 / 405.
     pub fn queue_for(&self, name: &str, connection: ConnectionId) -> Result<Arc<Queue>, AmqpError> {
-        let queue = self.queue(name).ok_or_else(|| self.no_queue(name))?;
+        let queue = self
+            .queue(name)
+            .ok_or_else(|| match self.remote_queue(name) {
+                Some(remote) => self.elsewhere(&remote, "consuming, getting or purging"),
+                None => self.no_queue(name),
+            })?;
         queue.check_exclusive(connection)?;
         Ok(queue)
     }
@@ -262,7 +277,11 @@ impl VHost {
         // when both ends are missing; exclusivity is checked last.
         let x = self.exchange_or_404(source)?;
         let durable_destination = match &destination {
-            Destination::Queue(q) => self.queue_for(q, connection)?.keeps_persistent(),
+            // A queue on another node: its exclusivity was checked by the caller.
+            Destination::Queue(q) => match self.remote_queue(q) {
+                Some(remote) => remote.durable,
+                None => self.queue_for(q, connection)?.keeps_persistent(),
+            },
             Destination::Exchange(d) => self.exchange_or_404(d)?.spec.durable,
         };
         let record = (x.spec.durable && durable_destination).then(|| BindingRecord {
@@ -374,6 +393,16 @@ impl VHost {
         req: &QueueDeclare,
         connection: ConnectionId,
     ) -> Result<(Arc<Queue>, bool), AmqpError> {
+        self.declare_queue_with_id(req, connection, None)
+    }
+
+    /// queue.declare with the store id a new queue gets (`None`: a fresh one).
+    fn declare_queue_with_id(
+        self: &Arc<Self>,
+        req: &QueueDeclare,
+        connection: ConnectionId,
+        id: Option<QueueId>,
+    ) -> Result<(Arc<Queue>, bool), AmqpError> {
         self.queue_churn.declared.incr_concurrent();
         let describe = resource("queue", &req.name, &self.name);
         if req.passive {
@@ -389,7 +418,7 @@ impl VHost {
                 }
                 // Only a new queue is refused, as RabbitMQ enforces max-queues.
                 self.reserve_queue_slot(&req.name)?;
-                let queue = match self.create_queue(req, connection, &describe) {
+                let queue = match self.create_queue(req, connection, &describe, id) {
                     Ok(queue) => queue,
                     Err(error) => {
                         self.queue_count.fetch_sub(1, Ordering::AcqRel);
@@ -442,27 +471,19 @@ impl VHost {
         req: &QueueDeclare,
         connection: ConnectionId,
         describe: &str,
+        id: Option<QueueId>,
     ) -> Result<Arc<Queue>, AmqpError> {
         let spec = QueueSpec {
             durable: req.durable,
             exclusive_owner: req.exclusive.then_some(connection),
             auto_delete: req.auto_delete,
-            args: QueueArgs::parse(&req.arguments, describe)?,
+            args: self.validate_new_queue(req, describe)?,
             arguments: req.arguments.clone(),
         };
-        if spec.args.queue_type == QueueType::Stream {
-            stream_properties(req, describe)?;
-        }
-        if spec.args.queue_type == QueueType::Quorum {
-            // Applications that declare quorum queues keep running, but
-            // nothing is replicated: say so where operators look.
-            tracing::warn!(
-                queue = %req.name,
-                vhost = %self.name,
-                "x-queue-type 'quorum' declared: Warren has no replicated queues yet; this is a durable single-node classic queue"
-            );
-        }
-        let id = self.storage.new_queue_id()?;
+        let id = match id {
+            Some(id) => id,
+            None => self.storage.new_queue_id()?,
+        };
         let record = QueueRecord {
             id,
             auto_delete: spec.auto_delete,
@@ -473,6 +494,29 @@ impl VHost {
             self.storage.save_queue(&self.name, &req.name, &record);
         }
         Ok(queue)
+    }
+
+    /// The checks of a new queue's declare past its name and the vhost's limit: the
+    /// arguments, a stream's properties. Every node of a cluster runs them alike.
+    fn validate_new_queue(
+        &self,
+        req: &QueueDeclare,
+        describe: &str,
+    ) -> Result<QueueArgs, AmqpError> {
+        let args = QueueArgs::parse(&req.arguments, describe)?;
+        if args.queue_type == QueueType::Stream {
+            stream_properties(req, describe)?;
+        }
+        if args.queue_type == QueueType::Quorum {
+            // Applications that declare quorum queues keep running, but
+            // nothing is replicated: say so where operators look.
+            tracing::warn!(
+                queue = %req.name,
+                vhost = %self.name,
+                "x-queue-type 'quorum' declared: Warren has no replicated queues yet; this is a durable single-node classic queue"
+            );
+        }
+        Ok(args)
     }
 
     /// A queue living in this vhost (its host for dead-lettering and expiry).

@@ -417,7 +417,7 @@ impl QueueHost for VHost {
     }
 
     fn delete_expired(&self, queue: &Arc<Queue>) {
-        self.remove_queue(queue);
+        self.retire_queue(queue);
     }
 }
 

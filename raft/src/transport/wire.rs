@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Command, GroupId, NodeId, SnapshotData, SnapshotMeta, Vote, Wr};
+use crate::types::{Command, GroupId, NodeId, Reply, SnapshotData, SnapshotMeta, Vote, Wr};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -75,6 +75,13 @@ pub enum Request {
         /// The application's announcement, appended to group 0 once the node is a member.
         announce: Command,
     },
+    /// A client write forwarded to the group's leader (answered with [`Response::Write`]).
+    Write {
+        /// The group to append to.
+        group: GroupId,
+        /// The application command.
+        command: Command,
+    },
     /// A node asks to leave the metadata group (answered with [`Response::Leave`]).
     Leave {
         /// The leaving node's id.
@@ -140,6 +147,24 @@ pub enum Response {
     Join(JoinReply),
     /// The answer to [`Request::Leave`]: done, redirected, or why not.
     Leave(JoinReply),
+    /// The answer to [`Request::Write`].
+    Write(WriteReply),
+}
+
+/// The answer to a forwarded [`Request::Write`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteReply {
+    /// Committed and applied on the leader at `index`, with its reply.
+    Done {
+        /// The entry's log index.
+        index: u64,
+        /// The state machine's reply on the leader.
+        reply: Reply,
+    },
+    /// This node does not lead the group (`None`: no leader known).
+    NotLeader(Option<NodeId>),
+    /// Refused, with why.
+    Failed(String),
 }
 
 /// The successful answers to each [`RaftRpc`].

@@ -1,0 +1,96 @@
+//! Submitting definition changes to the metadata log: the cluster's [`MetaLog`].
+//!
+//! A submission is appended to group 0 through its leader (this node, or forwarded over the
+//! leader's link), then waits until this node has applied it and answers with the result
+//! of that apply, so the next method on the client's channel sees the change here. With no
+//! leader able to commit within [`WRITE_WITHIN`], the client gets 541, as RabbitMQ answers
+//! when its metadata store has no majority.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::Cluster;
+use super::meta::MetaCommand;
+use crate::error::AmqpError;
+use crate::meta::{Definition, DefinitionOp, MetaLog, NodeId, Requester, Submitted};
+use crate::names::ConnectionId;
+
+/// How long a submission may wait for a leader to commit it.
+pub const WRITE_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long a committed submission may wait to be applied on this node.
+const APPLY_WITHIN: Duration = Duration::from_secs(10);
+
+/// The cluster's metadata log, as vhosts see it.
+#[derive(Debug)]
+pub struct ClusterMeta {
+    cluster: Weak<Cluster>,
+    here: NodeId,
+    next_request: AtomicU64,
+}
+
+impl ClusterMeta {
+    /// The metadata log of `cluster`.
+    pub fn new(cluster: &Arc<Cluster>) -> Arc<Self> {
+        Arc::new(Self {
+            cluster: Arc::downgrade(cluster),
+            here: NodeId(cluster.id()),
+            next_request: AtomicU64::new(1),
+        })
+    }
+}
+
+fn unavailable(why: impl std::fmt::Display) -> AmqpError {
+    AmqpError::internal_error(format!(
+        "timed out waiting for the metadata store to commit the change ({why})"
+    ))
+}
+
+impl MetaLog for ClusterMeta {
+    fn node(&self) -> NodeId {
+        self.here
+    }
+
+    fn node_name(&self, node: NodeId) -> Option<String> {
+        let cluster = self.cluster.upgrade()?;
+        cluster.members().get(&node.0).map(|info| info.name.clone())
+    }
+
+    fn submit(&self, vhost: &str, connection: ConnectionId, op: DefinitionOp) -> Submitted {
+        let cluster = self.cluster.clone();
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let def = Definition {
+            vhost: vhost.to_owned(),
+            op,
+            requester: Requester {
+                node: self.here,
+                connection: connection.0,
+            },
+            request,
+        };
+        Box::pin(async move {
+            let Some(cluster) = cluster.upgrade() else {
+                return Err(unavailable("the cluster service stopped"));
+            };
+            let applier = cluster.meta.applier.clone();
+            let answer = applier.expect(request);
+            let command = MetaCommand::Definition(def).encode();
+            if let Err(error) = cluster
+                .node
+                .write_anywhere(warren_raft::METADATA_GROUP, command, WRITE_WITHIN)
+                .await
+            {
+                applier.forget(request);
+                return Err(unavailable(error));
+            }
+            match tokio::time::timeout(APPLY_WITHIN, answer).await {
+                Ok(Ok(result)) => result,
+                _ => {
+                    applier.forget(request);
+                    Err(unavailable("committed, not yet applied on this node"))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! Definitions as commands of a replicated log (issue 18, step 4 of docs/cluster-design.md).
+//!
+//! In a cluster, exchange, queue and binding definitions change only through the metadata
+//! log (Raft group 0): the channel and the management API describe the change as a
+//! [`DefinitionOp`] and hand it to the vhost's [`MetaLog`]; once a majority has it, every
+//! node applies it in log order to its live objects (`vhost/replicated.rs`), and the node
+//! that asked answers its client with the result of its own apply. Without a cluster no
+//! vhost has a `MetaLog` and nothing here runs.
+//!
+//! The room knows no Raft (the `cluster` room implements [`MetaLog`]) and no vhost (the
+//! vhost applies the operations): it is the vocabulary both sides share.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warren_codec::types::FieldTable;
+
+use crate::error::AmqpError;
+use crate::names::{ConnectionId, Destination};
+use crate::queue::Consumer;
+
+/// A node of the cluster, by its Raft id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Who asked for an operation: a connection of a node (the owner of exclusive queues).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Requester {
+    /// The node the client is connected to.
+    pub node: NodeId,
+    /// The connection on that node (its own numbering).
+    pub connection: u64,
+}
+
+impl Requester {
+    /// The requester as a connection of `here`: its own id on its own node, and on any
+    /// other node an id no local connection has, so it owns no local exclusive queue.
+    pub fn connection_on(&self, here: NodeId) -> ConnectionId {
+        if self.node == here {
+            ConnectionId(self.connection)
+        } else {
+            ConnectionId(u64::MAX)
+        }
+    }
+}
+
+/// Declare arguments in their AMQP wire form (a field table, encoded).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Arguments(pub FieldTable);
+
+impl Serialize for Arguments {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes =
+            warren_codec::table::encode_table(&self.0).map_err(serde::ser::Error::custom)?;
+        s.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Arguments {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = Deserialize::deserialize(d)?;
+        warren_codec::table::decode_table(&bytes)
+            .map(Arguments)
+            .ok_or_else(|| serde::de::Error::custom("unreadable field table"))
+    }
+}
+
+/// Where a binding leads, as the log writes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BindTo {
+    /// A queue, by name.
+    Queue(String),
+    /// An exchange, by name.
+    Exchange(String),
+}
+
+impl From<&Destination> for BindTo {
+    fn from(d: &Destination) -> Self {
+        match d {
+            Destination::Queue(q) => BindTo::Queue(q.to_string()),
+            Destination::Exchange(x) => BindTo::Exchange(x.to_string()),
+        }
+    }
+}
+
+impl From<&BindTo> for Destination {
+    fn from(b: &BindTo) -> Self {
+        match b {
+            BindTo::Queue(q) => Destination::Queue(q.as_str().into()),
+            BindTo::Exchange(x) => Destination::Exchange(x.as_str().into()),
+        }
+    }
+}
+
+/// A change of one vhost's definitions, as every node applies it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DefinitionOp {
+    /// exchange.declare (not passive).
+    DeclareExchange {
+        /// The exchange.
+        name: String,
+        /// Its type as the client named it (`direct`, `x-delayed-message`, ...).
+        type_name: String,
+        /// Durable.
+        durable: bool,
+        /// Auto-delete.
+        auto_delete: bool,
+        /// Internal.
+        internal: bool,
+        /// Declare arguments.
+        arguments: Arguments,
+    },
+    /// exchange.delete.
+    DeleteExchange {
+        /// The exchange.
+        name: String,
+        /// Only if it has no bindings.
+        if_unused: bool,
+    },
+    /// exchange.bind / queue.bind.
+    Bind {
+        /// The source exchange.
+        source: String,
+        /// The destination.
+        destination: BindTo,
+        /// The binding key.
+        routing_key: String,
+        /// The binding's arguments.
+        arguments: Arguments,
+    },
+    /// exchange.unbind / queue.unbind.
+    Unbind {
+        /// The source exchange.
+        source: String,
+        /// The destination.
+        destination: BindTo,
+        /// The binding key.
+        routing_key: String,
+        /// The binding's arguments.
+        arguments: Arguments,
+    },
+    /// queue.declare (not passive). The queue lives on `home`; other nodes keep its record.
+    DeclareQueue {
+        /// The queue (a server-chosen name already filled in).
+        name: String,
+        /// Durable.
+        durable: bool,
+        /// Exclusive to the requester's connection.
+        exclusive: bool,
+        /// Auto-delete.
+        auto_delete: bool,
+        /// The client left the name empty.
+        server_named: bool,
+        /// Declare arguments.
+        arguments: Arguments,
+        /// The node the queue lives on (where it was declared).
+        home: NodeId,
+        /// The queue's store id; `None`: the entry's log index (a snapshot names it).
+        id: Option<u64>,
+    },
+    /// Removes a queue (its conditions were checked where it lives before this was logged).
+    DeleteQueue {
+        /// The queue.
+        name: String,
+        /// Only the queue of this store id (auto-delete and expiry must not remove a
+        /// queue declared again under the name since); `None`: whichever has the name.
+        id: Option<u64>,
+    },
+}
+
+/// A replicated operation: which vhost, what, and who asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    /// The vhost.
+    pub vhost: String,
+    /// The change.
+    pub op: DefinitionOp,
+    /// Who asked.
+    pub requester: Requester,
+    /// The requester node's number for this submission (matches the answer to it).
+    pub request: u64,
+}
+
+/// What applying an operation did, on the node that applied it.
+#[derive(Debug, Default)]
+pub enum Applied {
+    /// Done; nothing to report.
+    #[default]
+    Done,
+    /// A queue declared (new or equivalent): its name and counts.
+    QueueDeclared {
+        /// The queue's name.
+        name: String,
+        /// Ready messages (0 where the queue does not live).
+        message_count: u32,
+        /// Consumers (0 where the queue does not live).
+        consumer_count: u32,
+    },
+    /// A queue removed: its ready messages and the consumers it had here.
+    QueueDeleted {
+        /// Ready messages it had.
+        message_count: u32,
+        /// Consumers attached on this node (told of the deletion by whoever answers).
+        consumers: Vec<Arc<Consumer>>,
+    },
+}
+
+/// A submission's future: the result of this node's own apply of the operation.
+pub type Submitted = Pin<Box<dyn Future<Output = Result<Applied, AmqpError>> + Send>>;
+
+/// The metadata log a clustered vhost submits its definition changes to.
+pub trait MetaLog: Send + Sync + std::fmt::Debug {
+    /// This node.
+    fn node(&self) -> NodeId;
+    /// A node's name (`warren@host`), if it is a member.
+    fn node_name(&self, node: NodeId) -> Option<String>;
+    /// Appends `op` for `vhost` on behalf of `connection` and resolves once this node has
+    /// applied it: `Ok` with what the apply did, or the AMQP error it raised (the same on
+    /// every node), or 541 when no majority took it in time.
+    fn submit(&self, vhost: &str, connection: ConnectionId, op: DefinitionOp) -> Submitted;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_codec::types::AMQPValue;
+
+    #[test]
+    fn a_definition_survives_its_json_form() {
+        let mut table = FieldTable::default();
+        table.insert("x-max-length".into(), AMQPValue::LongLongInt(10));
+        let def = Definition {
+            vhost: "/".into(),
+            op: DefinitionOp::DeclareQueue {
+                name: "q".into(),
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                server_named: false,
+                arguments: Arguments(table),
+                home: NodeId(7),
+                id: None,
+            },
+            requester: Requester {
+                node: NodeId(7),
+                connection: 3,
+            },
+            request: 1,
+        };
+        let json = serde_json::to_vec(&def).expect("encode");
+        let back: Definition = serde_json::from_slice(&json).expect("decode");
+        assert_eq!(back, def);
+    }
+
+    #[test]
+    fn a_requester_owns_exclusive_queues_only_on_its_own_node() {
+        let r = Requester {
+            node: NodeId(1),
+            connection: 5,
+        };
+        assert_eq!(r.connection_on(NodeId(1)), ConnectionId(5));
+        assert_ne!(r.connection_on(NodeId(2)), ConnectionId(5));
+    }
+}

@@ -1,0 +1,524 @@
+//! A cluster of three `warren` processes (issue 18): definitions declared through any node
+//! are committed by the metadata log and seen on every node, with a single node's errors;
+//! a node killed and restarted gets its definitions and its queues' messages back.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod nodes;
+
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+
+use common::lapin::{connect, next_delivery, refused, table, text};
+use nodes::Nodes;
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+fn passive_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+fn passive_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+async fn channel(uri: &str) -> (lapin::Connection, Channel) {
+    let conn = connect(uri).await;
+    let ch = conn.create_channel().await.expect("channel");
+    (conn, ch)
+}
+
+/// Whether `queue` exists as seen from node `i` (a passive declare on a fresh channel).
+async fn queue_exists(nodes: &Nodes, i: usize, queue: &str) -> bool {
+    let (conn, ch) = channel(&nodes.uri(i)).await;
+    let found = ch
+        .queue_declare(queue.into(), passive_queue(), FieldTable::default())
+        .await
+        .is_ok();
+    let _ = conn.close(200, "bye".into()).await;
+    found
+}
+
+/// Whether `exchange` exists as seen from node `i`.
+async fn exchange_exists(nodes: &Nodes, i: usize, exchange: &str) -> bool {
+    let (conn, ch) = channel(&nodes.uri(i)).await;
+    let found = ch
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Direct,
+            passive_exchange(),
+            FieldTable::default(),
+        )
+        .await
+        .is_ok();
+    let _ = conn.close(200, "bye".into()).await;
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_declared_on_any_node_are_seen_on_every_node() {
+    let nodes = Nodes::start().await;
+    let (_c2, ch2) = channel(&nodes.uri(1)).await;
+    let (_c3, ch3) = channel(&nodes.uri(2)).await;
+    let (c1, ch1) = channel(&nodes.uri(0)).await;
+
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    ch2.exchange_declare(
+        "orders".into(),
+        ExchangeKind::Topic,
+        durable_exchange,
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange declared on n2");
+    let ok = ch3
+        .queue_declare("billing".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("queue declared on n3");
+    assert_eq!(ok.name().as_str(), "billing");
+    ch1.queue_bind(
+        "billing".into(),
+        "orders".into(),
+        "order.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bound on n1, the queue living on n3");
+
+    // Declare-ok means committed and applied on the declaring node; the others follow.
+    for i in 0..3 {
+        assert!(
+            exchange_exists(&nodes, i, "orders").await,
+            "exchange on node {i}"
+        );
+        let exists = common::eventually(true, async || queue_exists(&nodes, i, "billing").await);
+        assert!(exists.await, "queue on node {i}");
+    }
+    let bindings = common::eventually(1, async || {
+        let resp = nodes
+            .api(1)
+            .get("/api/exchanges/%2f/orders/bindings/source")
+            .await;
+        resp.json().as_array().map_or(0, |a| a.len())
+    })
+    .await;
+    assert_eq!(bindings, 1, "n2's API lists the binding made on n1");
+
+    // A message routed on the queue's home node goes through the binding made on n1.
+    ch3.basic_publish(
+        "orders".into(),
+        "order.created".into(),
+        BasicPublishOptions::default(),
+        b"invoice me",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish on n3");
+    let mut consumer = ch3
+        .basic_consume(
+            "billing".into(),
+            "c".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume on n3");
+    let delivery = next_delivery(&mut consumer).await;
+    assert_eq!(delivery.data, b"invoice me");
+
+    // An exclusive queue belongs to its connection on every node, and goes with it.
+    let exclusive = ch1
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exclusive queue on n1");
+    let name = exclusive.name().to_string();
+    assert!(name.starts_with("amq.gen-"), "{name}");
+    let (_c, other) = channel(&nodes.uri(1)).await;
+    let (code, text) = refused(
+        other
+            .queue_declare(name.as_str().into(), passive_queue(), FieldTable::default())
+            .await,
+    );
+    assert_eq!(code, 405, "{text}");
+    assert!(
+        text.contains("cannot obtain exclusive access to locked queue"),
+        "{text}"
+    );
+    c1.close(200, "bye".into())
+        .await
+        .expect("close n1's connection");
+    let gone = common::eventually(false, async || queue_exists(&nodes, 1, &name).await).await;
+    assert!(
+        !gone,
+        "the exclusive queue went with its connection, on n2 too"
+    );
+
+    // Deletes go everywhere too: an exchange through n3, a queue living on n3 through n1.
+    ch3.exchange_delete("orders".into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("exchange deleted on n3");
+    let (_c, ch1) = channel(&nodes.uri(0)).await;
+    let deleted = ch1
+        .queue_delete("billing".into(), QueueDeleteOptions::default())
+        .await
+        .expect("queue deleted through n1");
+    let _ = deleted;
+    for i in 0..3 {
+        let x = common::eventually(false, async || exchange_exists(&nodes, i, "orders").await);
+        assert!(!x.await, "exchange gone on node {i}");
+        let q = common::eventually(false, async || queue_exists(&nodes, i, "billing").await);
+        assert!(!q.await, "queue gone on node {i}");
+    }
+}
+
+/// One refusal case: what a client does, on a fresh channel, after `setup`.
+async fn refusal(ch: &Channel, case: usize) -> (u16, String) {
+    let durable = durable_queue();
+    let none = FieldTable::default;
+    match case {
+        0 => refused(
+            ch.exchange_declare(
+                "amq.mine".into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions::default(),
+                none(),
+            )
+            .await,
+        ),
+        1 => refused(ch.queue_declare("amq.mine".into(), durable, none()).await),
+        2 => refused(
+            ch.queue_declare(
+                "limits".into(),
+                durable,
+                table(&[("x-max-length", text("ten"))]),
+            )
+            .await,
+        ),
+        3 => refused(
+            ch.queue_bind(
+                "shared".into(),
+                "no-such-exchange".into(),
+                "k".into(),
+                QueueBindOptions::default(),
+                none(),
+            )
+            .await,
+        ),
+        4 => refused(
+            ch.queue_bind(
+                "no-such-queue".into(),
+                "amq.direct".into(),
+                "k".into(),
+                QueueBindOptions::default(),
+                none(),
+            )
+            .await,
+        ),
+        5 => refused(
+            ch.exchange_declare(
+                "shared-x".into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                none(),
+            )
+            .await,
+        ),
+        6 => refused(
+            ch.queue_declare("shared".into(), QueueDeclareOptions::default(), none())
+                .await,
+        ),
+        7 => refused(
+            ch.queue_declare(
+                "shared".into(),
+                durable,
+                table(&[("x-max-length", AMQPValue::LongLongInt(5))]),
+            )
+            .await,
+        ),
+        8 => refused(
+            ch.queue_declare(
+                "a-stream".into(),
+                QueueDeclareOptions::default(),
+                table(&[("x-queue-type", text("stream"))]),
+            )
+            .await,
+        ),
+        9 => refused(
+            ch.exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default())
+                .await,
+        ),
+        10 => refused(
+            ch.exchange_bind(
+                "no-such-x".into(),
+                "amq.direct".into(),
+                "k".into(),
+                Default::default(),
+                none(),
+            )
+            .await,
+        ),
+        _ => unreachable!("no case {case}"),
+    }
+}
+
+const CASES: usize = 11;
+
+/// The queue `shared` and exchange `shared-x` the refusal cases run against.
+async fn setup(ch: &Channel) {
+    ch.queue_declare("shared".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("shared queue");
+    ch.exchange_declare(
+        "shared-x".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("shared exchange");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_refuses_as_a_single_node_does_on_every_node() {
+    let single = common::start().await;
+    let (_s, ch) = channel(&single.uri("")).await;
+    setup(&ch).await;
+    let mut expected = Vec::new();
+    for case in 0..CASES {
+        let (_c, ch) = channel(&single.uri("")).await;
+        expected.push(refusal(&ch, case).await);
+    }
+
+    let nodes = Nodes::start().await;
+    let (_c, ch) = channel(&nodes.uri(0)).await;
+    setup(&ch).await;
+    // Node 0 holds `shared`; nodes 1 and 2 only its record: the answers must not differ.
+    for i in 0..3 {
+        for (case, want) in expected.iter().enumerate() {
+            let (_c, ch) = channel(&nodes.uri(i)).await;
+            let got = refusal(&ch, case).await;
+            assert_eq!(&got, want, "case {case} on node {i}");
+        }
+    }
+    single.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_restarts_with_the_definitions_and_its_messages() {
+    let mut nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = common::lapin::confirming(&c1).await;
+    ch1.queue_declare("keep".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("queue on n1");
+    for i in 0..50u32 {
+        let confirm = ch1
+            .basic_publish(
+                "".into(),
+                "keep".into(),
+                BasicPublishOptions::default(),
+                &i.to_be_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack());
+    }
+    let (_c2, ch2) = channel(&nodes.uri(1)).await;
+    ch2.exchange_declare(
+        "before".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange on n2");
+    ch2.queue_bind(
+        "keep".into(),
+        "before".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind on n2");
+    drop(ch1);
+    drop(c1);
+    nodes.kill(0);
+    ch2.exchange_declare(
+        "while-down".into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("two of three nodes still commit");
+    nodes.restart(0).await;
+
+    assert!(exchange_exists(&nodes, 0, "before").await);
+    assert!(exchange_exists(&nodes, 0, "while-down").await);
+    let (_c1, ch1) = channel(&nodes.uri(0)).await;
+    let mut consumer = ch1
+        .basic_consume(
+            "keep".into(),
+            "c".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume the restarted node's queue");
+    for i in 0..50u32 {
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(d.data, i.to_be_bytes(), "message {i} back after kill -9");
+    }
+    // The binding made on n2 before the kill routes on n1 after it.
+    ch1.basic_publish(
+        "before".into(),
+        "".into(),
+        BasicPublishOptions::default(),
+        b"after",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    assert_eq!(next_delivery(&mut consumer).await.data, b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_changes_definitions_through_any_node() {
+    let nodes = Nodes::start().await;
+    let put = nodes
+        .api(1)
+        .put(
+            "/api/queues/%2f/jobs",
+            r#"{"durable":true,"arguments":{"x-max-length":100}}"#,
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let put = nodes
+        .api(0)
+        .put(
+            "/api/exchanges/%2f/work",
+            r#"{"type":"direct","durable":true}"#,
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let bound = nodes
+        .api(2)
+        .post(
+            "/api/bindings/%2f/e/work/q/jobs",
+            r#"{"routing_key":"resize"}"#,
+        )
+        .await;
+    assert_eq!(bound.status, 201, "{}", bound.body);
+
+    // Every node lists the queue with the node it lives on.
+    for i in 0..3 {
+        let home = common::eventually(Some("warren@n2".to_string()), async || {
+            let resp = nodes.api(i).get("/api/queues/%2f/jobs").await;
+            (resp.status == 200).then(|| resp.json()["node"].as_str().unwrap_or("").to_owned())
+        })
+        .await;
+        assert_eq!(home.as_deref(), Some("warren@n2"), "GET on node {i}");
+        let listed = nodes.api(i).get("/api/queues/%2f").await.json();
+        let names: Vec<&str> = listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|q| q["name"].as_str())
+            .collect();
+        assert!(names.contains(&"jobs"), "node {i} lists {names:?}");
+    }
+    let bindings = nodes
+        .api(0)
+        .get("/api/exchanges/%2f/work/bindings/source")
+        .await
+        .json();
+    assert_eq!(bindings.as_array().map(Vec::len), Some(1), "{bindings}");
+
+    // An inequivalent redeclare is refused alike through a node the queue does not live on.
+    let put = nodes
+        .api(2)
+        .put(
+            "/api/queues/%2f/jobs",
+            r#"{"durable":true,"arguments":{"x-max-length":5}}"#,
+        )
+        .await;
+    assert_eq!(put.status, 400, "{}", put.body);
+    assert!(
+        put.body.contains("inequivalent arg 'x-max-length'"),
+        "{}",
+        put.body
+    );
+
+    // Consuming from a node the queue does not live on says where it is.
+    let (_c, ch) = channel(&nodes.uri(0)).await;
+    let (code, text) = refused(
+        ch.basic_consume(
+            "jobs".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+    );
+    assert_eq!(code, 540, "{text}");
+    assert!(text.contains("lives on cluster node 'warren@n2'"), "{text}");
+
+    // A delete through a node that only has the record removes it everywhere.
+    let deleted = nodes.api(0).delete("/api/queues/%2f/jobs").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    for i in 0..3 {
+        let status = common::eventually(404, async || {
+            nodes.api(i).get("/api/queues/%2f/jobs").await.status
+        })
+        .await;
+        assert_eq!(status, 404, "queue gone on node {i}");
+    }
+}

@@ -1,0 +1,172 @@
+//! Three `warren` processes on loopback forming a cluster: ports picked at run time, a data
+//! directory each, every node seeded with the other two. Nodes can be killed (-9) and
+//! started again on the same ports and data.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::http::Http;
+
+/// One node's ports.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// AMQP.
+    pub amqp: u16,
+    /// Management API.
+    pub mgmt: u16,
+    /// Node-to-node.
+    pub cluster: u16,
+}
+
+/// A three-node cluster of processes.
+pub struct Nodes {
+    pub ports: Vec<Ports>,
+    children: Vec<Option<Child>>,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Nodes {
+    /// Starts three nodes and waits until every one sees three running nodes and a leader.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports = (0..3)
+            .map(|_| Ports {
+                amqp: free_port(),
+                mgmt: free_port(),
+                cluster: free_port(),
+            })
+            .collect();
+        let mut nodes = Nodes {
+            ports,
+            children: vec![None, None, None],
+            dir,
+        };
+        for i in 0..3 {
+            nodes.launch(i);
+        }
+        nodes.wait_formed().await;
+        nodes
+    }
+
+    fn launch(&mut self, i: usize) {
+        let p = self.ports[i];
+        let data = self.dir.path().join(format!("n{}", i + 1));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{}.log", i + 1)))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.args(["--bind", "127.0.0.1", "--port", &p.amqp.to_string()])
+            .args(["--management-port", &p.mgmt.to_string()])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--node-name", &format!("warren@n{}", i + 1)])
+            .args(["--cluster-port", &p.cluster.to_string()]);
+        for (j, other) in self.ports.iter().enumerate() {
+            if j != i {
+                cmd.args(["--cluster-seed", &format!("127.0.0.1:{}", other.cluster)]);
+            }
+        }
+        let child = cmd
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start warren");
+        self.children[i] = Some(child);
+    }
+
+    /// An AMQP URI of node `i` (0-based).
+    pub fn uri(&self, i: usize) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.ports[i].amqp)
+    }
+
+    /// The management API of node `i`.
+    pub fn api(&self, i: usize) -> Http {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports[i].mgmt));
+        Http::new(addr, "guest", "guest")
+    }
+
+    /// Kills node `i` with SIGKILL and waits for it to be gone.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again on its ports and data, then waits for the cluster.
+    pub async fn restart(&mut self, i: usize) {
+        self.launch(i);
+        self.wait_formed().await;
+    }
+
+    async fn formed_on(&self, i: usize) -> bool {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports[i].mgmt));
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            return false;
+        }
+        let resp = self.api(i).get("/api/nodes").await;
+        if resp.status != 200 {
+            return false;
+        }
+        let Ok(nodes) = serde_json::from_str::<serde_json::Value>(&resp.body) else {
+            return false;
+        };
+        let Some(nodes) = nodes.as_array() else {
+            return false;
+        };
+        let running = nodes.iter().filter(|n| n["running"] == true).count();
+        let leaders = nodes
+            .iter()
+            .filter(|n| n["cluster"]["metadata_leader"] == true)
+            .count();
+        nodes.len() == 3 && running == 3 && leaders == 1
+    }
+
+    async fn wait_formed(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let mut all = true;
+            for i in 0..3 {
+                if !self.formed_on(i).await {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let logs: Vec<String> = (1..=3)
+                    .map(|i| {
+                        std::fs::read_to_string(self.dir.path().join(format!("n{i}.log")))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                panic!(
+                    "the cluster did not form within 40 s; logs:\n{}",
+                    logs.join("\n----\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+    }
+}
