@@ -24,6 +24,7 @@ use connections::LiveConnection;
 use warren_storage::StorageError;
 
 pub mod admission;
+mod changes;
 pub mod connections;
 pub mod stats;
 pub mod timeouts;
@@ -259,16 +260,26 @@ impl Broker {
     /// Deletes a vhost: its connections are closed (320), its queues deleted
     /// (consumers told), its record and permissions removed.
     pub async fn delete_vhost(&self, name: &str) -> bool {
-        let Some((_, vhost)) = self.vhosts.remove(name) else {
-            return false;
-        };
+        match self.remove_vhost(name) {
+            Some(consumers) => {
+                crate::queue::notify_cancelled(&consumers).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`Broker::delete_vhost`] but for telling the consumers of its queues, which it
+    /// returns (`None`: no such vhost).
+    pub fn remove_vhost(&self, name: &str) -> Option<Vec<Arc<crate::queue::Consumer>>> {
+        let (_, vhost) = self.vhosts.remove(name)?;
         for conn in self.connections.iter().filter(|c| c.vhost == name) {
             conn.force_close(&format!("vhost '{name}' is deleted"));
         }
         vhost.forget_all_delayed();
+        let mut consumers = Vec::new();
         for queue in vhost.queues() {
-            let deleted = vhost.remove_queue(&queue);
-            crate::queue::notify_cancelled(&deleted.consumers).await;
+            consumers.extend(vhost.remove_queue(&queue).consumers);
         }
         self.shovels.delete_vhost(name);
         // Stored deduplication ids go with their exchanges.
@@ -280,7 +291,7 @@ impl Broker {
         self.storage.forget_vhost(name);
         self.auth.delete_vhost(name);
         self.policies.delete_vhost(name);
-        true
+        Some(consumers)
     }
 
     /// A fresh connection id (owner key of exclusive queues).

@@ -14,9 +14,13 @@ use std::sync::{Mutex, OnceLock, Weak};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::auth::AuthDefinitions;
 use crate::broker::Broker;
 use crate::error::AmqpError;
-use crate::meta::{Applied, Arguments, BindTo, Definition, DefinitionOp, NodeId, Requester};
+use crate::meta::{
+    Applied, Arguments, BindTo, BrokerChange, Definition, DefinitionOp, NodeId, Requester,
+};
+use crate::policy::StoredPolicies;
 use crate::vhost::replicated::ApplyAt;
 
 /// The answer to one submission of this node.
@@ -32,10 +36,16 @@ pub struct Applier {
     waiters: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
 }
 
-/// A vhost's definitions in a snapshot.
+/// The definitions in group 0's snapshot.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Operations that rebuild the definitions, by vhost, in order.
+    /// Users, vhost records, permissions and limits.
+    #[serde(default)]
+    pub auth: Option<AuthDefinitions>,
+    /// Policies and operator policies.
+    #[serde(default)]
+    pub policies: Option<StoredPolicies>,
+    /// Operations that rebuild each vhost's exchanges, queues and bindings, in order.
     pub vhosts: Vec<(String, Vec<(Requester, DefinitionOp)>)>,
 }
 
@@ -100,6 +110,28 @@ impl Applier {
         {
             // Deleted from another node: the consumers here hear it from this node.
             tokio::spawn(async move { crate::queue::notify_cancelled(&consumers).await });
+        }
+        ok
+    }
+
+    /// Applies one broker-level change; answers it if this node submitted it.
+    pub fn apply_broker(&self, change: BrokerChange) -> bool {
+        let result = match self.broker() {
+            Some(broker) => broker.apply_op(&change.op),
+            None => Err(AmqpError::internal_error("the broker is gone")),
+        };
+        let ok = result.is_ok();
+        let (answer, consumers) = match result {
+            Ok((changed, consumers)) => (Ok(Applied::Changed(changed)), consumers),
+            Err(error) => (Err(error), Vec::new()),
+        };
+        if !consumers.is_empty() {
+            tokio::spawn(async move { crate::queue::notify_cancelled(&consumers).await });
+        }
+        if change.requester.node == self.here()
+            && let Some(waiter) = self.lock().remove(&change.request)
+        {
+            let _ = waiter.send(answer);
         }
         ok
     }
@@ -197,7 +229,11 @@ impl Applier {
             }
             out.push((vhost.name.to_string(), ops));
         }
-        Snapshot { vhosts: out }
+        Snapshot {
+            auth: Some(broker.auth.export()),
+            policies: Some(broker.policies.export()),
+            vhosts: out,
+        }
     }
 
     /// Makes this node's definitions those of `snapshot` (a restart, or a snapshot sent by
@@ -212,6 +248,30 @@ impl Applier {
             here,
             clean: self.clean.get().copied().unwrap_or(false),
         };
+        if let Some(auth) = &snapshot.auth {
+            if let Err(error) = broker.auth.restore(auth) {
+                tracing::error!(%error, "snapshot users and permissions not restored");
+            }
+            let wanted: HashSet<&str> = auth.vhosts.iter().map(|v| v.name.as_str()).collect();
+            for vhost in broker.vhosts() {
+                if !wanted.contains(&*vhost.name)
+                    && let Some(consumers) = broker.remove_vhost(&vhost.name)
+                    && !consumers.is_empty()
+                {
+                    tokio::spawn(async move { crate::queue::notify_cancelled(&consumers).await });
+                }
+            }
+            for def in &auth.vhosts {
+                broker.add_vhost(def.clone());
+            }
+        }
+        if let Some(policies) = &snapshot.policies {
+            broker.policies.restore(policies);
+        }
+        for vhost in broker.vhosts() {
+            broker.apply_policies(&vhost.name);
+        }
+        broker.apply_vhost_limits();
         for (name, ops) in &snapshot.vhosts {
             let Some(vhost) = broker.vhost(name) else {
                 tracing::warn!(vhost = %name, "snapshot names a vhost this node does not have");

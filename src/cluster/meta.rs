@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use warren_raft::{Command, Machine, Reply};
 
 use super::apply::{Applier, Snapshot as DefinitionSnapshot};
-use crate::meta::Definition;
+use crate::meta::{BrokerChange, Definition};
 
 /// A node as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,8 @@ pub enum MetaCommand {
     },
     /// A change of a vhost's definitions (exchanges, queues, bindings).
     Definition(Definition),
+    /// A change of users, vhosts, permissions, limits or policies.
+    Broker(BrokerChange),
 }
 
 impl MetaCommand {
@@ -84,6 +86,10 @@ impl MetaState {
             .clone()
     }
 
+    fn lock_members(&self) -> std::sync::RwLockWriteGuard<'_, Members> {
+        self.members.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Whether node `id` is a member here.
     pub fn has(&self, id: u64) -> bool {
         self.members
@@ -109,24 +115,19 @@ impl Machine for MetaState {
                 return reply("unknown");
             }
         };
-        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
-        match cmd {
+        let applied = match cmd {
             MetaCommand::NodeJoined(info) => {
-                members.insert(info.id, info);
+                self.lock_members().insert(info.id, info);
+                true
             }
             MetaCommand::NodeLeft { id } => {
-                members.remove(&id);
+                self.lock_members().remove(&id);
+                true
             }
-            MetaCommand::Definition(def) => {
-                drop(members);
-                return reply(if self.applier.apply(index, def) {
-                    "ok"
-                } else {
-                    "refused"
-                });
-            }
-        }
-        reply("ok")
+            MetaCommand::Definition(def) => self.applier.apply(index, def),
+            MetaCommand::Broker(change) => self.applier.apply_broker(change),
+        };
+        reply(if applied { "ok" } else { "refused" })
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -13,7 +13,9 @@ use std::time::Duration;
 use super::Cluster;
 use super::meta::MetaCommand;
 use crate::error::AmqpError;
-use crate::meta::{Definition, DefinitionOp, MetaLog, NodeId, Requester, Submitted};
+use crate::meta::{
+    BrokerChange, BrokerOp, Definition, DefinitionOp, MetaLog, NodeId, Requester, Submitted,
+};
 use crate::names::ConnectionId;
 
 /// How long a submission may wait for a leader to commit it.
@@ -58,7 +60,6 @@ impl MetaLog for ClusterMeta {
     }
 
     fn submit(&self, vhost: &str, connection: ConnectionId, op: DefinitionOp) -> Submitted {
-        let cluster = self.cluster.clone();
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let def = Definition {
             vhost: vhost.to_owned(),
@@ -69,16 +70,36 @@ impl MetaLog for ClusterMeta {
             },
             request,
         };
+        self.append(request, MetaCommand::Definition(def))
+    }
+
+    fn submit_broker(&self, op: BrokerOp) -> Submitted {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let change = BrokerChange {
+            op,
+            requester: Requester {
+                node: self.here,
+                connection: 0,
+            },
+            request,
+        };
+        self.append(request, MetaCommand::Broker(change))
+    }
+}
+
+impl ClusterMeta {
+    /// Appends `command` (this node's submission `request`) and waits for its apply here.
+    fn append(&self, request: u64, command: MetaCommand) -> Submitted {
+        let cluster = self.cluster.clone();
         Box::pin(async move {
             let Some(cluster) = cluster.upgrade() else {
                 return Err(unavailable("the cluster service stopped"));
             };
             let applier = cluster.meta.applier.clone();
             let answer = applier.expect(request);
-            let command = MetaCommand::Definition(def).encode();
             if let Err(error) = cluster
                 .node
-                .write_anywhere(warren_raft::METADATA_GROUP, command, WRITE_WITHIN)
+                .write_anywhere(warren_raft::METADATA_GROUP, command.encode(), WRITE_WITHIN)
                 .await
             {
                 applier.forget(request);

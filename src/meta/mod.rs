@@ -17,8 +17,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use warren_codec::types::FieldTable;
 
+use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::error::AmqpError;
 use crate::names::{ConnectionId, Destination};
+use crate::policy::{PolicyDef, PolicyKind};
 use crate::queue::Consumer;
 
 /// A node of the cluster, by its Raft id.
@@ -176,6 +178,96 @@ pub enum DefinitionOp {
     },
 }
 
+/// A change of the broker's users, vhosts, permissions, limits or policies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BrokerOp {
+    /// Creates or updates a user.
+    PutUser(UserDef),
+    /// Deletes a user.
+    DeleteUser {
+        /// The user.
+        name: String,
+    },
+    /// Creates a vhost or updates its record.
+    PutVHost(VHostDef),
+    /// Deletes a vhost with everything in it.
+    DeleteVHost {
+        /// The vhost.
+        name: String,
+    },
+    /// Sets a user's permissions in a vhost.
+    SetPermissions(PermissionDef),
+    /// Clears a user's permissions in a vhost.
+    ClearPermissions {
+        /// The vhost.
+        vhost: String,
+        /// The user.
+        user: String,
+    },
+    /// Sets one vhost limit (`max-connections`, `max-queues`, ...).
+    SetVHostLimit {
+        /// The vhost.
+        vhost: String,
+        /// The limit's name.
+        name: String,
+        /// Its value as given (JSON), checked where it is applied.
+        value: serde_json::Value,
+    },
+    /// Clears one vhost limit.
+    ClearVHostLimit {
+        /// The vhost.
+        vhost: String,
+        /// The limit's name.
+        name: String,
+    },
+    /// Sets one user limit.
+    SetUserLimit {
+        /// The user.
+        user: String,
+        /// The limit's name.
+        name: String,
+        /// Its value as given (JSON).
+        value: serde_json::Value,
+    },
+    /// Clears one user limit.
+    ClearUserLimit {
+        /// The user.
+        user: String,
+        /// The limit's name.
+        name: String,
+    },
+    /// A definitions import's users, vhosts, permissions or limits (merged into what is
+    /// there, all or nothing).
+    Import(AuthDefinitions),
+    /// Sets a policy or an operator policy (already parsed and checked).
+    PutPolicy {
+        /// Which kind.
+        kind: PolicyKind,
+        /// The policy.
+        def: PolicyDef,
+    },
+    /// Deletes a policy or an operator policy.
+    DeletePolicy {
+        /// Which kind.
+        kind: PolicyKind,
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// A replicated broker-level change and who asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrokerChange {
+    /// The change.
+    pub op: BrokerOp,
+    /// Who asked.
+    pub requester: Requester,
+    /// The requester node's number for this submission.
+    pub request: u64,
+}
+
 /// A replicated operation: which vhost, what, and who asked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Definition {
@@ -204,6 +296,8 @@ pub enum Applied {
         /// Consumers (0 where the queue does not live).
         consumer_count: u32,
     },
+    /// A broker-level change: whether it created (or removed) something.
+    Changed(bool),
     /// A queue removed: its ready messages and the consumers it had here.
     QueueDeleted {
         /// Ready messages it had.
@@ -226,6 +320,8 @@ pub trait MetaLog: Send + Sync + std::fmt::Debug {
     /// applied it: `Ok` with what the apply did, or the AMQP error it raised (the same on
     /// every node), or 541 when no majority took it in time.
     fn submit(&self, vhost: &str, connection: ConnectionId, op: DefinitionOp) -> Submitted;
+    /// Appends a broker-level change and resolves once this node has applied it.
+    fn submit_broker(&self, op: BrokerOp) -> Submitted;
 }
 
 #[cfg(test)]

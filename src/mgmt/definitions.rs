@@ -26,7 +26,7 @@ use super::vhosts::live_vhost;
 use crate::auth::limits::{Limits, VHostLimitsDef};
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::broker::Broker;
-use crate::meta::{Arguments, BindTo, DefinitionOp, NodeId};
+use crate::meta::{Arguments, BindTo, BrokerOp, DefinitionOp, NodeId};
 use crate::names::resource;
 use crate::policy::{PolicyDef, PolicyKind};
 use crate::vhost::{Destination, VHost};
@@ -312,31 +312,27 @@ async fn import_entries(
         vhost_limits: Vec::new(),
     };
     broker
-        .auth
-        .import(&auth)
+        .change(BrokerOp::Import(auth))
+        .await
         .map_err(ApiError::from)
         .map_err(refused("users and vhosts".into()))?;
-    for v in &auth.vhosts {
-        broker.add_vhost(v.clone());
-    }
     let limits = AuthDefinitions {
         vhost_limits: limits_from(&defs.parameters, default_vhost)
             .map_err(refused("vhost limits".into()))?,
         ..Default::default()
     };
     broker
-        .auth
-        .import(&limits)
+        .change(BrokerOp::Import(limits))
+        .await
         .map_err(ApiError::from)
         .map_err(refused("vhost limits".into()))?;
-    broker.apply_vhost_limits();
     let permissions = AuthDefinitions {
         permissions: defs.permissions.clone().unwrap_or_default(),
         ..Default::default()
     };
     broker
-        .auth
-        .import(&permissions)
+        .change(BrokerOp::Import(permissions))
+        .await
         .map_err(ApiError::from)
         .map_err(refused("permissions".into()))?;
     for (kind, list) in [
@@ -360,8 +356,9 @@ async fn import_entries(
                 .map_err(|e| ApiError::bad_request(e.to_string()))
                 .map_err(refused(entry()))?;
             broker
-                .put_policy(kind, def)
-                .map_err(|e| ApiError::bad_request(e.to_string()))
+                .change(BrokerOp::PutPolicy { kind, def })
+                .await
+                .map_err(|e| ApiError::bad_request(e.text))
                 .map_err(refused(entry()))?;
         }
     }

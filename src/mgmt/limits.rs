@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::api::{ApiError, ApiResult, parse_body, require_keys};
 use super::caller::Caller;
 use crate::broker::Broker;
+use crate::meta::BrokerOp;
 
 /// An empty list: all Warren has of what these endpoints list.
 fn none() -> Response {
@@ -100,8 +101,9 @@ pub async fn put_vhost_limit(
         return Err(ApiError::not_found_because("vhost_not_found"));
     }
     let value = limit_value(&body)?;
-    broker.auth.set_vhost_limit(&vhost, &name, &value)?;
-    broker.apply_vhost_limits();
+    broker
+        .change(BrokerOp::SetVHostLimit { vhost, name, value })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -116,8 +118,9 @@ pub async fn delete_vhost_limit(
     if broker.auth.vhost(&vhost).is_none() {
         return Err(ApiError::not_found());
     }
-    broker.auth.clear_vhost_limit(&vhost, &name);
-    broker.apply_vhost_limits();
+    broker
+        .change(BrokerOp::ClearVHostLimit { vhost, name })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -136,7 +139,9 @@ pub async fn put_user_limit(
         return Ok((StatusCode::BAD_REQUEST, Json(reason)).into_response());
     }
     let value = limit_value(&body)?;
-    broker.auth.set_user_limit(&user, &name, &value)?;
+    broker
+        .change(BrokerOp::SetUserLimit { user, name, value })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -151,6 +156,8 @@ pub async fn delete_user_limit(
     if broker.auth.user(&user).is_none() {
         return Err(ApiError::not_found());
     }
-    broker.auth.clear_user_limit(&user, &name);
+    broker
+        .change(BrokerOp::ClearUserLimit { user, name })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

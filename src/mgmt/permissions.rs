@@ -16,6 +16,7 @@ use super::caller::Caller;
 use super::listing::{ListQuery, as_item};
 use crate::auth::PermissionDef;
 use crate::broker::Broker;
+use crate::meta::BrokerOp;
 
 /// GET /api/permissions (administrator).
 pub async fn permissions(
@@ -101,7 +102,7 @@ pub async fn put_permission(
         write: field("write"),
         read: field("read"),
     };
-    let created = broker.auth.set_permissions(def)?;
+    let created = broker.change(BrokerOp::SetPermissions(def)).await?;
     Ok(created_or_updated(created))
 }
 
@@ -112,5 +113,9 @@ pub async fn delete_permission(
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult {
     caller.require_admin()?;
-    deleted(broker.auth.clear_permissions(&vhost, &user))
+    deleted(
+        broker
+            .change(BrokerOp::ClearPermissions { vhost, user })
+            .await?,
+    )
 }

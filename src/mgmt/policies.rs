@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::api::{ApiError, ApiResult, created_or_updated, deleted, parse_body};
 use super::caller::Caller;
 use crate::broker::Broker;
+use crate::meta::BrokerOp;
 use crate::policy::{PolicyDef, PolicyError, PolicyKind};
 
 /// 401 unless the caller may manage this kind of policy.
@@ -55,7 +56,7 @@ fn one(broker: &Broker, caller: &Caller, kind: PolicyKind, vhost: &str, name: &s
     Ok(Json(policy).into_response())
 }
 
-fn put(
+async fn put(
     broker: &Broker,
     caller: &Caller,
     kind: PolicyKind,
@@ -70,11 +71,11 @@ fn put(
     caller.require_vhost_access(vhost)?;
     let body = Value::Object(parse_body(body)?);
     let def = PolicyDef::parse(kind, vhost, name, &body).map_err(refused)?;
-    let created = broker.put_policy(kind, def).map_err(refused)?;
+    let created = broker.change(BrokerOp::PutPolicy { kind, def }).await?;
     Ok(created_or_updated(created))
 }
 
-fn delete(
+async fn delete(
     broker: &Broker,
     caller: &Caller,
     kind: PolicyKind,
@@ -83,7 +84,12 @@ fn delete(
 ) -> ApiResult {
     require(caller, kind)?;
     caller.require_vhost_access(vhost)?;
-    deleted(broker.delete_policy(kind, vhost, name))
+    let op = BrokerOp::DeletePolicy {
+        kind,
+        vhost: vhost.to_owned(),
+        name: name.to_owned(),
+    };
+    deleted(broker.change(op).await?)
 }
 
 /// A refused policy as RabbitMQ's 400.
@@ -127,7 +133,7 @@ pub async fn put_policy<const OPERATOR: bool>(
     Path((vhost, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    put(&broker, &caller, kind::<OPERATOR>(), &vhost, &name, &body)
+    put(&broker, &caller, kind::<OPERATOR>(), &vhost, &name, &body).await
 }
 
 /// DELETE /api/policies/{vhost}/{name}: 204, or 404.
@@ -136,5 +142,5 @@ pub async fn delete_policy<const OPERATOR: bool>(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    delete(&broker, &caller, kind::<OPERATOR>(), &vhost, &name)
+    delete(&broker, &caller, kind::<OPERATOR>(), &vhost, &name).await
 }

@@ -16,6 +16,7 @@ use super::listing::{ListQuery, as_item};
 use crate::auth::UserDef;
 use crate::auth::hashing;
 use crate::broker::Broker;
+use crate::meta::BrokerOp;
 
 /// GET /api/users (administrator).
 pub async fn users(
@@ -68,7 +69,7 @@ pub async fn put_user(
         tags,
         limits: existing.map(|u| u.limits).unwrap_or_default(),
     };
-    let created = broker.auth.put_user(user)?;
+    let created = broker.change(BrokerOp::PutUser(user)).await?;
     Ok(created_or_updated(created))
 }
 
@@ -79,5 +80,5 @@ pub async fn delete_user(
     Path(name): Path<String>,
 ) -> ApiResult {
     caller.require_admin()?;
-    deleted(broker.auth.delete_user(&name))
+    deleted(broker.change(BrokerOp::DeleteUser { name }).await?)
 }

@@ -15,6 +15,7 @@ use super::listing::ListQuery;
 use super::overview::node_name;
 use crate::auth::{Kind, Permission, PermissionDef, VHostDef};
 use crate::broker::Broker;
+use crate::meta::BrokerOp;
 use crate::vhost::VHost;
 
 /// A vhost that exists, or 404.
@@ -111,11 +112,12 @@ pub async fn put_vhost(
             .map(|v| v.description)
             .unwrap_or_default(),
     };
-    let created = broker.add_vhost(VHostDef {
+    let def = VHostDef {
         name: name.clone(),
         description,
         tags,
-    });
+    };
+    let created = broker.change(BrokerOp::PutVHost(def)).await?;
     if created {
         // As RabbitMQ: whoever creates a vhost through the API may use it.
         let all = PermissionDef {
@@ -125,7 +127,7 @@ pub async fn put_vhost(
             write: ".*".into(),
             read: ".*".into(),
         };
-        broker.auth.set_permissions(all)?;
+        broker.change(BrokerOp::SetPermissions(all)).await?;
     }
     Ok(created_or_updated(created))
 }
@@ -137,5 +139,5 @@ pub async fn delete_vhost(
     Path(name): Path<String>,
 ) -> ApiResult {
     caller.require_admin()?;
-    deleted(broker.delete_vhost(&name).await)
+    deleted(broker.change(BrokerOp::DeleteVHost { name }).await?)
 }

@@ -72,7 +72,9 @@ const OPERATOR: &[&str] = &[
 const MIN_MERGED: &[&str] = OPERATOR;
 
 /// Regular policy or operator policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum PolicyKind {
     /// `/api/policies`: set by users with the policymaker tag.
     Policy,
