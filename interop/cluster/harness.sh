@@ -8,7 +8,8 @@
 #   harness.sh kill N   kill -9 node N;   harness.sh restart N   start node N again
 #   harness.sh smoke    start, wait (30 s cap); n3 leaves (warrenctl cluster leave), is
 #                       restarted with a dead seed and joined (warrenctl cluster join); the
-#                       leader is killed (-9), a new one elected, it restarts and rejoins; stop;
+#                       leader is killed (-9), a new one elected, it restarts and rejoins; a
+#                       queue declared through n2 is listed by n1 and n3; stop;
 #                       ends with `cluster: N passed, M failed`
 #
 # DIR (default /tmp/warren-cluster) holds n1..n3/ (data), n1.log.., and `env` (ports and
@@ -131,6 +132,7 @@ smoke() {
     start
     check wait_formed 30
     status || true
+    check definitions_everywhere
     check leave_and_rejoin
     check leader_killed_and_restarted
     stop
@@ -160,6 +162,21 @@ sys.exit(0 if len(down) == 1 and len(leaders) == 1 else 1)'; do
     echo "n$leader killed: n$other sees it unreachable and a new leader"
     launch "$leader"
     wait_formed 20
+}
+
+definitions_everywhere() { # a queue declared through n2's API is listed by n1 and n3
+    load
+    local port="MGMT_2"
+    curl -sf -u guest:guest -X PUT -H 'content-type: application/json' \
+        -d '{"durable":true}' "http://127.0.0.1:${!port}/api/queues/%2f/smoke-q" >/dev/null \
+        || { echo "declare through n2 refused" >&2; return 1; }
+    for i in 1 3; do
+        local home
+        home=$(api "$i" /api/queues/%2f/smoke-q | python3 -c 'import json,sys; print(json.load(sys.stdin)["node"])') \
+            || { echo "n$i does not know smoke-q" >&2; return 1; }
+        [ "$home" = "warren@n2" ] || { echo "n$i says smoke-q lives on $home" >&2; return 1; }
+    done
+    echo "smoke-q declared through n2 is listed on n1 and n3 (home warren@n2)"
 }
 
 ctl() { # node args...: warrenctl against that node's management API

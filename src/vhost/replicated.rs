@@ -248,7 +248,7 @@ impl VHost {
         {
             // In `bind`'s order: the default exchange, a missing source, then a locked
             // destination.
-            super::check_not_default(source, &destination.into())?;
+            super::bindings::check_not_default(source, &destination.into())?;
             self.exchange_or_404(source)?;
             remote.check_exclusive(requester, &self.name)?;
         }
