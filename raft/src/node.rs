@@ -113,10 +113,24 @@ pub struct Group {
     pub sm: NoopSm,
 }
 
+/// What a node does with [`Request::App`] messages: the application's own protocol.
+pub trait AppHandler: Send + Sync + 'static {
+    /// Takes one message from node `from`. Called in the order the messages came on
+    /// the link; whatever must keep that order happens before this returns, the answer
+    /// may come later.
+    fn handle(
+        &self,
+        from: NodeId,
+        payload: bytes::Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bytes::Bytes, String>> + Send>>;
+}
+
 /// The groups of a node, by id; also the handler of incoming requests.
 #[derive(Default)]
 struct Groups {
     map: RwLock<HashMap<GroupId, Group>>,
+    /// The application's handler of [`Request::App`].
+    app: std::sync::OnceLock<Arc<dyn AppHandler>>,
     /// The node's name for people, told to joiners while no cluster exists.
     label: RwLock<String>,
 }
@@ -160,7 +174,7 @@ async fn dispatch(raft: GroupRaft, rpc: RaftRpc) -> Result<RaftReply, String> {
 }
 
 impl Handler for Groups {
-    fn handle(&self, _from: NodeId, req: Request) -> HandlerFuture {
+    fn handle(&self, from: NodeId, req: Request) -> HandlerFuture {
         match req {
             Request::Ping => Box::pin(async { Response::Pong }),
             Request::Raft { group, rpc } => match self.get(group) {
@@ -179,6 +193,13 @@ impl Handler for Groups {
                 let reply = membership::handle_join(raft, label, node_id, addr, announce);
                 Box::pin(async move { Response::Join(reply) })
             }
+            Request::App(payload) => match self.app.get() {
+                Some(app) => {
+                    let answer = app.handle(from, payload);
+                    Box::pin(async move { Response::App(answer.await) })
+                }
+                None => Box::pin(async { Response::App(Err("no application handler".into())) }),
+            },
             Request::Write { group, command } => {
                 let g = self.get(group);
                 Box::pin(async move { Response::Write(leader_write(g, command).await) })
@@ -389,6 +410,23 @@ impl RaftNode {
                 message: e.to_string(),
             }),
         }
+    }
+
+    /// Sets the handler of application messages ([`RaftNode::send_app`]); once.
+    pub fn set_app_handler(&self, handler: Arc<dyn AppHandler>) {
+        let _ = self.groups.app.set(handler);
+    }
+
+    /// Sends an application message to node `to` on the pair's link, in order after
+    /// those sent before; resolves with where its answer comes.
+    pub async fn send_app(
+        &self,
+        to: NodeId,
+        payload: bytes::Bytes,
+    ) -> Result<tokio::sync::oneshot::Receiver<Response>, TransportError> {
+        self.transport()
+            .send_request(to, Request::App(payload))
+            .await
     }
 
     /// Appends `command` to `group` wherever its leader is: here, or forwarded over the

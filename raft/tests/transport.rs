@@ -23,6 +23,7 @@ impl Handler for Echo {
                 Request::Join { .. } | Request::Leave { .. } => {
                     Response::Join(warren_raft::JoinReply::Refused("echo".into()))
                 }
+                Request::App(payload) => Response::App(Ok(payload)),
                 Request::Write { .. } => {
                     Response::Write(warren_raft::WriteReply::Failed("echo".into()))
                 }
@@ -181,4 +182,69 @@ async fn requests_are_answered_both_ways_and_a_cut_link_fails_fast() {
     }
     a.shutdown();
     c.shutdown();
+}
+
+/// Records the application messages in the order it is handed them.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<u32>>);
+
+impl Handler for Recorder {
+    fn handle(&self, _from: NodeId, req: Request) -> HandlerFuture {
+        if let Request::App(payload) = &req
+            && let Ok(n) = <[u8; 4]>::try_from(payload.as_ref())
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(u32::from_be_bytes(n));
+        }
+        Box::pin(async move {
+            // Answers out of order on purpose: the order is the handler's, not the answers'.
+            tokio::task::yield_now().await;
+            match req {
+                Request::App(payload) => Response::App(Ok(payload)),
+                _ => Response::Pong,
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_messages_reach_the_handler_in_the_order_sent() {
+    let links = Arc::new(CutLinks::new());
+    let a = transport(1, links.clone()).await;
+    let recorder = Arc::new(Recorder::default());
+    let b = Transport::bind(
+        TransportConfig {
+            node_id: 2,
+            cluster_name: "test".into(),
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            connect_timeout: Duration::from_secs(1),
+            policy: links,
+        },
+        recorder.clone(),
+    )
+    .await
+    .expect("bind");
+    a.add_peer(2, b.local_addr().to_string());
+    connected(&a, 2).await;
+    let mut answers = Vec::new();
+    for n in 0..500u32 {
+        let payload = bytes::Bytes::copy_from_slice(&n.to_be_bytes());
+        answers.push(
+            a.send_request(2, Request::App(payload))
+                .await
+                .expect("sent"),
+        );
+    }
+    for (n, answer) in answers.into_iter().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(5), answer).await {
+            Ok(Ok(Response::App(Ok(payload)))) => {
+                assert_eq!(payload.as_ref(), (n as u32).to_be_bytes())
+            }
+            other => panic!("answer {n}: {other:?}"),
+        }
+    }
+    let seen = recorder.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(seen, (0..500).collect::<Vec<u32>>());
 }

@@ -17,6 +17,7 @@ use crate::auth::{Kind, Permission};
 use crate::delayed::ReturnTo;
 use crate::error::AmqpError;
 use crate::message::Message;
+use crate::meta::Forwards;
 use crate::names::{ConsumerTag, DeliveryTag};
 use crate::outbound::Outbound;
 use crate::queue::{Consumer, GetResult, Return, priority_arg, timeout_arg};
@@ -245,7 +246,8 @@ impl Channel {
                 return Ok(());
             }
             let stored = self.conn.vhost.delay(x, &message, delay, return_to)?;
-            self.confirm_publish(false, stored).await;
+            self.confirm_publish(false, stored, Forwards::default())
+                .await;
             return Ok(());
         }
         let routed = self.conn.vhost.route_message(
@@ -285,7 +287,8 @@ impl Channel {
         let outcome = self
             .deliver_published(message, &routed, publish.mandatory)
             .await;
-        self.confirm_publish(outcome.refused, outcome.stored).await;
+        self.confirm_publish(outcome.refused, outcome.stored, outcome.forwarded)
+            .await;
         Ok(())
     }
 
@@ -346,6 +349,7 @@ impl Channel {
         self.conn.vhost.deliver(
             &message,
             &routed.queues,
+            &routed.remote,
             &routed.held,
             routed.new_id.as_ref(),
             return_to.as_ref(),

@@ -20,6 +20,7 @@ use warren_codec::protocol::{AMQPClass, basic};
 
 use super::{Channel, Mode};
 use crate::durable::Storage;
+use crate::meta::Forwards;
 use crate::outbound::{Outbound, OutboundTx};
 
 /// How many confirm ranges may wait for their commit before the reader waits
@@ -38,6 +39,8 @@ enum Item {
         last: u64,
         ack: bool,
         generation: Option<u64>,
+        /// Publishes forwarded to other cluster nodes, each answered by its home.
+        forwarded: Forwards,
     },
     /// Answered once everything queued before it went to the writer.
     Barrier(oneshot::Sender<()>),
@@ -80,11 +83,17 @@ async fn run(mut rx: mpsc::Receiver<Item>, out: OutboundTx, storage: Arc<Storage
                 last,
                 ack,
                 generation,
+                forwarded,
             } => {
-                let durable = match generation {
+                let mut durable = match generation {
                     Some(generation) => storage.wait(generation).await.is_ok(),
                     None => true,
                 };
+                if !forwarded.is_empty() {
+                    // A home node that did not take its share: the range is nacked
+                    // (the publisher republishes; duplicates, never a loss).
+                    durable &= forwarded.all_taken().await;
+                }
                 if ack && !durable {
                     // A publisher never hears "safe" about what the disk did not take.
                     tracing::error!("nacking publishes: the store could not make them durable");
@@ -118,13 +127,21 @@ impl Channel {
     /// A publish in confirm mode was handled: `refused` by a queue (nacked
     /// at once, after the acks before it), else collected for the next flush;
     /// `stored` when its ack must wait for the group commit.
-    pub(super) async fn confirm_publish(&mut self, refused: bool, stored: bool) {
+    pub(super) async fn confirm_publish(
+        &mut self,
+        refused: bool,
+        stored: bool,
+        forwarded: Forwards,
+    ) {
         let Mode::Confirm(next) = &mut self.mode else {
             return;
         };
         let tag = *next;
         *next += 1;
         self.durable_pending |= stored;
+        if !refused {
+            self.forwarded_pending.append(forwarded);
+        }
         if refused {
             self.flush_confirms().await;
             self.conn
@@ -135,6 +152,7 @@ impl Channel {
                     last: tag,
                     ack: false,
                     generation: None,
+                    forwarded: Forwards::default(),
                 })
                 .await;
             return;
@@ -154,6 +172,7 @@ impl Channel {
     /// always precedes its message's ack.
     pub async fn flush_confirms(&mut self) {
         let durable_pending = std::mem::take(&mut self.durable_pending);
+        let forwarded = std::mem::take(&mut self.forwarded_pending);
         let Some((first, last)) = self.unsent_acks.take() else {
             return;
         };
@@ -168,6 +187,7 @@ impl Channel {
                 last,
                 ack: true,
                 generation,
+                forwarded,
             })
             .await;
     }
@@ -204,6 +224,7 @@ mod tests {
                 last: 3,
                 ack: true,
                 generation: Some(generation),
+                forwarded: Forwards::default(),
             })
             .await;
         // Needs no commit, but must not overtake the range before it.
@@ -214,6 +235,7 @@ mod tests {
                 last: 4,
                 ack: false,
                 generation: None,
+                forwarded: Forwards::default(),
             })
             .await;
         confirms.barrier().await;
@@ -236,5 +258,50 @@ mod tests {
             })
         ));
         assert!(written.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_range_waits_for_its_forwarded_publishes_and_is_nacked_if_one_was_not_taken() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::open(dir.path(), 1 << 20, Engine::Segments).expect("store");
+        let (out, mut written) = mpsc::channel(16);
+        let confirms = ConfirmQueue::spawn(out, storage);
+        let (taken, taken_rx) = oneshot::channel();
+        let (refused, refused_rx) = oneshot::channel();
+        for (first, rx) in [(1, taken_rx), (2, refused_rx)] {
+            confirms
+                .push(Item::Confirm {
+                    channel: 1,
+                    first,
+                    last: first,
+                    ack: true,
+                    generation: None,
+                    forwarded: Forwards(vec![rx]),
+                })
+                .await;
+        }
+        tokio::task::yield_now().await;
+        assert!(
+            written.try_recv().is_err(),
+            "nothing before the home answers"
+        );
+        let _ = taken.send(true);
+        let (_, first) = method(written.recv().await.expect("ack"));
+        assert!(matches!(
+            first,
+            basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: 1,
+                ..
+            })
+        ));
+        let _ = refused.send(false);
+        let (_, second) = method(written.recv().await.expect("nack"));
+        assert!(matches!(
+            second,
+            basic::AMQPMethod::Nack(basic::Nack {
+                delivery_tag: 2,
+                ..
+            })
+        ));
     }
 }

@@ -108,6 +108,9 @@ pub struct Channel {
     /// Some of them are persistent messages in durable queues: their ack
     /// waits for a group commit.
     durable_pending: bool,
+    /// Publishes since the last flush forwarded to other cluster nodes (their confirms
+    /// wait for those nodes' answers).
+    forwarded_pending: crate::meta::Forwards,
     /// The direct reply-to consumer, if the channel has one.
     reply_consumer: Option<reply_to::ReplyConsumer>,
 }
@@ -127,6 +130,7 @@ impl Channel {
             tx_pending: Vec::new(),
             unsent_acks: None,
             durable_pending: false,
+            forwarded_pending: crate::meta::Forwards::default(),
             reply_consumer: None,
         }
     }

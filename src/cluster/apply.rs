@@ -136,6 +136,34 @@ impl Applier {
         ok
     }
 
+    /// A node left the cluster: the queues that lived on it go from every vhost here, as
+    /// RabbitMQ forgets a removed node's classic queues.
+    pub fn node_left(&self, node: NodeId) {
+        let Some(broker) = self.broker() else {
+            return;
+        };
+        for vhost in broker.vhosts() {
+            for queue in vhost.remote_queues() {
+                if queue.home == node {
+                    let op = DefinitionOp::DeleteQueue {
+                        name: queue.name.clone(),
+                        id: Some(queue.id),
+                    };
+                    let anyone = Requester {
+                        node,
+                        connection: 0,
+                    };
+                    let at = ApplyAt {
+                        index: 0,
+                        here: self.here(),
+                        clean: false,
+                    };
+                    let _ = vhost.apply_replicated(&op, anyone, at);
+                }
+            }
+        }
+    }
+
     /// The definitions as operations that rebuild them.
     pub fn snapshot(&self) -> Snapshot {
         let Some(broker) = self.broker() else {
@@ -556,5 +584,20 @@ mod tests {
             b.vhost("v2").is_some(),
             "the vhost made after node 2 fell behind"
         );
+    }
+
+    #[tokio::test]
+    async fn the_queues_of_a_node_that_left_are_forgotten() {
+        let dir = tempfile::tempdir().expect("dir");
+        let b = broker(dir.path());
+        let on_1 = node(&b, 1);
+        assert!(on_1.apply(1, def(2, queue("theirs", 2))));
+        assert!(on_1.apply(2, def(1, queue("ours", 1))));
+        assert!(on_1.apply(3, def(3, queue("others", 3))));
+        on_1.node_left(NodeId(2));
+        let vhost = b.vhost("/").expect("vhost");
+        assert!(vhost.remote_queue("theirs").is_none());
+        assert!(vhost.queue("ours").is_some());
+        assert!(vhost.remote_queue("others").is_some());
     }
 }

@@ -122,6 +122,7 @@ impl Machine for MetaState {
             }
             MetaCommand::NodeLeft { id } => {
                 self.lock_members().remove(&id);
+                self.applier.node_left(crate::meta::NodeId(id));
                 true
             }
             MetaCommand::Definition(def) => self.applier.apply(index, def),

@@ -16,6 +16,7 @@ pub mod apply;
 mod form;
 pub mod identity;
 pub mod meta;
+pub mod proxy;
 pub mod submit;
 mod view;
 
@@ -126,6 +127,8 @@ impl Cluster {
             left: Default::default(),
             stop: CancellationToken::new(),
         });
+        this.node
+            .set_app_handler(Arc::new(proxy::ProxyHandler::new(Arc::downgrade(broker))));
         broker.set_meta(submit::ClusterMeta::new(&this));
         tracing::info!(node = %this.identity.name, id = this.identity.id,
             addr = %this.node.local_addr(), "cluster node started");
@@ -180,31 +183,39 @@ impl Cluster {
     }
 
     /// Waits (at most `within`) until this node applied what its log had committed when it
-    /// started, so clients connecting next see every definition; then removes the queues
-    /// living here that a restart ends (non-durable, exclusive), as RabbitMQ does.
+    /// started and, once a leader is known (a restarted node hears it within a heartbeat),
+    /// what the leader has committed since, so clients connecting next see every
+    /// definition; then removes the queues living here that a restart ends (non-durable,
+    /// exclusive), as RabbitMQ does.
     pub async fn wait_replayed(&self, broker: &Broker, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
-        let target = self.node.status(METADATA_GROUP).and_then(|s| s.committed);
-        if let Some(target) = target {
-            loop {
-                let applied = self
-                    .node
-                    .status(METADATA_GROUP)
-                    .and_then(|s| s.last_applied)
-                    .unwrap_or(0);
-                if applied >= target {
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::warn!(
-                        applied,
-                        target,
-                        "metadata log not replayed in time; serving anyway"
-                    );
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let at_start = self
+            .node
+            .status(METADATA_GROUP)
+            .and_then(|s| s.committed)
+            .unwrap_or(0);
+        // A node that is a member waits a little for its leader's news; a new one does not.
+        let member = at_start > 0;
+        let leader_by = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = self.node.status(METADATA_GROUP);
+            let applied = status.as_ref().and_then(|s| s.last_applied).unwrap_or(0);
+            let committed = status.as_ref().and_then(|s| s.committed).unwrap_or(0);
+            let leader = status.as_ref().is_some_and(|s| s.leader.is_some());
+            let now = tokio::time::Instant::now();
+            let caught_up = applied >= committed.max(at_start);
+            if caught_up && (leader || !member || now >= leader_by) {
+                break;
             }
+            if now >= deadline {
+                tracing::warn!(
+                    applied,
+                    committed,
+                    "metadata log not replayed in time; serving anyway"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for vhost in broker.vhosts() {
             for queue in vhost.queues() {

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use super::Cluster;
 use super::meta::MetaCommand;
+use super::proxy::Forwarder;
 use crate::error::AmqpError;
+use crate::message::Message;
 use crate::meta::{
-    BrokerChange, BrokerOp, Definition, DefinitionOp, MetaLog, NodeId, Requester, Submitted,
+    BrokerChange, BrokerOp, Definition, DefinitionOp, Forwarded, MetaLog, NodeId, Requester,
+    Submitted,
 };
 use crate::names::ConnectionId;
 
@@ -30,6 +33,7 @@ pub struct ClusterMeta {
     cluster: Weak<Cluster>,
     here: NodeId,
     next_request: AtomicU64,
+    forwarder: Forwarder,
 }
 
 impl ClusterMeta {
@@ -39,6 +43,7 @@ impl ClusterMeta {
             cluster: Arc::downgrade(cluster),
             here: NodeId(cluster.id()),
             next_request: AtomicU64::new(1),
+            forwarder: Forwarder::new(Arc::downgrade(cluster)),
         })
     }
 }
@@ -71,6 +76,16 @@ impl MetaLog for ClusterMeta {
             request,
         };
         self.append(request, MetaCommand::Definition(def))
+    }
+
+    fn forward_publish(
+        &self,
+        home: NodeId,
+        vhost: &str,
+        queues: Vec<String>,
+        message: &Arc<Message>,
+    ) -> Forwarded {
+        self.forwarder.publish(home, vhost, queues, message)
     }
 
     fn submit_broker(&self, op: BrokerOp) -> Submitted {

@@ -19,6 +19,7 @@ use warren_codec::types::FieldTable;
 
 use crate::auth::{AuthDefinitions, PermissionDef, UserDef, VHostDef};
 use crate::error::AmqpError;
+use crate::message::Message;
 use crate::names::{ConnectionId, Destination};
 use crate::policy::{PolicyDef, PolicyKind};
 use crate::queue::Consumer;
@@ -307,6 +308,41 @@ pub enum Applied {
     },
 }
 
+/// Whether a publish forwarded to its queues' home node was taken there (and is on disk
+/// there when it must be, as a confirm requires); dropped unanswered: not taken.
+pub type Forwarded = tokio::sync::oneshot::Receiver<bool>;
+
+/// The forwarded publishes a confirm waits for.
+#[derive(Default)]
+pub struct Forwards(pub Vec<Forwarded>);
+
+impl std::fmt::Debug for Forwards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Forwards({})", self.0.len())
+    }
+}
+
+impl Forwards {
+    /// Whether there is nothing to wait for.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Takes the others' forwards too.
+    pub fn append(&mut self, other: Forwards) {
+        self.0.extend(other.0);
+    }
+
+    /// Waits for every one; true if every home took its publish.
+    pub async fn all_taken(self) -> bool {
+        let mut taken = true;
+        for forwarded in self.0 {
+            taken &= forwarded.await.unwrap_or(false);
+        }
+        taken
+    }
+}
+
 /// A submission's future: the result of this node's own apply of the operation.
 pub type Submitted = Pin<Box<dyn Future<Output = Result<Applied, AmqpError>> + Send>>;
 
@@ -322,6 +358,16 @@ pub trait MetaLog: Send + Sync + std::fmt::Debug {
     fn submit(&self, vhost: &str, connection: ConnectionId, op: DefinitionOp) -> Submitted;
     /// Appends a broker-level change and resolves once this node has applied it.
     fn submit_broker(&self, op: BrokerOp) -> Submitted;
+    /// Hands `message`, routed here to `queues` of `vhost` living on `home`, to that
+    /// node, after every publish forwarded to it before (order kept); the future says
+    /// whether it was taken there.
+    fn forward_publish(
+        &self,
+        home: NodeId,
+        vhost: &str,
+        queues: Vec<String>,
+        message: &Arc<Message>,
+    ) -> Forwarded;
 }
 
 #[cfg(test)]

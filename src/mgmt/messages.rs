@@ -73,6 +73,12 @@ pub async fn publish(
     if outcome.stored {
         v.storage.commit().await?;
     }
+    // Forwarded to the queues' home nodes: answered once they took it.
+    if !outcome.forwarded.all_taken().await {
+        return Err(ApiError::bad_request(
+            "a queue's home node did not take the message (publish again)",
+        ));
+    }
     Ok(Json(json!({"routed": outcome.queues > 0})).into_response())
 }
 

@@ -147,11 +147,13 @@ impl VHost {
         ) {
             Ok(Routed {
                 queues,
+                remote,
                 replies,
                 held,
                 new_id,
             }) => {
                 if queues.is_empty()
+                    && remote.is_empty()
                     && replies.is_empty()
                     && let Some(return_to) = return_to
                 {
@@ -162,7 +164,7 @@ impl VHost {
                     let copy = message.clone();
                     tokio::spawn(async move { replies::deliver(&replies, &copy).await });
                 }
-                self.deliver(&message, &queues, &held, new_id.as_ref(), None);
+                let _ = self.deliver(&message, &queues, &remote, &held, new_id.as_ref(), None);
             }
             Err(error) => {
                 tracing::warn!(%error, exchange = %x.name, "a due delayed message could not be routed");

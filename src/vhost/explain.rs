@@ -79,6 +79,8 @@ impl VHost {
         let keys: Vec<&str> = std::iter::once(routing_key).chain(cc).collect();
         let default_exchange = target.is_none();
         let mut hops: Vec<Hop> = Vec::new();
+        // Queues living on other cluster nodes, after the local ones.
+        let mut elsewhere: Vec<String> = Vec::new();
         let queues = self.walk(
             target,
             routing_key,
@@ -135,6 +137,7 @@ impl VHost {
                 }
                 // The walk does not hold: it shows today's route.
                 Step::Held { .. } => {}
+                Step::Remote { queue } => elsewhere.push(queue.name.clone()),
             },
         )?;
         let replies = self
@@ -143,7 +146,11 @@ impl VHost {
         Ok(Explanation {
             routing_keys: keys.iter().map(|k| (*k).to_owned()).collect(),
             hops,
-            queues: queues.iter().map(|q| q.name.to_string()).collect(),
+            queues: queues
+                .iter()
+                .map(|q| q.name.to_string())
+                .chain(elsewhere)
+                .collect(),
             replies,
         })
     }

@@ -9,11 +9,13 @@ use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{MessageProperties, type_name};
 
+use super::RemoteQueue;
 use super::replies;
 use super::{Destination, ExchangeEntry, VHost, resource};
 use crate::dedup::{NewId, Verdict};
 use crate::error::AmqpError;
 use crate::message::Message;
+use crate::meta::{Forwards, NodeId};
 use crate::queue::dead_letter::DeadLetter;
 use crate::queue::{Enqueued, Queue, QueueHost};
 
@@ -23,6 +25,8 @@ use crate::queue::{Enqueued, Queue, QueueHost};
 pub struct Routed {
     /// The queues it reaches, each once.
     pub queues: Vec<Arc<Queue>>,
+    /// In a cluster: the queues it reaches that live on other nodes.
+    pub remote: Vec<Arc<RemoteQueue>>,
     /// The reply consumers it reaches (they count as no queue).
     pub replies: Vec<replies::Target>,
     /// Delayed exchanges it reaches with an `x-delay`: each keeps it and
@@ -36,12 +40,12 @@ pub struct Routed {
 impl Routed {
     /// Whether it reaches nothing that takes it (a mandatory one is returned).
     pub fn unroutable(&self) -> bool {
-        self.queues.is_empty() && self.held.is_empty()
+        self.queues.is_empty() && self.remote.is_empty() && self.held.is_empty()
     }
 }
 
 /// What became of a routed message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     /// Queues that took it.
     pub queues: usize,
@@ -50,6 +54,8 @@ pub struct Outcome {
     /// A durable queue wrote it to the store: it is safe once the next group
     /// commit completes (`Storage::commit`).
     pub stored: bool,
+    /// In a cluster: the publishes handed to other nodes, whose answers a confirm waits for.
+    pub forwarded: Forwards,
 }
 
 impl VHost {
@@ -69,16 +75,17 @@ impl VHost {
             .unwrap_or_else(|| self.default_exchange.clone());
         counted.counters.publish_in.incr();
         let mut held = Vec::new();
+        let mut remote = Vec::new();
         let mut queues = self.walk(
             target,
             routing_key,
             headers,
             properties,
             true,
-            &mut |step| {
-                if let Step::Held { exchange } = step {
-                    held.push(exchange.clone());
-                }
+            &mut |step| match step {
+                Step::Held { exchange } => held.push(exchange.clone()),
+                Step::Remote { queue } => remote.push(queue.clone()),
+                _ => {}
             },
         )?;
         // A duplicate on a deduplicating exchange routes nowhere (the plugin's
@@ -87,16 +94,18 @@ impl VHost {
         match dedup.map(|dedup| dedup.check(headers)) {
             Some(Verdict::Duplicate) => {
                 queues.clear();
+                remote.clear();
                 held.clear();
             }
             Some(Verdict::New(id)) => new_id = id,
             None => {}
         }
-        if !(queues.is_empty() && held.is_empty()) {
+        if !(queues.is_empty() && remote.is_empty() && held.is_empty()) {
             counted.counters.publish_out.incr();
         }
         Ok(Routed {
             queues,
+            remote,
             replies,
             held,
             new_id,
@@ -136,11 +145,16 @@ impl VHost {
         &self,
         message: &Arc<Message>,
         queues: &[Arc<Queue>],
+        remote: &[Arc<RemoteQueue>],
         held: &[Arc<ExchangeEntry>],
         new_id: Option<&NewId>,
         return_to: Option<&crate::delayed::ReturnTo>,
     ) -> Outcome {
         let mut outcome = self.enqueue(message, queues);
+        if !remote.is_empty() {
+            outcome.queues += remote.len();
+            outcome.forwarded = self.forward(message, remote);
+        }
         if !held.is_empty() {
             outcome.stored |= self.hold(message, held, return_to);
         }
@@ -163,6 +177,27 @@ impl VHost {
             }
         }
         outcome
+    }
+
+    /// Hands a message to the home nodes of the remote queues it reached, one batch of
+    /// queue names per home.
+    fn forward(&self, message: &Arc<Message>, remote: &[Arc<RemoteQueue>]) -> Forwards {
+        let Some(meta) = self.meta() else {
+            return Forwards::default();
+        };
+        let mut by_home: Vec<(NodeId, Vec<String>)> = Vec::new();
+        for queue in remote {
+            match by_home.iter_mut().find(|(home, _)| *home == queue.home) {
+                Some((_, names)) => names.push(queue.name.clone()),
+                None => by_home.push((queue.home, vec![queue.name.clone()])),
+            }
+        }
+        Forwards(
+            by_home
+                .into_iter()
+                .map(|(home, names)| meta.forward_publish(home, &self.name, names, message))
+                .collect(),
+        )
     }
 
     /// Publishes `message` to the exchange it names (404, 403 as for a
@@ -196,6 +231,7 @@ impl VHost {
         let outcome = self.deliver(
             &message,
             &routed.queues,
+            &routed.remote,
             &routed.held,
             routed.new_id.as_ref(),
             None,
@@ -268,18 +304,26 @@ impl VHost {
             // The default exchange: the queue each key names. A reply-to address
             // names no queue ([`VHost::route_replies`]).
             let mut queues: Vec<Arc<Queue>> = Vec::new();
+            let mut remote_seen: Vec<String> = Vec::new();
             for key in keys() {
-                if !key.starts_with(replies::ADDRESS_PREFIX)
-                    && !queues.iter().any(|q| q.name == key)
-                    && let Some(q) = self.queue(key)
+                if key.starts_with(replies::ADDRESS_PREFIX) || queues.iter().any(|q| q.name == key)
                 {
+                    continue;
+                }
+                if let Some(q) = self.queue(key) {
                     queues.push(q);
+                } else if let Some(r) = self.remote_queue(key)
+                    && !remote_seen.contains(&r.name)
+                {
+                    remote_seen.push(r.name.clone());
+                    step(Step::Remote { queue: &r });
                 }
             }
             step(Step::Default { queues: &queues });
             return Ok(queues);
         };
         let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut remote_seen: Vec<String> = Vec::new();
         let mut seen = vec![first.name.clone()];
         let mut work = vec![first];
         let mut found = Vec::new();
@@ -309,10 +353,16 @@ impl VHost {
             for destination in found.drain(..) {
                 match destination {
                     Destination::Queue(name) => {
-                        if !queues.iter().any(|q| q.name == name)
-                            && let Some(q) = self.queue(&name)
-                        {
+                        if queues.iter().any(|q| q.name == name) {
+                            continue;
+                        }
+                        if let Some(q) = self.queue(&name) {
                             queues.push(q);
+                        } else if let Some(r) = self.remote_queue(&name)
+                            && !remote_seen.contains(&r.name)
+                        {
+                            remote_seen.push(r.name.clone());
+                            step(Step::Remote { queue: &r });
                         }
                     }
                     Destination::Exchange(name) => {
@@ -376,6 +426,7 @@ impl QueueHost for VHost {
             };
             let Ok(Routed {
                 queues,
+                remote,
                 replies,
                 held,
                 new_id,
@@ -412,7 +463,12 @@ impl QueueHost for VHost {
                 .collect();
             // A delayed dead-letter exchange keeps a copy with an `x-delay`, as
             // the plugin's exchange does.
-            self.deliver(copy, &queues, &held, new_id.as_ref(), None);
+            let remote: Vec<Arc<RemoteQueue>> = remote
+                .into_iter()
+                .filter(|queue| !letter.cycles_into(&queue.name))
+                .collect();
+            // Forwarded without waiting: dead-lettering confirms nothing.
+            let _ = self.deliver(copy, &queues, &remote, &held, new_id.as_ref(), None);
         }
     }
 
@@ -442,6 +498,11 @@ pub(crate) enum Step<'a> {
     Held {
         /// The delayed exchange.
         exchange: &'a Arc<ExchangeEntry>,
+    },
+    /// A queue it reaches lives on another cluster node (the message is forwarded).
+    Remote {
+        /// The queue's record.
+        queue: &'a Arc<RemoteQueue>,
     },
 }
 

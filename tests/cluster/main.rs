@@ -398,8 +398,17 @@ async fn a_killed_node_restarts_with_the_definitions_and_its_messages() {
     .expect("two of three nodes still commit");
     nodes.restart(0).await;
 
-    assert!(exchange_exists(&nodes, 0, "before").await);
-    assert!(exchange_exists(&nodes, 0, "while-down").await);
+    assert!(
+        exchange_exists(&nodes, 0, "before").await,
+        "replayed from its own log before it serves"
+    );
+    let caught_up = common::eventually(true, async || {
+        exchange_exists(&nodes, 0, "while-down").await
+    });
+    assert!(
+        caught_up.await,
+        "what was declared while it was down reaches it"
+    );
     let (_c1, ch1) = channel(&nodes.uri(0)).await;
     let mut consumer = ch1
         .basic_consume(
@@ -623,4 +632,101 @@ async fn users_vhosts_permissions_and_policies_are_the_same_on_every_node() {
         .await;
         assert_eq!(status, 404, "vhost gone on node {i}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_through_any_node_reach_the_queue_where_it_lives() {
+    let mut nodes = Nodes::start().await;
+    let (_c1, ch1) = channel(&nodes.uri(0)).await;
+    ch1.queue_declare("orders".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("queue on n1");
+    ch1.exchange_declare(
+        "events".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    ch1.queue_bind(
+        "orders".into(),
+        "events".into(),
+        "order.#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+
+    // Confirmed publishes through n2 (default exchange) and n3 (the topic exchange).
+    let (c2, _) = channel(&nodes.uri(1)).await;
+    let ch2 = common::lapin::confirming(&c2).await;
+    let (c3, _) = channel(&nodes.uri(2)).await;
+    let ch3 = common::lapin::confirming(&c3).await;
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    let mut confirms = Vec::new();
+    for i in 0..200u32 {
+        let (ch, exchange, key) = if i % 2 == 0 {
+            (&ch2, "", "orders")
+        } else {
+            (&ch3, "events", "order.created")
+        };
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &i.to_be_bytes(),
+                persistent.clone(),
+            )
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        let confirmation = confirm.await.expect("confirm");
+        assert!(confirmation.is_ack(), "acked once the home took it");
+        assert!(
+            confirmation.take_message().is_none(),
+            "routed: not returned"
+        );
+    }
+
+    // Confirmed means on disk on the queue's node: it survives kill -9.
+    drop(ch1);
+    nodes.kill(0);
+    nodes.restart(0).await;
+    let (_c1, ch1) = channel(&nodes.uri(0)).await;
+    let mut consumer = ch1
+        .basic_consume(
+            "orders".into(),
+            "c".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume on n1");
+    let (mut from_n2, mut from_n3) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        let d = next_delivery(&mut consumer).await;
+        let n = u32::from_be_bytes(d.data.as_slice().try_into().expect("4 bytes"));
+        if n % 2 == 0 {
+            from_n2.push(n);
+        } else {
+            from_n3.push(n);
+        }
+    }
+    // Each publisher's messages arrive in the order it sent them.
+    assert_eq!(from_n2, (0..200).step_by(2).collect::<Vec<u32>>());
+    assert_eq!(from_n3, (1..200).step_by(2).collect::<Vec<u32>>());
 }

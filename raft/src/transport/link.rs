@@ -154,11 +154,13 @@ pub(crate) async fn run(
                 }
             }
             Body::Request(req) => {
-                let handler = inner.handler.clone();
                 let tx = link.tx.clone();
                 let node = inner.node_id;
+                // Handed over here, in the order the frames came: a handler that acts
+                // before its future runs (application messages) keeps the sender's order.
+                let answer = inner.handler.handle(peer, req);
                 tokio::spawn(async move {
-                    let body = Body::Response(handler.handle(peer, req).await);
+                    let body = Body::Response(answer.await);
                     match (Frame { id: frame.id, body }).encode() {
                         Ok(bytes) => {
                             let _ = tx.send(Bytes::from(bytes)).await;

@@ -226,6 +226,39 @@ impl Transport {
         }
     }
 
+    /// Puts a request on the link to `to` and returns at once with where its response
+    /// will come: requests sent one after another leave (and reach the peer's handler) in
+    /// that order, whatever their responses' timing. The caller bounds the wait.
+    pub async fn send_request(
+        &self,
+        to: NodeId,
+        req: Request,
+    ) -> Result<oneshot::Receiver<Response>, TransportError> {
+        let from = self.inner.node_id;
+        match self.inner.policy.verdict(from, to) {
+            Verdict::Pass => {}
+            Verdict::Drop => return Err(TransportError::LinkCut { from, to }),
+            Verdict::Delay(d) => tokio::time::sleep(d).await,
+        }
+        let link = lock(&self.inner.peers)
+            .get(&to)
+            .and_then(|p| p.link.clone())
+            .ok_or(TransportError::NotConnected(to))?;
+        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let bytes = Frame {
+            id,
+            body: Body::Request(req),
+        }
+        .encode()?;
+        let (tx, rx) = oneshot::channel();
+        lock(&link.pending).insert(id, tx);
+        if link.tx.send(Bytes::from(bytes)).await.is_err() {
+            lock(&link.pending).remove(&id);
+            return Err(TransportError::ConnectionLost(to));
+        }
+        Ok(rx)
+    }
+
     /// Sends one request over a connection of its own to `addr` (any node, whatever its id;
     /// join and leave use it before the pair has a link) and closes it after the answer.
     pub async fn call_addr(

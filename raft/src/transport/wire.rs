@@ -82,6 +82,9 @@ pub enum Request {
         /// The application command.
         command: Command,
     },
+    /// An application message for the node's application handler (answered with
+    /// [`Response::App`]); requests on one link are handed to it in the order sent.
+    App(bytes::Bytes),
     /// A node asks to leave the metadata group (answered with [`Response::Leave`]).
     Leave {
         /// The leaving node's id.
@@ -149,6 +152,8 @@ pub enum Response {
     Leave(JoinReply),
     /// The answer to [`Request::Write`].
     Write(WriteReply),
+    /// The answer to [`Request::App`], or why the node could not take it.
+    App(Result<bytes::Bytes, String>),
 }
 
 /// The answer to a forwarded [`Request::Write`].
