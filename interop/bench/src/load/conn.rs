@@ -125,7 +125,11 @@ impl Conn {
             durable,
             ..Default::default()
         };
-        self.rpc(1, AMQPClass::Queue(queue::AMQPMethod::Declare(m)), "queue.declare")
+        self.rpc(
+            1,
+            AMQPClass::Queue(queue::AMQPMethod::Declare(m)),
+            "queue.declare",
+        )
     }
 
     /// Declares an exchange of `kind` on channel 1.
@@ -135,7 +139,11 @@ impl Conn {
             kind: kind.into(),
             ..Default::default()
         };
-        self.rpc(1, AMQPClass::Exchange(exchange::AMQPMethod::Declare(m)), "exchange.declare")
+        self.rpc(
+            1,
+            AMQPClass::Exchange(exchange::AMQPMethod::Declare(m)),
+            "exchange.declare",
+        )
     }
 
     /// Binds `queue` to `exchange` with `key`.
@@ -146,7 +154,11 @@ impl Conn {
             routing_key: key.into(),
             ..Default::default()
         };
-        self.rpc(1, AMQPClass::Queue(queue::AMQPMethod::Bind(m)), "queue.bind")
+        self.rpc(
+            1,
+            AMQPClass::Queue(queue::AMQPMethod::Bind(m)),
+            "queue.bind",
+        )
     }
 
     /// Deletes a queue; returns how many messages it still held.
@@ -170,13 +182,21 @@ impl Conn {
             exchange: name.into(),
             ..Default::default()
         };
-        self.rpc(1, AMQPClass::Exchange(exchange::AMQPMethod::Delete(m)), "exchange.delete")
+        self.rpc(
+            1,
+            AMQPClass::Exchange(exchange::AMQPMethod::Delete(m)),
+            "exchange.delete",
+        )
     }
 
     /// Turns on publisher confirms on channel 1.
     pub fn confirm_select(&mut self) -> anyhow::Result<()> {
         let m = confirm::Select { nowait: false };
-        self.rpc(1, AMQPClass::Confirm(confirm::AMQPMethod::Select(m)), "confirm.select")
+        self.rpc(
+            1,
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(m)),
+            "confirm.select",
+        )
     }
 
     /// basic.qos (if `prefetch` > 0) and basic.consume on channel 1.
@@ -194,7 +214,11 @@ impl Conn {
             no_ack,
             ..Default::default()
         };
-        self.rpc(1, AMQPClass::Basic(basic::AMQPMethod::Consume(m)), "basic.consume")
+        self.rpc(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(m)),
+            "basic.consume",
+        )
     }
 
     /// Closes the connection politely (used for the setup connection).
@@ -204,7 +228,11 @@ impl Conn {
             reply_text: "warren-load done".into(),
             ..Default::default()
         };
-        self.rpc(0, AMQPClass::Connection(connection::AMQPMethod::Close(m)), "connection.close")
+        self.rpc(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(m)),
+            "connection.close",
+        )
     }
 
     /// The socket (blocking, read timeout cleared) and the bytes read past

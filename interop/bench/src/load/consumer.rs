@@ -10,9 +10,8 @@ use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::publisher::CONNECTION_CLOSE;
 use crate::shared::Shared;
-use crate::wire::{Scanner, Tally};
+use crate::wire::{CONNECTION_CLOSE, Scanner, Tally};
 
 /// Bytes per read.
 const READ_CHUNK: usize = 256 << 10;

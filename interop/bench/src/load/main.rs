@@ -109,7 +109,11 @@ fn target(uri: &str) -> anyhow::Result<Target> {
     if !uri.starts_with("amqp://") {
         bail!("warren-load speaks plain amqp:// only");
     }
-    let host = u.authority.host.trim_start_matches('[').trim_end_matches(']');
+    let host = u
+        .authority
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let loopback = host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
@@ -157,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     if cli.duration == 0 || cli.confirm_window == 0 || cli.batch_kib == 0 {
         bail!("--duration, --confirm-window and --batch-kib must be at least 1");
     }
-    if cli.rate.is_some_and(|r| !(r > 0.0)) {
+    if cli.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be positive");
     }
     let settings = Settings {

@@ -10,13 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::shared::Shared;
-use crate::wire::{Scanner, Tally, Template};
-
-/// connection.close (reply 200, no text), pre-encoded: 0x01, channel 0, size 11,
-/// class 10 method 50, code 200, "" , class 0, method 0, frame end.
-pub const CONNECTION_CLOSE: [u8; 19] = [
-    1, 0, 0, 0, 0, 0, 11, 0, 10, 0, 50, 0, 200, 0, 0, 0, 0, 0, 0xCE,
-];
+use crate::wire::{CONNECTION_CLOSE, Scanner, Tally, Template};
 
 /// What one producer does.
 #[derive(Clone, Debug)]
@@ -91,7 +85,12 @@ fn publish(
     let start = Instant::now();
     let start_ns = shared.now_ns();
     let deadline = start + spec.duration;
-    let longest = spec.templates.iter().map(|t| t.bytes.len()).max().unwrap_or(1);
+    let longest = spec
+        .templates
+        .iter()
+        .map(|t| t.bytes.len())
+        .max()
+        .unwrap_or(1);
     let per_batch = (spec.batch_bytes / longest).max(1) as u64;
     let mut batch = Vec::with_capacity(per_batch as usize * longest);
     let (mut sent, mut key) = (0u64, 0usize);
@@ -174,7 +173,10 @@ fn read_back(
     confirmed: &AtomicU64,
     writer: &thread::Thread,
 ) {
-    if stream.set_read_timeout(Some(Duration::from_millis(200))).is_err() {
+    if stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .is_err()
+    {
         shared.fail("cannot set a read timeout");
         return;
     }

@@ -300,7 +300,9 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
     row.delivered = shared.delivered.load(std::sync::atomic::Ordering::Relaxed);
     row.expected = shared.expected.load(std::sync::atomic::Ordering::Relaxed);
     row.pub_secs = (finished_ns - start_ns) as f64 / 1e9;
-    let last = shared.last_delivery_ns.load(std::sync::atomic::Ordering::Relaxed);
+    let last = shared
+        .last_delivery_ns
+        .load(std::sync::atomic::Ordering::Relaxed);
     row.del_secs = last.saturating_sub(start_ns) as f64 / 1e9;
     row.wall_secs = wall.as_secs_f64();
     row.latency = Latency::of(latencies);
@@ -350,9 +352,11 @@ fn supervise(
         if let Some(f) = shared.failure() {
             return format!("FAILED {f}");
         }
-        let now = (shared.published.load(Relaxed), shared.delivered.load(Relaxed));
-        if producers.iter().all(JoinHandle::is_finished) && now.1 >= shared.expected.load(Relaxed)
-        {
+        let now = (
+            shared.published.load(Relaxed),
+            shared.delivered.load(Relaxed),
+        );
+        if producers.iter().all(JoinHandle::is_finished) && now.1 >= shared.expected.load(Relaxed) {
             return "ok".to_string();
         }
         if now != progress {

@@ -152,10 +152,7 @@ pub fn table(label: &str, rows: &[Row]) -> String {
             lat(|l| l.p50),
             lat(|l| l.p99),
             lat(|l| l.p999),
-            opt(
-                r.broker.as_ref().map(|b| b.rss_peak_kib as f64 / 1024.0),
-                0
-            ),
+            opt(r.broker.as_ref().map(|b| b.rss_peak_kib as f64 / 1024.0), 0),
         );
     }
     for r in rows {
@@ -180,11 +177,7 @@ pub fn table(label: &str, rows: &[Row]) -> String {
             );
         }
         if let Some(l) = &r.latency {
-            let _ = writeln!(
-                s,
-                "  latency: {} samples, max {:.0} µs",
-                l.count, l.max
-            );
+            let _ = writeln!(s, "  latency: {} samples, max {:.0} µs", l.count, l.max);
         }
         for n in &r.notes {
             let _ = writeln!(s, "  {n}");

@@ -165,6 +165,12 @@ impl Scanner {
     }
 }
 
+/// connection.close (reply 200, no text), pre-encoded: 0x01, channel 0, size 11,
+/// class 10 method 50, code 200, "" , class 0, method 0, frame end.
+pub const CONNECTION_CLOSE: [u8; 19] = [
+    1, 0, 0, 0, 0, 0, 11, 0, 10, 0, 50, 0, 200, 0, 0, 0, 0, 0, 0xCE,
+];
+
 /// One message ready to copy: publish method, content header and body frames,
 /// and where in it the 8-byte send time goes.
 #[derive(Clone, Debug)]
@@ -229,8 +235,8 @@ mod tests {
     fn stream(n: u64) -> Vec<u8> {
         let mut enc = FrameEncoder::new();
         let mut out = BytesMut::new();
-        let header = ContentHeader::from_properties(16, &BasicProperties::default())
-            .expect("header");
+        let header =
+            ContentHeader::from_properties(16, &BasicProperties::default()).expect("header");
         for tag in 1..=n {
             enc.deliver(1, "ctag-xyz", tag, false, "", "q", &mut out);
             let mut body = [0u8; 16];
@@ -312,6 +318,22 @@ mod tests {
     }
 
     #[test]
+    fn connection_close_is_well_formed() {
+        use tokio_util::codec::Decoder;
+        let mut buf = BytesMut::from(&CONNECTION_CLOSE[..]);
+        let frame = warren_codec::FrameDecoder::new(0)
+            .decode(&mut buf)
+            .expect("decode")
+            .expect("a whole frame");
+        let close = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: 200,
+            ..Default::default()
+        }));
+        assert_eq!(frame, warren_codec::Frame::Method(0, close));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
     fn template_stamps_the_body() {
         let t = Template::new("", "q", 16, true, 131_072).expect("template");
         let mut out = Vec::new();
@@ -322,7 +344,9 @@ mod tests {
         let mut s = Scanner::new(false, 1);
         s.sample_body = true;
         let mut stamps = Vec::new();
-        let used = s.scan(&out, &mut Tally::default(), &mut stamps).expect("scan");
+        let used = s
+            .scan(&out, &mut Tally::default(), &mut stamps)
+            .expect("scan");
         assert_eq!(used, out.len());
         assert_eq!(stamps, vec![42]);
         assert_eq!(out.get(t.stamp_at - 7), Some(&FRAME_BODY));
