@@ -120,6 +120,14 @@ fn consume(mut stream: TcpStream, leftover: &[u8], spec: ConSpec, shared: &Share
         }
         if closing.is_none() && shared.stopped() {
             // A polite close; what still arrives before close-ok is not counted.
+            // Ack what was counted first, so that the queue is left empty.
+            if spec.ack_every > 0
+                && tally.last_tag > acked.1
+                && stream.write_all(&ack_frame(tally.last_tag)).is_ok()
+            {
+                acked = (tally.delivers, tally.last_tag);
+                out.acks += 1;
+            }
             if stream.write_all(&CONNECTION_CLOSE).is_err() {
                 break;
             }
