@@ -217,8 +217,19 @@ pub fn run(s: &Settings, spec: &Spec) -> Row {
     row
 }
 
+/// Stops a run's threads however `measure` returns (a setup error after
+/// some consumers started would otherwise leave them reading).
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(Instant::now()));
+    let _stop = StopOnDrop(shared.clone());
     let sample_every = s.sample_every.unwrap_or(if spec.paced { 1 } else { 64 });
     let ack_every = if spec.manual_ack {
         u64::from(s.prefetch / 2).max(1)
