@@ -288,7 +288,8 @@ pub fn json(uri: &str, outcomes: &[Outcome]) -> String {
     s
 }
 
-fn num(x: f64) -> String {
+/// A JSON number with three decimals, or null.
+pub fn num(x: f64) -> String {
     if x.is_finite() {
         format!("{x:.3}")
     } else {
@@ -296,7 +297,8 @@ fn num(x: f64) -> String {
     }
 }
 
-fn quote(text: &str) -> String {
+/// A JSON string.
+pub fn quote(text: &str) -> String {
     let mut s = String::with_capacity(text.len() + 2);
     s.push('"');
     for c in text.chars() {
