@@ -42,6 +42,9 @@ pub struct UserAccess {
     user: Arc<str>,
     vhost: Arc<str>,
     cached: Option<(u64, Option<Arc<Compiled>>)>,
+    /// The last check that passed, with the registry's generation then: a publisher
+    /// names the same exchange message after message, and the regex need not run again.
+    last_allowed: Option<(u64, Permission, Kind, Box<str>)>,
 }
 
 impl UserAccess {
@@ -52,6 +55,7 @@ impl UserAccess {
             user: Arc::from(user),
             vhost: Arc::from(vhost),
             cached: None,
+            last_allowed: None,
         }
     }
 
@@ -67,6 +71,14 @@ impl UserAccess {
             _ => name,
         };
         let generation = self.registry.generation();
+        if let Some((seen, p, k, n)) = &self.last_allowed
+            && *seen == generation
+            && *p == permission
+            && *k == kind
+            && **n == *name
+        {
+            return Ok(());
+        }
         let entry = match &self.cached {
             Some((seen, entry)) if *seen == generation => entry.clone(),
             _ => {
@@ -76,6 +88,7 @@ impl UserAccess {
             }
         };
         if entry.is_some_and(|e| e.allows(permission, name)) {
+            self.last_allowed = Some((generation, permission, kind, Box::from(name)));
             return Ok(());
         }
         let kind = match kind {

@@ -232,8 +232,8 @@ impl Channel {
             && let Some(delay) = crate::delayed::delay_of(properties.headers().as_ref())
         {
             let message = Arc::new(Message {
-                exchange: publish.exchange.to_string(),
-                routing_key: publish.routing_key.to_string(),
+                exchange: String::from(publish.exchange.as_str()),
+                routing_key: String::from(publish.routing_key.as_str()),
                 header,
                 properties: *properties,
                 body,
@@ -268,8 +268,8 @@ impl Channel {
             *properties = stripped;
         }
         let message = Arc::new(Message {
-            exchange: publish.exchange.to_string(),
-            routing_key: publish.routing_key.to_string(),
+            exchange: String::from(publish.exchange.as_str()),
+            routing_key: String::from(publish.routing_key.as_str()),
             header,
             properties: *properties,
             body,

@@ -4,6 +4,7 @@
 //! the channels' state and decides what to answer. Everything it sends goes through
 //! the writer task ([`writer`]), which batches and sends heartbeats.
 
+mod channel_ids;
 pub mod handshake;
 pub mod reader;
 pub mod wire_text;
@@ -203,7 +204,7 @@ async fn serve_stream<R, W>(
                 tuned,
                 info,
                 out,
-                channels: HashMap::new(),
+                channels: HashMap::default(),
                 confirming: Vec::new(),
                 alarm,
                 published: false,
@@ -315,7 +316,7 @@ struct Connection {
     tuned: Tuned,
     info: ConnectionInfo,
     out: OutboundTx,
-    channels: HashMap<u16, Channel>,
+    channels: HashMap<u16, Channel, channel_ids::ChannelIds>,
     /// Channels holding confirms to send after the current batch of frames.
     confirming: Vec<u16>,
     /// The broker's resource alarms.
