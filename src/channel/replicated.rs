@@ -246,18 +246,7 @@ impl Channel {
                     Some(remote.id)
                 } else if let Some(queue) = vhost.queue(&name) {
                     queue.check_exclusive(conn)?;
-                    if m.if_unused && queue.has_consumers() {
-                        return Err(AmqpError::precondition_failed(format!(
-                            "{} in use",
-                            queue.describe()
-                        )));
-                    }
-                    if m.if_empty && queue.message_count() > 0 {
-                        return Err(AmqpError::precondition_failed(format!(
-                            "{} not empty",
-                            queue.describe()
-                        )));
-                    }
+                    queue.check_deletable(m.if_unused, m.if_empty)?;
                     Some(queue.store_id)
                 } else {
                     None

@@ -4,6 +4,31 @@ use std::sync::Arc;
 
 use super::kind::Backend;
 use super::{Consumer, Queue};
+use crate::error::AmqpError;
+
+impl Queue {
+    /// RabbitMQ's conditions of queue.delete: 406 `... in use` while it has consumers
+    /// (`if_unused`), `... not empty` while it has ready messages (`if_empty`).
+    pub fn check_deletable(
+        self: &Arc<Self>,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<(), AmqpError> {
+        if if_unused && self.has_consumers() {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                self.describe()
+            )));
+        }
+        if if_empty && self.message_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} not empty",
+                self.describe()
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// A queue's counters at one moment.
 #[derive(Debug, Clone, Copy, Default)]

@@ -428,18 +428,7 @@ impl VHost {
             return Ok(Deleted::default());
         };
         queue.check_exclusive(connection)?;
-        if if_unused && queue.has_consumers() {
-            return Err(AmqpError::precondition_failed(format!(
-                "{} in use",
-                queue.describe()
-            )));
-        }
-        if if_empty && queue.message_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "{} not empty",
-                queue.describe()
-            )));
-        }
+        queue.check_deletable(if_unused, if_empty)?;
         Ok(self.remove_queue(&queue))
     }
 

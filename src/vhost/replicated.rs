@@ -51,83 +51,18 @@ impl VHost {
         if let Some(meta) = self.meta() {
             return meta.submit(&self.name, connection, op).await;
         }
-        match op {
-            DefinitionOp::DeclareExchange {
-                name,
-                type_name,
-                durable,
-                auto_delete,
-                internal,
-                arguments,
-            } => self
-                .declare_exchange(
-                    &name,
-                    &type_name,
-                    false,
-                    durable,
-                    auto_delete,
-                    internal,
-                    &arguments.0,
-                )
-                .map(|()| Applied::Done),
-            DefinitionOp::DeleteExchange { name, if_unused } => self
-                .delete_exchange(&name, if_unused)
-                .map(|()| Applied::Done),
-            DefinitionOp::Bind {
-                source,
-                destination,
-                routing_key,
-                arguments,
-            } => self
-                .bind(
-                    &source,
-                    (&destination).into(),
-                    &routing_key,
-                    &arguments.0,
-                    connection,
-                )
-                .map(|()| Applied::Done),
-            DefinitionOp::Unbind {
-                source,
-                destination,
-                routing_key,
-                arguments,
-            } => self
-                .unbind(
-                    &source,
-                    (&destination).into(),
-                    &routing_key,
-                    &arguments.0,
-                    connection,
-                )
-                .map(|()| Applied::Done),
-            DefinitionOp::DeclareQueue {
-                name,
-                durable,
-                exclusive,
-                auto_delete,
-                server_named,
-                arguments,
-                ..
-            } => {
-                let req = QueueDeclare {
-                    name,
-                    passive: false,
-                    durable,
-                    exclusive,
-                    auto_delete,
-                    server_named,
-                    arguments: arguments.0,
-                };
-                let (queue, _) = self.declare_queue(&req, connection)?;
-                Ok(declared(
-                    &queue.name,
-                    queue.message_count(),
-                    queue.consumer_count(),
-                ))
-            }
-            DefinitionOp::DeleteQueue { name, id } => Ok(self.apply_delete_queue(&name, id)),
-        }
+        // A single node applies it as a cluster would, as its only node (node 0).
+        let alone = NodeId(0);
+        let requester = Requester {
+            node: alone,
+            connection: connection.0,
+        };
+        let at = ApplyAt {
+            index: 0,
+            here: alone,
+            clean: false,
+        };
+        self.apply_replicated(&op, requester, at)
     }
 
     /// Applies one replicated operation (every node, in log order).
@@ -229,7 +164,8 @@ impl VHost {
                     server_named: *server_named,
                     arguments: arguments.0.clone(),
                 };
-                let id = id.unwrap_or(at.index);
+                // The log index names a queue's store id; a single node takes a fresh one.
+                let id = id.or((at.index != 0).then_some(at.index));
                 self.apply_declare_queue(&req, *home, id, requester, at)
             }
             DefinitionOp::DeleteQueue { name, id } => Ok(self.apply_delete_queue(name, *id)),
@@ -259,7 +195,7 @@ impl VHost {
         self: &Arc<Self>,
         req: &QueueDeclare,
         home: NodeId,
-        id: u64,
+        id: Option<u64>,
         requester: Requester,
         at: ApplyAt,
     ) -> Result<Applied, AmqpError> {
@@ -276,8 +212,8 @@ impl VHost {
         }
         if home == at.here {
             let connection = requester.connection_on(at.here);
-            let (queue, new) = self.declare_queue_with_id(req, connection, Some(id))?;
-            if new && queue.keeps_persistent() {
+            let (queue, new) = self.declare_queue_with_id(req, connection, id)?;
+            if new && id.is_some() && queue.keeps_persistent() {
                 // A replay after a restart: the queue's messages are still in the store.
                 queue.recover(at.clean);
             }
@@ -308,7 +244,7 @@ impl VHost {
             Arc::new(RemoteQueue {
                 name: req.name.clone(),
                 home,
-                id,
+                id: id.unwrap_or_default(),
                 durable: req.durable,
                 auto_delete: req.auto_delete,
                 exclusive_owner: req.exclusive.then_some(requester),

@@ -43,6 +43,36 @@ async fn channel(uri: &str) -> (lapin::Connection, Channel) {
     (conn, ch)
 }
 
+/// Declares a durable exchange (its creation must succeed).
+async fn durable_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
+    ch.exchange_declare(
+        name.into(),
+        kind,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("exchange {name}: {e}"));
+}
+
+/// A no-ack consumer of `queue`.
+async fn consume_no_ack(ch: &Channel, queue: &str) -> lapin::Consumer {
+    ch.basic_consume(
+        queue.into(),
+        "c".into(),
+        BasicConsumeOptions {
+            no_ack: true,
+            ..BasicConsumeOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("consume {queue}: {e}"))
+}
+
 /// Whether `queue` exists as seen from node `i` (a passive declare on a fresh channel).
 async fn queue_exists(nodes: &Nodes, i: usize, queue: &str) -> bool {
     let (conn, ch) = channel(&nodes.uri(i)).await;
@@ -77,18 +107,7 @@ async fn definitions_declared_on_any_node_are_seen_on_every_node() {
     let (_c3, ch3) = channel(&nodes.uri(2)).await;
     let (c1, ch1) = channel(&nodes.uri(0)).await;
 
-    let durable_exchange = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    ch2.exchange_declare(
-        "orders".into(),
-        ExchangeKind::Topic,
-        durable_exchange,
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange declared on n2");
+    durable_exchange(&ch2, "orders", ExchangeKind::Topic).await;
     let ok = ch3
         .queue_declare("billing".into(), durable_queue(), FieldTable::default())
         .await
@@ -133,18 +152,7 @@ async fn definitions_declared_on_any_node_are_seen_on_every_node() {
     )
     .await
     .expect("publish on n3");
-    let mut consumer = ch3
-        .basic_consume(
-            "billing".into(),
-            "c".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume on n3");
+    let mut consumer = consume_no_ack(&ch3, "billing").await;
     let delivery = next_delivery(&mut consumer).await;
     assert_eq!(delivery.data, b"invoice me");
 
@@ -300,17 +308,7 @@ async fn setup(ch: &Channel) {
     ch.queue_declare("shared".into(), durable_queue(), FieldTable::default())
         .await
         .expect("shared queue");
-    ch.exchange_declare(
-        "shared-x".into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("shared exchange");
+    durable_exchange(ch, "shared-x", ExchangeKind::Topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,17 +360,7 @@ async fn a_killed_node_restarts_with_the_definitions_and_its_messages() {
         assert!(confirm.is_ack());
     }
     let (_c2, ch2) = channel(&nodes.uri(1)).await;
-    ch2.exchange_declare(
-        "before".into(),
-        ExchangeKind::Fanout,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange on n2");
+    durable_exchange(&ch2, "before", ExchangeKind::Fanout).await;
     ch2.queue_bind(
         "keep".into(),
         "before".into(),
@@ -385,17 +373,7 @@ async fn a_killed_node_restarts_with_the_definitions_and_its_messages() {
     drop(ch1);
     drop(c1);
     nodes.kill(0);
-    ch2.exchange_declare(
-        "while-down".into(),
-        ExchangeKind::Direct,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("two of three nodes still commit");
+    durable_exchange(&ch2, "while-down", ExchangeKind::Direct).await;
     nodes.restart(0).await;
 
     assert!(
@@ -410,18 +388,7 @@ async fn a_killed_node_restarts_with_the_definitions_and_its_messages() {
         "what was declared while it was down reaches it"
     );
     let (_c1, ch1) = channel(&nodes.uri(0)).await;
-    let mut consumer = ch1
-        .basic_consume(
-            "keep".into(),
-            "c".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume the restarted node's queue");
+    let mut consumer = consume_no_ack(&ch1, "keep").await;
     for i in 0..50u32 {
         let d = next_delivery(&mut consumer).await;
         assert_eq!(d.data, i.to_be_bytes(), "message {i} back after kill -9");
@@ -641,17 +608,7 @@ async fn publishes_through_any_node_reach_the_queue_where_it_lives() {
     ch1.queue_declare("orders".into(), durable_queue(), FieldTable::default())
         .await
         .expect("queue on n1");
-    ch1.exchange_declare(
-        "events".into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
+    durable_exchange(&ch1, "events", ExchangeKind::Topic).await;
     ch1.queue_bind(
         "orders".into(),
         "events".into(),
@@ -704,18 +661,7 @@ async fn publishes_through_any_node_reach_the_queue_where_it_lives() {
     nodes.kill(0);
     nodes.restart(0).await;
     let (_c1, ch1) = channel(&nodes.uri(0)).await;
-    let mut consumer = ch1
-        .basic_consume(
-            "orders".into(),
-            "c".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume on n1");
+    let mut consumer = consume_no_ack(&ch1, "orders").await;
     let (mut from_n2, mut from_n3) = (Vec::new(), Vec::new());
     for _ in 0..200 {
         let d = next_delivery(&mut consumer).await;

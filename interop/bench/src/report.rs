@@ -20,6 +20,12 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+/// The nearest-rank `p` percentile (0..1) of sorted, non-empty nanosecond samples, in µs.
+pub fn nearest_rank_us(sorted_ns: &[u64], p: f64) -> f64 {
+    let rank = ((p * sorted_ns.len() as f64).ceil() as usize).clamp(1, sorted_ns.len());
+    sorted_ns[rank - 1] as f64 / 1000.0
+}
+
 impl Percentiles {
     /// Nearest-rank percentiles of latencies given in nanoseconds.
     pub fn of(mut ns: Vec<u64>) -> Option<Percentiles> {
@@ -27,10 +33,7 @@ impl Percentiles {
             return None;
         }
         ns.sort_unstable();
-        let at = |p: f64| {
-            let rank = ((p * ns.len() as f64).ceil() as usize).clamp(1, ns.len());
-            ns[rank - 1] as f64 / 1000.0
-        };
+        let at = |p: f64| nearest_rank_us(&ns, p);
         Some(Percentiles {
             count: ns.len(),
             p50: at(0.50),

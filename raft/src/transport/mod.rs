@@ -191,36 +191,15 @@ impl Transport {
         req: Request,
         timeout: Duration,
     ) -> Result<Response, TransportError> {
-        let from = self.inner.node_id;
-        match self.inner.policy.verdict(from, to) {
-            Verdict::Pass => {}
-            Verdict::Drop => return Err(TransportError::LinkCut { from, to }),
-            Verdict::Delay(d) => tokio::time::sleep(d).await,
-        }
-        let link = lock(&self.inner.peers)
-            .get(&to)
-            .and_then(|p| p.link.clone())
-            .ok_or(TransportError::NotConnected(to))?;
-        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        let bytes = Frame {
-            id,
-            body: Body::Request(req),
-        }
-        .encode()?;
-        let (tx, rx) = oneshot::channel();
-        lock(&link.pending).insert(id, tx);
-        let outcome = tokio::time::timeout(timeout, async {
-            link.tx
-                .send(Bytes::from(bytes))
-                .await
-                .map_err(|_| TransportError::ConnectionLost(to))?;
-            rx.await.map_err(|_| TransportError::ConnectionLost(to))
-        })
-        .await;
-        match outcome {
-            Ok(result) => result,
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sent = match tokio::time::timeout_at(deadline, self.put(to, req)).await {
+            Ok(sent) => sent?,
+            Err(_) => return Err(TransportError::Timeout(to, timeout)),
+        };
+        match tokio::time::timeout_at(deadline, sent.answer).await {
+            Ok(answer) => answer.map_err(|_| TransportError::ConnectionLost(to)),
             Err(_) => {
-                lock(&link.pending).remove(&id);
+                lock(&sent.link.pending).remove(&sent.id);
                 Err(TransportError::Timeout(to, timeout))
             }
         }
@@ -234,6 +213,11 @@ impl Transport {
         to: NodeId,
         req: Request,
     ) -> Result<oneshot::Receiver<Response>, TransportError> {
+        Ok(self.put(to, req).await?.answer)
+    }
+
+    /// The link policy's verdict, then the request framed and queued on the pair's link.
+    async fn put(&self, to: NodeId, req: Request) -> Result<Sent, TransportError> {
         let from = self.inner.node_id;
         match self.inner.policy.verdict(from, to) {
             Verdict::Pass => {}
@@ -250,13 +234,13 @@ impl Transport {
             body: Body::Request(req),
         }
         .encode()?;
-        let (tx, rx) = oneshot::channel();
+        let (tx, answer) = oneshot::channel();
         lock(&link.pending).insert(id, tx);
         if link.tx.send(Bytes::from(bytes)).await.is_err() {
             lock(&link.pending).remove(&id);
             return Err(TransportError::ConnectionLost(to));
         }
-        Ok(rx)
+        Ok(Sent { link, id, answer })
     }
 
     /// Sends one request over a connection of its own to `addr` (any node, whatever its id;
@@ -404,4 +388,11 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId) {
     if let Some(p) = lock(&inner.peers).get_mut(&peer) {
         p.dialing = false;
     }
+}
+
+/// A request on its way: where its answer comes, and how to forget it.
+struct Sent {
+    link: LinkHandle,
+    id: u64,
+    answer: oneshot::Receiver<Response>,
 }

@@ -28,10 +28,7 @@ impl Latency {
             return None;
         }
         ns.sort_unstable();
-        let at = |p: f64| {
-            let rank = ((p * ns.len() as f64).ceil() as usize).clamp(1, ns.len());
-            ns[rank - 1] as f64 / 1000.0
-        };
+        let at = |p: f64| crate::bench_report::nearest_rank_us(&ns, p);
         Some(Latency {
             count: ns.len(),
             p50: at(0.50),
