@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use warren_codec::ContentHeader;
+use warren_raft::transport::wire::MAX_FRAME;
 use warren_raft::{AppHandler, Response};
 
 use super::Cluster;
@@ -103,6 +104,16 @@ impl Forwarder {
             cc_routed: message.cc_routed,
         };
         let payload = match postcard::to_stdvec(&request) {
+            // The link's frames end at MAX_FRAME (with room for the request's envelope):
+            // a larger message is not taken (its publisher hears nack at once).
+            Ok(payload) if payload.len() + 1024 > MAX_FRAME => {
+                tracing::warn!(
+                    bytes = payload.len(),
+                    "message too large to forward to its queue's node"
+                );
+                let _ = answer.send(false);
+                return forwarded;
+            }
             Ok(payload) => Bytes::from(payload),
             Err(error) => {
                 tracing::error!(%error, "a forwarded publish could not be encoded");
