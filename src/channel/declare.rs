@@ -185,21 +185,7 @@ impl Channel {
                 )?;
                 (queue::AMQPMethod::UnbindOk(queue::UnbindOk {}), false)
             }
-            queue::AMQPMethod::Purge(m) => {
-                let name = self.queue_name(&m.queue)?;
-                self.conn
-                    .access
-                    .check(Permission::Read, Kind::Queue, &name)?;
-                let queue = vhost.queue_for(&name, conn)?;
-                if queue.is_stream() {
-                    return Err(queue.not_for_streams("queue.purge"));
-                }
-                let message_count = queue.purge();
-                (
-                    queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }),
-                    m.nowait,
-                )
-            }
+            queue::AMQPMethod::Purge(m) => (self.purge(&m.queue)?, m.nowait),
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
                 self.conn
@@ -231,6 +217,21 @@ impl Channel {
             self.reply(AMQPClass::Queue(reply)).await;
         }
         Ok(())
+    }
+
+    /// queue.purge (on the node the queue lives on; a queue living on another cluster node
+    /// is refused by `queue_for`).
+    pub(super) fn purge(&mut self, queue: &ShortString) -> Result<queue::AMQPMethod, AmqpError> {
+        let name = self.queue_name(queue)?;
+        self.conn
+            .access
+            .check(Permission::Read, Kind::Queue, &name)?;
+        let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+        if queue.is_stream() {
+            return Err(queue.not_for_streams("queue.purge"));
+        }
+        let message_count = queue.purge();
+        Ok(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }))
     }
 
     /// RabbitMQ's shortcut: empty queue and empty routing key bind with the last

@@ -213,24 +213,7 @@ impl Channel {
                 self.submit(&meta, op).await?;
                 (queue::AMQPMethod::UnbindOk(queue::UnbindOk {}), false)
             }
-            queue::AMQPMethod::Purge(m) => {
-                let name = self.queue_name(&m.queue)?;
-                self.conn
-                    .access
-                    .check(Permission::Read, Kind::Queue, &name)?;
-                if let Some(remote) = vhost.remote_queue(&name) {
-                    return Err(vhost.elsewhere(&remote, "purging it"));
-                }
-                let queue = vhost.queue_for(&name, conn)?;
-                if queue.is_stream() {
-                    return Err(queue.not_for_streams("queue.purge"));
-                }
-                let message_count = queue.purge();
-                (
-                    queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }),
-                    m.nowait,
-                )
-            }
+            queue::AMQPMethod::Purge(m) => (self.purge(&m.queue)?, m.nowait),
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
                 self.conn
