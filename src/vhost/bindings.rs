@@ -4,7 +4,7 @@
 
 use warren_codec::types::FieldTable;
 
-use super::{Destination, VHost, exchanges};
+use super::{Destination, ExchangeEntry, VHost, exchanges};
 use crate::durable::records::BindingRecord;
 use crate::error::AmqpError;
 use crate::names::ConnectionId;
@@ -70,15 +70,7 @@ impl VHost {
             && let Some(queue) = self.queue(q)
             && let Err(locked) = queue.check_exclusive(connection)
         {
-            let bound = x
-                .routes
-                .read()
-                .bindings()
-                .any(|(d, k, a)| *d == destination && k == routing_key && a == arguments);
-            if bound {
-                return Err(locked);
-            }
-            return Ok(());
+            return refused_if_bound(&x, &destination, routing_key, arguments, locked);
         }
         if x.spec.durable {
             // Forgetting a binding that was never stored is harmless.
@@ -133,6 +125,23 @@ impl VHost {
             self.remove_bindings_to(&Destination::Exchange(name.into()));
         }
     }
+}
+
+/// An unbind from a queue the requester may not use: refused with `locked` only if the
+/// binding exists (else there is nothing to do), as RabbitMQ does.
+pub(super) fn refused_if_bound(
+    x: &ExchangeEntry,
+    destination: &Destination,
+    routing_key: &str,
+    arguments: &FieldTable,
+    locked: AmqpError,
+) -> Result<(), AmqpError> {
+    let bound = x
+        .routes
+        .read()
+        .bindings()
+        .any(|(d, k, a)| d == destination && k == routing_key && a == arguments);
+    if bound { Err(locked) } else { Ok(()) }
 }
 
 /// 403 when either end of a binding is the default exchange (destination first,

@@ -117,33 +117,28 @@ impl VHost {
                 routing_key,
                 arguments,
             } => {
+                let dest: Destination = destination.into();
                 if let BindTo::Queue(q) = destination
                     && let Some(remote) = self.remote_queue(q)
-                    && remote.check_exclusive(requester, &self.name).is_err()
+                    && let Err(locked) = remote.check_exclusive(requester, &self.name)
                 {
-                    // As for a local exclusive queue: refused only if the binding exists.
-                    let dest: Destination = destination.into();
-                    let bound = self.exchange(source).is_some_and(|x| {
-                        x.routes
-                            .read()
-                            .bindings()
-                            .any(|(d, k, a)| *d == dest && k == routing_key && *a == arguments.0)
-                    });
-                    return match bound {
-                        true => remote
-                            .check_exclusive(requester, &self.name)
-                            .map(|()| Applied::Done),
-                        false => Ok(Applied::Done),
+                    // In `unbind`'s order: the default exchange, a missing source, then
+                    // refused only if the binding exists.
+                    super::bindings::check_not_default(source, &dest)?;
+                    let Some(x) = self.exchange(source) else {
+                        return Ok(Applied::Done);
                     };
+                    return super::bindings::refused_if_bound(
+                        &x,
+                        &dest,
+                        routing_key,
+                        &arguments.0,
+                        locked,
+                    )
+                    .map(|()| Applied::Done);
                 }
-                self.unbind(
-                    source,
-                    destination.into(),
-                    routing_key,
-                    &arguments.0,
-                    connection,
-                )
-                .map(|()| Applied::Done)
+                self.unbind(source, dest, routing_key, &arguments.0, connection)
+                    .map(|()| Applied::Done)
             }
             DefinitionOp::DeclareQueue {
                 name,
