@@ -156,11 +156,7 @@ impl Channel {
                 (queue::AMQPMethod::DeclareOk(ok), m.nowait)
             }
             queue::AMQPMethod::Bind(m) => {
-                let name = self.queue_name(&m.queue)?;
-                let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
-                self.conn
-                    .access
-                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
+                let (name, key) = self.queue_binding(&m.queue, &m.routing_key, &m.exchange)?;
                 vhost.bind(
                     m.exchange.as_str(),
                     Destination::Queue(name.into()),
@@ -171,11 +167,7 @@ impl Channel {
                 (queue::AMQPMethod::BindOk(queue::BindOk {}), m.nowait)
             }
             queue::AMQPMethod::Unbind(m) => {
-                let name = self.queue_name(&m.queue)?;
-                let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
-                self.conn
-                    .access
-                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
+                let (name, key) = self.queue_binding(&m.queue, &m.routing_key, &m.exchange)?;
                 vhost.unbind(
                     m.exchange.as_str(),
                     Destination::Queue(name.into()),
@@ -234,9 +226,25 @@ impl Channel {
         Ok(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }))
     }
 
+    /// queue.bind / queue.unbind: the queue (the empty name is the last declared), the
+    /// key (with RabbitMQ's shortcut), once the user may bind it to `exchange`.
+    pub(super) fn queue_binding(
+        &mut self,
+        queue: &ShortString,
+        routing_key: &ShortString,
+        exchange: &ShortString,
+    ) -> Result<(String, String), AmqpError> {
+        let name = self.queue_name(queue)?;
+        let key = self.routing_key_shortcut(queue, routing_key.as_str());
+        self.conn
+            .access
+            .binding(Kind::Queue, &name, exchange.as_str())?;
+        Ok((name, key))
+    }
+
     /// RabbitMQ's shortcut: empty queue and empty routing key bind with the last
     /// declared queue's name as the key.
-    pub(super) fn routing_key_shortcut(&self, queue: &ShortString, key: &str) -> String {
+    fn routing_key_shortcut(&self, queue: &ShortString, key: &str) -> String {
         if queue.as_str().is_empty() && key.is_empty() {
             self.last_queue.clone()
         } else {

@@ -184,11 +184,7 @@ impl Channel {
                 (queue::AMQPMethod::DeclareOk(ok), m.nowait)
             }
             queue::AMQPMethod::Bind(m) => {
-                let name = self.queue_name(&m.queue)?;
-                let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
-                self.conn
-                    .access
-                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
+                let (name, key) = self.queue_binding(&m.queue, &m.routing_key, &m.exchange)?;
                 let op = DefinitionOp::Bind {
                     source: m.exchange.to_string(),
                     destination: BindTo::Queue(name),
@@ -199,11 +195,7 @@ impl Channel {
                 (queue::AMQPMethod::BindOk(queue::BindOk {}), m.nowait)
             }
             queue::AMQPMethod::Unbind(m) => {
-                let name = self.queue_name(&m.queue)?;
-                let key = self.routing_key_shortcut(&m.queue, m.routing_key.as_str());
-                self.conn
-                    .access
-                    .binding(Kind::Queue, &name, m.exchange.as_str())?;
+                let (name, key) = self.queue_binding(&m.queue, &m.routing_key, &m.exchange)?;
                 let op = DefinitionOp::Unbind {
                     source: m.exchange.to_string(),
                     destination: BindTo::Queue(name),
