@@ -17,18 +17,17 @@
 //! `--stall-timeout` seconds without progress, or after `--max-secs`.
 
 mod flow;
+mod loopback;
 mod probe;
 mod report;
 mod scenarios;
 mod topic;
 
-use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use clap::Parser;
-use lapin::uri::AMQPUri;
 
 use crate::flow::Limits;
 use crate::report::Status;
@@ -87,18 +86,7 @@ struct Cli {
 
 /// Refuses any URI whose host is not a loopback address or `localhost`.
 fn check_loopback(uri: &str) -> anyhow::Result<()> {
-    let parsed: AMQPUri = uri.parse().map_err(|e: String| anyhow!("bad --uri: {e}"))?;
-    let host = parsed
-        .authority
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("--uri host {host} is not loopback: warren-bench only loads brokers on this machine");
-    }
-    Ok(())
+    loopback::loopback_uri(uri, "warren-bench").map(|_| ())
 }
 
 fn scenarios(arg: &str) -> anyhow::Result<Vec<&'static str>> {

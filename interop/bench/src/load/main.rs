@@ -12,7 +12,7 @@
 //! - `scenario`: the scenarios and one measured run;
 //! - `stats`: percentiles, the table and the JSON.
 //!
-//! Shared with warren-bench: `probe` (the `/proc` sampler), `topic` (the
+//! Shared with warren-bench: `loopback` (the `--uri` check), `probe` (the `/proc` sampler), `topic` (the
 //! topic-1000 bindings and keys) and the JSON escaping of its `report`.
 
 #[allow(dead_code)]
@@ -20,6 +20,8 @@
 mod bench_report;
 mod conn;
 mod consumer;
+#[path = "../loopback.rs"]
+mod loopback;
 #[allow(dead_code)]
 #[path = "../probe.rs"]
 mod probe;
@@ -37,7 +39,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::Parser;
-use lapin::uri::AMQPUri;
 
 use crate::conn::Target;
 use crate::scenario::{SPECS, Settings, Spec};
@@ -105,19 +106,9 @@ struct Cli {
 
 /// host:port, user, password and vhost of a loopback `amqp://` URI.
 fn target(uri: &str) -> anyhow::Result<Target> {
-    let u: AMQPUri = uri.parse().map_err(|e: String| anyhow!("bad --uri: {e}"))?;
+    let (u, host) = loopback::loopback_uri(uri, "warren-load")?;
     if !uri.starts_with("amqp://") {
         bail!("warren-load speaks plain amqp:// only");
-    }
-    let host = u
-        .authority
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("--uri host {host} is not loopback: warren-load only loads brokers on this machine");
     }
     let addr = match host.parse::<IpAddr>() {
         Ok(IpAddr::V6(_)) => format!("[{host}]:{}", u.authority.port),
