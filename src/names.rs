@@ -44,6 +44,18 @@ impl std::fmt::Display for ConnectionId {
     }
 }
 
+/// A node of the cluster, by its Raft id.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct NodeId(pub u64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A consumer tag (`basic.consume`), shared by the consumer, its channel's
 /// registry and every delivery it gets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -45,6 +45,34 @@ pub enum ReplyCode {
 }
 
 impl ReplyCode {
+    /// The code with this number, if AMQP 0-9-1 defines it.
+    pub fn from_code(code: u16) -> Option<Self> {
+        use ReplyCode::*;
+        [
+            ReplySuccess,
+            ContentTooLarge,
+            NoRoute,
+            NoConsumers,
+            ConnectionForced,
+            InvalidPath,
+            AccessRefused,
+            NotFound,
+            ResourceLocked,
+            PreconditionFailed,
+            FrameError,
+            SyntaxError,
+            CommandInvalid,
+            ChannelError,
+            UnexpectedFrame,
+            ResourceError,
+            NotAllowed,
+            NotImplemented,
+            InternalError,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
+
     /// The numeric code on the wire.
     pub fn code(self) -> u16 {
         self as u16

@@ -67,9 +67,12 @@ impl Channel {
                 self.conn
                     .access
                     .check(Permission::Read, Kind::Queue, &name)?;
-                let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+                let queue = self.conn.vhost.queue_or_remote(&name, self.conn.id)?;
                 if queue.is_stream() {
                     return Err(queue.not_for_streams("basic.get"));
+                }
+                if queue.remote_backend().is_some() {
+                    return self.get_remote(queue, m.no_ack).await;
                 }
                 if !m.no_ack {
                     let timeout = queue.consumer_timeout().or(self.conn.consumer_timeout);
@@ -130,7 +133,7 @@ impl Channel {
         self.conn
             .access
             .check(Permission::Read, Kind::Queue, &name)?;
-        let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+        let queue = self.conn.vhost.queue_or_remote(&name, self.conn.id)?;
         let tag = match m.consumer_tag.as_str() {
             "" => ConsumerTag::from(generated_name("amq.ctag-")),
             tag => ConsumerTag::from(tag),
@@ -163,6 +166,9 @@ impl Channel {
             priority,
             ack_timeout,
         );
+        if queue.remote_backend().is_some() {
+            return self.consume_remote(&m, queue, consumer).await;
+        }
         // Consume-ok goes out once the queue has accepted the consumer, under
         // its lock, before the first delivery can.
         let permit = if m.nowait {

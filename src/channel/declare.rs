@@ -177,7 +177,7 @@ impl Channel {
                 )?;
                 (queue::AMQPMethod::UnbindOk(queue::UnbindOk {}), false)
             }
-            queue::AMQPMethod::Purge(m) => (self.purge(&m.queue)?, m.nowait),
+            queue::AMQPMethod::Purge(m) => (self.purge(&m.queue).await?, m.nowait),
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
                 self.conn
@@ -211,18 +211,23 @@ impl Channel {
         Ok(())
     }
 
-    /// queue.purge (on the node the queue lives on; a queue living on another cluster node
-    /// is refused by `queue_for`).
-    pub(super) fn purge(&mut self, queue: &ShortString) -> Result<queue::AMQPMethod, AmqpError> {
+    /// queue.purge (at the queue's home when it lives on another cluster node).
+    pub(super) async fn purge(
+        &mut self,
+        queue: &ShortString,
+    ) -> Result<queue::AMQPMethod, AmqpError> {
         let name = self.queue_name(queue)?;
         self.conn
             .access
             .check(Permission::Read, Kind::Queue, &name)?;
-        let queue = self.conn.vhost.queue_for(&name, self.conn.id)?;
+        let queue = self.conn.vhost.queue_or_remote(&name, self.conn.id)?;
         if queue.is_stream() {
             return Err(queue.not_for_streams("queue.purge"));
         }
-        let message_count = queue.purge();
+        let message_count = match queue.remote_backend() {
+            Some(_) => self.purge_remote(&queue).await?,
+            None => queue.purge(),
+        };
         Ok(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }))
     }
 

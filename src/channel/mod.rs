@@ -17,6 +17,7 @@ pub mod confirms;
 pub mod content;
 mod declare;
 mod qos;
+mod remote;
 mod replicated;
 pub mod reply_to;
 pub mod shared;

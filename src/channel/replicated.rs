@@ -134,7 +134,10 @@ impl Channel {
                 let (name, message_count, consumer_count) = match vhost.remote_queue(name) {
                     Some(remote) => {
                         remote.check_exclusive(self.requester(&meta), &vhost.name)?;
-                        (remote.name.clone(), 0, 0)
+                        let (messages, consumers) = meta
+                            .counts_at(remote.home, &vhost.name, &remote.name)
+                            .await?;
+                        (remote.name.clone(), messages, consumers)
                     }
                     None => {
                         let queue = vhost.queue_for(name, conn)?;
@@ -205,19 +208,29 @@ impl Channel {
                 self.submit(&meta, op).await?;
                 (queue::AMQPMethod::UnbindOk(queue::UnbindOk {}), false)
             }
-            queue::AMQPMethod::Purge(m) => (self.purge(&m.queue)?, m.nowait),
+            queue::AMQPMethod::Purge(m) => (self.purge(&m.queue).await?, m.nowait),
             queue::AMQPMethod::Delete(m) => {
                 let name = self.queue_name(&m.queue)?;
                 self.conn
                     .access
                     .check(Permission::Configure, Kind::Queue, &name)?;
-                // The conditions are the home node's to judge: checked here for a local
-                // queue, refused for a remote one until step 5 can ask its home.
+                // The conditions are the home node's figures: asked there for a remote
+                // queue (its count is what delete-ok reports).
+                let mut remote_count = None;
                 let id = if let Some(remote) = vhost.remote_queue(&name) {
                     remote.check_exclusive(self.requester(&meta), &vhost.name)?;
-                    if m.if_unused || m.if_empty {
-                        return Err(vhost.elsewhere(&remote, "a conditional delete"));
-                    }
+                    let (messages, consumers) = meta
+                        .counts_at(remote.home, &vhost.name, &remote.name)
+                        .await?;
+                    let describe = crate::names::resource("queue", &name, &vhost.name);
+                    crate::queue::deletable(
+                        &describe,
+                        m.if_unused,
+                        m.if_empty,
+                        consumers,
+                        messages,
+                    )?;
+                    remote_count = Some(messages);
                     Some(remote.id)
                 } else if let Some(queue) = vhost.queue(&name) {
                     queue.check_exclusive(conn)?;
@@ -235,7 +248,7 @@ impl Channel {
                         Applied::QueueDeleted {
                             message_count,
                             consumers,
-                        } => (message_count, consumers),
+                        } => (remote_count.unwrap_or(message_count), consumers),
                         _ => (0, Vec::new()),
                     },
                 };

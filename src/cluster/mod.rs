@@ -13,10 +13,13 @@
 //! - `view.rs`: what `/api/nodes` shows of every node.
 
 pub mod apply;
+mod consume;
+mod deliver;
 mod form;
 pub mod identity;
 pub mod meta;
 pub mod proxy;
+mod sink;
 pub mod submit;
 mod view;
 
@@ -127,9 +130,13 @@ impl Cluster {
             left: Default::default(),
             stop: CancellationToken::new(),
         });
-        this.node
-            .set_app_handler(Arc::new(proxy::ProxyHandler::new(Arc::downgrade(broker))));
-        broker.set_meta(submit::ClusterMeta::new(&this));
+        let homes = consume::Homes::new(Arc::downgrade(&this), Arc::downgrade(broker));
+        let boot = homes.boot;
+        this.node.set_app_handler(Arc::new(proxy::ProxyHandler::new(
+            Arc::downgrade(broker),
+            homes,
+        )));
+        broker.set_meta(submit::ClusterMeta::new(&this, boot));
         tracing::info!(node = %this.identity.name, id = this.identity.id,
             addr = %this.node.local_addr(), "cluster node started");
         tokio::spawn(form::run(this.clone()));

@@ -11,15 +11,17 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::Cluster;
+use super::deliver::{self, ClusterLink};
 use super::meta::MetaCommand;
 use super::proxy::Forwarder;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::meta::{
-    BrokerChange, BrokerOp, Definition, DefinitionOp, Forwarded, MetaLog, NodeId, Requester,
-    Submitted,
+    AtHome, BrokerChange, BrokerOp, Definition, DefinitionOp, Forwarded, MetaLog, NodeId,
+    RemoteConsume, RemoteGot, Requester, Submitted,
 };
 use crate::names::ConnectionId;
+use crate::queue::remote::{HomeLink, SinkKey};
 
 /// How long a submission may wait for a leader to commit it.
 pub const WRITE_WITHIN: Duration = Duration::from_secs(5);
@@ -33,18 +35,28 @@ pub struct ClusterMeta {
     cluster: Weak<Cluster>,
     here: NodeId,
     next_request: AtomicU64,
-    forwarder: Forwarder,
+    forwarder: Arc<Forwarder>,
+    link: Arc<ClusterLink>,
+    /// This node's run, as its channels' requests name it to queues' homes.
+    boot: u64,
 }
 
 impl ClusterMeta {
     /// The metadata log of `cluster`.
-    pub fn new(cluster: &Arc<Cluster>) -> Arc<Self> {
+    pub fn new(cluster: &Arc<Cluster>, boot: u64) -> Arc<Self> {
+        let forwarder = Arc::new(Forwarder::new(Arc::downgrade(cluster)));
         Arc::new(Self {
             cluster: Arc::downgrade(cluster),
             here: NodeId(cluster.id()),
             next_request: AtomicU64::new(1),
-            forwarder: Forwarder::new(Arc::downgrade(cluster)),
+            link: Arc::new(ClusterLink::new(&forwarder)),
+            forwarder,
+            boot,
         })
+    }
+
+    fn home_name(&self, home: NodeId) -> String {
+        self.node_name(home).unwrap_or_else(|| home.to_string())
     }
 }
 
@@ -86,6 +98,49 @@ impl MetaLog for ClusterMeta {
         message: &Arc<Message>,
     ) -> Forwarded {
         self.forwarder.publish(home, vhost, queues, message)
+    }
+
+    fn home_link(&self) -> Arc<dyn HomeLink> {
+        self.link.clone()
+    }
+
+    fn consume_at(&self, home: NodeId, vhost: &str, consume: RemoteConsume) -> AtHome<()> {
+        deliver::consume_at(
+            &self.forwarder,
+            home,
+            self.home_name(home),
+            vhost,
+            self.boot,
+            consume,
+        )
+    }
+
+    fn get_at(
+        &self,
+        home: NodeId,
+        vhost: &str,
+        queue: &str,
+        sink: SinkKey,
+        no_ack: bool,
+    ) -> AtHome<Option<RemoteGot>> {
+        deliver::get_at(
+            &self.forwarder,
+            home,
+            self.home_name(home),
+            vhost,
+            self.boot,
+            queue,
+            sink,
+            no_ack,
+        )
+    }
+
+    fn purge_at(&self, home: NodeId, vhost: &str, queue: &str) -> AtHome<u32> {
+        deliver::purge_at(&self.forwarder, home, self.home_name(home), vhost, queue)
+    }
+
+    fn counts_at(&self, home: NodeId, vhost: &str, queue: &str) -> AtHome<(u32, u32)> {
+        deliver::counts_at(&self.forwarder, home, self.home_name(home), vhost, queue)
     }
 
     fn submit_broker(&self, op: BrokerOp) -> Submitted {

@@ -23,16 +23,9 @@ use crate::message::Message;
 use crate::names::{ConnectionId, Destination};
 use crate::policy::{PolicyDef, PolicyKind};
 use crate::queue::Consumer;
+use crate::queue::remote::{HomeLink, SinkKey};
 
-/// A node of the cluster, by its Raft id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeId(pub u64);
-
-impl std::fmt::Display for NodeId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
+pub use crate::names::NodeId;
 
 /// Who asked for an operation: a connection of a node (the owner of exclusive queues).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -346,6 +339,43 @@ impl Forwards {
 /// A submission's future: the result of this node's own apply of the operation.
 pub type Submitted = Pin<Box<dyn Future<Output = Result<Applied, AmqpError>> + Send>>;
 
+/// basic.consume of a queue living on another node, as its home receives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteConsume {
+    /// The queue.
+    pub queue: String,
+    /// The consuming channel.
+    pub sink: SinkKey,
+    /// The consumer tag.
+    pub tag: String,
+    /// Deliveries need no ack.
+    pub no_ack: bool,
+    /// Exclusive consumer.
+    pub exclusive: bool,
+    /// The consumer's prefetch (enforced by the home).
+    pub prefetch: u16,
+    /// Its `x-priority`.
+    pub priority: i64,
+    /// The consume arguments (stream offsets and filters among them).
+    pub arguments: Arguments,
+}
+
+/// A message basic.get took from a queue living on another node.
+#[derive(Debug)]
+pub struct RemoteGot {
+    /// Its position there (None when taken with no-ack).
+    pub seq: Option<crate::queue::SeqId>,
+    /// Delivered before.
+    pub redelivered: bool,
+    /// Ready messages left there.
+    pub message_count: u32,
+    /// The message.
+    pub message: Arc<Message>,
+}
+
+/// What a queue's home answers to a request from another node.
+pub type AtHome<T> = Pin<Box<dyn Future<Output = Result<T, AmqpError>> + Send>>;
+
 /// The metadata log a clustered vhost submits its definition changes to.
 pub trait MetaLog: Send + Sync + std::fmt::Debug {
     /// This node.
@@ -368,6 +398,24 @@ pub trait MetaLog: Send + Sync + std::fmt::Debug {
         queues: Vec<String>,
         message: &Arc<Message>,
     ) -> Forwarded;
+    /// What carries settles, cancels and releases of remote queues to their homes.
+    fn home_link(&self) -> Arc<dyn HomeLink>;
+    /// basic.consume at `home` of a queue of `vhost` living there (after what this node
+    /// sent there before); `Ok` once the home's queue took the consumer.
+    fn consume_at(&self, home: NodeId, vhost: &str, consume: RemoteConsume) -> AtHome<()>;
+    /// basic.get at `home` for channel `sink`.
+    fn get_at(
+        &self,
+        home: NodeId,
+        vhost: &str,
+        queue: &str,
+        sink: SinkKey,
+        no_ack: bool,
+    ) -> AtHome<Option<RemoteGot>>;
+    /// queue.purge at `home`: how many messages went.
+    fn purge_at(&self, home: NodeId, vhost: &str, queue: &str) -> AtHome<u32>;
+    /// A queue's ready messages and consumers, at `home`.
+    fn counts_at(&self, home: NodeId, vhost: &str, queue: &str) -> AtHome<(u32, u32)>;
 }
 
 #[cfg(test)]

@@ -252,6 +252,8 @@ impl Queue {
         let count = match &self.backend {
             Backend::Classic(state) => state.lock().consumers.len(),
             Backend::Stream(stream) => stream.consumers().len(),
+            // Its home counts them.
+            Backend::Remote(_) => 0,
         };
         u32::try_from(count).unwrap_or(u32::MAX)
     }
@@ -313,6 +315,11 @@ impl Queue {
     /// unacked deliveries stay with the channel). Returns whether the queue
     /// should now be auto-deleted.
     pub fn remove_consumer(self: &Arc<Self>, sink: &dyn DeliverySink, tag: &str) -> bool {
+        if let Some(remote) = self.remote_backend() {
+            // Auto-delete is the home's to decide.
+            self.cancel_remote(remote, sink, tag);
+            return false;
+        }
         if let Some(stream) = self.stream() {
             stream.remove_consumer(sink, tag);
             return false;
@@ -329,6 +336,10 @@ impl Queue {
     /// single active consumer is served, as RabbitMQ does when a channel goes
     /// down. Returns whether the queue should now be auto-deleted.
     pub fn release_channel(self: &Arc<Self>, sink: &dyn DeliverySink) -> bool {
+        if let Some(remote) = self.remote_backend() {
+            self.release_remote(remote, sink);
+            return false;
+        }
         if let Some(stream) = self.stream() {
             stream.release_channel(self, sink);
             return false;

@@ -14,20 +14,30 @@ impl Queue {
         if_unused: bool,
         if_empty: bool,
     ) -> Result<(), AmqpError> {
-        if if_unused && self.has_consumers() {
-            return Err(AmqpError::precondition_failed(format!(
-                "{} in use",
-                self.describe()
-            )));
-        }
-        if if_empty && self.message_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "{} not empty",
-                self.describe()
-            )));
-        }
-        Ok(())
+        let consumers = if if_unused { self.consumer_count() } else { 0 };
+        let messages = if if_empty { self.message_count() } else { 0 };
+        deletable(&self.describe(), if_unused, if_empty, consumers, messages)
     }
+}
+
+/// queue.delete's conditions on a queue (`describe`) with these consumers and ready
+/// messages: RabbitMQ's 406 when one fails.
+pub fn deletable(
+    describe: &str,
+    if_unused: bool,
+    if_empty: bool,
+    consumers: u32,
+    messages: u32,
+) -> Result<(), AmqpError> {
+    if if_unused && consumers > 0 {
+        return Err(AmqpError::precondition_failed(format!("{describe} in use")));
+    }
+    if if_empty && messages > 0 {
+        return Err(AmqpError::precondition_failed(format!(
+            "{describe} not empty"
+        )));
+    }
+    Ok(())
 }
 
 /// A queue's counters at one moment.
@@ -87,6 +97,8 @@ impl Queue {
                     ..QueueStats::default()
                 };
             }
+            // Its home has the figures.
+            Backend::Remote(_) => return QueueStats::default(),
         };
         let st = state.lock();
         QueueStats {
@@ -141,6 +153,7 @@ impl Queue {
                 .iter()
                 .map(|c| c.consumer().clone())
                 .collect(),
+            Backend::Remote(_) => Vec::new(),
         }
     }
 }

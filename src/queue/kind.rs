@@ -19,6 +19,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::QueueState;
+use super::remote::RemoteBackend;
 use super::stream::StreamQueue;
 
 /// The kind of queue a declare asks for with `x-queue-type`.
@@ -73,6 +74,8 @@ pub(super) enum Backend {
     /// The stream: an append-only log read by consumers from their own
     /// offsets.
     Stream(Arc<StreamQueue>),
+    /// A queue living on another cluster node: its home runs it (`remote.rs`).
+    Remote(RemoteBackend),
 }
 
 impl Backend {
@@ -81,6 +84,7 @@ impl Backend {
         match self {
             Backend::Classic(_) => "classic",
             Backend::Stream(_) => "stream",
+            Backend::Remote(remote) => remote.type_name(),
         }
     }
 }

@@ -43,6 +43,7 @@ pub mod kind;
 mod limits;
 mod policy;
 mod ready;
+pub mod remote;
 mod retry;
 #[cfg(test)]
 mod retry_tests;
@@ -80,7 +81,7 @@ pub use delivery::{
     Refused, Unacked, Undelivered, by_queue,
 };
 pub use host::QueueHost;
-pub use inspect::QueueStats;
+pub use inspect::{QueueStats, deletable};
 use kind::Backend;
 pub use kind::QueueType;
 use ready::{Entry, Taken};
@@ -178,7 +179,7 @@ pub struct Queue {
 }
 
 /// `Queue::consumer_timeout` when the queue sets none.
-const NO_TIMEOUT: u64 = u64::MAX;
+pub(super) const NO_TIMEOUT: u64 = u64::MAX;
 
 impl Drop for Queue {
     fn drop(&mut self) {
@@ -254,7 +255,7 @@ impl Queue {
     fn classic(&self) -> Option<&Mutex<QueueState>> {
         match &self.backend {
             Backend::Classic(state) => Some(state),
-            Backend::Stream(_) => None,
+            _ => None,
         }
     }
 
@@ -262,13 +263,16 @@ impl Queue {
     pub(crate) fn stream(&self) -> Option<&Arc<StreamQueue>> {
         match &self.backend {
             Backend::Stream(stream) => Some(stream),
-            Backend::Classic(_) => None,
+            _ => None,
         }
     }
 
     /// Whether it is a stream.
     pub fn is_stream(&self) -> bool {
         self.stream().is_some()
+            || self
+                .remote_backend()
+                .is_some_and(|r| r.kind == QueueType::Stream)
     }
 
     /// A delivery of this queue was acked (a stream's named consumer moves on).
@@ -619,6 +623,9 @@ impl Queue {
 
     /// Forgets acknowledged deliveries and lets more messages flow.
     pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        if let Some(remote) = self.remote_backend() {
+            return self.settle_remote(remote, seqs, remote::Settlement::Ack);
+        }
         if let Some(stream) = self.stream() {
             self.counters
                 .ack
@@ -643,6 +650,9 @@ impl Queue {
     /// Deliveries rejected or nacked without requeue: dead-lettered (reason
     /// rejected) if the queue has a dead-letter exchange, else dropped.
     pub fn reject(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>) {
+        if let Some(remote) = self.remote_backend() {
+            return self.settle_remote(remote, seqs, remote::Settlement::Reject);
+        }
         if let Some(stream) = self.stream() {
             // Nothing leaves a stream; the credit came back.
             stream.acked();
@@ -666,6 +676,9 @@ impl Queue {
     /// is dead-lettered instead (reason delivery_limit), one whose TTL passed
     /// meanwhile expires, and a full drop-head queue drops its head.
     pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>, why: Return) {
+        if let Some(remote) = self.remote_backend() {
+            return self.settle_remote(remote, seqs, remote::Settlement::requeue(why));
+        }
         if let Some(stream) = self.stream() {
             // A stream keeps every message: nothing to put back.
             stream.acked();
@@ -737,6 +750,8 @@ impl Queue {
             Backend::Classic(state) => state,
             // RabbitMQ's delete-ok counts no message for a stream.
             Backend::Stream(stream) => return (0, stream.delete()),
+            // Its home counts; this node's consumers of it end.
+            Backend::Remote(remote) => return (0, Self::drop_remote_consumers(remote)),
         };
         let mut st = state.lock();
         st.deleted = true;
@@ -796,6 +811,7 @@ impl Queue {
         let state = match &self.backend {
             Backend::Classic(state) => state,
             Backend::Stream(stream) => return stream.flush_now(),
+            Backend::Remote(_) => return,
         };
         let st = state.lock();
         st.ready.save_redelivered(st.outstanding.iter());

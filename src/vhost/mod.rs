@@ -75,6 +75,8 @@ pub struct VHost {
     queues: DashMap<QueueName, Arc<Queue>>,
     /// In a cluster: the queues living on other nodes (`remote.rs`).
     remote: DashMap<QueueName, Arc<RemoteQueue>>,
+    /// This node's handles of remote queues its channels consume from (`remote.rs`).
+    proxies: DashMap<QueueName, Arc<Queue>>,
     /// In a cluster: the metadata log definition changes go through (`replicated.rs`).
     meta: std::sync::OnceLock<Arc<dyn crate::meta::MetaLog>>,
     /// Live direct reply-to consumers by address.
@@ -120,6 +122,7 @@ impl VHost {
             exchanges,
             queues: DashMap::new(),
             remote: DashMap::new(),
+            proxies: DashMap::new(),
             meta: std::sync::OnceLock::new(),
             replies: replies::Registry::default(),
             storage,

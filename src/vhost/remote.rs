@@ -1,16 +1,17 @@
 //! Queues of a clustered vhost that live on another node: the record this node keeps of
 //! each (from the metadata log), so that a declare, a bind or a delete here follows the
-//! same rules as where the queue lives. Publishing to, consuming from and purging them
-//! from this node come with issue 18's step 5 (they are refused until then).
+//! same rules as where the queue lives, and the handles (`Backend::Remote` queues) through
+//! which this node's channels consume from, get from and purge them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use warren_codec::types::FieldTable;
 
 use super::{VHost, resource};
 use crate::error::AmqpError;
-use crate::meta::{NodeId, Requester};
-use crate::queue::args;
+use crate::meta::{MetaLog, NodeId, Requester};
+use crate::names::ConnectionId;
+use crate::queue::{Queue, QueueArgs, QueueHost, QueueSpec, QueueType, args};
 
 /// The record of a queue whose home is another node.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,8 +95,81 @@ impl VHost {
             .unwrap_or_else(|| queue.home.to_string())
     }
 
-    /// What this node answers for using a queue that lives on another node (until
-    /// publishing and consuming are proxied, issue 18 step 5).
+    /// The queue `name` as `connection` consumes from, gets from or purges it: the local
+    /// queue, or this node's handle of one living on another node; 404 when there is none,
+    /// 405 when it is another connection's exclusive queue.
+    pub fn queue_or_remote(
+        self: &Arc<Self>,
+        name: &str,
+        connection: ConnectionId,
+    ) -> Result<Arc<Queue>, AmqpError> {
+        if let Some(queue) = self.queue(name) {
+            queue.check_exclusive(connection)?;
+            return Ok(queue);
+        }
+        let (Some(record), Some(meta)) = (self.remote_queue(name), self.meta()) else {
+            return Err(self.no_queue(name));
+        };
+        let requester = Requester {
+            node: meta.node(),
+            connection: connection.0,
+        };
+        record.check_exclusive(requester, &self.name)?;
+        Ok(self.handle_of(&record, meta.as_ref()))
+    }
+
+    fn handle_of(self: &Arc<Self>, record: &RemoteQueue, meta: &dyn MetaLog) -> Arc<Queue> {
+        if let Some(handle) = self.proxies.get(record.name.as_str())
+            && handle.store_id == record.id
+        {
+            return handle.clone();
+        }
+        let describe = super::resource("queue", &record.name, &self.name);
+        // The home checked them at declare; an unreadable table here keeps the defaults.
+        let args = QueueArgs::parse(&record.arguments, &describe).unwrap_or_default();
+        let kind = match args.queue_type {
+            QueueType::Stream => QueueType::Stream,
+            _ => QueueType::Classic,
+        };
+        let spec = QueueSpec {
+            durable: record.durable,
+            exclusive_owner: None,
+            auto_delete: record.auto_delete,
+            arguments: record.arguments.clone(),
+            args,
+        };
+        let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
+        let handle = Queue::remote(
+            record.name.as_str().into(),
+            self.name.clone(),
+            host,
+            spec,
+            record.id,
+            record.home,
+            kind,
+            meta.home_link(),
+        );
+        self.proxies
+            .insert(record.name.as_str().into(), handle.clone());
+        handle
+    }
+
+    /// This node's handle of remote queue `name`, if a channel here used it.
+    pub fn remote_handle(&self, name: &str) -> Option<Arc<Queue>> {
+        self.proxies.get(name).map(|h| h.clone())
+    }
+
+    /// The record of remote queue `name` is gone: its handle too, with this node's
+    /// consumers of it (returned, to be told).
+    pub(super) fn drop_remote_handle(&self, name: &str) -> Vec<Arc<crate::queue::Consumer>> {
+        self.proxies
+            .remove(name)
+            .map(|(_, handle)| handle.delete().1)
+            .unwrap_or_default()
+    }
+
+    /// What this node answers for using a queue that lives on another node where that is
+    /// not proxied.
     pub fn elsewhere(&self, queue: &RemoteQueue, what: &str) -> AmqpError {
         AmqpError::not_implemented(format!(
             "{} lives on cluster node '{}'; {what} from another node is not supported yet \

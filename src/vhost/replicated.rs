@@ -266,13 +266,15 @@ impl VHost {
         let removed = self
             .remote
             .remove_if(name, |_, r| id.is_none_or(|id| id == r.id));
+        let mut consumers = Vec::new();
         if removed.is_some() {
             self.queue_count.fetch_sub(1, Ordering::AcqRel);
             self.remove_bindings_to(&Destination::Queue(name.into()));
+            consumers = self.drop_remote_handle(name);
         }
         Applied::QueueDeleted {
             message_count: 0,
-            consumers: Vec::new(),
+            consumers,
         }
     }
 
