@@ -1,0 +1,7 @@
+//! Quorum queues (docs/cluster-design.md section 6).
+//!
+//! - `fifo.rs`: the replicated state machine, pure (no Raft, no I/O): Warren's
+//!   `rabbit_fifo`. Every member applies the same commands in log order and
+//!   reaches the same state; only the leader executes the effects.
+
+pub mod fifo;
