@@ -3,5 +3,8 @@
 //! - `fifo.rs`: the replicated state machine, pure (no Raft, no I/O): Warren's
 //!   `rabbit_fifo`. Every member applies the same commands in log order and
 //!   reaches the same state; only the leader executes the effects.
+//! - `fifo_tests/`: unit tests, one rule each.
 
 pub mod fifo;
+#[cfg(test)]
+mod fifo_tests;
