@@ -42,6 +42,7 @@ mod inspect;
 pub mod kind;
 mod limits;
 mod policy;
+pub mod quorum;
 mod ready;
 pub mod remote;
 mod retry;
