@@ -74,6 +74,9 @@ impl Channel {
                 if queue.remote_backend().is_some() {
                     return self.get_remote(queue, m.no_ack).await;
                 }
+                if queue.quorum().is_some() {
+                    return self.get_quorum(queue, m.no_ack).await;
+                }
                 if !m.no_ack {
                     let timeout = queue.consumer_timeout().or(self.conn.consumer_timeout);
                     self.shared.note_ack_timeout(timeout.filter(|&ms| ms > 0));
@@ -168,6 +171,9 @@ impl Channel {
         );
         if queue.remote_backend().is_some() {
             return self.consume_remote(&m, queue, consumer).await;
+        }
+        if queue.quorum().is_some() {
+            return self.consume_quorum(&m, queue, consumer).await;
         }
         // Consume-ok goes out once the queue has accepted the consumer, under
         // its lock, before the first delivery can.

@@ -144,6 +144,7 @@ impl Channel {
                     exclusive: m.exclusive,
                     auto_delete: m.auto_delete,
                     server_named: !m.passive && m.queue.as_str().is_empty(),
+                    quorum: None,
                     arguments: m.arguments,
                 };
                 let (queue, _) = vhost.declare_queue(&req, conn)?;
@@ -224,9 +225,12 @@ impl Channel {
         if queue.is_stream() {
             return Err(queue.not_for_streams("queue.purge"));
         }
-        let message_count = match queue.remote_backend() {
-            Some(_) => self.purge_remote(&queue).await?,
-            None => queue.purge(),
+        let message_count = if queue.remote_backend().is_some() {
+            self.purge_remote(&queue).await?
+        } else if queue.quorum().is_some() {
+            self.purge_quorum(&queue).await?
+        } else {
+            queue.purge()
         };
         Ok(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count }))
     }

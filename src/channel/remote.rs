@@ -1,7 +1,7 @@
 //! basic.consume, basic.get and queue.purge of a queue that lives on another cluster node
-//! (issue 18, step 5): the channel asks the queue's home through the vhost's metadata log
-//! and answers its client as for a local queue. Settles need nothing here: the queue's
-//! handle sends them home (`queue/remote.rs`).
+//! (issue 18, step 5) or is a quorum queue (step 7): the channel waits for the queue's
+//! home or Raft group and answers its client as for a local queue. Settles need nothing
+//! here: the queue's engine sends them on (`queue/remote.rs`, `queue/quorum/live.rs`).
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use super::Channel;
 use crate::error::AmqpError;
 use crate::meta::{Arguments, MetaLog, RemoteConsume};
 use crate::queue::delivery::{Delivery, DeliveryKind, DeliverySink, Refused, Unacked};
+use crate::queue::quorum::live::GetRefused;
 use crate::queue::remote::SinkKey;
 use crate::queue::{Consumer, Queue, Return};
 
@@ -90,6 +91,13 @@ impl Channel {
             .await;
             return Ok(());
         };
+        self.hand_over_get(queue, got, no_ack).await;
+        Ok(())
+    }
+
+    /// Sends a get-ok for `got`, waiting for room; if the connection goes first, the
+    /// queue takes the message back.
+    async fn hand_over_get(&self, queue: Arc<Queue>, got: crate::meta::RemoteGot, no_ack: bool) {
         let mut message = got.message;
         loop {
             let delivery = Delivery {
@@ -107,7 +115,7 @@ impl Channel {
                 delivered_at: 0,
             });
             match self.shared.try_deliver(delivery, unacked) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return,
                 Err(undelivered) if undelivered.refused == Refused::Full => {
                     message = undelivered.message;
                     if !self.shared.room().await {
@@ -117,11 +125,9 @@ impl Channel {
                 Err(_) => break,
             }
         }
-        // The connection is going: the home takes it back.
         if let Some(seq) = got.seq {
             queue.requeue([seq], Return::Failed);
         }
-        Ok(())
     }
 
     /// queue.purge of a remote queue, at its home.
@@ -130,4 +136,93 @@ impl Channel {
         meta.purge_at(home, &self.conn.vhost.name, &queue.name)
             .await
     }
+
+    /// basic.consume of a quorum queue: checked out in its log, then consume-ok, then
+    /// deliveries (from this node's own apply of the log).
+    pub(super) async fn consume_quorum(
+        &mut self,
+        m: &basic::Consume,
+        queue: Arc<Queue>,
+        consumer: Arc<Consumer>,
+    ) -> Result<(), AmqpError> {
+        let Some(quorum) = queue.quorum().cloned() else {
+            return Err(AmqpError::internal_error("not a quorum queue"));
+        };
+        let tag = consumer.tag.clone();
+        self.shared
+            .consumers
+            .lock()
+            .insert(tag.clone(), queue.clone());
+        let Ok(key) = quorum.consume(consumer).await else {
+            self.shared.consumers.lock().remove(&tag);
+            return Err(no_majority(&queue));
+        };
+        if !m.nowait {
+            self.reply(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(
+                basic::ConsumeOk {
+                    consumer_tag: ShortString::try_new(tag.to_string()).unwrap_or_default(),
+                },
+            )))
+            .await;
+        }
+        quorum.activate(&key);
+        Ok(())
+    }
+
+    /// basic.get of a quorum queue.
+    pub(super) async fn get_quorum(
+        &mut self,
+        queue: Arc<Queue>,
+        no_ack: bool,
+    ) -> Result<(), AmqpError> {
+        let Some(quorum) = queue.quorum().cloned() else {
+            return Err(AmqpError::internal_error("not a quorum queue"));
+        };
+        let got = match quorum.get(self.shared.as_ref(), no_ack).await {
+            Ok(got) => got,
+            Err(GetRefused::SingleActiveConsumer) => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "{} has single active consumer enabled: basic.get is not supported",
+                    queue.describe()
+                )));
+            }
+            Err(GetRefused::NoLeader) => return Err(no_majority(&queue)),
+        };
+        let Some((id, message, redelivered, ready)) = got else {
+            self.conn.global.get_empty.incr();
+            self.shared.counters.get_empty.incr();
+            self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
+                basic::GetEmpty {},
+            )))
+            .await;
+            return Ok(());
+        };
+        let got = crate::meta::RemoteGot {
+            seq: (!no_ack).then_some(id.0),
+            redelivered,
+            message_count: u32::try_from(ready).unwrap_or(u32::MAX),
+            message,
+        };
+        self.hand_over_get(queue, got, no_ack).await;
+        Ok(())
+    }
+
+    /// queue.purge of a quorum queue.
+    pub(super) async fn purge_quorum(&self, queue: &Queue) -> Result<u32, AmqpError> {
+        let Some(quorum) = queue.quorum() else {
+            return Ok(0);
+        };
+        match quorum.purge().await {
+            Some(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+            None => Err(no_majority(queue)),
+        }
+    }
+}
+
+/// A quorum queue whose group has no leader in time: RabbitMQ's timeout answer.
+fn no_majority(queue: &Queue) -> AmqpError {
+    AmqpError::internal_error(format!(
+        "timed out waiting for {} to answer (no majority of its members?)",
+        queue.describe()
+    ))
 }

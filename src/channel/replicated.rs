@@ -171,6 +171,7 @@ impl Channel {
                     arguments: Arguments(m.arguments),
                     home: meta.node(),
                     id: None,
+                    members: Vec::new(),
                 };
                 let Applied::QueueDeclared {
                     name,

@@ -213,8 +213,12 @@ impl Applier {
                             auto_delete: q.spec.auto_delete,
                             server_named: q.name.starts_with("amq.gen-"),
                             arguments: Arguments(q.spec.arguments.clone()),
-                            home: here,
+                            home: q.quorum().map_or(here, |qq| qq.placement.home),
                             id: Some(q.store_id),
+                            members: q
+                                .quorum()
+                                .map(|qq| qq.placement.members.clone())
+                                .unwrap_or_default(),
                         },
                     )
                 })
@@ -231,6 +235,7 @@ impl Applier {
                         arguments: Arguments(r.arguments.clone()),
                         home: r.home,
                         id: Some(r.id),
+                        members: r.members.clone(),
                     },
                 )
             }));
@@ -470,6 +475,7 @@ mod tests {
             arguments: Arguments::default(),
             home: NodeId(home),
             id: None,
+            members: Vec::new(),
         }
     }
 

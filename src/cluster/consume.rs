@@ -129,7 +129,7 @@ impl Homes {
                 })
             }
             ProxyMessage::Counts { vhost, queue } => {
-                local_queue(broker, &vhost, &queue).map(|(_, q)| ProxyAnswer::Counts {
+                any_queue(broker, &vhost, &queue).map(|(_, q)| ProxyAnswer::Counts {
                     messages: q.message_count(),
                     consumers: q.consumer_count(),
                 })
@@ -397,6 +397,23 @@ fn put_back(held: Vec<Unacked>) {
 }
 
 fn local_queue(
+    broker: &Broker,
+    vhost: &str,
+    queue: &str,
+) -> Result<(Arc<VHost>, Arc<Queue>), AmqpError> {
+    let (vhost, found) = any_queue(broker, vhost, queue)?;
+    if found.quorum().is_some() {
+        // Its members serve their own channels; one not a member cannot be served yet.
+        return Err(AmqpError::not_implemented(format!(
+            "{} is a quorum queue: consume from, get from or purge it through one of its member nodes",
+            found.describe()
+        )));
+    }
+    Ok((vhost, found))
+}
+
+/// The queue `queue` of `vhost` here, whatever its kind.
+fn any_queue(
     broker: &Broker,
     vhost: &str,
     queue: &str,

@@ -19,6 +19,7 @@ mod form;
 pub mod identity;
 pub mod meta;
 pub mod proxy;
+pub mod quorum;
 mod sink;
 pub mod submit;
 mod view;
@@ -102,12 +103,6 @@ impl Cluster {
             crate::meta::NodeId(identity.id),
             broker.clean_start,
         );
-        node.create_group_with(
-            METADATA_GROUP,
-            GroupKind::Metadata,
-            Some(Arc::new(meta.clone())),
-        )
-        .await?;
         let info = NodeInfo {
             id: identity.id,
             name: identity.name.clone(),
@@ -137,6 +132,15 @@ impl Cluster {
             homes,
         )));
         broker.set_meta(submit::ClusterMeta::new(&this, boot));
+        // After the broker has its metadata log: replaying group 0 declares quorum queues,
+        // whose groups start through it.
+        this.node
+            .create_group_with(
+                METADATA_GROUP,
+                GroupKind::Metadata,
+                Some(Arc::new(this.meta.clone())),
+            )
+            .await?;
         tracing::info!(node = %this.identity.name, id = this.identity.id,
             addr = %this.node.local_addr(), "cluster node started");
         tokio::spawn(form::run(this.clone()));

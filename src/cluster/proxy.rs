@@ -404,25 +404,40 @@ impl ProxyHandler {
         Self { broker, homes }
     }
 
-    /// Enqueues a forwarded message now; answers whether it must wait for the commit.
-    fn take(&self, vhost: String, queues: Vec<String>, message: WireMessage) -> Result<bool, ()> {
+    /// Enqueues a forwarded message now; answers whether it must wait for the commit, and
+    /// the quorum queues' answers to wait for.
+    fn take(
+        &self,
+        vhost: String,
+        queues: Vec<String>,
+        message: WireMessage,
+    ) -> Result<(bool, Vec<oneshot::Receiver<bool>>), ()> {
         let broker = self.broker.upgrade().ok_or(())?;
         let message = message.into_message().ok_or(())?;
         // A vhost or queue deleted meanwhile takes nothing, as an unroutable publish.
         let Some(vhost) = broker.vhost(&vhost) else {
-            return Ok(false);
+            return Ok((false, Vec::new()));
         };
         let mut stored = false;
         let mut refused = false;
+        let mut replicated = Vec::new();
         for name in queues {
             if let Some(queue) = vhost.queue(&name) {
+                if let Some(quorum) = queue.quorum() {
+                    replicated.push(quorum.publish(&message));
+                    continue;
+                }
                 match queue.publish(message.clone()) {
                     Enqueued::Accepted => stored |= queue.stores(&message),
                     Enqueued::Refused => refused = true,
                 }
             }
         }
-        if refused { Err(()) } else { Ok(stored) }
+        if refused {
+            Err(())
+        } else {
+            Ok((stored, replicated))
+        }
     }
 
     /// A publish: enqueued now, answered once safe.
@@ -430,19 +445,25 @@ impl ProxyHandler {
         let taken = self.take(vhost, queues, message);
         let broker = self.broker.clone();
         Box::pin(async move {
-            match taken {
-                Err(()) => answer(ProxyAnswer::Refused),
-                Ok(false) => answer(ProxyAnswer::Taken),
-                Ok(true) => {
-                    let Some(broker) = broker.upgrade() else {
-                        return answer(ProxyAnswer::Refused);
-                    };
-                    let generation = broker.storage.request();
-                    match broker.storage.wait(generation).await {
-                        Ok(()) => answer(ProxyAnswer::Taken),
-                        Err(_) => answer(ProxyAnswer::Refused),
-                    }
+            let (stored, replicated) = match taken {
+                Err(()) => return answer(ProxyAnswer::Refused),
+                Ok(taken) => taken,
+            };
+            for quorum in replicated {
+                if !matches!(quorum.await, Ok(true)) {
+                    return answer(ProxyAnswer::Refused);
                 }
+            }
+            if !stored {
+                return answer(ProxyAnswer::Taken);
+            }
+            let Some(broker) = broker.upgrade() else {
+                return answer(ProxyAnswer::Refused);
+            };
+            let generation = broker.storage.request();
+            match broker.storage.wait(generation).await {
+                Ok(()) => answer(ProxyAnswer::Taken),
+                Err(_) => answer(ProxyAnswer::Refused),
             }
         })
     }

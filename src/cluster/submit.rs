@@ -14,6 +14,7 @@ use super::Cluster;
 use super::deliver::{self, ClusterLink};
 use super::meta::MetaCommand;
 use super::proxy::Forwarder;
+use super::quorum::ClusterQuorum;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::meta::{
@@ -21,6 +22,7 @@ use crate::meta::{
     RemoteConsume, RemoteGot, Requester, Submitted,
 };
 use crate::names::ConnectionId;
+use crate::queue::quorum::live::{QuorumLog, QuorumQueue};
 use crate::queue::remote::{HomeLink, SinkKey};
 
 /// How long a submission may wait for a leader to commit it.
@@ -37,6 +39,7 @@ pub struct ClusterMeta {
     next_request: AtomicU64,
     forwarder: Arc<Forwarder>,
     link: Arc<ClusterLink>,
+    quorum: Arc<ClusterQuorum>,
     /// This node's run, as its channels' requests name it to queues' homes.
     boot: u64,
 }
@@ -50,9 +53,32 @@ impl ClusterMeta {
             here: NodeId(cluster.id()),
             next_request: AtomicU64::new(1),
             link: Arc::new(ClusterLink::new(&forwarder)),
+            quorum: Arc::new(ClusterQuorum::new(Arc::downgrade(cluster))),
             forwarder,
             boot,
         })
+    }
+
+    /// A quorum queue's declare with its members chosen: this node and the next ones by
+    /// id (all when the cluster has no more than `x-quorum-initial-group-size`, default 3),
+    /// so queues declared through different nodes spread their leaders.
+    fn placed(&self, mut op: DefinitionOp) -> DefinitionOp {
+        if let DefinitionOp::DeclareQueue {
+            arguments, members, ..
+        } = &mut op
+            && members.is_empty()
+            && is_quorum(&arguments.0)
+            && let Some(cluster) = self.cluster.upgrade()
+        {
+            let size = group_size(&arguments.0);
+            let all: Vec<NodeId> = cluster.members().keys().map(|&id| NodeId(id)).collect();
+            let start = all.iter().position(|&n| n == self.here).unwrap_or(0);
+            *members = (0..all.len().min(size))
+                .map(|i| all[(start + i) % all.len()])
+                .collect();
+            members.sort();
+        }
+        op
     }
 
     fn home_name(&self, home: NodeId) -> String {
@@ -80,7 +106,7 @@ impl MetaLog for ClusterMeta {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let def = Definition {
             vhost: vhost.to_owned(),
-            op,
+            op: self.placed(op),
             requester: Requester {
                 node: self.here,
                 connection: connection.0,
@@ -143,6 +169,18 @@ impl MetaLog for ClusterMeta {
         deliver::counts_at(&self.forwarder, home, self.home_name(home), vhost, queue)
     }
 
+    fn run(&self) -> u64 {
+        self.boot
+    }
+
+    fn quorum_log(&self) -> Arc<dyn QuorumLog> {
+        self.quorum.clone()
+    }
+
+    fn host_quorum(&self, queue: Arc<QuorumQueue>) {
+        tokio::spawn(super::quorum::host(self.cluster.clone(), queue));
+    }
+
     fn submit_broker(&self, op: BrokerOp) -> Submitted {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let change = BrokerChange {
@@ -184,4 +222,23 @@ impl ClusterMeta {
             }
         })
     }
+}
+
+/// Whether declare arguments ask for a quorum queue.
+fn is_quorum(arguments: &warren_codec::types::FieldTable) -> bool {
+    matches!(
+        arguments.inner().get("x-queue-type"),
+        Some(warren_codec::types::AMQPValue::LongString(s)) if s.as_bytes() == b"quorum"
+    )
+}
+
+/// `x-quorum-initial-group-size`, 3 when absent (at least 1).
+fn group_size(arguments: &warren_codec::types::FieldTable) -> usize {
+    arguments
+        .inner()
+        .get("x-quorum-initial-group-size")
+        .and_then(warren_exchanges::integer)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(3)
+        .max(1)
 }

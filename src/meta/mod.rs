@@ -23,6 +23,7 @@ use crate::message::Message;
 use crate::names::{ConnectionId, Destination};
 use crate::policy::{PolicyDef, PolicyKind};
 use crate::queue::Consumer;
+use crate::queue::quorum::live::{QuorumLog, QuorumQueue};
 use crate::queue::remote::{HomeLink, SinkKey};
 
 pub use crate::names::NodeId;
@@ -161,6 +162,10 @@ pub enum DefinitionOp {
         home: NodeId,
         /// The queue's store id; `None`: the entry's log index (a snapshot names it).
         id: Option<u64>,
+        /// A quorum queue's group members (empty for other queues; filled in by the
+        /// cluster when the declare is submitted).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        members: Vec<NodeId>,
     },
     /// Removes a queue (its conditions were checked where it lives before this was logged).
     DeleteQueue {
@@ -416,6 +421,12 @@ pub trait MetaLog: Send + Sync + std::fmt::Debug {
     fn purge_at(&self, home: NodeId, vhost: &str, queue: &str) -> AtHome<u32>;
     /// A queue's ready messages and consumers, at `home`.
     fn counts_at(&self, home: NodeId, vhost: &str, queue: &str) -> AtHome<(u32, u32)>;
+    /// This node's run (a restart makes a new one).
+    fn run(&self) -> u64;
+    /// The Raft groups of quorum queues.
+    fn quorum_log(&self) -> Arc<dyn QuorumLog>;
+    /// Starts `queue`'s Raft group on this node (its home initialises it).
+    fn host_quorum(&self, queue: Arc<QuorumQueue>);
 }
 
 #[cfg(test)]
@@ -438,6 +449,7 @@ mod tests {
                 arguments: Arguments(table),
                 home: NodeId(7),
                 id: None,
+                members: Vec::new(),
             },
             requester: Requester {
                 node: NodeId(7),

@@ -405,6 +405,7 @@ async fn import_entries(
             ),
             home: v.meta().map_or(NodeId(0), |m| m.node()),
             id: None,
+            members: Vec::new(),
         };
         v.change(op, API_CONNECTION)
             .await

@@ -227,6 +227,7 @@ pub async fn put_queue(
         auto_delete: bool_field(&body, "auto_delete", false),
         arguments: json_to_table(body.get("arguments").unwrap_or(&Value::Null))?,
         server_named: false,
+        quorum: None,
     };
     let created = v.queue(&request.name).is_none() && v.remote_queue(&request.name).is_none();
     let op = DefinitionOp::DeclareQueue {
@@ -238,6 +239,7 @@ pub async fn put_queue(
         arguments: Arguments(request.arguments),
         home: v.meta().map_or(NodeId(0), |m| m.node()),
         id: None,
+        members: Vec::new(),
     };
     v.change(op, API_CONNECTION).await?;
     // As on AMQP: the answer waits until what was stored is on disk.

@@ -254,6 +254,7 @@ impl Queue {
             Backend::Stream(stream) => stream.consumers().len(),
             // Its home counts them.
             Backend::Remote(_) => 0,
+            Backend::Quorum(quorum) => quorum.counts().2,
         };
         u32::try_from(count).unwrap_or(u32::MAX)
     }
@@ -275,6 +276,13 @@ impl Queue {
     ) -> Result<(), AmqpError> {
         if let Some(stream) = self.stream() {
             return stream.add_consumer(self, consumer, arguments, accepted);
+        }
+        if self.quorum().is_some() || self.remote_backend().is_some() {
+            // Their consumers register asynchronously (the channel's own paths).
+            return Err(AmqpError::internal_error(format!(
+                "{} takes consumers through its channel path",
+                self.describe()
+            )));
         }
         self.with_state(|st, dead| self.add_consumer_locked(st, dead, consumer, accepted))
             .unwrap_or(Ok(()))
@@ -320,6 +328,10 @@ impl Queue {
             self.cancel_remote(remote, sink, tag);
             return false;
         }
+        if let Some(quorum) = self.quorum() {
+            quorum.cancel(sink, tag);
+            return false;
+        }
         if let Some(stream) = self.stream() {
             stream.remove_consumer(sink, tag);
             return false;
@@ -338,6 +350,10 @@ impl Queue {
     pub fn release_channel(self: &Arc<Self>, sink: &dyn DeliverySink) -> bool {
         if let Some(remote) = self.remote_backend() {
             self.release_remote(remote, sink);
+            return false;
+        }
+        if let Some(quorum) = self.quorum() {
+            quorum.release_channel(self, sink);
             return false;
         }
         if let Some(stream) = self.stream() {

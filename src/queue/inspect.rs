@@ -99,6 +99,7 @@ impl Queue {
             }
             // Its home has the figures.
             Backend::Remote(_) => return QueueStats::default(),
+            Backend::Quorum(quorum) => return Queue::quorum_stats(quorum),
         };
         let st = state.lock();
         QueueStats {
@@ -153,7 +154,7 @@ impl Queue {
                 .iter()
                 .map(|c| c.consumer().clone())
                 .collect(),
-            Backend::Remote(_) => Vec::new(),
+            Backend::Remote(_) | Backend::Quorum(_) => Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::QueueState;
+use super::quorum::live::QuorumQueue;
 use super::remote::RemoteBackend;
 use super::stream::StreamQueue;
 
@@ -76,6 +77,8 @@ pub(super) enum Backend {
     Stream(Arc<StreamQueue>),
     /// A queue living on another cluster node: its home runs it (`remote.rs`).
     Remote(RemoteBackend),
+    /// A quorum queue on one of its member nodes (`quorum/`).
+    Quorum(Arc<QuorumQueue>),
 }
 
 impl Backend {
@@ -85,6 +88,7 @@ impl Backend {
             Backend::Classic(_) => "classic",
             Backend::Stream(_) => "stream",
             Backend::Remote(remote) => remote.type_name(),
+            Backend::Quorum(_) => "quorum",
         }
     }
 }

@@ -369,6 +369,9 @@ impl Queue {
 
     /// Ready messages (what declare-ok and get-ok report), expired ones gone.
     pub fn message_count(self: &Arc<Self>) -> u32 {
+        if let Some(quorum) = self.quorum() {
+            return u32::try_from(quorum.counts().0).unwrap_or(u32::MAX);
+        }
         if let Some(stream) = self.stream() {
             return u32::try_from(stream.message_count()).unwrap_or(u32::MAX);
         }
@@ -388,6 +391,11 @@ impl Queue {
     /// Enqueues a message and delivers what can be delivered; a queue over its
     /// length limit drops its head or refuses the message (`x-overflow`).
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
+        if let Some(quorum) = self.quorum() {
+            // Callers that need the confirm use `QuorumQueue::publish` (the vhost does).
+            drop(quorum.publish(&message));
+            return Enqueued::Accepted;
+        }
         if let Some(stream) = self.stream() {
             self.counters.publish.incr_concurrent();
             stream.publish(message);
@@ -627,6 +635,9 @@ impl Queue {
         if let Some(remote) = self.remote_backend() {
             return self.settle_remote(remote, seqs, remote::Settlement::Ack);
         }
+        if let Some(quorum) = self.quorum() {
+            return quorum.settle(seqs, quorum::live::Settle::Ack);
+        }
         if let Some(stream) = self.stream() {
             self.counters
                 .ack
@@ -654,6 +665,9 @@ impl Queue {
         if let Some(remote) = self.remote_backend() {
             return self.settle_remote(remote, seqs, remote::Settlement::Reject);
         }
+        if let Some(quorum) = self.quorum() {
+            return quorum.settle(seqs, quorum::live::Settle::Reject);
+        }
         if let Some(stream) = self.stream() {
             // Nothing leaves a stream; the credit came back.
             stream.acked();
@@ -679,6 +693,10 @@ impl Queue {
     pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = SeqId>, why: Return) {
         if let Some(remote) = self.remote_backend() {
             return self.settle_remote(remote, seqs, remote::Settlement::requeue(why));
+        }
+        if let Some(quorum) = self.quorum() {
+            let failed = why == Return::Failed;
+            return quorum.settle(seqs, quorum::live::Settle::Requeue { failed });
         }
         if let Some(stream) = self.stream() {
             // A stream keeps every message: nothing to put back.
@@ -753,6 +771,10 @@ impl Queue {
             Backend::Stream(stream) => return (0, stream.delete()),
             // Its home counts; this node's consumers of it end.
             Backend::Remote(remote) => return (0, Self::drop_remote_consumers(remote)),
+            Backend::Quorum(quorum) => {
+                let ready = u32::try_from(quorum.counts().0).unwrap_or(u32::MAX);
+                return (ready, quorum.drop_local_consumers());
+            }
         };
         let mut st = state.lock();
         st.deleted = true;
@@ -812,7 +834,7 @@ impl Queue {
         let state = match &self.backend {
             Backend::Classic(state) => state,
             Backend::Stream(stream) => return stream.flush_now(),
-            Backend::Remote(_) => return,
+            Backend::Remote(_) | Backend::Quorum(_) => return,
         };
         let st = state.lock();
         st.ready.save_redelivered(st.outstanding.iter());

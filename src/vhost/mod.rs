@@ -55,6 +55,8 @@ pub struct QueueDeclare {
     pub arguments: FieldTable,
     /// The broker chose the name (`amq.gen-...`), so the reserved prefix is fine.
     pub server_named: bool,
+    /// In a cluster, a quorum queue's placement: this node runs it as a member.
+    pub quorum: Option<crate::queue::quorum::live::Placement>,
 }
 
 /// What deleting a queue left to do: tell its consumers.
@@ -369,7 +371,10 @@ impl VHost {
             auto_delete: spec.auto_delete,
             arguments: spec.arguments.clone(),
         };
-        let queue = self.new_queue(&req.name, spec, id)?;
+        let queue = match &req.quorum {
+            Some(placement) => self.new_quorum_queue(&req.name, spec, id, placement)?,
+            None => self.new_queue(&req.name, spec, id)?,
+        };
         if queue.keeps_persistent() {
             self.storage.save_queue(&self.name, &req.name, &record);
         }
@@ -387,7 +392,20 @@ impl VHost {
         if args.queue_type == QueueType::Stream {
             stream_properties(req, describe)?;
         }
-        if args.queue_type == QueueType::Quorum {
+        if args.queue_type == QueueType::Quorum && self.meta().is_some() {
+            // A replicated queue: RabbitMQ's checks, in its order.
+            for (bad, property) in [
+                (req.auto_delete, "auto-delete"),
+                (req.exclusive, "exclusive-owner"),
+                (!req.durable, "non-durable"),
+            ] {
+                if bad {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "invalid property '{property}' for {describe}"
+                    )));
+                }
+            }
+        } else if args.queue_type == QueueType::Quorum {
             // Applications that declare quorum queues keep running, but
             // nothing is replicated: say so where operators look.
             tracing::warn!(
@@ -416,6 +434,33 @@ impl VHost {
             id,
         )?;
         self.apply_queue_policy(&queue);
+        Ok(queue)
+    }
+
+    /// A quorum queue this node is a member of: its engine, and its Raft group started
+    /// through the cluster.
+    fn new_quorum_queue(
+        self: &Arc<Self>,
+        name: &str,
+        spec: QueueSpec,
+        id: QueueId,
+        placement: &crate::queue::quorum::live::Placement,
+    ) -> Result<Arc<Queue>, AmqpError> {
+        let Some(meta) = self.meta() else {
+            return self.new_queue(name, spec, id);
+        };
+        let quorum = crate::queue::quorum::live::QuorumQueue::new(
+            id,
+            placement.clone(),
+            meta.node(),
+            meta.run(),
+            meta.quorum_log(),
+            crate::queue::quorum::fifo_config(&spec.args),
+        );
+        let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
+        let queue =
+            Queue::quorum_backed(name.into(), self.name.clone(), host, spec, quorum.clone());
+        meta.host_quorum(quorum);
         Ok(queue)
     }
 

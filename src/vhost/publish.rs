@@ -168,6 +168,12 @@ impl VHost {
     fn enqueue(&self, message: &Arc<Message>, queues: &[Arc<Queue>]) -> Outcome {
         let mut outcome = Outcome::default();
         for queue in queues {
+            if let Some(quorum) = queue.quorum() {
+                // Confirmed once a majority of its members has it.
+                outcome.queues += 1;
+                outcome.forwarded.0.push(quorum.publish(message));
+                continue;
+            }
             match queue.publish(message.clone()) {
                 Enqueued::Accepted => {
                     outcome.queues += 1;

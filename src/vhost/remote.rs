@@ -30,6 +30,8 @@ pub struct RemoteQueue {
     pub exclusive_owner: Option<Requester>,
     /// Its declare arguments.
     pub arguments: FieldTable,
+    /// A quorum queue's members (none of them this node).
+    pub members: Vec<NodeId>,
 }
 
 impl RemoteQueue {

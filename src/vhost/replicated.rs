@@ -18,6 +18,7 @@ use crate::error::AmqpError;
 use crate::meta::{Applied, BindTo, DefinitionOp, MetaLog, NodeId, Requester};
 use crate::names::{ConnectionId, Destination};
 use crate::queue::Queue;
+use crate::queue::quorum::live::Placement;
 
 /// Where an operation is applied: the log index and this node.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +150,7 @@ impl VHost {
                 arguments,
                 home,
                 id,
+                members,
             } => {
                 let req = QueueDeclare {
                     name: name.clone(),
@@ -157,11 +159,12 @@ impl VHost {
                     exclusive: *exclusive,
                     auto_delete: *auto_delete,
                     server_named: *server_named,
+                    quorum: None,
                     arguments: arguments.0.clone(),
                 };
                 // The log index names a queue's store id; a single node takes a fresh one.
                 let id = id.or((at.index != 0).then_some(at.index));
-                self.apply_declare_queue(&req, *home, id, requester, at)
+                self.apply_declare_queue(&req, *home, members, id, requester, at)
             }
             DefinitionOp::DeleteQueue { name, id } => Ok(self.apply_delete_queue(name, *id)),
         }
@@ -190,6 +193,7 @@ impl VHost {
         self: &Arc<Self>,
         req: &QueueDeclare,
         home: NodeId,
+        members: &[NodeId],
         id: Option<u64>,
         requester: Requester,
         at: ApplyAt,
@@ -205,7 +209,17 @@ impl VHost {
             )?;
             return Ok(declared(&req.name, 0, 0));
         }
-        if home == at.here {
+        // A quorum queue lives on each of its members.
+        let member = members.contains(&at.here);
+        if home == at.here || member {
+            let mut req = req.clone();
+            if !members.is_empty() {
+                req.quorum = Some(Placement {
+                    home,
+                    members: members.to_vec(),
+                });
+            }
+            let req = &req;
             let connection = requester.connection_on(at.here);
             let (queue, new) = self.declare_queue_with_id(req, connection, id)?;
             if new && id.is_some() && queue.keeps_persistent() {
@@ -244,6 +258,7 @@ impl VHost {
                 auto_delete: req.auto_delete,
                 exclusive_owner: req.exclusive.then_some(requester),
                 arguments: req.arguments.clone(),
+                members: members.to_vec(),
             }),
         );
         Ok(declared(&req.name, 0, 0))

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod nodes;
+mod quorum;
 mod remote_queues;
 
 use lapin::options::{

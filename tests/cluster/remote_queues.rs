@@ -27,7 +27,12 @@ async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32
     }
 }
 
-async fn consumer(ch: &Channel, queue: &str, tag: &str, no_ack: bool) -> lapin::Consumer {
+pub(crate) async fn consumer(
+    ch: &Channel,
+    queue: &str,
+    tag: &str,
+    no_ack: bool,
+) -> lapin::Consumer {
     ch.basic_consume(
         queue.into(),
         tag.into(),

@@ -645,6 +645,7 @@ async fn concurrent_declares_never_pass_max_queues_together() {
         auto_delete: false,
         arguments: Default::default(),
         server_named: false,
+        quorum: None,
     };
     // Two threads race to declare different queues into the one free slot,
     // round after round; never may both win.

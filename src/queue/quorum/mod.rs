@@ -6,8 +6,38 @@
 //! - `fifo_tests/`: unit tests, one rule each; `fifo_props/`: a proptest
 //!   reference model, determinism and snapshot round trips.
 
+//! - `machine.rs`: a member's replicated state (the fifo and the bodies) applied from
+//!   the queue's Raft log; `live.rs`: the queue on a member node (`Backend::Quorum`):
+//!   writes in order, deliveries to this node's consumers from its own apply.
+
+use crate::queue::args::{Overflow as ArgsOverflow, QueueArgs};
+
+/// The fifo's settings from a quorum queue's arguments: RabbitMQ 4's delivery limit of
+/// 20 unless `x-delivery-limit` says otherwise (a negative value: none).
+pub fn fifo_config(args: &QueueArgs) -> fifo::Config {
+    fifo::Config {
+        max_length: args.max_length,
+        max_length_bytes: args.max_length_bytes,
+        overflow: match args.overflow {
+            ArgsOverflow::DropHead => fifo::Overflow::DropHead,
+            _ => fifo::Overflow::RejectPublish,
+        },
+        delivery_limit: match args.delivery_limit {
+            None => Some(fifo::DEFAULT_DELIVERY_LIMIT),
+            Some(u64::MAX) => None,
+            Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        },
+        message_ttl: args.message_ttl,
+        dead_lettering: args.dead_letter_exchange.is_some(),
+        single_active_consumer: args.single_active_consumer,
+    }
+}
+
 pub mod fifo;
 #[cfg(test)]
 mod fifo_props;
 #[cfg(test)]
 mod fifo_tests;
+pub mod live;
+pub mod machine;
+mod seam;

@@ -1,0 +1,148 @@
+//! Quorum queues' Raft groups on this node (issue 18, step 7): the queue room's
+//! [`QuorumLog`] over the node's multi-Raft, each member's group started with the queue's
+//! state machine, the declaring node initialising it with the members the declare named,
+//! and a member's chores (returning what its consumers of an earlier run held; the
+//! leader's clock ticks for TTLs).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use warren_raft::{Command, GroupKind, Machine, NodeError, Reply};
+
+use super::Cluster;
+use crate::queue::quorum::live::{QuorumLog, QuorumQueue, Written};
+
+/// How long a quorum queue write may look for its group's leader (an election after a
+/// leader's loss takes 2.5 to 5 s).
+const WRITE_WITHIN: Duration = Duration::from_secs(15);
+
+/// How often a member looks at its queue's clock.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// The quorum queues' Raft groups, for the queue room.
+#[derive(Debug)]
+pub struct ClusterQuorum {
+    cluster: Weak<Cluster>,
+}
+
+impl ClusterQuorum {
+    /// Over `cluster`'s Raft node.
+    pub fn new(cluster: Weak<Cluster>) -> Self {
+        Self { cluster }
+    }
+}
+
+impl QuorumLog for ClusterQuorum {
+    fn write(&self, group: u64, command: Bytes) -> Written {
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            let cluster = cluster.upgrade().ok_or("the cluster service stopped")?;
+            let (index, reply) = cluster
+                .node
+                .write_anywhere(group, Command { payload: command }, WRITE_WITHIN)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((index, reply.payload))
+        })
+    }
+
+    fn leads(&self, group: u64) -> bool {
+        self.cluster.upgrade().is_some_and(|c| {
+            c.node
+                .status(group)
+                .is_some_and(|s| s.leader == Some(c.id()))
+        })
+    }
+}
+
+/// A quorum queue as its group's state machine.
+struct QueueMachine(Weak<QuorumQueue>);
+
+impl Machine for QueueMachine {
+    fn apply(&self, index: u64, command: &Command) -> Reply {
+        let payload = match self.0.upgrade() {
+            Some(queue) => queue.apply(index, &command.payload),
+            None => Vec::new(),
+        };
+        Reply {
+            payload: Bytes::from(payload),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.upgrade().map(|q| q.snapshot()).unwrap_or_default()
+    }
+
+    fn restore(&self, data: &[u8]) -> Result<(), std::io::Error> {
+        match self.0.upgrade() {
+            Some(queue) => queue.restore(data),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts `queue`'s group on this node, initialises it on its home, then runs the
+/// member's chores while the queue lives.
+pub async fn host(cluster: Weak<Cluster>, queue: Arc<QuorumQueue>) {
+    let Some(c) = cluster.upgrade() else {
+        return;
+    };
+    let machine: Arc<dyn Machine> = Arc::new(QueueMachine(Arc::downgrade(&queue)));
+    match c
+        .node
+        .create_group_with(queue.group, GroupKind::Queue, Some(machine))
+        .await
+    {
+        Ok(_) | Err(NodeError::GroupExists(_)) => {}
+        Err(error) => {
+            tracing::error!(group = queue.group, %error, "a quorum queue's group could not start");
+            return;
+        }
+    }
+    if queue.placement.home.0 == c.id() {
+        let members = c.members();
+        let voters: BTreeMap<u64, warren_raft::BasicNode> = queue
+            .placement
+            .members
+            .iter()
+            .filter_map(|m| {
+                members
+                    .get(&m.0)
+                    .map(|info| (m.0, warren_raft::BasicNode::new(info.cluster_addr.clone())))
+            })
+            .collect();
+        // Refused when it was initialised before (a replay after a restart): fine.
+        if let Err(error) = c.node.initialize(queue.group, voters).await {
+            tracing::debug!(group = queue.group, %error, "quorum group initialise");
+        }
+    }
+    drop(c);
+    let weak = Arc::downgrade(&queue);
+    drop(queue);
+    tokio::spawn(chores(cluster, weak));
+}
+
+/// Once this member has caught up with its group, returns what consumers of its earlier
+/// runs held; then, every second, the leader appends a tick when a TTL may have passed.
+async fn chores(cluster: Weak<Cluster>, queue: Weak<QuorumQueue>) {
+    let mut caught_up = false;
+    loop {
+        tokio::time::sleep(TICK_EVERY).await;
+        let (Some(c), Some(q)) = (cluster.upgrade(), queue.upgrade()) else {
+            return;
+        };
+        if !caught_up {
+            let Some(status) = c.node.status(q.group) else {
+                continue;
+            };
+            if status.leader.is_some() && status.last_applied >= status.committed {
+                caught_up = true;
+                q.return_stale_consumers();
+            }
+            continue;
+        }
+        q.tick();
+    }
+}

@@ -1,0 +1,200 @@
+//! Quorum queues on three nodes (issue 18, step 7): declared through any node, replicated
+//! to every member, confirmed once a majority has a publish, consumed on any member, and
+//! still there with their messages when a node is killed.
+
+use std::time::Duration;
+
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+
+use super::common::lapin::{confirming, next_delivery, publish_acked, refused};
+use super::{channel, durable_queue, passive_queue, table, text};
+use crate::nodes::Nodes;
+
+fn quorum() -> FieldTable {
+    table(&[("x-queue-type", text("quorum"))])
+}
+
+fn number(data: &[u8]) -> u32 {
+    u32::from_be_bytes(data.try_into().expect("4 bytes"))
+}
+
+async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32>) {
+    for n in numbers {
+        publish_acked(ch, "", queue, &n.to_be_bytes(), BasicProperties::default()).await;
+    }
+}
+
+async fn declare_quorum(ch: &Channel, name: &str) {
+    ch.queue_declare(name.into(), durable_queue(), quorum())
+        .await
+        .unwrap_or_else(|e| panic!("quorum queue {name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_is_replicated_and_consumed_on_any_member() {
+    let nodes = Nodes::start().await;
+    let (_c1, ch1) = channel(&nodes.uri(0)).await;
+    declare_quorum(&ch1, "orders").await;
+
+    // The management API reports what it is.
+    let listed = super::common::eventually(true, async || {
+        let body = nodes.api(1).get("/api/queues/%2f/orders").await.body;
+        body.contains("\"type\":\"quorum\"")
+    })
+    .await;
+    assert!(listed, "n2 lists the quorum queue with its type");
+
+    // Confirmed publishes through n2; consumed with acks through n3.
+    let (c2, _) = channel(&nodes.uri(1)).await;
+    let ch2 = confirming(&c2).await;
+    publish_numbers(&ch2, "orders", 0..100).await;
+    let (_c3, ch3) = channel(&nodes.uri(2)).await;
+    ch3.basic_qos(10, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut on_n3 = super::remote_queues::consumer(&ch3, "orders", "n3", false).await;
+    for expected in 0..100u32 {
+        let d = next_delivery(&mut on_n3).await;
+        assert_eq!(number(&d.data), expected);
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    // Every member agrees the queue is empty, with one consumer.
+    for i in 0..3 {
+        let counts = super::common::eventually((0, 1), async || {
+            let (_c, ch) = channel(&nodes.uri(i)).await;
+            let q = ch
+                .queue_declare("orders".into(), passive_queue(), FieldTable::default())
+                .await
+                .expect("passive");
+            (q.message_count(), q.consumer_count())
+        })
+        .await;
+        assert_eq!(counts, (0, 1), "(ready, consumers) on node {i}");
+    }
+
+    // A requeued message comes back first, redelivered, with its delivery count.
+    publish_numbers(&ch2, "orders", 100..101).await;
+    let first = next_delivery(&mut on_n3).await;
+    assert_eq!(number(&first.data), 100);
+    first
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await
+        .expect("nack");
+    let again = next_delivery(&mut on_n3).await;
+    assert_eq!(number(&again.data), 100);
+    assert!(again.redelivered);
+    let count = again
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned());
+    assert_eq!(count, Some(AMQPValue::LongLongInt(1)));
+    again.ack(BasicAckOptions::default()).await.expect("ack");
+
+    // basic.get through n1.
+    publish_numbers(&ch2, "orders", 7..8).await;
+    drop(on_n3);
+    ch3.close(200, "bye".into()).await.expect("close");
+    let got = super::common::eventually(true, async || {
+        ch1.basic_get("orders".into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .is_some_and(|m| number(&m.delivery.data) == 7)
+    })
+    .await;
+    assert!(got, "basic.get through n1 takes the message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_keeps_its_confirmed_messages_when_a_node_is_killed() {
+    let mut nodes = Nodes::start().await;
+    let (_c1, ch1) = channel(&nodes.uri(0)).await;
+    declare_quorum(&ch1, "jobs").await;
+    let (c2, _) = channel(&nodes.uri(1)).await;
+    let ch2 = confirming(&c2).await;
+    publish_numbers(&ch2, "jobs", 0..50).await;
+
+    // The node that declared it (and started its group) dies.
+    drop(ch1);
+    nodes.kill(0);
+
+    // The other two still form a majority: publishes are confirmed and every message is
+    // there, in order.
+    publish_numbers(&ch2, "jobs", 50..60).await;
+    let (_c3, ch3) = channel(&nodes.uri(2)).await;
+    let mut consumer = super::remote_queues::consumer(&ch3, "jobs", "n3", false).await;
+    for expected in 0..60u32 {
+        let d = tokio::time::timeout(
+            Duration::from_secs(20),
+            futures_util::StreamExt::next(&mut consumer),
+        )
+        .await
+        .expect("a delivery in time")
+        .expect("consumer open")
+        .expect("delivery");
+        assert_eq!(number(&d.data), expected);
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+
+    // The killed node comes back with the queue, caught up.
+    nodes.restart(0).await;
+    let counts = super::common::eventually((0, 1), async || {
+        let (_c, ch) = channel(&nodes.uri(0)).await;
+        match ch
+            .queue_declare("jobs".into(), passive_queue(), FieldTable::default())
+            .await
+        {
+            Ok(q) => (q.message_count(), q.consumer_count()),
+            Err(_) => (u32::MAX, 0),
+        }
+    })
+    .await;
+    assert_eq!(counts, (0, 1), "n1 replayed the queue's log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queues_refuse_what_rabbitmq_refuses() {
+    let nodes = Nodes::start().await;
+    for (options, property) in [
+        (
+            QueueDeclareOptions {
+                durable: false,
+                ..QueueDeclareOptions::default()
+            },
+            "non-durable",
+        ),
+        (
+            QueueDeclareOptions {
+                durable: true,
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+            "exclusive-owner",
+        ),
+        (
+            QueueDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            "auto-delete",
+        ),
+    ] {
+        let (_c, ch) = channel(&nodes.uri(1)).await;
+        let (code, text) = refused(ch.queue_declare("q".into(), options, quorum()).await);
+        assert_eq!(code, 406, "{text}");
+        assert_eq!(
+            text,
+            format!(
+                "PRECONDITION_FAILED - invalid property '{property}' for queue 'q' in vhost '/'"
+            )
+        );
+    }
+}
