@@ -4,7 +4,7 @@
 //! and a member's chores (returning what its consumers of an earlier run held; the
 //! leader's clock ticks for TTLs).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -12,7 +12,10 @@ use bytes::Bytes;
 use warren_raft::{Command, GroupKind, Machine, NodeError, Reply};
 
 use super::Cluster;
+use super::proxy::{ProxyAnswer, ProxyMessage, encode, read_answer};
+use crate::names::NodeId;
 use crate::queue::quorum::live::{QuorumLog, QuorumQueue, Written};
+use crate::queue::remote::SinkKey;
 
 /// How long a quorum queue write may look for its group's leader (an election after a
 /// leader's loss takes 2.5 to 5 s).
@@ -46,6 +49,23 @@ impl QuorumLog for ClusterQuorum {
                 .map_err(|e| e.to_string())?;
             Ok((index, reply.payload))
         })
+    }
+
+    fn leader(&self, group: u64) -> (Option<NodeId>, Vec<NodeId>) {
+        let Some(c) = self.cluster.upgrade() else {
+            return (None, Vec::new());
+        };
+        let Some(status) = c.node.status(group) else {
+            return (None, Vec::new());
+        };
+        let transport = c.node.transport();
+        let online = status
+            .voters
+            .iter()
+            .filter(|&&id| id == c.id() || transport.is_connected(id))
+            .map(|&id| NodeId(id))
+            .collect();
+        (status.leader.map(NodeId), online)
     }
 
     fn leads(&self, group: u64) -> bool {
@@ -125,11 +145,16 @@ pub async fn host(cluster: Weak<Cluster>, queue: Arc<QuorumQueue>) {
 }
 
 /// Once this member has caught up with its group, returns what consumers of its earlier
-/// runs held; then, every second, the leader appends a tick when a TTL may have passed.
+/// runs held; then, every second, the leader appends a tick when a TTL may have passed,
+/// and every few seconds asks the nodes of other consumers whether their channels are
+/// still there (what a gone channel or node had out returns).
 async fn chores(cluster: Weak<Cluster>, queue: Weak<QuorumQueue>) {
     let mut caught_up = false;
+    let mut round = 0u32;
+    let mut misses: HashMap<u64, u32> = HashMap::new();
     loop {
         tokio::time::sleep(TICK_EVERY).await;
+        round = round.wrapping_add(1);
         let (Some(c), Some(q)) = (cluster.upgrade(), queue.upgrade()) else {
             return;
         };
@@ -144,5 +169,59 @@ async fn chores(cluster: Weak<Cluster>, queue: Weak<QuorumQueue>) {
             continue;
         }
         q.tick();
+        if round % CHECK_EVERY_TICKS == 0 && q.leader() == Some(NodeId(c.id())) {
+            check_consumers(&c, &q, &mut misses).await;
+        }
+    }
+}
+
+/// Ticks between two checks of other nodes' consumers.
+const CHECK_EVERY_TICKS: u32 = 3;
+
+/// Unanswered checks before a node is taken for down.
+const DOWN_AFTER: u32 = 2;
+
+/// Asks each node with consumers of the queue whether their channels' connections are
+/// still open in the run that registered them; returns what a closed one had out, and
+/// everything of a node that did not answer twice in a row.
+async fn check_consumers(c: &Cluster, q: &QuorumQueue, misses: &mut HashMap<u64, u32>) {
+    let mut unanswered: HashSet<u64> = HashSet::new();
+    for (node, connection, channel) in q.consumer_channels_elsewhere() {
+        if unanswered.contains(&node) {
+            continue;
+        }
+        let sink = SinkKey {
+            connection: connection & 0xffff_ffff,
+            channel,
+        };
+        let answer = match encode(&ProxyMessage::Alive { sink }) {
+            Some(payload) => match c.node.send_app(node, payload).await {
+                Ok(response) => read_answer(response).await,
+                Err(_) => None,
+            },
+            None => continue,
+        };
+        match answer {
+            Some(ProxyAnswer::Alive { boot, open }) => {
+                misses.remove(&node);
+                if boot & 0xffff_ffff != connection >> 32 || !open {
+                    q.channel_down(node, connection, channel);
+                }
+            }
+            _ => {
+                unanswered.insert(node);
+                let missed = misses.entry(node).or_default();
+                *missed += 1;
+                if *missed >= DOWN_AFTER {
+                    tracing::info!(
+                        group = q.group,
+                        node,
+                        "a consumer's node is down; its deliveries return"
+                    );
+                    q.node_down(node);
+                    misses.remove(&node);
+                }
+            }
+        }
     }
 }

@@ -108,6 +108,28 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>, rates: RatesQuery) -> Val
     json
 }
 
+/// A quorum queue's RabbitMQ fields: `leader` (also its `node`), `members`, `online`
+/// (members whose group this node hears from: the leader's view when it is here).
+fn quorum_json(v: &crate::vhost::VHost, mut json: Value, q: &Arc<Queue>) -> Value {
+    let Some(quorum) = q.quorum() else {
+        return json;
+    };
+    let name = |id: crate::names::NodeId| {
+        v.meta()
+            .and_then(|m| m.node_name(id))
+            .unwrap_or_else(|| id.to_string())
+    };
+    let members: Vec<String> = quorum.placement.members.iter().map(|&m| name(m)).collect();
+    let online: Vec<String> = quorum.online().into_iter().map(name).collect();
+    if let Some(leader) = quorum.leader() {
+        json["leader"] = Value::from(name(leader));
+        json["node"] = Value::from(name(leader));
+    }
+    json["members"] = json!(members);
+    json["online"] = json!(online);
+    json
+}
+
 /// A stream's fields: RabbitMQ 3.10's (`members`, `online`, `readers`) and
 /// Warren's `stream` object (offsets, size on disk, each consumer's offset
 /// and lag, the offsets kept for named consumers).
@@ -186,7 +208,7 @@ pub async fn queues(
         let mut all: Vec<Value> = v
             .queues()
             .iter()
-            .map(|q| queue_json(&v.name, &node, q, rates))
+            .map(|q| quorum_json(v, queue_json(&v.name, &node, q, rates), q))
             .collect();
         all.extend(v.remote_queues().iter().map(|r| remote_json(v, r)));
         all
@@ -204,7 +226,7 @@ pub async fn queue(
     let node = node_name(&broker);
     one_in_vhost(&broker, &caller, &vhost, &query, |v| {
         v.queue(&name)
-            .map(|q| queue_json(&v.name, &node, &q, rates))
+            .map(|q| quorum_json(v, queue_json(&v.name, &node, &q, rates), &q))
             .or_else(|| v.remote_queue(&name).map(|r| remote_json(v, &r)))
     })
 }

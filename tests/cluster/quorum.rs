@@ -198,3 +198,48 @@ async fn quorum_queues_refuse_what_rabbitmq_refuses() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_members_consumer_held_is_redelivered() {
+    let mut nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    declare_quorum(&ch1, "held").await;
+    publish_numbers(&ch1, "held", 0..3).await;
+
+    // The API names the leader and the three members.
+    let body = nodes.api(0).get("/api/queues/%2f/held").await.body;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["type"], "quorum", "{body}");
+    assert_eq!(json["members"].as_array().map(Vec::len), Some(3), "{body}");
+    assert!(
+        json["leader"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("warren@n")),
+        "{body}"
+    );
+
+    // A consumer on n2 takes the three without acking; then n2 dies.
+    let (_c2, ch2) = channel(&nodes.uri(1)).await;
+    let mut on_n2 = super::remote_queues::consumer(&ch2, "held", "n2", false).await;
+    for expected in 0..3u32 {
+        assert_eq!(number(&next_delivery(&mut on_n2).await.data), expected);
+    }
+    nodes.kill(1);
+
+    // The leader finds n2 gone and the three come back, to a consumer on n3.
+    let (_c3, ch3) = channel(&nodes.uri(2)).await;
+    let mut on_n3 = super::remote_queues::consumer(&ch3, "held", "n3", false).await;
+    for expected in 0..3u32 {
+        let d = tokio::time::timeout(
+            Duration::from_secs(40),
+            futures_util::StreamExt::next(&mut on_n3),
+        )
+        .await
+        .expect("redelivered in time")
+        .expect("consumer open")
+        .expect("delivery");
+        assert_eq!(number(&d.data), expected);
+        assert!(d.redelivered);
+    }
+}

@@ -36,6 +36,8 @@ pub trait QuorumLog: Send + Sync + fmt::Debug {
     fn write(&self, group: u64, command: Bytes) -> Written;
     /// Whether this node leads `group` now.
     fn leads(&self, group: u64) -> bool;
+    /// The leader of `group` this node knows of, and the members it hears from.
+    fn leader(&self, group: u64) -> (Option<NodeId>, Vec<NodeId>);
 }
 
 /// Where a quorum queue lives.
@@ -50,7 +52,7 @@ pub struct Placement {
 /// A write waiting for its turn.
 enum Pending {
     Publish(LogMessage, oneshot::Sender<bool>),
-    Op(Command, Option<oneshot::Sender<Option<QuorumReply>>>),
+    Op(Command, Option<oneshot::Sender<Option<(u64, QuorumReply)>>>),
 }
 
 /// A consumer of this node.
@@ -62,6 +64,8 @@ struct Local {
     backlog: VecDeque<(MsgId, Arc<Message>, bool)>,
     /// A task is waiting for room to send the backlog.
     draining: bool,
+    /// The log index of its checkout, once committed.
+    checked_out_at: Option<u64>,
 }
 
 /// How long a write may wait for its group (a leader's loss takes an election, 2.5 to 5 s).
@@ -162,6 +166,11 @@ impl QuorumQueue {
 
     /// Appends `command` and waits for its reply.
     async fn ask(&self, command: Command) -> Option<QuorumReply> {
+        self.ask_in_order(command).await.map(|(_, reply)| reply)
+    }
+
+    /// Appends `command` after this node's earlier writes; its index and reply.
+    async fn ask_in_order(&self, command: Command) -> Option<(u64, QuorumReply)> {
         let (reply, receiver) = oneshot::channel();
         let _ = self.writes.send(Pending::Op(command, Some(reply)));
         receiver.await.ok().flatten()
@@ -169,8 +178,16 @@ impl QuorumQueue {
 
     /// Applies the log entry at `index` (every member, in log order).
     pub fn apply(&self, index: u64, bytes: &[u8]) -> Vec<u8> {
-        let applied = self.machine.lock().apply(index, bytes);
+        let (applied, consumers_went) = {
+            let mut machine = self.machine.lock();
+            let before = machine.fifo.consumer_count();
+            let applied = machine.apply(index, bytes);
+            (applied, machine.fifo.consumer_count() < before)
+        };
         self.applied.send_replace(index);
+        if consumers_went {
+            self.forget_removed_consumers(index);
+        }
         self.execute(applied.effects);
         applied
             .reply
@@ -191,6 +208,57 @@ impl QuorumQueue {
         *self.machine.lock() = machine;
         self.applied.send_replace(applied);
         Ok(())
+    }
+
+    /// This node's consumers the log removed (their node was taken for down): they end
+    /// here too, with basic.cancel to clients that asked for it.
+    fn forget_removed_consumers(&self, index: u64) {
+        let gone: Vec<Arc<Consumer>> = {
+            let machine = self.machine.lock();
+            let mut locals = self.locals.lock();
+            let keys: Vec<ConsumerKey> = locals
+                .iter()
+                .filter(|(key, local)| {
+                    local.checked_out_at.is_some_and(|at| at <= index)
+                        && machine.fifo.consumer(key).is_none()
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            keys.iter()
+                .filter_map(|key| locals.remove(key).map(|l| l.consumer))
+                .collect()
+        };
+        if !gone.is_empty() {
+            tokio::spawn(async move { crate::queue::notify_cancelled(&gone).await });
+        }
+    }
+
+    /// The channels of other nodes that consume from the queue: (node, connection, channel).
+    pub fn consumer_channels_elsewhere(&self) -> Vec<(u64, u64, u16)> {
+        let machine = self.machine.lock();
+        let mut channels: Vec<(u64, u64, u16)> = machine
+            .fifo
+            .consumers()
+            .filter(|(key, _)| key.node != self.here.0)
+            .map(|(key, _)| (key.node, key.connection, key.channel))
+            .collect();
+        channels.sort_unstable();
+        channels.dedup();
+        channels
+    }
+
+    /// A channel of another node is gone: what its consumers had out returns.
+    pub fn channel_down(&self, node: u64, connection: u64, channel: u16) {
+        self.submit(Command::ChannelDown {
+            node,
+            connection,
+            channel,
+        });
+    }
+
+    /// Another node is down: what its consumers had out returns.
+    pub fn node_down(&self, node: u64) {
+        self.submit(Command::NodeDown { node });
     }
 
     /// Deliveries to this node's consumers; dead letters if this node leads.
@@ -312,10 +380,16 @@ impl QuorumQueue {
                 active: false,
                 backlog: VecDeque::new(),
                 draining: false,
+                checked_out_at: None,
             },
         );
-        match self.ask(checkout).await {
-            Some(QuorumReply::Ok) => Ok(key),
+        match self.ask_in_order(checkout).await {
+            Some((index, QuorumReply::Ok)) => {
+                if let Some(local) = self.locals.lock().get_mut(&key) {
+                    local.checked_out_at = Some(index);
+                }
+                Ok(key)
+            }
             _ => {
                 self.locals.lock().remove(&key);
                 Err(())
@@ -474,6 +548,17 @@ impl QuorumQueue {
         )
     }
 
+    /// The group's leader as this member knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.log.leader(self.group).0
+    }
+
+    /// The members this node hears from (itself, and the leader's link to each when it
+    /// leads or the leader when not).
+    pub fn online(&self) -> Vec<NodeId> {
+        self.log.leader(self.group).1
+    }
+
     /// Ready and unacked body bytes.
     pub fn bytes(&self) -> (u64, u64) {
         let m = self.machine.lock();
@@ -606,7 +691,7 @@ async fn write_in_order(queue: Weak<QuorumQueue>, mut rx: mpsc::UnboundedReceive
             Pending::Op(command, reply) => {
                 let written = write(&q, &QuorumCommand::Op(command)).await;
                 if let Some(reply) = reply {
-                    let _ = reply.send(written.map(|(_, r)| r));
+                    let _ = reply.send(written);
                 }
             }
         }
