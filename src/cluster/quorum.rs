@@ -169,7 +169,7 @@ async fn chores(cluster: Weak<Cluster>, queue: Weak<QuorumQueue>) {
             continue;
         }
         q.tick();
-        if round % CHECK_EVERY_TICKS == 0 && q.leader() == Some(NodeId(c.id())) {
+        if round.is_multiple_of(CHECK_EVERY_TICKS) && q.leader() == Some(NodeId(c.id())) {
             check_consumers(&c, &q, &mut misses).await;
         }
     }
