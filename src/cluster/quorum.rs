@@ -169,6 +169,15 @@ async fn chores(cluster: Weak<Cluster>, queue: Weak<QuorumQueue>) {
             continue;
         }
         q.tick();
+        if q.wants_snapshot()
+            && let Some(group) = c.node.group(q.group)
+        {
+            // Each member compacts its own log: the snapshot holds what the queue holds,
+            // and the entries before it are purged (the group keeps none past it).
+            if let Err(error) = group.raft.trigger().snapshot().await {
+                tracing::debug!(group = q.group, %error, "quorum queue snapshot");
+            }
+        }
         if round.is_multiple_of(CHECK_EVERY_TICKS) && q.leader() == Some(NodeId(c.id())) {
             check_consumers(&c, &q, &mut misses).await;
         }

@@ -118,6 +118,11 @@ impl Nodes {
         }
     }
 
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("n{}", i + 1))
+    }
+
     /// Starts node `i` again on its ports and data, then waits for the cluster.
     pub async fn restart(&mut self, i: usize) {
         self.launch(i);

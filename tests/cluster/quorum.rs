@@ -243,3 +243,64 @@ async fn what_a_killed_members_consumer_held_is_redelivered() {
         assert!(d.redelivered);
     }
 }
+
+/// The bytes of the newest snapshot of every quorum queue group on a node (`raft/snap/<id>`,
+/// group 0 excluded).
+fn queue_snapshots(dir: &std::path::Path) -> Vec<u64> {
+    let Ok(groups) = std::fs::read_dir(dir.join("raft").join("snap")) else {
+        return Vec::new();
+    };
+    groups
+        .filter_map(Result::ok)
+        .filter(|g| g.file_name() != "0")
+        .filter_map(|g| {
+            std::fs::read_dir(g.path())
+                .ok()?
+                .filter_map(Result::ok)
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .max()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_quorum_queue_compacts_its_log_on_every_member() {
+    let nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    declare_quorum(&ch1, "big").await;
+    // 12 MiB through the queue, then drained.
+    let body = vec![7u8; 64 * 1024];
+    let mut confirms = Vec::new();
+    for _ in 0..192 {
+        confirms.push(
+            ch1.basic_publish(
+                "".into(),
+                "big".into(),
+                Default::default(),
+                &body,
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish"),
+        );
+    }
+    for confirm in confirms {
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
+    let (_c2, ch2) = channel(&nodes.uri(1)).await;
+    let mut consumer = super::remote_queues::consumer(&ch2, "big", "c", true).await;
+    for _ in 0..192 {
+        next_delivery(&mut consumer).await;
+    }
+    // Each member snapshots the empty queue: a small snapshot, the log before it purged.
+    for i in 0..3 {
+        let small = super::common::eventually(true, async || {
+            let sizes = queue_snapshots(&nodes.data_dir(i));
+            !sizes.is_empty() && sizes.iter().all(|&s| s < 64 * 1024)
+        })
+        .await;
+        assert!(small, "node {i} has a small snapshot of the drained queue");
+    }
+}

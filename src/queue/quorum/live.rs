@@ -88,6 +88,8 @@ pub struct QuorumQueue {
     delivered: Mutex<HashMap<MsgId, ConsumerKey>>,
     writes: mpsc::UnboundedSender<Pending>,
     queue: OnceLock<Weak<Queue>>,
+    /// Log bytes applied since the last snapshot was asked for (compaction, `chores`).
+    since_snapshot: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for QuorumQueue {
@@ -125,6 +127,7 @@ impl QuorumQueue {
             delivered: Mutex::default(),
             writes,
             queue: OnceLock::new(),
+            since_snapshot: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(write_in_order(Arc::downgrade(&queue), rx));
         queue
@@ -185,6 +188,8 @@ impl QuorumQueue {
             (applied, machine.fifo.consumer_count() < before)
         };
         self.applied.send_replace(index);
+        self.since_snapshot
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if consumers_went {
             self.forget_removed_consumers(index);
         }
@@ -586,6 +591,27 @@ impl QuorumQueue {
                 channel,
             });
         }
+    }
+
+    /// Whether the log grew enough since the last snapshot to compact it: by more than
+    /// twice what the queue holds (so rewriting the content stays cheap per message) and
+    /// 8 MiB, or by 1 MiB once the queue is empty (a busy queue that is often empty does
+    /// not snapshot every second). Resets the count when it says yes.
+    pub fn wants_snapshot(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let grown = self.since_snapshot.load(Ordering::Relaxed);
+        let (ready, unacked) = self.bytes();
+        let (messages, out, _) = self.counts();
+        let held = ready + unacked;
+        let wanted = if messages + out == 0 {
+            grown > 1 << 20
+        } else {
+            grown > (2 * held).max(8 << 20)
+        };
+        if wanted {
+            self.since_snapshot.store(0, Ordering::Relaxed);
+        }
+        wanted
     }
 
     /// Appends a clock tick when a message's TTL may have passed (the leader's job).
