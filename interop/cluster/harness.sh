@@ -6,6 +6,8 @@
 #   harness.sh status   print each node's /api/nodes (name, state, leader)
 #   harness.sh stop     stop the three (SIGTERM, then SIGKILL after 5 s)
 #   harness.sh kill N   kill -9 node N;   harness.sh restart N   start node N again
+#   harness.sh pause N  SIGSTOP node N;   harness.sh resume N    SIGCONT it
+#   harness.sh uris     print the three nodes' AMQP URIs
 #   harness.sh smoke    start, wait (30 s cap); n3 leaves (warrenctl cluster leave), is
 #                       restarted with a dead seed and joined (warrenctl cluster join); the
 #                       leader is killed (-9), a new one elected, it restarts and rejoins; a
@@ -211,5 +213,8 @@ case "${1:-}" in
     smoke) smoke ;;
     kill) load; pid="PID_${2:?node number}"; kill -KILL "${!pid}" ;;
     restart) load; launch "${2:?node number}" ;;
-    *) sed -n '2,15p' "$0"; exit 2 ;;
+    pause) load; pid="PID_${2:?node number}"; kill -STOP "${!pid}" ;;
+    resume) load; pid="PID_${2:?node number}"; kill -CONT "${!pid}" ;;
+    uris) load; for i in $NODES; do p="AMQP_$i"; echo "amqp://guest:guest@127.0.0.1:${!p}/%2f"; done ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -118,11 +118,25 @@ impl Conn {
         Ok(c)
     }
 
-    /// Declares a queue on channel 1.
-    pub fn declare_queue(&mut self, name: &str, durable: bool) -> anyhow::Result<()> {
+    /// Declares a queue on channel 1 (`queue_type`: its `x-queue-type`, if any; a
+    /// quorum queue or stream is durable).
+    pub fn declare_queue(
+        &mut self,
+        name: &str,
+        durable: bool,
+        queue_type: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut arguments = FieldTable::default();
+        if let Some(kind) = queue_type {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(LongString::from(kind)),
+            );
+        }
         let m = queue::Declare {
             queue: name.into(),
-            durable,
+            durable: durable || queue_type.is_some_and(|k| k != "classic"),
+            arguments,
             ..Default::default()
         };
         self.rpc(

@@ -102,6 +102,9 @@ struct Cli {
     /// JSON on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
+    /// The queues' `x-queue-type` (e.g. `quorum`; such queues are durable).
+    #[arg(long)]
+    queue_type: Option<String>,
 }
 
 /// host:port, user, password and vhost of a loopback `amqp://` URI.
@@ -168,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         sample_every: cli.sample_every,
         stall: Duration::from_secs(cli.stall_timeout.max(1)),
         max_run: Duration::from_secs(cli.max_secs.max(1)),
+        queue_type: cli.queue_type.clone(),
     };
     let mut rows = Vec::new();
     for (i, spec) in specs.iter().enumerate() {

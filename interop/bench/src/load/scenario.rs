@@ -129,6 +129,8 @@ pub struct Settings {
     pub stall: Duration,
     /// A run's hard cap.
     pub max_run: Duration,
+    /// The queues' `x-queue-type` (`quorum`, `stream`), if not the broker's default.
+    pub queue_type: Option<String>,
 }
 
 /// Topology of one run: queue names, the exchange, routing keys and weights.
@@ -139,10 +141,15 @@ struct Topology {
     weights: Vec<u64>,
 }
 
-fn declare(admin: &mut Conn, spec: &Spec, prefix: &str) -> anyhow::Result<Topology> {
+fn declare(
+    admin: &mut Conn,
+    spec: &Spec,
+    prefix: &str,
+    queue_type: Option<&str>,
+) -> anyhow::Result<Topology> {
     let queues: Vec<String> = (0..spec.queues).map(|i| format!("{prefix}.q{i}")).collect();
     for q in &queues {
-        admin.declare_queue(q, spec.persistent)?;
+        admin.declare_queue(q, spec.persistent, queue_type)?;
     }
     let exchange = match spec.exchange {
         Some(kind) => {
@@ -193,7 +200,7 @@ pub fn run(s: &Settings, spec: &Spec) -> Row {
             return row;
         }
     };
-    let topo = declare(&mut admin, spec, &prefix);
+    let topo = declare(&mut admin, spec, &prefix, s.queue_type.as_deref());
     let result = topo
         .as_ref()
         .map_err(|e| anyhow::anyhow!("{e:#}"))

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The cluster fault test (issue 18; not in the test command): three nodes (harness.sh), a
+# quorum queue, warren-chaos publishing with confirms and consuming through every node,
+# and a nemesis that, at random (seeded) moments, kills -9 a node and restarts it, or
+# pauses one (SIGSTOP) and resumes it. warren-chaos then checks that every confirmed
+# message was delivered at least once and that none was invented.
+#
+#   interop/cluster/chaos.sh [SECONDS] [SEED...]   one run per seed (default 60 s, seed 1)
+#
+# Prints each run's nemesis actions and its `chaos:` verdict line, then
+# `chaos runs: N passed, M failed`. Builds target/release binaries when missing
+# (WARREN_BIN / CHAOS_BIN pick others). Logs of failed runs stay in $DIR.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+SECS="${1:-60}"; shift || true
+SEEDS=("${@:-1}")
+export WARREN_BIN="${WARREN_BIN:-${CARGO_TARGET_DIR:-target}/release/warren}"
+CHAOS="${CHAOS_BIN:-${CARGO_TARGET_DIR:-target}/release/warren-chaos}"
+if [ ! -x "$WARREN_BIN" ] || [ ! -x "$CHAOS" ]; then
+    cargo build -q --release -p warren --bins && cargo build -q --release -p warren-bench --bin warren-chaos
+fi
+H=interop/cluster/harness.sh
+passed=0; failed=0
+for seed in "${SEEDS[@]}"; do
+    export DIR="${TMPDIR:-/tmp}/warren-chaos-$seed"
+    echo "== seed $seed, ${SECS} s"
+    $H start >/dev/null && $H wait 60 >/dev/null || { echo "cluster did not form"; failed=$((failed + 1)); $H stop >/dev/null 2>&1; continue; }
+    mapfile -t URIS < <($H uris)
+    args=(); for u in "${URIS[@]}"; do args+=(--uri "$u"); done
+    "$CHAOS" "${args[@]}" --duration "$SECS" >"$DIR/chaos.out" 2>"$DIR/chaos.err" &
+    client=$!
+    RANDOM=$seed
+    end=$((SECONDS + SECS - 5))
+    while [ $SECONDS -lt $end ]; do
+        sleep $((4 + RANDOM % 8))
+        [ $SECONDS -ge $end ] && break
+        n=$((1 + RANDOM % 3))
+        if [ $((RANDOM % 2)) = 0 ]; then
+            down=$((2 + RANDOM % 6))
+            echo "  t=$SECONDS kill -9 n$n, restart after ${down} s"
+            $H kill "$n"; sleep "$down"; $H restart "$n"
+        else
+            down=$((2 + RANDOM % 8))
+            echo "  t=$SECONDS SIGSTOP n$n for ${down} s"
+            $H pause "$n"; sleep "$down"; $H resume "$n"
+        fi
+        $H wait 60 >/dev/null || echo "  (not formed again within 60 s)"
+    done
+    wait "$client"; rc=$?
+    cat "$DIR/chaos.out"
+    $H stop >/dev/null 2>&1
+    if [ "$rc" = 0 ]; then passed=$((passed + 1)); rm -rf "$DIR"; else failed=$((failed + 1)); echo "  logs kept in $DIR"; fi
+done
+echo "chaos runs: $passed passed, $failed failed"
+[ "$failed" = 0 ]
