@@ -113,7 +113,7 @@ impl Backlog {
     /// The next message to deliver, if it is in memory (it is whenever the
     /// queue is not empty, but for a moment while a refill is due).
     pub fn head(&self) -> Option<&Entry> {
-        self.memory.iter().next().map(|(_, entry)| entry)
+        self.memory.first()
     }
 
     /// Writes a new message to the store if the queue keeps it (with its due
