@@ -16,6 +16,7 @@ use crate::dedup::{NewId, Verdict};
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::meta::{Forwards, NodeId};
+use crate::names::ExchangeName;
 use crate::queue::dead_letter::DeadLetter;
 use crate::queue::{Enqueued, Queue, QueueHost};
 
@@ -324,24 +325,31 @@ impl VHost {
         };
         let mut queues: Vec<Arc<Queue>> = Vec::new();
         let mut remote_seen: Vec<String> = Vec::new();
-        let mut seen = vec![first.name.clone()];
-        let mut work = vec![first];
+        // Most walks visit one exchange: no list of others is made for it.
+        let origin = first.name.clone();
+        let mut seen: Vec<ExchangeName> = Vec::new();
+        let mut work = Vec::new();
+        let mut next = Some(first);
         let mut found = Vec::new();
-        while let Some(x) = work.pop() {
+        while let Some(x) = next.take().or_else(|| work.pop()) {
             if delayed && x.delayed.is_some() {
                 step(Step::Held { exchange: &x });
                 continue;
             }
             found.clear();
-            x.routes
-                .read()
-                .route_message(keys(), headers, properties, &mut found);
+            {
+                let routes = x.routes.read();
+                found.reserve(routes.binding_count().min(64));
+                routes.route_message(keys(), headers, properties, &mut found);
+            }
+            queues.reserve(found.len());
             step(Step::Exchange {
                 exchange: &x,
                 destinations: &found,
             });
             if found.is_empty() {
                 if let Some(ae) = x.alternate_exchange()
+                    && *origin != *ae
                     && !seen.iter().any(|s| **s == *ae)
                     && let Some(alt) = self.exchange(&ae)
                 {
@@ -366,7 +374,8 @@ impl VHost {
                         }
                     }
                     Destination::Exchange(name) => {
-                        if !seen.contains(&name)
+                        if name != origin
+                            && !seen.contains(&name)
                             && let Some(next) = self.exchange(&name)
                         {
                             seen.push(name);
