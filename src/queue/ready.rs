@@ -190,7 +190,7 @@ impl Ready {
         let (key, entry) = if self.head_in_run()? {
             let (key, entry) = self.run.pop_front()?;
             self.run_len -= 1;
-            self.trim();
+            self.trim_front();
             (key, entry?)
         } else {
             self.others.pop_first()?
@@ -214,14 +214,21 @@ impl Ready {
 
     /// Drops the holes at `run`'s ends, and memory a burst left behind.
     fn trim(&mut self) {
-        while self.run.front().is_some_and(|(_, e)| e.is_none()) {
-            self.run.pop_front();
-        }
         while self.run.back().is_some_and(|(_, e)| e.is_none()) {
             self.run.pop_back();
         }
-        if self.run.capacity() > 4096 && self.run.len() < self.run.capacity() / 8 {
-            self.run.shrink_to(self.run.len() * 2);
+        self.trim_front();
+    }
+
+    /// Drops the holes at `run`'s head; now and then (every 1024 lengths)
+    /// gives back memory a burst left behind.
+    fn trim_front(&mut self) {
+        while let Some((_, None)) = self.run.front() {
+            self.run.pop_front();
+        }
+        let len = self.run.len();
+        if len % 1024 == 0 && self.run.capacity() > 4096 && len < self.run.capacity() / 8 {
+            self.run.shrink_to(len * 2);
         }
     }
 
