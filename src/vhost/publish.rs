@@ -20,12 +20,15 @@ use crate::names::ExchangeName;
 use crate::queue::dead_letter::DeadLetter;
 use crate::queue::{Enqueued, Queue, QueueHost};
 
+/// The queues a message reaches: most reach one, which needs no allocation.
+pub type Queues = smallvec::SmallVec<[Arc<Queue>; 1]>;
+
 /// Where a message goes: queues, direct reply-to consumers, and delayed
 /// exchanges that keep it for later.
 #[derive(Debug, Default)]
 pub struct Routed {
     /// The queues it reaches, each once.
-    pub queues: Vec<Arc<Queue>>,
+    pub queues: Queues,
     /// In a cluster: the queues it reaches that live on other nodes.
     pub remote: Vec<Arc<RemoteQueue>>,
     /// The reply consumers it reaches (they count as no queue).
@@ -265,6 +268,7 @@ impl VHost {
     ) -> Result<Vec<Arc<Queue>>, AmqpError> {
         let none = MessageProperties::default();
         self.walk(first, routing_key, headers, &none, false, &mut |_| {})
+            .map(Queues::into_vec)
     }
 
     /// The exchange a publish names: 404 if missing, 403 if internal; `None` for
@@ -297,14 +301,14 @@ impl VHost {
         properties: &MessageProperties<'_>,
         hold: bool,
         step: &mut dyn FnMut(Step<'_>),
-    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
+    ) -> Result<Queues, AmqpError> {
         let cc = header_routing_keys(headers)?;
         let delayed = hold && crate::delayed::delay_of(headers).is_some();
         let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
         let Some(first) = first else {
             // The default exchange: the queue each key names. A reply-to address
             // names no queue ([`VHost::route_replies`]).
-            let mut queues: Vec<Arc<Queue>> = Vec::new();
+            let mut queues = Queues::new();
             let mut remote_seen: Vec<String> = Vec::new();
             for key in keys() {
                 if key.starts_with(replies::ADDRESS_PREFIX) || queues.iter().any(|q| q.name == key)
@@ -323,7 +327,7 @@ impl VHost {
             step(Step::Default { queues: &queues });
             return Ok(queues);
         };
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut queues = Queues::new();
         let mut remote_seen: Vec<String> = Vec::new();
         // Most walks visit one exchange: no list of others is made for it.
         let origin = first.name.clone();
