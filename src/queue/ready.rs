@@ -227,7 +227,7 @@ impl Ready {
             self.run.pop_front();
         }
         let len = self.run.len();
-        if len % 1024 == 0 && self.run.capacity() > 4096 && len < self.run.capacity() / 8 {
+        if len.is_multiple_of(1024) && self.run.capacity() > 4096 && len < self.run.capacity() / 8 {
             self.run.shrink_to(len * 2);
         }
     }
@@ -413,7 +413,11 @@ mod tests {
             let expires = (seq % 2 == 1).then_some(now);
             ready.insert(seq, entry(b"x", 0, expires));
         }
-        let expired: Vec<_> = ready.take_expired(now).into_iter().map(|(s, _)| s).collect();
+        let expired: Vec<_> = ready
+            .take_expired(now)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         assert_eq!(expired, [1, 3, 5]);
         assert!(!ready.contains(3, 0) && ready.contains(2, 0));
         assert_eq!(ready.len(), 3);
@@ -421,7 +425,9 @@ mod tests {
         let (head, e) = ready.pop_first().expect("head");
         assert_eq!(head, 0);
         ready.insert(head, e);
-        let order: Vec<_> = std::iter::from_fn(|| ready.pop_first()).map(|(s, _)| s).collect();
+        let order: Vec<_> = std::iter::from_fn(|| ready.pop_first())
+            .map(|(s, _)| s)
+            .collect();
         assert_eq!(order, [0, 2, 4]);
         assert!(ready.is_empty());
     }
