@@ -57,8 +57,8 @@ async fn run<W: AsyncWrite + Unpin>(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut batch = Vec::with_capacity(BATCH);
     // RabbitMQ sends a heartbeat after half an interval without other output.
-    // One timer for the connection, moved only when it fires: setting it
-    // again after every batch cost more than a tenth of the writer's time.
+    // One timer for the connection, moved only when it fires, rather than a
+    // new timer registered per batch.
     let interval = heartbeat.map(|hb| hb / 2);
     let mut last_write = Instant::now();
     let beat = sleep_until(last_write + interval.unwrap_or_default());

@@ -94,9 +94,10 @@ impl Key {
 ///
 /// Most arrive in key order (a new message has the highest seq; one taken and
 /// refused comes back first), so they live in `run`, a deque in key order
-/// appended at either end; a B-tree per message cost 4% of a delivery's
-/// instructions. Only the rest (a requeue between ready ones, another
-/// priority) goes to `others`; the head is the lower of the two firsts.
+/// appended at either end; a B-tree per message cost about 10% of a 1p1c
+/// delivery's instructions. Only the rest (a requeue between ready ones,
+/// another priority) goes to `others`; the head is the lower of the two
+/// firsts.
 #[derive(Debug, Default)]
 pub(super) struct Ready {
     /// In key order; `None` where one left from the middle (expiry), never at
