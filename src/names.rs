@@ -112,12 +112,14 @@ impl std::fmt::Display for DeliveryTag {
 }
 
 /// A name of one kind of resource: a string with its own type, so a queue's
-/// name cannot be passed where a vhost's is meant. Reads as `&str`.
+/// name cannot be passed where a vhost's is meant. Reads as `&str`. Shared
+/// (`Arc<str>`): routing clones a binding's destination per message, which as
+/// a `String` was an allocation and a copy per queue reached.
 macro_rules! resource_name {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// The name as a string.
@@ -128,19 +130,19 @@ macro_rules! resource_name {
 
         impl From<&str> for $name {
             fn from(name: &str) -> Self {
-                $name(name.to_owned())
+                $name(std::sync::Arc::from(name))
             }
         }
 
         impl From<String> for $name {
             fn from(name: String) -> Self {
-                $name(name)
+                $name(std::sync::Arc::from(name))
             }
         }
 
         impl From<$name> for String {
             fn from(name: $name) -> Self {
-                name.0
+                name.0.to_string()
             }
         }
 
@@ -172,37 +174,37 @@ macro_rules! resource_name {
 
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
-                self.0 == other
+                *self.0 == *other
             }
         }
 
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
+                *self.0 == **other
             }
         }
 
         impl PartialEq<String> for $name {
             fn eq(&self, other: &String) -> bool {
-                &self.0 == other
+                *self.0 == **other
             }
         }
 
         impl PartialEq<$name> for str {
             fn eq(&self, other: &$name) -> bool {
-                self == other.0
+                *self == *other.0
             }
         }
 
         impl PartialEq<$name> for &str {
             fn eq(&self, other: &$name) -> bool {
-                *self == other.0
+                **self == *other.0
             }
         }
 
         impl PartialEq<$name> for String {
             fn eq(&self, other: &$name) -> bool {
-                *self == other.0
+                **self == *other.0
             }
         }
 

@@ -186,18 +186,17 @@ impl FrameEncoder {
             short_str(routing_key),
         );
         let size = 4 + 1 + consumer_tag.len() + 8 + 1 + 1 + exchange.len() + 1 + routing_key.len();
-        out.reserve(size + FRAME_OVERHEAD as usize);
-        out.put_u8(FRAME_METHOD);
-        out.put_u16(channel);
-        out.put_u32(size as u32);
-        out.put_u16(60);
-        out.put_u16(60);
-        put_short_str(out, consumer_tag);
-        out.put_u64(delivery_tag);
-        out.put_u8(u8::from(redelivered));
-        put_short_str(out, exchange);
-        put_short_str(out, routing_key);
-        out.put_u8(FRAME_END);
+        let mut f = Fill::new(out, size + FRAME_OVERHEAD as usize);
+        f.put(&[FRAME_METHOD]);
+        f.put(&channel.to_be_bytes());
+        f.put(&(size as u32).to_be_bytes());
+        f.put(&[0, 60, 0, 60]);
+        f.short_str(consumer_tag);
+        f.put(&delivery_tag.to_be_bytes());
+        f.put(&[u8::from(redelivered)]);
+        f.short_str(exchange);
+        f.short_str(routing_key);
+        f.put(&[FRAME_END]);
     }
 
     /// Appends a content header frame and the body frames, split to fit `frame_max`.
@@ -210,20 +209,38 @@ impl FrameEncoder {
         out: &mut BytesMut,
     ) {
         let payload_len = header.payload_len();
-        out.reserve(payload_len + body.len() + 2 * FRAME_OVERHEAD as usize);
-        out.put_u8(FRAME_HEADER);
-        out.put_u16(channel);
-        out.put_u32(payload_len as u32);
-        out.put_u16(header.class_id);
-        out.put_u16(0);
-        out.put_u64(body.len() as u64);
-        out.put_slice(&header.raw_properties);
-        out.put_u8(FRAME_END);
         let chunk = if frame_max == 0 {
             usize::MAX
         } else {
             frame_max.saturating_sub(FRAME_OVERHEAD).max(1) as usize
         };
+        // A small body goes in the same fill as the header (one frame); a
+        // larger one is copied once by `put_frame`, not zeroed first.
+        let small = body.len() <= SMALL_BODY.min(chunk);
+        let mut len = payload_len + FRAME_OVERHEAD as usize;
+        if small && !body.is_empty() {
+            len += body.len() + FRAME_OVERHEAD as usize;
+        }
+        let mut f = Fill::new(out, len);
+        f.put(&[FRAME_HEADER]);
+        f.put(&channel.to_be_bytes());
+        f.put(&(payload_len as u32).to_be_bytes());
+        f.put(&header.class_id.to_be_bytes());
+        f.put(&[0, 0]);
+        f.put(&(body.len() as u64).to_be_bytes());
+        f.put(&header.raw_properties);
+        f.put(&[FRAME_END]);
+        if small {
+            if !body.is_empty() {
+                f.put(&[FRAME_BODY]);
+                f.put(&channel.to_be_bytes());
+                f.put(&(body.len() as u32).to_be_bytes());
+                f.put(body);
+                f.put(&[FRAME_END]);
+            }
+            return;
+        }
+        out.reserve(body.len() + body.len().div_ceil(chunk) * FRAME_OVERHEAD as usize);
         for piece in body.chunks(chunk) {
             put_frame(out, FRAME_BODY, channel, piece);
         }
@@ -244,6 +261,40 @@ fn put_frame(out: &mut BytesMut, frame_type: u8, channel: u16, payload: &[u8]) {
     out.put_u8(FRAME_END);
 }
 
+/// Bodies up to this size are written with their header in one [`Fill`].
+const SMALL_BODY: usize = 4096;
+
+/// A frame's bytes appended to a buffer and filled in place: one length
+/// change per frame, where a `put_*` per field checked the capacity each time
+/// (the deliver path writes three frames per message).
+struct Fill<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> Fill<'a> {
+    /// Appends `len` bytes to `out` to be filled.
+    fn new(out: &'a mut BytesMut, len: usize) -> Self {
+        let start = out.len();
+        out.resize(start + len, 0);
+        Fill {
+            buf: &mut out[start..],
+            at: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    /// A string already cut by [`short_str`].
+    fn short_str(&mut self, s: &str) {
+        self.put(&[s.len() as u8]);
+        self.put(s.as_bytes());
+    }
+}
+
 /// Cuts a string to fit a short string: at most 255 octets, on a character boundary
 /// (callers pass names that were short strings on the way in, so the cut never
 /// happens in practice).
@@ -253,12 +304,6 @@ fn short_str(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// Writes a string already cut by [`short_str`].
-fn put_short_str(out: &mut BytesMut, s: &str) {
-    out.put_u8(s.len() as u8);
-    out.put_slice(s.as_bytes());
 }
 
 #[cfg(test)]

@@ -279,9 +279,10 @@ impl Channel {
                 .map_err(|e| AmqpError::precondition_failed(format!("invalid message: {e}")))?;
             *properties = stripped;
         }
+        // The decoded strings move in: no copy per message.
         let message = Arc::new(Message {
-            exchange: String::from(publish.exchange.as_str()),
-            routing_key: String::from(publish.routing_key.as_str()),
+            exchange: String::from(publish.exchange),
+            routing_key: String::from(publish.routing_key),
             header,
             properties: *properties,
             body,

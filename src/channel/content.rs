@@ -116,7 +116,11 @@ impl Assembly {
                     return Err(expecting_body());
                 }
                 *remaining -= len;
-                if !fragment.is_empty() {
+                // A body in one frame (the usual case) needs no list of chunks.
+                let mut whole = None;
+                if *remaining == 0 && chunks.is_empty() {
+                    whole = Some(fragment);
+                } else if !fragment.is_empty() {
                     chunks.push(fragment);
                 }
                 if *remaining > 0 {
@@ -136,7 +140,7 @@ impl Assembly {
                     publish,
                     header,
                     properties,
-                    body: join(chunks),
+                    body: whole.unwrap_or_else(|| join(chunks)),
                 }))
             }
         }

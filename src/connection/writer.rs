@@ -57,75 +57,119 @@ async fn run<W: AsyncWrite + Unpin>(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut batch = Vec::with_capacity(BATCH);
     // RabbitMQ sends a heartbeat after half an interval without other output.
-    // Far in the future when heartbeats are off, so the timer branch never fires.
-    let interval = heartbeat.map_or(Duration::from_secs(86_400 * 365), |hb| hb / 2);
+    // One timer for the connection, moved only when it fires, rather than a
+    // new timer registered per batch.
+    let interval = heartbeat.map(|hb| hb / 2);
     let mut last_write = Instant::now();
+    let beat = sleep_until(last_write + interval.unwrap_or_default());
+    tokio::pin!(beat);
     loop {
         tokio::select! {
+            biased;
             n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break;
                 }
-                let mut shutdown = false;
-                for item in batch.drain(..) {
-                    match item {
-                        Outbound::Method(channel, method) => {
-                            if let Err(error) = encoder.method(channel, &method, &mut buf) {
-                                tracing::error!(%error, "dropping a method that cannot be encoded");
-                            }
-                        }
-                        Outbound::MethodWithContent(channel, method, header, body) => {
-                            match encoder.method(channel, &method, &mut buf) {
-                                Ok(()) => encoder.content(channel, &header, &body, frame_max, &mut buf),
-                                Err(error) => tracing::error!(%error, "dropping a message that cannot be encoded"),
-                            }
-                        }
-                        Outbound::Deliver { channel, consumer_tag, delivery_tag, redelivered, message } => {
-                            encoder.deliver(
-                                channel,
-                                &consumer_tag,
-                                delivery_tag.0,
-                                redelivered,
-                                &message.exchange,
-                                &message.routing_key,
-                                &mut buf,
-                            );
-                            encoder.content(channel, &message.header, &message.body, frame_max, &mut buf);
-                        }
-                        Outbound::GetOk { channel, delivery_tag, redelivered, message_count, message } => {
-                            let get_ok = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
-                                delivery_tag: delivery_tag.0,
-                                redelivered,
-                                exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
-                                routing_key: ShortString::try_new(message.routing_key.clone()).unwrap_or_default(),
-                                message_count,
-                            }));
-                            match encoder.method(channel, &get_ok, &mut buf) {
-                                Ok(()) => encoder.content(channel, &message.header, &message.body, frame_max, &mut buf),
-                                Err(error) => tracing::error!(%error, "dropping a message that cannot be encoded"),
-                            }
-                        }
-                        Outbound::Shutdown => shutdown = true,
-                    }
-                }
+                let shutdown = encode(&mut encoder, batch.drain(..), frame_max, &mut buf);
                 if send_all(&mut socket, &buf).await.is_err() {
                     return;
                 }
                 buf.clear();
-                last_write = Instant::now();
+                if interval.is_some() {
+                    last_write = Instant::now();
+                }
                 if shutdown {
                     break;
                 }
             }
-            _ = sleep_until(last_write + interval), if heartbeat.is_some() => {
+            () = &mut beat, if interval.is_some() => {
+                let interval = interval.unwrap_or_default();
+                let due = last_write + interval;
+                if Instant::now() < due {
+                    // Something was written since the timer was set.
+                    beat.as_mut().reset(due);
+                    continue;
+                }
                 encoder.heartbeat(&mut buf);
                 if send_all(&mut socket, &buf).await.is_err() {
                     return;
                 }
                 buf.clear();
                 last_write = Instant::now();
+                beat.as_mut().reset(last_write + interval);
             }
         }
     }
     let _ = socket.shutdown().await;
+}
+
+/// Encodes a batch into `buf`; true if it asked to shut the socket down.
+fn encode(
+    encoder: &mut FrameEncoder,
+    batch: impl Iterator<Item = Outbound>,
+    frame_max: u32,
+    buf: &mut BytesMut,
+) -> bool {
+    let mut shutdown = false;
+    for item in batch {
+        match item {
+            Outbound::Method(channel, method) => {
+                if let Err(error) = encoder.method(channel, &method, buf) {
+                    tracing::error!(%error, "dropping a method that cannot be encoded");
+                }
+            }
+            Outbound::MethodWithContent(channel, method, header, body) => {
+                match encoder.method(channel, &method, buf) {
+                    Ok(()) => encoder.content(channel, &header, &body, frame_max, buf),
+                    Err(error) => {
+                        tracing::error!(%error, "dropping a message that cannot be encoded")
+                    }
+                }
+            }
+            Outbound::Deliver {
+                channel,
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                message,
+            } => {
+                encoder.deliver(
+                    channel,
+                    &consumer_tag,
+                    delivery_tag.0,
+                    redelivered,
+                    &message.exchange,
+                    &message.routing_key,
+                    buf,
+                );
+                encoder.content(channel, &message.header, &message.body, frame_max, buf);
+            }
+            Outbound::GetOk {
+                channel,
+                delivery_tag,
+                redelivered,
+                message_count,
+                message,
+            } => {
+                let get_ok = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                    delivery_tag: delivery_tag.0,
+                    redelivered,
+                    exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
+                    routing_key: ShortString::try_new(message.routing_key.clone())
+                        .unwrap_or_default(),
+                    message_count,
+                }));
+                match encoder.method(channel, &get_ok, buf) {
+                    Ok(()) => {
+                        encoder.content(channel, &message.header, &message.body, frame_max, buf)
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "dropping a message that cannot be encoded")
+                    }
+                }
+            }
+            Outbound::Shutdown => shutdown = true,
+        }
+    }
+    shutdown
 }

@@ -113,7 +113,7 @@ impl Backlog {
     /// The next message to deliver, if it is in memory (it is whenever the
     /// queue is not empty, but for a moment while a refill is due).
     pub fn head(&self) -> Option<&Entry> {
-        self.memory.iter().next().map(|(_, entry)| entry)
+        self.memory.first()
     }
 
     /// Writes a new message to the store if the queue keeps it (with its due
@@ -307,6 +307,11 @@ impl Backlog {
 
     /// Takes the messages whose expiry has come (they leave the queue).
     pub fn take_expired(&mut self, now: Instant) -> Vec<Entry> {
+        // The usual case, on every publish: nothing has an expiry yet.
+        if self.memory.next_expiry().is_none_or(|at| at > now) {
+            self.refill_if_low();
+            return Vec::new();
+        }
         let mut expired = Vec::new();
         loop {
             let taken = self.memory.take_expired(now);

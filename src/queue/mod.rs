@@ -117,8 +117,9 @@ struct QueueState {
     args: QueueArgs,
     next_seq: SeqId,
     ready: Backlog,
-    /// Delivered and waiting for an ack.
-    outstanding: HashMap<SeqId, Entry>,
+    /// Delivered and waiting for an ack. Keyed by our own seqs, so a fast
+    /// hash (SipHash was 3% of a persistent message's instructions).
+    outstanding: HashMap<SeqId, Entry, foldhash::fast::RandomState>,
     /// Not ready before a due time (a delayed retry, `x-opt-delivery-time`).
     waiting: Waiting,
     consumers: Consumers,
@@ -241,7 +242,7 @@ impl Queue {
             args: spec.args.clone(),
             next_seq: 0,
             ready,
-            outstanding: HashMap::new(),
+            outstanding: HashMap::default(),
             waiting: Waiting::new(spec.args.max_priority.is_none()),
             consumers,
             ever_had_consumer: false,

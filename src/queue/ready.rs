@@ -3,7 +3,7 @@
 //! so that expired messages go in bounded time wherever they sit.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -91,9 +91,22 @@ impl Key {
 }
 
 /// Ready messages.
+///
+/// Most arrive in key order (a new message has the highest seq; one taken and
+/// refused comes back first), so they live in `run`, a deque in key order
+/// appended at either end; a B-tree per message cost about 10% of a 1p1c
+/// delivery's instructions. Only the rest (a requeue between ready ones,
+/// another priority) goes to `others`; the head is the lower of the two
+/// firsts.
 #[derive(Debug, Default)]
 pub(super) struct Ready {
-    entries: BTreeMap<Key, Entry>,
+    /// In key order; `None` where one left from the middle (expiry), never at
+    /// either end.
+    run: VecDeque<(Key, Option<Entry>)>,
+    /// The `Some` entries of `run`.
+    run_len: usize,
+    /// Those that came out of order.
+    others: BTreeMap<Key, Entry>,
     /// The ready messages that have an expiry.
     expiries: BTreeSet<(Instant, Key)>,
     /// Sum of their body sizes (what `x-max-length-bytes` limits).
@@ -102,11 +115,11 @@ pub(super) struct Ready {
 
 impl Ready {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.run_len + self.others.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn bytes(&self) -> u64 {
@@ -120,22 +133,104 @@ impl Ready {
             self.expiries.insert((at, key));
         }
         self.bytes += entry.message.body_size() as u64;
-        self.entries.insert(key, entry);
+        match (self.run.front(), self.run.back()) {
+            (Some((first, _)), Some((last, _))) if key < *first || key > *last => {
+                if key > *last {
+                    self.run.push_back((key, Some(entry)));
+                } else {
+                    self.run.push_front((key, Some(entry)));
+                }
+                self.run_len += 1;
+            }
+            (Some(_), _) => {
+                self.others.insert(key, entry);
+            }
+            (None, _) => {
+                self.run.push_back((key, Some(entry)));
+                self.run_len += 1;
+            }
+        }
+    }
+
+    /// Where `key` is in `run`, if it is there.
+    fn find(&self, key: &Key) -> Option<usize> {
+        let at = self.run.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        self.run[at].1.is_some().then_some(at)
     }
 
     /// Whether the message `seq` of priority `priority` is here.
     pub fn contains(&self, seq: SeqId, priority: u8) -> bool {
-        self.entries.contains_key(&Key {
+        let key = Key {
             priority: Reverse(priority),
             seq,
-        })
+        };
+        self.find(&key).is_some() || self.others.contains_key(&key)
+    }
+
+    /// Whether the head is `run`'s first (rather than `others`').
+    fn head_in_run(&self) -> Option<bool> {
+        match (self.run.front(), self.others.first_key_value()) {
+            (Some((a, _)), Some((b, _))) => Some(a < b),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        }
+    }
+
+    /// The next message to deliver, left in place.
+    pub fn first(&self) -> Option<&Entry> {
+        if self.head_in_run()? {
+            self.run.front().and_then(|(_, e)| e.as_ref())
+        } else {
+            self.others.first_key_value().map(|(_, e)| e)
+        }
     }
 
     /// Takes the next message to deliver.
     pub fn pop_first(&mut self) -> Option<(SeqId, Entry)> {
-        let (key, entry) = self.entries.pop_first()?;
+        let (key, entry) = if self.head_in_run()? {
+            let (key, entry) = self.run.pop_front()?;
+            self.run_len -= 1;
+            self.trim_front();
+            (key, entry?)
+        } else {
+            self.others.pop_first()?
+        };
         self.forget(key, &entry);
         Some((key.seq, entry))
+    }
+
+    /// Takes the entry of `key` out, wherever it is.
+    fn remove(&mut self, key: &Key) -> Option<Entry> {
+        match self.find(key) {
+            Some(at) => {
+                let entry = self.run[at].1.take();
+                self.run_len -= 1;
+                self.trim();
+                entry
+            }
+            None => self.others.remove(key),
+        }
+    }
+
+    /// Drops the holes at `run`'s ends, and memory a burst left behind.
+    fn trim(&mut self) {
+        while self.run.back().is_some_and(|(_, e)| e.is_none()) {
+            self.run.pop_back();
+        }
+        self.trim_front();
+    }
+
+    /// Drops the holes at `run`'s head; now and then (every 1024 lengths)
+    /// gives back memory a burst left behind.
+    fn trim_front(&mut self) {
+        while let Some((_, None)) = self.run.front() {
+            self.run.pop_front();
+        }
+        let len = self.run.len();
+        if len.is_multiple_of(1024) && self.run.capacity() > 4096 && len < self.run.capacity() / 8 {
+            self.run.shrink_to(len * 2);
+        }
     }
 
     fn forget(&mut self, key: Key, entry: &Entry) {
@@ -166,7 +261,7 @@ impl Ready {
         keys.sort_unstable();
         keys.into_iter()
             .filter_map(|key| {
-                let entry = self.entries.remove(&key)?;
+                let entry = self.remove(&key)?;
                 self.bytes -= entry.message.body_size() as u64;
                 Some((key.seq, entry))
             })
@@ -177,15 +272,43 @@ impl Ready {
     pub fn drain(&mut self) -> Vec<(SeqId, Entry)> {
         self.expiries.clear();
         self.bytes = 0;
-        std::mem::take(&mut self.entries)
+        let mut all = Vec::with_capacity(self.len());
+        let mut run = std::mem::take(&mut self.run)
             .into_iter()
-            .map(|(key, entry)| (key.seq, entry))
-            .collect()
+            .filter_map(|(key, entry)| Some((key, entry?)))
+            .peekable();
+        let mut others = std::mem::take(&mut self.others).into_iter().peekable();
+        self.run_len = 0;
+        loop {
+            let from_run = match (run.peek(), others.peek()) {
+                (Some((a, _)), Some((b, _))) => a < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if from_run { run.next() } else { others.next() };
+            all.extend(next.map(|(key, entry)| (key.seq, entry)));
+        }
+        all
     }
 
     /// The messages in queue order.
     pub fn iter(&self) -> impl Iterator<Item = (&SeqId, &Entry)> {
-        self.entries.iter().map(|(key, entry)| (&key.seq, entry))
+        let mut run = self
+            .run
+            .iter()
+            .filter_map(|(key, entry)| Some((key, entry.as_ref()?)))
+            .peekable();
+        let mut others = self.others.iter().peekable();
+        std::iter::from_fn(move || {
+            let from_run = match (run.peek(), others.peek()) {
+                (Some((a, _)), Some((b, _))) => a < b,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let next = if from_run { run.next() } else { others.next() };
+            next.map(|(key, entry)| (&key.seq, entry))
+        })
     }
 }
 
@@ -257,5 +380,56 @@ mod tests {
         assert_eq!(ready.len(), 2);
         assert_eq!(ready.bytes(), 2);
         assert_eq!(ready.next_expiry(), Some(later));
+    }
+
+    #[test]
+    fn out_of_order_inserts_keep_queue_order() {
+        let mut ready = Ready::default();
+        for seq in [5, 6, 8] {
+            ready.insert(seq, entry(b"x", 0, None));
+        }
+        // Taken and put back at the head, requeued in the middle, at the end.
+        ready.insert(4, entry(b"x", 0, None));
+        ready.insert(7, entry(b"x", 0, None));
+        ready.insert(1, entry(b"x", 0, None));
+        ready.insert(3, entry(b"x", 0, None));
+        ready.insert(9, entry(b"x", 0, None));
+        assert!(ready.contains(7, 0) && ready.contains(4, 0) && !ready.contains(2, 0));
+        let order: Vec<_> = ready.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(order, [1, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(ready.first().map(|e| e.priority), Some(0));
+        let (first, _) = ready.pop_first().expect("head");
+        assert_eq!(first, 1);
+        let drained: Vec<_> = ready.drain().into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(drained, [3, 4, 5, 6, 7, 8, 9]);
+        assert!(ready.is_empty());
+        assert_eq!(ready.bytes(), 0);
+    }
+
+    #[test]
+    fn expiry_from_the_middle_leaves_no_trace() {
+        let now = Instant::now();
+        let mut ready = Ready::default();
+        for seq in 0..6 {
+            let expires = (seq % 2 == 1).then_some(now);
+            ready.insert(seq, entry(b"x", 0, expires));
+        }
+        let expired: Vec<_> = ready
+            .take_expired(now)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(expired, [1, 3, 5]);
+        assert!(!ready.contains(3, 0) && ready.contains(2, 0));
+        assert_eq!(ready.len(), 3);
+        // A put-back between holes still comes out in order.
+        let (head, e) = ready.pop_first().expect("head");
+        assert_eq!(head, 0);
+        ready.insert(head, e);
+        let order: Vec<_> = std::iter::from_fn(|| ready.pop_first())
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(order, [0, 2, 4]);
+        assert!(ready.is_empty());
     }
 }

@@ -16,15 +16,19 @@ use crate::dedup::{NewId, Verdict};
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::meta::{Forwards, NodeId};
+use crate::names::ExchangeName;
 use crate::queue::dead_letter::DeadLetter;
 use crate::queue::{Enqueued, Queue, QueueHost};
+
+/// The queues a message reaches: most reach one, which needs no allocation.
+pub type Queues = smallvec::SmallVec<[Arc<Queue>; 1]>;
 
 /// Where a message goes: queues, direct reply-to consumers, and delayed
 /// exchanges that keep it for later.
 #[derive(Debug, Default)]
 pub struct Routed {
     /// The queues it reaches, each once.
-    pub queues: Vec<Arc<Queue>>,
+    pub queues: Queues,
     /// In a cluster: the queues it reaches that live on other nodes.
     pub remote: Vec<Arc<RemoteQueue>>,
     /// The reply consumers it reaches (they count as no queue).
@@ -270,6 +274,7 @@ impl VHost {
     ) -> Result<Vec<Arc<Queue>>, AmqpError> {
         let none = MessageProperties::default();
         self.walk(first, routing_key, headers, &none, false, &mut |_| {})
+            .map(Queues::into_vec)
     }
 
     /// The exchange a publish names: 404 if missing, 403 if internal; `None` for
@@ -302,14 +307,14 @@ impl VHost {
         properties: &MessageProperties<'_>,
         hold: bool,
         step: &mut dyn FnMut(Step<'_>),
-    ) -> Result<Vec<Arc<Queue>>, AmqpError> {
+    ) -> Result<Queues, AmqpError> {
         let cc = header_routing_keys(headers)?;
         let delayed = hold && crate::delayed::delay_of(headers).is_some();
         let keys = || std::iter::once(routing_key).chain(cc.iter().copied());
         let Some(first) = first else {
             // The default exchange: the queue each key names. A reply-to address
             // names no queue ([`VHost::route_replies`]).
-            let mut queues: Vec<Arc<Queue>> = Vec::new();
+            let mut queues = Queues::new();
             let mut remote_seen: Vec<String> = Vec::new();
             for key in keys() {
                 if key.starts_with(replies::ADDRESS_PREFIX) || queues.iter().any(|q| q.name == key)
@@ -328,26 +333,33 @@ impl VHost {
             step(Step::Default { queues: &queues });
             return Ok(queues);
         };
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut queues = Queues::new();
         let mut remote_seen: Vec<String> = Vec::new();
-        let mut seen = vec![first.name.clone()];
-        let mut work = vec![first];
+        // Most walks visit one exchange: no list of others is made for it.
+        let origin = first.name.clone();
+        let mut seen: Vec<ExchangeName> = Vec::new();
+        let mut work = Vec::new();
+        let mut next = Some(first);
         let mut found = Vec::new();
-        while let Some(x) = work.pop() {
+        while let Some(x) = next.take().or_else(|| work.pop()) {
             if delayed && x.delayed.is_some() {
                 step(Step::Held { exchange: &x });
                 continue;
             }
             found.clear();
-            x.routes
-                .read()
-                .route_message(keys(), headers, properties, &mut found);
+            {
+                let routes = x.routes.read();
+                found.reserve(routes.binding_count().min(64));
+                routes.route_message(keys(), headers, properties, &mut found);
+            }
+            queues.reserve(found.len());
             step(Step::Exchange {
                 exchange: &x,
                 destinations: &found,
             });
             if found.is_empty() {
                 if let Some(ae) = x.alternate_exchange()
+                    && *origin != *ae
                     && !seen.iter().any(|s| **s == *ae)
                     && let Some(alt) = self.exchange(&ae)
                 {
@@ -372,7 +384,8 @@ impl VHost {
                         }
                     }
                     Destination::Exchange(name) => {
-                        if !seen.contains(&name)
+                        if name != origin
+                            && !seen.contains(&name)
                             && let Some(next) = self.exchange(&name)
                         {
                             seen.push(name);

@@ -52,7 +52,7 @@ fn engine(context: &str, error: io::Error) -> StorageError {
 #[derive(Debug)]
 pub struct SegmentLog {
     dir: PathBuf,
-    queues: RwLock<HashMap<QueueId, Arc<Mutex<QueueLog>>>>,
+    queues: RwLock<HashMap<QueueId, Arc<Mutex<QueueLog>>, foldhash::fast::RandomState>>,
     /// Queues written since the last flush.
     dirty: Mutex<Vec<QueueId>>,
     /// One flush at a time: a flush must not return while an earlier one is
@@ -64,7 +64,7 @@ impl SegmentLog {
     /// Opens (creating it if needed) the log in `dir`, checking every segment.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         fs::create_dir_all(dir).map_err(|e| engine("cannot create the directory", e))?;
-        let mut queues = HashMap::new();
+        let mut queues = HashMap::default();
         let entries = fs::read_dir(dir).map_err(|e| engine("cannot list the directory", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| engine("cannot list the directory", e))?;

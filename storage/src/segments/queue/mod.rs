@@ -110,7 +110,8 @@ impl Segment {
 struct Removed {
     /// Every seq from the segment's first up to this one (excluded) is removed.
     below: Seq,
-    others: HashSet<Seq>,
+    /// Seqs are ours, not a client's: a fast hash.
+    others: HashSet<Seq, foldhash::fast::RandomState>,
 }
 
 impl Removed {
