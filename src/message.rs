@@ -1,6 +1,9 @@
 //! A published message, shared by every queue it was routed to.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use warren_codec::ContentHeader;
 use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
@@ -22,6 +25,59 @@ pub struct Message {
     /// published, false once dead-lettered with a dead-letter routing key (which
     /// replaces all of them).
     pub cc_routed: bool,
+}
+
+/// A message in the form it travels between nodes and sits in a quorum queue's log: what
+/// was published, the properties in wire form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireMessage {
+    /// The exchange it was published to.
+    pub exchange: String,
+    /// Its routing key.
+    pub routing_key: String,
+    /// Its properties in wire form.
+    pub properties: Bytes,
+    /// Its body.
+    pub body: Bytes,
+    /// Whether its `CC` keys were routing keys.
+    pub cc_routed: bool,
+}
+
+impl WireMessage {
+    /// The wire form of `message`.
+    pub fn of(message: &Message) -> Self {
+        Self {
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            properties: message.header.raw_properties.clone(),
+            body: message.body.clone(),
+            cc_routed: message.cc_routed,
+        }
+    }
+
+    /// The message again (None when its properties do not parse).
+    pub fn to_message(&self) -> Option<Arc<Message>> {
+        self.clone().into_message()
+    }
+
+    /// The message again, taking the parts (None when its properties do not parse).
+    pub fn into_message(self) -> Option<Arc<Message>> {
+        let header = ContentHeader {
+            class_id: warren_codec::content::BASIC_CLASS_ID,
+            weight: 0,
+            body_size: self.body.len() as u64,
+            raw_properties: self.properties,
+        };
+        let properties = header.properties()?;
+        Some(Arc::new(Message {
+            exchange: self.exchange,
+            routing_key: self.routing_key,
+            header,
+            properties,
+            body: self.body,
+            cc_routed: self.cc_routed,
+        }))
+    }
 }
 
 impl Message {

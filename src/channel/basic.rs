@@ -90,12 +90,7 @@ impl Channel {
                         GetResult::Sent => break,
                         GetResult::Busy => continue,
                         GetResult::Empty => {
-                            self.conn.global.get_empty.incr();
-                            self.shared.counters.get_empty.incr();
-                            self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
-                                basic::GetEmpty {},
-                            )))
-                            .await;
+                            self.get_empty().await;
                             break;
                         }
                     }
@@ -129,6 +124,16 @@ impl Channel {
             other => return Err(super::unhandled(&AMQPClass::Basic(other))),
         }
         Ok(())
+    }
+
+    /// basic.get-empty, counted.
+    pub(super) async fn get_empty(&self) {
+        self.conn.global.get_empty.incr();
+        self.shared.counters.get_empty.incr();
+        self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
+            basic::GetEmpty {},
+        )))
+        .await;
     }
 
     async fn consume(&mut self, m: basic::Consume) -> Result<(), AmqpError> {

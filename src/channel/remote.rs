@@ -83,12 +83,7 @@ impl Channel {
             .get_at(home, &self.conn.vhost.name, &queue.name, sink, no_ack)
             .await?;
         let Some(got) = got else {
-            self.conn.global.get_empty.incr();
-            self.shared.counters.get_empty.incr();
-            self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
-                basic::GetEmpty {},
-            )))
-            .await;
+            self.get_empty().await;
             return Ok(());
         };
         self.hand_over_get(queue, got, no_ack).await;
@@ -189,12 +184,7 @@ impl Channel {
             Err(GetRefused::NoLeader) => return Err(no_majority(&queue)),
         };
         let Some((id, message, redelivered, ready)) = got else {
-            self.conn.global.get_empty.incr();
-            self.shared.counters.get_empty.incr();
-            self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
-                basic::GetEmpty {},
-            )))
-            .await;
+            self.get_empty().await;
             return Ok(());
         };
         let got = crate::meta::RemoteGot {

@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use warren_codec::ContentHeader;
 use warren_raft::transport::wire::MAX_FRAME;
 use warren_raft::{AppHandler, Response};
 
@@ -24,7 +23,7 @@ use super::consume::Homes;
 
 use crate::broker::Broker;
 use crate::error::AmqpError;
-use crate::message::Message;
+use crate::message::{Message, WireMessage};
 use crate::meta::{Forwarded, NodeId, RemoteConsume};
 use crate::queue::remote::{Settlement, SinkKey};
 use crate::queue::{Enqueued, SeqId};
@@ -33,53 +32,6 @@ use warren_codec::ReplyCode;
 /// How long a forwarded publish may wait for its home's answer before it counts as not
 /// taken (the publisher hears nack and republishes).
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
-
-/// A message in its node-link form.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WireMessage {
-    /// The exchange it was published to.
-    pub exchange: String,
-    /// Its routing key.
-    pub routing_key: String,
-    /// Its properties in wire form.
-    pub properties: Bytes,
-    /// Its body.
-    pub body: Bytes,
-    /// Whether its `CC` keys were routing keys.
-    pub cc_routed: bool,
-}
-
-impl WireMessage {
-    /// The link form of `message`.
-    pub fn of(message: &Message) -> Self {
-        Self {
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
-            properties: message.header.raw_properties.clone(),
-            body: message.body.clone(),
-            cc_routed: message.cc_routed,
-        }
-    }
-
-    /// The message again (None when its properties do not parse).
-    pub fn into_message(self) -> Option<Arc<Message>> {
-        let header = ContentHeader {
-            class_id: warren_codec::content::BASIC_CLASS_ID,
-            weight: 0,
-            body_size: self.body.len() as u64,
-            raw_properties: self.properties,
-        };
-        let properties = header.properties()?;
-        Some(Arc::new(Message {
-            exchange: self.exchange,
-            routing_key: self.routing_key,
-            header,
-            properties,
-            body: self.body,
-            cc_routed: self.cc_routed,
-        }))
-    }
-}
 
 /// A message between nodes about queues.
 #[derive(Debug, Serialize, Deserialize)]

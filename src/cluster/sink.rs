@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use warren_storage::QueueId;
 
-use super::proxy::{ProxyAnswer, ProxyItem, WireMessage};
+use super::proxy::{ProxyAnswer, ProxyItem};
+use crate::message::WireMessage;
 use crate::meta::NodeId;
 use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::queue::delivery::{

@@ -201,7 +201,6 @@ impl Queue {
         spec: QueueSpec,
         store_id: QueueId,
     ) -> Result<Arc<Self>, AmqpError> {
-        let consumer_timeout = AtomicU64::new(spec.args.consumer_timeout.unwrap_or(NO_TIMEOUT));
         let backend = match spec.args.stream {
             Some(args) => {
                 Backend::Stream(StreamQueue::open(storage, store_id, args).map_err(|e| {
@@ -210,7 +209,24 @@ impl Queue {
             }
             None => Backend::Classic(Self::classic_state(storage, &spec, store_id)),
         };
-        let queue = Arc::new(Queue {
+        let queue = Self::with_backend(name, vhost, host, spec, store_id, backend);
+        if let Some(state) = queue.classic() {
+            queue.renew_lease(&mut state.lock());
+        }
+        Ok(queue)
+    }
+
+    /// The queue around `backend`, whatever its kind.
+    fn with_backend(
+        name: QueueName,
+        vhost: VHostName,
+        host: Weak<dyn QueueHost>,
+        spec: QueueSpec,
+        store_id: QueueId,
+        backend: Backend,
+    ) -> Arc<Self> {
+        let consumer_timeout = AtomicU64::new(spec.args.consumer_timeout.unwrap_or(NO_TIMEOUT));
+        Arc::new(Queue {
             name,
             vhost,
             backend,
@@ -222,11 +238,7 @@ impl Queue {
             consumer_timeout,
             counters: QueueCounters::default(),
             history: History::default(),
-        });
-        if let Some(state) = queue.classic() {
-            queue.renew_lease(&mut state.lock());
-        }
-        Ok(queue)
+        })
     }
 
     /// A new classic queue's state.

@@ -14,15 +14,14 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::delivery::{Delivery, DeliveryKind, DeliverySink, Refused, Unacked, same_sink};
 use super::host::QueueHost;
 use super::kind::{Backend, QueueType};
-use super::{Consumer, Queue, QueueCounters, QueueSpec, Return, SeqId};
+use super::{Consumer, Queue, QueueSpec, Return, SeqId};
 use crate::message::Message;
 use crate::names::{ConsumerTag, NodeId, QueueName, VHostName};
-use crate::stats::History;
 
 /// A channel of this node, as the queue's home knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -139,27 +138,13 @@ impl Queue {
         kind: QueueType,
         link: Arc<dyn HomeLink>,
     ) -> Arc<Self> {
-        let consumer_timeout = std::sync::atomic::AtomicU64::new(
-            spec.args.consumer_timeout.unwrap_or(super::NO_TIMEOUT),
-        );
-        Arc::new(Queue {
-            name,
-            vhost,
-            backend: Backend::Remote(RemoteBackend {
-                home,
-                kind,
-                link,
-                consumers: Mutex::new(Vec::new()),
-            }),
-            spec,
-            host,
-            wake: Arc::new(Notify::new()),
-            store_id,
-            policy: Mutex::default(),
-            consumer_timeout,
-            counters: QueueCounters::default(),
-            history: History::default(),
-        })
+        let backend = Backend::Remote(RemoteBackend {
+            home,
+            kind,
+            link,
+            consumers: Mutex::new(Vec::new()),
+        });
+        Self::with_backend(name, vhost, host, spec, store_id, backend)
     }
 
     /// The remote engine, if the queue lives on another node.

@@ -21,8 +21,9 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::fifo::{Command, ConsumerKey, Effect, MsgId, Settlement as Dequeue};
-use super::machine::{LogMessage, MAX_BATCH, Machine, QuorumCommand, QuorumReply};
+use super::machine::{MAX_BATCH, Machine, QuorumCommand, QuorumReply};
 use crate::message::Message;
+use crate::message::WireMessage;
 use crate::names::NodeId;
 use crate::queue::delivery::{Delivery, DeliveryKind, DeliverySink, Refused, Unacked};
 use crate::queue::{Consumer, Queue, SeqId};
@@ -51,7 +52,7 @@ pub struct Placement {
 
 /// A write waiting for its turn.
 enum Pending {
-    Publish(LogMessage, oneshot::Sender<bool>),
+    Publish(WireMessage, oneshot::Sender<bool>),
     Op(Command, Option<oneshot::Sender<Option<(u64, QuorumReply)>>>),
 }
 
@@ -158,7 +159,7 @@ impl QuorumQueue {
         let (taken, receiver) = oneshot::channel();
         let _ = self
             .writes
-            .send(Pending::Publish(LogMessage::of(message), taken));
+            .send(Pending::Publish(WireMessage::of(message), taken));
         receiver
     }
 
@@ -267,7 +268,7 @@ impl QuorumQueue {
     }
 
     /// Deliveries to this node's consumers; dead letters if this node leads.
-    fn execute(&self, effects: Vec<(Effect, Option<LogMessage>)>) {
+    fn execute(&self, effects: Vec<(Effect, Option<WireMessage>)>) {
         for (effect, body) in effects {
             match effect {
                 Effect::Deliver {

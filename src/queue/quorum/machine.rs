@@ -8,64 +8,14 @@
 //! segment store and compacting the log is step 8 of docs/cluster-design.md.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use warren_codec::ContentHeader;
 
 use super::fifo::{Command, Effect, Fifo, MsgId, Reply};
-use crate::message::Message;
+use crate::message::WireMessage;
 
 /// Messages one publish entry may carry (ids leave 16 bits for the position).
 pub const MAX_BATCH: usize = 1 << 16;
-
-/// A message in its log form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogMessage {
-    /// The exchange it was published to.
-    pub exchange: String,
-    /// Its routing key.
-    pub routing_key: String,
-    /// Its properties in wire form.
-    pub properties: Bytes,
-    /// Its body.
-    pub body: Bytes,
-    /// Whether its `CC` keys were routing keys.
-    pub cc_routed: bool,
-}
-
-impl LogMessage {
-    /// The log form of `message`.
-    pub fn of(message: &Message) -> Self {
-        Self {
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
-            properties: message.header.raw_properties.clone(),
-            body: message.body.clone(),
-            cc_routed: message.cc_routed,
-        }
-    }
-
-    /// The message again (None when its properties do not parse).
-    pub fn to_message(&self) -> Option<Arc<Message>> {
-        let header = ContentHeader {
-            class_id: warren_codec::content::BASIC_CLASS_ID,
-            weight: 0,
-            body_size: self.body.len() as u64,
-            raw_properties: self.properties.clone(),
-        };
-        let properties = header.properties()?;
-        Some(Arc::new(Message {
-            exchange: self.exchange.clone(),
-            routing_key: self.routing_key.clone(),
-            header,
-            properties,
-            body: self.body.clone(),
-            cc_routed: self.cc_routed,
-        }))
-    }
-}
 
 /// One entry of a quorum queue's log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,7 +25,7 @@ pub enum QuorumCommand {
         /// The leader's clock.
         ts: u64,
         /// The messages.
-        messages: Vec<LogMessage>,
+        messages: Vec<WireMessage>,
     },
     /// Any other fifo command.
     Op(Command),
@@ -103,7 +53,7 @@ pub enum QuorumReply {
         /// Messages still ready.
         ready: u64,
         /// The message (a no-ack get releases it in the same entry).
-        message: LogMessage,
+        message: WireMessage,
     },
     /// Not for this queue (basic.get with single active consumer).
     Unsupported,
@@ -117,7 +67,7 @@ pub struct Machine {
     /// The fifo.
     pub fifo: Fifo,
     /// The bodies of the messages the fifo holds.
-    pub bodies: BTreeMap<MsgId, LogMessage>,
+    pub bodies: BTreeMap<MsgId, WireMessage>,
     /// The last index applied.
     pub applied: u64,
 }
@@ -128,7 +78,7 @@ pub struct Applied {
     /// The answer.
     pub reply: Option<QuorumReply>,
     /// The fifo's effects (releases already done).
-    pub effects: Vec<(Effect, Option<LogMessage>)>,
+    pub effects: Vec<(Effect, Option<WireMessage>)>,
 }
 
 impl Machine {
@@ -216,13 +166,13 @@ impl Machine {
     }
 
     /// The body of message `id`, if the queue still holds it.
-    pub fn body(&self, id: MsgId) -> Option<LogMessage> {
+    pub fn body(&self, id: MsgId) -> Option<WireMessage> {
         self.bodies.get(&id).cloned()
     }
 }
 
 /// When a message published at `ts` expires by its own `expiration` property.
-fn message_expiry(message: &LogMessage, ts: u64) -> Option<u64> {
+fn message_expiry(message: &WireMessage, ts: u64) -> Option<u64> {
     let message = message.to_message()?;
     message.expiration_ms().map(|ms| ts.saturating_add(ms))
 }
@@ -231,9 +181,10 @@ fn message_expiry(message: &LogMessage, ts: u64) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::queue::quorum::fifo::{Config, ConsumerKey};
+    use bytes::Bytes;
 
-    fn message(body: &str) -> LogMessage {
-        LogMessage {
+    fn message(body: &str) -> WireMessage {
+        WireMessage {
             exchange: String::new(),
             routing_key: "q".into(),
             properties: Bytes::from_static(&[0, 0]),

@@ -3,17 +3,13 @@
 
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
-use tokio::sync::Notify;
-
 use super::live::QuorumQueue;
 use crate::message::Message;
 use crate::names::{QueueName, VHostName};
 use crate::queue::dead_letter::{DeadLetterTarget, Reason};
 use crate::queue::host::QueueHost;
 use crate::queue::kind::Backend;
-use crate::queue::{NO_TIMEOUT, Queue, QueueCounters, QueueSpec, QueueStats};
-use crate::stats::History;
+use crate::queue::{Queue, QueueSpec, QueueStats};
 
 impl Queue {
     /// The queue `name` of `vhost` run by quorum group `quorum` on this member node.
@@ -24,21 +20,8 @@ impl Queue {
         spec: QueueSpec,
         quorum: Arc<QuorumQueue>,
     ) -> Arc<Self> {
-        let consumer_timeout =
-            std::sync::atomic::AtomicU64::new(spec.args.consumer_timeout.unwrap_or(NO_TIMEOUT));
-        let queue = Arc::new(Queue {
-            name,
-            vhost,
-            store_id: quorum.group,
-            backend: Backend::Quorum(quorum.clone()),
-            spec,
-            host,
-            wake: Arc::new(Notify::new()),
-            policy: Mutex::default(),
-            consumer_timeout,
-            counters: QueueCounters::default(),
-            history: History::default(),
-        });
+        let backend = Backend::Quorum(quorum.clone());
+        let queue = Queue::with_backend(name, vhost, host, spec, quorum.group, backend);
         quorum.attach(&queue);
         queue
     }
