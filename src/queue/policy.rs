@@ -32,6 +32,11 @@ impl Queue {
             Ordering::Relaxed,
         );
         *self.policy.lock() = Arc::new(applied);
+        if let Some(quorum) = self.quorum() {
+            // The limits in force are replicated: a change goes through the queue's log.
+            quorum.update_config(super::quorum::fifo_config(&args));
+            return;
+        }
         self.with_state(|st, dead| {
             if st.args == args || st.deleted {
                 return;

@@ -466,6 +466,7 @@ impl VHost {
         let queue =
             Queue::quorum_backed(name.into(), self.name.clone(), host, spec, quorum.clone());
         meta.host_quorum(quorum);
+        self.apply_queue_policy(&queue);
         Ok(queue)
     }
 

@@ -304,3 +304,35 @@ async fn a_drained_quorum_queue_compacts_its_log_on_every_member() {
         assert!(small, "node {i} has a small snapshot of the drained queue");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_limits_a_quorum_queue_on_every_member() {
+    let nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    declare_quorum(&ch1, "capped").await;
+    let put = nodes
+        .api(1)
+        .put(
+            "/api/policies/%2f/cap",
+            r#"{"pattern":"^capped$","definition":{"max-length":2},"apply-to":"quorum_queues"}"#,
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    // The limit reaches the queue's log: publishes past it drop the head (the default).
+    let limited = super::common::eventually(true, async || {
+        publish_numbers(&ch1, "capped", 0..3).await;
+        let (_c, ch) = channel(&nodes.uri(2)).await;
+        ch.queue_declare("capped".into(), passive_queue(), FieldTable::default())
+            .await
+            .is_ok_and(|q| q.message_count() == 2)
+    })
+    .await;
+    assert!(limited, "the policy's max-length holds on n3");
+    let got = ch1
+        .basic_get("capped".into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("a message");
+    assert_eq!(number(&got.delivery.data), 1, "the oldest were dropped");
+}

@@ -615,6 +615,14 @@ impl QuorumQueue {
         wanted
     }
 
+    /// The arguments in force changed (a policy): appended when they differ from the
+    /// replicated ones (every member may ask; the entry is idempotent).
+    pub fn update_config(&self, config: super::fifo::Config) {
+        if self.machine.lock().fifo.config() != &config {
+            self.submit(Command::UpdateConfig(config));
+        }
+    }
+
     /// Appends a clock tick when a message's TTL may have passed (the leader's job).
     pub fn tick(&self) {
         if !self.log.leads(self.group) {
