@@ -531,6 +531,39 @@ impl RaftNode {
         })
     }
 
+    /// Stops hosting `group` for good (its queue was deleted): its Raft stops, its log
+    /// entries are purged (so the WAL files they pinned can go) and its snapshots removed.
+    pub async fn remove_group(&self, group: GroupId) -> Result<(), NodeError> {
+        let removed = self
+            .groups
+            .map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&group);
+        let Some(g) = removed else {
+            return Err(NodeError::NoSuchGroup(group));
+        };
+        if let Err(e) = g.raft.shutdown().await {
+            tracing::warn!(node = self.id, group, error = %e, "raft group did not stop cleanly");
+        }
+        if let Some(wal) = &self.wal
+            && let (_, Some(last)) = wal.log_state(group)
+            && let Err(e) = wal.purge(group, last).await
+        {
+            tracing::warn!(node = self.id, group, error = %e, "a removed group's log was not purged");
+        }
+        if let Some(dir) = &self.data_dir {
+            let snaps = dir.join("snap").join(group.to_string());
+            if let Err(e) = std::fs::remove_dir_all(&snaps)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(node = self.id, group, error = %e, "a removed group's snapshots stayed");
+            }
+        }
+        tracing::info!(node = self.id, group, "raft group removed");
+        Ok(())
+    }
+
     /// Stops every group and the transport.
     pub async fn shutdown(&self) {
         let groups: Vec<(GroupId, Group)> = self

@@ -68,6 +68,15 @@ impl QuorumLog for ClusterQuorum {
         (status.leader.map(NodeId), online)
     }
 
+    fn remove(&self, group: u64) {
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            if let Some(c) = cluster.upgrade() {
+                let _ = c.node.remove_group(group).await;
+            }
+        });
+    }
+
     fn leads(&self, group: u64) -> bool {
         self.cluster.upgrade().is_some_and(|c| {
             c.node
@@ -120,6 +129,11 @@ pub async fn host(cluster: Weak<Cluster>, queue: Arc<QuorumQueue>) {
             tracing::error!(group = queue.group, %error, "a quorum queue's group could not start");
             return;
         }
+    }
+    if queue.deleted() {
+        // Deleted while its group was starting (a replay of declare then delete).
+        let _ = c.node.remove_group(queue.group).await;
+        return;
     }
     if queue.placement.home.0 == c.id() {
         let members = c.members();

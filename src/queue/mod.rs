@@ -786,7 +786,7 @@ impl Queue {
             Backend::Remote(remote) => return (0, Self::drop_remote_consumers(remote)),
             Backend::Quorum(quorum) => {
                 let ready = u32::try_from(quorum.counts().0).unwrap_or(u32::MAX);
-                return (ready, quorum.drop_local_consumers());
+                return (ready, quorum.delete());
             }
         };
         let mut st = state.lock();

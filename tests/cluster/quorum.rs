@@ -303,6 +303,21 @@ async fn a_drained_quorum_queue_compacts_its_log_on_every_member() {
         .await;
         assert!(small, "node {i} has a small snapshot of the drained queue");
     }
+
+    // Deleted, the queue's group goes from every member with its snapshots; declared
+    // again, the name gets a new group.
+    ch1.queue_delete("big".into(), Default::default())
+        .await
+        .expect("delete");
+    for i in 0..3 {
+        let gone = super::common::eventually(true, async || {
+            queue_snapshots(&nodes.data_dir(i)).is_empty()
+        })
+        .await;
+        assert!(gone, "node {i} removed the deleted queue's group");
+    }
+    declare_quorum(&ch1, "big").await;
+    publish_numbers(&ch1, "big", 0..1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

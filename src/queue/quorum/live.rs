@@ -39,6 +39,8 @@ pub trait QuorumLog: Send + Sync + fmt::Debug {
     fn leads(&self, group: u64) -> bool;
     /// The leader of `group` this node knows of, and the members it hears from.
     fn leader(&self, group: u64) -> (Option<NodeId>, Vec<NodeId>);
+    /// The queue of `group` was deleted: this node stops hosting it.
+    fn remove(&self, group: u64);
 }
 
 /// Where a quorum queue lives.
@@ -91,6 +93,8 @@ pub struct QuorumQueue {
     queue: OnceLock<Weak<Queue>>,
     /// Log bytes applied since the last snapshot was asked for (compaction, `chores`).
     since_snapshot: std::sync::atomic::AtomicU64,
+    /// The queue was deleted.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for QuorumQueue {
@@ -129,6 +133,7 @@ impl QuorumQueue {
             writes,
             queue: OnceLock::new(),
             since_snapshot: std::sync::atomic::AtomicU64::new(0),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(write_in_order(Arc::downgrade(&queue), rx));
         queue
@@ -414,8 +419,22 @@ impl QuorumQueue {
         }
     }
 
-    /// The queue is deleted: this node's consumers end (returned, to be told).
-    pub(crate) fn drop_local_consumers(&self) -> Vec<Arc<Consumer>> {
+    /// Whether the queue was deleted (its group must not start again).
+    pub fn deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The queue is deleted: its group stops here, and this node's consumers end
+    /// (returned, to be told).
+    pub(crate) fn delete(&self) -> Vec<Arc<Consumer>> {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.log.remove(self.group);
+        self.drop_local_consumers()
+    }
+
+    /// This node's consumers end (returned, to be told).
+    fn drop_local_consumers(&self) -> Vec<Arc<Consumer>> {
         self.locals
             .lock()
             .drain()
