@@ -14,19 +14,20 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::fifo::{Command, ConsumerKey, Effect, MsgId, Settlement as Dequeue};
-use super::machine::{MAX_BATCH, Machine, QuorumCommand, QuorumReply};
+pub use super::consumers::{GetRefused, Settle};
+use super::fifo::{Command, ConsumerKey, Effect, MsgId};
+use super::machine::{Machine, QuorumCommand, QuorumReply};
+use super::writes::{Pending, write_in_order};
 use crate::message::Message;
 use crate::message::WireMessage;
 use crate::names::NodeId;
 use crate::queue::delivery::{Delivery, DeliveryKind, DeliverySink, Refused, Unacked};
-use crate::queue::{Consumer, Queue, SeqId};
+use crate::queue::{Consumer, Queue};
 
 /// A write's answer: the entry's index and its reply.
 pub type Written = Pin<Box<dyn Future<Output = Result<(u64, Bytes), String>> + Send>>;
@@ -52,27 +53,18 @@ pub struct Placement {
     pub members: Vec<NodeId>,
 }
 
-/// A write waiting for its turn.
-enum Pending {
-    Publish(WireMessage, oneshot::Sender<bool>),
-    Op(Command, Option<oneshot::Sender<Option<(u64, QuorumReply)>>>),
-}
-
 /// A consumer of this node.
-struct Local {
-    consumer: Arc<Consumer>,
+pub(super) struct Local {
+    pub(super) consumer: Arc<Consumer>,
     /// Consume-ok went out: deliveries may go to the channel.
-    active: bool,
+    pub(super) active: bool,
     /// Deliveries waiting for consume-ok or for room in the channel's writer.
-    backlog: VecDeque<(MsgId, Arc<Message>, bool)>,
+    pub(super) backlog: VecDeque<(MsgId, Arc<Message>, bool)>,
     /// A task is waiting for room to send the backlog.
-    draining: bool,
+    pub(super) draining: bool,
     /// The log index of its checkout, once committed.
-    checked_out_at: Option<u64>,
+    pub(super) checked_out_at: Option<u64>,
 }
-
-/// How long a write may wait for its group (a leader's loss takes an election, 2.5 to 5 s).
-const WRITE_WITHIN: Duration = Duration::from_secs(20);
 
 /// A quorum queue's handle on a member node.
 pub struct QuorumQueue {
@@ -80,21 +72,21 @@ pub struct QuorumQueue {
     pub group: u64,
     /// Where it lives.
     pub placement: Placement,
-    here: NodeId,
+    pub(super) here: NodeId,
     /// This node's run, in its consumers' keys.
-    run: u64,
-    log: Arc<dyn QuorumLog>,
-    machine: Mutex<Machine>,
-    applied: watch::Sender<u64>,
-    locals: Mutex<HashMap<ConsumerKey, Local>>,
+    pub(super) run: u64,
+    pub(super) log: Arc<dyn QuorumLog>,
+    pub(super) machine: Mutex<Machine>,
+    pub(super) applied: watch::Sender<u64>,
+    pub(super) locals: Mutex<HashMap<ConsumerKey, Local>>,
     /// Deliveries to this node's channels not settled yet, with their consumer.
-    delivered: Mutex<HashMap<MsgId, ConsumerKey>>,
-    writes: mpsc::UnboundedSender<Pending>,
+    pub(super) delivered: Mutex<HashMap<MsgId, ConsumerKey>>,
+    pub(super) writes: mpsc::UnboundedSender<Pending>,
     queue: OnceLock<Weak<Queue>>,
     /// Log bytes applied since the last snapshot was asked for (compaction, `chores`).
     since_snapshot: std::sync::atomic::AtomicU64,
     /// The queue was deleted.
-    deleted: std::sync::atomic::AtomicBool,
+    pub(super) deleted: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for QuorumQueue {
@@ -169,17 +161,17 @@ impl QuorumQueue {
     }
 
     /// Appends `command` after everything this node wrote before, not waiting.
-    fn submit(&self, command: Command) {
+    pub(super) fn submit(&self, command: Command) {
         let _ = self.writes.send(Pending::Op(command, None));
     }
 
     /// Appends `command` and waits for its reply.
-    async fn ask(&self, command: Command) -> Option<QuorumReply> {
+    pub(super) async fn ask(&self, command: Command) -> Option<QuorumReply> {
         self.ask_in_order(command).await.map(|(_, reply)| reply)
     }
 
     /// Appends `command` after this node's earlier writes; its index and reply.
-    async fn ask_in_order(&self, command: Command) -> Option<(u64, QuorumReply)> {
+    pub(super) async fn ask_in_order(&self, command: Command) -> Option<(u64, QuorumReply)> {
         let (reply, receiver) = oneshot::channel();
         let _ = self.writes.send(Pending::Op(command, Some(reply)));
         receiver.await.ok().flatten()
@@ -223,7 +215,7 @@ impl QuorumQueue {
 
     /// This node's consumers the log removed (their node was taken for down): they end
     /// here too, with basic.cancel to clients that asked for it.
-    fn forget_removed_consumers(&self, index: u64) {
+    pub(super) fn forget_removed_consumers(&self, index: u64) {
         let gone: Vec<Arc<Consumer>> = {
             let machine = self.machine.lock();
             let mut locals = self.locals.lock();
@@ -314,7 +306,7 @@ impl QuorumQueue {
 
     /// Hands a consumer's backlog to its channel while its writer has room; else waits
     /// for room on a task.
-    fn drain(&self, key: &ConsumerKey, local: &mut Local) {
+    pub(super) fn drain(&self, key: &ConsumerKey, local: &mut Local) {
         let Some(queue) = self.queue() else {
             return;
         };
@@ -374,182 +366,7 @@ impl QuorumQueue {
         }
     }
 
-    /// basic.consume: registered here first (deliveries wait for consume-ok), then
-    /// checked out in the log.
-    pub async fn consume(&self, consumer: Arc<Consumer>) -> Result<ConsumerKey, ()> {
-        let key = self.key(consumer.sink.as_ref(), &consumer.tag);
-        let checkout = Command::Checkout {
-            key: key.clone(),
-            prefetch: u32::from(consumer.credit.prefetch),
-            priority: consumer.priority,
-            resume: None,
-        };
-        self.locals.lock().insert(
-            key.clone(),
-            Local {
-                consumer,
-                active: false,
-                backlog: VecDeque::new(),
-                draining: false,
-                checked_out_at: None,
-            },
-        );
-        match self.ask_in_order(checkout).await {
-            Some((index, QuorumReply::Ok)) => {
-                if let Some(local) = self.locals.lock().get_mut(&key) {
-                    local.checked_out_at = Some(index);
-                }
-                Ok(key)
-            }
-            _ => {
-                self.locals.lock().remove(&key);
-                Err(())
-            }
-        }
-    }
-
-    /// Consume-ok went out: deliveries flow.
-    pub fn activate(&self, key: &ConsumerKey) {
-        let mut locals = self.locals.lock();
-        if let Some(local) = locals.get_mut(key) {
-            local.active = true;
-            if !local.draining {
-                self.drain(key, local);
-            }
-        }
-    }
-
-    /// Whether the queue was deleted (its group must not start again).
-    pub fn deleted(&self) -> bool {
-        self.deleted.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// The queue is deleted: its group stops here, and this node's consumers end
-    /// (returned, to be told).
-    pub(crate) fn delete(&self) -> Vec<Arc<Consumer>> {
-        self.deleted
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.log.remove(self.group);
-        self.drop_local_consumers()
-    }
-
-    /// This node's consumers end (returned, to be told).
-    fn drop_local_consumers(&self) -> Vec<Arc<Consumer>> {
-        self.locals
-            .lock()
-            .drain()
-            .map(|(_, local)| local.consumer)
-            .collect()
-    }
-
-    /// basic.cancel.
-    pub(crate) fn cancel(&self, sink: &dyn DeliverySink, tag: &str) {
-        let key = self.key(sink, tag);
-        if self.locals.lock().remove(&key).is_some() {
-            self.submit(Command::Cancel { key });
-        }
-    }
-
-    /// The channel closes: its consumers go and what it had out returns.
-    pub(crate) fn release_channel(&self, queue: &Arc<Queue>, sink: &dyn DeliverySink) {
-        let key = self.key(sink, "");
-        self.locals
-            .lock()
-            .retain(|k, _| !(k.connection == key.connection && k.channel == key.channel));
-        let seqs = sink.take_unacked_from(queue);
-        {
-            let mut delivered = self.delivered.lock();
-            for seq in seqs {
-                delivered.remove(&MsgId(seq));
-            }
-        }
-        self.submit(Command::ChannelDown {
-            node: key.node,
-            connection: key.connection,
-            channel: key.channel,
-        });
-    }
-
-    /// Settles deliveries this node's channels got.
-    pub(crate) fn settle(&self, seqs: impl IntoIterator<Item = SeqId>, how: Settle) {
-        let mut by_key: Vec<(ConsumerKey, Vec<MsgId>)> = Vec::new();
-        {
-            let mut delivered = self.delivered.lock();
-            for seq in seqs {
-                let id = MsgId(seq);
-                if let Some(key) = delivered.remove(&id) {
-                    match by_key.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, ids)) => ids.push(id),
-                        None => by_key.push((key, vec![id])),
-                    }
-                }
-            }
-        }
-        for (key, ids) in by_key {
-            self.submit(match how {
-                Settle::Ack => Command::Settle { key, ids },
-                Settle::Reject => Command::Discard { key, ids },
-                // Every requeue counts as a delivery, as on RabbitMQ 3.x to 4.2 quorum
-                // queues (4.3 stops counting basic.nack's).
-                Settle::Requeue { .. } => Command::Return {
-                    key,
-                    ids,
-                    failed: true,
-                },
-            });
-        }
-    }
-
-    /// basic.get for `sink`: the message, its delivery count, whether it was delivered
-    /// before and how many are left; `None` when empty. Err(()) when the log did not
-    /// answer; Ok(Err) for a queue basic.get does not serve (single active consumer).
-    pub async fn get(
-        &self,
-        sink: &dyn DeliverySink,
-        no_ack: bool,
-    ) -> Result<Option<(MsgId, Arc<Message>, bool, u64)>, GetRefused> {
-        let key = self.key(sink, "amq.get");
-        let command = Command::Dequeue {
-            key: key.clone(),
-            settlement: if no_ack {
-                Dequeue::Settled
-            } else {
-                Dequeue::Unsettled
-            },
-            ts: wall_clock_ms(),
-        };
-        let (_, reply) = self
-            .ask_indexed(command)
-            .await
-            .ok_or(GetRefused::NoLeader)?;
-        match reply {
-            QuorumReply::Empty => Ok(None),
-            QuorumReply::Unsupported => Err(GetRefused::SingleActiveConsumer),
-            QuorumReply::Dequeued {
-                id,
-                delivery_count,
-                redelivered,
-                ready,
-                message,
-            } => {
-                let Some(message) = message.to_message() else {
-                    return Ok(None);
-                };
-                if !no_ack {
-                    self.delivered.lock().insert(id, key);
-                }
-                Ok(Some((
-                    id,
-                    with_count(message, delivery_count),
-                    redelivered,
-                    ready,
-                )))
-            }
-            _ => Err(GetRefused::NoLeader),
-        }
-    }
-
-    async fn ask_indexed(&self, command: Command) -> Option<(u64, QuorumReply)> {
+    pub(super) async fn ask_indexed(&self, command: Command) -> Option<(u64, QuorumReply)> {
         let bytes = Bytes::from(postcard::to_stdvec(&QuorumCommand::Op(command)).ok()?);
         let (index, reply) = self.log.write(self.group, bytes).await.ok()?;
         Some((index, postcard::from_bytes(&reply).ok()?))
@@ -655,32 +472,9 @@ impl QuorumQueue {
     }
 }
 
-/// Why basic.get was not served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GetRefused {
-    /// No leader answered in time.
-    NoLeader,
-    /// The queue has single active consumer on (RabbitMQ refuses basic.get there too).
-    SingleActiveConsumer,
-}
-
-/// How deliveries are settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    /// basic.ack.
-    Ack,
-    /// Without requeue: dead-lettered or dropped.
-    Reject,
-    /// Back to the head.
-    Requeue {
-        /// Counts against the delivery limit.
-        failed: bool,
-    },
-}
-
 /// The message as delivered `count` times before: `x-delivery-count` from the first
 /// redelivery, as RabbitMQ's quorum queues.
-fn with_count(message: Arc<Message>, count: u32) -> Arc<Message> {
+pub(super) fn with_count(message: Arc<Message>, count: u32) -> Arc<Message> {
     if count == 0 {
         return message;
     }
@@ -690,76 +484,8 @@ fn with_count(message: Arc<Message>, count: u32) -> Arc<Message> {
     ))
 }
 
-fn wall_clock_ms() -> u64 {
+pub(super) fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Writes a queue's commands in order: publishes that queued up while a write was in
-/// flight go together in one entry.
-async fn write_in_order(queue: Weak<QuorumQueue>, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let mut next: Option<Pending> = None;
-    loop {
-        let first = match next.take() {
-            Some(p) => p,
-            None => match rx.recv().await {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let Some(q) = queue.upgrade() else {
-            return;
-        };
-        match first {
-            Pending::Publish(message, taken) => {
-                let mut messages = vec![message];
-                let mut answers = vec![taken];
-                let mut bytes = 0usize;
-                while messages.len() < MAX_BATCH && bytes < 4 << 20 {
-                    match rx.try_recv() {
-                        Ok(Pending::Publish(m, t)) => {
-                            bytes += m.body.len();
-                            messages.push(m);
-                            answers.push(t);
-                        }
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let command = QuorumCommand::Enqueue {
-                    ts: wall_clock_ms(),
-                    messages,
-                };
-                let taken = match write(&q, &command).await {
-                    Some((_, QuorumReply::Enqueued(taken))) => taken,
-                    _ => Vec::new(),
-                };
-                for (i, answer) in answers.into_iter().enumerate() {
-                    let _ = answer.send(taken.get(i).copied().unwrap_or(false));
-                }
-            }
-            Pending::Op(command, reply) => {
-                let written = write(&q, &QuorumCommand::Op(command)).await;
-                if let Some(reply) = reply {
-                    let _ = reply.send(written);
-                }
-            }
-        }
-    }
-}
-
-async fn write(queue: &QuorumQueue, command: &QuorumCommand) -> Option<(u64, QuorumReply)> {
-    let bytes = Bytes::from(postcard::to_stdvec(command).ok()?);
-    match tokio::time::timeout(WRITE_WITHIN, queue.log.write(queue.group, bytes)).await {
-        Ok(Ok((index, reply))) => Some((index, postcard::from_bytes(&reply).ok()?)),
-        Ok(Err(error)) => {
-            tracing::warn!(group = queue.group, %error, "a quorum queue write failed");
-            None
-        }
-        Err(_) => None,
-    }
 }

@@ -8,7 +8,9 @@
 
 //! - `machine.rs`: a member's replicated state (the fifo and the bodies) applied from
 //!   the queue's Raft log; `live.rs`: the queue on a member node (`Backend::Quorum`):
-//!   writes in order, deliveries to this node's consumers from its own apply.
+//!   deliveries to this node's consumers from its own apply; `consumers.rs`: consume,
+//!   cancel, release, settle, get; `writes.rs`: the ordered write task; `seam.rs`: the
+//!   queue-type seam's side.
 
 use crate::queue::args::{Overflow as ArgsOverflow, QueueArgs};
 
@@ -33,6 +35,7 @@ pub fn fifo_config(args: &QueueArgs) -> fifo::Config {
     }
 }
 
+pub mod consumers;
 pub mod fifo;
 #[cfg(test)]
 mod fifo_props;
@@ -41,3 +44,4 @@ mod fifo_tests;
 pub mod live;
 pub mod machine;
 mod seam;
+mod writes;
