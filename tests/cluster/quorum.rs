@@ -351,3 +351,40 @@ async fn a_policy_limits_a_quorum_queue_on_every_member() {
         .expect("a message");
     assert_eq!(number(&got.delivery.data), 1, "the oldest were dropped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_quorum_message_is_dead_lettered() {
+    let nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    ch1.queue_declare("dlq".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("dead-letter queue");
+    ch1.queue_declare(
+        "work".into(),
+        durable_queue(),
+        table(&[
+            ("x-queue-type", text("quorum")),
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text("dlq")),
+        ]),
+    )
+    .await
+    .expect("quorum queue");
+    publish_numbers(&ch1, "work", 41..42).await;
+    let (_c2, ch2) = channel(&nodes.uri(1)).await;
+    let mut consumer = super::remote_queues::consumer(&ch2, "work", "c", false).await;
+    let d = next_delivery(&mut consumer).await;
+    d.reject(lapin::options::BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    // The group's leader republishes it to the dead-letter queue, wherever both live.
+    let got = super::common::eventually(true, async || {
+        ch1.basic_get("dlq".into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .is_some_and(|m| number(&m.delivery.data) == 41)
+    })
+    .await;
+    assert!(got, "the rejected message reached the dead-letter queue");
+}

@@ -34,10 +34,13 @@ impl Queue {
         }
     }
 
-    /// Dead-letters `message` (reason `reason`) to the queue's dead-letter exchange, if
-    /// it has one.
+    /// Dead-letters `message` (reason `reason`) to the queue's dead-letter exchange in
+    /// force, if it has one.
     pub(crate) fn dead_letter_now(self: &Arc<Self>, message: Arc<Message>, reason: Reason) {
-        if let Some(target) = DeadLetterTarget::of(&self.spec.args) {
+        // The exchange in force: the declared one, else a policy's.
+        let policy = self.policy.lock().clone();
+        let args = self.spec.args.with_policy(&policy.queue());
+        if let Some(target) = DeadLetterTarget::of(&args) {
             self.dead_letter(vec![(message, reason)], &target);
         }
     }
