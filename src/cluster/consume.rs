@@ -22,7 +22,7 @@ use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::meta::{NodeId, RemoteConsume};
 use crate::names::{ConnectionId, ConsumerTag};
-use crate::queue::delivery::Unacked;
+use crate::queue::delivery::{Unacked, by_queue};
 use crate::queue::remote::{Settlement, SinkKey};
 use crate::queue::{Consumer, Queue, SeqId};
 use crate::vhost::VHost;
@@ -374,26 +374,18 @@ fn settle(queue: &Arc<Queue>, held: Vec<Unacked>, how: Settlement) {
             queue.note_acked(u);
         }
     }
-    let seqs: Vec<SeqId> = held.iter().map(|u| u.seq).collect();
-    match how {
+    by_queue(held, |queue, seqs| match how {
         Settlement::Ack => queue.ack(seqs),
         Settlement::Reject => queue.reject(seqs),
         Settlement::Requeue { failed } => queue.requeue(seqs, Settlement::why(failed)),
-    }
+    });
 }
 
-/// Puts deliveries back in their queues (redelivered; their credit came back already).
+/// Puts deliveries back in their queues (redelivered), their credit returned.
 fn put_back(held: Vec<Unacked>) {
-    let mut groups: Vec<(Arc<Queue>, Vec<SeqId>)> = Vec::new();
-    for u in held {
-        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, seqs)) => seqs.push(u.seq),
-            None => groups.push((u.queue, vec![u.seq])),
-        }
-    }
-    for (queue, seqs) in groups {
-        queue.requeue(seqs, crate::queue::Return::Failed);
-    }
+    by_queue(held, |queue, seqs| {
+        queue.requeue(seqs, crate::queue::Return::Failed)
+    });
 }
 
 fn local_queue(

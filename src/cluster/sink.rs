@@ -15,6 +15,7 @@ use crate::meta::NodeId;
 use crate::names::{ConnectionId, ConsumerTag, DeliveryTag};
 use crate::queue::delivery::{
     ChannelCredit, Delivery, DeliveryKind, DeliverySink, Refused, SinkFuture, Unacked, Undelivered,
+    by_queue,
 };
 use crate::queue::remote::SinkKey;
 use crate::queue::{Queue, SeqId};
@@ -38,48 +39,29 @@ impl Ledger {
         lock(&self.0).insert((node, unacked.queue.store_id, unacked.seq), (key, unacked));
     }
 
-    /// Takes the deliveries of `queue` at `seqs` that `node` holds, their credit returned.
+    /// Takes the deliveries of `queue` at `seqs` that `node` holds (their credit still
+    /// out: `delivery::by_queue` returns it as it settles them, as for a channel).
     pub(super) fn take(&self, node: NodeId, queue: QueueId, seqs: &[SeqId]) -> Vec<Unacked> {
         let mut held = lock(&self.0);
-        let taken: Vec<Unacked> = seqs
-            .iter()
+        seqs.iter()
             .filter_map(|seq| held.remove(&(node, queue, *seq)).map(|(_, u)| u))
-            .collect();
-        drop(held);
-        for u in &taken {
-            if let Some(credit) = &u.consumer {
-                credit.settled();
-            }
-        }
-        taken
+            .collect()
     }
 
-    /// Takes what channel `key` of `node` holds (of `queue` only, if given).
+    /// Takes what channel `key` of `node` holds (of `queue` only, if given), credit still
+    /// out as in [`Ledger::take`].
     pub(super) fn take_sink(
         &self,
         node: NodeId,
         key: SinkKey,
         queue: Option<QueueId>,
     ) -> Vec<Unacked> {
-        let mut held = lock(&self.0);
-        let keys: Vec<_> = held
-            .iter()
-            .filter(|((n, q, _), (k, _))| {
+        lock(&self.0)
+            .extract_if(|(n, q, _), (k, _)| {
                 *n == node && *k == key && queue.is_none_or(|id| id == *q)
             })
-            .map(|(at, _)| *at)
-            .collect();
-        let taken: Vec<Unacked> = keys
-            .iter()
-            .filter_map(|at| held.remove(at).map(|(_, u)| u))
-            .collect();
-        drop(held);
-        for u in &taken {
-            if let Some(credit) = &u.consumer {
-                credit.settled();
-            }
-        }
-        taken
+            .map(|(_, (_, u))| u)
+            .collect()
     }
 
     pub(super) fn holds_for(&self, node: NodeId, key: SinkKey) -> bool {
@@ -171,11 +153,12 @@ impl DeliverySink for ProxySink {
     }
 
     fn take_unacked_from(&self, queue: &Arc<Queue>) -> Vec<SeqId> {
-        self.ledger
-            .take_sink(self.node, self.key, Some(queue.store_id))
-            .into_iter()
-            .map(|u| u.seq)
-            .collect()
+        let mut seqs = Vec::new();
+        let held = self
+            .ledger
+            .take_sink(self.node, self.key, Some(queue.store_id));
+        by_queue(held, |_, taken| seqs.extend(taken));
+        seqs
     }
 
     fn queue_deleted<'a>(&'a self, consumer_tag: &'a ConsumerTag) -> SinkFuture<'a> {
