@@ -13,6 +13,7 @@ use crate::error::AmqpError;
 use crate::meta::{Arguments, MetaLog, RemoteConsume};
 use crate::queue::delivery::{Delivery, DeliveryKind, DeliverySink, Refused, Unacked};
 use crate::queue::quorum::live::GetRefused;
+use crate::queue::quorum::no_majority;
 use crate::queue::remote::SinkKey;
 use crate::queue::{Consumer, Queue, Return};
 
@@ -207,12 +208,4 @@ impl Channel {
             None => Err(no_majority(queue)),
         }
     }
-}
-
-/// A quorum queue whose group has no leader in time: RabbitMQ's timeout answer.
-fn no_majority(queue: &Queue) -> AmqpError {
-    AmqpError::internal_error(format!(
-        "timed out waiting for {} to answer (no majority of its members?)",
-        queue.describe()
-    ))
 }

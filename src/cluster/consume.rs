@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 
 use super::Cluster;
 use super::proxy::{ProxyAnswer, ProxyItem, ProxyMessage, encode, read_answer};
-use super::sink::{Capture, Ledger, ProxySink, lock};
+pub(super) use super::sink::lock;
+use super::sink::{Capture, Ledger, ProxySink};
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::meta::{NodeId, RemoteConsume};
@@ -45,8 +46,14 @@ pub struct Homes {
     cluster: Weak<Cluster>,
     broker: Weak<Broker>,
     sinks: Mutex<HashMap<(NodeId, SinkKey), Arc<ProxySink>>>,
-    ledger: Arc<Ledger>,
+    pub(super) ledger: Arc<Ledger>,
+    /// Sinks made so far: each gets its own connection id, counted down from the top.
+    made: AtomicU64,
 }
+
+/// Connection ids of sinks are `PROXY_IDS - n`: far above any local connection's, so
+/// their low 32 bits (what a quorum queue keeps) tell them apart from local ones too.
+const PROXY_IDS: u64 = u64::MAX;
 
 impl Homes {
     /// Serves other nodes' channels from `broker`'s queues over `cluster`'s links.
@@ -57,6 +64,7 @@ impl Homes {
             broker,
             sinks: Mutex::default(),
             ledger: Arc::default(),
+            made: AtomicU64::new(0),
         })
     }
 
@@ -201,7 +209,7 @@ impl Homes {
 
     /// The sink of channel `key` of `node` in its run `boot` (a new run's channel replaces
     /// an old one's, which lets go of everything first).
-    fn sink(
+    pub(super) fn sink(
         self: &Arc<Self>,
         node: NodeId,
         key: SinkKey,
@@ -215,7 +223,9 @@ impl Homes {
             self.release_sink(&sink);
         }
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
+        let made = self.made.fetch_add(1, Ordering::Relaxed) & 0x3fff_ffff;
         let sink = Arc::new(ProxySink {
+            id: ConnectionId(PROXY_IDS - made),
             node,
             key,
             boot,
@@ -230,6 +240,14 @@ impl Homes {
         lock(&self.sinks).insert((node, key), sink.clone());
         tokio::spawn(run_sink(Arc::downgrade(self), Arc::downgrade(&sink), rx));
         sink
+    }
+
+    /// Whether a sink here has the connection id whose low 32 bits are `connection` (a
+    /// quorum queue's leader asking whether a consumer's channel is still there).
+    pub(super) fn serves(&self, connection: u64) -> bool {
+        lock(&self.sinks)
+            .values()
+            .any(|s| s.id.0 & 0xffff_ffff == connection && !s.closed.load(Ordering::Acquire))
     }
 
     fn sink_of(&self, node: NodeId, key: SinkKey) -> Option<Arc<ProxySink>> {
@@ -402,6 +420,12 @@ fn local_queue(
         )));
     }
     Ok((vhost, found))
+}
+
+/// The quorum queue `queue` of `vhost` if this node is one of its members.
+pub(super) fn local_or_quorum(broker: &Broker, vhost: &str, queue: &str) -> Option<Arc<Queue>> {
+    let found = broker.vhost(vhost)?.queue(queue)?;
+    found.quorum().is_some().then_some(found)
 }
 
 /// The queue `queue` of `vhost` here, whatever its kind.

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod meta;
 pub mod proxy;
 pub mod quorum;
+mod serve_quorum;
 mod sink;
 pub mod submit;
 mod view;

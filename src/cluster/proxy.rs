@@ -465,9 +465,13 @@ impl AppHandler for ProxyHandler {
                 boot: self.homes.boot,
                 open: broker
                     .connections
-                    .contains_key(&crate::names::ConnectionId(sink.connection)),
+                    .contains_key(&crate::names::ConnectionId(sink.connection))
+                    || self.homes.serves(sink.connection),
             }),
-            other => answered(self.homes.handle(&broker, from, other)),
+            other => match self.homes.quorum_request(&broker, from, &other) {
+                Some(later) => later,
+                None => answered(self.homes.handle(&broker, from, other)),
+            },
         }
     }
 }

@@ -74,6 +74,9 @@ impl Ledger {
 /// A channel of another node, as the queues here see it.
 #[derive(Debug)]
 pub struct ProxySink {
+    /// Its own connection id here, unlike any local connection's: quorum queues tell
+    /// their consumers' channels apart by it.
+    pub(super) id: ConnectionId,
     pub(super) node: NodeId,
     pub(super) key: SinkKey,
     /// The run of its node the channel belongs to.
@@ -94,8 +97,7 @@ impl DeliverySink for ProxySink {
     }
 
     fn connection_id(&self) -> ConnectionId {
-        // Not a connection of this node (its ids would name a local one in listings).
-        ConnectionId(u64::MAX)
+        self.id
     }
 
     fn try_deliver(

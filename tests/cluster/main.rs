@@ -6,6 +6,7 @@
 mod common;
 mod nodes;
 mod quorum;
+mod quorum_members;
 mod remote_queues;
 
 use lapin::options::{

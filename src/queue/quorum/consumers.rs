@@ -15,7 +15,17 @@ use crate::queue::{Consumer, Queue, SeqId};
 impl QuorumQueue {
     /// basic.consume: registered here first (deliveries wait for consume-ok), then
     /// checked out in the log.
-    pub async fn consume(&self, consumer: Arc<Consumer>) -> Result<ConsumerKey, ()> {
+    pub async fn consume(self: &Arc<Self>, consumer: Arc<Consumer>) -> Result<ConsumerKey, ()> {
+        self.checkout(consumer).await
+    }
+
+    /// basic.consume in two halves: the consumer is registered and its checkout queued
+    /// behind this node's earlier writes now (a request read after this one cannot
+    /// overtake it); the returned future waits for the log to take it.
+    pub fn checkout(
+        self: &Arc<Self>,
+        consumer: Arc<Consumer>,
+    ) -> impl Future<Output = Result<ConsumerKey, ()>> + Send + 'static {
         let key = self.key(consumer.sink.as_ref(), &consumer.tag);
         let checkout = Command::Checkout {
             key: key.clone(),
@@ -33,16 +43,20 @@ impl QuorumQueue {
                 checked_out_at: None,
             },
         );
-        match self.ask_in_order(checkout).await {
-            Some((index, QuorumReply::Ok)) => {
-                if let Some(local) = self.locals.lock().get_mut(&key) {
-                    local.checked_out_at = Some(index);
+        let taken = self.ask_in_order(checkout);
+        let this = self.clone();
+        async move {
+            match taken.await {
+                Some((index, QuorumReply::Ok)) => {
+                    if let Some(local) = this.locals.lock().get_mut(&key) {
+                        local.checked_out_at = Some(index);
+                    }
+                    Ok(key)
                 }
-                Ok(key)
-            }
-            _ => {
-                self.locals.lock().remove(&key);
-                Err(())
+                _ => {
+                    this.locals.lock().remove(&key);
+                    Err(())
+                }
             }
         }
     }
@@ -143,10 +157,20 @@ impl QuorumQueue {
     /// before and how many are left; `None` when empty. Err(()) when the log did not
     /// answer; Ok(Err) for a queue basic.get does not serve (single active consumer).
     pub async fn get(
-        &self,
+        self: &Arc<Self>,
         sink: &dyn DeliverySink,
         no_ack: bool,
-    ) -> Result<Option<(MsgId, Arc<Message>, bool, u64)>, GetRefused> {
+    ) -> Result<Option<Got>, GetRefused> {
+        self.dequeue(sink, no_ack).await
+    }
+
+    /// basic.get in two halves, as [`QuorumQueue::checkout`]: the dequeue is queued behind
+    /// this node's earlier writes (a settle of the channel's last get included) now.
+    pub fn dequeue(
+        self: &Arc<Self>,
+        sink: &dyn DeliverySink,
+        no_ack: bool,
+    ) -> impl Future<Output = Result<Option<Got>, GetRefused>> + Send + 'static {
         let key = self.key(sink, "amq.get");
         let command = Command::Dequeue {
             key: key.clone(),
@@ -157,37 +181,42 @@ impl QuorumQueue {
             },
             ts: wall_clock_ms(),
         };
-        let (_, reply) = self
-            .ask_indexed(command)
-            .await
-            .ok_or(GetRefused::NoLeader)?;
-        match reply {
-            QuorumReply::Empty => Ok(None),
-            QuorumReply::Unsupported => Err(GetRefused::SingleActiveConsumer),
-            QuorumReply::Dequeued {
-                id,
-                delivery_count,
-                redelivered,
-                ready,
-                message,
-            } => {
-                let Some(message) = message.to_message() else {
-                    return Ok(None);
-                };
-                if !no_ack {
-                    self.delivered.lock().insert(id, key);
-                }
-                Ok(Some((
+        let taken = self.ask_in_order(command);
+        let this = self.clone();
+        async move {
+            let (_, reply) = taken.await.ok_or(GetRefused::NoLeader)?;
+            match reply {
+                QuorumReply::Empty => Ok(None),
+                QuorumReply::Unsupported => Err(GetRefused::SingleActiveConsumer),
+                QuorumReply::Dequeued {
                     id,
-                    with_count(message, delivery_count),
+                    delivery_count,
                     redelivered,
                     ready,
-                )))
+                    message,
+                } => {
+                    let Some(message) = message.to_message() else {
+                        return Ok(None);
+                    };
+                    if !no_ack {
+                        this.delivered.lock().insert(id, key);
+                    }
+                    Ok(Some((
+                        id,
+                        with_count(message, delivery_count),
+                        redelivered,
+                        ready,
+                    )))
+                }
+                _ => Err(GetRefused::NoLeader),
             }
-            _ => Err(GetRefused::NoLeader),
         }
     }
 }
+
+/// What basic.get took: its id, the message (delivery count set), whether it was
+/// delivered before, and how many are left ready.
+pub type Got = (MsgId, Arc<Message>, bool, u64);
 
 /// Why basic.get was not served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use super::consumers::{GetRefused, Settle};
 use super::fifo::{Command, ConsumerKey, Effect, MsgId};
-use super::machine::{Machine, QuorumCommand, QuorumReply};
+use super::machine::{Machine, QuorumReply};
 use super::writes::{Pending, write_in_order};
 use crate::message::Message;
 use crate::message::WireMessage;
@@ -166,15 +166,23 @@ impl QuorumQueue {
     }
 
     /// Appends `command` and waits for its reply.
-    pub(super) async fn ask(&self, command: Command) -> Option<QuorumReply> {
-        self.ask_in_order(command).await.map(|(_, reply)| reply)
+    pub(super) fn ask(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Option<QuorumReply>> + Send + 'static {
+        let asked = self.ask_in_order(command);
+        async move { asked.await.map(|(_, reply)| reply) }
     }
 
-    /// Appends `command` after this node's earlier writes; its index and reply.
-    pub(super) async fn ask_in_order(&self, command: Command) -> Option<(u64, QuorumReply)> {
+    /// Appends `command` after this node's earlier writes (queued now, not when the
+    /// future is first polled); its index and reply.
+    pub(super) fn ask_in_order(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Option<(u64, QuorumReply)>> + Send + 'static {
         let (reply, receiver) = oneshot::channel();
         let _ = self.writes.send(Pending::Op(command, Some(reply)));
-        receiver.await.ok().flatten()
+        async move { receiver.await.ok().flatten() }
     }
 
     /// Applies the log entry at `index` (every member, in log order).
@@ -324,15 +332,22 @@ impl QuorumQueue {
                 redelivered,
                 live: None,
             };
-            match consumer.sink.try_deliver(delivery, unacked) {
+            // Known before the channel has it: its settle may come back at once (the
+            // channel of another node acks before this thread runs on).
+            if !consumer.no_ack {
+                self.delivered.lock().insert(id, key.clone());
+            }
+            let handed = consumer.sink.try_deliver(delivery, unacked);
+            if handed.is_err() && !consumer.no_ack {
+                self.delivered.lock().remove(&id);
+            }
+            match handed {
                 Ok(_) => {
                     if consumer.no_ack {
                         self.submit(Command::Settle {
                             key: key.clone(),
                             ids: vec![id],
                         });
-                    } else {
-                        self.delivered.lock().insert(id, key.clone());
                     }
                 }
                 Err(undelivered) if undelivered.refused == Refused::Full => {
@@ -366,17 +381,14 @@ impl QuorumQueue {
         }
     }
 
-    pub(super) async fn ask_indexed(&self, command: Command) -> Option<(u64, QuorumReply)> {
-        let bytes = Bytes::from(postcard::to_stdvec(&QuorumCommand::Op(command)).ok()?);
-        let (index, reply) = self.log.write(self.group, bytes).await.ok()?;
-        Some((index, postcard::from_bytes(&reply).ok()?))
-    }
-
     /// queue.purge: how many ready messages went.
-    pub async fn purge(&self) -> Option<u64> {
-        match self.ask(Command::Purge).await {
-            Some(QuorumReply::Purged(n)) => Some(n),
-            _ => None,
+    pub fn purge(&self) -> impl Future<Output = Option<u64>> + Send + 'static {
+        let asked = self.ask(Command::Purge);
+        async move {
+            match asked.await {
+                Some(QuorumReply::Purged(n)) => Some(n),
+                _ => None,
+            }
         }
     }
 

@@ -45,3 +45,11 @@ pub mod live;
 pub mod machine;
 mod seam;
 mod writes;
+
+/// A quorum queue whose group has no leader in time: RabbitMQ's timeout answer.
+pub fn no_majority(queue: &crate::queue::Queue) -> crate::error::AmqpError {
+    crate::error::AmqpError::internal_error(format!(
+        "timed out waiting for {} to answer (no majority of its members?)",
+        queue.describe()
+    ))
+}

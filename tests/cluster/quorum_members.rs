@@ -1,0 +1,173 @@
+//! Quorum queues whose group does not span the cluster (issue 18): a node that is not a
+//! member serves its clients through a member, as RabbitMQ does.
+
+use std::time::Duration;
+
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions, QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+
+use super::common::lapin::{confirming, next_delivery, publish_acked};
+use super::{channel, durable_queue, passive_queue, table, text};
+use crate::nodes::Nodes;
+
+fn number(data: &[u8]) -> u32 {
+    u32::from_be_bytes(data.try_into().expect("4 bytes"))
+}
+
+async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32>) {
+    for n in numbers {
+        publish_acked(ch, "", queue, &n.to_be_bytes(), BasicProperties::default()).await;
+    }
+}
+
+/// The members of `queue` as the API of node `i` names them (`warren@n1`...).
+pub(crate) async fn members(nodes: &Nodes, i: usize, queue: &str) -> Vec<String> {
+    let body = nodes
+        .api(i)
+        .get(&format!("/api/queues/%2f/{queue}"))
+        .await
+        .body;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let mut members: Vec<String> = json["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    members.sort();
+    members
+}
+
+/// The index of the node named `name` (`warren@n2` is 1).
+pub(crate) fn index_of(name: &str) -> usize {
+    name.strip_prefix("warren@n")
+        .and_then(|n| n.parse::<usize>().ok())
+        .map(|n| n - 1)
+        .unwrap_or_else(|| panic!("a node name: {name}"))
+}
+
+fn delivery_count(properties: &BasicProperties) -> Option<AMQPValue> {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
+    let nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    ch1.queue_declare(
+        "pairs".into(),
+        durable_queue(),
+        table(&[
+            ("x-queue-type", text("quorum")),
+            ("x-quorum-initial-group-size", AMQPValue::LongInt(2)),
+        ]),
+    )
+    .await
+    .expect("declare a quorum queue of two members");
+    let members = members(&nodes, 0, "pairs").await;
+    assert_eq!(members.len(), 2, "{members:?}");
+    let outsider = (0..3)
+        .find(|i| !members.contains(&format!("warren@n{}", i + 1)))
+        .expect("a node that is not a member");
+    publish_numbers(&ch1, "pairs", 0..20).await;
+
+    // basic.get through the outsider; a requeue counts as a delivery.
+    let (_co, cho) = channel(&nodes.uri(outsider)).await;
+    let got = cho
+        .basic_get("pairs".into(), BasicGetOptions { no_ack: false })
+        .await
+        .expect("basic.get through a node that is not a member")
+        .expect("a message");
+    assert_eq!(number(&got.delivery.data), 0);
+    assert_eq!(got.message_count, 19);
+    got.delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await
+        .expect("nack");
+    let again = cho
+        .basic_get("pairs".into(), BasicGetOptions { no_ack: false })
+        .await
+        .expect("get")
+        .expect("the requeued message");
+    assert_eq!(number(&again.delivery.data), 0);
+    assert!(again.delivery.redelivered);
+    assert_eq!(
+        delivery_count(&again.delivery.properties),
+        Some(AMQPValue::LongLongInt(1))
+    );
+    again
+        .delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack");
+
+    // A consumer through the outsider, prefetch 5: it gets the rest as it acks.
+    cho.basic_qos(5, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut reader = super::remote_queues::consumer(&cho, "pairs", "outside", false).await;
+    for expected in 1..20u32 {
+        let d = next_delivery(&mut reader).await;
+        assert_eq!(number(&d.data), expected);
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    // Still served after the leader's checks of consumers' channels (every 3 s) ran.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    publish_numbers(&ch1, "pairs", 20..23).await;
+    for expected in 20..23u32 {
+        let d = next_delivery(&mut reader).await;
+        assert_eq!(number(&d.data), expected);
+        assert!(!d.redelivered);
+        if expected < 22 {
+            d.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    }
+    // Every member agrees: one message out (22), none ready, one consumer.
+    for m in &members {
+        let i = index_of(m.as_str());
+        let counts = super::common::eventually((0, 1), async || {
+            let (_c, ch) = channel(&nodes.uri(i)).await;
+            let q = ch
+                .queue_declare("pairs".into(), passive_queue(), FieldTable::default())
+                .await
+                .expect("passive");
+            (q.message_count(), q.consumer_count())
+        })
+        .await;
+        assert_eq!(counts, (0, 1), "(ready, consumers) on member {m}");
+    }
+
+    // The outsider's channel closes holding 22: a member's consumer gets it, redelivered.
+    drop(reader);
+    cho.close(200, "bye".into()).await.expect("close");
+    let member = index_of(&members[0]);
+    let (_cm, chm) = channel(&nodes.uri(member)).await;
+    let mut on_member = super::remote_queues::consumer(&chm, "pairs", "inside", false).await;
+    let d = next_delivery(&mut on_member).await;
+    assert_eq!(number(&d.data), 22);
+    assert!(d.redelivered);
+    d.ack(BasicAckOptions::default()).await.expect("ack");
+    drop(on_member);
+    chm.close(200, "bye".into()).await.expect("close");
+
+    // queue.purge through the outsider.
+    publish_numbers(&ch1, "pairs", 30..37).await;
+    let (_cp, chp) = channel(&nodes.uri(outsider)).await;
+    let purged = chp
+        .queue_purge("pairs".into(), QueuePurgeOptions::default())
+        .await
+        .expect("purge through a node that is not a member");
+    assert_eq!(purged, 7);
+}
