@@ -12,6 +12,7 @@
 
 pub mod group_config;
 pub mod machine;
+pub mod manage;
 pub mod mem_log;
 pub mod membership;
 pub mod node;
@@ -25,6 +26,7 @@ pub mod wal_log;
 
 pub use group_config::GroupKind;
 pub use machine::Machine;
+pub use manage::{GroupChange, ManageReply};
 pub use membership::GroupStatus;
 pub use node::{AppHandler, Group, GroupRaft, NodeConfig, NodeError, RaftNode};
 pub use openraft::BasicNode;

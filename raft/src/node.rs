@@ -204,6 +204,10 @@ impl Handler for Groups {
                 let g = self.get(group);
                 Box::pin(async move { Response::Write(leader_write(g, command).await) })
             }
+            Request::Manage { group, change } => {
+                let g = self.get(group);
+                Box::pin(async move { Response::Manage(crate::manage::on_leader(g, change).await) })
+            }
             Request::Leave { node_id, announce } => {
                 let raft = self.get(METADATA_GROUP).map(|g| g.raft);
                 Box::pin(async move {

@@ -262,3 +262,87 @@ async fn leadership_transfers_and_a_new_learner_gets_a_snapshot() {
     fourth.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_removed_added_and_leadership_moved_from_any_node() {
+    use warren_raft::GroupChange;
+
+    let cluster = Cluster::start().await;
+    let all = cluster.ids();
+    let leader = cluster.agreed_leader(&all).await;
+    let followers: Vec<NodeId> = all.iter().copied().filter(|&n| n != leader).collect();
+    let (f1, f2) = (followers[0], followers[1]);
+
+    // Leadership moves to f1, asked through f2 (the request finds the leader).
+    cluster
+        .node(f2)
+        .manage(
+            METADATA_GROUP,
+            GroupChange::TransferLeader { to: f1 },
+            WITHIN,
+            &[],
+        )
+        .await
+        .expect("transfer through a follower");
+    eventually("f1 leads", || async {
+        (cluster.leader_among(&all).await? == f1).then_some(())
+    })
+    .await;
+
+    // f2 is removed, asked through f2 itself.
+    let voters = cluster
+        .node(f2)
+        .manage(
+            METADATA_GROUP,
+            GroupChange::RemoveVoter { node: f2 },
+            WITHIN,
+            &[],
+        )
+        .await
+        .expect("remove f2");
+    assert!(!voters.contains(&f2), "{voters:?}");
+    assert_eq!(voters.len(), 2);
+
+    // Removing the leader (f1) hands leadership over first; the group goes on with one.
+    let voters = cluster
+        .node(leader)
+        .manage(
+            METADATA_GROUP,
+            GroupChange::RemoveVoter { node: f1 },
+            WITHIN,
+            &[],
+        )
+        .await
+        .expect("remove the leader");
+    assert_eq!(voters, vec![leader]);
+    cluster
+        .group(leader)
+        .raft
+        .client_write(noop())
+        .await
+        .expect("a single voter commits alone");
+
+    // f2 comes back as a voter (a learner first, caught up) and applies what it missed.
+    let voters = cluster
+        .node(f1)
+        .manage(
+            METADATA_GROUP,
+            GroupChange::AddVoter {
+                node: f2,
+                addr: cluster.node(f2).local_addr().to_string(),
+            },
+            WITHIN,
+            &[],
+        )
+        .await
+        .expect("add f2 back");
+    assert_eq!(voters.len(), 2, "{voters:?}");
+    cluster
+        .group(leader)
+        .raft
+        .client_write(noop())
+        .await
+        .expect("write with two voters");
+    cluster.applied_on(&[leader, f2], 2).await;
+    cluster.shutdown().await;
+}

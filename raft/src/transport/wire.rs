@@ -85,6 +85,13 @@ pub enum Request {
     /// An application message for the node's application handler (answered with
     /// [`Response::App`]); requests on one link are handed to it in the order sent.
     App(bytes::Bytes),
+    /// A change to a group, for its leader (answered with [`Response::Manage`]).
+    Manage {
+        /// The group.
+        group: GroupId,
+        /// The change.
+        change: crate::manage::GroupChange,
+    },
     /// A node asks to leave the metadata group (answered with [`Response::Leave`]).
     Leave {
         /// The leaving node's id.
@@ -154,6 +161,8 @@ pub enum Response {
     Write(WriteReply),
     /// The answer to [`Request::App`], or why the node could not take it.
     App(Result<bytes::Bytes, String>),
+    /// The answer to [`Request::Manage`].
+    Manage(crate::manage::ManageReply),
 }
 
 /// The answer to a forwarded [`Request::Write`].
