@@ -27,6 +27,9 @@ impl Handler for Echo {
                 Request::Write { .. } => {
                     Response::Write(warren_raft::WriteReply::Failed("echo".into()))
                 }
+                Request::Manage { .. } => {
+                    Response::Manage(warren_raft::ManageReply::Failed("echo".into()))
+                }
             }
         })
     }
