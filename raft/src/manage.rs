@@ -67,10 +67,7 @@ pub(crate) async fn on_leader(group: Option<Group>, change: GroupChange) -> Mana
             } else if !status.voters.contains(&to) {
                 Err(format!("node {to} is not a voter of the group"))
             } else {
-                raft.trigger()
-                    .transfer_leader(to)
-                    .await
-                    .map_err(|e| e.to_string())
+                transfer(&raft, to).await
             }
         }
     };
@@ -80,6 +77,29 @@ pub(crate) async fn on_leader(group: Option<Group>, change: GroupChange) -> Mana
         Err(text) => ManageReply::Failed(text),
     }
 }
+
+/// Hands leadership to `to` and waits until this node sees it lead: a target that is not
+/// caught up yet (a group just formed) lets the request pass, so it is asked again.
+async fn transfer(raft: &GroupRaft, to: NodeId) -> Result<(), String> {
+    for _ in 0..TRANSFER_TRIES {
+        raft.trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + TRANSFER_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if GroupStatus::of(raft).leader == Some(to) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Err(format!("node {to} did not take the lead"))
+}
+
+/// Transfer requests before giving up, and how long each waits for the new leader.
+const TRANSFER_TRIES: usize = 5;
+const TRANSFER_WAIT: Duration = Duration::from_millis(600);
 
 /// What a step answers when leadership moved while it ran (the caller asks the next one).
 const NOT_LEADER: &str = "not the leader";

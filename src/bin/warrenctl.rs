@@ -172,6 +172,10 @@ pub enum ClusterCommand {
     },
     /// Leave the cluster (the node's Raft directory is removed)
     Leave,
+    /// Spread quorum queues' leaders over the running nodes (RabbitMQ's `rebalance`)
+    Rebalance,
+    /// Fail when stopping this node would leave a quorum queue without a majority
+    CheckQuorumCritical,
 }
 
 /// Arguments of `set-policy` (rabbitmqctl's set_policy).

@@ -136,6 +136,12 @@ impl Homes {
                     Ok(ProxyAnswer::Purged(q.purge()))
                 })
             }
+            ProxyMessage::Groups => Ok(ProxyAnswer::Groups(
+                self.cluster
+                    .upgrade()
+                    .map(|c| c.hosted_groups(broker))
+                    .unwrap_or_default(),
+            )),
             ProxyMessage::Counts { vhost, queue } => {
                 any_queue(broker, &vhost, &queue).map(|(_, q)| ProxyAnswer::Counts {
                     messages: q.message_count(),

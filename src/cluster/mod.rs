@@ -18,6 +18,7 @@ mod deliver;
 mod form;
 pub mod identity;
 pub mod meta;
+pub mod operate;
 pub mod proxy;
 pub mod quorum;
 mod serve_quorum;

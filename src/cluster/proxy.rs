@@ -126,6 +126,8 @@ pub enum ProxyMessage {
         /// The channel.
         sink: SinkKey,
     },
+    /// The quorum queues' groups the receiver hosts, with their leaders (rebalancing).
+    Groups,
 }
 
 /// One thing a home sends a consuming channel.
@@ -200,6 +202,8 @@ pub enum ProxyAnswer {
         /// Open.
         open: bool,
     },
+    /// The quorum queues' groups the sender hosts.
+    Groups(Vec<super::operate::GroupView>),
 }
 
 impl ProxyAnswer {

@@ -88,6 +88,20 @@ pub async fn leave(cluster: Option<axum::Extension<ClusterExt>>, caller: Caller)
     Ok(Json(json!({"left": cluster.name()})).into_response())
 }
 
+/// POST /api/rebalance/queues (administrator): spreads quorum queues' leaders over the
+/// running nodes, in the background, as RabbitMQ does (204; nothing to do on one node).
+pub async fn rebalance(
+    axum::extract::State(broker): axum::extract::State<Arc<crate::broker::Broker>>,
+    cluster: Option<axum::Extension<ClusterExt>>,
+    caller: Caller,
+) -> ApiResult {
+    caller.require_admin()?;
+    if let Some(axum::Extension(ClusterExt(cluster))) = cluster {
+        crate::cluster::operate::rebalance_in_background(cluster, broker);
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
 fn accepted(body: Value) -> Response {
     (axum::http::StatusCode::ACCEPTED, Json(body)).into_response()
 }

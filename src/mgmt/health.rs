@@ -120,10 +120,42 @@ pub async fn protocol_listener(
     }))
 }
 
-/// GET /api/health/checks/node-is-quorum-critical (and the mirror-sync one):
-/// a single node is never critical to a quorum.
-pub async fn not_quorum_critical(_caller: Caller) -> Response {
+/// GET /api/health/checks/node-is-mirror-sync-critical: Warren has no mirrored queues.
+pub async fn not_mirror_sync_critical(_caller: Caller) -> Response {
     Json(json!({"status": "ok", "reason": "single node cluster"})).into_response()
+}
+
+/// GET /api/health/checks/node-is-quorum-critical: 503 with the quorum queues that would
+/// lose their majority if this node stopped (RabbitMQ's body); a single node is never
+/// critical.
+pub async fn not_quorum_critical(
+    State(broker): State<Arc<Broker>>,
+    cluster: Option<Extension<super::cluster::ClusterExt>>,
+    _caller: Caller,
+) -> Response {
+    let Some(Extension(super::cluster::ClusterExt(cluster))) = cluster else {
+        return Json(json!({"status": "ok", "reason": "single node cluster"})).into_response();
+    };
+    let critical = cluster.quorum_critical(&broker);
+    if critical.is_empty() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    let queues: Vec<Value> = critical
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.queue,
+                "readable_name": format!("queue '{}' in vhost '{}'", c.queue, c.vhost),
+                "virtual_host": c.vhost,
+                "type": "quorum",
+            })
+        })
+        .collect();
+    check_failed(json!({
+        "status": "failed",
+        "reason": "There are quorum queues that would lose their quorum if the target node is shut down",
+        "queues": queues,
+    }))
 }
 
 /// GET /api/health/checks/virtual-hosts: every vhost runs.

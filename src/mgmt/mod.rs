@@ -227,6 +227,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/cluster", get(cluster::status))
         .route("/api/cluster/join", post(cluster::join))
         .route("/api/cluster/leave", post(cluster::leave))
+        .route("/api/rebalance/queues", post(cluster::rebalance))
         .route("/api/nodes/{node}", get(overview::node))
         .route("/api/nodes/{node}/memory", get(overview::node_memory))
         .route("/api/health/checks/alarms", get(health::alarms))
@@ -245,7 +246,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route(
             "/api/health/checks/node-is-mirror-sync-critical",
-            get(health::not_quorum_critical),
+            get(health::not_mirror_sync_critical),
         )
         .route(
             "/api/health/checks/virtual-hosts",

@@ -171,3 +171,84 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
         .expect("purge through a node that is not a member");
     assert_eq!(purged, 7);
 }
+
+/// How many of the quorum queues `names` each node leads, as node `i`'s API says.
+async fn leaders(nodes: &Nodes, i: usize, names: &[&str]) -> Vec<String> {
+    let mut leaders = Vec::new();
+    for name in names {
+        let body = nodes
+            .api(i)
+            .get(&format!("/api/queues/%2f/{name}"))
+            .await
+            .body;
+        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+        leaders.push(json["leader"].as_str().unwrap_or("").to_owned());
+    }
+    leaders.sort();
+    leaders
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_are_rebalanced_and_a_node_holding_a_quorum_is_critical() {
+    let mut nodes = Nodes::start().await;
+    let (_c1, ch1) = channel(&nodes.uri(0)).await;
+    let names = ["qa", "qb", "qc"];
+    for name in names {
+        ch1.queue_declare(
+            name.into(),
+            durable_queue(),
+            table(&[("x-queue-type", text("quorum"))]),
+        )
+        .await
+        .expect("declare");
+    }
+    // Every group has its three members: no node is critical.
+    for i in 0..3 {
+        let answer = super::common::eventually(200, async || {
+            nodes
+                .api(i)
+                .get("/api/health/checks/node-is-quorum-critical")
+                .await
+                .status
+        })
+        .await;
+        assert_eq!(answer, 200, "node {i} with every member up");
+    }
+
+    // A rebalance asked through n2 gives each node one leader.
+    let answer = nodes.api(1).post("/api/rebalance/queues", "").await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    let spread = vec![
+        "warren@n1".to_owned(),
+        "warren@n2".to_owned(),
+        "warren@n3".to_owned(),
+    ];
+    let seen =
+        super::common::eventually(spread.clone(), async || leaders(&nodes, 0, &names).await).await;
+    assert_eq!(seen, spread, "one leader per node");
+
+    // With n3 gone, n1 holds the majority of every queue: it is critical, by name.
+    nodes.kill(2);
+    let answer = super::common::eventually(503, async || {
+        nodes
+            .api(0)
+            .get("/api/health/checks/node-is-quorum-critical")
+            .await
+            .status
+    })
+    .await;
+    assert_eq!(answer, 503);
+    let body = nodes
+        .api(0)
+        .get("/api/health/checks/node-is-quorum-critical")
+        .await
+        .body;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["status"], "failed", "{body}");
+    let mut critical: Vec<&str> = json["queues"]
+        .as_array()
+        .map(|q| q.iter().filter_map(|q| q["name"].as_str()).collect())
+        .unwrap_or_default();
+    critical.sort_unstable();
+    assert_eq!(critical, names, "{body}");
+}

@@ -1,4 +1,5 @@
-//! `warrenctl cluster status|join|leave`: the node's cluster through `/api/cluster`.
+//! `warrenctl cluster status|join|leave|rebalance|check-quorum-critical`: the node's
+//! cluster through `/api/cluster`, `/api/rebalance/queues` and the health check.
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -91,5 +92,32 @@ pub fn leave(ctx: &Ctx) -> Result<String> {
     ctx.done(
         format!("{node} left the cluster; its Raft directory is removed (restart it with seeds to join again)"),
         json!({ "node": node }),
+    )
+}
+
+/// `cluster rebalance`: the node spreads quorum queues' leaders, in the background.
+pub fn rebalance(ctx: &Ctx) -> Result<String> {
+    ctx.client.request(
+        Method::Post,
+        "/api/rebalance/queues",
+        None,
+        &not_clustered(),
+    )?;
+    ctx.done(
+        "rebalancing quorum queue leaders (see `warrenctl list-queues` or /api/queues)".into(),
+        json!({ "rebalance": "started" }),
+    )
+}
+
+/// `cluster check-quorum-critical`: fails (with the queues) when stopping this node would
+/// leave a quorum queue without a majority.
+pub fn quorum_critical(ctx: &Ctx) -> Result<String> {
+    let answer = ctx.client.get(
+        "/api/health/checks/node-is-quorum-critical",
+        &not_clustered(),
+    )?;
+    ctx.done(
+        "no quorum queue depends on this node for its majority".into(),
+        answer,
     )
 }

@@ -1,0 +1,225 @@
+//! Operating quorum queues (issue 18, step 10): which node would take quorums down with
+//! it (the `node-is-quorum-critical` health check), and spreading the groups' leaders
+//! over the nodes (RabbitMQ's `rebalance`), by leadership transfers on each group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use warren_raft::GroupChange;
+
+use super::Cluster;
+use super::proxy::{ProxyAnswer, ProxyMessage, encode, read_answer};
+use crate::broker::Broker;
+
+/// How long one leadership transfer may take.
+const TRANSFER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Times a rebalance asks again for groups whose leader is not known yet.
+const LEADERLESS_RETRIES: usize = 10;
+
+/// A quorum queue's group as a node hosting it sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    /// The queue's vhost.
+    pub vhost: String,
+    /// The queue.
+    pub queue: String,
+    /// Its Raft group.
+    pub group: u64,
+    /// Its leader, if known.
+    pub leader: Option<u64>,
+    /// Its voters.
+    pub voters: Vec<u64>,
+}
+
+/// A quorum queue this node's loss would leave without a majority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Critical {
+    /// The queue's vhost.
+    pub vhost: String,
+    /// The queue.
+    pub queue: String,
+}
+
+/// A leadership move of a rebalance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Move {
+    /// The queue's vhost.
+    pub vhost: String,
+    /// The queue.
+    pub queue: String,
+    /// The leader before.
+    pub from: u64,
+    /// The leader after.
+    pub to: u64,
+}
+
+impl Cluster {
+    /// The quorum queues' groups hosted here.
+    pub fn hosted_groups(&self, broker: &Broker) -> Vec<GroupView> {
+        let mut groups = Vec::new();
+        for vhost in broker.vhosts() {
+            for queue in vhost.queues() {
+                let Some(quorum) = queue.quorum() else {
+                    continue;
+                };
+                let Some(status) = self.node.status(quorum.group) else {
+                    continue;
+                };
+                groups.push(GroupView {
+                    vhost: vhost.name.to_string(),
+                    queue: queue.name.to_string(),
+                    group: quorum.group,
+                    leader: status.leader,
+                    voters: status.voters.into_iter().collect(),
+                });
+            }
+        }
+        groups
+    }
+
+    /// The quorum queues hosted here that would lose their majority if this node stopped:
+    /// fewer than a majority of their voters would be left among those this node hears.
+    pub fn quorum_critical(&self, broker: &Broker) -> Vec<Critical> {
+        let transport = self.node.transport();
+        self.hosted_groups(broker)
+            .into_iter()
+            .filter(|g| {
+                let others_up = g
+                    .voters
+                    .iter()
+                    .filter(|&&v| v != self.id() && transport.is_connected(v))
+                    .count();
+                g.voters.contains(&self.id()) && others_up < g.voters.len() / 2 + 1
+            })
+            .map(|g| Critical {
+                vhost: g.vhost,
+                queue: g.queue,
+            })
+            .collect()
+    }
+
+    /// Every quorum queue group of the cluster, as the nodes hosting them see them (each
+    /// running node is asked; a group's entry with a known leader wins).
+    async fn all_groups(&self, broker: &Broker) -> Vec<GroupView> {
+        let mut by_group: BTreeMap<u64, GroupView> = BTreeMap::new();
+        let mut add = |views: Vec<GroupView>| {
+            for view in views {
+                let known = by_group
+                    .get(&view.group)
+                    .is_some_and(|g| g.leader.is_some());
+                if !known {
+                    by_group.insert(view.group, view);
+                }
+            }
+        };
+        add(self.hosted_groups(broker));
+        for node in self.nodes() {
+            if node.this_node || !node.running {
+                continue;
+            }
+            let Some(payload) = encode(&ProxyMessage::Groups) else {
+                continue;
+            };
+            let Ok(response) = self.node.send_app(node.id, payload).await else {
+                continue;
+            };
+            if let Some(ProxyAnswer::Groups(views)) = read_answer(response).await {
+                add(views);
+            }
+        }
+        by_group.into_values().collect()
+    }
+
+    /// Spreads the quorum queues' leaders over the running nodes, as evenly as their
+    /// members allow, moving as few as it can; answers the moves made.
+    pub async fn rebalance(&self, broker: &Broker) -> Vec<Move> {
+        let running: Vec<u64> = self
+            .nodes()
+            .into_iter()
+            .filter(|n| n.running)
+            .map(|n| n.id)
+            .collect();
+        let mut groups = self.all_groups(broker).await;
+        // A group just formed may not have elected yet: ask again, for a few seconds.
+        for _ in 0..LEADERLESS_RETRIES {
+            if groups.iter().all(|g| g.leader.is_some()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            groups = self.all_groups(broker).await;
+        }
+        tracing::debug!(
+            groups = groups.len(),
+            nodes = running.len(),
+            "rebalancing quorum queue leaders"
+        );
+        // The most constrained groups choose first.
+        groups.sort_by(|a, b| {
+            (a.voters.len(), &a.vhost, &a.queue).cmp(&(b.voters.len(), &b.vhost, &b.queue))
+        });
+        let mut led: HashMap<u64, usize> = running.iter().map(|&n| (n, 0)).collect();
+        let mut moves = Vec::new();
+        for g in groups {
+            let Some(leader) = g.leader else {
+                continue;
+            };
+            let candidates: Vec<u64> = g
+                .voters
+                .iter()
+                .copied()
+                .filter(|v| running.contains(v))
+                .collect();
+            let fewest = candidates
+                .iter()
+                .map(|c| led.get(c).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0);
+            // The current leader keeps it when it is among the least loaded.
+            let target = if candidates.contains(&leader) && led.get(&leader) == Some(&fewest) {
+                leader
+            } else {
+                match candidates
+                    .iter()
+                    .copied()
+                    .filter(|c| led.get(c).copied().unwrap_or(0) == fewest)
+                    .min()
+                {
+                    Some(t) => t,
+                    None => continue,
+                }
+            };
+            *led.entry(target).or_default() += 1;
+            if target == leader {
+                continue;
+            }
+            let change = GroupChange::TransferLeader { to: target };
+            match self
+                .node
+                .manage(g.group, change, TRANSFER_WITHIN, &g.voters)
+                .await
+            {
+                Ok(_) => moves.push(Move {
+                    vhost: g.vhost,
+                    queue: g.queue,
+                    from: leader,
+                    to: target,
+                }),
+                Err(error) => {
+                    tracing::warn!(queue = %g.queue, group = g.group, %error, "leader not moved");
+                }
+            }
+        }
+        moves
+    }
+}
+
+/// Keeps the cluster alive for a rebalance run in the background.
+pub fn rebalance_in_background(cluster: Arc<Cluster>, broker: Arc<Broker>) {
+    tokio::spawn(async move {
+        let moves = cluster.rebalance(&broker).await;
+        tracing::info!(moved = moves.len(), "quorum queue leaders rebalanced");
+    });
+}
