@@ -176,6 +176,20 @@ pub enum ClusterCommand {
     Rebalance,
     /// Fail when stopping this node would leave a quorum queue without a majority
     CheckQuorumCritical,
+    /// Add a node to a quorum queue's members (--vhost, default /)
+    AddMember {
+        /// The quorum queue
+        queue: String,
+        /// The node's name, e.g. warren@n3
+        node: String,
+    },
+    /// Remove a node from a quorum queue's members (--vhost, default /)
+    DeleteMember {
+        /// The quorum queue
+        queue: String,
+        /// The node's name, e.g. warren@n3
+        node: String,
+    },
 }
 
 /// Arguments of `set-policy` (rabbitmqctl's set_policy).

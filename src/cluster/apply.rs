@@ -213,11 +213,11 @@ impl Applier {
                             auto_delete: q.spec.auto_delete,
                             server_named: q.name.starts_with("amq.gen-"),
                             arguments: Arguments(q.spec.arguments.clone()),
-                            home: q.quorum().map_or(here, |qq| qq.placement.home),
+                            home: q.quorum().map_or(here, |qq| qq.placement().home),
                             id: Some(q.store_id),
                             members: q
                                 .quorum()
-                                .map(|qq| qq.placement.members.clone())
+                                .map(|qq| qq.placement().members)
                                 .unwrap_or_default(),
                         },
                     )

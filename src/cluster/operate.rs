@@ -223,3 +223,140 @@ pub fn rebalance_in_background(cluster: Arc<Cluster>, broker: Arc<Broker>) {
         tracing::info!(moved = moves.len(), "quorum queue leaders rebalanced");
     });
 }
+
+/// Why a member could not be added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// No queue of the name in the vhost.
+    #[error("no queue '{0}' in vhost '{1}'")]
+    NoQueue(String, String),
+    /// The queue is not a quorum queue.
+    #[error("queue '{0}' is not a quorum queue")]
+    NotQuorum(String),
+    /// No cluster node of the name.
+    #[error("no cluster node '{0}'")]
+    NoNode(String),
+    /// The node is not running (it could not take the queue's log).
+    #[error("node '{0}' is not running")]
+    NotRunning(String),
+    /// Adding a member it has already.
+    #[error("node '{0}' is already a member of queue '{1}'")]
+    Already(String, String),
+    /// Removing a node that is not a member.
+    #[error("node '{0}' is not a member of queue '{1}'")]
+    NotMember(String, String),
+    /// Removing the last member.
+    #[error("queue '{0}' has one member left; delete the queue instead")]
+    LastMember(String),
+    /// The change did not go through (no leader, no majority, a timeout).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How long adding a member may take (it catches up with the queue's log first).
+const ADD_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long removing a member may take.
+const REMOVE_WITHIN: Duration = Duration::from_secs(30);
+
+impl Cluster {
+    /// Adds node `node` (by name) to quorum queue `queue` of `vhost`, or removes it
+    /// (`add` false); answers the members' names after. An added node first hosts the
+    /// queue (through the metadata log), then joins its group (a learner until caught up,
+    /// then a voter); a removed one leaves the group first, then stops hosting it.
+    pub async fn change_members(
+        &self,
+        vhost: &Arc<crate::vhost::VHost>,
+        queue: &str,
+        node: &str,
+        add: bool,
+    ) -> Result<Vec<String>, MemberError> {
+        use crate::meta::{DefinitionOp, NodeId};
+
+        let target = self
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| MemberError::NoNode(node.to_owned()))?;
+        let (id, members) = if let Some(q) = vhost.queue(queue) {
+            let quorum = q
+                .quorum()
+                .ok_or_else(|| MemberError::NotQuorum(queue.to_owned()))?;
+            (q.store_id, quorum.placement().members)
+        } else if let Some(r) = vhost.remote_queue(queue) {
+            if r.members.is_empty() {
+                return Err(MemberError::NotQuorum(queue.to_owned()));
+            }
+            (r.id, r.members.clone())
+        } else {
+            return Err(MemberError::NoQueue(
+                queue.to_owned(),
+                vhost.name.to_string(),
+            ));
+        };
+        let via: Vec<u64> = members.iter().map(|m| m.0).collect();
+        let it = NodeId(target.id);
+        let failed = |e: &dyn std::fmt::Display| MemberError::Failed(e.to_string());
+        let after: Vec<NodeId> = if add {
+            if members.contains(&it) {
+                return Err(MemberError::Already(node.to_owned(), queue.to_owned()));
+            }
+            if !target.running {
+                return Err(MemberError::NotRunning(node.to_owned()));
+            }
+            let mut after = members.clone();
+            after.push(it);
+            let op = DefinitionOp::QueueMembers {
+                name: queue.to_owned(),
+                id,
+                members: after.clone(),
+            };
+            vhost
+                .change(op, crate::names::ConnectionId(0))
+                .await
+                .map_err(|e| failed(&e))?;
+            let change = GroupChange::AddVoter {
+                node: target.id,
+                addr: target.cluster_addr.clone(),
+            };
+            self.node
+                .manage(id, change, ADD_WITHIN, &via)
+                .await
+                .map_err(|e| failed(&e))?;
+            after
+        } else {
+            if !members.contains(&it) {
+                return Err(MemberError::NotMember(node.to_owned(), queue.to_owned()));
+            }
+            if members.len() == 1 {
+                return Err(MemberError::LastMember(queue.to_owned()));
+            }
+            let change = GroupChange::RemoveVoter { node: target.id };
+            self.node
+                .manage(id, change, REMOVE_WITHIN, &via)
+                .await
+                .map_err(|e| failed(&e))?;
+            let after: Vec<NodeId> = members.iter().copied().filter(|&m| m != it).collect();
+            let op = DefinitionOp::QueueMembers {
+                name: queue.to_owned(),
+                id,
+                members: after.clone(),
+            };
+            vhost
+                .change(op, crate::names::ConnectionId(0))
+                .await
+                .map_err(|e| failed(&e))?;
+            after
+        };
+        let names = self.nodes();
+        Ok(after
+            .iter()
+            .map(|m| {
+                names
+                    .iter()
+                    .find(|n| n.id == m.0)
+                    .map_or_else(|| m.to_string(), |n| n.name.clone())
+            })
+            .collect())
+    }
+}

@@ -135,10 +135,10 @@ pub async fn host(cluster: Weak<Cluster>, queue: Arc<QuorumQueue>) {
         let _ = c.node.remove_group(queue.group).await;
         return;
     }
-    if queue.placement.home.0 == c.id() {
+    let placement = queue.placement();
+    if placement.home.0 == c.id() && !placement.added {
         let members = c.members();
-        let voters: BTreeMap<u64, warren_raft::BasicNode> = queue
-            .placement
+        let voters: BTreeMap<u64, warren_raft::BasicNode> = placement
             .members
             .iter()
             .filter_map(|m| {

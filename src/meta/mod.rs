@@ -167,6 +167,16 @@ pub enum DefinitionOp {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         members: Vec<NodeId>,
     },
+    /// A quorum queue's members change (one added or removed): each node starts or
+    /// stops hosting it to match; the others keep its record up to date.
+    QueueMembers {
+        /// The queue.
+        name: String,
+        /// Its store id (also its Raft group).
+        id: u64,
+        /// Its members from now on.
+        members: Vec<NodeId>,
+    },
     /// Removes a queue (its conditions were checked where it lives before this was logged).
     DeleteQueue {
         /// The queue.

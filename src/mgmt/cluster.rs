@@ -102,6 +102,61 @@ pub async fn rebalance(
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
+/// POST /api/queues/quorum/{vhost}/{name}/replicas/add `{"node": NAME}` (administrator):
+/// RabbitMQ's add_member; 204 once the node is a voter of the queue's group.
+pub async fn add_member(
+    axum::extract::State(broker): axum::extract::State<Arc<crate::broker::Broker>>,
+    cluster: Option<axum::Extension<ClusterExt>>,
+    axum::extract::Path((vhost, name)): axum::extract::Path<(String, String)>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult {
+    change_member(&broker, cluster, &vhost, &name, &caller, &body, true).await
+}
+
+/// DELETE /api/queues/quorum/{vhost}/{name}/replicas/delete `{"node": NAME}`
+/// (administrator): RabbitMQ's delete_member; 204 once the node left the group.
+pub async fn delete_member(
+    axum::extract::State(broker): axum::extract::State<Arc<crate::broker::Broker>>,
+    cluster: Option<axum::Extension<ClusterExt>>,
+    axum::extract::Path((vhost, name)): axum::extract::Path<(String, String)>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult {
+    change_member(&broker, cluster, &vhost, &name, &caller, &body, false).await
+}
+
+async fn change_member(
+    broker: &crate::broker::Broker,
+    cluster: Option<axum::Extension<ClusterExt>>,
+    vhost: &str,
+    name: &str,
+    caller: &Caller,
+    body: &[u8],
+    add: bool,
+) -> ApiResult {
+    use crate::cluster::operate::MemberError;
+
+    caller.require_admin()?;
+    let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
+    let body = parse_body(body)?;
+    let node = str_field(&body, "node")
+        .ok_or_else(|| ApiError::bad_request("a \"node\" field naming the node is required"))?;
+    let v = super::vhosts::live_vhost(broker, vhost)?;
+    match cluster.change_members(&v, name, node, add).await {
+        Ok(_) => Ok(axum::http::StatusCode::NO_CONTENT.into_response()),
+        Err(error @ MemberError::NoQueue(..)) => {
+            Err(ApiError::not_found_because(error.to_string()))
+        }
+        Err(error @ MemberError::Failed(_)) => Err(ApiError {
+            status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            error: "internal_server_error",
+            reason: error.to_string(),
+        }),
+        Err(error) => Err(ApiError::bad_request(error.to_string())),
+    }
+}
+
 fn accepted(body: Value) -> Response {
     (axum::http::StatusCode::ACCEPTED, Json(body)).into_response()
 }

@@ -58,7 +58,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
@@ -228,6 +228,14 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/cluster/join", post(cluster::join))
         .route("/api/cluster/leave", post(cluster::leave))
         .route("/api/rebalance/queues", post(cluster::rebalance))
+        .route(
+            "/api/queues/quorum/{vhost}/{name}/replicas/add",
+            post(cluster::add_member),
+        )
+        .route(
+            "/api/queues/quorum/{vhost}/{name}/replicas/delete",
+            delete(cluster::delete_member),
+        )
         .route("/api/nodes/{node}", get(overview::node))
         .route("/api/nodes/{node}/memory", get(overview::node_memory))
         .route("/api/health/checks/alarms", get(health::alarms))

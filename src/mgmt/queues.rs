@@ -119,7 +119,12 @@ fn quorum_json(v: &crate::vhost::VHost, mut json: Value, q: &Arc<Queue>) -> Valu
             .and_then(|m| m.node_name(id))
             .unwrap_or_else(|| id.to_string())
     };
-    let members: Vec<String> = quorum.placement.members.iter().map(|&m| name(m)).collect();
+    let members: Vec<String> = quorum
+        .placement()
+        .members
+        .iter()
+        .map(|&m| name(m))
+        .collect();
     let online: Vec<String> = quorum.online().into_iter().map(name).collect();
     if let Some(leader) = quorum.leader() {
         json["leader"] = Value::from(name(leader));
@@ -179,9 +184,10 @@ fn stream_json(json: &mut Value, node: &str, stream: &StreamQueue) {
 fn remote_json(v: &VHost, r: &RemoteQueue) -> Value {
     let kind = match r.arguments.inner().get("x-queue-type") {
         Some(AMQPValue::LongString(s)) if s.as_bytes() == b"stream" => "stream",
+        _ if !r.members.is_empty() => "quorum",
         _ => "classic",
     };
-    json!({
+    let mut json = json!({
         "name": r.name,
         "vhost": v.name.to_string(),
         "durable": r.durable,
@@ -191,7 +197,16 @@ fn remote_json(v: &VHost, r: &RemoteQueue) -> Value {
         "node": v.home_name(r),
         "type": kind,
         "state": "running",
-    })
+    });
+    if !r.members.is_empty() {
+        let name = |id: crate::names::NodeId| {
+            v.meta()
+                .and_then(|m| m.node_name(id))
+                .unwrap_or_else(|| id.to_string())
+        };
+        json["members"] = json!(r.members.iter().map(|&m| name(m)).collect::<Vec<_>>());
+    }
+    json
 }
 
 /// GET /api/queues and /api/queues/{vhost}.

@@ -10,6 +10,7 @@ mod delayed;
 pub mod exchanges;
 pub mod explain;
 mod inspect;
+mod members;
 mod policies;
 pub mod publish;
 mod remote;

@@ -167,6 +167,10 @@ impl VHost {
                 self.apply_declare_queue(&req, *home, members, id, requester, at)
             }
             DefinitionOp::DeleteQueue { name, id } => Ok(self.apply_delete_queue(name, *id)),
+            DefinitionOp::QueueMembers { name, id, members } => {
+                self.apply_queue_members(name, *id, members, at.here);
+                Ok(Applied::Done)
+            }
         }
     }
 
@@ -217,6 +221,7 @@ impl VHost {
                 req.quorum = Some(Placement {
                     home,
                     members: members.to_vec(),
+                    added: false,
                 });
             }
             let req = &req;

@@ -43,6 +43,16 @@ pub(crate) async fn members(nodes: &Nodes, i: usize, queue: &str) -> Vec<String>
     members
 }
 
+/// The queue's entry in node `i`'s API.
+async fn queue_json(nodes: &Nodes, i: usize, queue: &str) -> serde_json::Value {
+    let body = nodes
+        .api(i)
+        .get(&format!("/api/queues/%2f/{queue}"))
+        .await
+        .body;
+    serde_json::from_str(&body).expect("json")
+}
+
 /// The index of the node named `name` (`warren@n2` is 1).
 pub(crate) fn index_of(name: &str) -> usize {
     name.strip_prefix("warren@n")
@@ -251,4 +261,114 @@ async fn leaders_are_rebalanced_and_a_node_holding_a_quorum_is_critical() {
         .unwrap_or_default();
     critical.sort_unstable();
     assert_eq!(critical, names, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_added_and_another_removed_and_the_queue_keeps_its_messages() {
+    let nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    ch1.queue_declare(
+        "grown".into(),
+        durable_queue(),
+        table(&[
+            ("x-queue-type", text("quorum")),
+            ("x-quorum-initial-group-size", AMQPValue::LongInt(2)),
+        ]),
+    )
+    .await
+    .expect("declare");
+    let before = members(&nodes, 0, "grown").await;
+    let outsider = (0..3)
+        .find(|i| !before.contains(&format!("warren@n{}", i + 1)))
+        .expect("a node that is not a member");
+    let outsider_name = format!("warren@n{}", outsider + 1);
+    publish_numbers(&ch1, "grown", 0..10).await;
+
+    // Refusals first: a member again, a node that is not one, a classic queue.
+    let api = nodes.api(0);
+    let add = |queue: &str| format!("/api/queues/quorum/%2f/{queue}/replicas/add");
+    let del = "/api/queues/quorum/%2f/grown/replicas/delete";
+    let again = api
+        .post(&add("grown"), &format!("{{\"node\":\"{}\"}}", before[0]))
+        .await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    let not_one = api
+        .request(
+            "DELETE",
+            del,
+            Some(&format!("{{\"node\":\"{outsider_name}\"}}")),
+        )
+        .await;
+    assert_eq!(not_one.status, 400, "{}", not_one.body);
+    let unknown = api.post(&add("grown"), "{\"node\":\"warren@n9\"}").await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    ch1.queue_declare("plain".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("classic");
+    let classic = api
+        .post(&add("plain"), &format!("{{\"node\":\"{outsider_name}\"}}"))
+        .await;
+    assert_eq!(classic.status, 400, "{}", classic.body);
+
+    // The outsider joins: every node lists three members, and it serves its own consumer.
+    let added = api
+        .post(&add("grown"), &format!("{{\"node\":\"{outsider_name}\"}}"))
+        .await;
+    assert_eq!(added.status, 204, "{}", added.body);
+    for i in 0..3 {
+        let listed =
+            super::common::eventually(3, async || members(&nodes, i, "grown").await.len()).await;
+        assert_eq!(listed, 3, "members as node {i} lists them");
+    }
+    // It hosts the group now: it knows the group's leader.
+    let hosts = super::common::eventually(true, async || {
+        queue_json(&nodes, outsider, "grown").await["leader"].is_string()
+    })
+    .await;
+    assert!(hosts, "the new member runs the queue's group");
+    let (_co, cho) = channel(&nodes.uri(outsider)).await;
+    let mut on_new = super::remote_queues::consumer(&cho, "grown", "new", false).await;
+    for expected in 0..5u32 {
+        let d = next_delivery(&mut on_new).await;
+        assert_eq!(number(&d.data), expected);
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    drop(on_new);
+    cho.close(200, "bye".into()).await.expect("close");
+
+    // The first member leaves, asked through the new one: two members are left, and its
+    // clients are served through them.
+    let leaving = before[0].clone();
+    let gone = nodes
+        .api(outsider)
+        .request("DELETE", del, Some(&format!("{{\"node\":\"{leaving}\"}}")))
+        .await;
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    let left = index_of(&leaving);
+    let now =
+        super::common::eventually(2, async || members(&nodes, outsider, "grown").await.len()).await;
+    assert_eq!(now, 2);
+    assert!(!members(&nodes, outsider, "grown").await.contains(&leaving));
+    let stopped = super::common::eventually(true, async || {
+        queue_json(&nodes, left, "grown").await["leader"].is_null()
+    })
+    .await;
+    assert!(stopped, "the node that left runs the group no more");
+    let listed = queue_json(&nodes, left, "grown").await;
+    assert_eq!(listed["type"], "quorum", "{listed}");
+    assert_eq!(members(&nodes, left, "grown").await.len(), 2, "{listed}");
+    let (_cl, chl) = channel(&nodes.uri(left)).await;
+    let mut through_left = super::remote_queues::consumer(&chl, "grown", "left", false).await;
+    for expected in 5..10u32 {
+        let d = next_delivery(&mut through_left).await;
+        assert_eq!(number(&d.data), expected);
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    // Publishing through the node that left still reaches the queue.
+    let (cp, _) = channel(&nodes.uri(left)).await;
+    let chp = confirming(&cp).await;
+    publish_numbers(&chp, "grown", 10..11).await;
+    let d = next_delivery(&mut through_left).await;
+    assert_eq!(number(&d.data), 10);
 }

@@ -190,7 +190,17 @@ impl Client {
                 .header("authorization", auth)
                 .header("accept", "application/json")
                 .call(),
-            Method::Delete => self.agent.delete(&url).header("authorization", auth).call(),
+            Method::Delete => match body {
+                // RabbitMQ's delete_member takes its node in a DELETE's body.
+                Some(value) => self
+                    .agent
+                    .delete(&url)
+                    .header("authorization", auth)
+                    .header("content-type", "application/json")
+                    .force_send_body()
+                    .send(&serde_json::to_vec(value)?[..]),
+                None => self.agent.delete(&url).header("authorization", auth).call(),
+            },
             Method::Put | Method::Post => {
                 let bytes = match body {
                     Some(value) => serde_json::to_vec(value)?,

@@ -1,5 +1,6 @@
-//! `warrenctl cluster status|join|leave|rebalance|check-quorum-critical`: the node's
-//! cluster through `/api/cluster`, `/api/rebalance/queues` and the health check.
+//! `warrenctl cluster status|join|leave|rebalance|check-quorum-critical|add-member|
+//! delete-member`: the node's cluster through `/api/cluster`, `/api/rebalance/queues`,
+//! the health check and `/api/queues/quorum/...`.
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -119,5 +120,30 @@ pub fn quorum_critical(ctx: &Ctx) -> Result<String> {
     ctx.done(
         "no quorum queue depends on this node for its majority".into(),
         answer,
+    )
+}
+
+/// `cluster add-member QUEUE NODE` / `cluster delete-member QUEUE NODE` in `--vhost`.
+pub fn member(ctx: &Ctx, queue: &str, node: &str, add: bool) -> Result<String> {
+    let vhost = crate::client::seg(ctx.vhost);
+    let queue_path = crate::client::seg(queue);
+    let (method, path) = if add {
+        (
+            Method::Post,
+            format!("/api/queues/quorum/{vhost}/{queue_path}/replicas/add"),
+        )
+    } else {
+        (
+            Method::Delete,
+            format!("/api/queues/quorum/{vhost}/{queue_path}/replicas/delete"),
+        )
+    };
+    let body = json!({ "node": node });
+    ctx.client
+        .request(method, &path, Some(&body), &not_clustered())?;
+    let what = if add { "added to" } else { "removed from" };
+    ctx.done(
+        format!("{node} {what} the members of quorum queue '{queue}'"),
+        json!({ "queue": queue, "node": node, "added": add }),
     )
 }

@@ -93,6 +93,12 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Cluster(ClusterCommand::Leave) => cluster::leave(&ctx),
         Command::Cluster(ClusterCommand::Rebalance) => cluster::rebalance(&ctx),
         Command::Cluster(ClusterCommand::CheckQuorumCritical) => cluster::quorum_critical(&ctx),
+        Command::Cluster(ClusterCommand::AddMember { queue, node }) => {
+            cluster::member(&ctx, queue, node, true)
+        }
+        Command::Cluster(ClusterCommand::DeleteMember { queue, node }) => {
+            cluster::member(&ctx, queue, node, false)
+        }
     }
 }
 

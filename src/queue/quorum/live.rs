@@ -51,6 +51,8 @@ pub struct Placement {
     pub home: NodeId,
     /// Its group's members.
     pub members: Vec<NodeId>,
+    /// This node became a member later (a member added): it never initialises the group.
+    pub added: bool,
 }
 
 /// A consumer of this node.
@@ -71,7 +73,7 @@ pub struct QuorumQueue {
     /// Its Raft group (the metadata log index that declared it).
     pub group: u64,
     /// Where it lives.
-    pub placement: Placement,
+    placement: Mutex<Placement>,
     pub(super) here: NodeId,
     /// This node's run, in its consumers' keys.
     pub(super) run: u64,
@@ -111,7 +113,7 @@ impl QuorumQueue {
         let (writes, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(Self {
             group,
-            placement,
+            placement: Mutex::new(placement),
             here,
             run: run & 0xffff_ffff,
             log,
@@ -400,6 +402,23 @@ impl QuorumQueue {
             m.fifo.messages_unacked(),
             m.fifo.consumer_count(),
         )
+    }
+
+    /// Where it lives now (its members change when one is added or removed).
+    pub fn placement(&self) -> Placement {
+        self.placement.lock().clone()
+    }
+
+    /// Its members from now on; a removed home passes to the first member left (the
+    /// node non-members send consumers to).
+    pub fn set_members(&self, members: Vec<NodeId>) {
+        let mut placement = self.placement.lock();
+        if !members.contains(&placement.home)
+            && let Some(&first) = members.first()
+        {
+            placement.home = first;
+        }
+        placement.members = members;
     }
 
     /// The group's leader as this member knows it.
