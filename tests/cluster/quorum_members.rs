@@ -88,6 +88,28 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
     let outsider = (0..3)
         .find(|i| !members.contains(&format!("warren@n{}", i + 1)))
         .expect("a node that is not a member");
+    // The outsider's requests go to n1, the declaring member; the queue's leader is moved
+    // to the other member, so the leader checks n1's proxied channel on n1's word. A queue
+    // of the same two members, first by name, keeps n1 in a rebalance.
+    ch1.queue_declare(
+        "a-first".into(),
+        durable_queue(),
+        table(&[
+            ("x-queue-type", text("quorum")),
+            ("x-quorum-initial-group-size", AMQPValue::LongInt(2)),
+        ]),
+    )
+    .await
+    .expect("declare a second queue of the same members");
+    let answer = nodes.api(0).post("/api/rebalance/queues", "").await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    let moved = super::common::eventually(true, async || {
+        queue_json(&nodes, 0, "pairs").await["leader"]
+            .as_str()
+            .is_some_and(|l| l != "warren@n1")
+    })
+    .await;
+    assert!(moved, "the queue's leader left n1");
     publish_numbers(&ch1, "pairs", 0..20).await;
 
     // basic.get through the outsider; a requeue counts as a delivery.
