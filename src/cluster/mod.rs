@@ -147,6 +147,7 @@ impl Cluster {
             addr = %this.node.local_addr(), "cluster node started");
         tokio::spawn(form::run(this.clone()));
         tokio::spawn(keep_peers(this.clone()));
+        tokio::spawn(watch_homes(Arc::downgrade(&this), Arc::downgrade(broker)));
         Ok(this)
     }
 
@@ -274,6 +275,49 @@ fn seed_addr(host: &str, port: u16) -> String {
 }
 
 /// Keeps a link to every member (the lower id dials), so every node sees every other.
+/// Checks of a node's link, a second apart, that must fail before the queues it serves
+/// to this node count as down.
+const HOME_DOWN_AFTER: u32 = 2;
+
+/// Cancels this node's consumers of queues served by a node whose link stays down (the
+/// clients get basic.cancel and may consume again, from another member of a quorum queue).
+async fn watch_homes(cluster: std::sync::Weak<Cluster>, broker: std::sync::Weak<Broker>) {
+    let mut misses: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (Some(c), Some(b)) = (cluster.upgrade(), broker.upgrade()) else {
+            return;
+        };
+        if c.stop.is_cancelled() {
+            return;
+        }
+        for (id, _) in c.meta.members() {
+            if id == c.id() || c.node.transport().is_connected(id) {
+                misses.remove(&id);
+                continue;
+            }
+            let missed = misses.entry(id).or_default();
+            *missed += 1;
+            if *missed != HOME_DOWN_AFTER {
+                continue;
+            }
+            let consumers: Vec<_> = b
+                .vhosts()
+                .iter()
+                .flat_map(|v| v.drop_remote_handles_at(crate::names::NodeId(id)))
+                .collect();
+            if !consumers.is_empty() {
+                tracing::info!(
+                    node = id,
+                    consumers = consumers.len(),
+                    "a queue's node is down; its consumers here are cancelled"
+                );
+                tokio::spawn(async move { crate::queue::notify_cancelled(&consumers).await });
+            }
+        }
+    }
+}
+
 async fn keep_peers(cluster: Arc<Cluster>) {
     loop {
         cluster.node.sync_peers();

@@ -102,6 +102,14 @@ impl MetaLog for ClusterMeta {
         cluster.members().get(&node.0).map(|info| info.name.clone())
     }
 
+    fn reachable(&self, node: NodeId) -> bool {
+        node == self.here
+            || self
+                .cluster
+                .upgrade()
+                .is_some_and(|c| c.node.transport().is_connected(node.0))
+    }
+
     fn submit(&self, vhost: &str, connection: ConnectionId, op: DefinitionOp) -> Submitted {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let def = Definition {

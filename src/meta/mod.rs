@@ -397,6 +397,11 @@ pub trait MetaLog: Send + Sync + std::fmt::Debug {
     fn node(&self) -> NodeId;
     /// A node's name (`warren@host`), if it is a member.
     fn node_name(&self, node: NodeId) -> Option<String>;
+
+    /// Whether this node has a live link to `node` (itself included).
+    fn reachable(&self, node: NodeId) -> bool {
+        node == self.node()
+    }
     /// Appends `op` for `vhost` on behalf of `connection` and resolves once this node has
     /// applied it: `Ok` with what the apply did, or the AMQP error it raised (the same on
     /// every node), or 541 when no majority took it in time.

@@ -197,9 +197,10 @@ impl VHost {
         };
         let mut by_home: Vec<(NodeId, Vec<String>)> = Vec::new();
         for queue in remote {
-            match by_home.iter_mut().find(|(home, _)| *home == queue.home) {
+            let home = queue.serving(meta.as_ref());
+            match by_home.iter_mut().find(|(h, _)| *h == home) {
                 Some((_, names)) => names.push(queue.name.clone()),
-                None => by_home.push((queue.home, vec![queue.name.clone()])),
+                None => by_home.push((home, vec![queue.name.clone()])),
             }
         }
         Forwards(

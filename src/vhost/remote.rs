@@ -35,6 +35,19 @@ pub struct RemoteQueue {
 }
 
 impl RemoteQueue {
+    /// The node this node sends the queue's publishes and consumers to: its home, or for a
+    /// quorum queue the first of its home and members this node has a link to.
+    pub fn serving(&self, meta: &dyn MetaLog) -> NodeId {
+        if self.members.is_empty() || meta.reachable(self.home) {
+            return self.home;
+        }
+        self.members
+            .iter()
+            .copied()
+            .find(|&m| meta.reachable(m))
+            .unwrap_or(self.home)
+    }
+
     /// 405 unless `requester` may use the queue (not exclusive, or its owner).
     pub fn check_exclusive(&self, requester: Requester, vhost: &str) -> Result<(), AmqpError> {
         match self.exclusive_owner {
@@ -147,13 +160,30 @@ impl VHost {
             host,
             spec,
             record.id,
-            record.home,
+            record.serving(meta),
             kind,
             meta.home_link(),
         );
         self.proxies
             .insert(record.name.as_str().into(), handle.clone());
         handle
+    }
+
+    /// The node `home` is gone: this node's handles of queues it served go, with their
+    /// consumers here (returned, to be told with basic.cancel, as RabbitMQ does when a
+    /// queue's node goes down); the next use makes a new handle (for a quorum queue,
+    /// through another member).
+    pub fn drop_remote_handles_at(&self, home: NodeId) -> Vec<Arc<crate::queue::Consumer>> {
+        let names: Vec<String> = self
+            .proxies
+            .iter()
+            .filter(|h| h.remote_backend().is_some_and(|r| r.home == home))
+            .map(|h| h.name.to_string())
+            .collect();
+        names
+            .iter()
+            .flat_map(|name| self.drop_remote_handle(name))
+            .collect()
     }
 
     /// This node's handle of remote queue `name`, if a channel here used it.

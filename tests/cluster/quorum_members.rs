@@ -73,49 +73,52 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
     let nodes = Nodes::start().await;
     let (c1, _) = channel(&nodes.uri(0)).await;
     let ch1 = confirming(&c1).await;
-    ch1.queue_declare(
-        "pairs".into(),
-        durable_queue(),
-        table(&[
-            ("x-queue-type", text("quorum")),
-            ("x-quorum-initial-group-size", AMQPValue::LongInt(2)),
-        ]),
-    )
-    .await
-    .expect("declare a quorum queue of two members");
-    let members = members(&nodes, 0, "pairs").await;
+    // Two queues of the same two members, declared through n1 (the node a non-member's
+    // requests go to); a rebalance leaves one of them led by the other member, so that
+    // one's leader checks n1's proxied channels on n1's word. That one is tested.
+    for name in ["pair-one", "pair-two"] {
+        ch1.queue_declare(
+            name.into(),
+            durable_queue(),
+            table(&[
+                ("x-queue-type", text("quorum")),
+                ("x-quorum-initial-group-size", AMQPValue::LongInt(2)),
+            ]),
+        )
+        .await
+        .expect("declare a quorum queue of two members");
+    }
+    let members = members(&nodes, 0, "pair-one").await;
     assert_eq!(members.len(), 2, "{members:?}");
     let outsider = (0..3)
         .find(|i| !members.contains(&format!("warren@n{}", i + 1)))
         .expect("a node that is not a member");
-    // The outsider's requests go to n1, the declaring member; the queue's leader is moved
-    // to the other member, so the leader checks n1's proxied channel on n1's word. A queue
-    // of the same two members, first by name, keeps n1 in a rebalance.
-    ch1.queue_declare(
-        "a-first".into(),
-        durable_queue(),
-        table(&[
-            ("x-queue-type", text("quorum")),
-            ("x-quorum-initial-group-size", AMQPValue::LongInt(2)),
-        ]),
-    )
-    .await
-    .expect("declare a second queue of the same members");
     let answer = nodes.api(0).post("/api/rebalance/queues", "").await;
     assert_eq!(answer.status, 204, "{}", answer.body);
-    let moved = super::common::eventually(true, async || {
-        queue_json(&nodes, 0, "pairs").await["leader"]
-            .as_str()
-            .is_some_and(|l| l != "warren@n1")
-    })
-    .await;
-    assert!(moved, "the queue's leader left n1");
-    publish_numbers(&ch1, "pairs", 0..20).await;
+    let led_elsewhere = async || {
+        for name in ["pair-one", "pair-two"] {
+            let leader = queue_json(&nodes, 0, name).await["leader"].clone();
+            if leader.as_str().is_some_and(|l| l != "warren@n1") {
+                return Some(name);
+            }
+        }
+        None
+    };
+    let mut q = None;
+    for _ in 0..200 {
+        q = led_elsewhere().await;
+        if q.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let q = q.expect("a rebalance leaves one queue led by the other member");
+    publish_numbers(&ch1, q, 0..20).await;
 
     // basic.get through the outsider; a requeue counts as a delivery.
     let (_co, cho) = channel(&nodes.uri(outsider)).await;
     let got = cho
-        .basic_get("pairs".into(), BasicGetOptions { no_ack: false })
+        .basic_get(q.into(), BasicGetOptions { no_ack: false })
         .await
         .expect("basic.get through a node that is not a member")
         .expect("a message");
@@ -129,7 +132,7 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
         .await
         .expect("nack");
     let again = cho
-        .basic_get("pairs".into(), BasicGetOptions { no_ack: false })
+        .basic_get(q.into(), BasicGetOptions { no_ack: false })
         .await
         .expect("get")
         .expect("the requeued message");
@@ -149,7 +152,7 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
     cho.basic_qos(5, BasicQosOptions::default())
         .await
         .expect("qos");
-    let mut reader = super::remote_queues::consumer(&cho, "pairs", "outside", false).await;
+    let mut reader = super::remote_queues::consumer(&cho, q, "outside", false).await;
     for expected in 1..20u32 {
         let d = next_delivery(&mut reader).await;
         assert_eq!(number(&d.data), expected);
@@ -157,7 +160,7 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
     }
     // Still served after the leader's checks of consumers' channels (every 3 s) ran.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    publish_numbers(&ch1, "pairs", 20..23).await;
+    publish_numbers(&ch1, q, 20..23).await;
     for expected in 20..23u32 {
         let d = next_delivery(&mut reader).await;
         assert_eq!(number(&d.data), expected);
@@ -172,7 +175,7 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
         let counts = super::common::eventually((0, 1), async || {
             let (_c, ch) = channel(&nodes.uri(i)).await;
             let q = ch
-                .queue_declare("pairs".into(), passive_queue(), FieldTable::default())
+                .queue_declare(q.into(), passive_queue(), FieldTable::default())
                 .await
                 .expect("passive");
             (q.message_count(), q.consumer_count())
@@ -186,7 +189,7 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
     cho.close(200, "bye".into()).await.expect("close");
     let member = index_of(&members[0]);
     let (_cm, chm) = channel(&nodes.uri(member)).await;
-    let mut on_member = super::remote_queues::consumer(&chm, "pairs", "inside", false).await;
+    let mut on_member = super::remote_queues::consumer(&chm, q, "inside", false).await;
     let d = next_delivery(&mut on_member).await;
     assert_eq!(number(&d.data), 22);
     assert!(d.redelivered);
@@ -195,10 +198,10 @@ async fn a_quorum_queue_is_consumed_through_a_node_that_is_not_a_member() {
     chm.close(200, "bye".into()).await.expect("close");
 
     // queue.purge through the outsider.
-    publish_numbers(&ch1, "pairs", 30..37).await;
+    publish_numbers(&ch1, q, 30..37).await;
     let (_cp, chp) = channel(&nodes.uri(outsider)).await;
     let purged = chp
-        .queue_purge("pairs".into(), QueuePurgeOptions::default())
+        .queue_purge(q.into(), QueuePurgeOptions::default())
         .await
         .expect("purge through a node that is not a member");
     assert_eq!(purged, 7);

@@ -261,3 +261,28 @@ async fn a_stream_is_read_from_an_offset_through_another_node() {
     );
     assert_eq!(code, 540, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_gets_basic_cancel_when_its_queues_node_goes_down() {
+    let mut nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    ch1.queue_declare("on-n1".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("declare on n1");
+    let (_c2, ch2) = channel(&nodes.uri(1)).await;
+    let mut reader = consumer(&ch2, "on-n1", "reader", false).await;
+    publish_numbers(&ch1, "on-n1", 0..1).await;
+    let d = next_delivery(&mut reader).await;
+    assert_eq!(number(&d.data), 0);
+    d.ack(BasicAckOptions::default()).await.expect("ack");
+
+    // The queue's node dies: the consumer on n2 is cancelled (lapin ends its stream), as
+    // RabbitMQ cancels consumers of a queue whose node is down; the channel stays open.
+    nodes.kill(0);
+    let ended = tokio::time::timeout(Duration::from_secs(20), reader.next())
+        .await
+        .expect("the consumer ends in time");
+    assert!(ended.is_none(), "no delivery, the stream ends: {ended:?}");
+    assert!(ch2.status().connected(), "the channel stays open");
+}

@@ -87,6 +87,8 @@ pub struct QuorumQueue {
     queue: OnceLock<Weak<Queue>>,
     /// Log bytes applied since the last snapshot was asked for (compaction, `chores`).
     since_snapshot: std::sync::atomic::AtomicU64,
+    /// The bytes the queue held when this member last asked for a snapshot.
+    snapshot_held: std::sync::atomic::AtomicU64,
     /// The queue was deleted.
     pub(super) deleted: std::sync::atomic::AtomicBool,
 }
@@ -127,6 +129,7 @@ impl QuorumQueue {
             writes,
             queue: OnceLock::new(),
             since_snapshot: std::sync::atomic::AtomicU64::new(0),
+            snapshot_held: std::sync::atomic::AtomicU64::new(0),
             deleted: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(write_in_order(Arc::downgrade(&queue), rx));
@@ -464,7 +467,8 @@ impl QuorumQueue {
     /// Whether the log grew enough since the last snapshot to compact it: by more than
     /// twice what the queue holds (so rewriting the content stays cheap per message) and
     /// 8 MiB, or by 1 MiB once the queue is empty (a busy queue that is often empty does
-    /// not snapshot every second). Resets the count when it says yes.
+    /// not snapshot every second), or once it is empty after a snapshot that kept more
+    /// than 1 MiB. Resets the count when it says yes.
     pub fn wants_snapshot(&self) -> bool {
         use std::sync::atomic::Ordering;
         let grown = self.since_snapshot.load(Ordering::Relaxed);
@@ -472,12 +476,15 @@ impl QuorumQueue {
         let (messages, out, _) = self.counts();
         let held = ready + unacked;
         let wanted = if messages + out == 0 {
-            grown > 1 << 20
+            // Also once the queue drained after a snapshot that kept content: the drain's
+            // own entries (small settles) may never reach 1 MiB.
+            grown > 1 << 20 || (grown > 0 && self.snapshot_held.load(Ordering::Relaxed) > 1 << 20)
         } else {
             grown > (2 * held).max(8 << 20)
         };
         if wanted {
             self.since_snapshot.store(0, Ordering::Relaxed);
+            self.snapshot_held.store(held, Ordering::Relaxed);
         }
         wanted
     }
