@@ -360,3 +360,103 @@ impl Cluster {
             .collect())
     }
 }
+
+/// Which quorum queues `grow` adds a node to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrowStrategy {
+    /// Every matching queue the node is not a member of.
+    All,
+    /// Only those with an even number of members (to make it odd).
+    Even,
+}
+
+impl Cluster {
+    /// The quorum queues of vhosts matching `vhosts` and names matching `queues`, with
+    /// their members (local or a record).
+    fn quorum_queues(
+        broker: &Broker,
+        vhosts: &regex::Regex,
+        queues: &regex::Regex,
+    ) -> Vec<(Arc<crate::vhost::VHost>, String, Vec<crate::meta::NodeId>)> {
+        let mut found = Vec::new();
+        for vhost in broker.vhosts() {
+            if !vhosts.is_match(&vhost.name) {
+                continue;
+            }
+            for queue in vhost.queues() {
+                if let Some(quorum) = queue.quorum()
+                    && queues.is_match(&queue.name)
+                {
+                    found.push((
+                        vhost.clone(),
+                        queue.name.to_string(),
+                        quorum.placement().members,
+                    ));
+                }
+            }
+            for record in vhost.remote_queues() {
+                if !record.members.is_empty() && queues.is_match(&record.name) {
+                    found.push((vhost.clone(), record.name.clone(), record.members.clone()));
+                }
+            }
+        }
+        found.sort_by(|a, b| (&a.0.name, &a.1).cmp(&(&b.0.name, &b.1)));
+        found
+    }
+
+    /// RabbitMQ's `grow`: adds node `node` to the matching quorum queues; answers how many
+    /// grew and the failures (queue, why).
+    pub async fn grow(
+        &self,
+        broker: &Broker,
+        node: &str,
+        strategy: GrowStrategy,
+        vhosts: &regex::Regex,
+        queues: &regex::Regex,
+    ) -> Result<(usize, Vec<(String, String)>), MemberError> {
+        let target = self
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| MemberError::NoNode(node.to_owned()))?;
+        let id = crate::meta::NodeId(target.id);
+        let (mut grown, mut failed) = (0, Vec::new());
+        for (vhost, queue, members) in Self::quorum_queues(broker, vhosts, queues) {
+            if members.contains(&id) || (strategy == GrowStrategy::Even && members.len() % 2 == 1) {
+                continue;
+            }
+            match self.change_members(&vhost, &queue, node, true).await {
+                Ok(_) => grown += 1,
+                Err(error) => failed.push((queue, error.to_string())),
+            }
+        }
+        Ok((grown, failed))
+    }
+
+    /// RabbitMQ's `shrink`: removes node `node` from every quorum queue it is a member of
+    /// (not the last member); answers how many shrank and the failures (queue, why).
+    pub async fn shrink(
+        &self,
+        broker: &Broker,
+        node: &str,
+    ) -> Result<(usize, Vec<(String, String)>), MemberError> {
+        let target = self
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| MemberError::NoNode(node.to_owned()))?;
+        let id = crate::meta::NodeId(target.id);
+        let any = regex::Regex::new(".*").map_err(|e| MemberError::Failed(e.to_string()))?;
+        let (mut shrunk, mut failed) = (0, Vec::new());
+        for (vhost, queue, members) in Self::quorum_queues(broker, &any, &any) {
+            if !members.contains(&id) || members.len() == 1 {
+                continue;
+            }
+            match self.change_members(&vhost, &queue, node, false).await {
+                Ok(_) => shrunk += 1,
+                Err(error) => failed.push((queue, error.to_string())),
+            }
+        }
+        Ok((shrunk, failed))
+    }
+}

@@ -157,6 +157,66 @@ async fn change_member(
     }
 }
 
+/// POST /api/queues/quorum/replicas/on/{node}/grow `{"strategy": "all"|"even",
+/// "vhost_pattern": RE, "queue_pattern": RE}` (administrator): RabbitMQ's grow; answers
+/// Warren's count of queues grown and the failures.
+pub async fn grow(
+    axum::extract::State(broker): axum::extract::State<Arc<crate::broker::Broker>>,
+    cluster: Option<axum::Extension<ClusterExt>>,
+    axum::extract::Path(node): axum::extract::Path<String>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult {
+    use crate::cluster::operate::GrowStrategy;
+
+    caller.require_admin()?;
+    let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
+    let body = parse_body(&body)?;
+    let strategy = match str_field(&body, "strategy").unwrap_or("all") {
+        "all" => GrowStrategy::All,
+        "even" => GrowStrategy::Even,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "strategy must be \"all\" or \"even\", not \"{other}\""
+            )));
+        }
+    };
+    let pattern = |key: &str| {
+        regex::Regex::new(str_field(&body, key).unwrap_or(".*"))
+            .map_err(|e| ApiError::bad_request(format!("{key}: {e}")))
+    };
+    let (vhosts, queues) = (pattern("vhost_pattern")?, pattern("queue_pattern")?);
+    let (grown, failed) = cluster
+        .grow(&broker, &node, strategy, &vhosts, &queues)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!({ "grown": grown, "failed": failures(&failed) })).into_response())
+}
+
+/// DELETE /api/queues/quorum/replicas/on/{node}/shrink (administrator): RabbitMQ's
+/// shrink; answers Warren's count of queues shrunk and the failures.
+pub async fn shrink(
+    axum::extract::State(broker): axum::extract::State<Arc<crate::broker::Broker>>,
+    cluster: Option<axum::Extension<ClusterExt>>,
+    axum::extract::Path(node): axum::extract::Path<String>,
+    caller: Caller,
+) -> ApiResult {
+    caller.require_admin()?;
+    let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
+    let (shrunk, failed) = cluster
+        .shrink(&broker, &node)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!({ "shrunk": shrunk, "failed": failures(&failed) })).into_response())
+}
+
+fn failures(failed: &[(String, String)]) -> Value {
+    failed
+        .iter()
+        .map(|(queue, why)| json!({ "queue": queue, "error": why }))
+        .collect()
+}
+
 fn accepted(body: Value) -> Response {
     (axum::http::StatusCode::ACCEPTED, Json(body)).into_response()
 }

@@ -236,6 +236,14 @@ pub fn router(broker: Arc<Broker>) -> Router {
             "/api/queues/quorum/{vhost}/{name}/replicas/delete",
             delete(cluster::delete_member),
         )
+        .route(
+            "/api/queues/quorum/replicas/on/{node}/grow",
+            post(cluster::grow),
+        )
+        .route(
+            "/api/queues/quorum/replicas/on/{node}/shrink",
+            delete(cluster::shrink),
+        )
         .route("/api/nodes/{node}", get(overview::node))
         .route("/api/nodes/{node}/memory", get(overview::node_memory))
         .route("/api/health/checks/alarms", get(health::alarms))

@@ -397,3 +397,82 @@ async fn a_member_is_added_and_another_removed_and_the_queue_keeps_its_messages(
     let d = next_delivery(&mut through_left).await;
     assert_eq!(number(&d.data), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grow_and_shrink_change_every_quorum_queue_at_once() {
+    let nodes = Nodes::start().await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    for name in ["g1", "g2"] {
+        ch1.queue_declare(
+            name.into(),
+            durable_queue(),
+            table(&[
+                ("x-queue-type", text("quorum")),
+                ("x-quorum-initial-group-size", AMQPValue::LongInt(1)),
+            ]),
+        )
+        .await
+        .expect("declare a one-member quorum queue");
+        publish_numbers(&ch1, name, 0..3).await;
+    }
+    let api = nodes.api(1);
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).expect("json");
+
+    // n1 is every queue's last member: shrink leaves them.
+    let kept = api
+        .request(
+            "DELETE",
+            "/api/queues/quorum/replicas/on/warren@n1/shrink",
+            None,
+        )
+        .await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    assert_eq!(json(&kept.body)["shrunk"], 0, "{}", kept.body);
+
+    // Grow to n2 (all), then to n3 (even: both have two members then).
+    let grown = api
+        .post(
+            "/api/queues/quorum/replicas/on/warren@n2/grow",
+            "{\"strategy\":\"all\",\"queue_pattern\":\"^g\"}",
+        )
+        .await;
+    assert_eq!(json(&grown.body)["grown"], 2, "{}", grown.body);
+    let even = api
+        .post(
+            "/api/queues/quorum/replicas/on/warren@n3/grow",
+            "{\"strategy\":\"even\"}",
+        )
+        .await;
+    assert_eq!(json(&even.body)["grown"], 2, "{}", even.body);
+    for name in ["g1", "g2"] {
+        assert_eq!(members(&nodes, 2, name).await.len(), 3, "{name}");
+    }
+
+    // Shrink n1 away: two members left, the messages still there, served by n3.
+    let shrunk = api
+        .request(
+            "DELETE",
+            "/api/queues/quorum/replicas/on/warren@n1/shrink",
+            None,
+        )
+        .await;
+    assert_eq!(json(&shrunk.body)["shrunk"], 2, "{}", shrunk.body);
+    for name in ["g1", "g2"] {
+        let now = members(&nodes, 2, name).await;
+        assert_eq!(
+            now,
+            vec!["warren@n2".to_owned(), "warren@n3".to_owned()],
+            "{name}"
+        );
+        let (_c3, ch3) = channel(&nodes.uri(2)).await;
+        let got = super::common::eventually(true, async || {
+            ch3.basic_get(name.into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("get")
+                .is_some_and(|m| number(&m.delivery.data) == 0)
+        })
+        .await;
+        assert!(got, "{name} keeps its messages");
+    }
+}
