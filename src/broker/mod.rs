@@ -80,6 +80,7 @@ impl Broker {
             .map_err(|e| StorageError::Engine(e.to_string()))?;
         let storage = Storage::open(&config.data_dir, config.storage_cache_bytes(), engine)?;
         if matches!(config.cluster(), Ok(Some(_))) {
+            storage.refuse_single_node_definitions()?;
             storage.replicate_definitions();
         }
         let vhosts = DashMap::new();

@@ -137,6 +137,23 @@ impl Storage {
         self.replicated_definitions.store(true, Ordering::Relaxed);
     }
 
+    /// A cluster node must not start on a single node's data: that node's queues and
+    /// exchanges are not in the metadata log, so the cluster would not see them (and
+    /// their messages would sit unreachable). Cluster nodes keep no such records here.
+    pub fn refuse_single_node_definitions(&self) -> Result<(), StorageError> {
+        let queues = self.store.definitions(Kind::Queue)?.len();
+        let exchanges = self.store.definitions(Kind::Exchange)?.len();
+        if queues + exchanges == 0 {
+            return Ok(());
+        }
+        Err(StorageError::Refused(format!(
+            "this data directory holds a single node's definitions ({queues} durable queues, \
+             {exchanges} durable exchanges) that a cluster node would not see: start cluster \
+             nodes on a fresh --data-dir, and move definitions with an export from the single \
+             node and an import through the cluster"
+        )))
+    }
+
     /// Whether exchange, queue and binding records live in the metadata log.
     pub fn definitions_replicated(&self) -> bool {
         self.replicated_definitions.load(Ordering::Relaxed)

@@ -52,6 +52,9 @@ pub enum StorageError {
     /// The store was closed, or its flusher is gone.
     #[error("storage is closed")]
     Closed,
+    /// The store holds what its user refuses to open it with, and says why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The kinds of definition records; each is its own key space.

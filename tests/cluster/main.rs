@@ -665,3 +665,59 @@ async fn publishes_through_any_node_reach_the_queue_where_it_lives() {
     assert_eq!(from_n2, (0..200).step_by(2).collect::<Vec<u32>>());
     assert_eq!(from_n3, (1..200).step_by(2).collect::<Vec<u32>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_refuses_a_single_nodes_data_directory() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("single");
+    let (amqp, mgmt) = (nodes::free_port(), nodes::free_port());
+    let run = |cluster: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.args(["--bind", "127.0.0.1", "--port", &amqp.to_string()])
+            .args(["--management-port", &mgmt.to_string()])
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if cluster {
+            cmd.args(["--node-name", "warren@n1"])
+                .args(["--cluster-port", &nodes::free_port().to_string()]);
+        }
+        cmd.spawn().expect("start warren")
+    };
+    // A single node keeps a durable queue, and stops cleanly.
+    let single = run(false);
+    let uri = format!("amqp://guest:guest@127.0.0.1:{amqp}/%2f");
+    let conn = common::eventually(true, async || {
+        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(conn, "the single node accepts clients");
+    let (_c, ch) = channel(&uri).await;
+    ch.queue_declare("kept".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("declare");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &single.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let out = single.wait_with_output().expect("single node exits");
+    assert!(
+        out.status.success() || out.status.code().is_none(),
+        "{out:?}"
+    );
+
+    // Started as a cluster node on that directory, it refuses, saying why.
+    let clustered = run(true).wait_with_output().expect("cluster node exits");
+    assert!(!clustered.status.success(), "a cluster node must not start");
+    let said = String::from_utf8_lossy(&clustered.stderr);
+    assert!(
+        said.contains("single node's definitions (1 durable queues"),
+        "{said}"
+    );
+}

@@ -29,7 +29,7 @@ pub struct Nodes {
 /// A free port below the kernel's ephemeral range (32768 and up), so that nothing binding
 /// port 0 meanwhile (the other tests' brokers and clients) can take it between this check
 /// and the node's start; distinct within this process.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const BASE: u32 = 20_000;
