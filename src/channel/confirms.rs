@@ -123,7 +123,33 @@ async fn run(mut rx: mpsc::Receiver<Item>, out: OutboundTx, storage: Arc<Storage
     }
 }
 
+/// Forwarded publishes without confirms a channel may have unanswered before it waits:
+/// a publisher to a queue on a slow or stopped node is held back, as RabbitMQ's credit
+/// flow holds it, instead of queueing without bound.
+const FORWARD_WINDOW: usize = 1024;
+
 impl Channel {
+    /// Keeps `forwarded` (publishes without confirms) until their homes answer; past the
+    /// window, waits for the oldest ones first.
+    async fn hold_forwarded(&mut self, forwarded: Forwards) {
+        self.forwarded_unconfirmed.extend(forwarded.0);
+        while self.forwarded_unconfirmed.len() > FORWARD_WINDOW {
+            if let Some(oldest) = self.forwarded_unconfirmed.pop_front() {
+                // Taken or not, it is answered (a home that stays away fails it in 10 s).
+                let _ = oldest.await;
+            }
+        }
+        // Drop what was answered already from the front.
+        while let Some(front) = self.forwarded_unconfirmed.front_mut() {
+            match front.try_recv() {
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => break,
+                _ => {
+                    self.forwarded_unconfirmed.pop_front();
+                }
+            }
+        }
+    }
+
     /// A publish in confirm mode was handled: `refused` by a queue (nacked
     /// at once, after the acks before it), else collected for the next flush;
     /// `stored` when its ack must wait for the group commit.
@@ -134,6 +160,9 @@ impl Channel {
         forwarded: Forwards,
     ) {
         let Mode::Confirm(next) = &mut self.mode else {
+            if !forwarded.is_empty() {
+                self.hold_forwarded(forwarded).await;
+            }
             return;
         };
         let tag = *next;

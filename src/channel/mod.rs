@@ -112,6 +112,9 @@ pub struct Channel {
     /// Publishes since the last flush forwarded to other cluster nodes (their confirms
     /// wait for those nodes' answers).
     forwarded_pending: crate::meta::Forwards,
+    /// Publishes without confirms forwarded to other cluster nodes and not answered yet:
+    /// past a window, the channel waits for the oldest (flow control across nodes).
+    forwarded_unconfirmed: std::collections::VecDeque<crate::meta::Forwarded>,
     /// The direct reply-to consumer, if the channel has one.
     reply_consumer: Option<reply_to::ReplyConsumer>,
 }
@@ -132,6 +135,7 @@ impl Channel {
             unsent_acks: None,
             durable_pending: false,
             forwarded_pending: crate::meta::Forwards::default(),
+            forwarded_unconfirmed: std::collections::VecDeque::new(),
             reply_consumer: None,
         }
     }

@@ -118,6 +118,17 @@ impl Nodes {
         }
     }
 
+    /// Sends node `i` a signal (`STOP` pauses it, `CONT` resumes it).
+    pub fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.children[i] {
+            let sent = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(sent.success(), "kill -{signal}");
+        }
+    }
+
     /// Node `i`'s data directory.
     pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
         self.dir.path().join(format!("n{}", i + 1))

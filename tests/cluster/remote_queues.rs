@@ -286,3 +286,53 @@ async fn a_consumer_gets_basic_cancel_when_its_queues_node_goes_down() {
     assert!(ended.is_none(), "no delivery, the stream ends: {ended:?}");
     assert!(ch2.status().connected(), "the channel stays open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_to_a_stopped_node_is_held_back_and_goes_on_when_it_returns() {
+    let nodes = Nodes::start().await;
+    let (_c1, ch1) = channel(&nodes.uri(0)).await;
+    ch1.queue_declare("far".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("declare on n1");
+    let (_c2, ch2) = channel(&nodes.uri(1)).await;
+
+    // n1 stops answering; n2's publisher (no confirms) sends well past its window.
+    nodes.signal(0, "STOP");
+    for n in 0..3000u32 {
+        ch2.basic_publish(
+            "".into(),
+            "far".into(),
+            lapin::options::BasicPublishOptions::default(),
+            &n.to_be_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    }
+    // The channel holds the publisher back: a method after the publishes waits.
+    let probe = tokio::time::timeout(
+        Duration::from_secs(2),
+        ch2.exchange_declare(
+            "amq.direct".into(),
+            lapin::ExchangeKind::Direct,
+            lapin::options::ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await;
+    assert!(probe.is_err(), "the channel waits for n1: {probe:?}");
+
+    // n1 comes back: the channel goes on, and n1 took every publish.
+    nodes.signal(0, "CONT");
+    let count = super::common::eventually(3000, async || {
+        ch1.queue_declare("far".into(), passive_queue(), FieldTable::default())
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0)
+    })
+    .await;
+    assert_eq!(count, 3000);
+}
