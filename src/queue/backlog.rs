@@ -9,10 +9,12 @@
 //!   disk only ("paged": the store holds every message from `paged.start`
 //!   on, transient ones too once paging started) and are read back in
 //!   batches as consumers drain the head. Memory then holds a window per
-//!   queue, not the backlog. Transient messages are paged only under memory
-//!   pressure (half the memory limit), as RabbitMQ pages; below it they stay
-//!   in memory, where they are fastest. Priority queues keep every message in
-//!   memory.
+//!   queue, not the backlog. Transient messages page past a larger window
+//!   of their own (`transient_window`, 16384 messages, or
+//!   [`TRANSIENT_WINDOW_BYTES`]), so a long overload does not grow RSS, and
+//!   past [`WINDOW`] under memory pressure (`memory_paging_ratio`); below
+//!   it they stay in memory, where they are fastest (a queue whose consumers
+//!   keep up never pages). Priority queues keep every message in memory.
 //! - Invariant: every message in memory has a lower seq than every paged one,
 //!   so delivery order is kept.
 //!
@@ -44,6 +46,9 @@ use crate::durable::records::{
 const WINDOW: usize = 4096;
 /// Body bytes kept in memory before new messages are paged to disk.
 const WINDOW_BYTES: u64 = 16 << 20;
+/// Transient body bytes kept in memory before new ones are paged to disk
+/// (without memory pressure; the count is `Storage::transient_window`).
+const TRANSIENT_WINDOW_BYTES: u64 = 64 << 20;
 /// Read back from disk when memory holds fewer than this.
 const REFILL_BELOW: usize = 1024;
 /// Messages read back per refill.
@@ -108,6 +113,11 @@ impl Backlog {
 
     pub fn bytes(&self) -> u64 {
         self.memory.bytes() + self.paged.bytes
+    }
+
+    /// Ready messages on disk only, and their body bytes.
+    pub fn paged_out(&self) -> (u64, u64) {
+        (self.paged.count, self.paged.bytes)
     }
 
     /// The next message to deliver, if it is in memory (it is whenever the
@@ -215,13 +225,11 @@ impl Backlog {
     }
 
     /// Appends a new message (the newest seq): past the window, to disk only
-    /// if it is there anyway (persistent in a durable queue) or memory is short;
-    /// once some are paged, every newer one is too (delivery order).
+    /// if it is there anyway (persistent in a durable queue) or memory is short,
+    /// past the transient window in any case; once some are paged, every newer
+    /// one is too (delivery order).
     pub fn push(&mut self, seq: SeqId, mut entry: Entry) {
-        let over_window = self.memory.len() >= WINDOW || self.memory.bytes() >= WINDOW_BYTES;
-        let page = self.pages
-            && (self.paged.count > 0
-                || (over_window && (entry.stored || self.storage.memory_pressure())));
+        let page = self.pages && (self.paged.count > 0 || self.past_window(&entry));
         if page {
             let size = entry.message.body_size() as u64;
             let written = entry.stored || {
@@ -255,6 +263,20 @@ impl Backlog {
             entry.stored = false;
         }
         self.memory.insert(seq, entry);
+    }
+
+    /// Whether a new message would not fit in memory: past the window if it
+    /// is on disk anyway or memory is short, past the transient window in any
+    /// case. A few comparisons while the queue is short (the hot path).
+    fn past_window(&self, entry: &Entry) -> bool {
+        let (len, bytes) = (self.memory.len(), self.memory.bytes());
+        if (len >= WINDOW || bytes >= WINDOW_BYTES)
+            && (entry.stored || self.storage.memory_pressure())
+        {
+            return true;
+        }
+        let transient = self.storage.transient_window();
+        transient > 0 && (len >= transient || bytes >= TRANSIENT_WINDOW_BYTES)
     }
 
     /// Whether the ready message `seq` (of `priority`) is still here, in
