@@ -28,6 +28,7 @@
 
 mod format;
 mod queue;
+mod summary;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -202,6 +203,7 @@ impl SegmentLog {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut paths = Vec::new();
+        let mut summaries = Vec::new();
         let mut failed = None;
         for id in ids {
             let Some(log) = self.queue(id) else {
@@ -217,6 +219,7 @@ impl SegmentLog {
                     files.append(&mut to_sync.files);
                     paths.append(&mut to_sync.paths);
                     dirs.append(&mut to_sync.dirs);
+                    summaries.append(&mut to_sync.summaries);
                 }
                 Err(error) => {
                     // Listed again, so that the next flush retries; the
@@ -238,6 +241,15 @@ impl SegmentLog {
                 // Emptied and deleted since: nothing to make durable.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(engine("cannot fsync a segment", e)),
+            }
+        }
+        // Only now are the sealed segments durable: their summaries may say
+        // so. A lost or torn summary only means a scan at the next open.
+        for (path, bytes) in summaries {
+            if let Err(error) = fs::write(&path, bytes)
+                && error.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(%error, path = %path.display(), "cannot write a segment summary");
             }
         }
         dirs.sort();

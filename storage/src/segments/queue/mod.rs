@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 mod recover;
 
 use super::format::{self, MAGIC, Reader};
+use super::summary::Summary;
 use crate::Seq;
 
 /// A segment stops taking new records past this size.
@@ -87,6 +88,30 @@ impl Segment {
         {
             self.sparse.push((seq, offset));
         }
+    }
+
+    /// What its summary file keeps (once it is sealed).
+    fn summary(&self) -> Summary {
+        Summary {
+            min: self.min,
+            max: self.max,
+            records: self.records,
+            len: self.len,
+            sparse: self.sparse.clone(),
+        }
+    }
+
+    /// A sealed segment as its summary describes it, every record live.
+    fn from_summary(no: u64, summary: Summary) -> Self {
+        let mut segment = Segment::new(no);
+        segment.min = summary.min;
+        segment.max = summary.max;
+        segment.records = summary.records;
+        segment.live = summary.records;
+        segment.len = summary.len;
+        segment.removed.below = summary.min;
+        segment.sparse = summary.sparse;
+        segment
     }
 
     /// Every seq of the range is a record (no need to look at the file).
@@ -168,6 +193,8 @@ pub struct ToSync {
     pub paths: Vec<PathBuf>,
     /// Directories to fsync (new files in them).
     pub dirs: Vec<PathBuf>,
+    /// Summaries of sealed segments, written once `paths` are fsynced.
+    pub summaries: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// One queue's segments.
@@ -201,6 +228,10 @@ fn seg_path(dir: &Path, no: u64) -> PathBuf {
 
 fn acks_path(dir: &Path, no: u64) -> PathBuf {
     dir.join(format!("{no:016}.acks"))
+}
+
+fn sum_path(dir: &Path, no: u64) -> PathBuf {
+    dir.join(format!("{no:016}.sum"))
 }
 
 /// A removed-file error that is not "already gone" is worth a log line only.
@@ -326,9 +357,9 @@ impl QueueLog {
     fn roll(&mut self) -> io::Result<()> {
         if let Some(mut active) = self.active.take() {
             write_pending(&mut active)?;
-            if active.unsynced {
-                self.unsynced.push(active.no);
-            }
+            // Sealed: the next flush fsyncs it (nothing to do if it is
+            // synced already) and then writes its summary.
+            self.unsynced.push(active.no);
             if let Some(i) = self.segments.iter().position(|s| s.no == active.no)
                 && self.segments[i].live == 0
             {
@@ -403,6 +434,7 @@ impl QueueLog {
         let segment = self.segments.remove(i);
         remove_file(&seg_path(&self.dir, segment.no));
         remove_file(&acks_path(&self.dir, segment.no));
+        remove_file(&sum_path(&self.dir, segment.no));
         self.dir_dirty = true;
         if self.cursor.is_some_and(|c| c.segment == segment.no) {
             self.cursor = None;
@@ -546,11 +578,13 @@ impl QueueLog {
                 active.unsynced = false;
             }
         }
-        to_sync.paths = self
-            .unsynced
-            .drain(..)
-            .map(|no| seg_path(&self.dir, no))
-            .collect();
+        for no in std::mem::take(&mut self.unsynced) {
+            to_sync.paths.push(seg_path(&self.dir, no));
+            if let Some(segment) = self.segments.iter().find(|s| s.no == no && s.records > 0) {
+                let summary = segment.summary().encode();
+                to_sync.summaries.push((sum_path(&self.dir, no), summary));
+            }
+        }
         for i in 0..self.segments.len() {
             self.write_acks(i, sync_acks)?;
         }
