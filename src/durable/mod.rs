@@ -5,7 +5,7 @@
 //!   them are written when declared and removed when deleted; the channel
 //!   waits for a group commit before it answers declare-ok / bind-ok.
 //! - Persistent messages routed to such queues are written by the queue
-//!   (`queue/backlog.rs`); the publisher's confirm waits for a group commit.
+//!   (`queue/backlog/`); the publisher's confirm waits for a group commit.
 //! - `records.rs`: the byte layout of every record.
 //!
 //! This room stores plain records and knows nothing of vhosts, exchanges or
@@ -48,7 +48,7 @@ pub struct Storage {
     /// out too (set by the alarms' check).
     memory_pressure: AtomicBool,
     /// Transient messages a queue keeps in memory before newer ones page out
-    /// without memory pressure (0: only under pressure); see `queue/backlog.rs`.
+    /// without memory pressure (0: only under pressure); see `queue/backlog/`.
     transient_window: AtomicUsize,
     /// The data directory (streams keep their logs under `streams/`).
     dir: PathBuf,

@@ -84,6 +84,8 @@ pub struct Scanned {
     pub seq: Seq,
     /// The length of its value.
     pub len: usize,
+    /// The first byte of its value (0 if empty).
+    pub first: u8,
 }
 
 /// Reads a whole segment file at open, record by record, checking each.
@@ -138,7 +140,13 @@ impl Scanner {
         }
         let offset = self.offset;
         self.offset += (HEADER + len) as u64;
-        Ok(Some(Scanned { offset, seq, len }))
+        let first = self.value.first().copied().unwrap_or(0);
+        Ok(Some(Scanned {
+            offset,
+            seq,
+            len,
+            first,
+        }))
     }
 }
 

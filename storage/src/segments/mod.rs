@@ -6,6 +6,7 @@
 //! ```text
 //! <queue id>/<segment no>.seg    "WRNSEG01", then records [u32 len][u64 seq][u32 crc][value]
 //! <queue id>/<segment no>.acks   removed seqs: [u64 seq][u32 crc of the seq] each
+//! <queue id>/<segment no>.sum    a sealed segment's summary (`summary.rs`)
 //! ```
 //!
 //! All integers are little-endian; a record's crc32 covers its length, seq
@@ -23,8 +24,9 @@
 //! written at every flush or once the oldest buffered one is 200 ms old, and
 //! fsynced about once a second (a lost ack only brings an acked message
 //! back). A segment whose records are all removed is deleted with its acks.
-//! At open every record is checked: a torn or damaged tail is cut off, acks
-//! are applied, and fully removed segments are deleted.
+//! At open every record of a segment without a sound summary is checked: a
+//! torn or damaged tail is cut off (and the summary written); acks are
+//! applied, and fully removed segments are deleted.
 
 mod format;
 mod queue;
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::{QueueId, Seq, StorageError};
+use crate::{LiveSummary, QueueId, Seq, StorageError};
 use queue::QueueLog;
 
 /// Acks files are fsynced at most this often.
@@ -158,6 +160,21 @@ impl SegmentLog {
         self.list(queue, &mut log);
         log.read(from, limit)
             .map_err(|e| engine("cannot read messages", e))
+    }
+
+    /// A queue's live messages from `from` on, from the segments' summaries
+    /// (see [`crate::Store::live_summary`]).
+    pub fn live_summary(&self, queue: QueueId, from: Seq) -> Option<LiveSummary> {
+        match self.queue(queue) {
+            Some(log) => log.lock().live_summary(from),
+            None => Some(LiveSummary {
+                count: 0,
+                value_bytes: 0,
+                first_or: 0,
+                first_and: u8::MAX,
+                next_seq: 0,
+            }),
+        }
     }
 
     /// The queues with live messages, in id order.

@@ -3,7 +3,8 @@
 //! instead of every record.
 //!
 //! ```text
-//! "WRNSUM01" [u64 min][u64 max][u64 records][u64 len][u32 n] n × [u64 seq][u64 offset] [u32 crc]
+//! "WRNSUM01" [u64 min][u64 max][u64 records][u64 len][u64 value bytes]
+//!            [u8 first OR][u8 first AND][u32 n] n × [u64 seq][u64 offset] [u32 crc]
 //! ```
 //!
 //! Little-endian; the crc32 covers everything before it. A summary is written
@@ -16,6 +17,8 @@ use crate::Seq;
 
 /// The first bytes of a summary file (format version 1).
 const MAGIC: &[u8; 8] = b"WRNSUM01";
+/// Bytes before the sparse entries: magic, five u64, two u8, the u32 count.
+const HEAD: usize = 8 + 40 + 2 + 4;
 
 /// The facts of a sealed segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,12 @@ pub struct Summary {
     pub records: u64,
     /// Bytes of the file (magic and records).
     pub len: u64,
+    /// Bytes of the records' values.
+    pub value_bytes: u64,
+    /// OR of the first byte of every value.
+    pub first_or: u8,
+    /// AND of the first byte of every value.
+    pub first_and: u8,
     /// `(seq, offset)` of a record every sparse step.
     pub sparse: Vec<(Seq, u64)>,
 }
@@ -35,11 +44,12 @@ pub struct Summary {
 impl Summary {
     /// The bytes of the summary file.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + 36 + self.sparse.len() * 16 + 4);
+        let mut out = Vec::with_capacity(HEAD + self.sparse.len() * 16 + 4);
         out.extend_from_slice(MAGIC);
-        for v in [self.min, self.max, self.records, self.len] {
+        for v in [self.min, self.max, self.records, self.len, self.value_bytes] {
             out.extend_from_slice(&v.to_le_bytes());
         }
+        out.extend_from_slice(&[self.first_or, self.first_and]);
         out.extend_from_slice(&(self.sparse.len() as u32).to_le_bytes());
         for &(seq, offset) in &self.sparse {
             out.extend_from_slice(&seq.to_le_bytes());
@@ -60,18 +70,22 @@ impl Summary {
         let u64_at = |at: usize| -> Option<u64> {
             Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?))
         };
-        let n = u32::from_le_bytes(rest.get(32..36)?.try_into().ok()?) as usize;
-        if rest.len() != 36 + n.checked_mul(16)? {
+        let fixed = HEAD - MAGIC.len();
+        let n = u32::from_le_bytes(rest.get(fixed - 4..fixed)?.try_into().ok()?) as usize;
+        if rest.len() != fixed + n.checked_mul(16)? {
             return None;
         }
         let sparse = (0..n)
-            .map(|i| Some((u64_at(36 + i * 16)?, u64_at(44 + i * 16)?)))
+            .map(|i| Some((u64_at(fixed + i * 16)?, u64_at(fixed + 8 + i * 16)?)))
             .collect::<Option<Vec<_>>>()?;
         let summary = Summary {
             min: u64_at(0)?,
             max: u64_at(8)?,
             records: u64_at(16)?,
             len: u64_at(24)?,
+            value_bytes: u64_at(32)?,
+            first_or: *rest.get(40)?,
+            first_and: *rest.get(41)?,
             sparse,
         };
         // A summary of nothing, or of more records than seqs, is not trusted.
@@ -151,6 +165,21 @@ mod tests {
     }
 
     #[test]
+    fn live_counts_come_from_summaries_until_a_put_again_overlaps_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        deep_queue(dir.path());
+        let log = SegmentLog::open(dir.path()).expect("reopen");
+        let whole = log.live_summary(1, 0).expect("known");
+        assert_eq!((whole.count, whole.next_seq), (9_000, 10_000));
+        assert_eq!(whole.value_bytes, 9_000 * 4096);
+        // 5001..=9999 without the multiples of ten.
+        assert_eq!(log.live_summary(1, 5_001).map(|s| s.count), Some(4_500));
+        assert_eq!(log.live_summary(1, 10_000).map(|s| s.count), Some(0));
+        log.put_message(1, 21, b"again").expect("put again");
+        assert_eq!(log.live_summary(1, 0), None, "two segments cover seq 21");
+    }
+
+    #[test]
     fn a_damaged_summary_or_one_of_another_length_means_a_scan() {
         let dir = tempfile::tempdir().expect("dir");
         let expected = deep_queue(dir.path());
@@ -173,6 +202,9 @@ mod tests {
             max: 99,
             records: 90,
             len: 12_345,
+            value_bytes: 11_000,
+            first_or: 0b1011,
+            first_and: 0b0001,
             sparse: vec![(10, 8), (50, 6000)],
         }
     }

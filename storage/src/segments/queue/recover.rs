@@ -125,6 +125,7 @@ impl QueueLog {
                 record.seq,
                 record.offset,
                 (format::HEADER + record.len) as u64,
+                record.first,
             );
             if acked.contains(&record.seq) {
                 segment.live -= 1;
