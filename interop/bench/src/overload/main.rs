@@ -93,6 +93,11 @@ struct Cli {
     /// them in the queue (the depth test).
     #[arg(long)]
     messages: Option<u64>,
+    /// Drain: publish nothing, consume this many messages already in the
+    /// queue at full speed (a `--messages` fill by `--producers` publishers)
+    /// and check every id came.
+    #[arg(long)]
+    drain_existing: Option<u64>,
     /// Give the drain up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     drain_timeout: u64,
@@ -196,11 +201,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         .clone()
         .unwrap_or_else(|| format!("overload-{}", cli.mode));
     let mut admin = Conn::open(&target, "warren-overload admin")?;
-    if fill.is_none() {
+    let existing = cli.drain_existing;
+    if fill.is_none() && existing.is_none() {
         admin.delete_queue(&queue)?;
     }
     admin.declare_queue(&queue, persistent, None)?;
     let run = Run::default();
+    if existing.is_some() {
+        run.unpaced.store(true, Ordering::Release);
+    }
     let consume_rate = cli.consume_rate.unwrap_or(cli.publish_rate / 10.0);
     run.consume_rate_bits
         .store(consume_rate.to_bits(), Ordering::Relaxed);
@@ -242,7 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             }));
         }
         let mut producer_threads = Vec::new();
-        for p in 0..cli.producers {
+        for p in (0..cli.producers).filter(|_| existing.is_none()) {
             let mut c = Conn::open(&target, &format!("overload producer {p}"))?;
             c.confirm_select()?;
             let template = Template::new("", &queue, cli.size, persistent, c.frame_max)?;
@@ -261,7 +270,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         let deadline = Instant::now() + Duration::from_secs(cli.duration);
         let every = Duration::from_secs(cli.sample_secs);
         let mut next = Instant::now() + every;
-        while Instant::now() < deadline && !producer_threads.iter().all(|h| h.is_finished()) {
+        while existing.is_none()
+            && Instant::now() < deadline
+            && !producer_threads.iter().all(|h| h.is_finished())
+        {
             thread::sleep(Duration::from_millis(50));
             if Instant::now() >= next {
                 sampler.line(&run);
@@ -269,25 +281,33 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         }
         run.stop_publishing.store(true, Ordering::Release);
-        let confirmed: Vec<u64> = producer_threads
-            .into_iter()
-            .map(|h| h.join().unwrap_or(0))
-            .collect();
+        let confirmed: Vec<u64> = match existing {
+            Some(n) => vec![n / cli.producers; cli.producers as usize],
+            None => producer_threads
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .collect(),
+        };
         let total: u64 = confirmed.iter().sum();
         let publish_secs = sampler.start.elapsed().as_secs_f64();
         sampler.line(&run);
-        println!(
-            "# published: {} confirmed in {publish_secs:.0} s ({:.0} msg/s)",
-            total,
-            total as f64 / publish_secs
-        );
+        if existing.is_none() {
+            println!(
+                "# published: {} confirmed in {publish_secs:.0} s ({:.0} msg/s)",
+                total,
+                total as f64 / publish_secs
+            );
+        }
         if consumer_threads.is_empty() {
             return Ok(());
         }
         // The drain: consumers at full speed until every confirmed message came.
         run.unpaced.store(true, Ordering::Release);
-        let drain_start = Instant::now();
-        let delivered_at = run.delivered.load(Ordering::Relaxed);
+        // A drain of what is there already started with the consumers.
+        let (drain_start, delivered_at) = match existing {
+            Some(_) => (sampler.start, 0),
+            None => (Instant::now(), run.delivered.load(Ordering::Relaxed)),
+        };
         let drain_deadline = drain_start + Duration::from_secs(cli.drain_timeout);
         let mut next = Instant::now() + every;
         let mut drained = None;
