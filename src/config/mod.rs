@@ -80,6 +80,11 @@ pub struct Config {
     /// Share of `memory_limit` above which queues page transient messages out
     /// to disk (RabbitMQ's `vm_memory_high_watermark_paging_ratio`, 0.5).
     pub memory_paging_ratio: f64,
+    /// Transient messages a queue keeps in memory (or 64 MiB of their
+    /// bodies) before newer ones page to disk without memory pressure, so a
+    /// long backlog does not grow RSS (RabbitMQ's lazy queues); 0 pages them
+    /// only above `memory_paging_ratio`.
+    pub transient_window: usize,
     /// Free disk space in the data directory below which publishers are
     /// blocked (RabbitMQ's default: 50MB).
     pub disk_free_limit: String,
@@ -167,6 +172,8 @@ impl Default for Config {
             storage_engine: "segments".into(),
             memory_limit: "40%".into(),
             memory_paging_ratio: 0.5,
+            // As durable::DEFAULT_TRANSIENT_WINDOW (a test in broker/ checks).
+            transient_window: 16_384,
             disk_free_limit: "50MB".into(),
             handshake_timeout_secs: 10,
             silent_close_delay_ms: 3000,

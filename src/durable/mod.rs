@@ -5,7 +5,7 @@
 //!   them are written when declared and removed when deleted; the channel
 //!   waits for a group commit before it answers declare-ok / bind-ok.
 //! - Persistent messages routed to such queues are written by the queue
-//!   (`queue/backlog.rs`); the publisher's confirm waits for a group commit.
+//!   (`queue/backlog/`); the publisher's confirm waits for a group commit.
 //! - `records.rs`: the byte layout of every record.
 //!
 //! This room stores plain records and knows nothing of vhosts, exchanges or
@@ -15,7 +15,7 @@ pub mod records;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use warren_storage::{Engine, FlushHook, GroupCommit, Kind, QueueId, StorageError, Store};
 
@@ -28,6 +28,9 @@ use records::{BindingRecord, ExchangeRecord, QueueRecord, resource_key};
 /// The meta record written at a clean shutdown and removed at start: without it
 /// the broker crashed, and every recovered message may have been delivered.
 const CLEAN_SHUTDOWN: &[u8] = b"clean-shutdown";
+
+/// The default of [`Storage::transient_window`] (the `transient_window` setting).
+pub const DEFAULT_TRANSIENT_WINDOW: usize = 16_384;
 
 /// The key of the auth record (users, vhost records, permissions as JSON).
 const AUTH_KEY: &[u8] = b"definitions";
@@ -44,6 +47,9 @@ pub struct Storage {
     /// Memory is past the paging threshold: queues page transient messages
     /// out too (set by the alarms' check).
     memory_pressure: AtomicBool,
+    /// Transient messages a queue keeps in memory before newer ones page out
+    /// without memory pressure (0: only under pressure); see `queue/backlog/`.
+    transient_window: AtomicUsize,
     /// The data directory (streams keep their logs under `streams/`).
     dir: PathBuf,
     /// A cluster node: exchange, queue and binding records live in the metadata log, not
@@ -62,6 +68,7 @@ impl Storage {
             store,
             writes: AtomicU64::new(0),
             memory_pressure: AtomicBool::new(false),
+            transient_window: AtomicUsize::new(DEFAULT_TRANSIENT_WINDOW),
             dir: dir.to_path_buf(),
             replicated_definitions: AtomicBool::new(false),
         }))
@@ -129,6 +136,17 @@ impl Storage {
     /// Sets [`Storage::memory_pressure`].
     pub fn set_memory_pressure(&self, on: bool) {
         self.memory_pressure.store(on, Ordering::Relaxed);
+    }
+
+    /// Transient messages a queue keeps in memory before newer ones page to
+    /// disk even without memory pressure (0: only under pressure).
+    pub fn transient_window(&self) -> usize {
+        self.transient_window.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`Storage::transient_window`] (the `transient_window` setting).
+    pub fn set_transient_window(&self, messages: usize) {
+        self.transient_window.store(messages, Ordering::Relaxed);
     }
 
     /// From now on exchange, queue and binding records are not written here (a cluster

@@ -59,8 +59,12 @@ fn queue_json(vhost: &str, node: &str, q: &Arc<Queue>, rates: RatesQuery) -> Val
         "message_bytes": s.message_bytes(),
         "message_bytes_ready": s.message_bytes_ready,
         "message_bytes_unacknowledged": s.message_bytes_unacknowledged,
-        // Bodies plus a fixed overhead per message: an estimate, not a measurement.
-        "memory": s.message_bytes() + 64 * s.messages() + 1024,
+        "messages_ram": s.messages_ram(),
+        "message_bytes_ram": s.message_bytes_ram(),
+        "messages_paged_out": s.messages_paged_out,
+        "message_bytes_paged_out": s.message_bytes_paged_out,
+        // Bodies in memory plus a fixed overhead per message: an estimate, not a measurement.
+        "memory": s.message_bytes_ram() + 64 * s.messages_ram() + 1024,
         "policy": policy.policy,
         "operator_policy": policy.operator_policy,
         "effective_policy_definition": policy.definition,

@@ -57,6 +57,10 @@ pub struct QueueStats {
     pub messages_delayed: u64,
     /// Body bytes of the waiting messages.
     pub message_bytes_delayed: u64,
+    /// Ready messages on disk only (RabbitMQ's `messages_paged_out`).
+    pub messages_paged_out: u64,
+    /// Body bytes of those (RabbitMQ's `message_bytes_paged_out`).
+    pub message_bytes_paged_out: u64,
     /// The `timestamp` property of the next message to deliver (seconds),
     /// RabbitMQ's `head_message_timestamp`.
     pub head_message_timestamp: Option<u64>,
@@ -77,6 +81,17 @@ impl QueueStats {
     /// Body bytes of every message the queue holds.
     pub fn message_bytes(&self) -> u64 {
         self.message_bytes_ready + self.message_bytes_unacknowledged + self.message_bytes_delayed
+    }
+
+    /// Messages held in memory (RabbitMQ's `messages_ram`).
+    pub fn messages_ram(&self) -> u64 {
+        self.messages().saturating_sub(self.messages_paged_out)
+    }
+
+    /// Body bytes held in memory (RabbitMQ's `message_bytes_ram`).
+    pub fn message_bytes_ram(&self) -> u64 {
+        self.message_bytes()
+            .saturating_sub(self.message_bytes_paged_out)
     }
 }
 
@@ -102,6 +117,7 @@ impl Queue {
             Backend::Quorum(quorum) => return Queue::quorum_stats(quorum),
         };
         let st = state.lock();
+        let (paged, paged_bytes) = st.ready.paged_out();
         QueueStats {
             messages_ready: st.ready.len() as u64,
             messages_unacknowledged: st.outstanding.len() as u64,
@@ -114,6 +130,8 @@ impl Queue {
             consumers: st.consumers.len() as u64,
             messages_delayed: st.waiting.len() as u64,
             message_bytes_delayed: st.waiting.bytes(),
+            messages_paged_out: paged,
+            message_bytes_paged_out: paged_bytes,
             head_message_timestamp: st
                 .ready
                 .head()

@@ -8,7 +8,8 @@
 //! boundaries than reader -> writer.
 //!
 //! - `ready.rs`: the ready list (priority order, bytes, expiry index).
-//! - `backlog.rs`: the ready list in memory up to a window, the rest on disk;
+//! - `backlog/`: the ready list in memory up to a window, the rest on disk
+//!   (`recover.rs`: read back at start, deep ones from segment summaries);
 //!   persistent messages of durable queues in the store.
 //! - `ttl.rs`: message TTL, the queue's `x-expires` lease, the timer task.
 //! - `limits.rs`: `x-max-length(-bytes)` and `x-overflow`.

@@ -231,3 +231,40 @@ async fn a_persistent_backlog_past_the_memory_window_drains_in_order() {
     assert_eq!(sink.bodies(), expected, "paged messages come back in order");
     assert_eq!(q.message_count(), 0);
 }
+
+#[tokio::test]
+async fn a_transient_backlog_past_its_window_pages_out_and_drains_in_order() {
+    let host = Arc::new(TestHost::default());
+    let (q, _dir) = queue(&host, FieldTable::default());
+    let window = crate::durable::DEFAULT_TRANSIENT_WINDOW;
+    let total = window + 5_000;
+    for i in 0..total {
+        q.publish(message(&i.to_string()));
+    }
+    let stats = q.stats();
+    assert_eq!(stats.messages_ready, total as u64);
+    assert_eq!(
+        stats.messages_paged_out,
+        (total - window) as u64,
+        "without memory pressure, what is past the window is on disk only"
+    );
+    assert_eq!(stats.messages_ram(), window as u64);
+    let sink = TestSink::new();
+    let consumer = Consumer::new(ConsumerTag::from("c"), sink.clone(), true, false, 0);
+    q.add_consumer(consumer, &Default::default(), || {})
+        .expect("consumer accepted");
+    let expected: Vec<String> = (0..total).map(|i| i.to_string()).collect();
+    assert_eq!(sink.bodies(), expected, "paged messages come back in order");
+    assert_eq!(q.message_count(), 0);
+    assert_eq!(q.stats().messages_paged_out, 0);
+}
+
+#[tokio::test]
+async fn a_short_transient_queue_stays_in_memory() {
+    let host = Arc::new(TestHost::default());
+    let (q, _dir) = queue(&host, FieldTable::default());
+    for i in 0..crate::durable::DEFAULT_TRANSIENT_WINDOW {
+        q.publish(message(&i.to_string()));
+    }
+    assert_eq!(q.stats().messages_paged_out, 0, "the window is not passed");
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::segments::SegmentLog;
-use crate::{Kind, QueueId, Record, Seq, SledStore, StorageError, Store};
+use crate::{Kind, LiveSummary, QueueId, Record, Seq, SledStore, StorageError, Store};
 
 /// Definitions in sled at `<dir>`, messages in segment files at `<dir>/messages`.
 #[derive(Debug)]
@@ -76,6 +76,10 @@ impl Store for HybridStore {
         limit: usize,
     ) -> Result<Vec<(Seq, Vec<u8>)>, StorageError> {
         self.messages.messages(queue, from, limit)
+    }
+
+    fn live_summary(&self, queue: QueueId, from: Seq) -> Result<Option<LiveSummary>, StorageError> {
+        Ok(self.messages.live_summary(queue, from))
     }
 
     fn drop_queue(&self, queue: QueueId) -> Result<(), StorageError> {

@@ -102,6 +102,23 @@ impl Kind {
     }
 }
 
+/// What a store knows of a queue's live messages from a seq on without
+/// reading them ([`Store::live_summary`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveSummary {
+    /// Live messages with a seq of `from` or more.
+    pub count: u64,
+    /// Bytes of their values (exact while none of their segments had a
+    /// removal, a share of the segment's bytes otherwise).
+    pub value_bytes: u64,
+    /// OR of the first byte of their segments' values (any record has a flag).
+    pub first_or: u8,
+    /// AND of the first byte of their segments' values (every record has it).
+    pub first_and: u8,
+    /// One past the highest seq the queue ever stored.
+    pub next_seq: Seq,
+}
+
 /// A durable store of definitions and queue messages.
 ///
 /// Every write is buffered until the next [`Store::flush`]; readers see writes at
@@ -158,6 +175,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         from: Seq,
         limit: usize,
     ) -> Result<Vec<(Seq, Vec<u8>)>, StorageError>;
+
+    /// A queue's live messages from `from` on, summed without reading them
+    /// (a deep queue's recovery); `None` if the store cannot tell that cheaply.
+    fn live_summary(
+        &self,
+        _queue: QueueId,
+        _from: Seq,
+    ) -> Result<Option<LiveSummary>, StorageError> {
+        Ok(None)
+    }
 
     /// Removes a queue's messages, all of them.
     fn drop_queue(&self, queue: QueueId) -> Result<(), StorageError>;

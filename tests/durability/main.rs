@@ -9,6 +9,7 @@
 mod common;
 
 mod alarms;
+mod deep;
 
 use common::lapin::{Client, amqp_error, counts, publish_acked, table, text};
 use common::{TestBroker, start_at};

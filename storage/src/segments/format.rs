@@ -82,8 +82,10 @@ pub struct Scanned {
     pub offset: u64,
     /// Its seq.
     pub seq: Seq,
-    /// Its value.
-    pub value: Vec<u8>,
+    /// The length of its value.
+    pub len: usize,
+    /// The first byte of its value (0 if empty).
+    pub first: u8,
 }
 
 /// Reads a whole segment file at open, record by record, checking each.
@@ -93,6 +95,8 @@ pub struct Scanner {
     /// Where the next record starts.
     pub offset: u64,
     file_len: u64,
+    /// The value being checked, reused (no allocation per record).
+    value: Vec<u8>,
 }
 
 impl Scanner {
@@ -112,6 +116,7 @@ impl Scanner {
             reader,
             offset: MAGIC.len() as u64,
             file_len,
+            value: Vec::new(),
         }))
     }
 
@@ -128,14 +133,20 @@ impl Scanner {
         if self.file_len - self.offset - (HEADER as u64) < len as u64 {
             return Ok(None);
         }
-        let mut value = vec![0; len];
-        self.reader.read_exact(&mut value)?;
-        if checksum(seq, &value) != crc {
+        self.value.resize(len, 0);
+        self.reader.read_exact(&mut self.value)?;
+        if checksum(seq, &self.value) != crc {
             return Ok(None);
         }
         let offset = self.offset;
         self.offset += (HEADER + len) as u64;
-        Ok(Some(Scanned { offset, seq, value }))
+        let first = self.value.first().copied().unwrap_or(0);
+        Ok(Some(Scanned {
+            offset,
+            seq,
+            len,
+            first,
+        }))
     }
 }
 

@@ -6,6 +6,7 @@
 //! ```text
 //! <queue id>/<segment no>.seg    "WRNSEG01", then records [u32 len][u64 seq][u32 crc][value]
 //! <queue id>/<segment no>.acks   removed seqs: [u64 seq][u32 crc of the seq] each
+//! <queue id>/<segment no>.sum    a sealed segment's summary (`summary.rs`)
 //! ```
 //!
 //! All integers are little-endian; a record's crc32 covers its length, seq
@@ -23,11 +24,13 @@
 //! written at every flush or once the oldest buffered one is 200 ms old, and
 //! fsynced about once a second (a lost ack only brings an acked message
 //! back). A segment whose records are all removed is deleted with its acks.
-//! At open every record is checked: a torn or damaged tail is cut off, acks
-//! are applied, and fully removed segments are deleted.
+//! At open every record of a segment without a sound summary is checked: a
+//! torn or damaged tail is cut off (and the summary written); acks are
+//! applied, and fully removed segments are deleted.
 
 mod format;
 mod queue;
+mod summary;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -38,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::{QueueId, Seq, StorageError};
+use crate::{LiveSummary, QueueId, Seq, StorageError};
 use queue::QueueLog;
 
 /// Acks files are fsynced at most this often.
@@ -159,6 +162,21 @@ impl SegmentLog {
             .map_err(|e| engine("cannot read messages", e))
     }
 
+    /// A queue's live messages from `from` on, from the segments' summaries
+    /// (see [`crate::Store::live_summary`]).
+    pub fn live_summary(&self, queue: QueueId, from: Seq) -> Option<LiveSummary> {
+        match self.queue(queue) {
+            Some(log) => log.lock().live_summary(from),
+            None => Some(LiveSummary {
+                count: 0,
+                value_bytes: 0,
+                first_or: 0,
+                first_and: u8::MAX,
+                next_seq: 0,
+            }),
+        }
+    }
+
     /// The queues with live messages, in id order.
     pub fn queue_ids(&self) -> Vec<QueueId> {
         let queues: Vec<_> = self
@@ -202,6 +220,7 @@ impl SegmentLog {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut paths = Vec::new();
+        let mut summaries = Vec::new();
         let mut failed = None;
         for id in ids {
             let Some(log) = self.queue(id) else {
@@ -217,6 +236,7 @@ impl SegmentLog {
                     files.append(&mut to_sync.files);
                     paths.append(&mut to_sync.paths);
                     dirs.append(&mut to_sync.dirs);
+                    summaries.append(&mut to_sync.summaries);
                 }
                 Err(error) => {
                     // Listed again, so that the next flush retries; the
@@ -238,6 +258,15 @@ impl SegmentLog {
                 // Emptied and deleted since: nothing to make durable.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(engine("cannot fsync a segment", e)),
+            }
+        }
+        // Only now are the sealed segments durable: their summaries may say
+        // so. A lost or torn summary only means a scan at the next open.
+        for (path, bytes) in summaries {
+            if let Err(error) = fs::write(&path, bytes)
+                && error.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(%error, path = %path.display(), "cannot write a segment summary");
             }
         }
         dirs.sort();

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 mod recover;
 
 use super::format::{self, MAGIC, Reader};
-use crate::Seq;
+use super::summary::Summary;
+use crate::{LiveSummary, Seq};
 
 /// A segment stops taking new records past this size.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
@@ -48,6 +49,12 @@ struct Segment {
     removed: Removed,
     /// `(seq, offset)` of a record every [`SPARSE_STEP`] bytes.
     sparse: Vec<(Seq, u64)>,
+    /// Bytes of its records' values.
+    value_bytes: u64,
+    /// OR and AND of the first byte of every record's value (the broker's
+    /// flags: whether any or all records have one).
+    first_or: u8,
+    first_and: u8,
     /// Acks entries not yet written to the acks file.
     acks_pending: Vec<u8>,
     /// Bytes of the acks file.
@@ -65,13 +72,20 @@ impl Segment {
             len: MAGIC.len() as u64,
             removed: Removed::default(),
             sparse: Vec::new(),
+            value_bytes: 0,
+            first_or: 0,
+            first_and: u8::MAX,
             acks_pending: Vec::new(),
             acks_len: 0,
         }
     }
 
-    /// Notes a record appended at `offset`.
-    fn note(&mut self, seq: Seq, offset: u64, size: u64) {
+    /// Notes a record of `size` bytes appended at `offset`, its value
+    /// starting with `first`.
+    fn note(&mut self, seq: Seq, offset: u64, size: u64, first: u8) {
+        self.value_bytes += size - format::HEADER as u64;
+        self.first_or |= first;
+        self.first_and &= first;
         if self.records == 0 {
             self.min = seq;
             self.removed.below = seq;
@@ -87,6 +101,53 @@ impl Segment {
         {
             self.sparse.push((seq, offset));
         }
+    }
+
+    /// What its summary file keeps (once it is sealed).
+    fn summary(&self) -> Summary {
+        Summary {
+            min: self.min,
+            max: self.max,
+            records: self.records,
+            len: self.len,
+            value_bytes: self.value_bytes,
+            first_or: self.first_or,
+            first_and: self.first_and,
+            sparse: self.sparse.clone(),
+        }
+    }
+
+    /// A sealed segment as its summary describes it, every record live.
+    fn from_summary(no: u64, summary: Summary) -> Self {
+        let mut segment = Segment::new(no);
+        segment.min = summary.min;
+        segment.max = summary.max;
+        segment.records = summary.records;
+        segment.live = summary.records;
+        segment.len = summary.len;
+        segment.removed.below = summary.min;
+        segment.sparse = summary.sparse;
+        segment.value_bytes = summary.value_bytes;
+        segment.first_or = summary.first_or;
+        segment.first_and = summary.first_and;
+        segment
+    }
+
+    /// Live records with a seq of `from` or more, if that is known without
+    /// reading the file (the segment starts there, or it has no gaps).
+    fn live_from(&self, from: Seq) -> Option<u64> {
+        if from <= self.min {
+            return Some(self.live);
+        }
+        if from > self.max {
+            return Some(0);
+        }
+        if !self.dense() {
+            return None;
+        }
+        let prefix = self.removed.below.min(self.max + 1).saturating_sub(from);
+        let others = self.removed.others.iter().filter(|&&s| s >= from).count() as u64;
+        Some((self.max - from + 1).saturating_sub(prefix + others))
     }
 
     /// Every seq of the range is a record (no need to look at the file).
@@ -168,6 +229,8 @@ pub struct ToSync {
     pub paths: Vec<PathBuf>,
     /// Directories to fsync (new files in them).
     pub dirs: Vec<PathBuf>,
+    /// Summaries of sealed segments, written once `paths` are fsynced.
+    pub summaries: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// One queue's segments.
@@ -201,6 +264,10 @@ fn seg_path(dir: &Path, no: u64) -> PathBuf {
 
 fn acks_path(dir: &Path, no: u64) -> PathBuf {
     dir.join(format!("{no:016}.acks"))
+}
+
+fn sum_path(dir: &Path, no: u64) -> PathBuf {
+    dir.join(format!("{no:016}.sum"))
 }
 
 /// A removed-file error that is not "already gone" is worth a log line only.
@@ -308,7 +375,7 @@ impl QueueLog {
         };
         let offset = segment.len;
         let size = format::encode_record(&mut active.pending, seq, value);
-        segment.note(seq, offset, size);
+        segment.note(seq, offset, size, value.first().copied().unwrap_or(0));
         self.high = self.high.max(Some(seq));
         if old.is_some() || active.pending.len() >= WRITE_BEHIND {
             // A replacement is written out before the old copy goes (its ack
@@ -326,9 +393,9 @@ impl QueueLog {
     fn roll(&mut self) -> io::Result<()> {
         if let Some(mut active) = self.active.take() {
             write_pending(&mut active)?;
-            if active.unsynced {
-                self.unsynced.push(active.no);
-            }
+            // Sealed: the next flush fsyncs it (nothing to do if it is
+            // synced already) and then writes its summary.
+            self.unsynced.push(active.no);
             if let Some(i) = self.segments.iter().position(|s| s.no == active.no)
                 && self.segments[i].live == 0
             {
@@ -403,6 +470,7 @@ impl QueueLog {
         let segment = self.segments.remove(i);
         remove_file(&seg_path(&self.dir, segment.no));
         remove_file(&acks_path(&self.dir, segment.no));
+        remove_file(&sum_path(&self.dir, segment.no));
         self.dir_dirty = true;
         if self.cursor.is_some_and(|c| c.segment == segment.no) {
             self.cursor = None;
@@ -546,11 +614,13 @@ impl QueueLog {
                 active.unsynced = false;
             }
         }
-        to_sync.paths = self
-            .unsynced
-            .drain(..)
-            .map(|no| seg_path(&self.dir, no))
-            .collect();
+        for no in std::mem::take(&mut self.unsynced) {
+            to_sync.paths.push(seg_path(&self.dir, no));
+            if let Some(segment) = self.segments.iter().find(|s| s.no == no && s.records > 0) {
+                let summary = segment.summary().encode();
+                to_sync.summaries.push((sum_path(&self.dir, no), summary));
+            }
+        }
         for i in 0..self.segments.len() {
             self.write_acks(i, sync_acks)?;
         }
@@ -566,6 +636,34 @@ impl QueueLog {
             self.dir_new = false;
         }
         Ok(to_sync)
+    }
+
+    /// What the segments' summaries say of the live records from `from` on,
+    /// without reading them; `None` if that needs a read (a segment with gaps
+    /// across `from`, or segments whose ranges overlap after a put again).
+    pub fn live_summary(&self, from: Seq) -> Option<LiveSummary> {
+        let mut out = LiveSummary {
+            count: 0,
+            value_bytes: 0,
+            first_or: 0,
+            first_and: u8::MAX,
+            next_seq: self.high.map_or(0, |h| h + 1),
+        };
+        let mut last_max: Option<Seq> = None;
+        for s in self.segments.iter().filter(|s| s.live > 0 && s.max >= from) {
+            if last_max.is_some_and(|m| s.min <= m) {
+                return None;
+            }
+            last_max = Some(s.max);
+            let live = s.live_from(from)?;
+            out.count += live;
+            // Removed records' sizes are not known: a share of the total.
+            out.value_bytes += (u128::from(s.value_bytes) * u128::from(live)
+                / u128::from(s.records.max(1))) as u64;
+            out.first_or |= s.first_or;
+            out.first_and &= s.first_and;
+        }
+        Some(out)
     }
 
     /// Forgets everything (the directory is deleted by the caller).

@@ -5,16 +5,19 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::PathBuf;
 
-use super::{QueueLog, Segment, acks_path, remove_file, seg_path};
+use super::{QueueLog, Segment, acks_path, remove_file, seg_path, sum_path};
 use crate::segments::format::{self, Scanner};
+use crate::segments::summary::Summary;
 
 impl QueueLog {
-    /// Reads a queue's directory back at open: checks every record, cuts torn
-    /// or damaged tails, applies the acks and deletes what is fully removed.
+    /// Reads a queue's directory back at open: checks every record of a
+    /// segment without a summary (cutting torn or damaged tails, then writing
+    /// its summary), applies the acks and deletes what is fully removed.
     pub fn recover(dir: PathBuf) -> io::Result<Self> {
         let mut log = QueueLog::new(dir);
         let mut segs = Vec::new();
         let mut acks = HashSet::new();
+        let mut sums = HashSet::new();
         for entry in fs::read_dir(&log.dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -27,13 +30,16 @@ impl QueueLog {
                 Some((no, "acks")) => {
                     acks.insert(no);
                 }
+                Some((no, "sum")) => {
+                    sums.insert(no);
+                }
                 _ => tracing::warn!(file = %entry.path().display(), "ignoring a stray file"),
             }
         }
         segs.sort_unstable();
         for &no in &segs {
             log.next_no = log.next_no.max(no + 1);
-            match log.recover_segment(no) {
+            match log.recover_segment(no, sums.contains(&no)) {
                 Ok(Some(segment)) => {
                     log.high = log.high.max(Some(segment.max));
                     log.segments.push(segment);
@@ -54,11 +60,17 @@ impl QueueLog {
                 remove_file(&acks_path(&log.dir, no));
             }
         }
+        for no in sums {
+            if segs.binary_search(&no).is_err() {
+                remove_file(&sum_path(&log.dir, no));
+            }
+        }
         Ok(log)
     }
 
-    /// One segment at open; `None` if nothing in it is live.
-    fn recover_segment(&self, no: u64) -> io::Result<Option<Segment>> {
+    /// One segment at open (from its summary if it has a sound one); `None`
+    /// if nothing in it is live.
+    fn recover_segment(&self, no: u64, has_summary: bool) -> io::Result<Option<Segment>> {
         let path = seg_path(&self.dir, no);
         let acks_file = acks_path(&self.dir, no);
         let (acked, acks_len) = match fs::read(&acks_file) {
@@ -77,6 +89,18 @@ impl QueueLog {
             Err(e) if e.kind() == io::ErrorKind::NotFound => (HashSet::new(), 0),
             Err(e) => return Err(e),
         };
+        if has_summary && let Some(mut segment) = self.summarised(no)? {
+            segment.acks_len = acks_len;
+            // Acks name records of their own segment only.
+            for seq in acked
+                .into_iter()
+                .filter(|s| (segment.min..=segment.max).contains(s))
+            {
+                segment.live = segment.live.saturating_sub(1);
+                segment.removed.insert(seq);
+            }
+            return Ok((segment.live > 0).then_some(segment));
+        }
         let Some(mut scanner) = Scanner::open(&path)? else {
             tracing::warn!(file = %path.display(), "not a segment file; deleting it");
             return Ok(None);
@@ -100,7 +124,8 @@ impl QueueLog {
             segment.note(
                 record.seq,
                 record.offset,
-                (format::HEADER + record.value.len()) as u64,
+                (format::HEADER + record.len) as u64,
+                record.first,
             );
             if acked.contains(&record.seq) {
                 segment.live -= 1;
@@ -119,6 +144,41 @@ impl QueueLog {
         if segment.live == 0 {
             return Ok(None);
         }
+        // Every segment found at open is sealed (writes go to a new one):
+        // made durable, it gets the summary that spares the next open this scan.
+        if segment.records > 0 {
+            let summary = segment.summary().encode();
+            let written = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.sync_data())
+                .and_then(|()| fs::write(sum_path(&self.dir, no), summary));
+            if let Err(error) = written {
+                tracing::warn!(%error, file = %path.display(), "cannot write a segment summary");
+            }
+        }
         Ok(Some(segment))
+    }
+
+    /// Segment `no` from its summary, if the summary is whole and the file
+    /// has exactly the length it records.
+    fn summarised(&self, no: u64) -> io::Result<Option<Segment>> {
+        let sum_file = sum_path(&self.dir, no);
+        let summary = match fs::read(&sum_file) {
+            Ok(bytes) => Summary::decode(&bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let Some(summary) = summary else {
+            tracing::warn!(file = %sum_file.display(), "ignoring a damaged segment summary");
+            return Ok(None);
+        };
+        let file_len = fs::metadata(seg_path(&self.dir, no))?.len();
+        if file_len != summary.len {
+            tracing::warn!(file = %sum_file.display(), file_len, summary_len = summary.len,
+                "ignoring a segment summary of another length");
+            return Ok(None);
+        }
+        Ok(Some(Segment::from_summary(no, summary)))
     }
 }

@@ -9,10 +9,12 @@
 //!   disk only ("paged": the store holds every message from `paged.start`
 //!   on, transient ones too once paging started) and are read back in
 //!   batches as consumers drain the head. Memory then holds a window per
-//!   queue, not the backlog. Transient messages are paged only under memory
-//!   pressure (half the memory limit), as RabbitMQ pages; below it they stay
-//!   in memory, where they are fastest. Priority queues keep every message in
-//!   memory.
+//!   queue, not the backlog. Transient messages page past a larger window
+//!   of their own (`transient_window`, 16384 messages, or
+//!   [`TRANSIENT_WINDOW_BYTES`]), so a long overload does not grow RSS, and
+//!   past [`WINDOW`] under memory pressure (`memory_paging_ratio`); below
+//!   it they stay in memory, where they are fastest (a queue whose consumers
+//!   keep up never pages). Priority queues keep every message in memory.
 //! - Invariant: every message in memory has a lower seq than every paged one,
 //!   so delivery order is kept.
 //!
@@ -26,24 +28,28 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 use warren_storage::QueueId;
 
+mod recover;
+
 use super::SeqId;
 use super::ready::{Entry, Ready};
-use super::waiting::{self, Meta, Parked};
+use super::waiting::{Meta, Parked};
 use crate::durable::Storage;
 use crate::durable::records::{
     KEEP, REDELIVERED, Retry, Stamps, decode_message, encode_stored, expiry_from_wall,
-    expiry_to_wall, peek_message, stamps_of, wall_clock_ms,
+    expiry_to_wall, stamps_of, wall_clock_ms,
 };
 
 /// Messages kept in memory before new ones are paged to disk.
 const WINDOW: usize = 4096;
 /// Body bytes kept in memory before new messages are paged to disk.
 const WINDOW_BYTES: u64 = 16 << 20;
+/// Transient body bytes kept in memory before new ones are paged to disk
+/// (without memory pressure; the count is `Storage::transient_window`).
+const TRANSIENT_WINDOW_BYTES: u64 = 64 << 20;
 /// Read back from disk when memory holds fewer than this.
 const REFILL_BELOW: usize = 1024;
 /// Messages read back per refill.
@@ -108,6 +114,11 @@ impl Backlog {
 
     pub fn bytes(&self) -> u64 {
         self.memory.bytes() + self.paged.bytes
+    }
+
+    /// Ready messages on disk only, and their body bytes.
+    pub fn paged_out(&self) -> (u64, u64) {
+        (self.paged.count, self.paged.bytes)
     }
 
     /// The next message to deliver, if it is in memory (it is whenever the
@@ -215,13 +226,11 @@ impl Backlog {
     }
 
     /// Appends a new message (the newest seq): past the window, to disk only
-    /// if it is there anyway (persistent in a durable queue) or memory is short;
-    /// once some are paged, every newer one is too (delivery order).
+    /// if it is there anyway (persistent in a durable queue) or memory is short,
+    /// past the transient window in any case; once some are paged, every newer
+    /// one is too (delivery order).
     pub fn push(&mut self, seq: SeqId, mut entry: Entry) {
-        let over_window = self.memory.len() >= WINDOW || self.memory.bytes() >= WINDOW_BYTES;
-        let page = self.pages
-            && (self.paged.count > 0
-                || (over_window && (entry.stored || self.storage.memory_pressure())));
+        let page = self.pages && (self.paged.count > 0 || self.past_window(&entry));
         if page {
             let size = entry.message.body_size() as u64;
             let written = entry.stored || {
@@ -255,6 +264,20 @@ impl Backlog {
             entry.stored = false;
         }
         self.memory.insert(seq, entry);
+    }
+
+    /// Whether a new message would not fit in memory: past the window if it
+    /// is on disk anyway or memory is short, past the transient window in any
+    /// case. A few comparisons while the queue is short (the hot path).
+    fn past_window(&self, entry: &Entry) -> bool {
+        let (len, bytes) = (self.memory.len(), self.memory.bytes());
+        if (len >= WINDOW || bytes >= WINDOW_BYTES)
+            && (entry.stored || self.storage.memory_pressure())
+        {
+            return true;
+        }
+        let transient = self.storage.transient_window();
+        transient > 0 && (len >= transient || bytes >= TRANSIENT_WINDOW_BYTES)
     }
 
     /// Whether the ready message `seq` (of `priority`) is still here, in
@@ -490,102 +513,6 @@ impl Backlog {
             stored,
             arrived_ms: stamps.arrived_ms.unwrap_or_else(wall_clock_ms),
         }
-    }
-
-    /// Rebuilds the queue from the store at start: the head in memory, the rest
-    /// paged; transient leftovers removed. After a crash (`clean` false) every
-    /// message may have been delivered, so all come back redelivered. Returns
-    /// the next seq to use.
-    pub fn recover(&mut self, clean: bool) -> SeqId {
-        let mut from = 0;
-        let mut next_seq = 0;
-        loop {
-            let batch = match self.storage.store().messages(self.id, from, REFILL_BATCH) {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read a queue's messages");
-                    break;
-                }
-            };
-            let Some(&(last, _)) = batch.last() else {
-                break;
-            };
-            let now_ms = wall_clock_ms();
-            for (seq, record) in batch {
-                next_seq = seq + 1;
-                let keep = peek_message(&record).filter(|(flags, _)| flags & KEEP != 0);
-                let Some((_, size)) = keep else {
-                    self.gone.push(seq);
-                    continue;
-                };
-                let stamps = stamps_of(&record);
-                if let Some(retry) = stamps.retry.filter(|r| r.due_ms > now_ms) {
-                    self.recover_waiting(seq, record, retry, now_ms);
-                    continue;
-                }
-                let to_memory = self.paged.count == 0
-                    && (!self.pages
-                        || (self.memory.len() < WINDOW && self.memory.bytes() < WINDOW_BYTES));
-                if to_memory {
-                    match self.read_entry(record, |flags| !clean || flags & REDELIVERED != 0) {
-                        Some(entry) => self.memory.insert(seq, entry),
-                        None => self.gone.push(seq),
-                    }
-                } else {
-                    if self.paged.count == 0 {
-                        self.paged.start = seq;
-                    }
-                    self.paged.count += 1;
-                    self.paged.bytes += size;
-                }
-            }
-            from = last + 1;
-            if self.gone.len() >= REFILL_BATCH {
-                self.flush_gone();
-            }
-        }
-        if !clean {
-            self.paged.redelivered_below = next_seq;
-        }
-        self.flush_gone();
-        next_seq
-    }
-
-    /// A kept record read back at start as an entry (`redelivered` tells
-    /// from its flags); `None` if it cannot be read.
-    fn read_entry(&self, record: Vec<u8>, redelivered: impl FnOnce(u8) -> bool) -> Option<Entry> {
-        let stamps = stamps_of(&record);
-        let (message, flags, expires) = decode_message(record)?;
-        Some(self.entry(
-            message,
-            redelivered(flags),
-            expiry_from_wall(expires),
-            true,
-            stamps,
-        ))
-    }
-
-    /// A stored message found waiting at start: decoded and kept for the
-    /// queue's waiting list; in a paged range, skipped when read back.
-    fn recover_waiting(&mut self, seq: SeqId, record: Vec<u8>, retry: Retry, now_ms: u64) {
-        let read = self.read_entry(record, |flags| {
-            flags & REDELIVERED != 0 || retry.returns > 0
-        });
-        let Some(entry) = read else {
-            self.gone.push(seq);
-            return;
-        };
-        let due = Instant::now() + Duration::from_millis(retry.due_ms - now_ms);
-        if self.paged.count > 0 {
-            self.paged.skip.insert(seq);
-        }
-        // Past the waiting list's window only what puts it back stays in memory.
-        let parked = if self.pages && self.recovered_waiting.len() >= waiting::WINDOW {
-            Parked::Stored(Meta::of(&entry))
-        } else {
-            Parked::Memory(entry)
-        };
-        self.recovered_waiting.push((seq, parked, due));
     }
 
     /// At a clean shutdown: records which kept messages were delivered before,
