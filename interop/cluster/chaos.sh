@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The cluster fault test (issue 18; not in the test command): three nodes (harness.sh), a
 # quorum queue, warren-chaos publishing with confirms and consuming through every node,
-# and a nemesis that, at random (seeded) moments, kills -9 a node and restarts it, or
-# pauses one (SIGSTOP) and resumes it. warren-chaos then checks that every confirmed
-# message was delivered at least once and that none was invented.
+# and a nemesis that, at random (seeded) moments, kills -9 a node and restarts it, pauses
+# one (SIGSTOP) and resumes it, or cuts one off the other two (every cluster link, both
+# directions; `harness.sh cut`, the transport's test hook) for 2-10 s and heals.
+# warren-chaos then checks that every confirmed message was delivered at least once and
+# that none was invented.
 #
 #   interop/cluster/chaos.sh [SECONDS] [SEED...]   one run per seed (default 60 s, seed 1)
 #
@@ -36,15 +38,20 @@ for seed in "${SEEDS[@]}"; do
         sleep $((4 + RANDOM % 8))
         [ $SECONDS -ge $end ] && break
         n=$((1 + RANDOM % 3))
-        if [ $((RANDOM % 2)) = 0 ]; then
-            down=$((2 + RANDOM % 6))
-            echo "  t=$SECONDS kill -9 n$n, restart after ${down} s"
-            $H kill "$n"; sleep "$down"; $H restart "$n"
-        else
-            down=$((2 + RANDOM % 8))
-            echo "  t=$SECONDS SIGSTOP n$n for ${down} s"
-            $H pause "$n"; sleep "$down"; $H resume "$n"
-        fi
+        case $((RANDOM % 3)) in
+            0)
+                down=$((2 + RANDOM % 6))
+                echo "  t=$SECONDS kill -9 n$n, restart after ${down} s"
+                $H kill "$n"; sleep "$down"; $H restart "$n" ;;
+            1)
+                down=$((2 + RANDOM % 8))
+                echo "  t=$SECONDS SIGSTOP n$n for ${down} s"
+                $H pause "$n"; sleep "$down"; $H resume "$n" ;;
+            *)
+                down=$((2 + RANDOM % 9))
+                echo "  t=$SECONDS cut n$n off for ${down} s"
+                $H cut "$n"; sleep "$down"; $H heal ;;
+        esac
         $H wait 60 >/dev/null || echo "  (not formed again within 60 s)"
     done
     wait "$client"; rc=$?
