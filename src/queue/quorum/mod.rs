@@ -43,5 +43,7 @@ mod fifo_props;
 mod fifo_tests;
 pub mod live;
 pub mod machine;
+#[cfg(test)]
+mod orphan_tests;
 mod seam;
 mod writes;
