@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The cluster fault test (issue 18; not in the test command): three nodes (harness.sh), a
 # quorum queue, warren-chaos publishing with confirms and consuming through every node,
-# and a nemesis that, at random (seeded) moments, kills -9 a node and restarts it, or
-# pauses one (SIGSTOP) and resumes it. warren-chaos then checks that every confirmed
-# message was delivered at least once and that none was invented.
+# and a nemesis that, at random (seeded) moments, kills -9 a node and restarts it, pauses
+# one (SIGSTOP) and resumes it, or cuts one off the other two (every cluster link, both
+# directions; `harness.sh cut`, the transport's test hook) for 2-10 s and heals.
+# warren-chaos then checks that every confirmed message was delivered at least once and
+# that none was invented.
 #
 #   interop/cluster/chaos.sh [SECONDS] [SEED...]   one run per seed (default 60 s, seed 1)
+#   ACTIONS="cut" interop/cluster/chaos.sh ...      only these nemesis actions, picked at
+#                                                   random (default "kill pause cut")
 #
 # Prints each run's nemesis actions and its `chaos:` verdict line, then
 # `chaos runs: N passed, M failed`. Builds target/release binaries when missing
@@ -21,6 +25,7 @@ if [ ! -x "$WARREN_BIN" ] || [ ! -x "$CHAOS" ]; then
     cargo build -q --release -p warren --bins && cargo build -q --release -p warren-bench --bin warren-chaos
 fi
 H=interop/cluster/harness.sh
+read -r -a ACTS <<<"${ACTIONS:-kill pause cut}"
 passed=0; failed=0
 for seed in "${SEEDS[@]}"; do
     export DIR="${TMPDIR:-/tmp}/warren-chaos-$seed"
@@ -36,15 +41,21 @@ for seed in "${SEEDS[@]}"; do
         sleep $((4 + RANDOM % 8))
         [ $SECONDS -ge $end ] && break
         n=$((1 + RANDOM % 3))
-        if [ $((RANDOM % 2)) = 0 ]; then
-            down=$((2 + RANDOM % 6))
-            echo "  t=$SECONDS kill -9 n$n, restart after ${down} s"
-            $H kill "$n"; sleep "$down"; $H restart "$n"
-        else
-            down=$((2 + RANDOM % 8))
-            echo "  t=$SECONDS SIGSTOP n$n for ${down} s"
-            $H pause "$n"; sleep "$down"; $H resume "$n"
-        fi
+        case ${ACTS[$((RANDOM % ${#ACTS[@]}))]} in
+            kill)
+                down=$((2 + RANDOM % 6))
+                echo "  t=$SECONDS kill -9 n$n, restart after ${down} s"
+                $H kill "$n"; sleep "$down"; $H restart "$n" ;;
+            pause)
+                down=$((2 + RANDOM % 8))
+                echo "  t=$SECONDS SIGSTOP n$n for ${down} s"
+                $H pause "$n"; sleep "$down"; $H resume "$n" ;;
+            cut)
+                down=$((2 + RANDOM % 9))
+                echo "  t=$SECONDS cut n$n off for ${down} s"
+                $H cut "$n"; sleep "$down"; $H heal ;;
+            *) echo "unknown nemesis action in ACTIONS: ${ACTS[*]}" >&2; exit 2 ;;
+        esac
         $H wait 60 >/dev/null || echo "  (not formed again within 60 s)"
     done
     wait "$client"; rc=$?

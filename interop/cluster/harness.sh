@@ -7,6 +7,8 @@
 #   harness.sh stop     stop the three (SIGTERM, then SIGKILL after 5 s)
 #   harness.sh kill N   kill -9 node N;   harness.sh restart N   start node N again
 #   harness.sh pause N  SIGSTOP node N;   harness.sh resume N    SIGCONT it
+#   harness.sh cut N    isolate node N from the other two, both directions (every cluster
+#                       link; the test hook WARREN_TEST_LINK_FAULTS); harness.sh heal  undo it
 #   harness.sh uris     print the three nodes' AMQP URIs
 #   harness.sh smoke    start, wait (30 s cap); n3 leaves (warrenctl cluster leave), is
 #                       restarted with a dead seed and joined (warrenctl cluster join); the
@@ -14,8 +16,9 @@
 #                       queue declared through n2 is listed by n1 and n3; stop;
 #                       ends with `cluster: N passed, M failed`
 #
-# DIR (default /tmp/warren-cluster) holds n1..n3/ (data), n1.log.., and `env` (ports and
-# pids) so later commands find the nodes. WARREN_BIN picks the broker binary (default
+# DIR (default /tmp/warren-cluster) holds n1..n3/ (data), n1.log.., `env` (ports and
+# pids) so later commands find the nodes, and `faults`, the link fault file every node
+# reads (`isolate <raft id>` lines; the ids are in nN/raft/node). WARREN_BIN picks the broker binary (default
 # target/debug/warren, built with warrenctl if missing; WARRENCTL_BIN: next to it). Every node has the other two as seeds: the first
 # by name (n1) initializes the cluster, n2 and n3 join it. Logs are kept on failure.
 set -euo pipefail
@@ -70,7 +73,7 @@ launch() { # node [seed]: start it (again) with its ports and the other two as s
     done
     if [ -n "${2:-}" ]; then seeds=(--cluster-seed "$2"); fi
     mkdir -p "$DIR/n$i"
-    RUST_LOG="${RUST_LOG:-info,openraft=warn}" "$BIN" --bind 127.0.0.1 --port "${!amqp}" \
+    WARREN_TEST_LINK_FAULTS="$DIR/faults" RUST_LOG="${RUST_LOG:-info,openraft=warn}" "$BIN" --bind 127.0.0.1 --port "${!amqp}" \
         --management-port "${!mgmt}" --data-dir "$DIR/n$i" --node-name "warren@n$i" \
         --cluster-port "${!cport}" "${seeds[@]}" >>"$DIR/n$i.log" 2>&1 &
     echo "PID_$i=$!" >>"$DIR/env"
@@ -126,6 +129,19 @@ stop() {
         kill -KILL "${!pid}" 2>/dev/null || true
     done
     echo "stopped"
+}
+
+faults() { # text: replace the fault file at once (the nodes read it again within 150 ms)
+    printf '%s' "$1" >"$DIR/faults.tmp" && mv -f "$DIR/faults.tmp" "$DIR/faults"
+}
+
+cut() { # node: isolate it from the other two (its raft id from its node file)
+    load
+    local id
+    id=$(sed -n 's/^id = //p' "$DIR/n$1/raft/node" 2>/dev/null)
+    [ -n "$id" ] || { echo "node $1 has no raft id yet ($DIR/n$1/raft/node)" >&2; return 1; }
+    faults "isolate $id
+"
 }
 
 smoke() {
@@ -215,6 +231,8 @@ case "${1:-}" in
     restart) load; launch "${2:?node number}" ;;
     pause) load; pid="PID_${2:?node number}"; kill -STOP "${!pid}" ;;
     resume) load; pid="PID_${2:?node number}"; kill -CONT "${!pid}" ;;
+    cut) cut "${2:?node number}" ;;
+    heal) load; faults "" ;;
     uris) load; for i in $NODES; do p="AMQP_$i"; echo "amqp://guest:guest@127.0.0.1:${!p}/%2f"; done ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
 esac

@@ -251,3 +251,78 @@ async fn application_messages_reach_the_handler_in_the_order_sent() {
     let seen = recorder.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(seen, (0..500).collect::<Vec<u32>>());
 }
+
+/// Answers application messages after a pause, so a cut can fall between request and reply.
+struct Slow;
+
+impl Handler for Slow {
+    fn handle(&self, _from: NodeId, req: Request) -> HandlerFuture {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            match req {
+                Request::App(payload) => Response::App(Ok(payload)),
+                _ => Response::Pong,
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_does_not_cross_a_cut_made_after_its_request() {
+    let links = Arc::new(CutLinks::new());
+    let a = transport(1, links.clone()).await;
+    let b = Transport::bind(
+        TransportConfig {
+            node_id: 2,
+            cluster_name: "test".into(),
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            connect_timeout: Duration::from_secs(1),
+            policy: links.clone(),
+        },
+        Arc::new(Slow),
+    )
+    .await
+    .expect("bind");
+    a.add_peer(2, b.local_addr().to_string());
+    connected(&a, 2).await;
+    connected(&b, 1).await;
+
+    let answer = a
+        .send_request(2, Request::App(bytes::Bytes::from_static(b"x")))
+        .await
+        .expect("sent before the cut");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    links.cut(1, 2);
+    assert!(!a.is_connected(2), "a cut link is not reported connected");
+    let started = Instant::now();
+    match tokio::time::timeout(Duration::from_secs(5), answer).await {
+        Ok(Err(_)) => {}
+        other => panic!("the reply crossed the cut: {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the connection closes: the request fails, it does not hang"
+    );
+
+    links.heal();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = a
+            .request(
+                2,
+                Request::App(bytes::Bytes::from_static(b"y")),
+                Duration::from_secs(2),
+            )
+            .await;
+        if matches!(sent, Ok(Response::App(Ok(_)))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no link after the heal: {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown();
+    b.shutdown();
+}

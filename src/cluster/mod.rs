@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use warren_raft::{AllowAll, GroupKind, METADATA_GROUP, NodeConfig, RaftNode};
+use warren_raft::{GroupKind, METADATA_GROUP, NodeConfig, RaftNode};
 
 use crate::broker::Broker;
 use crate::config::{ClusterConfig, Config};
@@ -93,7 +93,8 @@ impl Cluster {
             node_id: identity.id,
             cluster_name: identity.cluster.clone(),
             bind: SocketAddr::new(config.bind, cluster.port),
-            policy: Arc::new(AllowAll),
+            // AllowAll unless a test sets WARREN_TEST_LINK_FAULTS (the fault test's cuts).
+            policy: warren_raft::transport::policy::from_env(),
             data_dir: Some(raft_dir.clone()),
         })
         .await?;

@@ -166,6 +166,7 @@ async fn chores(cluster: Weak<Cluster>, queue: Weak<QuorumQueue>) {
     let mut caught_up = false;
     let mut round = 0u32;
     let mut misses: HashMap<u64, u32> = HashMap::new();
+    let mut orphans = HashSet::new();
     loop {
         tokio::time::sleep(TICK_EVERY).await;
         round = round.wrapping_add(1);
@@ -192,8 +193,13 @@ async fn chores(cluster: Weak<Cluster>, queue: Weak<QuorumQueue>) {
                 tracing::debug!(group = q.group, %error, "quorum queue snapshot");
             }
         }
-        if round.is_multiple_of(CHECK_EVERY_TICKS) && q.leader() == Some(NodeId(c.id())) {
-            check_consumers(&c, &q, &mut misses).await;
+        if round.is_multiple_of(CHECK_EVERY_TICKS) {
+            // Every member looks after its own consumers; the leader after the others'.
+            q.return_stale_consumers();
+            q.return_orphans(&mut orphans);
+            if q.leader() == Some(NodeId(c.id())) {
+                check_consumers(&c, &q, &mut misses).await;
+            }
         }
     }
 }

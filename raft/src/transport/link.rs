@@ -146,6 +146,16 @@ pub(crate) async fn run(
                 break;
             }
         };
+        // A frame that was on the wire when its link was cut breaks the connection, as a
+        // cut would a TCP connection: what was in flight on it fails, nothing crosses.
+        if !matches!(frame.body, Body::Hello(_)) && inner.cut(peer, inner.node_id) {
+            tracing::info!(
+                node = inner.node_id,
+                peer,
+                "link cut (test hook); closing it"
+            );
+            break;
+        }
         match frame.body {
             Body::Response(resp) => {
                 let waiter = lock(&link.pending).remove(&frame.id);
@@ -156,11 +166,23 @@ pub(crate) async fn run(
             Body::Request(req) => {
                 let tx = link.tx.clone();
                 let node = inner.node_id;
+                let (policy_of, closed) = (inner.clone(), closed.clone());
                 // Handed over here, in the order the frames came: a handler that acts
                 // before its future runs (application messages) keeps the sender's order.
                 let answer = inner.handler.handle(peer, req);
                 tokio::spawn(async move {
                     let body = Body::Response(answer.await);
+                    // A reply is a message too: cut, it closes the link and the request
+                    // fails on the other side (it may have taken effect here).
+                    if policy_of.cut(node, peer) {
+                        tracing::info!(
+                            node,
+                            peer,
+                            "link cut (test hook) before a reply; closing it"
+                        );
+                        closed.cancel();
+                        return;
+                    }
                     match (Frame { id: frame.id, body }).encode() {
                         Ok(bytes) => {
                             let _ = tx.send(Bytes::from(bytes)).await;
@@ -233,7 +255,13 @@ pub(crate) async fn serve_transient(
             return;
         };
         if let Body::Request(req) = frame.body {
+            if inner.cut_between(peer) {
+                return;
+            }
             let body = Body::Response(inner.handler.handle(peer, req).await);
+            if inner.cut(inner.node_id, peer) {
+                return;
+            }
             if write_frame(&mut writer, Frame { id: frame.id, body })
                 .await
                 .is_err()

@@ -177,11 +177,12 @@ impl Transport {
         }
     }
 
-    /// Whether a connection to `id` is up.
+    /// Whether a connection to `id` is up (and not cut by the link policy either way).
     pub fn is_connected(&self, id: NodeId) -> bool {
-        lock(&self.inner.peers)
+        let linked = lock(&self.inner.peers)
             .get(&id)
-            .is_some_and(|p| p.link.is_some())
+            .is_some_and(|p| p.link.is_some());
+        linked && !self.inner.cut_between(id)
     }
 
     /// Sends a request to `to` and waits for its response for at most `timeout`.
@@ -255,7 +256,14 @@ impl Transport {
         hello.transient = true;
         let outcome = tokio::time::timeout(timeout, async {
             let stream = TcpStream::connect(addr).await?;
-            let (reader, writer, _) = link::handshake(stream, &hello).await?;
+            let (reader, writer, theirs) = link::handshake(stream, &hello).await?;
+            // The peer's id is known only now; a cut refuses the call as it would a link.
+            if self.inner.cut(self.inner.node_id, theirs.node_id) {
+                return Err(TransportError::LinkCut {
+                    from: self.inner.node_id,
+                    to: theirs.node_id,
+                });
+            }
             link::call_once(reader, writer, req).await
         })
         .await;
@@ -308,6 +316,18 @@ impl Inner {
         }
     }
 
+    /// Whether the link policy drops messages from `from` to `to` (only Drop cuts; a Delay
+    /// is applied where requests are put on the link).
+    pub(crate) fn cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.policy.verdict(from, to) == Verdict::Drop
+    }
+
+    /// Whether the link between this node and `peer` is cut in either direction: a TCP
+    /// connection needs both, so a cut either way refuses or closes it.
+    pub(crate) fn cut_between(&self, peer: NodeId) -> bool {
+        self.cut(self.node_id, peer) || self.cut(peer, self.node_id)
+    }
+
     fn peer_addr(&self, peer: NodeId) -> Option<String> {
         lock(&self.peers).get(&peer).and_then(|p| p.addr.clone())
     }
@@ -331,7 +351,13 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         tokio::spawn(async move {
             match link::handshake(stream, &inner.hello()).await {
                 Ok((reader, writer, hello)) => {
-                    if hello.transient {
+                    if inner.cut_between(hello.node_id) {
+                        tracing::debug!(
+                            node = inner.node_id,
+                            peer = hello.node_id,
+                            "refused a connection: the link is cut (test hook)"
+                        );
+                    } else if hello.transient {
                         link::serve_transient(inner.clone(), hello.node_id, reader, writer).await;
                     } else if hello.node_id < inner.node_id {
                         lock(&inner.peers).entry(hello.node_id).or_default().addr =
@@ -364,6 +390,15 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId) {
         };
         match tokio::time::timeout(inner.connect_timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(stream)) => match link::handshake(stream, &inner.hello()).await {
+                Ok(_) if inner.cut_between(peer) => {
+                    // Cut by the test hook: retry soon, so a heal is seen within a period.
+                    backoff = FIRST;
+                    tracing::debug!(
+                        node = inner.node_id,
+                        peer,
+                        "link cut (test hook); not connecting"
+                    );
+                }
                 Ok((reader, writer, hello)) if hello.node_id == peer => {
                     backoff = FIRST;
                     link::run(inner.clone(), peer, reader, writer).await;

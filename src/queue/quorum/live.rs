@@ -9,7 +9,7 @@
 //! connection (`boot`), so consumers a restarted node had are told apart from new ones and
 //! returned (`ChannelDown`) once the node has replayed the queue's log.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -460,6 +460,66 @@ impl QuorumQueue {
                 node: self.here.0,
                 connection,
                 channel,
+            });
+        }
+    }
+
+    /// Takes back what this node's consumers that ended here still hold in the log: a
+    /// consumer or channel whose `Cancel` or `ChannelDown` could not be written (no leader
+    /// for 20 s: a partition, a failover) stays registered, deliveries to it are dropped at
+    /// apply (it has no channel), and its messages would stay checked out for good. A
+    /// consumer of this run that is not in `locals` is cancelled, and its messages that no
+    /// channel of this node holds return. `suspects` carries what the previous call saw:
+    /// only what is orphaned twice in a row is acted on, so a consumer or basic.get whose
+    /// entry was just applied is not taken for orphaned.
+    pub fn return_orphans(&self, suspects: &mut HashSet<(ConsumerKey, Option<MsgId>)>) {
+        let mut seen: HashSet<(ConsumerKey, Option<MsgId>)> = HashSet::new();
+        {
+            let m = self.machine.lock();
+            let locals = self.locals.lock();
+            for (key, consumer) in m.fifo.consumers() {
+                if key.node != self.here.0
+                    || key.connection >> 32 != self.run
+                    || locals.contains_key(key)
+                {
+                    continue;
+                }
+                if consumer.is_live() {
+                    seen.insert((key.clone(), None));
+                }
+                for id in consumer.checked_out.keys() {
+                    seen.insert((key.clone(), Some(*id)));
+                }
+            }
+        }
+        {
+            // A delivery a channel of this node holds is settled or released by it.
+            let delivered = self.delivered.lock();
+            seen.retain(|(key, id)| id.is_none_or(|id| delivered.get(&id) != Some(key)));
+        }
+        let orphaned: Vec<(ConsumerKey, Option<MsgId>)> = seen
+            .iter()
+            .filter(|s| suspects.contains(s))
+            .cloned()
+            .collect();
+        *suspects = seen;
+        let mut returns: HashMap<ConsumerKey, Vec<MsgId>> = HashMap::new();
+        for (key, id) in orphaned {
+            match id {
+                Some(id) => returns.entry(key).or_default().push(id),
+                None => {
+                    tracing::info!(group = self.group, tag = %key.tag, "an ended consumer was still registered; cancelled");
+                    self.submit(Command::Cancel { key });
+                }
+            }
+        }
+        for (key, ids) in returns {
+            tracing::info!(group = self.group, tag = %key.tag, count = ids.len(),
+                "deliveries to an ended consumer return");
+            self.submit(Command::Return {
+                key,
+                ids,
+                failed: false,
             });
         }
     }

@@ -43,6 +43,8 @@ mod fifo_props;
 mod fifo_tests;
 pub mod live;
 pub mod machine;
+#[cfg(test)]
+mod orphan_tests;
 mod seam;
 mod writes;
 
