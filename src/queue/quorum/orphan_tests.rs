@@ -67,6 +67,7 @@ async fn deliveries_to_a_consumer_that_ended_unrecorded_return() {
     let placement = Placement {
         home: NodeId(1),
         members: vec![NodeId(1)],
+        added: false,
     };
     let q = QuorumQueue::new(7, placement, NodeId(1), 5, log.clone(), Config::default());
     let _ = log.queue.set(Arc::downgrade(&q));
