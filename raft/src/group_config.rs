@@ -3,6 +3,13 @@
 //! The metadata group is small and latency matters (a declare waits for it): short
 //! heartbeats. Quorum queue groups are many: slower heartbeats and elections so a thousand
 //! of them on a 2-core box do not flood it, and snapshots only when the queue asks.
+//!
+//! Neither restores a leader's leadership at restart (openraft's default does, in the same
+//! term): the leader sends entries before its own WAL has fsynced them, so a leader killed
+//! before that fsync would come back with a shorter log and append different entries under
+//! log ids its followers already hold, which they never overwrite (found by the fault test:
+//! replicas applying different entries at the same index, and a confirmed publish only the
+//! restarted leader had). A restarted node must win an election in a new term.
 
 use std::sync::Arc;
 
@@ -29,6 +36,7 @@ impl GroupKind {
                 snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
                 max_in_snapshot_log_to_keep: 1000,
                 enable_pre_vote: Some(true),
+                enable_leader_restore: Some(false),
                 ..Default::default()
             },
             GroupKind::Queue => Config {
@@ -41,6 +49,7 @@ impl GroupKind {
                 max_in_snapshot_log_to_keep: 0,
                 purge_batch_size: 256,
                 enable_pre_vote: Some(true),
+                enable_leader_restore: Some(false),
                 ..Default::default()
             },
         };
@@ -56,5 +65,13 @@ mod tests {
     fn both_kinds_validate() {
         assert!(GroupKind::Metadata.config("warren").is_ok());
         assert!(GroupKind::Queue.config("warren").is_ok());
+    }
+
+    #[test]
+    fn no_kind_restores_a_leader_without_an_election() {
+        for kind in [GroupKind::Metadata, GroupKind::Queue] {
+            let config = kind.config("warren").expect("valid");
+            assert_eq!(config.enable_leader_restore, Some(false), "{kind:?}");
+        }
     }
 }
