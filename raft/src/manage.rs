@@ -98,8 +98,8 @@ async fn transfer(raft: &GroupRaft, to: NodeId) -> Result<(), String> {
 }
 
 /// Transfer requests before giving up, and how long each waits for the new leader.
-const TRANSFER_TRIES: usize = 5;
-const TRANSFER_WAIT: Duration = Duration::from_millis(600);
+const TRANSFER_TRIES: usize = 10;
+const TRANSFER_WAIT: Duration = Duration::from_millis(1000);
 
 /// What a step answers when leadership moved while it ran (the caller asks the next one).
 const NOT_LEADER: &str = "not the leader";

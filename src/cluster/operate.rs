@@ -14,7 +14,7 @@ use super::proxy::{ProxyAnswer, ProxyMessage, encode, read_answer};
 use crate::broker::Broker;
 
 /// How long one leadership transfer may take.
-const TRANSFER_WITHIN: Duration = Duration::from_secs(10);
+const TRANSFER_WITHIN: Duration = Duration::from_secs(20);
 
 /// Times a rebalance asks again for groups whose leader is not known yet.
 const LEADERLESS_RETRIES: usize = 10;
