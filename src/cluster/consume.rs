@@ -167,17 +167,7 @@ impl Homes {
         // No connection of another node owns an exclusive queue here.
         queue.check_exclusive(ConnectionId(u64::MAX))?;
         let sink = self.sink(from, consume.sink, boot, vhost);
-        let tag = ConsumerTag::from(consume.tag.as_str());
-        lock(&sink.tags).insert(tag.clone(), consume.queue.clone());
-        let consumer = Consumer::with_priority(
-            tag.clone(),
-            sink.clone(),
-            consume.no_ack,
-            consume.exclusive,
-            consume.prefetch,
-            consume.priority,
-            None,
-        );
+        let (tag, consumer) = sink_consumer(&sink, &consume);
         match queue.add_consumer(consumer, &consume.arguments.0, || {}) {
             Ok(()) => Ok(ProxyAnswer::Done),
             Err(error) => {
@@ -386,6 +376,25 @@ async fn run_sink(homes: Weak<Homes>, sink: Weak<ProxySink>, mut rx: mpsc::Recei
             }
         }
     }
+}
+
+/// Registers consumer `consume` with `sink` (its tag for that channel), and the consumer.
+pub(super) fn sink_consumer(
+    sink: &Arc<ProxySink>,
+    consume: &RemoteConsume,
+) -> (ConsumerTag, Arc<Consumer>) {
+    let tag = ConsumerTag::from(consume.tag.as_str());
+    lock(&sink.tags).insert(tag.clone(), consume.queue.clone());
+    let consumer = Consumer::with_priority(
+        tag.clone(),
+        sink.clone(),
+        consume.no_ack,
+        consume.exclusive,
+        consume.prefetch,
+        consume.priority,
+        None,
+    );
+    (tag, consumer)
 }
 
 /// Settles `held` deliveries of `queue` as the channel did.

@@ -253,6 +253,25 @@ pub enum MemberError {
     Failed(String),
 }
 
+/// Logs quorum queue `queue`'s (store id `id`) members as `members` on every node.
+async fn set_members(
+    vhost: &Arc<crate::vhost::VHost>,
+    queue: &str,
+    id: u64,
+    members: &[crate::meta::NodeId],
+) -> Result<(), MemberError> {
+    let op = crate::meta::DefinitionOp::QueueMembers {
+        name: queue.to_owned(),
+        id,
+        members: members.to_vec(),
+    };
+    vhost
+        .change(op, crate::names::ConnectionId(0))
+        .await
+        .map(|_| ())
+        .map_err(|e| MemberError::Failed(e.to_string()))
+}
+
 /// How long adding a member may take (it catches up with the queue's log first).
 const ADD_WITHIN: Duration = Duration::from_secs(60);
 
@@ -260,6 +279,14 @@ const ADD_WITHIN: Duration = Duration::from_secs(60);
 const REMOVE_WITHIN: Duration = Duration::from_secs(30);
 
 impl Cluster {
+    /// The cluster node named `name`.
+    fn node_named(&self, name: &str) -> Result<super::NodeView, MemberError> {
+        self.nodes()
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| MemberError::NoNode(name.to_owned()))
+    }
+
     /// Adds node `node` (by name) to quorum queue `queue` of `vhost`, or removes it
     /// (`add` false); answers the members' names after. An added node first hosts the
     /// queue (through the metadata log), then joins its group (a learner until caught up,
@@ -271,13 +298,9 @@ impl Cluster {
         node: &str,
         add: bool,
     ) -> Result<Vec<String>, MemberError> {
-        use crate::meta::{DefinitionOp, NodeId};
+        use crate::meta::NodeId;
 
-        let target = self
-            .nodes()
-            .into_iter()
-            .find(|n| n.name == node)
-            .ok_or_else(|| MemberError::NoNode(node.to_owned()))?;
+        let target = self.node_named(node)?;
         let (id, members) = if let Some(q) = vhost.queue(queue) {
             let quorum = q
                 .quorum()
@@ -306,15 +329,7 @@ impl Cluster {
             }
             let mut after = members.clone();
             after.push(it);
-            let op = DefinitionOp::QueueMembers {
-                name: queue.to_owned(),
-                id,
-                members: after.clone(),
-            };
-            vhost
-                .change(op, crate::names::ConnectionId(0))
-                .await
-                .map_err(|e| failed(&e))?;
+            set_members(vhost, queue, id, &after).await?;
             let change = GroupChange::AddVoter {
                 node: target.id,
                 addr: target.cluster_addr.clone(),
@@ -337,15 +352,7 @@ impl Cluster {
                 .await
                 .map_err(|e| failed(&e))?;
             let after: Vec<NodeId> = members.iter().copied().filter(|&m| m != it).collect();
-            let op = DefinitionOp::QueueMembers {
-                name: queue.to_owned(),
-                id,
-                members: after.clone(),
-            };
-            vhost
-                .change(op, crate::names::ConnectionId(0))
-                .await
-                .map_err(|e| failed(&e))?;
+            set_members(vhost, queue, id, &after).await?;
             after
         };
         let names = self.nodes();
@@ -414,12 +421,7 @@ impl Cluster {
         vhosts: &regex::Regex,
         queues: &regex::Regex,
     ) -> Result<(usize, Vec<(String, String)>), MemberError> {
-        let target = self
-            .nodes()
-            .into_iter()
-            .find(|n| n.name == node)
-            .ok_or_else(|| MemberError::NoNode(node.to_owned()))?;
-        let id = crate::meta::NodeId(target.id);
+        let id = crate::meta::NodeId(self.node_named(node)?.id);
         let (mut grown, mut failed) = (0, Vec::new());
         for (vhost, queue, members) in Self::quorum_queues(broker, vhosts, queues) {
             if members.contains(&id) || (strategy == GrowStrategy::Even && members.len() % 2 == 1) {
@@ -440,12 +442,7 @@ impl Cluster {
         broker: &Broker,
         node: &str,
     ) -> Result<(usize, Vec<(String, String)>), MemberError> {
-        let target = self
-            .nodes()
-            .into_iter()
-            .find(|n| n.name == node)
-            .ok_or_else(|| MemberError::NoNode(node.to_owned()))?;
-        let id = crate::meta::NodeId(target.id);
+        let id = crate::meta::NodeId(self.node_named(node)?.id);
         let any = regex::Regex::new(".*").map_err(|e| MemberError::Failed(e.to_string()))?;
         let (mut shrunk, mut failed) = (0, Vec::new());
         for (vhost, queue, members) in Self::quorum_queues(broker, &any, &any) {

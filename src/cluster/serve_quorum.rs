@@ -8,14 +8,12 @@
 
 use std::sync::Arc;
 
-use super::consume::{Homes, local_or_quorum, lock};
+use super::consume::{Homes, local_or_quorum, lock, sink_consumer};
 use super::proxy::{Answering, ProxyAnswer, ProxyMessage, answer};
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::message::WireMessage;
 use crate::meta::NodeId;
-use crate::names::ConsumerTag;
-use crate::queue::Consumer;
 use crate::queue::delivery::Unacked;
 use crate::queue::quorum::live::GetRefused;
 use crate::queue::quorum::no_majority;
@@ -44,17 +42,7 @@ impl Homes {
                 consume,
             } => {
                 let sink = self.sink(from, consume.sink, *boot, vhost);
-                let tag = ConsumerTag::from(consume.tag.as_str());
-                lock(&sink.tags).insert(tag.clone(), consume.queue.clone());
-                let consumer = Consumer::with_priority(
-                    tag.clone(),
-                    sink.clone(),
-                    consume.no_ack,
-                    consume.exclusive,
-                    consume.prefetch,
-                    consume.priority,
-                    None,
-                );
+                let (tag, consumer) = sink_consumer(&sink, consume);
                 let checked_out = quorum.checkout(consumer);
                 Box::pin(async move {
                     let answer_now = match checked_out.await {
