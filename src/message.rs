@@ -286,6 +286,8 @@ mod tests {
         ContentHeader::decode(1, Bytes::from(payload))
             .expect("decodes")
             .1
+            .as_ref()
+            .clone()
     }
 
     #[test]

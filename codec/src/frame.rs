@@ -126,7 +126,7 @@ impl Decoder for FrameDecoder {
             ))),
             FRAME_HEADER if frame.len() >= 12 => {
                 let (header, properties) = ContentHeader::decode(channel, frame.freeze())?;
-                Ok(Some(Frame::Header(channel, header, Box::new(properties))))
+                Ok(Some(Frame::Header(channel, header, properties)))
             }
             FRAME_BODY => Ok(Some(Frame::Body(channel, frame.freeze()))),
             // RabbitMQ reads a heartbeat with a payload as an unknown frame.
