@@ -35,13 +35,11 @@ impl VHost {
             let Some(quorum) = queue.quorum() else {
                 return;
             };
-            if member {
-                quorum.set_members(members.to_vec());
-                return;
-            }
             quorum.set_members(members.to_vec());
-            let home = quorum.placement().home;
-            self.stop_hosting(&queue, home, members);
+            if !member {
+                let home = quorum.placement().home;
+                self.stop_hosting(&queue, home, members);
+            }
             return;
         }
         let Some(record) = self.remote_queue(name) else {
