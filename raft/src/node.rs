@@ -416,6 +416,24 @@ impl RaftNode {
         }
     }
 
+    /// Appends `command` to `group` if this node leads it now: its index and reply. Unlike
+    /// [`RaftNode::write_anywhere`] it is never forwarded, so it commits only in the term
+    /// this node leads (a deposed leader's entry is overwritten by the new leader's log).
+    pub async fn write_here(
+        &self,
+        group: GroupId,
+        command: Command,
+    ) -> Result<(u64, Reply), NodeError> {
+        match leader_write(self.group(group), command).await {
+            WriteReply::Done { index, reply } => Ok((index, reply)),
+            WriteReply::NotLeader(_) => Err(NodeError::NotLeader {
+                group,
+                message: "this node does not lead the group".into(),
+            }),
+            WriteReply::Failed(message) => Err(NodeError::NotLeader { group, message }),
+        }
+    }
+
     /// Sets the handler of application messages ([`RaftNode::send_app`]); once.
     pub fn set_app_handler(&self, handler: Arc<dyn AppHandler>) {
         let _ = self.groups.app.set(handler);

@@ -51,6 +51,21 @@ impl QuorumLog for ClusterQuorum {
         })
     }
 
+    fn write_as_leader(&self, group: u64, command: Bytes) -> Written {
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            let cluster = cluster.upgrade().ok_or("the cluster service stopped")?;
+            let (index, reply) = tokio::time::timeout(
+                WRITE_WITHIN,
+                cluster.node.write_here(group, Command { payload: command }),
+            )
+            .await
+            .map_err(|_| "not committed in time".to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok((index, reply.payload))
+        })
+    }
+
     fn leader(&self, group: u64) -> (Option<NodeId>, Vec<NodeId>) {
         let Some(c) = self.cluster.upgrade() else {
             return (None, Vec::new());

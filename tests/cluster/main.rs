@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod cuts;
 mod nodes;
 mod quorum;
 mod quorum_members;

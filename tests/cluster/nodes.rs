@@ -92,6 +92,8 @@ impl Nodes {
         }
         let child = cmd
             .env("RUST_LOG", "info,openraft=warn")
+            // The transport's test hook: `cut` and `heal` write this file.
+            .env("WARREN_TEST_LINK_FAULTS", self.dir.path().join("faults"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -138,6 +140,32 @@ impl Nodes {
     pub async fn restart(&mut self, i: usize) {
         self.launch(i);
         self.wait_formed().await;
+    }
+
+    /// Cuts node `i` off from the other two (every cluster link, both directions) until
+    /// [`Nodes::heal`]; the nodes read the fault file again within 150 ms.
+    pub fn cut(&self, i: usize) {
+        let node_file = self.data_dir(i).join("raft").join("node");
+        let text = std::fs::read_to_string(&node_file).expect("the node's raft id file");
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id = "))
+            .expect("an id line")
+            .trim()
+            .to_owned();
+        self.write_faults(&format!("isolate {id}\n"));
+    }
+
+    /// Undoes every cut, then waits until the cluster is whole again.
+    pub async fn heal(&self) {
+        self.write_faults("");
+        self.wait_formed().await;
+    }
+
+    fn write_faults(&self, text: &str) {
+        let tmp = self.dir.path().join("faults.tmp");
+        std::fs::write(&tmp, text).expect("fault file");
+        std::fs::rename(&tmp, self.dir.path().join("faults")).expect("fault file");
     }
 
     async fn formed_on(&self, i: usize) -> bool {

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use super::consumers::{GetRefused, Settle};
 use super::fifo::{Command, ConsumerKey, Effect, MsgId};
-use super::machine::{Machine, QuorumReply};
+use super::machine::{Machine, QuorumCommand, QuorumReply};
 use super::writes::{Pending, write_in_order};
 use crate::message::Message;
 use crate::message::WireMessage;
@@ -36,6 +36,9 @@ pub type Written = Pin<Box<dyn Future<Output = Result<(u64, Bytes), String>> + S
 pub trait QuorumLog: Send + Sync + fmt::Debug {
     /// Appends `command` to `group` through its leader.
     fn write(&self, group: u64, command: Bytes) -> Written;
+    /// Appends `command` to `group` only if this node leads it, in its current term: never
+    /// forwarded, never retried elsewhere.
+    fn write_as_leader(&self, group: u64, command: Bytes) -> Written;
     /// Whether this node leads `group` now.
     fn leads(&self, group: u64) -> bool;
     /// The leader of `group` this node knows of, and the members it hears from.
@@ -273,8 +276,22 @@ impl QuorumQueue {
     }
 
     /// Another node is down: what its consumers had out returns.
+    ///
+    /// Only this node's own term may carry the verdict. A leader cut off from the others
+    /// takes them all for down; written here, its entry cannot commit once the others elect
+    /// a new leader (the new log overwrites it), whereas a forwarded or retried one would
+    /// commit after the cut heals and cancel consumers that were alive all along.
     pub fn node_down(&self, node: u64) {
-        self.submit(Command::NodeDown { node });
+        let Ok(bytes) = postcard::to_stdvec(&QuorumCommand::Op(Command::NodeDown { node })) else {
+            return;
+        };
+        let written = self.log.write_as_leader(self.group, Bytes::from(bytes));
+        let group = self.group;
+        tokio::spawn(async move {
+            if let Err(error) = written.await {
+                tracing::debug!(group, node, %error, "a node-down verdict was not committed");
+            }
+        });
     }
 
     /// Deliveries to this node's consumers; dead letters if this node leads.

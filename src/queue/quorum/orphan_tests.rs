@@ -32,6 +32,9 @@ impl QuorumLog for Alone {
             Ok((index, Bytes::from(queue.apply(index, &command))))
         })
     }
+    fn write_as_leader(&self, group: u64, command: Bytes) -> Written {
+        self.write(group, command)
+    }
     fn leads(&self, _group: u64) -> bool {
         true
     }
