@@ -25,6 +25,9 @@ pub const RETRY: u8 = 8;
 /// A message record flag: the record carries the message's arrival time in
 /// its queue (wall-clock ms) after the expiry.
 pub const ARRIVED: u8 = 16;
+/// A message record flag: the message has no expiry and the record leaves the
+/// expiry's 8 bytes out (records written before this flag always carry them).
+pub const NO_EXPIRY: u8 = 32;
 
 /// What a queue's record may carry beside the message: when it arrived
 /// (for the age of the oldest message), and its retry state.
@@ -249,7 +252,7 @@ pub fn wall_clock_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Layout: flags (1), expiry in wall-clock ms (8), with [`ARRIVED`] the
+/// Layout: flags (1), expiry in wall-clock ms (8, left out with [`NO_EXPIRY`]), with [`ARRIVED`] the
 /// arrival time (8), with [`RETRY`] the due time (8) and the returns (8),
 /// exchange (1 + n), routing key (1 + n), properties (4 + n), then the body.
 pub fn encode_message(message: &Message, flags: u8, expires_wall_ms: u64) -> Vec<u8> {
@@ -287,16 +290,20 @@ pub fn encode_stored_into(
     let props = &message.header.raw_properties;
     let exchange = message.exchange.as_bytes();
     let routing_key = message.routing_key.as_bytes();
-    let flags = flags
+    // The layout bits follow what the record carries, whatever the caller's flags say.
+    let flags = flags & !(CC_ROUTED | ARRIVED | RETRY | NO_EXPIRY)
         | if message.cc_routed { CC_ROUTED } else { 0 }
         | if stamps.arrived_ms.is_some() {
             ARRIVED
         } else {
             0
         }
-        | if stamps.retry.is_some() { RETRY } else { 0 };
+        | if stamps.retry.is_some() { RETRY } else { 0 }
+        | if expires_wall_ms == 0 { NO_EXPIRY } else { 0 };
     out.push(flags);
-    out.extend_from_slice(&expires_wall_ms.to_be_bytes());
+    if expires_wall_ms != 0 {
+        out.extend_from_slice(&expires_wall_ms.to_be_bytes());
+    }
     if let Some(arrived) = stamps.arrived_ms {
         out.extend_from_slice(&arrived.to_be_bytes());
     }
@@ -314,6 +321,11 @@ pub fn encode_stored_into(
     out.extend_from_slice(&message.body);
 }
 
+/// The bytes of the expiry a record's flags announce.
+fn expiry_len(flags: u8) -> usize {
+    if flags & NO_EXPIRY != 0 { 0 } else { 8 }
+}
+
 /// The bytes of the stamps a record's flags announce.
 fn stamps_len(flags: u8) -> usize {
     (if flags & ARRIVED != 0 { 8 } else { 0 }) + (if flags & RETRY != 0 { 16 } else { 0 })
@@ -322,11 +334,13 @@ fn stamps_len(flags: u8) -> usize {
 /// The stamps a record carries.
 pub fn stamps_of(record: &[u8]) -> Stamps {
     let mut r = record;
-    if r.remaining() < 9 {
+    let Some(&flags) = r.first() else {
+        return Stamps::default();
+    };
+    if r.remaining() < 1 + expiry_len(flags) {
         return Stamps::default();
     }
-    let flags = r.get_u8();
-    r.advance(8);
+    r.advance(1 + expiry_len(flags));
     if r.remaining() < stamps_len(flags) {
         return Stamps::default();
     }
@@ -340,13 +354,8 @@ pub fn stamps_of(record: &[u8]) -> Stamps {
 
 /// The flags and body size of a record, without decoding it.
 pub fn peek_message(record: &[u8]) -> Option<(u8, u64)> {
-    let mut r = record;
-    if r.remaining() < 9 {
-        return None;
-    }
-    let flags = r.get_u8();
-    r.advance(8);
-    r = r.get(stamps_len(flags)..)?;
+    let flags = *record.first()?;
+    let mut r = record.get(1 + expiry_len(flags) + stamps_len(flags)..)?;
     for _ in 0..2 {
         let len = usize::from(*r.first()?);
         r = r.get(1 + len..)?;
@@ -356,17 +365,22 @@ pub fn peek_message(record: &[u8]) -> Option<(u8, u64)> {
     }
     let props = r.get_u32() as usize;
     let body = r.get(props..)?;
-    Some((flags, body.len() as u64))
+    Some((flags & !NO_EXPIRY, body.len() as u64))
 }
 
 /// A message read back: the message, its flags and its wall-clock expiry.
 pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
     let mut all = Bytes::from(record);
-    if all.remaining() < 9 {
+    let flags = *all.first()?;
+    if all.remaining() < 1 + expiry_len(flags) {
         return None;
     }
-    let flags = all.get_u8();
-    let expires = all.get_u64();
+    all.advance(1);
+    let expires = if flags & NO_EXPIRY != 0 {
+        0
+    } else {
+        all.get_u64()
+    };
     if all.remaining() < stamps_len(flags) {
         return None;
     }
@@ -408,7 +422,7 @@ pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
             body: all,
             cc_routed: flags & CC_ROUTED != 0,
         },
-        flags,
+        flags & !NO_EXPIRY,
         expires,
     ))
 }
@@ -465,6 +479,54 @@ mod tests {
         );
         let (back, _, expires) = decode_message(record).expect("decode");
         assert_eq!((expires, &back.body[..]), (7, &b"hello"[..]));
+    }
+
+    #[test]
+    fn a_record_without_an_expiry_leaves_it_out_and_old_records_still_read() {
+        let properties = BasicProperties::default().with_delivery_mode(2);
+        let header = ContentHeader::from_properties(4, &properties).expect("header");
+        let message = Message {
+            exchange: String::new(),
+            routing_key: "q".into(),
+            header,
+            properties,
+            body: Bytes::from_static(b"body"),
+            cc_routed: false,
+        };
+        let stamps = Stamps {
+            arrived_ms: Some(42),
+            retry: None,
+        };
+        let with = encode_stored(&message, KEEP, 1234, stamps);
+        let without = encode_stored(&message, KEEP, 0, stamps);
+        assert_eq!(with.len(), without.len() + 8, "no expiry, no 8 bytes");
+        for record in [with, without.clone()] {
+            let expected = if record.len() == without.len() {
+                0
+            } else {
+                1234
+            };
+            assert_eq!(stamps_of(&record), stamps);
+            assert_eq!(peek_message(&record), Some((KEEP | ARRIVED, 4)));
+            let (back, flags, expires) = decode_message(record).expect("decode");
+            assert_eq!((flags, expires), (KEEP | ARRIVED, expected));
+            assert_eq!(&back.body[..], b"body");
+        }
+        // A record written before NO_EXPIRY: the expiry's 8 bytes are there, zero.
+        let mut old = vec![without[0] & !NO_EXPIRY];
+        old.extend_from_slice(&0u64.to_be_bytes());
+        old.extend_from_slice(&without[1..]);
+        assert_eq!(stamps_of(&old), stamps);
+        assert_eq!(peek_message(&old), Some((KEEP | ARRIVED, 4)));
+        let (back, flags, expires) = decode_message(old).expect("decode an old record");
+        assert_eq!(
+            (flags, expires, &back.body[..]),
+            (KEEP | ARRIVED, 0, &b"body"[..])
+        );
+        // A caller's stale layout bits do not leak into the record.
+        let record = encode_stored(&message, KEEP | NO_EXPIRY | RETRY, 99, Stamps::default());
+        let (_, flags, expires) = decode_message(record).expect("decode");
+        assert_eq!((flags, expires), (KEEP, 99));
     }
 
     #[test]
