@@ -296,4 +296,6 @@ impl SegmentLog {
 }
 
 #[cfg(test)]
+mod format_tests;
+#[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod recover;
 
-use super::format::{self, MAGIC, Reader};
+use super::format::{self, Layout, Reader};
 use super::summary::Summary;
 use crate::{LiveSummary, Seq};
 
@@ -38,6 +38,8 @@ const SPARSE_STEP: u64 = 64 << 10;
 #[derive(Debug)]
 struct Segment {
     no: u64,
+    /// How its file lays out records.
+    layout: Layout,
     /// Lowest and highest seq of its records (records are in seq order).
     min: Seq,
     max: Seq,
@@ -62,14 +64,15 @@ struct Segment {
 }
 
 impl Segment {
-    fn new(no: u64) -> Self {
+    fn new(no: u64, layout: Layout) -> Self {
         Segment {
             no,
+            layout,
             min: 0,
             max: 0,
             records: 0,
             live: 0,
-            len: MAGIC.len() as u64,
+            len: layout.file_header_len(),
             removed: Removed::default(),
             sparse: Vec::new(),
             value_bytes: 0,
@@ -80,10 +83,10 @@ impl Segment {
         }
     }
 
-    /// Notes a record of `size` bytes appended at `offset`, its value
-    /// starting with `first`.
-    fn note(&mut self, seq: Seq, offset: u64, size: u64, first: u8) {
-        self.value_bytes += size - format::HEADER as u64;
+    /// Notes a record of `size` bytes (header and value) appended at
+    /// `offset`, its value `value_len` bytes starting with `first`.
+    fn note(&mut self, seq: Seq, offset: u64, size: u64, value_len: u64, first: u8) {
+        self.value_bytes += value_len;
         self.first_or |= first;
         self.first_and &= first;
         if self.records == 0 {
@@ -118,8 +121,8 @@ impl Segment {
     }
 
     /// A sealed segment as its summary describes it, every record live.
-    fn from_summary(no: u64, summary: Summary) -> Self {
-        let mut segment = Segment::new(no);
+    fn from_summary(no: u64, layout: Layout, summary: Summary) -> Self {
+        let mut segment = Segment::new(no, layout);
         segment.min = summary.min;
         segment.max = summary.max;
         segment.records = summary.records;
@@ -159,7 +162,7 @@ impl Segment {
     fn start_for(&self, seq: Seq) -> u64 {
         let i = self.sparse.partition_point(|&(s, _)| s <= seq);
         match i {
-            0 => MAGIC.len() as u64,
+            0 => self.layout.file_header_len(),
             i => self.sparse[i - 1].1,
         }
     }
@@ -345,6 +348,7 @@ impl QueueLog {
             write_pending(active)?;
             return Ok(Reader::new(
                 active.file.try_clone()?,
+                self.segments[i].layout,
                 offset,
                 active.written,
             ));
@@ -352,7 +356,12 @@ impl QueueLog {
         let path = seg_path(&self.dir, no);
         let file = File::open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(Reader::new(file, offset, self.segments[i].len))
+        Ok(Reader::new(
+            file,
+            self.segments[i].layout,
+            offset,
+            self.segments[i].len,
+        ))
     }
 
     /// Stores `value` at `seq`, replacing a live record of the same seq.
@@ -363,19 +372,29 @@ impl QueueLog {
         };
         let roll = match (&self.active, self.segments.last()) {
             (Some(active), Some(last)) if last.no == active.no => {
-                last.len >= SEGMENT_BYTES || (last.records > 0 && seq <= last.max)
+                last.len >= SEGMENT_BYTES
+                    || (last.records > 0 && seq <= last.max)
+                    || !last.layout.holds(seq)
             }
             _ => true,
         };
         if roll {
-            self.roll()?;
+            self.roll(seq)?;
         }
         let (Some(active), Some(segment)) = (self.active.as_mut(), self.segments.last_mut()) else {
             return Err(io::Error::other("no segment to write to"));
         };
         let offset = segment.len;
-        let size = format::encode_record(&mut active.pending, seq, value);
-        segment.note(seq, offset, size, value.first().copied().unwrap_or(0));
+        let size = segment
+            .layout
+            .encode_record(&mut active.pending, seq, value);
+        segment.note(
+            seq,
+            offset,
+            size,
+            value.len() as u64,
+            value.first().copied().unwrap_or(0),
+        );
         self.high = self.high.max(Some(seq));
         if old.is_some() || active.pending.len() >= WRITE_BEHIND {
             // A replacement is written out before the old copy goes (its ack
@@ -389,8 +408,8 @@ impl QueueLog {
         Ok(())
     }
 
-    /// Starts a new segment file for writing.
-    fn roll(&mut self) -> io::Result<()> {
+    /// Starts a new segment file for writing, its first record `first`.
+    fn roll(&mut self, first: Seq) -> io::Result<()> {
         if let Some(mut active) = self.active.take() {
             write_pending(&mut active)?;
             // Sealed: the next flush fsyncs it (nothing to do if it is
@@ -407,6 +426,7 @@ impl QueueLog {
             self.dir_new = true;
         }
         let no = self.next_no;
+        let layout = Layout::new_file(first);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -418,10 +438,10 @@ impl QueueLog {
             no,
             file: Arc::new(file),
             written: 0,
-            pending: MAGIC.to_vec(),
+            pending: layout.file_header(),
             unsynced: false,
         });
-        self.segments.push(Segment::new(no));
+        self.segments.push(Segment::new(no, layout));
         Ok(())
     }
 

@@ -1,12 +1,12 @@
 //! A queue's segments read back at open.
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::PathBuf;
 
 use super::{QueueLog, Segment, acks_path, remove_file, seg_path, sum_path};
-use crate::segments::format::{self, Scanner};
+use crate::segments::format::{self, Layout, Scanner};
 use crate::segments::summary::Summary;
 
 impl QueueLog {
@@ -105,7 +105,7 @@ impl QueueLog {
             tracing::warn!(file = %path.display(), "not a segment file; deleting it");
             return Ok(None);
         };
-        let mut segment = Segment::new(no);
+        let mut segment = Segment::new(no, scanner.layout);
         segment.acks_len = acks_len;
         loop {
             let record = match scanner.next_record() {
@@ -124,7 +124,8 @@ impl QueueLog {
             segment.note(
                 record.seq,
                 record.offset,
-                (format::HEADER + record.len) as u64,
+                record.size,
+                record.len as u64,
                 record.first,
             );
             if acked.contains(&record.seq) {
@@ -173,12 +174,18 @@ impl QueueLog {
             tracing::warn!(file = %sum_file.display(), "ignoring a damaged segment summary");
             return Ok(None);
         };
-        let file_len = fs::metadata(seg_path(&self.dir, no))?.len();
+        let file = File::open(seg_path(&self.dir, no))?;
+        let file_len = file.metadata()?.len();
         if file_len != summary.len {
             tracing::warn!(file = %sum_file.display(), file_len, summary_len = summary.len,
                 "ignoring a segment summary of another length");
             return Ok(None);
         }
-        Ok(Some(Segment::from_summary(no, summary)))
+        // The summary does not say how the file lays out its records: its header does.
+        let Some(layout) = Layout::of_file(&file)? else {
+            tracing::warn!(file = %sum_file.display(), "ignoring the summary of a file with no segment header");
+            return Ok(None);
+        };
+        Ok(Some(Segment::from_summary(no, layout, summary)))
     }
 }
