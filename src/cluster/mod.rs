@@ -95,6 +95,7 @@ impl Cluster {
             bind: SocketAddr::new(config.bind, cluster.port),
             // AllowAll unless a test sets WARREN_TEST_LINK_FAULTS (the fault test's cuts).
             policy: warren_raft::transport::policy::from_env(),
+            security: Default::default(),
             data_dir: Some(raft_dir.clone()),
         })
         .await?;
