@@ -65,6 +65,24 @@ fn tls_flags(dir: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `text` without its ANSI escape sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_with_a_secret_and_tls_serves_a_quorum_queue() {
     let files = tempfile::tempdir().expect("dir");
@@ -78,7 +96,8 @@ async fn a_cluster_with_a_secret_and_tls_serves_a_quorum_queue() {
         })
         .collect();
     let nodes = Nodes::start_with(extra).await;
-    let log = nodes.log(0);
+    // The log may be coloured: drop the ANSI escapes before looking for the fields.
+    let log = strip_ansi(&nodes.log(0));
     assert!(
         log.contains("cluster links secured") && log.contains("secret=true tls=true"),
         "{log}"

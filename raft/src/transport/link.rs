@@ -55,11 +55,20 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// A link's read side: frames from the peer (TCP or TLS underneath).
-pub(crate) type LinkRead = FramedRead<Box<dyn AsyncRead + Send + Unpin>, LengthDelimitedCodec>;
+/// The byte stream under a link's reader (TCP or TLS).
+type ByteRead = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A link's read side: frames from the peer.
+pub(crate) type LinkRead = FramedRead<ByteRead, LengthDelimitedCodec>;
 
 /// A link's write side (TCP or TLS underneath).
 pub(crate) type LinkWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Splits a TLS stream into boxed halves, so the link code is the same over TCP and TLS.
+fn halves<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (ByteRead, LinkWrite) {
+    let (read, write) = tokio::io::split(stream);
+    (Box::new(read), Box::new(write))
+}
 
 /// Sets up a new connection: TLS if configured, then our Hello and the peer's (checked),
 /// then the proofs of the cluster secret if configured. Returns the split stream and the
@@ -71,28 +80,17 @@ pub(crate) async fn handshake(
     security: &LinkSecurity,
 ) -> Result<(LinkRead, LinkWrite, Hello), TransportError> {
     stream.set_nodelay(true)?;
-    let (read, mut write): (Box<dyn AsyncRead + Send + Unpin>, LinkWrite) = match &security.tls {
+    let (read, mut write): (ByteRead, LinkWrite) = match &security.tls {
         None => {
+            // TCP's owned halves need no lock between reader and writer.
             let (read, write) = stream.into_split();
             (Box::new(read), Box::new(write))
         }
         Some(tls) => {
             let handshake = async {
                 match side {
-                    Side::Dialer => tls.connect(stream).await.map(|s| {
-                        let (r, w) = tokio::io::split(s);
-                        (
-                            Box::new(r) as Box<dyn AsyncRead + Send + Unpin>,
-                            Box::new(w) as LinkWrite,
-                        )
-                    }),
-                    Side::Acceptor => tls.accept(stream).await.map(|s| {
-                        let (r, w) = tokio::io::split(s);
-                        (
-                            Box::new(r) as Box<dyn AsyncRead + Send + Unpin>,
-                            Box::new(w) as LinkWrite,
-                        )
-                    }),
+                    Side::Dialer => tls.connect(stream).await.map(halves),
+                    Side::Acceptor => tls.accept(stream).await.map(halves),
                 }
             };
             match tokio::time::timeout(HELLO_TIMEOUT, handshake).await {
@@ -271,6 +269,11 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: NodeId, mut reader: LinkRead, w
         let bytes = match next {
             None => break,
             Some(Ok(bytes)) => bytes,
+            // A peer gone without TLS's close_notify (killed): a plain TCP EOF says no more.
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(node = inner.node_id, peer, error = %e, "cluster link closed");
+                break;
+            }
             Some(Err(e)) => {
                 tracing::warn!(node = inner.node_id, peer, error = %e, "cluster link read failed");
                 break;
