@@ -123,7 +123,6 @@ async fn a_secret_on_one_side_only_is_refused_both_ways() {
 /// A raw connection that sends a Hello (and then what `then` holds) and returns what the
 /// node answered: the frames' bodies until it closed, answered, or went quiet.
 async fn raw(to: &Transport, proves: bool, then: Vec<Frame>) -> Vec<Body> {
-    let mut stream = TcpStream::connect(to.local_addr()).await.expect("connect");
     let hello = Frame {
         id: 0,
         body: Body::Hello(Hello {
@@ -136,9 +135,18 @@ async fn raw(to: &Transport, proves: bool, then: Vec<Frame>) -> Vec<Body> {
             proves,
         }),
     };
+    let frames = std::iter::once(hello)
+        .chain(then)
+        .map(|f| f.encode().expect("encode"))
+        .collect();
+    raw_bytes(to, frames).await
+}
+
+/// [`raw`] with the frames already encoded.
+async fn raw_bytes(to: &Transport, frames: Vec<Vec<u8>>) -> Vec<Body> {
+    let mut stream = TcpStream::connect(to.local_addr()).await.expect("connect");
     let mut buf = BytesMut::new();
-    for frame in std::iter::once(hello).chain(then) {
-        let bytes = frame.encode().expect("encode");
+    for bytes in frames {
         buf.put_u32(u32::try_from(bytes.len()).expect("small"));
         buf.put_slice(&bytes);
     }
@@ -148,14 +156,63 @@ async fn raw(to: &Transport, proves: bool, then: Vec<Frame>) -> Vec<Body> {
     while let Ok(Some(Ok(bytes))) =
         tokio::time::timeout(Duration::from_secs(2), frames.next()).await
     {
-        let body = Frame::decode(&bytes).expect("decode").body;
-        let answered = matches!(body, Body::Response(_));
-        bodies.push(body);
+        // A Hello of this version, or nothing to look at.
+        let Ok(frame) = Frame::decode(&bytes) else {
+            break;
+        };
+        let answered = matches!(frame.body, Body::Response(_));
+        bodies.push(frame.body);
         if answered {
             break;
         }
     }
     bodies
+}
+
+/// Protocol 2's Hello (no nonce, no proof), as a node of the previous release sends it.
+#[derive(serde::Serialize)]
+struct V2Hello {
+    cluster_name: String,
+    node_id: NodeId,
+    addr: String,
+    version: u32,
+    transient: bool,
+}
+
+#[derive(serde::Serialize)]
+enum V2Body {
+    Hello(V2Hello),
+}
+
+#[derive(serde::Serialize)]
+struct V2Frame {
+    id: u64,
+    body: V2Body,
+}
+
+#[tokio::test]
+async fn an_old_style_hello_gets_no_answer() {
+    let old = postcard::to_allocvec(&V2Frame {
+        id: 0,
+        body: V2Body::Hello(V2Hello {
+            cluster_name: "test".into(),
+            node_id: 9,
+            addr: "127.0.0.1:1".into(),
+            version: 2,
+            transient: true,
+        }),
+    })
+    .expect("encode");
+    assert_eq!(warren_raft::transport::wire::hello_version(&old), Some(2));
+    let ping = ping_frame().encode().expect("encode");
+    for security in [secret("s"), LinkSecurity::default()] {
+        let node = transport(1, security).await;
+        let answers = raw_bytes(&node, vec![old.clone(), ping.clone()]).await;
+        assert!(
+            !answers.iter().any(|b| matches!(b, Body::Response(_))),
+            "{answers:?}"
+        );
+    }
 }
 
 fn ping_frame() -> Frame {

@@ -20,7 +20,7 @@ use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, ClusterSecret, Exchange, Side};
-use super::wire::{Body, Frame, Hello, MAX_FRAME, PROTOCOL_VERSION, Request, Response};
+use super::wire::{self, Body, Frame, Hello, MAX_FRAME, PROTOCOL_VERSION, Request, Response};
 use super::{Inner, LinkSecurity, TransportError};
 use crate::types::NodeId;
 
@@ -123,7 +123,20 @@ pub(crate) async fn handshake(
     .await
     .map_err(alert)?;
     let mut reader = FramedRead::new(read, codec());
-    let theirs = match next_frame(&mut reader, "Hello").await.map_err(alert)? {
+    let first = next_bytes(&mut reader, "Hello").await.map_err(alert)?;
+    let body = match Frame::decode(&first) {
+        Ok(frame) => frame.body,
+        // Another version's Hello need not decode as ours: name its version if it can.
+        Err(e) => match wire::hello_version(&first) {
+            Some(v) if v != PROTOCOL_VERSION => {
+                return Err(TransportError::Handshake(format!(
+                    "peer speaks protocol {v}, we speak {PROTOCOL_VERSION}"
+                )));
+            }
+            _ => return Err(e.into()),
+        },
+    };
+    let theirs = match body {
         Body::Hello(h) => h,
         other => {
             return Err(TransportError::Handshake(format!(
@@ -236,6 +249,11 @@ async fn prove(
 
 /// The body of the next frame of a handshake, within [`HELLO_TIMEOUT`].
 async fn next_frame(reader: &mut LinkRead, what: &str) -> Result<Body, TransportError> {
+    Ok(Frame::decode(&next_bytes(reader, what).await?)?.body)
+}
+
+/// The next frame of a handshake, undecoded, within [`HELLO_TIMEOUT`].
+async fn next_bytes(reader: &mut LinkRead, what: &str) -> Result<BytesMut, TransportError> {
     let bytes = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
         Err(_) => {
             return Err(TransportError::Handshake(format!("no {what} within 5 s")));
@@ -245,7 +263,7 @@ async fn next_frame(reader: &mut LinkRead, what: &str) -> Result<Body, Transport
         }
         Ok(Some(frame)) => frame?,
     };
-    Ok(Frame::decode(&bytes)?.body)
+    Ok(bytes)
 }
 
 /// Runs a handshaken connection to `peer` until either side closes it or the transport stops.

@@ -209,6 +209,39 @@ pub enum RaftReply {
 #[error("cluster frame codec: {0}")]
 pub struct CodecError(#[from] postcard::Error);
 
+/// The fields every version's Hello starts with (postcard is positional, and
+/// `from_bytes` ignores what follows), to name the version of a peer whose Hello does not
+/// decode as ours.
+#[derive(Deserialize)]
+struct HelloHead {
+    _cluster_name: String,
+    _node_id: NodeId,
+    _addr: String,
+    version: u32,
+}
+
+/// [`Body`] as far as its first variant, [`Body::Hello`].
+#[derive(Deserialize)]
+enum HeadBody {
+    Hello(HelloHead),
+}
+
+/// [`Frame`] with a [`HeadBody`].
+#[derive(Deserialize)]
+struct HeadFrame {
+    _id: u64,
+    body: HeadBody,
+}
+
+/// The protocol version in a Hello frame of any version, if it is one.
+pub fn hello_version(bytes: &[u8]) -> Option<u32> {
+    let HeadFrame {
+        body: HeadBody::Hello(head),
+        ..
+    } = postcard::from_bytes(bytes).ok()?;
+    Some(head.version)
+}
+
 impl Frame {
     /// Encodes the frame with postcard.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
