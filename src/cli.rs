@@ -81,6 +81,18 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub cluster_seeds: Vec<String>,
+    /// File holding the secret shared by the cluster's nodes (owner-only, like RabbitMQ's Erlang cookie); without it the cluster port must be on a trusted network
+    #[arg(long, env = "WARREN_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// This node's certificate chain (PEM) for TLS between cluster nodes (with --cluster-tls-key and --cluster-tls-ca)
+    #[arg(long, env = "WARREN_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --cluster-tls-cert
+    #[arg(long, env = "WARREN_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// The cluster's CA certificates (PEM): peers' certificates must chain to them
+    #[arg(long, env = "WARREN_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
     /// Check the configuration (and the definitions file, if any), then exit
     #[arg(long)]
     pub check_config: bool,
@@ -156,6 +168,18 @@ impl Args {
         if !self.cluster_seeds.is_empty() {
             config.cluster_seeds = self.cluster_seeds;
         }
+        if let Some(path) = self.cluster_secret_file {
+            config.cluster_secret_file = Some(path);
+        }
+        if let Some(path) = self.cluster_tls_cert {
+            config.cluster_tls_cert = Some(path);
+        }
+        if let Some(path) = self.cluster_tls_key {
+            config.cluster_tls_key = Some(path);
+        }
+        if let Some(path) = self.cluster_tls_ca {
+            config.cluster_tls_ca = Some(path);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -223,6 +247,28 @@ mod tests {
         assert!(error.contains("is also the AMQP port"), "{error}");
         let bad = Args::try_parse_from(["warren", "--cluster-seed", "nowhere"]).expect("flags");
         assert!(bad.into_config().is_err());
+        let secured = Args::try_parse_from([
+            "warren",
+            "--node-name",
+            "warren@a",
+            "--cluster-secret-file",
+            "/nonexistent/warren-secret",
+            "--cluster-tls-cert",
+            "n.pem",
+            "--cluster-tls-key",
+            "n.key",
+            "--cluster-tls-ca",
+            "ca.pem",
+        ])
+        .expect("flags");
+        assert_eq!(
+            secured.cluster_secret_file,
+            Some(PathBuf::from("/nonexistent/warren-secret"))
+        );
+        assert_eq!(secured.cluster_tls_ca, Some(PathBuf::from("ca.pem")));
+        // The secret is read at start: a missing file stops it.
+        let error = secured.into_config().expect_err("no secret").to_string();
+        assert!(error.contains("/nonexistent/warren-secret"), "{error}");
         // No cluster flag, no cluster.
         let plain = Args::try_parse_from(["warren"]).expect("flags");
         assert_eq!(

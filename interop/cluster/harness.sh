@@ -21,6 +21,8 @@
 # reads (`isolate <raft id>` lines; the ids are in nN/raft/node). WARREN_BIN picks the broker binary (default
 # target/debug/warren, built with warrenctl if missing; WARRENCTL_BIN: next to it). Every node has the other two as seeds: the first
 # by name (n1) initializes the cluster, n2 and n3 join it. Logs are kept on failure.
+# CLUSTER_SECRET=1 at start writes an owner-only random secret to $DIR/secret and passes
+# it (--cluster-secret-file) to every node, on later restarts too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -51,6 +53,9 @@ api() { # node path
 start() {
     if [ ! -x "$BIN" ] || [ ! -x "$CTL" ]; then cargo build -q -p warren --bins; fi
     rm -rf "$DIR"; mkdir -p "$DIR"
+    if [ "${CLUSTER_SECRET:-0}" = 1 ]; then
+        (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' >"$DIR/secret")
+    fi
     read -r -a P <<<"$(free_ports 9)"
     : >"$DIR/env"
     for i in $NODES; do
@@ -72,6 +77,7 @@ launch() { # node [seed]: start it (again) with its ports and the other two as s
         seeds+=(--cluster-seed "127.0.0.1:${!other}")
     done
     if [ -n "${2:-}" ]; then seeds=(--cluster-seed "$2"); fi
+    if [ -f "$DIR/secret" ]; then seeds+=(--cluster-secret-file "$DIR/secret"); fi
     mkdir -p "$DIR/n$i"
     WARREN_TEST_LINK_FAULTS="$DIR/faults" RUST_LOG="${RUST_LOG:-info,openraft=warn}" "$BIN" --bind 127.0.0.1 --port "${!amqp}" \
         --management-port "${!mgmt}" --data-dir "$DIR/n$i" --node-name "warren@n$i" \

@@ -32,8 +32,11 @@ pub use node::{AppHandler, Group, GroupRaft, NodeConfig, NodeError, RaftNode};
 pub use openraft::BasicNode;
 pub use router::Router;
 pub use transport::policy::{AllowAll, CutLinks, FaultFile, Faults, LinkPolicy, Verdict};
+pub use transport::tls::TlsSetupError;
 pub use transport::wire::{JoinReply, Response, WriteReply};
-pub use transport::{Transport, TransportConfig, TransportError};
+pub use transport::{
+    ClusterSecret, LinkSecurity, LinkTls, Transport, TransportConfig, TransportError,
+};
 pub use types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Wr};
 pub use wal::{Wal, WalError};
 pub use wal_log::WalLog;

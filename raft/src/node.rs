@@ -29,7 +29,9 @@ use crate::router::{NetworkFactory, Router};
 use crate::snapshot::SnapshotStore;
 use crate::transport::policy::LinkPolicy;
 use crate::transport::wire::{JoinReply, RaftReply, RaftRpc, Request, Response, WriteReply};
-use crate::transport::{Handler, HandlerFuture, Transport, TransportConfig, TransportError};
+use crate::transport::{
+    Handler, HandlerFuture, LinkSecurity, Transport, TransportConfig, TransportError,
+};
 use crate::types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Snapshot, Wr};
 use crate::wal::{Wal, WalError};
 use crate::wal_log::WalLog;
@@ -47,6 +49,8 @@ pub struct NodeConfig {
     pub bind: SocketAddr,
     /// Which links may carry traffic (`AllowAll` outside tests).
     pub policy: Arc<dyn LinkPolicy>,
+    /// The cluster secret and TLS of the node's links (default: neither).
+    pub security: LinkSecurity,
     /// The node's Raft directory (`<data_dir>/wal/`, `<data_dir>/snap/<group>/`; the broker
     /// will pass its `<data dir>/raft`); `None` keeps every log in memory (tests only).
     pub data_dir: Option<PathBuf>,
@@ -269,6 +273,7 @@ impl RaftNode {
                 bind: config.bind,
                 connect_timeout: Duration::from_secs(2),
                 policy: config.policy,
+                security: config.security,
             },
             groups.clone(),
         )

@@ -32,6 +32,7 @@ async fn node(id: u64) -> RaftNode {
         cluster_name: "test".into(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         policy: Arc::new(AllowAll),
+        security: Default::default(),
         data_dir: None,
     })
     .await

@@ -17,6 +17,7 @@ async fn start_node(id: NodeId, bind: SocketAddr, dir: &Path) -> (RaftNode, Grou
         cluster_name: "test".into(),
         bind,
         policy: Arc::new(AllowAll),
+        security: Default::default(),
         data_dir: Some(dir.to_path_buf()),
     })
     .await

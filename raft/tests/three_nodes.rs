@@ -28,6 +28,7 @@ impl Cluster {
                 cluster_name: "test".into(),
                 bind: "127.0.0.1:0".parse().expect("addr"),
                 policy: links.clone(),
+                security: Default::default(),
                 data_dir: None,
             })
             .await
@@ -243,6 +244,7 @@ async fn leadership_transfers_and_a_new_learner_gets_a_snapshot() {
         cluster_name: "test".into(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         policy: cluster.links.clone(),
+        security: Default::default(),
         data_dir: None,
     })
     .await

@@ -43,6 +43,7 @@ async fn transport(id: NodeId, links: Arc<CutLinks>) -> Transport {
             bind: "127.0.0.1:0".parse().expect("addr"),
             connect_timeout: Duration::from_secs(1),
             policy: links,
+            security: Default::default(),
         },
         Arc::new(Echo),
     )
@@ -74,6 +75,8 @@ fn frames_round_trip() {
                 addr: "127.0.0.1:25672".into(),
                 version: 1,
                 transient: false,
+                nonce: [9; 32],
+                proves: true,
             }),
         },
         Frame {
@@ -224,6 +227,7 @@ async fn application_messages_reach_the_handler_in_the_order_sent() {
             bind: "127.0.0.1:0".parse().expect("addr"),
             connect_timeout: Duration::from_secs(1),
             policy: links,
+            security: Default::default(),
         },
         recorder.clone(),
     )
@@ -278,6 +282,7 @@ async fn a_reply_does_not_cross_a_cut_made_after_its_request() {
             bind: "127.0.0.1:0".parse().expect("addr"),
             connect_timeout: Duration::from_secs(1),
             policy: links.clone(),
+            security: Default::default(),
         },
         Arc::new(Slow),
     )

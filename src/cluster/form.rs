@@ -124,6 +124,10 @@ async fn ask_seeds(
                     exists = true;
                     tracing::warn!(%addr, %why, "join refused");
                 }
+                // A seed with another secret or CA: the operator must hear of it.
+                Err(e) if e.is_security() => {
+                    tracing::warn!(%addr, error = %e, "seed refused this node's link")
+                }
                 Err(e) => tracing::debug!(%addr, error = %e, "seed unreachable"),
             }
             break;

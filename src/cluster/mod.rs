@@ -53,6 +53,9 @@ pub enum ClusterError {
     /// The Raft node.
     #[error(transparent)]
     Node(#[from] warren_raft::NodeError),
+    /// The link's secret or TLS files.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Where this node's own listeners are, for its `NodeJoined` announcement.
@@ -89,12 +92,15 @@ impl Cluster {
         let config = &broker.config;
         let raft_dir = config.data_dir.join("raft");
         let identity = Identity::load_or_create(&raft_dir, &cluster.node_name, CLUSTER_NAME)?;
+        let security = config.cluster_security()?;
+        log_security(&security, cluster.port);
         let node = RaftNode::start(NodeConfig {
             node_id: identity.id,
             cluster_name: identity.cluster.clone(),
             bind: SocketAddr::new(config.bind, cluster.port),
             // AllowAll unless a test sets WARREN_TEST_LINK_FAULTS (the fault test's cuts).
             policy: warren_raft::transport::policy::from_env(),
+            security,
             data_dir: Some(raft_dir.clone()),
         })
         .await?;
@@ -253,6 +259,32 @@ impl Cluster {
     pub async fn shutdown(&self) {
         self.stop.cancel();
         self.node.shutdown().await;
+    }
+}
+
+/// Says at start how the cluster links are secured, and warns when they are not.
+fn log_security(security: &warren_raft::LinkSecurity, port: u16) {
+    match (&security.secret, &security.tls) {
+        (None, None) => tracing::warn!(
+            port,
+            "cluster links are neither authenticated nor encrypted: any host that reaches \
+             the cluster port can join; set cluster_secret_file (and cluster_tls_*) unless \
+             the network is trusted"
+        ),
+        (secret, tls) => tracing::info!(
+            secret = secret.is_some(),
+            tls = tls.is_some(),
+            "cluster links secured"
+        ),
+    }
+    // A short secret could be guessed offline from one handshake seen on the network.
+    if let Some(secret) = &security.secret
+        && secret.len() < 16
+    {
+        tracing::warn!(
+            bytes = secret.len(),
+            "the cluster secret is short; use 16 bytes or more (e.g. openssl rand -hex 32)"
+        );
     }
 }
 

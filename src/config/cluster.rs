@@ -1,4 +1,5 @@
-//! The cluster keys (`node_name`, `cluster_port`, `cluster_seeds`):
+//! The cluster keys (`node_name`, `cluster_port`, `cluster_seeds`; the link's
+//! secret and TLS are read by `cluster_security.rs`):
 //! resolved and checked into a [`ClusterConfig`], which the `cluster` room
 //! acts on (issue 18).
 
@@ -66,6 +67,8 @@ impl Config {
             .iter()
             .map(|seed| parse_seed(seed))
             .collect::<Result<Vec<_>, _>>()?;
+        // Read now, so a bad secret or certificate stops the start (and --check-config).
+        self.cluster_security()?;
         Ok(Some(ClusterConfig {
             node_name,
             port,

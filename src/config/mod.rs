@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 mod cluster;
+mod cluster_security;
 pub use cluster::{ClusterConfig, DEFAULT_CLUSTER_PORT};
 
 /// Why a configuration was refused.
@@ -140,6 +141,19 @@ pub struct Config {
     pub cluster_port: Option<u16>,
     /// `HOST:PORT` of cluster nodes to join at first start.
     pub cluster_seeds: Vec<String>,
+    /// A file holding the secret every node of the cluster shares (RabbitMQ's
+    /// Erlang cookie): peers prove they know it, it never crosses the wire.
+    /// Owner-only (mode 600 or 400). Without it any host that reaches
+    /// `cluster_port` may join: a trusted network only.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// This node's certificate chain (PEM, leaf first) for TLS on cluster
+    /// links; with `cluster_tls_key` and `cluster_tls_ca`, all or none.
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `cluster_tls_cert`.
+    pub cluster_tls_key: Option<PathBuf>,
+    /// The cluster's CA certificates (PEM): every node's certificate must
+    /// chain to them, both ways.
+    pub cluster_tls_ca: Option<PathBuf>,
 }
 
 /// The TLS files of a configuration, read and parsed.
@@ -195,6 +209,10 @@ impl Default for Config {
             node_name: None,
             cluster_port: None,
             cluster_seeds: Vec::new(),
+            cluster_secret_file: None,
+            cluster_tls_cert: None,
+            cluster_tls_key: None,
+            cluster_tls_ca: None,
         }
     }
 }
@@ -378,7 +396,10 @@ impl Config {
 }
 
 /// Every certificate of a PEM file; none is an error.
-fn read_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn read_certificates(
+    path: &Path,
+    key: &str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| pem_error(path, key, e))?;
@@ -392,12 +413,16 @@ fn read_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'stati
     Ok(certs)
 }
 
-fn pem_error(path: &Path, key: &str, error: rustls::pki_types::pem::Error) -> ConfigError {
+pub(crate) fn pem_error(
+    path: &Path,
+    key: &str,
+    error: rustls::pki_types::pem::Error,
+) -> ConfigError {
     use rustls::pki_types::pem::Error;
     let why = match error {
         Error::Io(e) => format!("cannot read it: {e}"),
         Error::NoItemsFound => match key {
-            "tls_key" => "no private key in it".to_owned(),
+            "tls_key" | "cluster_tls_key" => "no private key in it".to_owned(),
             _ => "no certificate in it".to_owned(),
         },
         other => format!("not valid PEM: {other}"),

@@ -9,6 +9,7 @@ mod nodes;
 mod quorum;
 mod quorum_members;
 mod remote_queues;
+mod secure;
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,

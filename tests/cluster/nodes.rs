@@ -23,6 +23,8 @@ pub struct Ports {
 pub struct Nodes {
     pub ports: Vec<Ports>,
     children: Vec<Option<Child>>,
+    /// Flags added to each node's command line (the cluster secret and TLS files).
+    extra: Vec<Vec<String>>,
     dir: tempfile::TempDir,
 }
 
@@ -50,6 +52,18 @@ pub fn free_port() -> u16 {
 impl Nodes {
     /// Starts three nodes and waits until every one sees three running nodes and a leader.
     pub async fn start() -> Self {
+        Self::start_with(vec![Vec::new(); 3]).await
+    }
+
+    /// [`Nodes::start`] with `extra[i]` added to node `i`'s flags.
+    pub async fn start_with(extra: Vec<Vec<String>>) -> Self {
+        let nodes = Self::launch_all(extra);
+        nodes.wait_formed().await;
+        nodes
+    }
+
+    /// Starts three nodes with `extra[i]` added to node `i`'s flags, without waiting.
+    pub fn launch_all(extra: Vec<Vec<String>>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = (0..3)
             .map(|_| Ports {
@@ -61,13 +75,18 @@ impl Nodes {
         let mut nodes = Nodes {
             ports,
             children: vec![None, None, None],
+            extra,
             dir,
         };
         for i in 0..3 {
             nodes.launch(i);
         }
-        nodes.wait_formed().await;
         nodes
+    }
+
+    /// Node `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("n{}.log", i + 1))).unwrap_or_default()
     }
 
     fn launch(&mut self, i: usize) {
@@ -90,6 +109,7 @@ impl Nodes {
                 cmd.args(["--cluster-seed", &format!("127.0.0.1:{}", other.cluster)]);
             }
         }
+        cmd.args(self.extra.get(i).into_iter().flatten());
         let child = cmd
             .env("RUST_LOG", "info,openraft=warn")
             // The transport's test hook: `cut` and `heal` write this file.
@@ -166,6 +186,31 @@ impl Nodes {
         let tmp = self.dir.path().join("faults.tmp");
         std::fs::write(&tmp, text).expect("fault file");
         std::fs::rename(&tmp, self.dir.path().join("faults")).expect("fault file");
+    }
+
+    /// Node `i`'s `/api/nodes`: `(name, running, metadata leader)` of each node it lists.
+    pub async fn listed_on(&self, i: usize) -> Option<Vec<(String, bool, bool)>> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports[i].mgmt));
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            return None;
+        }
+        let resp = self.api(i).get("/api/nodes").await;
+        if resp.status != 200 {
+            return None;
+        }
+        let nodes = serde_json::from_str::<serde_json::Value>(&resp.body).ok()?;
+        let listed = nodes
+            .as_array()?
+            .iter()
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap_or_default().to_owned(),
+                    n["running"] == true,
+                    n["cluster"]["metadata_leader"] == true,
+                )
+            })
+            .collect();
+        Some(listed)
     }
 
     async fn formed_on(&self, i: usize) -> bool {

@@ -7,9 +7,15 @@
 //! peer. A request waits for the response of the same id, for at most its timeout; a dropped
 //! connection fails every request in flight on it at once. See docs/cluster-design.md
 //! section 3.
+//!
+//! A link may be secured ([`LinkSecurity`]): TLS with mutual certificates ([`tls`]) and a
+//! shared secret proven in the handshake ([`auth`]), either or both. Without either, anyone
+//! who reaches the port may join the links: a trusted network only.
 
+pub mod auth;
 mod link;
 pub mod policy;
+pub mod tls;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -27,8 +33,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+pub use self::auth::ClusterSecret;
+use self::auth::Side;
 use self::link::{LinkHandle, lock};
 use self::policy::{LinkPolicy, Verdict};
+pub use self::tls::LinkTls;
 use self::wire::{Body, CodecError, Frame, Hello, PROTOCOL_VERSION, Request, Response};
 use crate::types::NodeId;
 
@@ -70,6 +79,29 @@ pub enum TransportError {
     /// The peer's Hello was missing or refused.
     #[error("cluster handshake: {0}")]
     Handshake(String),
+    /// The peer did not prove the cluster secret (or this node could not check it).
+    #[error("cluster peer not authenticated: {0}")]
+    Auth(String),
+    /// The TLS handshake failed (no certificate, another CA, a plain peer).
+    #[error("cluster TLS: {0}")]
+    Tls(String),
+}
+
+impl TransportError {
+    /// Whether the peer failed the link's security (secret or TLS): worth a warning, as
+    /// it is either a misconfigured node or someone who should not be there.
+    pub fn is_security(&self) -> bool {
+        matches!(self, Self::Auth(_) | Self::Tls(_))
+    }
+}
+
+/// How a node's links are secured; the default secures nothing (a trusted network only).
+#[derive(Clone, Debug, Default)]
+pub struct LinkSecurity {
+    /// The cluster secret every node proves it knows in the handshake.
+    pub secret: Option<ClusterSecret>,
+    /// TLS with mutual certificates under the cluster's CA.
+    pub tls: Option<LinkTls>,
 }
 
 /// How a node's transport is set up.
@@ -84,6 +116,8 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Which links may carry traffic.
     pub policy: Arc<dyn LinkPolicy>,
+    /// The secret and TLS of every link.
+    pub security: LinkSecurity,
 }
 
 /// What the transport knows of one peer.
@@ -101,6 +135,7 @@ pub(crate) struct Inner {
     connect_timeout: Duration,
     pub(crate) handler: Arc<dyn Handler>,
     policy: Arc<dyn LinkPolicy>,
+    security: LinkSecurity,
     peers: Mutex<HashMap<NodeId, Peer>>,
     next_request: AtomicU64,
     next_generation: AtomicU64,
@@ -128,6 +163,7 @@ impl Transport {
             connect_timeout: config.connect_timeout,
             handler,
             policy: config.policy,
+            security: config.security,
             peers: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
@@ -256,7 +292,8 @@ impl Transport {
         hello.transient = true;
         let outcome = tokio::time::timeout(timeout, async {
             let stream = TcpStream::connect(addr).await?;
-            let (reader, writer, theirs) = link::handshake(stream, &hello).await?;
+            let (reader, writer, theirs) =
+                link::handshake(stream, &hello, Side::Dialer, &self.inner.security).await?;
             // The peer's id is known only now; a cut refuses the call as it would a link.
             if self.inner.cut(self.inner.node_id, theirs.node_id) {
                 return Err(TransportError::LinkCut {
@@ -287,6 +324,9 @@ impl Inner {
             addr: self.local_addr.to_string(),
             version: PROTOCOL_VERSION,
             transient: false,
+            // Set by the handshake.
+            nonce: [0; auth::NONCE_LEN],
+            proves: false,
         }
     }
 
@@ -349,7 +389,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         };
         let inner = inner.clone();
         tokio::spawn(async move {
-            match link::handshake(stream, &inner.hello()).await {
+            match link::handshake(stream, &inner.hello(), Side::Acceptor, &inner.security).await {
                 Ok((reader, writer, hello)) => {
                     if inner.cut_between(hello.node_id) {
                         tracing::debug!(
@@ -367,6 +407,9 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                         tracing::warn!(node = inner.node_id, peer = hello.node_id, %remote,
                             "refused a dial from a higher node id (the lower id dials)");
                     }
+                }
+                Err(e) if e.is_security() => {
+                    tracing::warn!(node = inner.node_id, %remote, error = %e, "refused a cluster peer")
                 }
                 Err(e) => {
                     tracing::warn!(node = inner.node_id, %remote, error = %e, "cluster handshake failed")
@@ -389,26 +432,31 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId) {
             break;
         };
         match tokio::time::timeout(inner.connect_timeout, TcpStream::connect(&addr)).await {
-            Ok(Ok(stream)) => match link::handshake(stream, &inner.hello()).await {
-                Ok(_) if inner.cut_between(peer) => {
-                    // Cut by the test hook: retry soon, so a heal is seen within a period.
-                    backoff = FIRST;
-                    tracing::debug!(
-                        node = inner.node_id,
-                        peer,
-                        "link cut (test hook); not connecting"
-                    );
-                }
-                Ok((reader, writer, hello)) if hello.node_id == peer => {
-                    backoff = FIRST;
-                    link::run(inner.clone(), peer, reader, writer).await;
-                }
-                Ok((_, _, hello)) => tracing::warn!(node = inner.node_id, peer, %addr,
+            Ok(Ok(stream)) => {
+                match link::handshake(stream, &inner.hello(), Side::Dialer, &inner.security).await {
+                    Ok(_) if inner.cut_between(peer) => {
+                        // Cut by the test hook: retry soon, so a heal is seen within a period.
+                        backoff = FIRST;
+                        tracing::debug!(
+                            node = inner.node_id,
+                            peer,
+                            "link cut (test hook); not connecting"
+                        );
+                    }
+                    Ok((reader, writer, hello)) if hello.node_id == peer => {
+                        backoff = FIRST;
+                        link::run(inner.clone(), peer, reader, writer).await;
+                    }
+                    Ok((_, _, hello)) => tracing::warn!(node = inner.node_id, peer, %addr,
                     answered = hello.node_id, "dialed the wrong node"),
-                Err(e) => {
-                    tracing::debug!(node = inner.node_id, peer, %addr, error = %e, "cluster handshake failed")
+                    Err(e) if e.is_security() => {
+                        tracing::warn!(node = inner.node_id, peer, %addr, error = %e, "refused a cluster peer")
+                    }
+                    Err(e) => {
+                        tracing::debug!(node = inner.node_id, peer, %addr, error = %e, "cluster handshake failed")
+                    }
                 }
-            },
+            }
             Ok(Err(e)) => {
                 tracing::debug!(node = inner.node_id, peer, %addr, error = %e, "cluster dial failed")
             }

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Nonce, Proof};
+
 use crate::types::{Command, GroupId, NodeId, Reply, SnapshotData, SnapshotMeta, Vote, Wr};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
@@ -13,7 +15,9 @@ use openraft::raft::{
 };
 
 /// The wire protocol version carried in [`Hello`]; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: the Hello carries a nonce and whether its sender proves the cluster secret
+/// ([`Body::Proof`]).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame accepted (a full snapshot travels in one frame in step 1).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -36,6 +40,8 @@ pub enum Body {
     Request(Request),
     /// The answer to the request with the frame's id.
     Response(Response),
+    /// Proof of the cluster secret, right after the Hellos (see `transport::auth`).
+    Proof(Proof),
 }
 
 /// Identifies the sending node on a new link.
@@ -52,6 +58,10 @@ pub struct Hello {
     /// A one-request connection (join, leave) that is never the pair's link, so any id may
     /// dial it.
     pub transient: bool,
+    /// A fresh random nonce, which the peer's proof of the cluster secret binds.
+    pub nonce: Nonce,
+    /// Whether the sender has a cluster secret and sends a [`Body::Proof`] next.
+    pub proves: bool,
 }
 
 /// A request to a peer.
@@ -198,6 +208,39 @@ pub enum RaftReply {
 #[derive(Debug, thiserror::Error)]
 #[error("cluster frame codec: {0}")]
 pub struct CodecError(#[from] postcard::Error);
+
+/// The fields every version's Hello starts with (postcard is positional, and
+/// `from_bytes` ignores what follows), to name the version of a peer whose Hello does not
+/// decode as ours.
+#[derive(Deserialize)]
+struct HelloHead {
+    _cluster_name: String,
+    _node_id: NodeId,
+    _addr: String,
+    version: u32,
+}
+
+/// [`Body`] as far as its first variant, [`Body::Hello`].
+#[derive(Deserialize)]
+enum HeadBody {
+    Hello(HelloHead),
+}
+
+/// [`Frame`] with a [`HeadBody`].
+#[derive(Deserialize)]
+struct HeadFrame {
+    _id: u64,
+    body: HeadBody,
+}
+
+/// The protocol version in a Hello frame of any version, if it is one.
+pub fn hello_version(bytes: &[u8]) -> Option<u32> {
+    let HeadFrame {
+        body: HeadBody::Hello(head),
+        ..
+    } = postcard::from_bytes(bytes).ok()?;
+    Some(head.version)
+}
 
 impl Frame {
     /// Encodes the frame with postcard.
