@@ -59,6 +59,9 @@ pub struct Args {
     /// Serve the management HTTP API over https with --tls-cert and --tls-key [default: false]
     #[arg(long, env = "WARREN_MANAGEMENT_TLS", num_args = 0..=1, default_missing_value = "true")]
     pub management_tls: Option<bool>,
+    /// Message bodies a cluster member keeps in memory per quorum queue, the rest paged to disk [default: 16384]
+    #[arg(long, env = "WARREN_QUORUM_WINDOW")]
+    pub quorum_window: Option<usize>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -155,6 +158,9 @@ impl Args {
         }
         if !self.cluster_seeds.is_empty() {
             config.cluster_seeds = self.cluster_seeds;
+        }
+        if let Some(window) = self.quorum_window {
+            config.quorum_window = window;
         }
         config.validate()?;
         Ok(config)
