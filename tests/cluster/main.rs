@@ -7,6 +7,7 @@ mod common;
 mod nodes;
 mod quorum;
 mod quorum_members;
+mod quorum_paging;
 mod remote_queues;
 
 use lapin::options::{

@@ -24,6 +24,8 @@ pub struct Nodes {
     pub ports: Vec<Ports>,
     children: Vec<Option<Child>>,
     dir: tempfile::TempDir,
+    /// Flags every node starts with.
+    flags: Vec<String>,
 }
 
 /// A free port below the kernel's ephemeral range (32768 and up), so that nothing binding
@@ -50,6 +52,11 @@ pub fn free_port() -> u16 {
 impl Nodes {
     /// Starts three nodes and waits until every one sees three running nodes and a leader.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Nodes::start`], every node with `flags` too.
+    pub async fn start_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = (0..3)
             .map(|_| Ports {
@@ -62,6 +69,7 @@ impl Nodes {
             ports,
             children: vec![None, None, None],
             dir,
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
         };
         for i in 0..3 {
             nodes.launch(i);
@@ -84,7 +92,8 @@ impl Nodes {
             .arg("--data-dir")
             .arg(&data)
             .args(["--node-name", &format!("warren@n{}", i + 1)])
-            .args(["--cluster-port", &p.cluster.to_string()]);
+            .args(["--cluster-port", &p.cluster.to_string()])
+            .args(&self.flags);
         for (j, other) in self.ports.iter().enumerate() {
             if j != i {
                 cmd.args(["--cluster-seed", &format!("127.0.0.1:{}", other.cluster)]);
