@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,8 +86,8 @@ struct Place {
 #[derive(Debug)]
 struct SpillFile {
     path: PathBuf,
-    /// Positional reads (they do not move the writer's offset).
-    reader: File,
+    /// Positional writes and reads.
+    file: File,
     /// Bodies still held in it.
     live: usize,
 }
@@ -96,10 +96,7 @@ struct SpillFile {
 #[derive(Debug)]
 struct Writer {
     file: u64,
-    out: BufWriter<File>,
     len: u64,
-    /// Appended bytes not yet handed to the kernel (a read of this file flushes first).
-    dirty: bool,
 }
 
 /// A member's bodies of one quorum queue.
@@ -222,17 +219,30 @@ impl Bodies {
         let Some(writer) = self.writer.as_mut() else {
             return Err(io::Error::other("no spill file"));
         };
-        writer.out.write_all(&bytes)?;
+        let Some(file) = self.files.get_mut(&writer.file) else {
+            return Err(io::Error::other("no spill file"));
+        };
+        // Unbuffered, at the file's end: a body is placed only once the kernel has it, so
+        // a failed write (disk full) loses no earlier body, and reads need no flush. A
+        // failed write's bytes are overwritten by the next.
+        if let Err(error) = file.file.write_all_at(&bytes, writer.len) {
+            if file.live == 0 {
+                // A new file nothing went into: it goes (the next write opens another).
+                let number = writer.file;
+                self.writer = None;
+                if let Some(file) = self.files.remove(&number) {
+                    let _ = std::fs::remove_file(&file.path);
+                }
+            }
+            return Err(error);
+        }
+        file.live += 1;
         let place = Place {
             file: writer.file,
             offset: writer.len,
             len,
         };
         writer.len += u64::from(len);
-        writer.dirty = true;
-        if let Some(file) = self.files.get_mut(&place.file) {
-            file.live += 1;
-        }
         if let Some(old) = self.paged.insert(id, place) {
             self.forget(old);
         }
@@ -246,27 +256,24 @@ impl Bodies {
         std::fs::create_dir_all(dir)?;
         let number = self.next_file;
         let path = dir.join(format!("{}-{number}.spill", self.store));
-        let out = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .read(true)
             .open(&path)?;
-        let reader = out.try_clone()?;
         self.next_file += 1;
         self.files.insert(
             number,
             SpillFile {
                 path,
-                reader,
+                file,
                 live: 0,
             },
         );
         self.writer = Some(Writer {
             file: number,
-            out: BufWriter::with_capacity(256 << 10, out),
             len: 0,
-            dirty: false,
         });
         Ok(())
     }
@@ -301,7 +308,7 @@ impl Bodies {
 
     /// Body `id`, read back if paged (it stays paged: a delivery needs it once);
     /// `Ok(None)` if it is not held.
-    pub fn get(&mut self, id: MsgId) -> Result<Option<WireMessage>, BodyError> {
+    pub fn get(&self, id: MsgId) -> Result<Option<WireMessage>, BodyError> {
         if let Some(message) = self.memory.get(&id) {
             return Ok(Some(message.clone()));
         }
@@ -311,7 +318,7 @@ impl Bodies {
         }
     }
 
-    fn read(&mut self, id: MsgId, place: Place) -> Result<WireMessage, BodyError> {
+    fn read(&self, id: MsgId, place: Place) -> Result<WireMessage, BodyError> {
         let path = self
             .files
             .get(&place.file)
@@ -322,13 +329,6 @@ impl Bodies {
             path: path.clone(),
             source,
         };
-        if let Some(writer) = self.writer.as_mut()
-            && writer.file == place.file
-            && writer.dirty
-        {
-            writer.out.flush().map_err(io_error)?;
-            writer.dirty = false;
-        }
         let Some(file) = self.files.get(&place.file) else {
             return Err(io_error(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -336,7 +336,7 @@ impl Bodies {
             )));
         };
         let mut buf = vec![0; place.len as usize];
-        file.reader
+        file.file
             .read_exact_at(&mut buf, place.offset)
             .map_err(io_error)?;
         postcard::from_bytes(&buf).map_err(|source| BodyError::Decode {

@@ -208,13 +208,12 @@ impl Machine {
     /// The state as a snapshot: the fifo, every body (paged ones read back one at a time
     /// while encoding) and the last index applied; the layout of the earlier in-memory
     /// machine (`fifo`, a map of bodies, `applied`), so snapshots taken before still load.
-    pub fn snapshot(&mut self) -> Result<Vec<u8>, std::io::Error> {
-        let ids = self.bodies.ids();
+    pub fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
         let view = SnapshotView {
             fifo: &self.fifo,
             bodies: BodiesView {
-                ids,
-                bodies: std::cell::RefCell::new(&mut self.bodies),
+                ids: self.bodies.ids(),
+                bodies: &self.bodies,
             },
             applied: self.applied,
         };
@@ -246,12 +245,12 @@ struct SnapshotView<'a> {
 /// Every body, as a map in id order, read as encoded.
 struct BodiesView<'a> {
     ids: Vec<MsgId>,
-    bodies: std::cell::RefCell<&'a mut Bodies>,
+    bodies: &'a Bodies,
 }
 
 impl Serialize for BodiesView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut bodies = self.bodies.borrow_mut();
+        let bodies = self.bodies;
         let mut map = serializer.serialize_map(Some(self.ids.len()))?;
         for &id in &self.ids {
             let body: Option<WireMessage> = bodies.get(id).map_err(|e: BodyError| {
