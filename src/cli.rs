@@ -203,6 +203,15 @@ mod tests {
     }
 
     #[test]
+    fn the_quorum_window_flag_reaches_the_config() {
+        assert_eq!(Config::default().quorum_window, 16_384);
+        let args = Args::try_parse_from(["warren", "--quorum-window", "20"]).expect("flags");
+        assert_eq!(args.into_config().expect("valid").quorum_window, 20);
+        let file: Config = toml::from_str("quorum_window = 0").expect("parse");
+        assert_eq!(file.quorum_window, 0);
+    }
+
+    #[test]
     fn cluster_flags_reach_the_config() {
         let args = Args::try_parse_from([
             "warren",
