@@ -59,6 +59,9 @@ pub struct Args {
     /// Serve the management HTTP API over https with --tls-cert and --tls-key [default: false]
     #[arg(long, env = "WARREN_MANAGEMENT_TLS", num_args = 0..=1, default_missing_value = "true")]
     pub management_tls: Option<bool>,
+    /// Message bodies a cluster member keeps in memory per quorum queue, the rest paged to disk [default: 16384]
+    #[arg(long, env = "WARREN_QUORUM_WINDOW")]
+    pub quorum_window: Option<usize>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -180,6 +183,9 @@ impl Args {
         if let Some(path) = self.cluster_tls_ca {
             config.cluster_tls_ca = Some(path);
         }
+        if let Some(window) = self.quorum_window {
+            config.quorum_window = window;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -218,6 +224,15 @@ mod tests {
         // The files do not exist: validation names the first one it reads.
         let error = args.into_config().expect_err("missing files").to_string();
         assert!(error.contains("server.pem"), "{error}");
+    }
+
+    #[test]
+    fn the_quorum_window_flag_reaches_the_config() {
+        assert_eq!(Config::default().quorum_window, 16_384);
+        let args = Args::try_parse_from(["warren", "--quorum-window", "20"]).expect("flags");
+        assert_eq!(args.into_config().expect("valid").quorum_window, 20);
+        let file: Config = toml::from_str("quorum_window = 0").expect("parse");
+        assert_eq!(file.quorum_window, 0);
     }
 
     #[test]

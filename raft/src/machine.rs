@@ -13,8 +13,8 @@ use crate::types::{Command, Reply};
 pub trait Machine: Send + Sync + 'static {
     /// Applies one committed command at log `index` and answers it.
     fn apply(&self, index: u64, command: &Command) -> Reply;
-    /// The whole state, for a snapshot.
-    fn snapshot(&self) -> Vec<u8>;
+    /// The whole state, for a snapshot (an error fails the snapshot; the log is kept).
+    fn snapshot(&self) -> Result<Vec<u8>, io::Error>;
     /// Replaces the state with a snapshot's (install or restart).
     fn restore(&self, data: &[u8]) -> Result<(), io::Error>;
 }

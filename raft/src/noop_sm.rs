@@ -34,7 +34,10 @@ struct Inner {
     applied: u64,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    snapshot: Option<(SnapshotMeta, SnapshotData)>,
+    /// The current snapshot; its data only without a store (with one, the data is read
+    /// back from disk when asked for: a quorum queue's snapshot holds its bodies, which
+    /// must not stay in memory).
+    snapshot: Option<(SnapshotMeta, Option<SnapshotData>)>,
     store: Option<SnapshotStore>,
     machine: Option<Arc<dyn Machine>>,
 }
@@ -87,7 +90,7 @@ impl NoopSm {
             inner.applied = body.applied;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
-            inner.snapshot = Some((meta, data));
+            inner.snapshot = Some((meta, None));
         }
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
@@ -116,17 +119,21 @@ impl RaftSnapshotBuilder<Wr> for NoopSm {
         let mut inner = self.inner.lock().await;
         let data = postcard::to_allocvec(&SnapshotBody {
             applied: inner.applied,
-            machine: inner.machine.as_ref().map(|m| m.snapshot()),
+            machine: inner.machine.as_ref().map(|m| m.snapshot()).transpose()?,
         })
         .map_err(invalid)?;
         let meta = SnapshotMeta {
             last_log_id: inner.last_applied,
             last_membership: inner.membership.clone(),
         };
-        if let Some(store) = &inner.store {
-            store.save(&meta, &data)?;
-        }
-        inner.snapshot = Some((meta.clone(), data.clone()));
+        let kept = match &inner.store {
+            Some(store) => {
+                store.save(&meta, &data)?;
+                None
+            }
+            None => Some(data.clone()),
+        };
+        inner.snapshot = Some((meta.clone(), kept));
         Ok(Snapshot {
             meta,
             snapshot: data,
@@ -186,21 +193,36 @@ impl RaftStateMachine<Wr> for NoopSm {
         if let (Some(machine), Some(state)) = (&inner.machine, &body.machine) {
             machine.restore(state)?;
         }
-        if let Some(store) = &inner.store {
-            store.save(meta, &snapshot)?;
-        }
+        let kept = match &inner.store {
+            Some(store) => {
+                store.save(meta, &snapshot)?;
+                None
+            }
+            None => Some(snapshot),
+        };
         inner.applied = body.applied;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
-        inner.snapshot = Some((meta.clone(), snapshot));
+        inner.snapshot = Some((meta.clone(), kept));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let inner = self.inner.lock().await;
-        Ok(inner.snapshot.as_ref().map(|(meta, data)| Snapshot {
+        let Some((meta, data)) = &inner.snapshot else {
+            return Ok(None);
+        };
+        let data = match (data, &inner.store) {
+            (Some(data), _) => data.clone(),
+            (None, Some(store)) => match store.load()? {
+                Some((_, data)) => data,
+                None => return Ok(None),
+            },
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Snapshot {
             meta: meta.clone(),
-            snapshot: data.clone(),
+            snapshot: data,
         }))
     }
 }

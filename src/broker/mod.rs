@@ -80,6 +80,7 @@ impl Broker {
             .map_err(|e| StorageError::Engine(e.to_string()))?;
         let storage = Storage::open(&config.data_dir, config.storage_cache_bytes(), engine)?;
         storage.set_transient_window(config.transient_window);
+        storage.set_quorum_window(config.quorum_window);
         if matches!(config.cluster(), Ok(Some(_))) {
             storage.refuse_single_node_definitions()?;
             storage.replicate_definitions();

@@ -183,6 +183,9 @@ impl Channel {
                 )));
             }
             Err(GetRefused::NoLeader) => return Err(no_majority(&queue)),
+            Err(GetRefused::BodyUnreadable) => {
+                return Err(crate::queue::quorum::consumers::body_unreadable(&queue));
+            }
         };
         let Some((id, message, redelivered, ready)) = got else {
             self.get_empty().await;

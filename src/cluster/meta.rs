@@ -131,12 +131,12 @@ impl Machine for MetaState {
         reply(if applied { "ok" } else { "refused" })
     }
 
-    fn snapshot(&self) -> Vec<u8> {
+    fn snapshot(&self) -> Result<Vec<u8>, io::Error> {
         let body = SnapshotBody {
             members: self.members(),
             definitions: self.applier.snapshot(),
         };
-        serde_json::to_vec(&body).unwrap_or_default()
+        serde_json::to_vec(&body).map_err(io::Error::other)
     }
 
     fn restore(&self, data: &[u8]) -> Result<(), io::Error> {
@@ -178,7 +178,9 @@ mod tests {
         sm.apply(4, &MetaCommand::NodeLeft { id: 1 }.encode());
         assert_eq!(sm.members().keys().copied().collect::<Vec<_>>(), vec![2]);
         let other = MetaState::default();
-        other.restore(&sm.snapshot()).expect("restore");
+        other
+            .restore(&sm.snapshot().expect("snapshot"))
+            .expect("restore");
         assert_eq!(other.members(), sm.members());
         assert!(other.restore(b"not json").is_err());
         let unknown = Command {

@@ -115,8 +115,11 @@ impl Machine for QueueMachine {
         }
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.0.upgrade().map(|q| q.snapshot()).unwrap_or_default()
+    fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
+        match self.0.upgrade() {
+            Some(queue) => queue.snapshot(),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn restore(&self, data: &[u8]) -> Result<(), std::io::Error> {

@@ -101,6 +101,9 @@ impl Homes {
                             )))
                         }
                         Err(GetRefused::NoLeader) => ProxyAnswer::failed(&no_majority(&found)),
+                        Err(GetRefused::BodyUnreadable) => ProxyAnswer::failed(
+                            &crate::queue::quorum::consumers::body_unreadable(&found),
+                        ),
                     };
                     answer(got)
                 })

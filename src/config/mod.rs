@@ -86,6 +86,11 @@ pub struct Config {
     /// long backlog does not grow RSS (RabbitMQ's lazy queues); 0 pages them
     /// only above `memory_paging_ratio`.
     pub transient_window: usize,
+    /// Message bodies each member of a cluster keeps in memory per quorum queue (or
+    /// 64 MiB of them), the first ones in delivery order; the rest wait in that member's
+    /// spill files (`<data_dir>/quorum-bodies/`) and are read back as the queue drains.
+    /// 0 keeps none in memory.
+    pub quorum_window: usize,
     /// Free disk space in the data directory below which publishers are
     /// blocked (RabbitMQ's default: 50MB).
     pub disk_free_limit: String,
@@ -188,6 +193,7 @@ impl Default for Config {
             memory_paging_ratio: 0.5,
             // As durable::DEFAULT_TRANSIENT_WINDOW (a test in broker/ checks).
             transient_window: 16_384,
+            quorum_window: 16_384,
             disk_free_limit: "50MB".into(),
             handshake_timeout_secs: 10,
             silent_close_delay_ms: 3000,

@@ -50,6 +50,8 @@ pub struct Storage {
     /// Transient messages a queue keeps in memory before newer ones page out
     /// without memory pressure (0: only under pressure); see `queue/backlog/`.
     transient_window: AtomicUsize,
+    /// Bodies a quorum queue member keeps in memory (the `quorum_window` setting).
+    quorum_window: AtomicUsize,
     /// The data directory (streams keep their logs under `streams/`).
     dir: PathBuf,
     /// A cluster node: exchange, queue and binding records live in the metadata log, not
@@ -63,12 +65,16 @@ impl Storage {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::Engine(format!("cannot create {}: {e}", dir.display())))?;
         let store = warren_storage::open_engine(dir, cache_bytes, engine)?;
+        // Quorum queues' spill files are scratch: their bodies come back from the Raft
+        // snapshots and logs (`quorum_bodies`).
+        let _ = std::fs::remove_dir_all(dir.join("quorum-bodies"));
         Ok(Arc::new(Storage {
             commit: GroupCommit::start(store.clone()),
             store,
             writes: AtomicU64::new(0),
             memory_pressure: AtomicBool::new(false),
             transient_window: AtomicUsize::new(DEFAULT_TRANSIENT_WINDOW),
+            quorum_window: AtomicUsize::new(DEFAULT_TRANSIENT_WINDOW),
             dir: dir.to_path_buf(),
             replicated_definitions: AtomicBool::new(false),
         }))
@@ -147,6 +153,23 @@ impl Storage {
     /// Sets [`Storage::transient_window`] (the `transient_window` setting).
     pub fn set_transient_window(&self, messages: usize) {
         self.transient_window.store(messages, Ordering::Relaxed);
+    }
+
+    /// Sets the `quorum_window` setting.
+    pub fn set_quorum_window(&self, messages: usize) {
+        self.quorum_window.store(messages, Ordering::Relaxed);
+    }
+
+    /// A new quorum queue's bodies on this member (group `group`): the `quorum_window`
+    /// in memory, the rest in scratch spill files under `quorum-bodies/<group>/`.
+    pub fn quorum_bodies(&self, group: u64) -> crate::queue::quorum::bodies::Bodies {
+        crate::queue::quorum::bodies::Bodies::paged(
+            self.dir.join("quorum-bodies").join(group.to_string()),
+            crate::queue::quorum::bodies::Window {
+                messages: self.quorum_window.load(Ordering::Relaxed),
+                ..Default::default()
+            },
+        )
     }
 
     /// From now on exchange, queue and binding records are not written here (a cluster

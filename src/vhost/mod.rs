@@ -462,6 +462,7 @@ impl VHost {
             meta.run(),
             meta.quorum_log(),
             crate::queue::quorum::fifo_config(&spec.args),
+            self.storage.quorum_bodies(id),
         );
         let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
         let queue =

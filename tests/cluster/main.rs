@@ -8,6 +8,7 @@ mod cuts;
 mod nodes;
 mod quorum;
 mod quorum_members;
+mod quorum_paging;
 mod remote_queues;
 mod secure;
 

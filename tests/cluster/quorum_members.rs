@@ -44,7 +44,7 @@ pub(crate) async fn members(nodes: &Nodes, i: usize, queue: &str) -> Vec<String>
 }
 
 /// The queue's entry in node `i`'s API.
-async fn queue_json(nodes: &Nodes, i: usize, queue: &str) -> serde_json::Value {
+pub(crate) async fn queue_json(nodes: &Nodes, i: usize, queue: &str) -> serde_json::Value {
     let body = nodes
         .api(i)
         .get(&format!("/api/queues/%2f/{queue}"))

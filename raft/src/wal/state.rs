@@ -15,6 +15,12 @@ use crate::types::{Entry, GroupId, LogId, Vote};
 /// How many recent entries each group keeps decoded in memory.
 pub const CACHE: usize = 1024;
 
+/// At most this many bytes of them (their records' lengths): a quorum queue's entries carry
+/// message bodies, and 1024 batches of them could hold hundreds of MiB per group. The
+/// newest entry stays whatever its size; older ones are read from the pending buffer or
+/// their file.
+pub const CACHE_BYTES: u64 = 8 << 20;
+
 /// Where an entry's record lies.
 #[derive(Debug, Clone, Copy)]
 pub struct Loc {
@@ -41,6 +47,8 @@ pub struct GroupState {
     pub entries: BTreeMap<u64, Loc>,
     /// Recent entries, decoded.
     pub cache: BTreeMap<u64, Entry>,
+    /// Their records' bytes.
+    pub cache_bytes: u64,
 }
 
 impl GroupState {
@@ -81,22 +89,43 @@ impl GroupState {
                 let after = Bound::Excluded(upto.index());
                 self.entries = split_from(&mut self.entries, after);
                 self.cache = split_from(&mut self.cache, after);
+                self.recount_cache();
             }
         }
     }
 
-    /// Keeps `entry` decoded, dropping the oldest beyond [`CACHE`].
+    /// Keeps `entry` decoded, dropping the oldest beyond [`CACHE`] entries or
+    /// [`CACHE_BYTES`].
     pub fn remember(&mut self, entry: Entry) {
-        self.cache.insert(entry.index(), entry);
-        while self.cache.len() > CACHE {
-            self.cache.pop_first();
+        let index = entry.index();
+        if self.cache.insert(index, entry).is_some() {
+            self.recount_cache();
+        } else {
+            self.cache_bytes += self.record_len(index);
         }
+        while self.cache.len() > CACHE || (self.cache_bytes > CACHE_BYTES && self.cache.len() > 1) {
+            if let Some((old, _)) = self.cache.pop_first() {
+                self.cache_bytes = self.cache_bytes.saturating_sub(self.record_len(old));
+            }
+        }
+    }
+
+    fn record_len(&self, index: u64) -> u64 {
+        self.entries.get(&index).map_or(0, |l| u64::from(l.len))
+    }
+
+    /// Counts [`GroupState::cache_bytes`] again (after the cache lost a range).
+    fn recount_cache(&mut self) {
+        self.cache_bytes = self.cache.keys().map(|&i| self.record_len(i)).sum();
     }
 
     /// Drops every entry from `index` on.
     fn cut_from(&mut self, index: u64) {
         let _ = self.entries.split_off(&index);
-        let _ = self.cache.split_off(&index);
+        if self.cache.split_off(&index).is_empty() {
+            return;
+        }
+        self.recount_cache();
     }
 
     /// The records that restate this group's state at the head of a new file.

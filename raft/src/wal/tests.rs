@@ -283,3 +283,33 @@ async fn a_failed_flush_fails_every_callback_and_the_wal_for_good() {
     ));
     assert!(wal.save_vote(1, Vote::new(2, 1)).await.is_err());
 }
+
+#[tokio::test]
+async fn big_entries_are_cached_up_to_a_byte_bound_and_read_back_from_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path()).expect("open");
+    let big = |index: u64| {
+        Entry::new_normal(
+            log_id(1, index),
+            Command {
+                payload: Bytes::from(vec![index as u8; 1 << 20]),
+            },
+        )
+    };
+    for i in 1..=40 {
+        append(&wal, 3, vec![big(i)]).await;
+    }
+    {
+        let state = wal.inner.lock();
+        let g = state.groups.get(&3).expect("group");
+        assert!(
+            g.cache.len() < 10,
+            "{} entries of 1 MiB cached",
+            g.cache.len()
+        );
+        assert!(g.cache_bytes <= state::CACHE_BYTES);
+    }
+    let all = wal.entries(3, ..).expect("read");
+    assert_eq!(all.len(), 40);
+    assert!(all.iter().zip(1..).all(|(e, i)| *e == big(i)));
+}

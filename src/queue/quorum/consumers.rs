@@ -188,6 +188,7 @@ impl QuorumQueue {
             match reply {
                 QuorumReply::Empty => Ok(None),
                 QuorumReply::Unsupported => Err(GetRefused::SingleActiveConsumer),
+                QuorumReply::BodyUnreadable => Err(GetRefused::BodyUnreadable),
                 QuorumReply::Dequeued {
                     id,
                     delivery_count,
@@ -225,6 +226,16 @@ pub enum GetRefused {
     NoLeader,
     /// The queue has single active consumer on (RabbitMQ refuses basic.get there too).
     SingleActiveConsumer,
+    /// The leader could not read the message's body back from its spill file (logged).
+    BodyUnreadable,
+}
+
+/// The channel error for [`GetRefused::BodyUnreadable`].
+pub fn body_unreadable(queue: &crate::queue::Queue) -> crate::error::AmqpError {
+    crate::error::AmqpError::internal_error(format!(
+        "basic.get from {}: the message's body could not be read from disk",
+        queue.describe()
+    ))
 }
 
 /// How deliveries are settled.

@@ -114,6 +114,7 @@ impl QuorumQueue {
         run: u64,
         log: Arc<dyn QuorumLog>,
         config: super::fifo::Config,
+        bodies: super::bodies::Bodies,
     ) -> Arc<Self> {
         let (writes, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(Self {
@@ -122,10 +123,7 @@ impl QuorumQueue {
             here,
             run: run & 0xffff_ffff,
             log,
-            machine: Mutex::new(Machine {
-                fifo: super::fifo::Fifo::new(config),
-                ..Machine::default()
-            }),
+            machine: Mutex::new(Machine::new(config, bodies, Some(here.0))),
             applied: watch::channel(0).0,
             locals: Mutex::default(),
             delivered: Mutex::default(),
@@ -198,7 +196,7 @@ impl QuorumQueue {
         let (applied, consumers_went) = {
             let mut machine = self.machine.lock();
             let before = machine.fifo.consumer_count();
-            let applied = machine.apply(index, bytes);
+            let applied = machine.apply(index, bytes, &|| self.log.leads(self.group));
             (applied, machine.fifo.consumer_count() < before)
         };
         self.applied.send_replace(index);
@@ -214,17 +212,19 @@ impl QuorumQueue {
             .unwrap_or_default()
     }
 
-    /// The state, for the group's snapshot.
-    pub fn snapshot(&self) -> Vec<u8> {
-        postcard::to_stdvec(&*self.machine.lock()).unwrap_or_default()
+    /// The state, for the group's snapshot (an error, e.g. a paged body that cannot be
+    /// read back, fails the snapshot: the log is then kept).
+    pub fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
+        self.machine.lock().snapshot()
     }
 
     /// Replaces the state with a snapshot's.
     pub fn restore(&self, data: &[u8]) -> Result<(), std::io::Error> {
-        let machine: Machine = postcard::from_bytes(data)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        let applied = machine.applied;
-        *self.machine.lock() = machine;
+        let applied = {
+            let mut machine = self.machine.lock();
+            machine.restore(data)?;
+            machine.applied
+        };
         self.applied.send_replace(applied);
         Ok(())
     }
@@ -305,6 +305,9 @@ impl QuorumQueue {
                     redelivered,
                 } if key.node == self.here.0 => {
                     let Some(message) = body.and_then(|b| b.to_message()) else {
+                        // Logged where it failed; the message stays checked out to the
+                        // consumer (not lost) and returns when its channel goes.
+                        tracing::error!(group = self.group, %id, "a quorum queue delivery has no readable body; held back");
                         continue;
                     };
                     let message = with_count(message, delivery_count);

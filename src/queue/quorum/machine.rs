@@ -4,14 +4,19 @@
 //! message `i` of the entry at log index `n` gets id `n << 16 | i`, so ids grow with the
 //! log as the fifo requires.
 //!
-//! Bodies live in memory here (and in the Raft log and snapshots); moving them to the
-//! segment store and compacting the log is step 8 of docs/cluster-design.md.
+//! The bodies are in [`Bodies`]: a window in memory, the rest in this member's spill files
+//! (a member-local detail: the fifo does not see it). The Raft log and the snapshots carry
+//! every body; a snapshot reads the paged ones back one at a time as it is encoded, and a
+//! restore pages what is past the window as it decodes (docs/cluster-design.md step 8).
 
-use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::ser::{self, SerializeMap};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::fifo::{Command, Effect, Fifo, MsgId, Reply};
+use super::bodies::{Bodies, BodyError};
+use super::fifo::{Command, Config, Effect, Fifo, MsgId, Reply};
 use crate::message::WireMessage;
 
 /// Messages one publish entry may carry (ids leave 16 bits for the position).
@@ -59,17 +64,21 @@ pub enum QuorumReply {
     Unsupported,
     /// The entry could not be read.
     Unreadable,
+    /// basic.get took a message whose body this member could not read back (logged).
+    BodyUnreadable,
 }
 
 /// The state every member keeps.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Machine {
     /// The fifo.
     pub fifo: Fifo,
     /// The bodies of the messages the fifo holds.
-    pub bodies: BTreeMap<MsgId, WireMessage>,
+    pub bodies: Bodies,
     /// The last index applied.
     pub applied: u64,
+    /// This member's node: deliveries to other nodes' consumers need no body here.
+    pub here: Option<u64>,
 }
 
 /// What one apply asks the node to do.
@@ -82,8 +91,26 @@ pub struct Applied {
 }
 
 impl Machine {
-    /// Applies the entry at `index`.
-    pub fn apply(&mut self, index: u64, bytes: &[u8]) -> Applied {
+    /// An empty queue with `config`, its bodies in `bodies`, on node `here`.
+    pub fn new(config: Config, bodies: Bodies, here: Option<u64>) -> Self {
+        Machine {
+            fifo: Fifo::new(config),
+            bodies,
+            applied: 0,
+            here,
+        }
+    }
+
+    /// Applies the entry at `index`; `leads` says whether this member leads the group
+    /// (only the leader dead-letters, so only it reads paged bodies for that).
+    pub fn apply(&mut self, index: u64, bytes: &[u8], leads: &dyn Fn() -> bool) -> Applied {
+        let out = self.apply_entry(index, bytes, leads);
+        // Bodies released by this entry make room: the next ones come back from disk.
+        self.bodies.refill();
+        out
+    }
+
+    fn apply_entry(&mut self, index: u64, bytes: &[u8], leads: &dyn Fn() -> bool) -> Applied {
         let mut out = Applied::default();
         if index <= self.applied {
             // Replayed over a snapshot that already has it.
@@ -115,10 +142,10 @@ impl Machine {
                     });
                     let accepted = applied.reply == Reply::Accepted;
                     if !accepted {
-                        self.bodies.remove(&id);
+                        self.bodies.remove(id);
                     }
                     taken.push(accepted);
-                    self.effects(applied.effects, &mut out);
+                    self.effects(applied.effects, &mut out, leads);
                 }
                 out.reply = Some(QuorumReply::Enqueued(taken));
             }
@@ -128,19 +155,23 @@ impl Machine {
                     Reply::Purged(n) => QuorumReply::Purged(n),
                     Reply::Empty => QuorumReply::Empty,
                     Reply::Unsupported => QuorumReply::Unsupported,
-                    Reply::Dequeued { header, ready } => match self.bodies.get(&header.id) {
-                        Some(body) => QuorumReply::Dequeued {
+                    Reply::Dequeued { header, ready } => match self.bodies.get(header.id) {
+                        Ok(Some(body)) => QuorumReply::Dequeued {
                             id: header.id,
                             delivery_count: header.delivery_count,
                             redelivered: header.acquired,
                             ready,
-                            message: body.clone(),
+                            message: body,
                         },
-                        None => QuorumReply::Empty,
+                        Ok(None) => QuorumReply::Empty,
+                        Err(error) => {
+                            tracing::error!(%error, "basic.get: a quorum queue body cannot be read");
+                            QuorumReply::BodyUnreadable
+                        }
                     },
                     _ => QuorumReply::Ok,
                 });
-                self.effects(applied.effects, &mut out);
+                self.effects(applied.effects, &mut out, leads);
             }
         }
         out
@@ -148,26 +179,149 @@ impl Machine {
 
     /// Collects `effects` with the bodies they need, and drops released bodies (after
     /// the effects of the same apply took what they need, as the fifo orders them).
-    fn effects(&mut self, effects: Vec<Effect>, out: &mut Applied) {
+    fn effects(&mut self, effects: Vec<Effect>, out: &mut Applied, leads: &dyn Fn() -> bool) {
         for effect in effects {
-            match effect {
+            let wanted = match &effect {
                 Effect::Release { ids } => {
                     for id in ids {
-                        self.bodies.remove(&id);
+                        self.bodies.remove(*id);
                     }
+                    continue;
                 }
-                Effect::Deliver { id, .. } | Effect::DeadLetter { id, .. } => {
-                    let body = self.bodies.get(&id).cloned();
-                    out.effects.push((effect, body));
+                Effect::Deliver { id, key, .. } => {
+                    self.here.is_none_or(|here| key.node == here).then_some(*id)
                 }
-                other => out.effects.push((other, None)),
-            }
+                Effect::DeadLetter { id, .. } => leads().then_some(*id),
+                _ => None,
+            };
+            let body = wanted.and_then(|id| match self.bodies.get(id) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::error!(%error, "a quorum queue delivery's body cannot be read");
+                    None
+                }
+            });
+            out.effects.push((effect, body));
         }
     }
 
-    /// The body of message `id`, if the queue still holds it.
-    pub fn body(&self, id: MsgId) -> Option<WireMessage> {
-        self.bodies.get(&id).cloned()
+    /// The state as a snapshot: the fifo, every body (paged ones read back one at a time
+    /// while encoding) and the last index applied; the layout of the earlier in-memory
+    /// machine (`fifo`, a map of bodies, `applied`), so snapshots taken before still load.
+    pub fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
+        let view = SnapshotView {
+            fifo: &self.fifo,
+            bodies: BodiesView {
+                ids: self.bodies.ids(),
+                bodies: &self.bodies,
+            },
+            applied: self.applied,
+        };
+        postcard::to_stdvec(&view).map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// Replaces the state with a snapshot's; bodies past the window are paged as they
+    /// are decoded.
+    pub fn restore(&mut self, data: &[u8]) -> Result<(), std::io::Error> {
+        self.bodies.clear();
+        let mut decoder = postcard::Deserializer::from_bytes(data);
+        let (fifo, applied) = Restore(&mut self.bodies)
+            .deserialize(&mut decoder)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        self.fifo = fifo;
+        self.applied = applied;
+        Ok(())
+    }
+}
+
+/// A snapshot being encoded.
+#[derive(Serialize)]
+struct SnapshotView<'a> {
+    fifo: &'a Fifo,
+    bodies: BodiesView<'a>,
+    applied: u64,
+}
+
+/// Every body, as a map in id order, read as encoded.
+struct BodiesView<'a> {
+    ids: Vec<MsgId>,
+    bodies: &'a Bodies,
+}
+
+impl Serialize for BodiesView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bodies = self.bodies;
+        let mut map = serializer.serialize_map(Some(self.ids.len()))?;
+        for &id in &self.ids {
+            let body: Option<WireMessage> = bodies.get(id).map_err(|e: BodyError| {
+                tracing::error!(error = %e, "quorum queue snapshot: a body cannot be read");
+                <S::Error as ser::Error>::custom(e)
+            })?;
+            let Some(body) = body else {
+                return Err(<S::Error as ser::Error>::custom(format!(
+                    "body {id} missing"
+                )));
+            };
+            map.serialize_entry(&id, &body)?;
+        }
+        map.end()
+    }
+}
+
+/// Decodes a snapshot, handing each body to the store as it comes.
+struct Restore<'a>(&'a mut Bodies);
+
+impl<'de> DeserializeSeed<'de> for Restore<'_> {
+    type Value = (Fifo, u64);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_struct("Machine", &["fifo", "bodies", "applied"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for Restore<'_> {
+    type Value = (Fifo, u64);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a quorum queue snapshot")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let fifo: Fifo = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        seq.next_element_seed(RestoreBodies(self.0))?
+            .ok_or_else(|| de::Error::custom("no bodies"))?;
+        let applied: u64 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::custom("no applied index"))?;
+        Ok((fifo, applied))
+    }
+}
+
+/// The bodies of a snapshot, into the store one by one.
+struct RestoreBodies<'a>(&'a mut Bodies);
+
+impl<'de> DeserializeSeed<'de> for RestoreBodies<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RestoreBodies<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of message bodies")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((id, body)) = map.next_entry::<MsgId, WireMessage>()? {
+            self.0.insert(id, body);
+        }
+        Ok(())
     }
 }
 
@@ -180,7 +334,7 @@ fn message_expiry(message: &WireMessage, ts: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::quorum::fifo::{Config, ConsumerKey};
+    use crate::queue::quorum::fifo::ConsumerKey;
     use bytes::Bytes;
 
     fn message(body: &str) -> WireMessage {
@@ -199,15 +353,12 @@ mod tests {
 
     #[test]
     fn a_batch_gets_growing_ids_and_bodies_go_when_settled() {
-        let mut m = Machine {
-            fifo: Fifo::new(Config::default()),
-            ..Machine::default()
-        };
+        let mut m = Machine::new(Config::default(), Bodies::in_memory(), None);
         let enqueue = QuorumCommand::Enqueue {
             ts: 1,
             messages: vec![message("a"), message("b")],
         };
-        let applied = m.apply(7, &encode(&enqueue));
+        let applied = m.apply(7, &encode(&enqueue), &|| true);
         assert_eq!(applied.reply, Some(QuorumReply::Enqueued(vec![true, true])));
         assert_eq!(m.bodies.len(), 2);
         let key = ConsumerKey::new(1, 2, 3, "c");
@@ -217,7 +368,7 @@ mod tests {
             priority: 0,
             resume: None,
         });
-        let applied = m.apply(8, &encode(&checkout));
+        let applied = m.apply(8, &encode(&checkout), &|| true);
         let delivered: Vec<(MsgId, String)> = applied
             .effects
             .iter()
@@ -240,13 +391,10 @@ mod tests {
             key,
             ids: vec![MsgId(7 << 16)],
         });
-        m.apply(9, &encode(&settle));
-        assert_eq!(
-            m.bodies.keys().copied().collect::<Vec<_>>(),
-            vec![MsgId((7 << 16) | 1)]
-        );
+        m.apply(9, &encode(&settle), &|| true);
+        assert_eq!(m.bodies.ids(), vec![MsgId((7 << 16) | 1)]);
         // An entry applied again (a replay over a snapshot) changes nothing.
-        let again = m.apply(9, &encode(&QuorumCommand::Op(Command::Purge)));
+        let again = m.apply(9, &encode(&QuorumCommand::Op(Command::Purge)), &|| true);
         assert_eq!(again.reply, None);
         assert_eq!(m.bodies.len(), 1);
     }

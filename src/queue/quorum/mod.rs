@@ -6,6 +6,7 @@
 //! - `fifo_tests/`: unit tests, one rule each; `fifo_props/`: a proptest
 //!   reference model, determinism and snapshot round trips.
 
+//! - `bodies.rs`: a member's bodies: a window in memory, the rest in scratch spill files.
 //! - `machine.rs`: a member's replicated state (the fifo and the bodies) applied from
 //!   the queue's Raft log; `live.rs`: the queue on a member node (`Backend::Quorum`):
 //!   deliveries to this node's consumers from its own apply; `consumers.rs`: consume,
@@ -35,6 +36,7 @@ pub fn fifo_config(args: &QueueArgs) -> fifo::Config {
     }
 }
 
+pub mod bodies;
 pub mod consumers;
 pub mod fifo;
 #[cfg(test)]
@@ -45,6 +47,8 @@ pub mod live;
 pub mod machine;
 #[cfg(test)]
 mod orphan_tests;
+#[cfg(test)]
+mod paging_tests;
 mod seam;
 mod writes;
 

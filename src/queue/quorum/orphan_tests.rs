@@ -72,7 +72,15 @@ async fn deliveries_to_a_consumer_that_ended_unrecorded_return() {
         members: vec![NodeId(1)],
         added: false,
     };
-    let q = QuorumQueue::new(7, placement, NodeId(1), 5, log.clone(), Config::default());
+    let q = QuorumQueue::new(
+        7,
+        placement,
+        NodeId(1),
+        5,
+        log.clone(),
+        Config::default(),
+        crate::queue::quorum::bodies::Bodies::in_memory(),
+    );
     let _ = log.queue.set(Arc::downgrade(&q));
     // A consumer of this node and run that has no channel here any more (its Cancel was
     // lost): its checkout is in the log, so the message is checked out to it and its

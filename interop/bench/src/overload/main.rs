@@ -101,6 +101,9 @@ struct Cli {
     /// Give the drain up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     drain_timeout: u64,
+    /// The queue's `x-queue-type` (e.g. `quorum` on a cluster node; durable).
+    #[arg(long)]
+    queue_type: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -205,7 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     if fill.is_none() && existing.is_none() {
         admin.delete_queue(&queue)?;
     }
-    admin.declare_queue(&queue, persistent, None)?;
+    admin.declare_queue(&queue, persistent, cli.queue_type.as_deref())?;
     let run = Run::default();
     if existing.is_some() {
         run.unpaced.store(true, Ordering::Release);
