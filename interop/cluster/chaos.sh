@@ -5,15 +5,21 @@
 # one (SIGSTOP) and resumes it, or cuts one off the other two (every cluster link, both
 # directions; `harness.sh cut`, the transport's test hook) for 2-10 s and heals.
 # warren-chaos then checks that every confirmed message was delivered at least once and
-# that none was invented.
+# that none was invented. Once the cluster is stopped, warren-walcheck reads the three
+# nodes' WALs (read-only) and checks Raft's Log Matching and State Machine Safety for every
+# group two nodes hold: an index with the same log id must carry the same payload on every
+# node, committed entries must agree, each log must be contiguous. Counting messages missed
+# a restarted leader that re-used its followers' log ids; the WALs show it.
 #
 #   interop/cluster/chaos.sh [SECONDS] [SEED...]   one run per seed (default 60 s, seed 1)
 #   ACTIONS="cut" interop/cluster/chaos.sh ...      only these nemesis actions, picked at
 #                                                   random (default "kill pause cut")
 #
-# Prints each run's nemesis actions and its `chaos:` verdict line, then
-# `chaos runs: N passed, M failed`. Builds target/release binaries when missing
-# (WARREN_BIN / CHAOS_BIN pick others). Logs of failed runs stay in $DIR.
+# Prints each run's nemesis actions, its `chaos:` verdict line and walcheck's lines (one per
+# group, then `walcheck: PASS ...` or `walcheck: FAIL ...`; either verdict failing fails the
+# run), then `chaos runs: N passed, M failed`. Builds target/release binaries when missing
+# (WARREN_BIN / CHAOS_BIN / WALCHECK_BIN pick others). Logs and data dirs of failed runs
+# stay in $DIR.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,8 +27,12 @@ SECS="${1:-60}"; shift || true
 SEEDS=("${@:-1}")
 export WARREN_BIN="${WARREN_BIN:-${CARGO_TARGET_DIR:-target}/release/warren}"
 CHAOS="${CHAOS_BIN:-${CARGO_TARGET_DIR:-target}/release/warren-chaos}"
+WALCHECK="${WALCHECK_BIN:-${CARGO_TARGET_DIR:-target}/release/warren-walcheck}"
 if [ ! -x "$WARREN_BIN" ] || [ ! -x "$CHAOS" ]; then
     cargo build -q --release -p warren --bins && cargo build -q --release -p warren-bench --bin warren-chaos
+fi
+if [ ! -x "$WALCHECK" ]; then
+    cargo build -q --release -p warren-raft --bin warren-walcheck
 fi
 H=interop/cluster/harness.sh
 read -r -a ACTS <<<"${ACTIONS:-kill pause cut}"
@@ -61,6 +71,12 @@ for seed in "${SEEDS[@]}"; do
     wait "$client"; rc=$?
     cat "$DIR/chaos.out"
     $H stop >/dev/null 2>&1
+    # The nodes are stopped: their WALs are what they would reopen with.
+    "$WALCHECK" --show 10 "$DIR/n1" "$DIR/n2" "$DIR/n3" >"$DIR/walcheck.out" 2>&1
+    wrc=$?
+    cat "$DIR/walcheck.out"
+    [ "$wrc" -le 1 ] || echo "walcheck: FAIL (a WAL could not be read)"
+    [ "$wrc" = 0 ] || { [ "$rc" = 0 ] && rc=$wrc; }
     if [ "$rc" = 0 ]; then passed=$((passed + 1)); rm -rf "$DIR"; else failed=$((failed + 1)); echo "  logs kept in $DIR"; fi
 done
 echo "chaos runs: $passed passed, $failed failed"
