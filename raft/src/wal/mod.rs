@@ -13,9 +13,13 @@
 //! so a file can be deleted once every group's purge point passed the entries it holds
 //! (files go oldest first). Open replays every file and cuts a torn tail of the last one.
 //! - `record.rs`: the file format. - `state.rs`: per-group and per-file memory.
+//! - `scan.rs`: reading a WAL directory read-only ([`scan`]), which replay shares.
+//! - `check.rs`: Raft's Log Matching checked across nodes' scans (the fault test's checker).
 //! - `tests.rs`: the unit tests.
 
+pub mod check;
 mod record;
+mod scan;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -36,6 +40,8 @@ use warren_storage::{CommitRequester, Durable, FlushHook, GroupCommit, StorageEr
 use self::record::{Body, MAGIC, RecordError};
 use self::state::{FileInfo, GroupState, Loc};
 use crate::types::{Entry, GroupId, LogId, Vote, Wr};
+
+pub use self::scan::{GroupLog, Tear, WalScan, scan};
 
 /// The default size past which a new WAL file is started.
 pub const FILE_LIMIT: u64 = 64 << 20;
@@ -426,47 +432,32 @@ fn read_entry(
 
 /// Replays every file of `dir` into memory; cuts a torn tail of the last one.
 fn replay(dir: &Path) -> Result<State, WalError> {
-    let mut seqs = Vec::new();
-    for item in std::fs::read_dir(dir).map_err(io_at(dir))? {
-        let item = item.map_err(io_at(dir))?;
-        if let Some(seq) = item.file_name().to_str().and_then(record::parse_name) {
-            seqs.push(seq);
-        }
-    }
-    seqs.sort_unstable();
+    let seqs = scan::list(dir)?;
     let mut state = State::default();
     for (i, seq) in seqs.iter().copied().enumerate() {
-        let last = i + 1 == seqs.len();
-        let path = record::file_path(dir, seq);
-        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
-        let scanned = record::scan(&bytes)?;
-        if scanned.bad_header || scanned.good_len < bytes.len() as u64 {
-            if !last {
-                return Err(WalError::Corrupt {
-                    path,
-                    offset: scanned.good_len,
-                });
-            }
+        let read = scan::read_file(dir, seq, i + 1 == seqs.len())?;
+        let path = &read.path;
+        if read.torn() {
             tracing::warn!(
                 file = %path.display(),
-                kept = scanned.good_len,
-                dropped = bytes.len() as u64 - scanned.good_len,
+                kept = read.scanned.good_len,
+                dropped = read.size - read.scanned.good_len,
                 "WAL tail torn or damaged; cut"
             );
-            if scanned.bad_header {
-                std::fs::remove_file(&path).map_err(io_at(&path))?;
+            if read.scanned.bad_header {
+                std::fs::remove_file(path).map_err(io_at(path))?;
                 sync_dir(dir)?;
                 continue;
             }
             let file = OpenOptions::new()
                 .write(true)
-                .open(&path)
-                .map_err(io_at(&path))?;
-            file.set_len(scanned.good_len).map_err(io_at(&path))?;
-            file.sync_all().map_err(io_at(&path))?;
+                .open(path)
+                .map_err(io_at(path))?;
+            file.set_len(read.scanned.good_len).map_err(io_at(path))?;
+            file.sync_all().map_err(io_at(path))?;
         }
         let mut info = FileInfo::default();
-        for found in scanned.records {
+        for found in read.scanned.records {
             if let Body::Entry(entry) = &found.body {
                 info.note(found.group, entry.index());
             }
