@@ -91,6 +91,7 @@ async fn start_node(id: NodeId, bind: SocketAddr, dir: &Path) -> (RaftNode, Grou
         bind,
         policy: Arc::new(AllowAll),
         data_dir: Some(dir.to_path_buf()),
+        security: Default::default(),
     };
     // A restarted node's port may still be held for a moment by its old listener's task.
     let mut tries = 0;
