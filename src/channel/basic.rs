@@ -252,7 +252,7 @@ impl Channel {
                 exchange: String::from(publish.exchange.as_str()),
                 routing_key: String::from(publish.routing_key.as_str()),
                 header,
-                properties: *properties,
+                properties,
                 body,
                 cc_routed: true,
             });
@@ -279,17 +279,17 @@ impl Channel {
         {
             let mut kept = headers.inner().clone();
             kept.remove("BCC");
-            let stripped = (*properties).clone().with_headers(kept.into());
+            let stripped = properties.as_ref().clone().with_headers(kept.into());
             header = ContentHeader::from_properties(body.len() as u64, &stripped)
                 .map_err(|e| AmqpError::precondition_failed(format!("invalid message: {e}")))?;
-            *properties = stripped;
+            properties = stripped.into();
         }
         // The decoded strings move in: no copy per message.
         let message = Arc::new(Message {
             exchange: String::from(publish.exchange),
             routing_key: String::from(publish.routing_key),
             header,
-            properties: *properties,
+            properties,
             body,
             cc_routed: true,
         });

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use warren_codec::protocol::{AMQPClass, BasicProperties, basic, channel, connection};
+use warren_codec::protocol::{AMQPClass, basic, channel, connection};
 use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, Frame, FrameEncoder};
 
@@ -656,7 +656,7 @@ impl Connection {
         &mut self,
         id: u16,
         header: ContentHeader,
-        properties: Box<BasicProperties>,
+        properties: warren_codec::Properties,
     ) -> Result<(), AmqpError> {
         let max = self.broker.config.max_message_size;
         let Some(channel) = self.channels.get_mut(&id) else {
