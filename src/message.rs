@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use warren_codec::ContentHeader;
 use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
+use warren_codec::{ContentHeader, Properties};
 
 /// One message as published: routed once, then shared (`Arc`) by all its queues.
 #[derive(Debug)]
@@ -17,8 +17,9 @@ pub struct Message {
     pub routing_key: String,
     /// Content header with the properties in wire form (delivered byte for byte).
     pub header: ContentHeader,
-    /// The properties, parsed once on arrival.
-    pub properties: BasicProperties,
+    /// The properties, parsed once on arrival (shared, not boxed, when there
+    /// are none or only delivery-mode).
+    pub properties: Properties,
     /// The body; never copied after assembly.
     pub body: Bytes,
     /// Whether the keys in its `CC` header are among its routing keys: true as
@@ -68,7 +69,7 @@ impl WireMessage {
             body_size: self.body.len() as u64,
             raw_properties: self.properties,
         };
-        let properties = header.properties()?;
+        let properties = header.parsed()?;
         Some(Arc::new(Message {
             exchange: self.exchange,
             routing_key: self.routing_key,
@@ -113,13 +114,14 @@ impl Message {
         table.insert(ShortString::from(name), value);
         let properties = self
             .properties
+            .as_ref()
             .clone()
             .with_headers(FieldTable::from(table));
         // Headers one value larger still fit a content header; if they did
         // not, the message stays as it came in.
         let (header, properties) =
             match ContentHeader::from_properties(self.body.len() as u64, &properties) {
-                Ok(header) => (header, properties),
+                Ok(header) => (header, properties.into()),
                 Err(_) => (self.header.clone(), self.properties.clone()),
             };
         Message {
@@ -270,7 +272,7 @@ mod tests {
             exchange: "x".into(),
             routing_key: "k".into(),
             header,
-            properties,
+            properties: properties.into(),
             body: Bytes::from_static(b"abc"),
             cc_routed: true,
         }

@@ -13,6 +13,7 @@ use nom::{Parser, combinator::all_consuming};
 
 use crate::error::CodecError;
 use crate::nesting;
+use crate::properties::Properties;
 
 /// The class id of `basic`, the only class with content.
 pub const BASIC_CLASS_ID: u16 = 60;
@@ -33,11 +34,9 @@ pub struct ContentHeader {
 
 impl ContentHeader {
     /// Decodes a header frame payload; the properties are parsed to check them,
-    /// into a box they keep up to the message (the struct is ~300 bytes: no moves).
-    pub fn decode(
-        channel: u16,
-        payload: Bytes,
-    ) -> Result<(Self, Box<BasicProperties>), CodecError> {
+    /// into a box they keep up to the message (the struct is ~300 bytes: no
+    /// moves), or to a shared value for the shapes [`Properties`] shares.
+    pub fn decode(channel: u16, payload: Bytes) -> Result<(Self, Properties), CodecError> {
         let malformed = || CodecError::MalformedHeader { channel };
         if payload.len() < 14 {
             return Err(malformed());
@@ -77,7 +76,12 @@ impl ContentHeader {
 
     /// Parses the properties again.
     pub fn properties(&self) -> Option<BasicProperties> {
-        parse_raw(&self.raw_properties).map(|p| *p)
+        parse_raw(&self.raw_properties).map(Properties::into_inner)
+    }
+
+    /// Parses the properties again, shared when they are a common shape.
+    pub fn parsed(&self) -> Option<Properties> {
+        parse_raw(&self.raw_properties)
     }
 
     /// Length of the header frame's payload.
@@ -86,9 +90,19 @@ impl ContentHeader {
     }
 }
 
-fn parse_raw(raw: &[u8]) -> Option<Box<BasicProperties>> {
+fn parse_raw(raw: &[u8]) -> Option<Properties> {
+    // No property, or delivery-mode alone: shared, nothing to allocate.
+    match *raw {
+        [0, 0] => return Some(Properties::none()),
+        [0x10, 0, mode] => {
+            if let Some(shared) = Properties::delivery_mode_only(mode) {
+                return Some(shared);
+            }
+        }
+        _ => {}
+    }
     if let Some(properties) = parse_plain(raw) {
-        return Some(properties);
+        return Some(properties.into());
     }
     if !nesting::properties_within_limit(raw) {
         return None;
@@ -96,7 +110,7 @@ fn parse_raw(raw: &[u8]) -> Option<Box<BasicProperties>> {
     all_consuming(parse_properties)
         .parse(raw)
         .ok()
-        .map(|(_, p)| Box::new(p))
+        .map(|(_, p)| p.into())
 }
 
 /// The flags of the properties [`parse_plain`] reads: all but headers and the
@@ -203,6 +217,20 @@ mod tests {
         payload.truncate(12);
         payload.extend_from_slice(&[0, 0]);
         assert!(ContentHeader::decode(1, Bytes::from(payload)).is_ok());
+    }
+
+    #[test]
+    fn common_shapes_decode_to_their_values() {
+        for props in [
+            BasicProperties::default(),
+            BasicProperties::default().with_delivery_mode(1),
+            BasicProperties::default().with_delivery_mode(2),
+            BasicProperties::default().with_delivery_mode(7),
+        ] {
+            let header = ContentHeader::from_properties(1, &props).expect("encode");
+            assert_eq!(header.parsed(), Some(Properties::from(props.clone())));
+            assert_eq!(header.properties(), Some(props));
+        }
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Frames: the incremental decoder and the encoder.
 
 use amq_protocol::protocol::AMQPClass;
-use amq_protocol::protocol::BasicProperties;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use crate::content::ContentHeader;
 use crate::error::CodecError;
 use crate::method;
+use crate::properties::Properties;
 
 /// The protocol header a 0-9-1 client opens with, and that a server answers a wrong one with.
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
@@ -36,7 +36,7 @@ pub enum Frame {
     /// A method frame.
     Method(u16, AMQPClass),
     /// A content header frame, with its properties parsed once.
-    Header(u16, ContentHeader, Box<BasicProperties>),
+    Header(u16, ContentHeader, Properties),
     /// A content body frame: a slice of the read buffer, never copied.
     Body(u16, Bytes),
     /// A heartbeat frame (valid only on channel 0).
@@ -309,7 +309,7 @@ fn short_str(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use amq_protocol::protocol::{basic, channel};
+    use amq_protocol::protocol::{BasicProperties, basic, channel};
 
     fn decode_all(bytes: &[u8], frame_max: u32) -> Result<Vec<Frame>, CodecError> {
         let mut decoder = FrameDecoder::new(frame_max);

@@ -9,6 +9,8 @@
 //!   class/method ids are told apart from malformed arguments.
 //! - [`content`]: content headers. Properties are kept as the raw bytes the publisher
 //!   sent (passed through byte-exact to consumers) and parsed once for the broker.
+//! - [`properties`]: parsed properties, shared rather than boxed for the
+//!   common shapes (none, delivery-mode alone).
 //! - `nesting`: refuses field tables nested deeper than [`MAX_NESTING_DEPTH`] before
 //!   the recursive parser sees them (a deep table would overflow the stack).
 //! - [`reply`]: AMQP reply codes.
@@ -31,6 +33,7 @@ pub mod error;
 pub mod frame;
 pub mod method;
 mod nesting;
+pub mod properties;
 pub mod reply;
 pub mod table;
 
@@ -40,5 +43,6 @@ pub use content::ContentHeader;
 pub use error::CodecError;
 pub use frame::{Frame, FrameDecoder, FrameEncoder};
 pub use nesting::MAX_NESTING_DEPTH;
+pub use properties::Properties;
 pub use reply::ReplyCode;
 pub use table::{decode_table, encode_table};

@@ -4,10 +4,9 @@
 //! UNEXPECTED_FRAME, a connection error.
 
 use bytes::{Bytes, BytesMut};
-use warren_codec::ContentHeader;
 use warren_codec::content::BASIC_CLASS_ID;
-use warren_codec::protocol::BasicProperties;
 use warren_codec::protocol::basic::Publish;
+use warren_codec::{ContentHeader, Properties};
 
 use crate::error::AmqpError;
 
@@ -19,7 +18,7 @@ pub struct Publication {
     /// The header as received (properties in wire form).
     pub header: ContentHeader,
     /// The properties, parsed once.
-    pub properties: Box<BasicProperties>,
+    pub properties: Properties,
     /// The body: one `Bytes`, a slice of the read buffer when it came in one frame.
     pub body: Bytes,
 }
@@ -39,7 +38,7 @@ pub enum Assembly {
         /// The content header.
         header: ContentHeader,
         /// Parsed properties.
-        properties: Box<BasicProperties>,
+        properties: Properties,
         /// Octets still to come.
         remaining: u64,
         /// Body frames received so far.
@@ -61,7 +60,7 @@ impl Assembly {
     pub fn header(
         &mut self,
         header: ContentHeader,
-        properties: Box<BasicProperties>,
+        properties: Properties,
     ) -> Result<Option<Publication>, AmqpError> {
         match std::mem::take(self) {
             Assembly::Header(publish) => {
@@ -208,14 +207,14 @@ mod tests {
     }
 
     fn header(size: u64) -> ContentHeader {
-        ContentHeader::from_properties(size, &BasicProperties::default()).expect("header")
+        ContentHeader::from_properties(size, &Default::default()).expect("header")
     }
 
     #[test]
     fn assembles_multi_frame_bodies() {
         let mut a = Assembly::Header(publish());
         assert!(
-            a.header(header(6), Box::default())
+            a.header(header(6), Properties::default())
                 .expect("header")
                 .is_none()
         );
@@ -231,7 +230,7 @@ mod tests {
     #[test]
     fn empty_body_completes_at_header() {
         let mut a = Assembly::Header(publish());
-        let done = a.header(header(0), Box::default()).expect("header");
+        let done = a.header(header(0), Properties::default()).expect("header");
         assert!(done.is_some_and(|p| p.body.is_empty()));
     }
 
@@ -241,7 +240,7 @@ mod tests {
         let e = a.body(Bytes::from_static(b"x")).expect_err("body first");
         assert_eq!(e.code, ReplyCode::UnexpectedFrame);
         let e = a
-            .header(header(1), Box::default())
+            .header(header(1), Properties::default())
             .expect_err("header first");
         assert_eq!(e.code, ReplyCode::UnexpectedFrame);
         let a = Assembly::Header(publish());
@@ -271,7 +270,7 @@ mod tests {
     #[test]
     fn body_longer_than_announced_is_refused() {
         let mut a = Assembly::Header(publish());
-        a.header(header(2), Box::default()).expect("header");
+        a.header(header(2), Properties::default()).expect("header");
         assert!(a.body(Bytes::from_static(b"abc")).is_err());
     }
 }

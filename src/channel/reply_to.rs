@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use warren_codec::ContentHeader;
-use warren_codec::protocol::{AMQPClass, BasicProperties, basic, queue};
+use warren_codec::Properties;
+use warren_codec::protocol::{AMQPClass, basic, queue};
 use warren_codec::types::ShortString;
 
 use super::Channel;
@@ -188,7 +189,7 @@ impl Channel {
     pub(super) fn rewrite_reply_to(
         &self,
         header: &mut ContentHeader,
-        properties: &mut BasicProperties,
+        properties: &mut Properties,
     ) -> Result<(), AmqpError> {
         if properties.reply_to().as_ref().map(ShortString::as_str) != Some(PSEUDO_QUEUE) {
             return Ok(());
@@ -199,11 +200,12 @@ impl Channel {
             ));
         };
         let rewritten = properties
+            .as_ref()
             .clone()
             .with_reply_to(ShortString::try_new(consumer.address.to_string()).unwrap_or_default());
         *header = ContentHeader::from_properties(header.body_size, &rewritten)
             .map_err(|e| AmqpError::precondition_failed(format!("invalid message: {e}")))?;
-        *properties = rewritten;
+        *properties = rewritten.into();
         Ok(())
     }
 

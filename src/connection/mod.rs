@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use warren_codec::protocol::{AMQPClass, BasicProperties, basic, channel, connection};
+use warren_codec::protocol::{AMQPClass, basic, channel, connection};
 use warren_codec::types::ShortString;
 use warren_codec::{ContentHeader, Frame, FrameEncoder};
 
@@ -501,15 +501,25 @@ impl Connection {
     async fn on_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
         match frame {
             Frame::Heartbeat(0) => Ok(Flow::Continue),
-            Frame::Method(0, method) => self.on_connection_method(method).await,
-            Frame::Method(id, method) => {
-                if matches!(method, AMQPClass::Basic(basic::AMQPMethod::Publish(_))) {
-                    self.published = true;
-                }
-                self.on_channel_method(id, method)
+            // Boxed: rare, and their futures would enlarge every frame's.
+            Frame::Method(0, method) => Box::pin(self.on_connection_method(method)).await,
+            Frame::Method(id, AMQPClass::Basic(basic::AMQPMethod::Publish(publish))) => {
+                self.published = true;
+                let publish = match self.channels.get_mut(&id) {
+                    Some(channel) => match channel.begin_publish(publish) {
+                        Ok(()) => return Ok(Flow::Continue),
+                        Err(publish) => publish,
+                    },
+                    None => publish,
+                };
+                let method = AMQPClass::Basic(basic::AMQPMethod::Publish(publish));
+                Box::pin(self.on_channel_method(id, method))
                     .await
                     .map(|()| Flow::Continue)
             }
+            Frame::Method(id, method) => Box::pin(self.on_channel_method(id, method))
+                .await
+                .map(|()| Flow::Continue),
             Frame::Header(0, ..) | Frame::Body(0, _) | Frame::Heartbeat(_) => {
                 Err(wire_text::unexpected_frame(&frame))
             }
@@ -656,7 +666,7 @@ impl Connection {
         &mut self,
         id: u16,
         header: ContentHeader,
-        properties: Box<BasicProperties>,
+        properties: warren_codec::Properties,
     ) -> Result<(), AmqpError> {
         let max = self.broker.config.max_message_size;
         let Some(channel) = self.channels.get_mut(&id) else {
@@ -668,8 +678,7 @@ impl Connection {
         let size = header.body_size;
         let done = channel.assembly.header(header, properties)?;
         if size > max {
-            return self
-                .channel_exception(id, content::message_too_large(size, max))
+            return Box::pin(self.channel_exception(id, content::message_too_large(size, max)))
                 .await;
         }
         match done {
@@ -702,7 +711,7 @@ impl Connection {
         }
         match result {
             Ok(()) => Ok(()),
-            Err(error) => self.channel_exception(id, error.on_method(60, 40)).await,
+            Err(error) => Box::pin(self.channel_exception(id, error.on_method(60, 40))).await,
         }
     }
 }

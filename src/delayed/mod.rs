@@ -373,7 +373,7 @@ mod tests {
             exchange: "d".into(),
             routing_key: "k".into(),
             header: ContentHeader::from_properties(body.len() as u64, &properties).expect("header"),
-            properties,
+            properties: properties.into(),
             body: Bytes::from_static(body),
             cc_routed: true,
         }

@@ -410,7 +410,7 @@ pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
         body_size: all.len() as u64,
         raw_properties,
     };
-    let properties = header.properties()?;
+    let properties = header.parsed()?;
     // Checked on publish; a stored name is always a valid short string.
     ShortString::try_new(exchange.clone()).ok()?;
     Some((
@@ -443,7 +443,7 @@ mod tests {
             exchange: "x".into(),
             routing_key: "rk".into(),
             header: header.clone(),
-            properties,
+            properties: properties.into(),
             body,
             cc_routed: true,
         };

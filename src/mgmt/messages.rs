@@ -61,7 +61,7 @@ pub async fn publish(
         exchange: exchange.to_owned(),
         routing_key: routing_key.to_owned(),
         header,
-        properties,
+        properties: properties.into(),
         body: payload.into(),
         cc_routed: true,
     });

@@ -219,7 +219,7 @@ fn dead_lettered(
         exchange: dlx.to_owned(),
         routing_key: dlrk.unwrap_or(&message.routing_key).to_owned(),
         header,
-        properties,
+        properties: properties.into(),
         body: message.body.clone(),
         cc_routed: dlrk.is_none() && message.cc_routed,
     };
@@ -319,7 +319,7 @@ mod tests {
             exchange: "x".into(),
             routing_key: "rk".into(),
             header,
-            properties,
+            properties: properties.into(),
             body: bytes::Bytes::from_static(b"abc"),
             cc_routed: true,
         }

@@ -328,7 +328,7 @@ mod tests {
                 exchange: String::new(),
                 routing_key: String::new(),
                 header,
-                properties,
+                properties: properties.into(),
                 body: bytes::Bytes::from_static(body),
                 cc_routed: true,
             }),

@@ -198,7 +198,7 @@ pub fn message_with(
         exchange: String::new(),
         routing_key: "q".into(),
         header,
-        properties,
+        properties: properties.into(),
         body: bytes::Bytes::copy_from_slice(body.as_bytes()),
         cc_routed: true,
     })
