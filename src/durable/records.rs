@@ -489,7 +489,7 @@ mod tests {
             exchange: String::new(),
             routing_key: "q".into(),
             header,
-            properties,
+            properties: properties.into(),
             body: Bytes::from_static(b"body"),
             cc_routed: false,
         };
