@@ -160,15 +160,12 @@ impl Storage {
         self.quorum_window.store(messages, Ordering::Relaxed);
     }
 
-    /// A new quorum queue's bodies on this member (group `group`): the `quorum_window`
-    /// in memory, the rest in scratch spill files under `quorum-bodies/<group>/`.
-    pub fn quorum_bodies(&self, group: u64) -> crate::queue::quorum::bodies::Bodies {
-        crate::queue::quorum::bodies::Bodies::paged(
+    /// Where quorum queue group `group`'s scratch spill files go on this member, and the
+    /// `quorum_window` (bodies kept in memory per quorum queue).
+    pub fn quorum_bodies_at(&self, group: u64) -> (std::path::PathBuf, usize) {
+        (
             self.dir.join("quorum-bodies").join(group.to_string()),
-            crate::queue::quorum::bodies::Window {
-                messages: self.quorum_window.load(Ordering::Relaxed),
-                ..Default::default()
-            },
+            self.quorum_window.load(Ordering::Relaxed),
         )
     }
 

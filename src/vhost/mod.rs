@@ -462,7 +462,14 @@ impl VHost {
             meta.run(),
             meta.quorum_log(),
             crate::queue::quorum::fifo_config(&spec.args),
-            self.storage.quorum_bodies(id),
+            {
+                let (dir, messages) = self.storage.quorum_bodies_at(id);
+                let window = crate::queue::quorum::bodies::Window {
+                    messages,
+                    ..Default::default()
+                };
+                crate::queue::quorum::bodies::Bodies::paged(dir, window)
+            },
         );
         let host: Weak<dyn QueueHost> = Arc::downgrade(self) as Weak<VHost>;
         let queue =
