@@ -1,5 +1,7 @@
 //! Users, SASL and permissions.
 //!
+//! - [`definitions`]: users, vhosts, permissions and limits as RabbitMQ's
+//!   definitions JSON describes them.
 //! - [`registry`]: the internal user database (users with RabbitMQ-compatible
 //!   password hashes and tags, vhost records, permissions), exported and
 //!   imported in RabbitMQ's definitions shape.
@@ -11,6 +13,7 @@
 //! This file: the SASL mechanisms (PLAIN, AMQPLAIN, EXTERNAL) and why a login
 //! fails.
 
+pub mod definitions;
 pub mod hashing;
 pub mod limits;
 pub mod pattern;

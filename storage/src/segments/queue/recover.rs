@@ -5,7 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::PathBuf;
 
-use super::{QueueLog, Segment, acks_path, remove_file, seg_path, sum_path};
+use super::segment::Segment;
+use super::{QueueLog, acks_path, remove_file, seg_path, sum_path};
 use crate::segments::format::{self, Layout, Scanner};
 use crate::segments::summary::Summary;
 
