@@ -13,11 +13,10 @@
 
 mod common;
 
-use common::eventually;
+use common::{eventually, start_durable_node};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -25,9 +24,7 @@ use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use warren_raft::wal::check::{NodeScan, check};
 use warren_raft::wal::scan;
-use warren_raft::{
-    AllowAll, BasicNode, Command, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode,
-};
+use warren_raft::{BasicNode, Command, Group, METADATA_GROUP, NodeId};
 use warren_storage::{FlushHook, StorageError};
 
 /// Commands written before the leader's flusher is held.
@@ -84,32 +81,6 @@ impl FlushHook for Gate {
     }
 }
 
-async fn start_node(id: NodeId, bind: SocketAddr, dir: &Path) -> (RaftNode, Group) {
-    let config = || NodeConfig {
-        node_id: id,
-        cluster_name: "test".into(),
-        bind,
-        policy: Arc::new(AllowAll),
-        data_dir: Some(dir.to_path_buf()),
-        security: Default::default(),
-    };
-    // A restarted node's port may still be held for a moment by its old listener's task.
-    let mut tries = 0;
-    let node = loop {
-        match RaftNode::start(config()).await {
-            Ok(node) => break node,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                tracing::debug!(error = %e, "node start retried");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("node {id} starts: {e}"),
-        }
-    };
-    let group = node.create_metadata_group().await.expect("group 0");
-    (node, group)
-}
-
 /// Polls `probe` every 10 ms for up to `cap`; whether it came true.
 async fn within<F, Fut>(cap: Duration, mut probe: F) -> bool
 where
@@ -160,7 +131,7 @@ async fn a_leader_that_lost_its_unflushed_tail_does_not_lead_again_in_its_term()
     let mut nodes = Vec::new();
     let mut groups = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let (node, group) = start_node(i as u64 + 1, any, dir.path()).await;
+        let (node, group) = start_durable_node(i as u64 + 1, any, dir.path()).await;
         nodes.push(Some(node));
         groups.push(Some(group));
     }
@@ -241,7 +212,7 @@ async fn a_leader_that_lost_its_unflushed_tail_does_not_lead_again_in_its_term()
     );
 
     // Restart it on its dir and port; watch whether it leads in its old term.
-    let (node, group) = start_node(l as u64 + 1, addrs[l], dirs[l].path()).await;
+    let (node, group) = start_durable_node(l as u64 + 1, addrs[l], dirs[l].path()).await;
     let metrics = group.raft.metrics();
     nodes[l] = Some(node);
     groups[l] = Some(group);

@@ -3,28 +3,11 @@
 
 mod common;
 
-use common::{eventually, noop};
+use common::{eventually, noop, start_durable_node};
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 
-use warren_raft::{AllowAll, Group, METADATA_GROUP, NodeConfig, NodeId, RaftNode};
-
-async fn start_node(id: NodeId, bind: SocketAddr, dir: &Path) -> (RaftNode, Group) {
-    let node = RaftNode::start(NodeConfig {
-        node_id: id,
-        cluster_name: "test".into(),
-        bind,
-        policy: Arc::new(AllowAll),
-        security: Default::default(),
-        data_dir: Some(dir.to_path_buf()),
-    })
-    .await
-    .expect("node starts");
-    let group = node.create_metadata_group().await.expect("group 0");
-    (node, group)
-}
+use warren_raft::{Group, METADATA_GROUP};
 
 async fn leader(groups: &[Group]) -> usize {
     eventually("a leader all nodes agree on", || async {
@@ -66,7 +49,7 @@ async fn three_nodes_restart_from_their_data_dirs() {
     let mut nodes = Vec::new();
     let mut groups = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let (node, group) = start_node(i as u64 + 1, any, dir.path()).await;
+        let (node, group) = start_durable_node(i as u64 + 1, any, dir.path()).await;
         nodes.push(node);
         groups.push(group);
     }
@@ -117,7 +100,7 @@ async fn three_nodes_restart_from_their_data_dirs() {
     let mut nodes = Vec::new();
     let mut groups = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let (node, group) = start_node(i as u64 + 1, addrs[i], dir.path()).await;
+        let (node, group) = start_durable_node(i as u64 + 1, addrs[i], dir.path()).await;
         nodes.push(node);
         groups.push(group);
     }
