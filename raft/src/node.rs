@@ -540,14 +540,23 @@ impl RaftNode {
         addr: Option<&str>,
         announce: Command,
     ) -> Result<JoinReply, TransportError> {
+        self.remove_via(addr, self.id, announce).await
+    }
+
+    /// Asks the leader of group 0 (this node, or the one at `addr`) to remove node
+    /// `node_id` (this one leaving, or another that is gone for good), after appending
+    /// `announce`.
+    pub async fn remove_via(
+        &self,
+        addr: Option<&str>,
+        node_id: NodeId,
+        announce: Command,
+    ) -> Result<JoinReply, TransportError> {
         let Some(addr) = addr else {
             let raft = self.group(METADATA_GROUP).map(|g| g.raft);
-            return Ok(membership::handle_leave(raft, self.id, announce).await);
+            return Ok(membership::handle_leave(raft, node_id, announce).await);
         };
-        let req = Request::Leave {
-            node_id: self.id,
-            announce,
-        };
+        let req = Request::Leave { node_id, announce };
         let resp = self
             .transport()
             .call_addr(addr, req, Duration::from_secs(10))

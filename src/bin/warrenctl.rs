@@ -173,6 +173,13 @@ pub enum ClusterCommand {
     },
     /// Leave the cluster (the node's Raft directory is removed)
     Leave,
+    /// Remove a node that is down for good from the cluster and from every quorum
+    /// queue's members (RabbitMQ's forget_cluster_node); it must not start again on its
+    /// old data directory
+    Forget {
+        /// The node's name, e.g. warren@n3
+        node: String,
+    },
     /// Spread quorum queues' leaders over the running nodes (RabbitMQ's `rebalance`)
     Rebalance,
     /// Fail when stopping this node would leave a quorum queue without a majority

@@ -136,14 +136,44 @@ impl Applier {
         ok
     }
 
-    /// A node left the cluster: the queues that lived on it go from every vhost here, as
-    /// RabbitMQ forgets a removed node's classic queues.
+    /// A node left the cluster: the classic queues that lived on it go from every vhost
+    /// here, as RabbitMQ forgets a removed node's classic queues; quorum queue records
+    /// drop it from their members.
     pub fn node_left(&self, node: NodeId) {
         let Some(broker) = self.broker() else {
             return;
         };
         for vhost in broker.vhosts() {
             for queue in vhost.remote_queues() {
+                if !queue.members.is_empty() {
+                    // A quorum queue lives on while members remain: the record drops the
+                    // node (and finds another home); the group's leader removes it from
+                    // the group (`departed.rs`).
+                    let members: Vec<NodeId> = queue
+                        .members
+                        .iter()
+                        .copied()
+                        .filter(|&m| m != node)
+                        .collect();
+                    if members.len() < queue.members.len() && !members.is_empty() {
+                        let op = DefinitionOp::QueueMembers {
+                            name: queue.name.clone(),
+                            id: queue.id,
+                            members,
+                        };
+                        let at = ApplyAt {
+                            index: 0,
+                            here: self.here(),
+                            clean: false,
+                        };
+                        let anyone = Requester {
+                            node,
+                            connection: 0,
+                        };
+                        let _ = vhost.apply_replicated(&op, anyone, at);
+                    }
+                    continue;
+                }
                 if queue.home == node {
                     let op = DefinitionOp::DeleteQueue {
                         name: queue.name.clone(),

@@ -174,3 +174,47 @@ async fn the_queues_of_a_node_that_left_are_forgotten() {
     assert!(vhost.queue("ours").is_some());
     assert!(vhost.remote_queue("others").is_some());
 }
+
+#[tokio::test]
+async fn a_quorum_queue_record_drops_a_node_that_left_and_finds_another_home() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = broker(dir.path());
+    let on_1 = node(&b, 1);
+    let DefinitionOp::DeclareQueue {
+        name,
+        durable,
+        exclusive,
+        auto_delete,
+        server_named,
+        arguments,
+        home,
+        id,
+        ..
+    } = queue("replicated", 2)
+    else {
+        unreachable!("queue() declares")
+    };
+    let declare = DefinitionOp::DeclareQueue {
+        name,
+        durable,
+        exclusive,
+        auto_delete,
+        server_named,
+        arguments,
+        home,
+        id,
+        members: vec![NodeId(2), NodeId(3)],
+    };
+    assert!(on_1.apply(1, def(2, declare)));
+    on_1.node_left(NodeId(2));
+    let vhost = b.vhost("/").expect("vhost");
+    let record = vhost
+        .remote_queue("replicated")
+        .expect("a quorum queue outlives one member");
+    assert_eq!(record.members, vec![NodeId(3)]);
+    assert_eq!(
+        record.home,
+        NodeId(3),
+        "served through a member that is left"
+    );
+}

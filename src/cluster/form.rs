@@ -168,7 +168,23 @@ impl Cluster {
         if self.left() {
             return Err("this node already left its cluster".into());
         }
-        let farewell = MetaCommand::NodeLeft { id: self.id() }.encode();
+        self.ask_removal(self.id()).await?;
+        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.cancel();
+        self.node.shutdown().await;
+        let dir = self.raft_dir.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await {
+            tracing::warn!(error = %e, "raft directory not removed");
+        }
+        tracing::info!(node = %self.identity.name, "left the cluster");
+        Ok(())
+    }
+
+    /// Asks group 0's leader, wherever it is, to append `NodeLeft` for node `id` and remove
+    /// it from the group (this node leaving, or a node forgotten); retried for about 5 s
+    /// while no leader is known or the request fails.
+    pub(super) async fn ask_removal(&self, id: u64) -> Result<(), String> {
+        let farewell = MetaCommand::NodeLeft { id }.encode();
         let mut reply = Err("no leader known".to_owned());
         for _ in 0..20 {
             let status = self.node.status(METADATA_GROUP).unwrap_or_default();
@@ -183,7 +199,11 @@ impl Cluster {
                     }
                 }
             };
-            reply = match self.node.leave_via(via.as_deref(), farewell.clone()).await {
+            reply = match self
+                .node
+                .remove_via(via.as_deref(), id, farewell.clone())
+                .await
+            {
                 Ok(JoinReply::Accepted { .. }) => Ok(()),
                 Ok(JoinReply::Refused(why)) => return Err(why),
                 Ok(other) => Err(format!("{other:?}")),
@@ -194,15 +214,6 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        reply?;
-        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.stop.cancel();
-        self.node.shutdown().await;
-        let dir = self.raft_dir.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await {
-            tracing::warn!(error = %e, "raft directory not removed");
-        }
-        tracing::info!(node = %self.identity.name, "left the cluster");
-        Ok(())
+        reply
     }
 }

@@ -4,7 +4,7 @@
 //! so every node ends with the same [`Members`]. The state is a `BTreeMap` (deterministic
 //! snapshots). Later steps add the definitions (docs/cluster-design.md section 5).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, RwLock};
 
@@ -65,6 +65,9 @@ pub type Members = BTreeMap<u64, NodeInfo>;
 #[derive(Debug, Clone, Default)]
 pub struct MetaState {
     members: Arc<RwLock<Members>>,
+    /// Nodes that left or were forgotten: their ids never come back (a node joining
+    /// again does so under a new id), so their quorum queue memberships can go.
+    departed: Arc<RwLock<BTreeSet<u64>>>,
     /// Applies definitions to the broker's live vhosts.
     pub applier: Arc<Applier>,
 }
@@ -73,6 +76,8 @@ pub struct MetaState {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SnapshotBody {
     members: Members,
+    #[serde(default)]
+    departed: BTreeSet<u64>,
     #[serde(default)]
     definitions: DefinitionSnapshot,
 }
@@ -88,6 +93,18 @@ impl MetaState {
 
     fn lock_members(&self) -> std::sync::RwLockWriteGuard<'_, Members> {
         self.members.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The nodes that left the cluster or were forgotten, as applied on this node.
+    pub fn departed(&self) -> BTreeSet<u64> {
+        self.departed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn lock_departed(&self) -> std::sync::RwLockWriteGuard<'_, BTreeSet<u64>> {
+        self.departed.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether node `id` is a member here.
@@ -117,11 +134,13 @@ impl Machine for MetaState {
         };
         let applied = match cmd {
             MetaCommand::NodeJoined(info) => {
+                self.lock_departed().remove(&info.id);
                 self.lock_members().insert(info.id, info);
                 true
             }
             MetaCommand::NodeLeft { id } => {
                 self.lock_members().remove(&id);
+                self.lock_departed().insert(id);
                 self.applier.node_left(crate::meta::NodeId(id));
                 true
             }
@@ -134,6 +153,7 @@ impl Machine for MetaState {
     fn snapshot(&self) -> Result<Vec<u8>, io::Error> {
         let body = SnapshotBody {
             members: self.members(),
+            departed: self.departed(),
             definitions: self.applier.snapshot(),
         };
         serde_json::to_vec(&body).map_err(io::Error::other)
@@ -150,6 +170,7 @@ impl Machine for MetaState {
             })
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         *self.members.write().unwrap_or_else(|p| p.into_inner()) = body.members;
+        *self.lock_departed() = body.departed;
         self.applier.restore(&body.definitions);
         Ok(())
     }
@@ -182,6 +203,11 @@ mod tests {
             .restore(&sm.snapshot().expect("snapshot"))
             .expect("restore");
         assert_eq!(other.members(), sm.members());
+        assert_eq!(
+            other.departed(),
+            BTreeSet::from([1]),
+            "departed nodes are remembered"
+        );
         assert!(other.restore(b"not json").is_err());
         let unknown = Command {
             payload: Bytes::from_static(b"{\"type\":\"Later\"}"),

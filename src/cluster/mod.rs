@@ -10,11 +10,13 @@
 //! - `identity.rs`: the node file (stable id, name, cluster name).
 //! - `meta.rs`: the metadata commands and state machine.
 //! - `form.rs`: first start (bootstrap or join through seeds), rejoin, leave.
+//! - `departed.rs`: forgetting a node that is down; departed nodes out of quorum queues.
 //! - `view.rs`: what `/api/nodes` shows of every node.
 
 pub mod apply;
 mod consume;
 mod deliver;
+mod departed;
 mod form;
 pub mod identity;
 pub mod meta;
@@ -155,6 +157,10 @@ impl Cluster {
         tokio::spawn(form::run(this.clone()));
         tokio::spawn(keep_peers(this.clone()));
         tokio::spawn(watch_homes(Arc::downgrade(&this), Arc::downgrade(broker)));
+        tokio::spawn(departed::sweep(
+            Arc::downgrade(&this),
+            Arc::downgrade(broker),
+        ));
         Ok(this)
     }
 

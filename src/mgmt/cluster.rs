@@ -1,5 +1,5 @@
 //! The cluster endpoints: `/api/nodes` of a clustered node, `/api/cluster` (status),
-//! `POST /api/cluster/join` and `POST /api/cluster/leave` (Warren's own; RabbitMQ does
+//! `POST /api/cluster/join`, `leave` and `forget` (Warren's own; RabbitMQ does
 //! these with `rabbitmqctl`).
 //!
 //! The cluster service reaches the handlers as an optional extension: without cluster
@@ -86,6 +86,25 @@ pub async fn leave(cluster: Option<axum::Extension<ClusterExt>>, caller: Caller)
         .await
         .map_err(|why| ApiError::with_error("bad_request", why))?;
     Ok(Json(json!({"left": cluster.name()})).into_response())
+}
+
+/// POST /api/cluster/forget `{"node": NAME}` (administrator): removes a node that is down
+/// for good (RabbitMQ's `forget_cluster_node`); 400 if it is running or unknown.
+pub async fn forget(
+    cluster: Option<axum::Extension<ClusterExt>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult {
+    caller.require_admin()?;
+    let axum::Extension(ClusterExt(cluster)) = cluster.ok_or_else(not_clustered)?;
+    let body = parse_body(&body)?;
+    let node = str_field(&body, "node")
+        .ok_or_else(|| ApiError::bad_request("node must be a node's name"))?;
+    cluster
+        .forget(node)
+        .await
+        .map_err(|why| ApiError::with_error("bad_request", why))?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
 /// POST /api/rebalance/queues (administrator): spreads quorum queues' leaders over the

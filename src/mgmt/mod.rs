@@ -227,6 +227,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/cluster", get(cluster::status))
         .route("/api/cluster/join", post(cluster::join))
         .route("/api/cluster/leave", post(cluster::leave))
+        .route("/api/cluster/forget", post(cluster::forget))
         .route("/api/rebalance/queues", post(cluster::rebalance))
         .route(
             "/api/queues/quorum/{vhost}/{name}/replicas/add",

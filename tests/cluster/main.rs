@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod cuts;
+mod forget;
 mod nodes;
 mod quorum;
 mod quorum_members;
@@ -176,6 +177,10 @@ async fn definitions_declared_on_any_node_are_seen_on_every_node() {
         .expect("exclusive queue on n1");
     let name = exclusive.name().to_string();
     assert!(name.starts_with("amq.gen-"), "{name}");
+    // Committed by a majority at declare-ok; n2 may apply it a moment later.
+    let path = format!("/api/queues/%2f/{name}");
+    let seen = common::eventually(200, async || nodes.api(1).get(&path).await.status).await;
+    assert_eq!(seen, 200, "the exclusive queue is listed on n2");
     let (_c, other) = channel(&nodes.uri(1)).await;
     let (code, text) = refused(
         other

@@ -84,6 +84,19 @@ impl Nodes {
         nodes
     }
 
+    /// Starts one more node, seeded with the others, without waiting; answers its index.
+    pub fn launch_another(&mut self) -> usize {
+        self.ports.push(Ports {
+            amqp: free_port(),
+            mgmt: free_port(),
+            cluster: free_port(),
+        });
+        self.children.push(None);
+        let i = self.children.len() - 1;
+        self.launch(i);
+        i
+    }
+
     /// Node `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("n{}.log", i + 1))).unwrap_or_default()
@@ -268,7 +281,7 @@ impl Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        for i in 0..3 {
+        for i in 0..self.children.len() {
             self.kill(i);
         }
     }

@@ -1,4 +1,4 @@
-//! `warrenctl cluster status|join|leave|rebalance|check-quorum-critical|add-member|
+//! `warrenctl cluster status|join|leave|forget|rebalance|check-quorum-critical|add-member|
 //! delete-member`: the node's cluster through `/api/cluster`, `/api/rebalance/queues`,
 //! the health check and `/api/queues/quorum/...`.
 
@@ -93,6 +93,24 @@ pub fn leave(ctx: &Ctx) -> Result<String> {
     ctx.done(
         format!("{node} left the cluster; its Raft directory is removed (restart it with seeds to join again)"),
         json!({ "node": node }),
+    )
+}
+
+/// `cluster forget NODE`: a node that is down for good is removed from the cluster.
+pub fn forget(ctx: &Ctx, node: &str) -> Result<String> {
+    let body = json!({ "node": node });
+    ctx.client.request(
+        Method::Post,
+        "/api/cluster/forget",
+        Some(&body),
+        &not_clustered(),
+    )?;
+    ctx.done(
+        format!(
+            "{node} is forgotten; quorum queues drop it from their members within seconds \
+             (wipe its data directory before it starts again)"
+        ),
+        json!({ "forgotten": node }),
     )
 }
 

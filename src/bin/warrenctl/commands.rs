@@ -91,6 +91,7 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Cluster(ClusterCommand::Status) => cluster::status(&ctx),
         Command::Cluster(ClusterCommand::Join { seed }) => cluster::join(&ctx, seed),
         Command::Cluster(ClusterCommand::Leave) => cluster::leave(&ctx),
+        Command::Cluster(ClusterCommand::Forget { node }) => cluster::forget(&ctx, node),
         Command::Cluster(ClusterCommand::Rebalance) => cluster::rebalance(&ctx),
         Command::Cluster(ClusterCommand::CheckQuorumCritical) => cluster::quorum_critical(&ctx),
         Command::Cluster(ClusterCommand::AddMember { queue, node }) => {

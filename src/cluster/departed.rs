@@ -1,0 +1,156 @@
+//! Nodes gone for good: forgetting a node that is down (RabbitMQ's
+//! `forget_cluster_node`), and taking departed nodes out of quorum queues' groups
+//! (RabbitMQ's `shrink_all` on a forgotten node).
+//!
+//! A node that left or was forgotten is in group 0's departed set (`meta.rs`); its id never
+//! comes back (a node joining again does so under a new id). Every few seconds each node
+//! looks at the quorum queues whose group it leads and removes departed members from the
+//! group (openraft's joint consensus: the rest must still hold a majority) and then from
+//! the queue's members record. Only a group's leader acts, so each group is changed once;
+//! a leader change or a failed step is picked up by the next sweep.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use warren_raft::GroupChange;
+
+use super::Cluster;
+use crate::broker::Broker;
+use crate::meta::{DefinitionOp, NodeId};
+
+/// How often each node looks for departed members in the groups it leads.
+const SWEEP_EVERY: Duration = Duration::from_secs(3);
+
+/// How long removing one member may take.
+const REMOVE_WITHIN: Duration = Duration::from_secs(30);
+
+impl Cluster {
+    /// Forgets node `name`, which must not be running: group 0's leader appends its
+    /// departure and removes it from the metadata group, and the quorum queues' leaders
+    /// then remove it from their groups. The forgotten node must not start again on its
+    /// data directory (wipe it; it would join afresh under a new id).
+    pub async fn forget(&self, name: &str) -> Result<(), String> {
+        if self.left() {
+            return Err("this node already left its cluster".into());
+        }
+        let node = self
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| format!("no cluster node '{name}'"))?;
+        if node.this_node {
+            return Err(format!(
+                "node '{name}' is the node asked; run `cluster leave` on it instead"
+            ));
+        }
+        if node.running {
+            return Err(format!(
+                "node '{name}' is running; stop it first, or run `cluster leave` on it"
+            ));
+        }
+        self.ask_removal(node.id).await?;
+        tracing::info!(node = name, id = node.id, "node forgotten");
+        Ok(())
+    }
+
+    /// Removes departed nodes from the quorum queue groups this node leads, and from those
+    /// queues' members records; answers how many queues changed.
+    async fn drop_departed(&self, broker: &Broker) -> usize {
+        let departed = self.meta.departed();
+        if departed.is_empty() {
+            return 0;
+        }
+        let mut changed = 0;
+        for vhost in broker.vhosts() {
+            for queue in vhost.queues() {
+                let Some(quorum) = queue.quorum() else {
+                    continue;
+                };
+                let Some(status) = self.node.status(quorum.group) else {
+                    continue;
+                };
+                if status.leader != Some(self.id()) {
+                    continue;
+                }
+                let members = quorum.placement().members;
+                let gone: BTreeSet<u64> = status
+                    .nodes
+                    .keys()
+                    .copied()
+                    .chain(members.iter().map(|m| m.0))
+                    .filter(|id| departed.contains(id))
+                    .collect();
+                if gone.is_empty() {
+                    continue;
+                }
+                if let Err(error) = self.remove_departed(&vhost, &queue, &gone, &members).await {
+                    tracing::warn!(queue = %queue.name, group = quorum.group, %error,
+                        "departed member not removed yet");
+                    continue;
+                }
+                tracing::info!(queue = %queue.name, group = quorum.group, removed = ?gone,
+                    "departed nodes removed from a quorum queue");
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// Removes `gone` from queue `queue`'s group (this node leads it), then from its
+    /// members record.
+    async fn remove_departed(
+        &self,
+        vhost: &Arc<crate::vhost::VHost>,
+        queue: &crate::queue::Queue,
+        gone: &BTreeSet<u64>,
+        members: &[NodeId],
+    ) -> Result<(), String> {
+        let Some(quorum) = queue.quorum() else {
+            return Ok(());
+        };
+        for &node in gone {
+            self.node
+                .manage(
+                    quorum.group,
+                    GroupChange::RemoveVoter { node },
+                    REMOVE_WITHIN,
+                    &[self.id()],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let after: Vec<NodeId> = members
+            .iter()
+            .copied()
+            .filter(|m| !gone.contains(&m.0))
+            .collect();
+        if after.len() == members.len() || after.is_empty() {
+            return Ok(());
+        }
+        let op = DefinitionOp::QueueMembers {
+            name: queue.name.to_string(),
+            id: queue.store_id,
+            members: after,
+        };
+        vhost
+            .change(op, crate::names::ConnectionId(0))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Sweeps for departed members every [`SWEEP_EVERY`] while the cluster service runs.
+pub(super) async fn sweep(cluster: Weak<Cluster>, broker: Weak<Broker>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let (Some(c), Some(b)) = (cluster.upgrade(), broker.upgrade()) else {
+            return;
+        };
+        if c.stop.is_cancelled() || c.left() {
+            return;
+        }
+        c.drop_departed(&b).await;
+    }
+}
