@@ -1,4 +1,4 @@
-//! Changes of users, vhosts, permissions, limits and policies ([`BrokerOp`]): applied here
+//! Changes of users, vhosts, permissions, limits, policies and shovels ([`BrokerOp`]): applied here
 //! at once on a single node, through the metadata log in a cluster, where every node
 //! applies them in log order with [`Broker::apply_op`]. The registry and the policies keep
 //! writing their own records after each change, so a node restarts from them and the log
@@ -87,6 +87,16 @@ impl Broker {
                 .put_policy(*kind, def.clone())
                 .map_err(|e| refused(e.to_string()))?,
             BrokerOp::DeletePolicy { kind, vhost, name } => self.delete_policy(*kind, vhost, name),
+            BrokerOp::PutShovel {
+                vhost,
+                name,
+                value,
+                user,
+            } => self
+                .shovels
+                .put(vhost, name, value.clone(), user)
+                .map_err(|e| refused(e.to_string()))?,
+            BrokerOp::DeleteShovel { vhost, name } => self.shovels.delete(vhost, name),
         };
         Ok((changed, Vec::new()))
     }

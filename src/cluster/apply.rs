@@ -21,6 +21,7 @@ use crate::meta::{
     Applied, Arguments, BindTo, BrokerChange, Definition, DefinitionOp, NodeId, Requester,
 };
 use crate::policy::StoredPolicies;
+use crate::shovel::ShovelParam;
 use crate::vhost::replicated::ApplyAt;
 
 /// The answer to one submission of this node.
@@ -47,6 +48,9 @@ pub struct Snapshot {
     pub policies: Option<StoredPolicies>,
     /// Operations that rebuild each vhost's exchanges, queues and bindings, in order.
     pub vhosts: Vec<(String, Vec<(Requester, DefinitionOp)>)>,
+    /// Shovel parameters (`None` in snapshots from before they were replicated).
+    #[serde(default)]
+    pub shovels: Option<Vec<ShovelParam>>,
 }
 
 impl Applier {
@@ -296,6 +300,7 @@ impl Applier {
             auth: Some(broker.auth.export()),
             policies: Some(broker.policies.export()),
             vhosts: out,
+            shovels: Some(broker.shovels.params()),
         }
     }
 
@@ -335,6 +340,9 @@ impl Applier {
             broker.apply_policies(&vhost.name);
         }
         broker.apply_vhost_limits();
+        if let Some(shovels) = &snapshot.shovels {
+            restore_shovels(&broker, shovels);
+        }
         for (name, ops) in &snapshot.vhosts {
             let Some(vhost) = broker.vhost(name) else {
                 tracing::warn!(vhost = %name, "snapshot names a vhost this node does not have");
@@ -463,3 +471,25 @@ fn owner_of(vhost: &crate::vhost::VHost, queue: &str, here: NodeId) -> Option<Re
 #[cfg(test)]
 #[path = "apply_tests.rs"]
 mod tests;
+
+/// Makes this node's shovels those of a snapshot: others removed, each one put (an
+/// unchanged one is left running).
+fn restore_shovels(broker: &Broker, shovels: &[ShovelParam]) {
+    let wanted: HashSet<(&str, &str)> = shovels
+        .iter()
+        .map(|p| (p.vhost.as_str(), p.name.as_str()))
+        .collect();
+    for p in broker.shovels.params() {
+        if !wanted.contains(&(p.vhost.as_str(), p.name.as_str())) {
+            broker.shovels.delete(&p.vhost, &p.name);
+        }
+    }
+    for p in shovels {
+        if let Err(error) = broker
+            .shovels
+            .put(&p.vhost, &p.name, p.value.clone(), &p.user)
+        {
+            tracing::error!(vhost = %p.vhost, name = %p.name, %error, "snapshot shovel not restored");
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! - `meta.rs`: the metadata commands and state machine.
 //! - `form.rs`: first start (bootstrap or join through seeds), rejoin, leave.
 //! - `departed.rs`: forgetting a node that is down; departed nodes out of quorum queues.
+//! - `shovels.rs`: the metadata leader runs the cluster's shovels.
 //! - `view.rs`: what `/api/nodes` shows of every node.
 
 pub mod apply;
@@ -24,6 +25,7 @@ pub mod operate;
 pub mod proxy;
 pub mod quorum;
 mod serve_quorum;
+mod shovels;
 mod sink;
 pub mod submit;
 mod view;
@@ -91,6 +93,7 @@ impl Cluster {
         cluster: &ClusterConfig,
         listeners: Listeners,
     ) -> Result<Arc<Self>, ClusterError> {
+        shovels::attach(broker);
         let config = &broker.config;
         let raft_dir = config.data_dir.join("raft");
         let identity = Identity::load_or_create(&raft_dir, &cluster.node_name, CLUSTER_NAME)?;
@@ -158,6 +161,10 @@ impl Cluster {
         tokio::spawn(keep_peers(this.clone()));
         tokio::spawn(watch_homes(Arc::downgrade(&this), Arc::downgrade(broker)));
         tokio::spawn(departed::sweep(
+            Arc::downgrade(&this),
+            Arc::downgrade(broker),
+        ));
+        tokio::spawn(shovels::follow_leader(
             Arc::downgrade(&this),
             Arc::downgrade(broker),
         ));

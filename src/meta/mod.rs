@@ -264,6 +264,24 @@ pub enum BrokerOp {
         /// Its name.
         name: String,
     },
+    /// Declares or replaces a shovel (its runtime parameter, checked where applied).
+    PutShovel {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+        /// The parameter's value as given.
+        value: serde_json::Value,
+        /// The user who declared it (the login of a host-less URI).
+        user: String,
+    },
+    /// Removes a shovel.
+    DeleteShovel {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// A replicated broker-level change and who asked.

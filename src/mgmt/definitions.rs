@@ -447,6 +447,7 @@ async fn import_entries(
         default_vhost,
         &broker.config.default_user,
     )
+    .await
     .map_err(refused("shovels".into()))?;
     // As on AMQP: the answer waits until what was stored is on disk.
     broker

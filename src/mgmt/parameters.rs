@@ -13,7 +13,8 @@ use super::api::{ApiError, ApiResult, created_or_updated, deleted, parse_body, s
 use super::caller::Caller;
 use super::listing::ListQuery;
 use crate::broker::Broker;
-use crate::shovel::{COMPONENT, ShovelParam};
+use crate::meta::BrokerOp;
+use crate::shovel::{COMPONENT, ShovelParam, Shovels};
 
 /// Components Warren has parameters of.
 const VHOST_LIMITS: &str = "vhost-limits";
@@ -127,10 +128,17 @@ pub async fn put(
     let Some(value) = body.get("value").cloned() else {
         return Err(ApiError::bad_request("[{key_missing,value}]"));
     };
-    let created = broker
-        .shovels
-        .put(&vhost, &name, value, &caller.user.name)
+    Shovels::check(&vhost, &name, &value)
         .map_err(|e| ApiError::bad_request(format!("Validation failed\n\n{e}\n")))?;
+    // Through the metadata log in a cluster: every node knows the shovel, one runs it.
+    let created = broker
+        .change(BrokerOp::PutShovel {
+            vhost,
+            name,
+            value,
+            user: caller.user.name.clone(),
+        })
+        .await?;
     broker.storage.commit().await?;
     Ok(created_or_updated(created))
 }
@@ -147,7 +155,17 @@ pub async fn delete(
     if component != COMPONENT {
         return Err(ApiError::not_found());
     }
-    let found = broker.shovels.delete(&vhost, &name);
+    if !broker
+        .shovels
+        .params()
+        .iter()
+        .any(|p| p.vhost == vhost && p.name == name)
+    {
+        return deleted(false);
+    }
+    let found = broker
+        .change(BrokerOp::DeleteShovel { vhost, name })
+        .await?;
     if found {
         broker.storage.commit().await?;
     }
@@ -156,7 +174,7 @@ pub async fn delete(
 
 /// The shovel parameters of an import (each into its own vhost or
 /// `default_vhost`), declared as `user`; 400 naming the one refused.
-pub fn import_shovels(
+pub async fn import_shovels(
     broker: &Broker,
     parameters: &[Value],
     default_vhost: Option<&str>,
@@ -178,9 +196,19 @@ pub fn import_shovels(
             )));
         }
         let value = p.get("value").cloned().unwrap_or_default();
-        broker.shovels.put(vhost, name, value, user).map_err(|e| {
+        let refused = |e: &dyn std::fmt::Display| {
             ApiError::bad_request(format!("shovel '{name}' in vhost '{vhost}': {e}"))
-        })?;
+        };
+        Shovels::check(vhost, name, &value).map_err(|e| refused(&e))?;
+        broker
+            .change(BrokerOp::PutShovel {
+                vhost: vhost.to_owned(),
+                name: name.to_owned(),
+                value,
+                user: user.to_owned(),
+            })
+            .await
+            .map_err(|e| refused(&e))?;
     }
     Ok(())
 }

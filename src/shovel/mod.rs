@@ -134,13 +134,30 @@ struct Entry {
     worker: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
-#[derive(Default)]
 struct Inner {
     shovels: BTreeMap<(String, String), Entry>,
     /// The node's AMQP listener, once up: workers run only from then on.
     local: Option<SocketAddr>,
     generation: u64,
+    /// Whether this node runs the shovels: always on a single node; in a cluster only
+    /// on the metadata leader, so that each shovel runs once (see `cluster/shovels.rs`).
+    active: bool,
 }
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            shovels: BTreeMap::new(),
+            local: None,
+            generation: 0,
+            active: true,
+        }
+    }
+}
+
+/// Called when a shovel deleted itself (`src-delete-after`), with its vhost and name: in
+/// a cluster, the deletion goes through the metadata log so no other node restarts it.
+pub type FinishHook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// The registry of shovel parameters and their workers.
 pub struct Shovels {
@@ -148,6 +165,7 @@ pub struct Shovels {
     storage: Arc<Storage>,
     secret: String,
     me: Weak<Shovels>,
+    on_finished: std::sync::OnceLock<FinishHook>,
 }
 
 impl std::fmt::Debug for Shovels {
@@ -166,6 +184,7 @@ impl Shovels {
             storage,
             secret,
             me: me.clone(),
+            on_finished: std::sync::OnceLock::new(),
         });
         for json in stored {
             let param: ShovelParam = match serde_json::from_slice(&json) {
@@ -185,6 +204,14 @@ impl Shovels {
         Ok(shovels)
     }
 
+    /// Validates the shovel `name` of `vhost` as [`Shovels::put`] will.
+    pub fn check(vhost: &str, name: &str, value: &Value) -> Result<ShovelDef, ParamError> {
+        if name.is_empty() || name.contains('\0') || vhost.contains('\0') {
+            return Err(ParamError("a shovel needs a name without NUL".into()));
+        }
+        ShovelDef::parse(name, value)
+    }
+
     /// Validates and stores the shovel `name` of `vhost`, replacing (and
     /// restarting) one of that name; returns whether it is new.
     pub fn put(
@@ -194,10 +221,7 @@ impl Shovels {
         value: Value,
         user: &str,
     ) -> Result<bool, ParamError> {
-        if name.is_empty() || name.contains('\0') || vhost.contains('\0') {
-            return Err(ParamError("a shovel needs a name without NUL".into()));
-        }
-        let def = ShovelDef::parse(name, &value)?;
+        let def = Self::check(vhost, name, &value)?;
         let param = ShovelParam {
             vhost: vhost.to_owned(),
             name: name.to_owned(),
@@ -256,6 +280,7 @@ impl Shovels {
     pub fn restart(&self, vhost: &str, name: &str) -> bool {
         let mut inner = self.inner.lock();
         let local = inner.local;
+        let active = inner.active;
         inner.generation += 1;
         let generation = inner.generation;
         let Some(entry) = inner.shovels.get_mut(&key(vhost, name)) else {
@@ -266,7 +291,7 @@ impl Shovels {
         }
         entry.generation = generation;
         *entry.status.lock() = Status::new();
-        if let Some(local) = local {
+        if let Some(local) = local.filter(|_| active) {
             entry.worker = Some(self.spawn(entry, local));
         }
         true
@@ -278,9 +303,12 @@ impl Shovels {
         inner.shovels.values().map(|e| e.param.clone()).collect()
     }
 
-    /// Every shovel's state, by vhost and name.
+    /// Every shovel's state, by vhost and name (none where this node does not run them).
     pub fn statuses(&self) -> Vec<ShovelStatus> {
         let inner = self.inner.lock();
+        if !inner.active {
+            return Vec::new();
+        }
         inner
             .shovels
             .values()
@@ -298,11 +326,49 @@ impl Shovels {
     pub fn start(&self, local: SocketAddr) {
         let mut inner = self.inner.lock();
         inner.local = Some(local);
+        if !inner.active {
+            return;
+        }
         for entry in inner.shovels.values_mut() {
             if entry.worker.is_none() {
                 entry.worker = Some(self.spawn(entry, local));
             }
         }
+    }
+
+    /// Whether this node runs the shovels (a cluster's metadata leader does): turned on,
+    /// every shovel starts (once the listener is up); turned off, every worker stops and
+    /// what it held unacked goes back to its source.
+    pub fn set_active(&self, active: bool) {
+        let mut inner = self.inner.lock();
+        if inner.active == active {
+            return;
+        }
+        inner.active = active;
+        let local = inner.local;
+        for entry in inner.shovels.values_mut() {
+            if let Some((cancel, _)) = entry.worker.take() {
+                cancel.cancel();
+            }
+            *entry.status.lock() = Status::new();
+            if let Some(local) = local.filter(|_| active) {
+                entry.worker = Some(self.spawn(entry, local));
+            }
+        }
+        tracing::info!(
+            active,
+            "shovels {}",
+            if active {
+                "run on this node"
+            } else {
+                "stopped on this node"
+            }
+        );
+    }
+
+    /// Sets what happens when a shovel deleted itself (once, at start).
+    pub fn on_finished(&self, hook: FinishHook) {
+        let _ = self.on_finished.set(hook);
     }
 
     /// Stops every worker (the node shuts down) and waits a little for them
@@ -338,7 +404,7 @@ impl Shovels {
             worker: None,
             param,
         };
-        if let Some(local) = inner.local {
+        if let Some(local) = inner.local.filter(|_| inner.active) {
             entry.worker = Some(self.spawn(&entry, local));
         }
         let k = key(&entry.param.vhost, &entry.param.name);
@@ -382,6 +448,9 @@ impl Shovels {
                 name,
                 "shovel finished its src-delete-after count; deleted"
             );
+            if let Some(hook) = self.on_finished.get() {
+                hook(vhost, name);
+            }
         }
     }
 }

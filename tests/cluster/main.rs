@@ -12,6 +12,7 @@ mod quorum_members;
 mod quorum_paging;
 mod remote_queues;
 mod secure;
+mod shovels;
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
