@@ -25,6 +25,7 @@ use crate::machine::Machine;
 use crate::mem_log::MemLog;
 use crate::membership::{self, GroupStatus};
 use crate::noop_sm::NoopSm;
+use crate::receive::Receiving;
 use crate::router::{NetworkFactory, Router};
 use crate::snapshot::SnapshotStore;
 use crate::transport::policy::LinkPolicy;
@@ -115,6 +116,8 @@ pub struct Group {
     pub raft: GroupRaft,
     /// The group's state machine (shared with the Raft).
     pub sm: NoopSm,
+    /// The snapshot arriving in chunks, if any.
+    receiving: Arc<std::sync::Mutex<Receiving>>,
 }
 
 /// What a node does with [`Request::App`] messages: the application's own protocol.
@@ -153,24 +156,41 @@ fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-async fn dispatch(raft: GroupRaft, rpc: RaftRpc) -> Result<RaftReply, String> {
+async fn dispatch(group: Group, rpc: RaftRpc) -> Result<RaftReply, String> {
+    let raft = group.raft;
     Ok(match rpc {
         RaftRpc::AppendEntries(req) => {
             RaftReply::AppendEntries(raft.append_entries(req).await.map_err(text)?)
         }
         RaftRpc::Vote(req) => RaftReply::Vote(raft.vote(req).await.map_err(text)?),
         RaftRpc::PreVote(req) => RaftReply::Vote(raft.pre_vote(req).await.map_err(text)?),
-        RaftRpc::Snapshot { vote, meta, data } => RaftReply::Snapshot(
-            raft.install_full_snapshot(
-                vote,
-                Snapshot {
-                    meta,
-                    snapshot: data,
-                },
-            )
-            .await
-            .map_err(text)?,
-        ),
+        RaftRpc::Snapshot {
+            vote,
+            meta,
+            offset,
+            data,
+            last,
+        } => {
+            let whole = group
+                .receiving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .chunk(&meta, offset, &data, last)?;
+            match whole {
+                None => RaftReply::SnapshotChunk,
+                Some(data) => RaftReply::Snapshot(
+                    raft.install_full_snapshot(
+                        vote,
+                        Snapshot {
+                            meta,
+                            snapshot: data,
+                        },
+                    )
+                    .await
+                    .map_err(text)?,
+                ),
+            }
+        }
         RaftRpc::TransferLeader(req) => {
             RaftReply::TransferLeader(raft.handle_transfer_leader(req).await.map_err(text)?)
         }
@@ -185,7 +205,7 @@ impl Handler for Groups {
                 None => Box::pin(async move {
                     Response::Raft(Err(format!("group {group} is not on this node")))
                 }),
-                Some(g) => Box::pin(async move { Response::Raft(dispatch(g.raft, rpc).await) }),
+                Some(g) => Box::pin(async move { Response::Raft(dispatch(g, rpc).await) }),
             },
             Request::Join {
                 node_id,
@@ -329,24 +349,28 @@ impl RaftNode {
             group,
             message: e.to_string(),
         };
-        let (raft, sm) = match (&self.wal, &self.data_dir) {
+        let (raft, sm, store) = match (&self.wal, &self.data_dir) {
             (Some(wal), Some(dir)) => {
                 let store = SnapshotStore::new(dir.join("snap").join(group.to_string()));
-                let sm = NoopSm::open_with(Some(store), machine)
+                let sm = NoopSm::open_with(Some(store.clone()), machine)
                     .map_err(|source| NodeError::Snapshot { group, source })?;
                 let log = WalLog::new(wal.clone(), group);
                 let raft = GroupRaft::new(self.id, config, network, log, sm.clone()).await;
-                (raft.map_err(fatal)?, sm)
+                (raft.map_err(fatal)?, sm, Some(store))
             }
             _ => {
                 let sm = NoopSm::open_with(None, machine)
                     .map_err(|source| NodeError::Snapshot { group, source })?;
                 let raft =
                     GroupRaft::new(self.id, config, network, MemLog::new(), sm.clone()).await;
-                (raft.map_err(fatal)?, sm)
+                (raft.map_err(fatal)?, sm, None)
             }
         };
-        let hosted = Group { raft, sm };
+        let hosted = Group {
+            raft,
+            sm,
+            receiving: Arc::new(std::sync::Mutex::new(Receiving::new(store))),
+        };
         let mut map = self.groups.map.write().unwrap_or_else(|p| p.into_inner());
         if map.contains_key(&group) {
             return Err(NodeError::GroupExists(group));

@@ -1,14 +1,17 @@
 //! A state machine that only counts, so step 1 can test the engine and transport alone.
 //!
 //! It counts applied application commands and keeps the last applied log id and membership;
-//! its snapshot is that counter (postcard), which is enough to exercise snapshot build,
-//! transfer and install. Each command is answered with the new count (8 bytes, big endian).
+//! its snapshot is that counter, which is enough to exercise snapshot build, transfer and
+//! install. Each command is answered with the new count (8 bytes, big endian).
 //! With a [`SnapshotStore`] its snapshots are saved on disk and restored at open, so a
 //! restarted node resumes from its last snapshot and replays the log after it. With a
 //! [`Machine`] plugged in (step 3, the metadata group), application commands go to it, its
-//! answer is the reply, and its state rides in the snapshot.
+//! answer is the reply, and its state rides in the snapshot, streamed into the snapshot's
+//! file and restored from it (a snapshot's data: the count as u64 little endian, 1 if a
+//! machine's state follows, then that state to the end; the earlier layout, postcard of
+//! the count and the state as a byte sequence, is read from older files and rewritten).
 
-use std::io;
+use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,12 +19,14 @@ use futures_util::Stream;
 use futures_util::TryStreamExt;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::machine::Machine;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Loaded, SnapshotStore};
 use crate::types::{LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, Wr};
+
+/// Read buffer of a restore: small reads (varints) must not each be a system call.
+const READ_BUFFER: usize = 64 << 10;
 
 /// The counting state machine; clones share the same state.
 #[derive(Clone, Default)]
@@ -34,10 +39,8 @@ struct Inner {
     applied: u64,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    /// The current snapshot; its data only without a store (with one, the data is read
-    /// back from disk when asked for: a quorum queue's snapshot holds its bodies, which
-    /// must not stay in memory).
-    snapshot: Option<(SnapshotMeta, Option<SnapshotData>)>,
+    /// The current snapshot: a handle on its file (with a store) or its bytes.
+    snapshot: Option<Snapshot>,
     store: Option<SnapshotStore>,
     machine: Option<Arc<dyn Machine>>,
 }
@@ -46,14 +49,6 @@ impl std::fmt::Debug for NoopSm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoopSm").finish_non_exhaustive()
     }
-}
-
-/// What a snapshot of [`NoopSm`] holds.
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotBody {
-    applied: u64,
-    /// The plugged-in [`Machine`]'s state, if any.
-    machine: Option<Vec<u8>>,
 }
 
 impl NoopSm {
@@ -82,15 +77,24 @@ impl NoopSm {
             machine,
             ..Inner::default()
         };
-        if let Some((meta, data)) = saved {
-            let body: SnapshotBody = postcard::from_bytes(&data).map_err(invalid)?;
-            if let (Some(machine), Some(state)) = (&inner.machine, &body.machine) {
-                machine.restore(state)?;
-            }
-            inner.applied = body.applied;
+        if let Some(Loaded { meta, data, legacy }) = saved {
+            let mut input = BufReader::with_capacity(READ_BUFFER, data.reader());
+            inner.applied = read_body(&mut input, legacy, inner.machine.as_deref())?;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
-            inner.snapshot = Some((meta, None));
+            let data = match (&inner.store, legacy) {
+                // Written again in this layout from the state just restored, so that
+                // transfers and installs know one layout only.
+                (Some(store), true) => {
+                    tracing::info!(dir = %store.dir().display(), "snapshot of the earlier layout rewritten");
+                    store.save(&meta, |out| write_body(&inner, out))?
+                }
+                _ => data,
+            };
+            inner.snapshot = Some(Snapshot {
+                meta,
+                snapshot: data,
+            });
         }
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
@@ -112,32 +116,78 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// Streams a snapshot's data: the count, then the machine's state.
+fn write_body(inner: &Inner, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(&inner.applied.to_le_bytes())?;
+    match &inner.machine {
+        Some(machine) => {
+            out.write_all(&[1])?;
+            machine.snapshot(out)
+        }
+        None => out.write_all(&[0]),
+    }
+}
+
+/// Restores `machine` from a snapshot's data; answers the count.
+fn read_body(input: &mut dyn Read, legacy: bool, machine: Option<&dyn Machine>) -> io::Result<u64> {
+    let applied = if legacy {
+        read_varint(input)?
+    } else {
+        let mut count = [0u8; 8];
+        input.read_exact(&mut count)?;
+        u64::from_le_bytes(count)
+    };
+    let mut tag = [0u8; 1];
+    input.read_exact(&mut tag)?;
+    match (tag[0], machine) {
+        (0, _) | (1, None) => {}
+        (1, Some(machine)) if legacy => {
+            let len = read_varint(input)?;
+            machine.restore(&mut input.take(len))?;
+        }
+        (1, Some(machine)) => machine.restore(input)?,
+        (other, _) => return Err(invalid(format!("snapshot: bad machine tag {other}"))),
+    }
+    Ok(applied)
+}
+
+/// A postcard varint (LEB128, at most 10 bytes).
+fn read_varint(input: &mut dyn Read) -> io::Result<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let mut byte = [0u8; 1];
+        input.read_exact(&mut byte)?;
+        value |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(invalid("snapshot: varint too long"))
+}
+
 impl RaftSnapshotBuilder<Wr> for NoopSm {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let mut inner = self.inner.lock().await;
-        let data = postcard::to_allocvec(&SnapshotBody {
-            applied: inner.applied,
-            machine: inner.machine.as_ref().map(|m| m.snapshot()).transpose()?,
-        })
-        .map_err(invalid)?;
         let meta = SnapshotMeta {
             last_log_id: inner.last_applied,
             last_membership: inner.membership.clone(),
         };
-        let kept = match &inner.store {
-            Some(store) => {
-                store.save(&meta, &data)?;
-                None
+        let data = match &inner.store {
+            Some(store) => store.save(&meta, |out| write_body(&inner, out))?,
+            None => {
+                let mut bytes = Vec::new();
+                write_body(&inner, &mut bytes)?;
+                SnapshotData::from_bytes(bytes)
             }
-            None => Some(data.clone()),
         };
-        inner.snapshot = Some((meta.clone(), kept));
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             meta,
             snapshot: data,
-        })
+        };
+        inner.snapshot = Some(snapshot.clone());
+        Ok(snapshot)
     }
 }
 
@@ -188,41 +238,26 @@ impl RaftStateMachine<Wr> for NoopSm {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let body: SnapshotBody = postcard::from_bytes(&snapshot).map_err(invalid)?;
         let mut inner = self.inner.lock().await;
-        if let (Some(machine), Some(state)) = (&inner.machine, &body.machine) {
-            machine.restore(state)?;
-        }
+        let mut input = BufReader::with_capacity(READ_BUFFER, snapshot.reader());
+        let applied = read_body(&mut input, false, inner.machine.as_deref())?;
         let kept = match &inner.store {
             Some(store) => {
-                store.save(meta, &snapshot)?;
-                None
+                store.save(meta, |out| io::copy(&mut snapshot.reader(), out).map(drop))?
             }
-            None => Some(snapshot),
+            None => snapshot,
         };
-        inner.applied = body.applied;
+        inner.applied = applied;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
-        inner.snapshot = Some((meta.clone(), kept));
+        inner.snapshot = Some(Snapshot {
+            meta: meta.clone(),
+            snapshot: kept,
+        });
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let inner = self.inner.lock().await;
-        let Some((meta, data)) = &inner.snapshot else {
-            return Ok(None);
-        };
-        let data = match (data, &inner.store) {
-            (Some(data), _) => data.clone(),
-            (None, Some(store)) => match store.load()? {
-                Some((_, data)) => data,
-                None => return Ok(None),
-            },
-            (None, None) => return Ok(None),
-        };
-        Ok(Some(Snapshot {
-            meta: meta.clone(),
-            snapshot: data,
-        }))
+        Ok(self.inner.lock().await.snapshot.clone())
     }
 }
