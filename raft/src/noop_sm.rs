@@ -261,3 +261,71 @@ impl RaftStateMachine<Wr> for NoopSm {
         Ok(self.inner.lock().await.snapshot.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::MAGIC;
+    use crate::types::Command;
+    use serde::Serialize;
+
+    /// A machine whose state is the bytes it was last restored from.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<u8>>);
+
+    impl Machine for Recorder {
+        fn apply(&self, _index: u64, _command: &Command) -> Reply {
+            Reply::default()
+        }
+
+        fn snapshot(&self, out: &mut dyn Write) -> io::Result<()> {
+            out.write_all(&self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        }
+
+        fn restore(&self, input: &mut dyn Read) -> io::Result<()> {
+            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            state.clear();
+            input.read_to_end(&mut state).map(drop)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_of_the_earlier_layout_restores_and_is_rewritten_in_this_one() {
+        #[derive(Serialize)]
+        struct EarlierBody {
+            applied: u64,
+            machine: Option<Vec<u8>>,
+        }
+        #[derive(Serialize)]
+        struct EarlierFile<'a> {
+            meta: &'a SnapshotMeta,
+            data: Vec<u8>,
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SnapshotStore::new(dir.path().join("4"));
+        std::fs::create_dir_all(store.dir()).expect("dir");
+        let state = b"the machine's state ".repeat(500);
+        let body = EarlierBody {
+            applied: 300,
+            machine: Some(state.clone()),
+        };
+        let file = EarlierFile {
+            meta: &SnapshotMeta::default(),
+            data: postcard::to_stdvec(&body).expect("encode"),
+        };
+        let path = store.dir().join("current.snap");
+        std::fs::write(&path, postcard::to_stdvec(&file).expect("encode")).expect("write");
+
+        let machine = Arc::new(Recorder::default());
+        let sm = NoopSm::open_with(Some(store.clone()), Some(machine.clone())).expect("open");
+        assert_eq!(sm.applied_commands().await, 300);
+        assert_eq!(*machine.0.lock().expect("lock"), state);
+        let rewritten = std::fs::read(&path).expect("read");
+        assert!(rewritten.starts_with(&MAGIC), "rewritten in this layout");
+
+        let again = Arc::new(Recorder::default());
+        let sm = NoopSm::open_with(Some(store), Some(again.clone())).expect("reopen");
+        assert_eq!(sm.applied_commands().await, 300);
+        assert_eq!(*again.0.lock().expect("lock"), state);
+    }
+}
