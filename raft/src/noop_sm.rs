@@ -39,8 +39,10 @@ struct Inner {
     applied: u64,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    /// The current snapshot: a handle on its file (with a store) or its bytes.
-    snapshot: Option<Snapshot>,
+    /// The current snapshot; its data only without a store (with one, the file is opened
+    /// when openraft asks: a node may host thousands of groups, and each handle is an
+    /// open file).
+    snapshot: Option<(SnapshotMeta, Option<SnapshotData>)>,
     store: Option<SnapshotStore>,
     machine: Option<Arc<dyn Machine>>,
 }
@@ -82,19 +84,14 @@ impl NoopSm {
             inner.applied = read_body(&mut input, legacy, inner.machine.as_deref())?;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
-            let data = match (&inner.store, legacy) {
+            drop((input, data));
+            if let (Some(store), true) = (&inner.store, legacy) {
                 // Written again in this layout from the state just restored, so that
                 // transfers and installs know one layout only.
-                (Some(store), true) => {
-                    tracing::info!(dir = %store.dir().display(), "snapshot of the earlier layout rewritten");
-                    store.save(&meta, |out| write_body(&inner, out))?
-                }
-                _ => data,
-            };
-            inner.snapshot = Some(Snapshot {
-                meta,
-                snapshot: data,
-            });
+                tracing::info!(dir = %store.dir().display(), "snapshot of the earlier layout rewritten");
+                store.save(&meta, |out| write_body(&inner, out))?;
+            }
+            inner.snapshot = Some((meta, None));
         }
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
@@ -174,20 +171,20 @@ impl RaftSnapshotBuilder<Wr> for NoopSm {
             last_log_id: inner.last_applied,
             last_membership: inner.membership.clone(),
         };
-        let data = match &inner.store {
-            Some(store) => store.save(&meta, |out| write_body(&inner, out))?,
+        let (data, kept) = match &inner.store {
+            Some(store) => (store.save(&meta, |out| write_body(&inner, out))?, None),
             None => {
                 let mut bytes = Vec::new();
                 write_body(&inner, &mut bytes)?;
-                SnapshotData::from_bytes(bytes)
+                let data = SnapshotData::from_bytes(bytes);
+                (data.clone(), Some(data))
             }
         };
-        let snapshot = Snapshot {
+        inner.snapshot = Some((meta.clone(), kept));
+        Ok(Snapshot {
             meta,
             snapshot: data,
-        };
-        inner.snapshot = Some(snapshot.clone());
-        Ok(snapshot)
+        })
     }
 }
 
@@ -243,22 +240,37 @@ impl RaftStateMachine<Wr> for NoopSm {
         let applied = read_body(&mut input, false, inner.machine.as_deref())?;
         let kept = match &inner.store {
             Some(store) => {
-                store.save(meta, |out| io::copy(&mut snapshot.reader(), out).map(drop))?
+                store.save(meta, |out| io::copy(&mut snapshot.reader(), out).map(drop))?;
+                None
             }
-            None => snapshot,
+            None => Some(snapshot),
         };
         inner.applied = applied;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
-        inner.snapshot = Some(Snapshot {
-            meta: meta.clone(),
-            snapshot: kept,
-        });
+        inner.snapshot = Some((meta.clone(), kept));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self.inner.lock().await.snapshot.clone())
+        let inner = self.inner.lock().await;
+        let Some((meta, kept)) = &inner.snapshot else {
+            return Ok(None);
+        };
+        let data = match (kept, &inner.store) {
+            (Some(data), _) => data.clone(),
+            // Opened under the lock that saves replace it under: the file is this
+            // snapshot's, and the handle keeps it readable if a newer one replaces it.
+            (None, Some(store)) => match store.open_current()? {
+                Some(loaded) if loaded.meta == *meta && !loaded.legacy => loaded.data,
+                _ => return Err(invalid("the current snapshot's file is not the one saved")),
+            },
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Snapshot {
+            meta: meta.clone(),
+            snapshot: data,
+        }))
     }
 }
 

@@ -138,13 +138,23 @@ impl SnapshotStore {
             .map_err(io_at(&self.dir))?;
         let offset = (MAGIC.len() + 4 + meta_bytes.len()) as u64;
         let len = file.metadata().map_err(io_at(&path))?.len();
-        Ok(SnapshotData::from_file(file, offset, len - offset))
+        Ok(SnapshotData::from_file(
+            file,
+            offset,
+            len.saturating_sub(offset),
+        ))
     }
 
     /// The saved snapshot, if any. Temp files of a save or a transfer a crash interrupted
     /// are removed first (call it once, before the group runs).
     pub fn load(&self) -> Result<Option<Loaded>, SnapshotError> {
         self.remove_temp_files()?;
+        self.open_current()
+    }
+
+    /// The saved snapshot, if any, without touching temp files (a save may be under way
+    /// elsewhere); only its header is read.
+    pub fn open_current(&self) -> Result<Option<Loaded>, SnapshotError> {
         let path = self.path();
         let file = match File::open(&path) {
             Ok(file) => file,
