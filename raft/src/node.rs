@@ -25,15 +25,15 @@ use crate::machine::Machine;
 use crate::mem_log::MemLog;
 use crate::membership::{self, GroupStatus};
 use crate::noop_sm::NoopSm;
-use crate::receive::Receiving;
+use crate::receive::{Receiving, dispatch};
 use crate::router::{NetworkFactory, Router};
 use crate::snapshot::SnapshotStore;
 use crate::transport::policy::LinkPolicy;
-use crate::transport::wire::{JoinReply, RaftReply, RaftRpc, Request, Response, WriteReply};
+use crate::transport::wire::{JoinReply, Request, Response, WriteReply};
 use crate::transport::{
     Handler, HandlerFuture, LinkSecurity, Transport, TransportConfig, TransportError,
 };
-use crate::types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Snapshot, Wr};
+use crate::types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Wr};
 use crate::wal::{Wal, WalError};
 use crate::wal_log::WalLog;
 
@@ -117,7 +117,7 @@ pub struct Group {
     /// The group's state machine (shared with the Raft).
     pub sm: NoopSm,
     /// The snapshot arriving in chunks, if any.
-    receiving: Arc<std::sync::Mutex<Receiving>>,
+    pub(crate) receiving: Arc<std::sync::Mutex<Receiving>>,
 }
 
 /// What a node does with [`Request::App`] messages: the application's own protocol.
@@ -150,51 +150,6 @@ impl Groups {
             .get(&group)
             .cloned()
     }
-}
-
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-async fn dispatch(group: Group, rpc: RaftRpc) -> Result<RaftReply, String> {
-    let raft = group.raft;
-    Ok(match rpc {
-        RaftRpc::AppendEntries(req) => {
-            RaftReply::AppendEntries(raft.append_entries(req).await.map_err(text)?)
-        }
-        RaftRpc::Vote(req) => RaftReply::Vote(raft.vote(req).await.map_err(text)?),
-        RaftRpc::PreVote(req) => RaftReply::Vote(raft.pre_vote(req).await.map_err(text)?),
-        RaftRpc::Snapshot {
-            vote,
-            meta,
-            offset,
-            data,
-            last,
-        } => {
-            let whole = group
-                .receiving
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .chunk(&meta, offset, &data, last)?;
-            match whole {
-                None => RaftReply::SnapshotChunk,
-                Some(data) => RaftReply::Snapshot(
-                    raft.install_full_snapshot(
-                        vote,
-                        Snapshot {
-                            meta,
-                            snapshot: data,
-                        },
-                    )
-                    .await
-                    .map_err(text)?,
-                ),
-            }
-        }
-        RaftRpc::TransferLeader(req) => {
-            RaftReply::TransferLeader(raft.handle_transfer_leader(req).await.map_err(text)?)
-        }
-    })
 }
 
 impl Handler for Groups {

@@ -1,13 +1,61 @@
-//! A snapshot arriving in chunks ([`RaftRpc::Snapshot`](crate::transport::wire::RaftRpc)),
-//! written to a file as it comes (in memory only on a node without a data dir), then
-//! handed to openraft whole as a [`SnapshotData`] on that file.
+//! Incoming Raft RPCs for a group hosted here ([`dispatch`]), and a snapshot arriving in
+//! chunks ([`RaftRpc::Snapshot`]), written to a file as it comes (in memory only on a node
+//! without a data dir), then handed to openraft whole as a [`SnapshotData`] on that file.
 
 use std::fs::File;
 use std::io::Write;
 
+use crate::node::Group;
 use crate::snapshot::SnapshotStore;
 use crate::snapshot_data::SnapshotData;
-use crate::types::SnapshotMeta;
+use crate::transport::wire::{RaftReply, RaftRpc};
+use crate::types::{Snapshot, SnapshotMeta};
+
+fn text<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Hands one Raft RPC to the group's `Raft`; its answer or why not.
+pub(crate) async fn dispatch(group: Group, rpc: RaftRpc) -> Result<RaftReply, String> {
+    let raft = group.raft;
+    Ok(match rpc {
+        RaftRpc::AppendEntries(req) => {
+            RaftReply::AppendEntries(raft.append_entries(req).await.map_err(text)?)
+        }
+        RaftRpc::Vote(req) => RaftReply::Vote(raft.vote(req).await.map_err(text)?),
+        RaftRpc::PreVote(req) => RaftReply::Vote(raft.pre_vote(req).await.map_err(text)?),
+        RaftRpc::Snapshot {
+            vote,
+            meta,
+            offset,
+            data,
+            last,
+        } => {
+            let whole = group
+                .receiving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .chunk(&meta, offset, &data, last)?;
+            match whole {
+                None => RaftReply::SnapshotChunk,
+                Some(data) => RaftReply::Snapshot(
+                    raft.install_full_snapshot(
+                        vote,
+                        Snapshot {
+                            meta,
+                            snapshot: data,
+                        },
+                    )
+                    .await
+                    .map_err(text)?,
+                ),
+            }
+        }
+        RaftRpc::TransferLeader(req) => {
+            RaftReply::TransferLeader(raft.handle_transfer_leader(req).await.map_err(text)?)
+        }
+    })
+}
 
 /// The transfer in progress for one group, if any.
 #[derive(Debug)]
