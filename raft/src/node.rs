@@ -25,14 +25,15 @@ use crate::machine::Machine;
 use crate::mem_log::MemLog;
 use crate::membership::{self, GroupStatus};
 use crate::noop_sm::NoopSm;
+use crate::receive::{Receiving, dispatch};
 use crate::router::{NetworkFactory, Router};
 use crate::snapshot::SnapshotStore;
 use crate::transport::policy::LinkPolicy;
-use crate::transport::wire::{JoinReply, RaftReply, RaftRpc, Request, Response, WriteReply};
+use crate::transport::wire::{JoinReply, Request, Response, WriteReply};
 use crate::transport::{
     Handler, HandlerFuture, LinkSecurity, Transport, TransportConfig, TransportError,
 };
-use crate::types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Snapshot, Wr};
+use crate::types::{Command, GroupId, METADATA_GROUP, NodeId, Reply, Wr};
 use crate::wal::{Wal, WalError};
 use crate::wal_log::WalLog;
 
@@ -115,6 +116,8 @@ pub struct Group {
     pub raft: GroupRaft,
     /// The group's state machine (shared with the Raft).
     pub sm: NoopSm,
+    /// The snapshot arriving in chunks, if any.
+    pub(crate) receiving: Arc<std::sync::Mutex<Receiving>>,
 }
 
 /// What a node does with [`Request::App`] messages: the application's own protocol.
@@ -149,34 +152,6 @@ impl Groups {
     }
 }
 
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-async fn dispatch(raft: GroupRaft, rpc: RaftRpc) -> Result<RaftReply, String> {
-    Ok(match rpc {
-        RaftRpc::AppendEntries(req) => {
-            RaftReply::AppendEntries(raft.append_entries(req).await.map_err(text)?)
-        }
-        RaftRpc::Vote(req) => RaftReply::Vote(raft.vote(req).await.map_err(text)?),
-        RaftRpc::PreVote(req) => RaftReply::Vote(raft.pre_vote(req).await.map_err(text)?),
-        RaftRpc::Snapshot { vote, meta, data } => RaftReply::Snapshot(
-            raft.install_full_snapshot(
-                vote,
-                Snapshot {
-                    meta,
-                    snapshot: data,
-                },
-            )
-            .await
-            .map_err(text)?,
-        ),
-        RaftRpc::TransferLeader(req) => {
-            RaftReply::TransferLeader(raft.handle_transfer_leader(req).await.map_err(text)?)
-        }
-    })
-}
-
 impl Handler for Groups {
     fn handle(&self, from: NodeId, req: Request) -> HandlerFuture {
         match req {
@@ -185,7 +160,7 @@ impl Handler for Groups {
                 None => Box::pin(async move {
                     Response::Raft(Err(format!("group {group} is not on this node")))
                 }),
-                Some(g) => Box::pin(async move { Response::Raft(dispatch(g.raft, rpc).await) }),
+                Some(g) => Box::pin(async move { Response::Raft(dispatch(g, rpc).await) }),
             },
             Request::Join {
                 node_id,
@@ -329,24 +304,28 @@ impl RaftNode {
             group,
             message: e.to_string(),
         };
-        let (raft, sm) = match (&self.wal, &self.data_dir) {
+        let (raft, sm, store) = match (&self.wal, &self.data_dir) {
             (Some(wal), Some(dir)) => {
                 let store = SnapshotStore::new(dir.join("snap").join(group.to_string()));
-                let sm = NoopSm::open_with(Some(store), machine)
+                let sm = NoopSm::open_with(Some(store.clone()), machine)
                     .map_err(|source| NodeError::Snapshot { group, source })?;
                 let log = WalLog::new(wal.clone(), group);
                 let raft = GroupRaft::new(self.id, config, network, log, sm.clone()).await;
-                (raft.map_err(fatal)?, sm)
+                (raft.map_err(fatal)?, sm, Some(store))
             }
             _ => {
                 let sm = NoopSm::open_with(None, machine)
                     .map_err(|source| NodeError::Snapshot { group, source })?;
                 let raft =
                     GroupRaft::new(self.id, config, network, MemLog::new(), sm.clone()).await;
-                (raft.map_err(fatal)?, sm)
+                (raft.map_err(fatal)?, sm, None)
             }
         };
-        let hosted = Group { raft, sm };
+        let hosted = Group {
+            raft,
+            sm,
+            receiving: Arc::new(std::sync::Mutex::new(Receiving::new(store))),
+        };
         let mut map = self.groups.map.write().unwrap_or_else(|p| p.into_inner());
         if map.contains_key(&group) {
             return Err(NodeError::GroupExists(group));

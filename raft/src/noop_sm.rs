@@ -1,14 +1,17 @@
 //! A state machine that only counts, so step 1 can test the engine and transport alone.
 //!
 //! It counts applied application commands and keeps the last applied log id and membership;
-//! its snapshot is that counter (postcard), which is enough to exercise snapshot build,
-//! transfer and install. Each command is answered with the new count (8 bytes, big endian).
+//! its snapshot is that counter, which is enough to exercise snapshot build, transfer and
+//! install. Each command is answered with the new count (8 bytes, big endian).
 //! With a [`SnapshotStore`] its snapshots are saved on disk and restored at open, so a
 //! restarted node resumes from its last snapshot and replays the log after it. With a
 //! [`Machine`] plugged in (step 3, the metadata group), application commands go to it, its
-//! answer is the reply, and its state rides in the snapshot.
+//! answer is the reply, and its state rides in the snapshot, streamed into the snapshot's
+//! file and restored from it (a snapshot's data: the count as u64 little endian, 1 if a
+//! machine's state follows, then that state to the end; the earlier layout, postcard of
+//! the count and the state as a byte sequence, is read from older files and rewritten).
 
-use std::io;
+use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,12 +19,14 @@ use futures_util::Stream;
 use futures_util::TryStreamExt;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::machine::Machine;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Loaded, SnapshotStore};
 use crate::types::{LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, Wr};
+
+/// Read buffer of a restore: small reads (varints) must not each be a system call.
+const READ_BUFFER: usize = 64 << 10;
 
 /// The counting state machine; clones share the same state.
 #[derive(Clone, Default)]
@@ -34,9 +39,9 @@ struct Inner {
     applied: u64,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    /// The current snapshot; its data only without a store (with one, the data is read
-    /// back from disk when asked for: a quorum queue's snapshot holds its bodies, which
-    /// must not stay in memory).
+    /// The current snapshot; its data only without a store (with one, the file is opened
+    /// when openraft asks: a node may host thousands of groups, and each handle is an
+    /// open file).
     snapshot: Option<(SnapshotMeta, Option<SnapshotData>)>,
     store: Option<SnapshotStore>,
     machine: Option<Arc<dyn Machine>>,
@@ -46,14 +51,6 @@ impl std::fmt::Debug for NoopSm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoopSm").finish_non_exhaustive()
     }
-}
-
-/// What a snapshot of [`NoopSm`] holds.
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotBody {
-    applied: u64,
-    /// The plugged-in [`Machine`]'s state, if any.
-    machine: Option<Vec<u8>>,
 }
 
 impl NoopSm {
@@ -82,14 +79,18 @@ impl NoopSm {
             machine,
             ..Inner::default()
         };
-        if let Some((meta, data)) = saved {
-            let body: SnapshotBody = postcard::from_bytes(&data).map_err(invalid)?;
-            if let (Some(machine), Some(state)) = (&inner.machine, &body.machine) {
-                machine.restore(state)?;
-            }
-            inner.applied = body.applied;
+        if let Some(Loaded { meta, data, legacy }) = saved {
+            let mut input = BufReader::with_capacity(READ_BUFFER, data.reader());
+            inner.applied = read_body(&mut input, legacy, inner.machine.as_deref())?;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
+            drop((input, data));
+            if let (Some(store), true) = (&inner.store, legacy) {
+                // Written again in this layout from the state just restored, so that
+                // transfers and installs know one layout only.
+                tracing::info!(dir = %store.dir().display(), "snapshot of the earlier layout rewritten");
+                store.save(&meta, |out| write_body(&inner, out))?;
+            }
             inner.snapshot = Some((meta, None));
         }
         Ok(Self {
@@ -112,26 +113,72 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// Streams a snapshot's data: the count, then the machine's state.
+fn write_body(inner: &Inner, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(&inner.applied.to_le_bytes())?;
+    match &inner.machine {
+        Some(machine) => {
+            out.write_all(&[1])?;
+            machine.snapshot(out)
+        }
+        None => out.write_all(&[0]),
+    }
+}
+
+/// Restores `machine` from a snapshot's data; answers the count.
+fn read_body(input: &mut dyn Read, legacy: bool, machine: Option<&dyn Machine>) -> io::Result<u64> {
+    let applied = if legacy {
+        read_varint(input)?
+    } else {
+        let mut count = [0u8; 8];
+        input.read_exact(&mut count)?;
+        u64::from_le_bytes(count)
+    };
+    let mut tag = [0u8; 1];
+    input.read_exact(&mut tag)?;
+    match (tag[0], machine) {
+        (0, _) | (1, None) => {}
+        (1, Some(machine)) if legacy => {
+            let len = read_varint(input)?;
+            machine.restore(&mut input.take(len))?;
+        }
+        (1, Some(machine)) => machine.restore(input)?,
+        (other, _) => return Err(invalid(format!("snapshot: bad machine tag {other}"))),
+    }
+    Ok(applied)
+}
+
+/// A postcard varint (LEB128, at most 10 bytes).
+fn read_varint(input: &mut dyn Read) -> io::Result<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let mut byte = [0u8; 1];
+        input.read_exact(&mut byte)?;
+        value |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(invalid("snapshot: varint too long"))
+}
+
 impl RaftSnapshotBuilder<Wr> for NoopSm {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let mut inner = self.inner.lock().await;
-        let data = postcard::to_allocvec(&SnapshotBody {
-            applied: inner.applied,
-            machine: inner.machine.as_ref().map(|m| m.snapshot()).transpose()?,
-        })
-        .map_err(invalid)?;
         let meta = SnapshotMeta {
             last_log_id: inner.last_applied,
             last_membership: inner.membership.clone(),
         };
-        let kept = match &inner.store {
-            Some(store) => {
-                store.save(&meta, &data)?;
-                None
+        let (data, kept) = match &inner.store {
+            Some(store) => (store.save(&meta, |out| write_body(&inner, out))?, None),
+            None => {
+                let mut bytes = Vec::new();
+                write_body(&inner, &mut bytes)?;
+                let data = SnapshotData::from_bytes(bytes);
+                (data.clone(), Some(data))
             }
-            None => Some(data.clone()),
         };
         inner.snapshot = Some((meta.clone(), kept));
         Ok(Snapshot {
@@ -188,19 +235,17 @@ impl RaftStateMachine<Wr> for NoopSm {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let body: SnapshotBody = postcard::from_bytes(&snapshot).map_err(invalid)?;
         let mut inner = self.inner.lock().await;
-        if let (Some(machine), Some(state)) = (&inner.machine, &body.machine) {
-            machine.restore(state)?;
-        }
+        let mut input = BufReader::with_capacity(READ_BUFFER, snapshot.reader());
+        let applied = read_body(&mut input, false, inner.machine.as_deref())?;
         let kept = match &inner.store {
             Some(store) => {
-                store.save(meta, &snapshot)?;
+                store.save(meta, |out| io::copy(&mut snapshot.reader(), out).map(drop))?;
                 None
             }
             None => Some(snapshot),
         };
-        inner.applied = body.applied;
+        inner.applied = applied;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.snapshot = Some((meta.clone(), kept));
@@ -209,14 +254,16 @@ impl RaftStateMachine<Wr> for NoopSm {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let inner = self.inner.lock().await;
-        let Some((meta, data)) = &inner.snapshot else {
+        let Some((meta, kept)) = &inner.snapshot else {
             return Ok(None);
         };
-        let data = match (data, &inner.store) {
+        let data = match (kept, &inner.store) {
             (Some(data), _) => data.clone(),
-            (None, Some(store)) => match store.load()? {
-                Some((_, data)) => data,
-                None => return Ok(None),
+            // Opened under the lock that saves replace it under: the file is this
+            // snapshot's, and the handle keeps it readable if a newer one replaces it.
+            (None, Some(store)) => match store.open_current()? {
+                Some(loaded) if loaded.meta == *meta && !loaded.legacy => loaded.data,
+                _ => return Err(invalid("the current snapshot's file is not the one saved")),
             },
             (None, None) => return Ok(None),
         };
@@ -224,5 +271,73 @@ impl RaftStateMachine<Wr> for NoopSm {
             meta: meta.clone(),
             snapshot: data,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::MAGIC;
+    use crate::types::Command;
+    use serde::Serialize;
+
+    /// A machine whose state is the bytes it was last restored from.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<u8>>);
+
+    impl Machine for Recorder {
+        fn apply(&self, _index: u64, _command: &Command) -> Reply {
+            Reply::default()
+        }
+
+        fn snapshot(&self, out: &mut dyn Write) -> io::Result<()> {
+            out.write_all(&self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        }
+
+        fn restore(&self, input: &mut dyn Read) -> io::Result<()> {
+            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            state.clear();
+            input.read_to_end(&mut state).map(drop)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_of_the_earlier_layout_restores_and_is_rewritten_in_this_one() {
+        #[derive(Serialize)]
+        struct EarlierBody {
+            applied: u64,
+            machine: Option<Vec<u8>>,
+        }
+        #[derive(Serialize)]
+        struct EarlierFile<'a> {
+            meta: &'a SnapshotMeta,
+            data: Vec<u8>,
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SnapshotStore::new(dir.path().join("4"));
+        std::fs::create_dir_all(store.dir()).expect("dir");
+        let state = b"the machine's state ".repeat(500);
+        let body = EarlierBody {
+            applied: 300,
+            machine: Some(state.clone()),
+        };
+        let file = EarlierFile {
+            meta: &SnapshotMeta::default(),
+            data: postcard::to_stdvec(&body).expect("encode"),
+        };
+        let path = store.dir().join("current.snap");
+        std::fs::write(&path, postcard::to_stdvec(&file).expect("encode")).expect("write");
+
+        let machine = Arc::new(Recorder::default());
+        let sm = NoopSm::open_with(Some(store.clone()), Some(machine.clone())).expect("open");
+        assert_eq!(sm.applied_commands().await, 300);
+        assert_eq!(*machine.0.lock().expect("lock"), state);
+        let rewritten = std::fs::read(&path).expect("read");
+        assert!(rewritten.starts_with(&MAGIC), "rewritten in this layout");
+
+        let again = Arc::new(Recorder::default());
+        let sm = NoopSm::open_with(Some(store), Some(again.clone())).expect("reopen");
+        assert_eq!(sm.applied_commands().await, 300);
+        assert_eq!(*again.0.lock().expect("lock"), state);
     }
 }

@@ -8,6 +8,7 @@
 //! the transport to every request, so it cuts Raft traffic and any later message kind alike.
 
 use std::future::Future;
+use std::io::Read;
 use std::time::Duration;
 
 use openraft::OptionalSend;
@@ -25,6 +26,14 @@ use crate::types::{GroupId, NodeId, Snapshot, SnapshotData, Vote, Wr};
 
 /// How long openraft waits between retries to an unreachable peer.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The largest chunk of a snapshot in one frame, so a snapshot of any size travels
+/// between the other traffic of the link with bounded memory on both sides.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// How long the receiver may take to install a snapshot once its last chunk came (a deep
+/// queue's bodies are decoded and paged to disk then).
+const INSTALL_WITHIN: Duration = Duration::from_secs(120);
 
 /// The shared router of a node: all groups, one transport.
 #[derive(Clone)]
@@ -80,6 +89,53 @@ impl Router {
                 message,
             }),
             _ => Err(RouteError::Mismatch(target)),
+        }
+    }
+}
+
+impl Router {
+    /// Sends `snapshot`'s data in chunks of `chunk` bytes read from its file one at a
+    /// time; each waits for the previous one's answer, the last for the install.
+    async fn send_snapshot(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        vote: Vote,
+        snapshot: Snapshot,
+        chunk: usize,
+        ttl: Duration,
+    ) -> Result<SnapshotResponse<Wr>, StreamingError<Wr>> {
+        let total = snapshot.snapshot.len();
+        let mut reader = snapshot.snapshot.reader();
+        let mut offset = 0u64;
+        loop {
+            let n = usize::try_from(total - offset).map_or(chunk, |left| left.min(chunk));
+            let mut data = vec![0u8; n];
+            if let Err(e) = reader.read_exact(&mut data) {
+                tracing::warn!(target, group, error = %e, "cannot read the snapshot to send");
+                return Err(StreamingError::Unreachable(Unreachable::new(&e)));
+            }
+            let last = offset + n as u64 == total;
+            let rpc = RaftRpc::Snapshot {
+                vote,
+                meta: snapshot.meta.clone(),
+                offset,
+                data: data.into(),
+                last,
+            };
+            let timeout = if last { INSTALL_WITHIN.max(ttl) } else { ttl };
+            let outcome = self.call(target, group, rpc, timeout).await;
+            if last {
+                return expect(target, outcome, |r| match r {
+                    RaftReply::Snapshot(r) => Some(r),
+                    _ => None,
+                });
+            }
+            expect::<(), StreamingError<Wr>>(target, outcome, |r| match r {
+                RaftReply::SnapshotChunk => Some(()),
+                _ => None,
+            })?;
+            offset += n as u64;
         }
     }
 }
@@ -164,20 +220,18 @@ impl GroupRouter<Wr, GroupId> for Router {
         group_id: GroupId,
         vote: Vote,
         snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<Wr>, StreamingError<Wr>> {
-        // Step 1: the whole snapshot in one frame; later steps stream 1 MiB chunks.
-        let rpc = RaftRpc::Snapshot {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot,
-        };
-        let outcome = self.call(target, group_id, rpc, option.hard_ttl()).await;
-        expect(target, outcome, |r| match r {
-            RaftReply::Snapshot(r) => Some(r),
-            _ => None,
-        })
+        let chunk = option
+            .snapshot_chunk_size()
+            .unwrap_or(SNAPSHOT_CHUNK)
+            .clamp(1, SNAPSHOT_CHUNK);
+        let send = self.send_snapshot(target, group_id, vote, snapshot, chunk, option.hard_ttl());
+        tokio::select! {
+            sent = send => sent,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
     }
 
     async fn transfer_leader(

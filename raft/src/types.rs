@@ -47,8 +47,7 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
 );
 
-/// Snapshot bytes as every state machine of this crate produces and the transport carries.
-pub type SnapshotData = Vec<u8>;
+pub use crate::snapshot_data::SnapshotData;
 
 /// A log entry of [`Wr`].
 pub type Entry = openraft::alias::EntryOf<Wr>;

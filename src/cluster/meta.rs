@@ -150,16 +150,20 @@ impl Machine for MetaState {
         reply(if applied { "ok" } else { "refused" })
     }
 
-    fn snapshot(&self) -> Result<Vec<u8>, io::Error> {
+    fn snapshot(&self, out: &mut dyn io::Write) -> Result<(), io::Error> {
         let body = SnapshotBody {
             members: self.members(),
             departed: self.departed(),
             definitions: self.applier.snapshot(),
         };
-        serde_json::to_vec(&body).map_err(io::Error::other)
+        serde_json::to_writer(out, &body).map_err(io::Error::other)
     }
 
-    fn restore(&self, data: &[u8]) -> Result<(), io::Error> {
+    fn restore(&self, input: &mut dyn io::Read) -> Result<(), io::Error> {
+        // Definitions and members: small, read whole (the JSON may be of an earlier shape).
+        let mut data = Vec::new();
+        input.read_to_end(&mut data)?;
+        let data = data.as_slice();
         let body: SnapshotBody = serde_json::from_slice(data)
             .or_else(|_| {
                 // Step 3's snapshots held the members only.
@@ -199,16 +203,16 @@ mod tests {
         sm.apply(4, &MetaCommand::NodeLeft { id: 1 }.encode());
         assert_eq!(sm.members().keys().copied().collect::<Vec<_>>(), vec![2]);
         let other = MetaState::default();
-        other
-            .restore(&sm.snapshot().expect("snapshot"))
-            .expect("restore");
+        let mut snapshot = Vec::new();
+        sm.snapshot(&mut snapshot).expect("snapshot");
+        other.restore(&mut snapshot.as_slice()).expect("restore");
         assert_eq!(other.members(), sm.members());
         assert_eq!(
             other.departed(),
             BTreeSet::from([1]),
             "departed nodes are remembered"
         );
-        assert!(other.restore(b"not json").is_err());
+        assert!(other.restore(&mut &b"not json"[..]).is_err());
         let unknown = Command {
             payload: Bytes::from_static(b"{\"type\":\"Later\"}"),
         };

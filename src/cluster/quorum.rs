@@ -115,16 +115,17 @@ impl Machine for QueueMachine {
         }
     }
 
-    fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
+    fn snapshot(&self, out: &mut dyn std::io::Write) -> Result<(), std::io::Error> {
         match self.0.upgrade() {
-            Some(queue) => queue.snapshot(),
-            None => Ok(Vec::new()),
+            Some(queue) => queue.snapshot(out),
+            // A queue deleted meanwhile: its group goes too, the snapshot is never read.
+            None => Ok(()),
         }
     }
 
-    fn restore(&self, data: &[u8]) -> Result<(), std::io::Error> {
+    fn restore(&self, input: &mut dyn std::io::Read) -> Result<(), std::io::Error> {
         match self.0.upgrade() {
-            Some(queue) => queue.restore(data),
+            Some(queue) => queue.restore(input),
             None => Ok(()),
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Nonce, Proof};
 
-use crate::types::{Command, GroupId, NodeId, Reply, SnapshotData, SnapshotMeta, Vote, Wr};
+use crate::types::{Command, GroupId, NodeId, Reply, SnapshotMeta, Vote, Wr};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -16,10 +16,10 @@ use openraft::raft::{
 
 /// The wire protocol version carried in [`Hello`]; peers with another version are refused.
 /// 3: the Hello carries a nonce and whether its sender proves the cluster secret
-/// ([`Body::Proof`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// ([`Body::Proof`]). 4: snapshots travel in chunks ([`RaftRpc::Snapshot`]).
+pub const PROTOCOL_VERSION: u32 = 4;
 
-/// The largest frame accepted (a full snapshot travels in one frame in step 1).
+/// The largest frame accepted (snapshots travel in chunks of at most 1 MiB).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// One frame on a link.
@@ -143,14 +143,19 @@ pub enum RaftRpc {
     Vote(VoteRequest<Wr>),
     /// A pre-vote request (no term bump).
     PreVote(VoteRequest<Wr>),
-    /// A whole snapshot (one frame in step 1; streamed in chunks later).
+    /// One chunk of a snapshot's data, sent in order, each answered before the next
+    /// ([`RaftReply::SnapshotChunk`]); the last one's answer comes once it is installed.
     Snapshot {
         /// The leader's vote.
         vote: Vote,
         /// What the snapshot covers.
         meta: SnapshotMeta,
-        /// The state machine's bytes.
-        data: SnapshotData,
+        /// Where the chunk starts in the data (0 starts a transfer).
+        offset: u64,
+        /// The chunk's bytes.
+        data: bytes::Bytes,
+        /// Whether this is the last chunk: the receiver installs the snapshot.
+        last: bool,
     },
     /// Hand leadership to the receiver.
     TransferLeader(TransferLeaderRequest<Wr>),
@@ -202,6 +207,8 @@ pub enum RaftReply {
     Snapshot(SnapshotResponse<Wr>),
     /// To [`RaftRpc::TransferLeader`].
     TransferLeader(TransferLeaderResponse<Wr>),
+    /// To a [`RaftRpc::Snapshot`] chunk that is not the last: written, send the next.
+    SnapshotChunk,
 }
 
 /// A frame that could not be encoded or decoded.

@@ -212,17 +212,17 @@ impl QuorumQueue {
             .unwrap_or_default()
     }
 
-    /// The state, for the group's snapshot (an error, e.g. a paged body that cannot be
-    /// read back, fails the snapshot: the log is then kept).
-    pub fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
-        self.machine.lock().snapshot()
+    /// Writes the state into the group's snapshot (an error, e.g. a paged body that
+    /// cannot be read back, fails the snapshot: the log is then kept).
+    pub fn snapshot(&self, out: &mut dyn std::io::Write) -> Result<(), std::io::Error> {
+        self.machine.lock().snapshot_to(out)
     }
 
-    /// Replaces the state with a snapshot's.
-    pub fn restore(&self, data: &[u8]) -> Result<(), std::io::Error> {
+    /// Replaces the state with a snapshot's, read from `input`.
+    pub fn restore(&self, input: &mut dyn std::io::Read) -> Result<(), std::io::Error> {
         let applied = {
             let mut machine = self.machine.lock();
-            machine.restore(data)?;
+            machine.restore_from(input)?;
             machine.applied
         };
         self.applied.send_replace(applied);

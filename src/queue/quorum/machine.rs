@@ -10,6 +10,7 @@
 //! restore pages what is past the window as it decodes (docs/cluster-design.md step 8).
 
 use std::fmt;
+use std::io::{Read, Write};
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{self, SerializeMap};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::bodies::{Bodies, BodyError};
 use super::fifo::{Command, Config, Effect, Fifo, MsgId, Reply};
+use super::stream::{ReadFlavor, Recorded};
 use crate::message::WireMessage;
 
 /// Messages one publish entry may carry (ids leave 16 bits for the position).
@@ -205,10 +207,11 @@ impl Machine {
         }
     }
 
-    /// The state as a snapshot: the fifo, every body (paged ones read back one at a time
-    /// while encoding) and the last index applied; the layout of the earlier in-memory
-    /// machine (`fifo`, a map of bodies, `applied`), so snapshots taken before still load.
-    pub fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
+    /// Writes the state as a snapshot into `out` (the snapshot's file): the fifo, every
+    /// body (paged ones read back one at a time as they are written) and the last index
+    /// applied, so the snapshot is never in memory whole. The layout of the earlier
+    /// in-memory machine (`fifo`, a map of bodies, `applied`), so older snapshots still load.
+    pub fn snapshot_to(&self, out: &mut dyn Write) -> Result<(), std::io::Error> {
         let view = SnapshotView {
             fifo: &self.fifo,
             bodies: BodiesView {
@@ -217,17 +220,22 @@ impl Machine {
             },
             applied: self.applied,
         };
-        postcard::to_stdvec(&view).map_err(|e| std::io::Error::other(e.to_string()))
+        let mut out = Recorded::new(out);
+        match postcard::to_io(&view, &mut out) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(out.error(e)),
+        }
     }
 
-    /// Replaces the state with a snapshot's; bodies past the window are paged as they
-    /// are decoded.
-    pub fn restore(&mut self, data: &[u8]) -> Result<(), std::io::Error> {
+    /// Replaces the state with a snapshot's, decoded as it is read from `input` (buffered);
+    /// bodies past the window are paged as they come.
+    pub fn restore_from(&mut self, input: &mut dyn Read) -> Result<(), std::io::Error> {
         self.bodies.clear();
-        let mut decoder = postcard::Deserializer::from_bytes(data);
-        let (fifo, applied) = Restore(&mut self.bodies)
-            .deserialize(&mut decoder)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let mut input = Recorded::new(input);
+        let mut decoder = postcard::Deserializer::from_flavor(ReadFlavor::new(&mut input));
+        let decoded = Restore(&mut self.bodies).deserialize(&mut decoder);
+        drop(decoder);
+        let (fifo, applied) = decoded.map_err(|e| input.error(e))?;
         self.fifo = fifo;
         self.applied = applied;
         Ok(())

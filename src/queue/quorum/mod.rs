@@ -11,7 +11,7 @@
 //!   the queue's Raft log; `live.rs`: the queue on a member node (`Backend::Quorum`):
 //!   deliveries to this node's consumers from its own apply; `consumers.rs`: consume,
 //!   cancel, release, settle, get; `writes.rs`: the ordered write task; `seam.rs`: the
-//!   queue-type seam's side.
+//!   queue-type seam's side; `stream.rs`: postcard to and from the snapshot's file.
 
 use crate::queue::args::{Overflow as ArgsOverflow, QueueArgs};
 
@@ -50,6 +50,7 @@ mod orphan_tests;
 #[cfg(test)]
 mod paging_tests;
 mod seam;
+mod stream;
 mod writes;
 
 /// A quorum queue whose group has no leader in time: RabbitMQ's timeout answer.
