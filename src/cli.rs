@@ -62,6 +62,9 @@ pub struct Args {
     /// Message bodies a cluster member keeps in memory per quorum queue, the rest paged to disk [default: 16384]
     #[arg(long, env = "WARREN_QUORUM_WINDOW")]
     pub quorum_window: Option<usize>,
+    /// Members each quorum queue is grown to on running nodes, when it has fewer (RabbitMQ 4's membership reconciliation) [default: off]
+    #[arg(long, env = "WARREN_QUORUM_TARGET_GROUP_SIZE")]
+    pub quorum_target_group_size: Option<usize>,
     /// TOML configuration file; flags override its values
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -186,6 +189,9 @@ impl Args {
         if let Some(window) = self.quorum_window {
             config.quorum_window = window;
         }
+        if let Some(size) = self.quorum_target_group_size {
+            config.quorum_target_group_size = Some(size);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -224,6 +230,20 @@ mod tests {
         // The files do not exist: validation names the first one it reads.
         let error = args.into_config().expect_err("missing files").to_string();
         assert!(error.contains("server.pem"), "{error}");
+    }
+
+    #[test]
+    fn the_quorum_target_group_size_is_off_by_default_and_set_by_flag_or_file() {
+        assert_eq!(Config::default().quorum_target_group_size, None);
+        let args = Args::parse_from(["warren", "--quorum-target-group-size", "3"]);
+        assert_eq!(
+            args.into_config().expect("valid").quorum_target_group_size,
+            Some(3)
+        );
+        let file: Config = toml::from_str("quorum_target_group_size = 5").expect("parse");
+        assert_eq!(file.quorum_target_group_size, Some(5));
+        let zero = Args::parse_from(["warren", "--quorum-target-group-size", "0"]);
+        assert!(zero.into_config().is_err());
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Applier {
                 if !queue.members.is_empty() {
                     // A quorum queue lives on while members remain: the record drops the
                     // node (and finds another home); the group's leader removes it from
-                    // the group (`departed.rs`).
+                    // the group (`reconcile.rs`).
                     let members: Vec<NodeId> = queue
                         .members
                         .iter()

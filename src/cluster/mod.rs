@@ -10,20 +10,21 @@
 //! - `identity.rs`: the node file (stable id, name, cluster name).
 //! - `meta.rs`: the metadata commands and state machine.
 //! - `form.rs`: first start (bootstrap or join through seeds), rejoin, leave.
-//! - `departed.rs`: forgetting a node that is down; departed nodes out of quorum queues.
+//! - `reconcile.rs`: forgetting a node that is down; quorum queue members kept right
+//!   (departed nodes removed, queues grown to `quorum_target_group_size`).
 //! - `shovels.rs`: the metadata leader runs the cluster's shovels.
 //! - `view.rs`: what `/api/nodes` shows of every node.
 
 pub mod apply;
 mod consume;
 mod deliver;
-mod departed;
 mod form;
 pub mod identity;
 pub mod meta;
 pub mod operate;
 pub mod proxy;
 pub mod quorum;
+mod reconcile;
 mod serve_quorum;
 mod shovels;
 mod sink;
@@ -160,7 +161,7 @@ impl Cluster {
         tokio::spawn(form::run(this.clone()));
         tokio::spawn(keep_peers(this.clone()));
         tokio::spawn(watch_homes(Arc::downgrade(&this), Arc::downgrade(broker)));
-        tokio::spawn(departed::sweep(
+        tokio::spawn(reconcile::sweep(
             Arc::downgrade(&this),
             Arc::downgrade(broker),
         ));

@@ -380,7 +380,7 @@ pub enum GrowStrategy {
 impl Cluster {
     /// The quorum queues of vhosts matching `vhosts` and names matching `queues`, with
     /// their members (local or a record).
-    fn quorum_queues(
+    pub(super) fn quorum_queues(
         broker: &Broker,
         vhosts: &regex::Regex,
         queues: &regex::Regex,

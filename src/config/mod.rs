@@ -91,6 +91,11 @@ pub struct Config {
     /// spill files (`<data_dir>/quorum-bodies/`) and are read back as the queue drains.
     /// 0 keeps none in memory.
     pub quorum_window: usize,
+    /// The members each quorum queue should have (RabbitMQ 4's continuous membership
+    /// reconciliation `target_group_size`): a queue's leader adds running nodes to a queue
+    /// with fewer, e.g. after a member's node was forgotten and a new one joined.
+    /// `None` (the default, as in RabbitMQ): queues keep the members they have.
+    pub quorum_target_group_size: Option<usize>,
     /// Free disk space in the data directory below which publishers are
     /// blocked (RabbitMQ's default: 50MB).
     pub disk_free_limit: String,
@@ -194,6 +199,7 @@ impl Default for Config {
             // As durable::DEFAULT_TRANSIENT_WINDOW (a test in broker/ checks).
             transient_window: 16_384,
             quorum_window: 16_384,
+            quorum_target_group_size: None,
             disk_free_limit: "50MB".into(),
             handshake_timeout_secs: 10,
             silent_close_delay_ms: 3000,
@@ -257,6 +263,11 @@ impl Config {
                 "max_message_size {} must be between 1 and 536870912",
                 self.max_message_size
             )));
+        }
+        if self.quorum_target_group_size == Some(0) {
+            return Err(ConfigError::Invalid(
+                "quorum_target_group_size must be 1 or more".into(),
+            ));
         }
         if self.default_vhost.is_empty() || self.default_user.is_empty() {
             return Err(ConfigError::Invalid(

@@ -140,3 +140,74 @@ async fn a_forgotten_node_leaves_the_quorum_queues_and_a_new_node_replaces_it() 
         d.ack(BasicAckOptions::default()).await.expect("ack");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_target_group_size_quorum_queues_grow_back_by_themselves() {
+    let target = vec!["--quorum-target-group-size".to_owned(), "3".to_owned()];
+    let mut nodes = Nodes::start_with(vec![target; 3]).await;
+    let (c1, _) = channel(&nodes.uri(0)).await;
+    let ch1 = confirming(&c1).await;
+    ch1.queue_declare(
+        "healed".into(),
+        durable_queue(),
+        table(&[
+            ("x-queue-type", text("quorum")),
+            (
+                "x-quorum-initial-group-size",
+                lapin::types::AMQPValue::LongInt(2),
+            ),
+        ]),
+    )
+    .await
+    .expect("declare");
+    publish_numbers(&ch1, "healed", 0..5).await;
+    // Declared with two members, it grows to the target on its own.
+    let grown = within(Duration::from_secs(30), 3, async || {
+        members(&nodes, 0, "healed").await.len()
+    })
+    .await;
+    assert_eq!(grown, 3, "grown to the target size");
+
+    // n3 dies and is forgotten: two members; n4 joins: three again, without a grow.
+    nodes.kill(2);
+    let forget = "/api/cluster/forget";
+    let forgot = within(Duration::from_secs(20), 204, async || {
+        nodes
+            .api(0)
+            .post(forget, "{\"node\":\"warren@n3\"}")
+            .await
+            .status
+    })
+    .await;
+    assert_eq!(forgot, 204, "n3 forgotten once seen down");
+    let shrunk = within(Duration::from_secs(30), 2, async || {
+        members(&nodes, 0, "healed").await.len()
+    })
+    .await;
+    assert_eq!(shrunk, 2);
+    let n4 = nodes.launch_another();
+    let healed = within(Duration::from_secs(60), 3, async || {
+        members(&nodes, 0, "healed").await.len()
+    })
+    .await;
+    assert_eq!(healed, 3, "grown onto the new node");
+    assert!(
+        members(&nodes, 0, "healed")
+            .await
+            .contains(&"warren@n4".to_owned()),
+        "n4 is a member"
+    );
+    let hosts = within(Duration::from_secs(30), true, async || {
+        super::quorum_members::queue_json(&nodes, n4, "healed").await["leader"].is_string()
+    })
+    .await;
+    assert!(hosts, "n4 runs the queue's group");
+    let (_c, ch) = channel(&nodes.uri(n4)).await;
+    let mut consumer = super::remote_queues::consumer(&ch, "healed", "n4", false).await;
+    for expected in 0..5u32 {
+        let d = next_delivery(&mut consumer).await;
+        let got = u32::from_be_bytes(d.data.as_slice().try_into().expect("4 bytes"));
+        assert_eq!(got, expected);
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+}

@@ -84,7 +84,8 @@ impl Nodes {
         nodes
     }
 
-    /// Starts one more node, seeded with the others, without waiting; answers its index.
+    /// Starts one more node (with node 0's extra flags), seeded with the others, without
+    /// waiting; answers its index.
     pub fn launch_another(&mut self) -> usize {
         self.ports.push(Ports {
             amqp: free_port(),
@@ -93,6 +94,11 @@ impl Nodes {
         });
         self.children.push(None);
         let i = self.children.len() - 1;
+        // The same extra flags as the first node.
+        if let Some(first) = self.extra.first().cloned() {
+            self.extra.resize(i, Vec::new());
+            self.extra.push(first);
+        }
         self.launch(i);
         i
     }

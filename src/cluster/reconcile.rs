@@ -1,13 +1,16 @@
-//! Nodes gone for good: forgetting a node that is down (RabbitMQ's
-//! `forget_cluster_node`), and taking departed nodes out of quorum queues' groups
-//! (RabbitMQ's `shrink_all` on a forgotten node).
+//! Quorum queue membership upkeep: forgetting a node that is down (RabbitMQ's
+//! `forget_cluster_node`), taking departed nodes out of quorum queues' groups (RabbitMQ's
+//! `shrink_all` on a forgotten node), and, with `quorum_target_group_size` set, growing
+//! queues with fewer members onto running nodes (RabbitMQ 4's continuous membership
+//! reconciliation, off by default there too).
 //!
 //! A node that left or was forgotten is in group 0's departed set (`meta.rs`); its id never
 //! comes back (a node joining again does so under a new id). Every few seconds each node
 //! looks at the quorum queues whose group it leads and removes departed members from the
 //! group (openraft's joint consensus: the rest must still hold a majority) and then from
-//! the queue's members record. Only a group's leader acts, so each group is changed once;
-//! a leader change or a failed step is picked up by the next sweep.
+//! the queue's members record; then, below the target size, it adds the running node that
+//! hosts the fewest quorum queues. Only a group's leader acts, so each group is changed
+//! once; a leader change or a failed step is picked up by the next sweep.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
@@ -141,6 +144,66 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Grows the quorum queues this node leads that have fewer than `target` members
+    /// onto running nodes, one member per queue per sweep, the node hosting the fewest
+    /// quorum queues first; answers how many grew.
+    async fn grow_to_target(&self, broker: &Broker, target: usize) -> usize {
+        let running: Vec<super::NodeView> =
+            self.nodes().into_iter().filter(|n| n.running).collect();
+        let any = match regex::Regex::new(".*") {
+            Ok(any) => any,
+            Err(_) => return 0,
+        };
+        // How many quorum queues each node hosts, as this node knows the records.
+        let mut hosted: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for (_, _, members) in Self::quorum_queues(broker, &any, &any) {
+            for m in members {
+                *hosted.entry(m.0).or_default() += 1;
+            }
+        }
+        let mut grown = 0;
+        for vhost in broker.vhosts() {
+            for queue in vhost.queues() {
+                let Some(quorum) = queue.quorum() else {
+                    continue;
+                };
+                let leads = self
+                    .node
+                    .status(quorum.group)
+                    .is_some_and(|s| s.leader == Some(self.id()));
+                let members = quorum.placement().members;
+                if !leads || members.len() >= target {
+                    continue;
+                }
+                let Some(pick) = running
+                    .iter()
+                    .filter(|n| !members.contains(&NodeId(n.id)))
+                    .min_by_key(|n| (hosted.get(&n.id).copied().unwrap_or(0), n.id))
+                else {
+                    continue;
+                };
+                match self
+                    .change_members(&vhost, &queue.name, &pick.name, true)
+                    .await
+                {
+                    Ok(_) => {
+                        *hosted.entry(pick.id).or_default() += 1;
+                        grown += 1;
+                        tracing::info!(queue = %queue.name, node = %pick.name, target,
+                            "quorum queue grown toward its target size");
+                    }
+                    Err(error) => {
+                        tracing::warn!(queue = %queue.name, node = %pick.name, %error,
+                            "quorum queue not grown yet");
+                    }
+                }
+            }
+        }
+        grown
+    }
+}
+
 /// Sweeps for departed members every [`SWEEP_EVERY`] while the cluster service runs.
 pub(super) async fn sweep(cluster: Weak<Cluster>, broker: Weak<Broker>) {
     loop {
@@ -152,5 +215,8 @@ pub(super) async fn sweep(cluster: Weak<Cluster>, broker: Weak<Broker>) {
             return;
         }
         c.drop_departed(&b).await;
+        if let Some(target) = b.config.quorum_target_group_size {
+            c.grow_to_target(&b, target).await;
+        }
     }
 }
