@@ -1,26 +1,27 @@
 //! amqps: the TLS listener beside the plain one, with certificates made at test
-//! time (`certs.rs`), and lapin (rustls) as the client. Client certificates as
-//! RabbitMQ's `verify_peer` / `fail_if_no_peer_cert`; the configuration's
-//! refusal of missing or bad PEM files.
+//! time (`certs.rs`), and lapin (rustls) as the client. Here: handshakes,
+//! client certificates as RabbitMQ's `verify_peer` / `fail_if_no_peer_cert`,
+//! the configuration's refusal of missing or bad PEM files, and the helpers
+//! the other files share; `external.rs`: the EXTERNAL mechanism; `https.rs`:
+//! the management API and warrenctl over https.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod certs;
+mod external;
+mod https;
 
 use std::time::Duration;
 
 use certs::{ClientIdentity, Pki};
-use common::lapin::{amqp_error, consume, declare_queue, next_delivery, publish_acked};
+use common::lapin::{consume, declare_queue, next_delivery, publish_acked};
 use common::{TestBroker, WAIT};
 use lapin::options::BasicAckOptions;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warren::Config;
-use warren::auth::hashing::hash_password;
-use warren::auth::{PermissionDef, UserDef};
-use warren_codec::protocol::{AMQPClass, connection};
 
 /// Sets the server's certificate and key from `pki`.
 fn server_files(pki: &Pki, config: &mut Config) {
@@ -92,6 +93,38 @@ async fn round_trip(conn: &Connection, queue: &str) {
     let delivery = next_delivery(&mut consumer).await;
     assert_eq!(delivery.data, b"over tls");
     delivery.ack(BasicAckOptions::default()).await.expect("ack");
+}
+
+/// A rustls client that trusts `pki`'s CA, presents `identity` and asks for
+/// the ALPN protocols `alpn`.
+fn tls_connector(
+    pki: &Pki,
+    identity: Option<&ClientIdentity>,
+    alpn: Vec<Vec<u8>>,
+) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).expect("CA PEM"))
+        .expect("CA");
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).expect("cert")],
+                PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).expect("key"),
+            )
+            .expect("client identity"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
 }
 
 #[tokio::test]
@@ -312,299 +345,6 @@ fn a_missing_or_bad_certificate_file_is_a_clean_config_error() {
     .expect("TLS off");
 }
 
-/// Adds user `name` (password "pw", no tags) with all permissions on "/".
-fn add_user(broker: &TestBroker, name: &str) {
-    let auth = &broker.broker.auth;
-    auth.put_user(UserDef {
-        name: name.into(),
-        password_hash: hash_password("pw"),
-        hashing_algorithm: warren::auth::hashing::SHA256.into(),
-        tags: Vec::new(),
-        limits: Default::default(),
-    })
-    .expect("user");
-    auth.set_permissions(PermissionDef {
-        user: name.into(),
-        vhost: "/".into(),
-        configure: ".*".into(),
-        write: ".*".into(),
-        read: ".*".into(),
-    })
-    .expect("permissions");
-}
-
-/// A rustls client that trusts `pki`'s CA, presents `identity` and asks for
-/// the ALPN protocols `alpn`.
-fn tls_connector(
-    pki: &Pki,
-    identity: Option<&ClientIdentity>,
-    alpn: Vec<Vec<u8>>,
-) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    #[allow(deprecated)]
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).expect("CA PEM"))
-        .expect("CA");
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).expect("cert")],
-                PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).expect("key"),
-            )
-            .expect("client identity"),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn;
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-}
-
-/// The mechanisms the broker offers in connection.start to a raw TLS client
-/// presenting `identity`.
-async fn offered_mechanisms(
-    broker: &TestBroker,
-    pki: &Pki,
-    identity: Option<&ClientIdentity>,
-) -> String {
-    let connector = tls_connector(pki, identity, Vec::new());
-    let tcp = tokio::net::TcpStream::connect(broker.tls_addr.expect("amqps listener"))
-        .await
-        .expect("tcp");
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
-    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
-    tls.write_all(&warren_codec::frame::PROTOCOL_HEADER)
-        .await
-        .expect("header");
-    let mut decoder = warren_codec::FrameDecoder::new(0);
-    let mut buf = bytes::BytesMut::new();
-    loop {
-        use tokio_util::codec::Decoder;
-        if let Some(frame) = decoder.decode(&mut buf).expect("a frame") {
-            match frame {
-                warren_codec::Frame::Method(
-                    0,
-                    AMQPClass::Connection(connection::AMQPMethod::Start(start)),
-                ) => return start.mechanisms.to_string(),
-                other => panic!("expected connection.start, got {other:?}"),
-            }
-        }
-        let n = tokio::time::timeout(WAIT, tls.read_buf(&mut buf))
-            .await
-            .expect("connection.start in time")
-            .expect("read");
-        assert!(n > 0, "closed before connection.start");
-    }
-}
-
-#[tokio::test]
-async fn external_is_offered_only_with_a_verified_client_certificate() {
-    let pki = Pki::new("Warren test CA");
-    let plain_tls = common::start_tls(|c| server_files(&pki, c)).await;
-    assert_eq!(
-        offered_mechanisms(&plain_tls, &pki, None).await,
-        "PLAIN AMQPLAIN"
-    );
-    let verifying = common::start_tls(|c| verify_peer(&pki, c, false)).await;
-    assert_eq!(
-        offered_mechanisms(&verifying, &pki, None).await,
-        "PLAIN AMQPLAIN"
-    );
-    let identity = pki.client(Some("alice"));
-    assert_eq!(
-        offered_mechanisms(&verifying, &pki, Some(&identity)).await,
-        "PLAIN AMQPLAIN EXTERNAL"
-    );
-    // Never on the plain port.
-    let mut raw = common::raw::RawClient::connect(verifying.addr).await;
-    raw.send_raw(&warren_codec::frame::PROTOCOL_HEADER).await;
-    assert_eq!(
-        raw.expect_start().await.mechanisms.to_string(),
-        "PLAIN AMQPLAIN"
-    );
-}
-
-#[tokio::test]
-async fn external_logs_in_as_the_certificate_common_name() {
-    let pki = Pki::new("Warren test CA");
-    let broker = common::start_tls(|c| verify_peer(&pki, c, true)).await;
-    add_user(&broker, "alice");
-    let identity = pki.client(Some("alice"));
-    // No user name or password in the URI: the certificate is the login.
-    let uri = amqps_uri(&broker, None, "auth_mechanism=external");
-    let conn = connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
-    round_trip(&conn, "alice-q").await;
-    let users: Vec<String> = broker
-        .broker
-        .connections
-        .iter()
-        .map(|c| c.user.clone())
-        .collect();
-    assert_eq!(users, ["alice"]);
-}
-
-#[tokio::test]
-async fn external_can_log_in_as_the_whole_subject_as_rabbitmq_does() {
-    let pki = Pki::new("Warren test CA");
-    let broker = common::start_tls(|c| {
-        verify_peer(&pki, c, true);
-        c.ssl_cert_login_from = "distinguished_name".into();
-    })
-    .await;
-    // RabbitMQ's form: RFC 4514, the subject's RDNs last to first (the test
-    // certificates' subjects are CN, then O).
-    add_user(&broker, "O=Warren tests,CN=alice");
-    add_user(&broker, "alice");
-    let uri = amqps_uri(&broker, None, "auth_mechanism=external");
-    let conn = connect(
-        &uri,
-        client_tls(&pki.ca_pem, Some(&pki.client(Some("alice")))),
-    )
-    .await;
-    round_trip(&conn, "dn-q").await;
-    let users: Vec<String> = broker
-        .broker
-        .connections
-        .iter()
-        .map(|c| c.user.clone())
-        .collect();
-    assert_eq!(users, ["O=Warren tests,CN=alice"]);
-    // A subject that is no user is refused, even when its CN is one.
-    let bob = pki.client(Some("bob"));
-    add_user(&broker, "bob");
-    let refused = try_connect(&uri, client_tls(&pki.ca_pem, Some(&bob))).await;
-    assert_eq!(amqp_error(&refused.expect_err("refused")).0, 403);
-}
-
-#[tokio::test]
-async fn external_refuses_a_common_name_that_is_not_a_user() {
-    let pki = Pki::new("Warren test CA");
-    let broker = common::start_tls(|c| verify_peer(&pki, c, true)).await;
-    let uri = amqps_uri(&broker, None, "auth_mechanism=external");
-    for identity in [pki.client(Some("mallory")), pki.client(None)] {
-        let refused = try_connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
-        let error = refused.expect_err("login refused");
-        assert_eq!(
-            amqp_error(&error),
-            (
-                403,
-                "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL. \
-                 For details see the broker logfile."
-                    .to_owned()
-            )
-        );
-    }
-    // PLAIN still works for a client with a certificate.
-    let identity = pki.client(Some("mallory"));
-    let uri = amqps_uri(&broker, Some(("guest", "guest")), "");
-    connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
-}
-
-/// GET `path` over https with guest's basic auth; the status line and the
-/// whole response.
-async fn https_get(
-    connector: &tokio_rustls::TlsConnector,
-    addr: std::net::SocketAddr,
-    path: &str,
-) -> std::io::Result<String> {
-    use base64::Engine;
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
-    let mut tls = connector.connect(name, tcp).await?;
-    let auth = base64::engine::general_purpose::STANDARD.encode("guest:guest");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    // axum closes after the answer (Connection: close); rustls may see the
-    // TCP close without close_notify, which is fine once the answer is in.
-    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut response)).await;
-    Ok(String::from_utf8_lossy(&response).into_owned())
-}
-
-#[tokio::test]
-async fn the_management_api_over_https() {
-    let pki = Pki::new("Warren test CA");
-    let broker = common::start_tls(|c| {
-        server_files(&pki, c);
-        c.management_tls = true;
-    })
-    .await;
-    let acceptor = warren::tls::https_acceptor(&broker.broker.config)
-        .expect("https configuration")
-        .expect("management_tls is on");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(warren::mgmt::serve_tls(
-        listener,
-        acceptor,
-        Duration::from_secs(1),
-        broker.broker.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    // A client that never finishes its TLS handshake holds nobody up.
-    let _silent = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-
-    let connector = tls_connector(&pki, None, vec![b"http/1.1".to_vec()]);
-    let response = https_get(&connector, addr, "/api/overview")
-        .await
-        .expect("https request");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("\"rabbitmq_version\""), "{response}");
-    let response = https_get(&connector, addr, "/api/whoami")
-        .await
-        .expect("https request");
-    assert!(response.contains("\"name\":\"guest\""), "{response}");
-
-    // The API tells amqps connections from plain ones.
-    let _tls = connect(
-        &amqps_uri(&broker, Some(("guest", "guest")), ""),
-        client_tls(&pki.ca_pem, None),
-    )
-    .await;
-    let _plain = common::lapin::connect(&broker.uri("")).await;
-    let response = https_get(&connector, addr, "/api/connections?columns=ssl,peer_port")
-        .await
-        .expect("https request");
-    let body = response.split("\r\n\r\n").nth(1).expect("a body");
-    let listed: serde_json::Value = serde_json::from_str(body).expect("JSON");
-    let mut ssl: Vec<bool> = listed
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|c| c["ssl"].as_bool().expect("ssl"))
-        .collect();
-    ssl.sort();
-    assert_eq!(ssl, [false, true]);
-
-    // A client that does not trust the CA gets no answer.
-    let stranger = Pki::new("Some other CA");
-    let untrusting = tls_connector(&stranger, None, Vec::new());
-    let refused = https_get(&untrusting, addr, "/api/overview").await;
-    assert!(refused.is_err(), "{refused:?}");
-
-    // Plain HTTP on the https port is not served.
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-    tcp.write_all(b"GET /api/overview HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
-    assert!(!answer.starts_with(b"HTTP/1.1 200"));
-    let _ = stop.send(());
-}
-
 #[tokio::test]
 async fn large_messages_arrive_whole_over_amqps() {
     let pki = Pki::new("Warren test CA");
@@ -631,85 +371,4 @@ async fn large_messages_arrive_whole_over_amqps() {
         assert!(delivery.data == *body);
         delivery.ack(BasicAckOptions::default()).await.expect("ack");
     }
-}
-
-/// Runs the warrenctl binary with `args` (no proxies, no login from the
-/// environment); (exit success, stdout, stderr).
-fn warrenctl(args: &[&str]) -> (bool, String, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"));
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "WARREN_MGMT_URL",
-        "WARRENCTL_USER",
-        "WARRENCTL_PASSWORD",
-        "WARRENCTL_CACERT",
-        "RUST_BACKTRACE",
-    ] {
-        command.env_remove(var);
-    }
-    let out = command.args(args).output().expect("run warrenctl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn warrenctl_over_https() {
-    let pki = Pki::new("Warren test CA");
-    let broker = common::start_with(|c| {
-        server_files(&pki, c);
-        c.management_tls = true;
-    })
-    .await;
-    let acceptor = warren::tls::https(&broker.broker.config).expect("https configuration");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(warren::mgmt::serve_tls(
-        listener,
-        acceptor,
-        Duration::from_secs(5),
-        broker.broker.clone(),
-        std::future::pending(),
-    ));
-    let url = format!("https://localhost:{port}");
-    let ca = pki.ca.display().to_string();
-    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
-        let (url, ca) = (url.clone(), ca.clone());
-        move || warrenctl(&["--url", &url, "--cacert", &ca, "--json", "list", "vhosts"])
-    })
-    .await
-    .expect("warrenctl");
-    assert!(ok, "{stderr}");
-    assert!(stdout.contains("\"name\""), "{stdout}");
-
-    // Without --cacert the test CA is not trusted: one line, exit 1.
-    let (ok, _, stderr) = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || warrenctl(&["--url", &url, "list", "vhosts"])
-    })
-    .await
-    .expect("warrenctl");
-    assert!(!ok);
-    assert!(stderr.contains(&url), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-
-    // A --cacert file that is not there is named.
-    let missing = pki.path("nope.pem").display().to_string();
-    let (ok, _, stderr) = tokio::task::spawn_blocking({
-        let missing = missing.clone();
-        move || warrenctl(&["--url", &url, "--cacert", &missing, "list", "vhosts"])
-    })
-    .await
-    .expect("warrenctl");
-    assert!(!ok);
-    assert!(stderr.contains(&missing), "{stderr}");
 }
