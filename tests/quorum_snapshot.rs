@@ -7,9 +7,7 @@
 // A global allocator is an `unsafe` trait; this one only counts and calls the system's.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::BufReader;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use warren::message::WireMessage;
@@ -19,43 +17,8 @@ use warren::queue::quorum::machine::{Machine, QuorumCommand};
 use warren_raft::snapshot::SnapshotStore;
 use warren_raft::types::SnapshotMeta;
 
-struct Counting;
-
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let now = IN_USE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; only counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: as the caller's contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: as the caller's contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            IN_USE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        // SAFETY: as the caller's contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "../raft/tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 const WINDOW: Window = Window {
     messages: 16,
@@ -143,8 +106,7 @@ fn a_deep_queue_snapshot_is_written_and_installed_in_bounded_memory_and_whole() 
 
     let store = SnapshotStore::new(tmp.path().join("snap"));
     let meta = SnapshotMeta::default();
-    let base = IN_USE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = counting_alloc::start();
     store
         .save(&meta, |out| a.snapshot_to(out))
         .expect("snapshot saved");
@@ -157,7 +119,7 @@ fn a_deep_queue_snapshot_is_written_and_installed_in_bounded_memory_and_whole() 
     );
     b.restore_from(&mut BufReader::new(loaded.data.reader()))
         .expect("installed");
-    let growth = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let growth = counting_alloc::growth_since(base);
     println!(
         "heap growth {growth} bytes for a snapshot of {} bytes",
         loaded.data.len()

@@ -9,13 +9,12 @@ mod common;
 
 use common::{eventually, eventually_within};
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,44 +22,8 @@ use warren_raft::{
     AllowAll, BasicNode, Command, Group, GroupKind, Machine, NodeConfig, RaftNode, Reply,
 };
 
-/// Counts the heap's bytes in use and their peak.
-struct Counting;
-
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let now = IN_USE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; only counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: as the caller's contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: as the caller's contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            IN_USE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        // SAFETY: as the caller's contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 /// The size of one piece of the big machine's state.
 const PIECE: usize = 64 << 10;
@@ -156,8 +119,7 @@ async fn a_snapshot_larger_than_its_memory_bound_is_built_sent_and_installed() {
     .expect("write");
     let applied = group.sm.last_applied().await.expect("applied");
 
-    let base = IN_USE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = counting_alloc::start();
     raft.trigger().snapshot().await.expect("trigger snapshot");
     eventually("the snapshot is built", || async {
         let m = raft.metrics().borrow_watched().clone();
@@ -198,7 +160,7 @@ async fn a_snapshot_larger_than_its_memory_bound_is_built_sent_and_installed() {
         (size > total).then_some(())
     })
     .await;
-    let growth = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let growth = counting_alloc::growth_since(base);
     println!("heap growth {growth} bytes for a snapshot of {total}");
     assert!(
         growth < BOUND,

@@ -5,30 +5,11 @@
 use std::time::Duration;
 
 use lapin::options::BasicAckOptions;
-use lapin::{BasicProperties, Channel};
 
-use super::common::lapin::{confirming, next_delivery, publish_acked};
+use super::common::lapin::{confirming, next_delivery};
 use super::quorum_members::members;
-use super::{channel, durable_queue, table, text};
+use super::{channel, durable_queue, publish_numbers, table, text, within};
 use crate::nodes::Nodes;
-
-async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32>) {
-    for n in numbers {
-        publish_acked(ch, "", queue, &n.to_be_bytes(), BasicProperties::default()).await;
-    }
-}
-
-/// Polls `probe` every 100 ms for up to `cap` until it answers `expected`; the last answer.
-async fn within<T: PartialEq>(cap: Duration, expected: T, mut probe: impl AsyncFnMut() -> T) -> T {
-    let deadline = tokio::time::Instant::now() + cap;
-    loop {
-        let answer = probe().await;
-        if answer == expected || tokio::time::Instant::now() >= deadline {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The nodes node `i` lists, by name, with whether each runs.
 async fn listed(nodes: &Nodes, i: usize) -> Vec<(String, bool)> {

@@ -83,6 +83,30 @@ async fn consume_no_ack(ch: &Channel, queue: &str) -> lapin::Consumer {
     .unwrap_or_else(|e| panic!("consume {queue}: {e}"))
 }
 
+/// Publishes each number of `numbers` (4 bytes, big-endian) to `queue`, confirmed.
+pub(crate) async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32>) {
+    for n in numbers {
+        common::lapin::publish_acked(ch, "", queue, &n.to_be_bytes(), BasicProperties::default())
+            .await;
+    }
+}
+
+/// Polls `probe` every 100 ms for up to `cap` until it answers `expected`; the last answer.
+pub(crate) async fn within<T: PartialEq>(
+    cap: std::time::Duration,
+    expected: T,
+    mut probe: impl AsyncFnMut() -> T,
+) -> T {
+    let deadline = tokio::time::Instant::now() + cap;
+    loop {
+        let answer = probe().await;
+        if answer == expected || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether `queue` exists as seen from node `i` (a passive declare on a fresh channel).
 async fn queue_exists(nodes: &Nodes, i: usize, queue: &str) -> bool {
     let (conn, ch) = channel(&nodes.uri(i)).await;

@@ -10,8 +10,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 
-use super::common::lapin::{confirming, next_delivery, publish_acked, refused};
-use super::{channel, durable_queue, passive_queue, table, text};
+use super::common::lapin::{confirming, next_delivery, refused};
+use super::{channel, durable_queue, passive_queue, publish_numbers, table, text};
 use crate::nodes::Nodes;
 
 fn quorum() -> FieldTable {
@@ -20,12 +20,6 @@ fn quorum() -> FieldTable {
 
 fn number(data: &[u8]) -> u32 {
     u32::from_be_bytes(data.try_into().expect("4 bytes"))
-}
-
-async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32>) {
-    for n in numbers {
-        publish_acked(ch, "", queue, &n.to_be_bytes(), BasicProperties::default()).await;
-    }
 }
 
 async fn declare_quorum(ch: &Channel, name: &str) {

@@ -3,24 +3,18 @@
 
 use std::time::Duration;
 
+use lapin::BasicProperties;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
 
-use super::common::lapin::{confirming, next_delivery, publish_acked};
-use super::{channel, durable_queue, passive_queue, table, text};
+use super::common::lapin::{confirming, next_delivery};
+use super::{channel, durable_queue, passive_queue, publish_numbers, table, text};
 use crate::nodes::Nodes;
 
 fn number(data: &[u8]) -> u32 {
     u32::from_be_bytes(data.try_into().expect("4 bytes"))
-}
-
-async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32>) {
-    for n in numbers {
-        publish_acked(ch, "", queue, &n.to_be_bytes(), BasicProperties::default()).await;
-    }
 }
 
 /// The members of `queue` as the API of node `i` names them (`warren@n1`...).

@@ -6,29 +6,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lapin::options::BasicAckOptions;
-use lapin::{BasicProperties, Channel};
 
-use super::common::lapin::{confirming, next_delivery, publish_acked};
-use super::{channel, durable_queue, table, text};
+use super::common::lapin::{confirming, next_delivery};
+use super::{channel, durable_queue, publish_numbers, table, text, within};
 use crate::nodes::Nodes;
-
-async fn publish_numbers(ch: &Channel, queue: &str, numbers: std::ops::Range<u32>) {
-    for n in numbers {
-        publish_acked(ch, "", queue, &n.to_be_bytes(), BasicProperties::default()).await;
-    }
-}
-
-/// Polls `probe` every 100 ms for up to `cap` until it answers `expected`; the last answer.
-async fn within<T: PartialEq>(cap: Duration, expected: T, mut probe: impl AsyncFnMut() -> T) -> T {
-    let deadline = tokio::time::Instant::now() + cap;
-    loop {
-        let answer = probe().await;
-        if answer == expected || tokio::time::Instant::now() >= deadline {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Whether node `i` lists the shovel parameter `move`.
 async fn knows(nodes: &Nodes, i: usize) -> bool {
