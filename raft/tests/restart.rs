@@ -55,10 +55,15 @@ async fn three_nodes_restart_from_their_data_dirs() {
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.local_addr()).collect();
     common::initialize_all(&nodes).await;
-    let l = leader(&groups).await;
-    for _ in 0..3 {
-        groups[l].raft.client_write(noop()).await.expect("write");
+    // A loaded machine may let the first leader's lease lapse: retry where a leader serves.
+    for n in 1..=3u64 {
+        eventually(&format!("write {n} taken"), || async {
+            let l = leader(&groups).await;
+            groups[l].raft.client_write(noop()).await.ok()
+        })
+        .await;
     }
+    let l = leader(&groups).await;
     applied_everywhere(&groups, 3).await;
     // One node also restarts from a snapshot (the others replay their whole log).
     let snap_node = (l + 1) % 3;
