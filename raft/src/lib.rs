@@ -31,7 +31,7 @@ pub use membership::GroupStatus;
 pub use node::{AppHandler, Group, GroupRaft, NodeConfig, NodeError, RaftNode};
 pub use openraft::BasicNode;
 pub use router::Router;
-pub use transport::policy::{AllowAll, CutLinks, FaultFile, Faults, LinkPolicy, Verdict};
+pub use transport::policy::{AllowAll, CutLinks, FaultFile, Faults, LinkPolicy, Shape, Verdict};
 pub use transport::tls::TlsSetupError;
 pub use transport::wire::{JoinReply, Response, WriteReply};
 pub use transport::{
