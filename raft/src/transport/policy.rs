@@ -27,8 +27,9 @@
 //! - `loss A B`: one-way loss, everything from A to B is lost while B to A flows: A's
 //!   frames wait (TCP retransmitting) and after [`LOSS_TIMEOUT`] A closes the connection;
 //!   no new one forms until the line goes. `loss A B FRACTION` (`0.2` or `20%`) loses that
-//!   fraction of A's frames, each one late by a retransmission timeout (200 ms, doubling
-//!   while it keeps being lost) and holding back those behind it;
+//!   fraction of A's writes, each lost one late by a retransmission timeout (200 ms,
+//!   doubling while it keeps being lost, so a long run of losses closes the link too) and
+//!   holding back the frames behind it;
 //! - `delay A B MS` or `delay A B MIN-MAX`: every frame from A to B is held back MS
 //!   milliseconds, or uniformly between MIN and MAX, never overtaking the one before it.
 //!

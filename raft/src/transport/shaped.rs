@@ -8,9 +8,9 @@
 //! and it dies, failing what was in flight. Dropping frames inside a live link would show
 //! Raft a network that cannot exist (a gap, then later frames) and test nothing real. So here
 //! each frame from this node to the peer gets a due time (its delay, never before the frame
-//! ahead of it: no reordering), and the frame at the head is written when due unless the
-//! dice say it is lost: then it is due again after a retransmission timeout, doubling while
-//! it keeps being lost. Once the head has been lost for [`LOSS_TIMEOUT`], this end closes
+//! ahead of it: no reordering), and the frames due are written together unless the dice say
+//! that write is lost: then the head is due again after a retransmission timeout, doubling
+//! while it keeps being lost, and the rest wait behind it. Once the head has been lost for [`LOSS_TIMEOUT`], this end closes
 //! the connection; no new one forms while the direction loses everything (the transport
 //! refuses a handshake then, as a handshake needs both ways).
 //!
@@ -86,26 +86,30 @@ pub(crate) async fn write_loop(
         let now = Instant::now();
         let mut timed_out = false;
         buf.clear();
-        while let Some(head) = held.front_mut() {
-            if head.due > now {
-                break;
-            }
+        // The dice are rolled per write (the due frames go out together, as a burst of
+        // packets would), not per frame: a busy link writes far fewer times than it frames.
+        if let Some(head) = held.front_mut()
+            && head.due <= now
+        {
             if rng.lost(&inner.policy.shape(node, peer)) {
                 let since = *lost_since.get_or_insert(now);
                 if now.duration_since(since) >= LOSS_TIMEOUT {
                     timed_out = true;
                 } else {
+                    // The frames behind wait for it: TCP delivers in order.
                     head.due = now + rto;
                     rto = (rto * 2).min(RETRANSMIT_MAX);
                 }
-                break;
-            }
-            lost_since = None;
-            rto = RETRANSMIT_FIRST;
-            if let Some(h) = held.pop_front()
-                && let Err(e) = codec.encode(h.frame, &mut buf)
-            {
-                tracing::warn!(peer, error = %e, "frame not encodable; dropped");
+            } else {
+                lost_since = None;
+                rto = RETRANSMIT_FIRST;
+                while held.front().is_some_and(|h| h.due <= now) {
+                    if let Some(h) = held.pop_front()
+                        && let Err(e) = codec.encode(h.frame, &mut buf)
+                    {
+                        tracing::warn!(peer, error = %e, "frame not encodable; dropped");
+                    }
+                }
             }
         }
         if !buf.is_empty()
