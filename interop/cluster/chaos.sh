@@ -145,6 +145,9 @@ for seed in "${SEEDS[@]}"; do
     wait "$client"; rc=$?
     cat "$DIR/chaos.out"
     $H stop >/dev/null 2>&1
+    # Evidence that the shaping faults acted (the nodes log each link a loss closed).
+    closed=$(cat "$DIR"/n*.log 2>/dev/null | grep -c "closing the link as a TCP timeout would")
+    echo "links closed by a one-way loss: $closed"
     # The nodes are stopped: their WALs are what they would reopen with.
     "$WALCHECK" --show 10 "$DIR/n1" "$DIR/n2" "$DIR/n3" >"$DIR/walcheck.out" 2>&1
     wrc=$?
