@@ -6,9 +6,10 @@
 #   pause  SIGSTOP a node for 2-9 s, then SIGCONT
 #   cut    cut a node off the other two (every cluster link, both directions; `harness.sh
 #          cut`, the transport's test hook) for 2-10 s, then heal
-#   loss   one-way loss for 2-10 s (the fault file's `loss A B`): a node hears nobody
-#          (sends but cannot receive), or nobody hears it, or one direction between two
-#          nodes is silent; a silent direction's link closes after 3 s, as on a TCP timeout
+#   loss   one-way loss for 2-10 s (the fault file's `loss A B`): a node (half the time
+#          the queue's leader) hears nobody (sends but cannot receive), or nobody hears it,
+#          or one direction between two nodes is silent; a silent direction's link closes
+#          after 3 s, as on a TCP timeout
 #   delay  a slow node: every frame to and from it held back 50-550 ms (jittered, in
 #          order), half the time with 10-30% of its outgoing frames lost (each late by a
 #          retransmission), for 3-12 s
@@ -103,6 +104,9 @@ for seed in "${SEEDS[@]}"; do
                 $H cut "$n"; sleep "$down"; $H heal ;;
             loss)
                 down=$((2 + RANDOM % 9)); mode=$((RANDOM % 3))
+                # Half the time the queue's leader: a leader that cannot hear must not
+                # confirm, and must be replaced.
+                if [ $((RANDOM % 2)) = 0 ] && l=$($H leader chaos 2>/dev/null); then n=$l; fi
                 o1=$((n % 3 + 1)); o2=$((o1 % 3 + 1))
                 ids || { echo "  (no raft ids)"; continue; }
                 me=$(id_of "$n"); a=$(id_of "$o1"); b=$(id_of "$o2")
