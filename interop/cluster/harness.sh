@@ -9,6 +9,11 @@
 #   harness.sh pause N  SIGSTOP node N;   harness.sh resume N    SIGCONT it
 #   harness.sh cut N    isolate node N from the other two, both directions (every cluster
 #                       link; the test hook WARREN_TEST_LINK_FAULTS); harness.sh heal  undo it
+#   harness.sh faults TEXT  replace the fault file with TEXT (its lines, e.g. `loss A B` or
+#                       `delay A B 50-500`: raft/src/transport/policy.rs); heal undoes it too
+#   harness.sh id N     print node N's Raft id (what fault lines name)
+#   harness.sh leader Q print the number of the node leading quorum queue Q (as the first
+#                       node that names one says)
 #   harness.sh uris     print the three nodes' AMQP URIs
 #   harness.sh smoke    start, wait (30 s cap); n3 leaves (warrenctl cluster leave), is
 #                       restarted with a dead seed and joined (warrenctl cluster join); the
@@ -18,7 +23,7 @@
 #
 # DIR (default /tmp/warren-cluster) holds n1..n3/ (data), n1.log.., `env` (ports and
 # pids) so later commands find the nodes, and `faults`, the link fault file every node
-# reads (`isolate <raft id>` lines; the ids are in nN/raft/node). WARREN_BIN picks the broker binary (default
+# reads (`isolate <raft id>`, `loss A B`, `delay A B MS` lines; the ids are in nN/raft/node). WARREN_BIN picks the broker binary (default
 # target/debug/warren, built with warrenctl if missing; WARRENCTL_BIN: next to it). Every node has the other two as seeds: the first
 # by name (n1) initializes the cluster, n2 and n3 join it. Logs are kept on failure.
 # CLUSTER_SECRET=1 at start writes an owner-only random secret to $DIR/secret and passes
@@ -141,13 +146,31 @@ faults() { # text: replace the fault file at once (the nodes read it again withi
     printf '%s' "$1" >"$DIR/faults.tmp" && mv -f "$DIR/faults.tmp" "$DIR/faults"
 }
 
-cut() { # node: isolate it from the other two (its raft id from its node file)
-    load
+raft_id() { # node: its raft id, from its node file
     local id
     id=$(sed -n 's/^id = //p' "$DIR/n$1/raft/node" 2>/dev/null)
     [ -n "$id" ] || { echo "node $1 has no raft id yet ($DIR/n$1/raft/node)" >&2; return 1; }
+    echo "$id"
+}
+
+cut() { # node: isolate it from the other two
+    load
+    local id
+    id=$(raft_id "$1") || return 1
     faults "isolate $id
 "
+}
+
+queue_leader() { # queue: the number of the node leading it, as the first node naming one says
+    load
+    local i name
+    for i in $NODES; do
+        name=$(api "$i" "/api/queues/%2f/$1" 2>/dev/null \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null) || continue
+        case "${name#warren@n}" in 1|2|3) echo "${name#warren@n}"; return 0 ;; esac
+    done
+    echo "no node names a leader of $1" >&2
+    return 1
 }
 
 smoke() {
@@ -239,6 +262,9 @@ case "${1:-}" in
     resume) load; pid="PID_${2:?node number}"; kill -CONT "${!pid}" ;;
     cut) cut "${2:?node number}" ;;
     heal) load; faults "" ;;
+    faults) load; faults "${2?fault lines}" ;;
+    id) load; raft_id "${2:?node number}" ;;
+    leader) queue_leader "${2:?queue name}" ;;
     uris) load; for i in $NODES; do p="AMQP_$i"; echo "amqp://guest:guest@127.0.0.1:${!p}/%2f"; done ;;
-    *) sed -n '2,19p' "$0"; exit 2 ;;
+    *) sed -n '2,24p' "$0"; exit 2 ;;
 esac

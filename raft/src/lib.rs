@@ -34,7 +34,7 @@ pub use node::{AppHandler, Group, GroupRaft, NodeConfig, NodeError, RaftNode};
 pub use openraft::BasicNode;
 pub use router::Router;
 pub use snapshot_data::{SnapshotData, SnapshotReader};
-pub use transport::policy::{AllowAll, CutLinks, FaultFile, Faults, LinkPolicy, Verdict};
+pub use transport::policy::{AllowAll, CutLinks, FaultFile, Faults, LinkPolicy, Shape, Verdict};
 pub use transport::tls::TlsSetupError;
 pub use transport::wire::{JoinReply, Response, WriteReply};
 pub use transport::{

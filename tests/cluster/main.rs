@@ -2,6 +2,7 @@
 //! are committed by the metadata log and seen on every node, with a single node's errors;
 //! a node killed and restarted gets its definitions and its queues' messages back.
 
+mod asymmetric;
 #[path = "../common/mod.rs"]
 mod common;
 mod cuts;

@@ -184,15 +184,24 @@ impl Nodes {
     /// Cuts node `i` off from the other two (every cluster link, both directions) until
     /// [`Nodes::heal`]; the nodes read the fault file again within 150 ms.
     pub fn cut(&self, i: usize) {
+        self.set_faults(&format!("isolate {}\n", self.raft_id(i)));
+    }
+
+    /// Node `i`'s Raft id, as the fault file names it (from its data directory).
+    pub fn raft_id(&self, i: usize) -> String {
         let node_file = self.data_dir(i).join("raft").join("node");
         let text = std::fs::read_to_string(&node_file).expect("the node's raft id file");
-        let id = text
-            .lines()
+        text.lines()
             .find_map(|l| l.strip_prefix("id = "))
             .expect("an id line")
             .trim()
-            .to_owned();
-        self.write_faults(&format!("isolate {id}\n"));
+            .to_owned()
+    }
+
+    /// Replaces the fault file with `text` (lines of raft/src/transport/policy.rs, e.g.
+    /// `loss A B` or `delay A B 50-500`) until [`Nodes::heal`].
+    pub fn set_faults(&self, text: &str) {
+        self.write_faults(text);
     }
 
     /// Undoes every cut, then waits until the cluster is whole again.

@@ -49,7 +49,7 @@ pub(crate) struct LinkHandle {
     pub(crate) closed: CancellationToken,
 }
 
-fn codec() -> LengthDelimitedCodec {
+pub(crate) fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME)
         .new_codec()
@@ -278,7 +278,18 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: NodeId, mut reader: LinkRead, w
     };
     inner.install_link(peer, link.clone());
     tracing::info!(node = inner.node_id, peer, "cluster link up");
-    let writer_task = tokio::spawn(write_loop(writer, rx, closed.clone(), peer));
+    // Only a test policy that shapes links costs the shaped writer; production keeps this one.
+    let writer_task = if inner.policy.shapes_links() {
+        tokio::spawn(super::shaped::write_loop(
+            inner.clone(),
+            writer,
+            rx,
+            closed.clone(),
+            peer,
+        ))
+    } else {
+        tokio::spawn(write_loop(writer, rx, closed.clone(), peer))
+    };
     loop {
         let next = tokio::select! {
             _ = closed.cancelled() => break,
@@ -420,7 +431,7 @@ pub(crate) async fn serve_transient(
             return;
         };
         if let Body::Request(req) = frame.body {
-            if inner.cut_between(peer) {
+            if inner.unreachable(peer) {
                 return;
             }
             let body = Body::Response(inner.handler.handle(peer, req).await);

@@ -15,6 +15,7 @@
 pub mod auth;
 mod link;
 pub mod policy;
+mod shaped;
 pub mod tls;
 pub mod wire;
 
@@ -134,7 +135,7 @@ pub(crate) struct Inner {
     local_addr: SocketAddr,
     connect_timeout: Duration,
     pub(crate) handler: Arc<dyn Handler>,
-    policy: Arc<dyn LinkPolicy>,
+    pub(crate) policy: Arc<dyn LinkPolicy>,
     security: LinkSecurity,
     peers: Mutex<HashMap<NodeId, Peer>>,
     next_request: AtomicU64,
@@ -295,7 +296,7 @@ impl Transport {
             let (reader, writer, theirs) =
                 link::handshake(stream, &hello, Side::Dialer, &self.inner.security).await?;
             // The peer's id is known only now; a cut refuses the call as it would a link.
-            if self.inner.cut(self.inner.node_id, theirs.node_id) {
+            if self.inner.unreachable(theirs.node_id) {
                 return Err(TransportError::LinkCut {
                     from: self.inner.node_id,
                     to: theirs.node_id,
@@ -368,6 +369,14 @@ impl Inner {
         self.cut(self.node_id, peer) || self.cut(peer, self.node_id)
     }
 
+    /// Whether no connection with `peer` can be set up now: a cut either way, or a
+    /// direction that loses every frame (a handshake needs both ways).
+    pub(crate) fn unreachable(&self, peer: NodeId) -> bool {
+        self.cut_between(peer)
+            || self.policy.shape(self.node_id, peer).loses_all()
+            || self.policy.shape(peer, self.node_id).loses_all()
+    }
+
     fn peer_addr(&self, peer: NodeId) -> Option<String> {
         lock(&self.peers).get(&peer).and_then(|p| p.addr.clone())
     }
@@ -391,7 +400,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         tokio::spawn(async move {
             match link::handshake(stream, &inner.hello(), Side::Acceptor, &inner.security).await {
                 Ok((reader, writer, hello)) => {
-                    if inner.cut_between(hello.node_id) {
+                    if inner.unreachable(hello.node_id) {
                         tracing::debug!(
                             node = inner.node_id,
                             peer = hello.node_id,
@@ -434,7 +443,7 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId) {
         match tokio::time::timeout(inner.connect_timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(stream)) => {
                 match link::handshake(stream, &inner.hello(), Side::Dialer, &inner.security).await {
-                    Ok(_) if inner.cut_between(peer) => {
+                    Ok(_) if inner.unreachable(peer) => {
                         // Cut by the test hook: retry soon, so a heal is seen within a period.
                         backoff = FIRST;
                         tracing::debug!(
