@@ -5,8 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use warren_codec::content::BASIC_CLASS_ID;
-use warren_codec::protocol::basic::Publish;
-use warren_codec::{ContentHeader, Properties};
+use warren_codec::{ContentHeader, Properties, Publish};
 
 use crate::error::AmqpError;
 
@@ -199,10 +198,8 @@ mod tests {
 
     fn publish() -> Publish {
         Publish {
-            exchange: "".into(),
             routing_key: "q".into(),
-            mandatory: false,
-            immediate: false,
+            ..Publish::default()
         }
     }
 

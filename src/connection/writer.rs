@@ -154,8 +154,9 @@ fn encode(
                 let get_ok = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
                     delivery_tag: delivery_tag.0,
                     redelivered,
-                    exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
-                    routing_key: ShortString::try_new(message.routing_key.clone())
+                    exchange: ShortString::try_new(message.exchange.to_string())
+                        .unwrap_or_default(),
+                    routing_key: ShortString::try_new(message.routing_key.to_string())
                         .unwrap_or_default(),
                     message_count,
                 }));

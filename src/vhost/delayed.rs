@@ -243,8 +243,8 @@ fn give_back(to: ReturnTo, message: &Message) {
     let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
         reply_code: ReplyCode::NoRoute.code(),
         reply_text: "NO_ROUTE".into(),
-        exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
-        routing_key: ShortString::try_new(message.routing_key.clone()).unwrap_or_default(),
+        exchange: ShortString::try_new(message.exchange.to_string()).unwrap_or_default(),
+        routing_key: ShortString::try_new(message.routing_key.to_string()).unwrap_or_default(),
     }));
     let frame = Outbound::MethodWithContent(
         to.channel,
