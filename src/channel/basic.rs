@@ -19,7 +19,7 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::meta::Forwards;
 use crate::names::{ConsumerTag, DeliveryTag};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, WithContent};
 use crate::queue::{Consumer, GetResult, Return, priority_arg, timeout_arg};
 use crate::vhost::publish::{Outcome, Routed, routing_properties};
 use crate::vhost::replies;
@@ -369,9 +369,11 @@ impl Channel {
                     .out
                     .send(Outbound::MethodWithContent(
                         self.id,
-                        ret,
-                        message.header.clone(),
-                        message.body.clone(),
+                        Box::new(WithContent {
+                            method: ret,
+                            header: message.header.clone(),
+                            body: message.body.clone(),
+                        }),
                     ))
                     .await;
             }

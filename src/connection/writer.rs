@@ -118,9 +118,11 @@ fn encode(
                     tracing::error!(%error, "dropping a method that cannot be encoded");
                 }
             }
-            Outbound::MethodWithContent(channel, method, header, body) => {
-                match encoder.method(channel, &method, buf) {
-                    Ok(()) => encoder.content(channel, &header, &body, frame_max, buf),
+            Outbound::MethodWithContent(channel, content) => {
+                match encoder.method(channel, &content.method, buf) {
+                    Ok(()) => {
+                        encoder.content(channel, &content.header, &content.body, frame_max, buf)
+                    }
                     Err(error) => {
                         tracing::error!(%error, "dropping a message that cannot be encoded")
                     }

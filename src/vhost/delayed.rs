@@ -19,7 +19,7 @@ use crate::dedup::ExchangeDedup;
 use crate::delayed::{DELAY_HEADER, DelayedIndex, Due, ReturnTo, now_ms};
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, WithContent};
 
 impl VHost {
     /// A new exchange entry, with its deduplication cache if it has one; a
@@ -248,9 +248,11 @@ fn give_back(to: ReturnTo, message: &Message) {
     }));
     let frame = Outbound::MethodWithContent(
         to.channel,
-        ret,
-        message.header.clone(),
-        message.body.clone(),
+        Box::new(WithContent {
+            method: ret,
+            header: message.header.clone(),
+            body: message.body.clone(),
+        }),
     );
     tokio::spawn(async move {
         let _ = to.out.send(frame).await;
