@@ -95,11 +95,26 @@ impl Connection {
         let ending = 'frames: loop {
             loop {
                 match reader.buffered() {
-                    Ok(Some(frame)) => match self.on_frame(frame).await {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
-                        Err(error) => break 'frames Ending::Error(error),
-                    },
+                    Ok(Some(frame)) => {
+                        let frame = match self.take_frame(frame) {
+                            Ok(None) => continue,
+                            Ok(Some(frame)) => frame,
+                            Err(error) => break 'frames Ending::Error(error),
+                        };
+                        // A body frame (the one that completes a message) skips
+                        // on_frame's layer of future.
+                        let flow = match frame {
+                            Frame::Body(id, body) if id != 0 => {
+                                self.on_body(id, body).await.map(|()| Flow::Continue)
+                            }
+                            frame => self.on_frame(frame).await,
+                        };
+                        match flow {
+                            Ok(Flow::Continue) => {}
+                            Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
+                            Err(error) => break 'frames Ending::Error(error),
+                        }
+                    }
                     Ok(None) => {
                         self.flush_confirms().await;
                         break;
@@ -249,6 +264,42 @@ impl Connection {
         let _ = self.out.send(Outbound::Method(channel, method)).await;
     }
 
+    /// Takes the frames that need no future (building, polling and dropping
+    /// `on_frame`'s cost about 110 instructions a frame): basic.publish on
+    /// an open channel, and a content header that does not complete its
+    /// message. Any other frame comes back for [`Connection::on_frame`].
+    fn take_frame(&mut self, frame: Frame) -> Result<Option<Frame>, AmqpError> {
+        match frame {
+            Frame::Publish(id, publish) if id != 0 => {
+                self.published = true;
+                let Some(channel) = self.channels.get_mut(&id) else {
+                    return Ok(Some(Frame::Publish(id, publish)));
+                };
+                match channel.begin_publish(publish) {
+                    Ok(()) => Ok(None),
+                    Err(publish) => Ok(Some(Frame::Publish(id, publish))),
+                }
+            }
+            Frame::Header(id, header, properties) if id != 0 => {
+                let max = self.broker.config.max_message_size;
+                match self.channels.get_mut(&id) {
+                    // An empty body completes the message, one over the
+                    // limit closes the channel: both are on_header's.
+                    Some(channel)
+                        if channel.state != ChannelState::Closing
+                            && (1..=max).contains(&header.body_size) =>
+                    {
+                        let done = channel.assembly.header(header, properties)?;
+                        debug_assert!(done.is_none(), "a body is still to come");
+                        Ok(None)
+                    }
+                    _ => Ok(Some(Frame::Header(id, header, properties))),
+                }
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
     async fn on_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
         match frame {
             Frame::Heartbeat(0) => Ok(Flow::Continue),
@@ -259,15 +310,8 @@ impl Connection {
                 let method = AMQPClass::Basic(basic::AMQPMethod::Publish(publish.into_method()));
                 Box::pin(self.on_connection_method(method)).await
             }
+            // What take_frame handed back: the method's general way.
             Frame::Publish(id, publish) => {
-                self.published = true;
-                let publish = match self.channels.get_mut(&id) {
-                    Some(channel) => match channel.begin_publish(publish) {
-                        Ok(()) => return Ok(Flow::Continue),
-                        Err(publish) => publish,
-                    },
-                    None => publish,
-                };
                 let method = AMQPClass::Basic(basic::AMQPMethod::Publish(publish.into_method()));
                 Box::pin(self.on_channel_method(id, method))
                     .await
@@ -343,9 +387,17 @@ impl Connection {
         if channel.state == ChannelState::Closing {
             return Ok(());
         }
-        match channel.assembly.body(body)? {
-            Some(publication) => self.publish(id, publication).await,
-            None => Ok(()),
+        let Some(publication) = channel.assembly.body(body)? else {
+            return Ok(());
+        };
+        // As `publish`, written out: a future less per message.
+        let result = channel.publish(publication).await;
+        if channel.has_unsent_confirms() && !self.confirming.contains(&id) {
+            self.confirming.push(id);
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => Box::pin(self.channel_exception(id, error.on_method(60, 40))).await,
         }
     }
 
