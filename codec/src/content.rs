@@ -19,7 +19,7 @@ use crate::properties::Properties;
 pub const BASIC_CLASS_ID: u16 = 60;
 
 /// A decoded content header whose properties stay in wire form.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContentHeader {
     /// The class of the method the content belongs to (60 for basic).
     pub class_id: u16,

@@ -33,13 +33,11 @@ impl Channel {
         &mut self,
         publish: warren_codec::Publish,
     ) -> Result<(), warren_codec::Publish> {
-        if self.state != super::ChannelState::Open
-            || !matches!(self.assembly, super::Assembly::Idle)
-            || publish.immediate
+        if self.state != super::ChannelState::Open || !self.assembly.is_idle() || publish.immediate
         {
             return Err(publish);
         }
-        self.assembly = super::Assembly::Header(publish);
+        self.assembly.begin(publish);
         Ok(())
     }
 
@@ -52,7 +50,7 @@ impl Channel {
                 if publish.immediate {
                     return Err(AmqpError::not_implemented("immediate=true"));
                 }
-                self.assembly = super::Assembly::Header(publish.into());
+                self.assembly.begin(publish.into());
             }
             // A prefetch-size other than 0 was refused by the decoder (540).
             basic::AMQPMethod::Qos(m) => self.qos(m).await,
