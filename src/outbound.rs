@@ -69,8 +69,8 @@ pub type OutboundTx = mpsc::Sender<Outbound>;
 #[cfg(test)]
 mod tests {
     /// Moves of up to 128 bytes are inlined (eight 16-byte stores); larger
-    /// ones call `memcpy` (about 29 instructions), and each queued item is
-    /// moved three times: into the queue, out of it, into the writer's batch.
+    /// ones call `memcpy` (about 29 instructions), and a delivery is moved
+    /// four times: into the queue, out of it, and twice into the writer's batch.
     #[test]
     fn an_item_moves_without_a_memcpy_call() {
         assert!(size_of::<super::Outbound>() <= 128);
