@@ -154,7 +154,7 @@ impl Decoder for FrameDecoder {
                 method::decode(channel, &frame)?,
             ))),
             FRAME_HEADER if frame.len() >= 12 => {
-                let (header, properties) = ContentHeader::decode(channel, frame.freeze())?;
+                let (header, properties) = ContentHeader::decode_frame(channel, frame)?;
                 Ok(Some(Frame::Header(channel, header, properties)))
             }
             FRAME_BODY => Ok(Some(Frame::Body(channel, frame.freeze()))),
