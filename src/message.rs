@@ -6,15 +6,15 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
-use warren_codec::{ContentHeader, Properties};
+use warren_codec::{ContentHeader, Properties, ShortStr};
 
 /// One message as published: routed once, then shared (`Arc`) by all its queues.
 #[derive(Debug)]
 pub struct Message {
-    /// The exchange it was published to.
-    pub exchange: String,
-    /// Its routing key.
-    pub routing_key: String,
+    /// The exchange it was published to (as published: a slice of the frame).
+    pub exchange: ShortStr,
+    /// Its routing key (as published: a slice of the frame).
+    pub routing_key: ShortStr,
     /// Content header with the properties in wire form (delivered byte for byte).
     pub header: ContentHeader,
     /// The properties, parsed once on arrival (shared, not boxed, when there
@@ -48,8 +48,8 @@ impl WireMessage {
     /// The wire form of `message`.
     pub fn of(message: &Message) -> Self {
         Self {
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
             properties: message.header.raw_properties.clone(),
             body: message.body.clone(),
             cc_routed: message.cc_routed,
@@ -71,8 +71,8 @@ impl WireMessage {
         };
         let properties = header.parsed()?;
         Some(Arc::new(Message {
-            exchange: self.exchange,
-            routing_key: self.routing_key,
+            exchange: self.exchange.into(),
+            routing_key: self.routing_key.into(),
             header,
             properties,
             body: self.body,

@@ -18,8 +18,10 @@ use crate::names::{ConsumerTag, DeliveryTag};
 pub enum Outbound {
     /// A method frame.
     Method(u16, AMQPClass),
-    /// A method frame followed by a content header and body frames.
-    MethodWithContent(u16, AMQPClass, ContentHeader, Bytes),
+    /// A method frame followed by a content header and body frames (rare:
+    /// basic.return), boxed so that every item, each delivery too, is small
+    /// enough to move without a `memcpy` call.
+    MethodWithContent(u16, Box<WithContent>),
     /// basic.deliver with its content (encoded by hand: the hot path).
     Deliver {
         /// Channel number.
@@ -50,5 +52,27 @@ pub enum Outbound {
     Shutdown,
 }
 
+/// A method with its content: basic.return.
+#[derive(Debug)]
+pub struct WithContent {
+    /// The method.
+    pub method: AMQPClass,
+    /// The content header.
+    pub header: ContentHeader,
+    /// The body.
+    pub body: Bytes,
+}
+
 /// Sending side of a connection's outbound queue.
 pub type OutboundTx = mpsc::Sender<Outbound>;
+
+#[cfg(test)]
+mod tests {
+    /// Moves of up to 128 bytes are inlined (eight 16-byte stores); larger
+    /// ones call `memcpy` (about 29 instructions), and a delivery is moved
+    /// four times: into the queue, out of it, and twice into the writer's batch.
+    #[test]
+    fn an_item_moves_without_a_memcpy_call() {
+        assert!(size_of::<super::Outbound>() <= 128);
+    }
+}

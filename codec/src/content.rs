@@ -8,7 +8,7 @@
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::protocol::basic::{gen_properties, parse_properties};
 use amq_protocol_types::ShortString;
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use nom::{Parser, combinator::all_consuming};
 
 use crate::error::CodecError;
@@ -19,7 +19,7 @@ use crate::properties::Properties;
 pub const BASIC_CLASS_ID: u16 = 60;
 
 /// A decoded content header whose properties stay in wire form.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContentHeader {
     /// The class of the method the content belongs to (60 for basic).
     pub class_id: u16,
@@ -37,17 +37,30 @@ impl ContentHeader {
     /// into a box they keep up to the message (the struct is ~300 bytes: no
     /// moves), or to a shared value for the shapes [`Properties`] shares.
     pub fn decode(channel: u16, payload: Bytes) -> Result<(Self, Properties), CodecError> {
-        let malformed = || CodecError::MalformedHeader { channel };
-        if payload.len() < 14 {
-            return Err(malformed());
-        }
-        let class_id = u16::from_be_bytes([payload[0], payload[1]]);
-        let weight = u16::from_be_bytes([payload[2], payload[3]]);
-        let mut size = [0u8; 8];
-        size.copy_from_slice(&payload[4..12]);
-        let body_size = u64::from_be_bytes(size);
-        let raw_properties = payload.slice(12..);
-        let properties = parse_raw(&raw_properties).ok_or_else(malformed)?;
+        let (class_id, weight, body_size) = fixed_part(channel, &payload)?;
+        Self::with_properties(channel, class_id, weight, body_size, payload.slice(12..))
+    }
+
+    /// [`ContentHeader::decode`] of the frame as the decoder cut it: the
+    /// properties are the frame's own tail, not a second reference to it.
+    pub(crate) fn decode_frame(
+        channel: u16,
+        mut payload: BytesMut,
+    ) -> Result<(Self, Properties), CodecError> {
+        let (class_id, weight, body_size) = fixed_part(channel, &payload)?;
+        payload.advance(12);
+        Self::with_properties(channel, class_id, weight, body_size, payload.freeze())
+    }
+
+    fn with_properties(
+        channel: u16,
+        class_id: u16,
+        weight: u16,
+        body_size: u64,
+        raw_properties: Bytes,
+    ) -> Result<(Self, Properties), CodecError> {
+        let properties =
+            parse_raw(&raw_properties).ok_or(CodecError::MalformedHeader { channel })?;
         Ok((
             ContentHeader {
                 class_id,
@@ -88,6 +101,23 @@ impl ContentHeader {
     pub fn payload_len(&self) -> usize {
         12 + self.raw_properties.len()
     }
+}
+
+/// The class id, weight and body size that open a header payload (at least
+/// the two octets of property flags must follow).
+fn fixed_part(channel: u16, payload: &[u8]) -> Result<(u16, u16, u64), CodecError> {
+    let Some((fixed, _flags)) = payload
+        .split_first_chunk::<12>()
+        .filter(|(_, rest)| rest.len() >= 2)
+    else {
+        return Err(CodecError::MalformedHeader { channel });
+    };
+    let [c0, c1, w0, w1, size @ ..] = *fixed;
+    Ok((
+        u16::from_be_bytes([c0, c1]),
+        u16::from_be_bytes([w0, w1]),
+        u64::from_be_bytes(size),
+    ))
 }
 
 fn parse_raw(raw: &[u8]) -> Option<Properties> {

@@ -1,6 +1,6 @@
 //! Frames: the incremental decoder and the encoder.
 
-use amq_protocol::protocol::AMQPClass;
+use amq_protocol::protocol::{AMQPClass, basic};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
@@ -8,6 +8,7 @@ use crate::content::ContentHeader;
 use crate::error::CodecError;
 use crate::method;
 use crate::properties::Properties;
+use crate::publish::{PUBLISH_IDS, Publish};
 
 /// The protocol header a 0-9-1 client opens with, and that a server answers a wrong one with.
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
@@ -35,6 +36,9 @@ const RESERVE_AHEAD_MAX: usize = 131_072;
 pub enum Frame {
     /// A method frame.
     Method(u16, AMQPClass),
+    /// basic.publish, its names slices of the frame (see [`Publish`]); one
+    /// that does not read so comes as [`Frame::Method`] or an error.
+    Publish(u16, Publish),
     /// A content header frame, with its properties parsed once.
     Header(u16, ContentHeader, Properties),
     /// A content body frame: a slice of the read buffer, never copied.
@@ -48,9 +52,23 @@ impl Frame {
     pub fn channel(&self) -> u16 {
         match self {
             Frame::Method(c, _)
+            | Frame::Publish(c, _)
             | Frame::Header(c, ..)
             | Frame::Body(c, _)
             | Frame::Heartbeat(c) => *c,
+        }
+    }
+
+    /// basic.publish as [`Frame::Method`], every other frame as it is: for
+    /// readers that do not take publishes apart (the handshake, a closing
+    /// connection).
+    pub fn into_general(self) -> Frame {
+        match self {
+            Frame::Publish(c, publish) => Frame::Method(
+                c,
+                AMQPClass::Basic(basic::AMQPMethod::Publish(publish.into_method())),
+            ),
+            other => other,
         }
     }
 }
@@ -120,12 +138,23 @@ impl Decoder for FrameDecoder {
         // RabbitMQ's reader (rabbit_command_assembler:analyze_frame), as is a
         // heartbeat with a payload.
         match frame_type {
+            // basic.publish, once per message: its names are kept as slices.
+            FRAME_METHOD if frame.starts_with(&PUBLISH_IDS) => {
+                let payload = frame.freeze();
+                match Publish::decode(&payload) {
+                    Some(publish) => Ok(Some(Frame::Publish(channel, publish))),
+                    None => Ok(Some(Frame::Method(
+                        channel,
+                        method::decode(channel, &payload)?,
+                    ))),
+                }
+            }
             FRAME_METHOD if frame.len() >= 4 => Ok(Some(Frame::Method(
                 channel,
                 method::decode(channel, &frame)?,
             ))),
             FRAME_HEADER if frame.len() >= 12 => {
-                let (header, properties) = ContentHeader::decode(channel, frame.freeze())?;
+                let (header, properties) = ContentHeader::decode_frame(channel, frame)?;
                 Ok(Some(Frame::Header(channel, header, properties)))
             }
             FRAME_BODY => Ok(Some(Frame::Body(channel, frame.freeze()))),
@@ -309,7 +338,7 @@ fn short_str(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use amq_protocol::protocol::{BasicProperties, basic, channel};
+    use amq_protocol::protocol::{BasicProperties, channel};
 
     fn decode_all(bytes: &[u8], frame_max: u32) -> Result<Vec<Frame>, CodecError> {
         let mut decoder = FrameDecoder::new(frame_max);
@@ -386,6 +415,40 @@ mod tests {
             }
         }
         assert_eq!(joined, body);
+    }
+
+    #[test]
+    fn publish_comes_with_its_names_as_slices_of_the_frame() {
+        let mut enc = FrameEncoder::new();
+        let mut out = BytesMut::new();
+        let method = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: "ex".into(),
+            routing_key: "rk".into(),
+            mandatory: true,
+            immediate: false,
+        }));
+        enc.method(5, &method, &mut out).expect("encode");
+        let frames = decode_all(&out, 0).expect("decode");
+        let [Frame::Publish(5, publish)] = &frames[..] else {
+            panic!("not a publish: {frames:?}");
+        };
+        assert_eq!(
+            (publish.exchange.as_str(), publish.routing_key.as_str()),
+            ("ex", "rk")
+        );
+        assert!(publish.mandatory && !publish.immediate);
+        assert_eq!(frames[0].clone().into_general(), Frame::Method(5, method));
+        // One that does not read as a publish is the generic parser's error.
+        let mut bad = out.to_vec();
+        bad[7 + 4 + 2 + 1] = 0xff; // the exchange name's first octet: not UTF-8
+        assert!(matches!(
+            decode_all(&bad, 0),
+            Err(CodecError::MalformedMethod {
+                class_id: 60,
+                method_id: 40,
+                ..
+            })
+        ));
     }
 
     #[test]

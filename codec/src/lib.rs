@@ -11,6 +11,8 @@
 //!   sent (passed through byte-exact to consumers) and parsed once for the broker.
 //! - [`properties`]: parsed properties, shared rather than boxed for the
 //!   common shapes (none, delivery-mode alone).
+//! - [`publish`]: basic.publish with its exchange and routing key as slices of
+//!   the frame ([`ShortStr`]), decoded without the generic parser.
 //! - `nesting`: refuses field tables nested deeper than [`MAX_NESTING_DEPTH`] before
 //!   the recursive parser sees them (a deep table would overflow the stack).
 //! - [`reply`]: AMQP reply codes.
@@ -34,6 +36,7 @@ pub mod frame;
 pub mod method;
 mod nesting;
 pub mod properties;
+pub mod publish;
 pub mod reply;
 pub mod table;
 
@@ -44,5 +47,6 @@ pub use error::CodecError;
 pub use frame::{Frame, FrameDecoder, FrameEncoder};
 pub use nesting::MAX_NESTING_DEPTH;
 pub use properties::Properties;
+pub use publish::{Publish, ShortStr};
 pub use reply::ReplyCode;
 pub use table::{decode_table, encode_table};

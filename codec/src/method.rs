@@ -4,9 +4,10 @@
 //! covers every class of 0-9-1 and RabbitMQ's extensions (confirm, basic.nack,
 //! exchange.bind/unbind, connection.blocked/unblocked, update-secret). This module
 //! adds what a server needs on top: unknown ids are told apart from bad arguments.
+//! basic.publish, once per message, is read by the frame decoder on its own
+//! (`publish.rs`); what it refuses comes here for the error.
 
-use amq_protocol::protocol::{AMQPClass, basic, parse_class};
-use amq_protocol::types::ShortString;
+use amq_protocol::protocol::{AMQPClass, parse_class};
 use nom::{Parser, combinator::all_consuming};
 
 use crate::error::CodecError;
@@ -138,14 +139,6 @@ pub fn decode(channel: u16, payload: &[u8]) -> Result<AMQPClass, CodecError> {
             arguments: bytes::Bytes::copy_from_slice(&payload[4..]),
         });
     }
-    // basic.publish comes once per message: read by hand (the generated parser builds
-    // its flags with named strings); anything it does not take goes the general way,
-    // which gives the error.
-    if (class_id, method_id) == (60, 40)
-        && let Some(publish) = decode_publish(&payload[4..])
-    {
-        return Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(publish)));
-    }
     let method = all_consuming(parse_class)
         .parse(payload)
         .map(|(_, method)| method)
@@ -170,31 +163,6 @@ pub fn decode(channel: u16, payload: &[u8]) -> Result<AMQPClass, CodecError> {
     Ok(method)
 }
 
-/// basic.publish's arguments: ticket (u16, ignored), exchange and routing key (short
-/// strings, UTF-8), then one byte of flags (mandatory, immediate), and nothing after.
-fn decode_publish(args: &[u8]) -> Option<basic::Publish> {
-    let rest = args.get(2..)?;
-    let (exchange, rest) = short_string(rest)?;
-    let (routing_key, rest) = short_string(rest)?;
-    let [flags] = rest else {
-        return None;
-    };
-    Some(basic::Publish {
-        exchange,
-        routing_key,
-        mandatory: flags & 1 != 0,
-        immediate: flags & 2 != 0,
-    })
-}
-
-/// A short string at the start of `bytes` and what follows it.
-fn short_string(bytes: &[u8]) -> Option<(ShortString, &[u8])> {
-    let (&len, rest) = bytes.split_first()?;
-    let len = usize::from(len);
-    let text = std::str::from_utf8(rest.get(..len)?).ok()?;
-    Some((ShortString::from(text.to_owned()), &rest[len..]))
-}
-
 /// Appends the payload of `method` (ids and arguments) to `out`.
 pub fn encode(method: &AMQPClass, out: Vec<u8>) -> Result<Vec<u8>, CodecError> {
     cookie_factory::r#gen(amq_protocol::protocol::gen_class(method), out)
@@ -210,57 +178,6 @@ mod tests {
     fn roundtrip(method: AMQPClass) {
         let bytes = encode(&method, Vec::new()).expect("encode");
         assert_eq!(decode(1, &bytes).expect("decode"), method);
-    }
-
-    #[test]
-    fn publish_is_read_by_hand_exactly_as_the_generated_parser_reads_it() {
-        for (exchange, key, mandatory, immediate) in [
-            ("", "q", false, false),
-            ("amq.topic", "a.b.c", true, false),
-            ("x", "", false, true),
-            ("ü-x", &"k".repeat(255), true, true),
-        ] {
-            roundtrip(AMQPClass::Basic(basic::AMQPMethod::Publish(
-                basic::Publish {
-                    exchange: exchange.into(),
-                    routing_key: key.into(),
-                    mandatory,
-                    immediate,
-                },
-            )));
-        }
-        // Malformed arguments: the same error either way (none of them decodes).
-        let good = encode(
-            &AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-                exchange: "ex".into(),
-                routing_key: "rk".into(),
-                mandatory: true,
-                immediate: false,
-            })),
-            Vec::new(),
-        )
-        .expect("encode");
-        for cut in 4..good.len() {
-            assert!(decode(1, &good[..cut]).is_err(), "truncated at {cut}");
-        }
-        let mut longer = good.clone();
-        longer.push(0);
-        assert!(decode(1, &longer).is_err(), "a byte too many");
-        let mut bad_utf8 = good.clone();
-        bad_utf8[7] = 0xff;
-        assert!(decode(1, &bad_utf8).is_err(), "exchange name not UTF-8");
-        // Every one-byte change of a valid publish decodes the same by hand and generically.
-        for at in 4..good.len() {
-            for byte in [0u8, 1, 2, 3, 0x7f, 0xff] {
-                let mut changed = good.clone();
-                changed[at] = byte;
-                let generic = all_consuming(parse_class)
-                    .parse(changed.as_slice())
-                    .map(|(_, m)| m)
-                    .ok();
-                assert_eq!(decode(1, &changed).ok(), generic, "byte {at} = {byte}");
-            }
-        }
     }
 
     #[test]

@@ -614,7 +614,8 @@ fn frame_max() -> BoxedStrategy<u32> {
 fn decode_all(decoder: &mut FrameDecoder, buf: &mut BytesMut) -> Result<Vec<Frame>, CodecError> {
     let mut frames = Vec::new();
     while let Some(frame) = decoder.decode(buf)? {
-        frames.push(frame);
+        // basic.publish comes as Frame::Publish; compared as the method it is.
+        frames.push(frame.into_general());
     }
     Ok(frames)
 }

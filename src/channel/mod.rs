@@ -125,7 +125,7 @@ impl Channel {
         Channel {
             id,
             state: ChannelState::Open,
-            assembly: Assembly::Idle,
+            assembly: Assembly::default(),
             shared,
             conn,
             mode: Mode::Plain,

@@ -3,10 +3,16 @@
 //! The task running [`serve`] is the connection's reader: it decodes frames, keeps
 //! the channels' state and decides what to answer. Everything it sends goes through
 //! the writer task ([`writer`]), which batches and sends heartbeats.
+//!
+//! Rooms: `serve.rs` accepts (TLS, handshake) and starts the loop; this file is
+//! the frame loop and a publish's frames; `channels.rs` opens, feeds and closes
+//! channels.
 
 mod channel_ids;
+mod channels;
 pub mod handshake;
 pub mod reader;
+mod serve;
 pub mod wire_text;
 pub mod writer;
 
@@ -16,278 +22,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use warren_codec::protocol::{AMQPClass, basic, channel, connection};
-use warren_codec::types::ShortString;
-use warren_codec::{ContentHeader, Frame, FrameEncoder};
+use warren_codec::protocol::{AMQPClass, basic, connection};
+use warren_codec::{ContentHeader, Frame};
 
 use crate::alarms::Alarm;
 use crate::broker::Broker;
-use crate::channel::confirms::ConfirmQueue;
-use crate::channel::shared::ChannelLinks;
-use crate::channel::{
-    Channel, ChannelShared, ChannelState, ConnectionInfo, Publication, Step, content,
-};
+use crate::channel::{Channel, ChannelState, ConnectionInfo, Publication, content};
 use crate::error::AmqpError;
 use crate::outbound::{Outbound, OutboundTx};
 use crate::queue::notify_cancelled;
-use crate::tls::TlsAcceptor;
-use handshake::{HandshakeError, Tuned};
+use handshake::Tuned;
 use reader::{FrameReader, ReadError};
-use tokio::sync::mpsc;
-
-/// How long the broker waits for connection.close-ok after sending connection.close
-/// (RabbitMQ's closing timeout).
-const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves one accepted plain TCP connection until it closes.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
-    let deadline = Instant::now() + broker.config.handshake_timeout();
-    let (read, write) = stream.into_split();
-    let transport = Transport {
-        peer,
-        local,
-        tls: None,
-    };
-    serve_stream(read, write, transport, deadline, broker, shutdown).await;
-}
-
-/// Serves one accepted amqps connection: the TLS handshake, then AMQP as
-/// [`serve`]. Both handshakes share the handshake timeout, and both run in
-/// this connection's task, never in the accept loop.
-pub async fn serve_tls(
-    stream: TcpStream,
-    acceptor: TlsAcceptor,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
-    let deadline = Instant::now() + broker.config.handshake_timeout();
-    let accepted = tokio::select! {
-        accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
-        () = shutdown.cancelled() => return,
-    };
-    let stream = match accepted {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            tracing::info!(%peer, %error, "closing connection: TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%peer, "closing connection: TLS handshake timeout");
-            return;
-        }
-    };
-    let session = stream.get_ref().1;
-    let tls = TlsSession {
-        client_certificate: session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|leaf| ClientCertificate {
-                common_name: crate::tls::common_name(leaf),
-                distinguished_name: crate::tls::distinguished_name(leaf),
-            }),
-    };
-    let (read, write) = tokio::io::split(stream);
-    let transport = Transport {
-        peer,
-        local,
-        tls: Some(tls),
-    };
-    serve_stream(read, write, transport, deadline, broker, shutdown).await;
-}
-
-/// Where a connection comes from.
-#[derive(Debug, Clone)]
-struct Transport {
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
-    /// `Some` on an amqps connection.
-    tls: Option<TlsSession>,
-}
-
-/// What an amqps connection's TLS handshake established.
-#[derive(Debug, Clone)]
-pub struct TlsSession {
-    /// The client's certificate, present only when it was verified against
-    /// `tls_ca` (`tls_verify_peer`).
-    pub client_certificate: Option<ClientCertificate>,
-}
-
-/// A verified client certificate.
-#[derive(Debug, Clone)]
-pub struct ClientCertificate {
-    /// Its subject's common name (CN), if it has one.
-    pub common_name: Option<String>,
-    /// Its subject as RabbitMQ formats it (`CN=alice,O=Warren,C=SE`).
-    pub distinguished_name: Option<String>,
-}
-
-/// The handshake and the frame loop over any byte stream's halves.
-async fn serve_stream<R, W>(
-    read: R,
-    mut write: W,
-    transport: Transport,
-    deadline: Instant,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let Transport { peer, local, tls } = transport;
-    let client_certificate = tls.as_ref().and_then(|t| t.client_certificate.as_ref());
-    let handshake = tokio::select! {
-        result = tokio::time::timeout_at(
-            deadline,
-            handshake::run(&broker, peer, client_certificate, read, &mut write),
-        ) => result,
-        () = shutdown.cancelled() => return,
-    };
-    let Ok((result, reader)) = handshake else {
-        tracing::info!(%peer, "closing connection: handshake timeout");
-        return;
-    };
-    match (result, reader) {
-        (Ok(mut tuned), Some(reader)) => {
-            tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost.name, "connection opened");
-            let (out, writer) = writer::spawn(write, tuned.frame_max, tuned.heartbeat);
-            let confirms = ConfirmQueue::spawn(out.clone(), tuned.vhost.storage.clone());
-            let info = ConnectionInfo {
-                confirms,
-                id: broker.next_connection_id(),
-                vhost: tuned.vhost.clone(),
-                user: tuned.user.clone(),
-                max_message_size: broker.config.max_message_size,
-                consumer_timeout: broker.config.consumer_timeout_ms(),
-                access: broker.auth.access(&tuned.user, &tuned.vhost.name),
-                global: broker.global.clone(),
-            };
-            let alarm = broker.alarms.subscribe();
-            let close = shutdown.child_token();
-            let tune = (tuned.channel_max, tuned.frame_max, tuned.heartbeat);
-            let live = crate::broker::connections::LiveConnection::new(
-                info.id,
-                peer,
-                local,
-                &tuned.user,
-                &tuned.vhost.name,
-                tuned.client_properties.clone(),
-                tune,
-                close.clone(),
-                tls.is_some(),
-            );
-            match tuned.admission.take() {
-                Some(admission) => broker.register(live.clone(), admission),
-                None => {
-                    broker.connections.insert(info.id, live.clone());
-                }
-            }
-            broker.global.connections_opened.incr_concurrent();
-            let id = info.id;
-            let conn = Connection {
-                live,
-                broker: broker.clone(),
-                peer,
-                tuned,
-                info,
-                out,
-                channels: HashMap::default(),
-                confirming: Vec::new(),
-                alarm,
-                published: false,
-                channel_errors: mpsc::channel(8),
-            };
-            conn.run(reader, close).await;
-            if let Some((_, live)) = broker.connections.remove(&id) {
-                broker.retired.absorb(&live.totals());
-            }
-            let _ = writer.await;
-        }
-        (Err(HandshakeError::Silent(reason)), _) => {
-            tracing::info!(%peer, %reason, "closing connection during handshake");
-            tokio::select! {
-                () = tokio::time::sleep(broker.config.silent_close_delay()) => {}
-                () = shutdown.cancelled() => {}
-            }
-        }
-        (Err(HandshakeError::Close(error)), reader) => {
-            tracing::info!(%peer, %error, "refusing connection");
-            let mut buf = bytes::BytesMut::new();
-            if FrameEncoder::new()
-                .method(0, &handshake::close_method(&error), &mut buf)
-                .is_ok()
-                && writer::send_all(&mut write, &buf).await.is_ok()
-                && let Some(mut reader) = reader
-            {
-                let sink = CloseOkSink::Socket(&mut write);
-                let _ =
-                    tokio::time::timeout(CLOSING_TIMEOUT, await_close_ok(&mut reader, sink)).await;
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Where a closing connection's close-ok replies go: the socket itself during the
-/// handshake, the writer task afterwards.
-enum CloseOkSink<'a, W> {
-    Socket(&'a mut W),
-    Writer(&'a OutboundTx),
-}
-
-impl<W: AsyncWrite + Unpin> CloseOkSink<'_, W> {
-    async fn close_ok(&mut self) {
-        match self {
-            CloseOkSink::Socket(write) => {
-                let mut buf = bytes::BytesMut::new();
-                if FrameEncoder::new()
-                    .method(0, &connection_close_ok(), &mut buf)
-                    .is_ok()
-                {
-                    let _ = writer::send_all(*write, &buf).await;
-                }
-            }
-            CloseOkSink::Writer(out) => {
-                let _ = out.send(Outbound::Method(0, connection_close_ok())).await;
-            }
-        }
-    }
-}
-
-/// After the broker sent connection.close: everything is ignored until close-ok,
-/// a crossing connection.close is answered with close-ok (as RabbitMQ does), and
-/// frames that do not decode are skipped as long as framing holds.
-async fn await_close_ok<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    reader: &mut FrameReader<R>,
-    mut sink: CloseOkSink<'_, W>,
-) {
-    loop {
-        match reader.next().await {
-            Ok(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) => {
-                return;
-            }
-            Ok(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(_)))) => {
-                sink.close_ok().await;
-            }
-            Ok(_) => {}
-            Err(ReadError::Codec(e)) if !e.breaks_framing() => {}
-            Err(_) => return,
-        }
-    }
-}
+pub use serve::{ClientCertificate, TlsSession, serve, serve_tls};
+use serve::{CloseOkSink, await_close_ok, closing_timeout, connection_close_ok};
 
 /// What ended the frame loop.
 enum Ending {
@@ -344,11 +95,26 @@ impl Connection {
         let ending = 'frames: loop {
             loop {
                 match reader.buffered() {
-                    Ok(Some(frame)) => match self.on_frame(frame).await {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
-                        Err(error) => break 'frames Ending::Error(error),
-                    },
+                    Ok(Some(frame)) => {
+                        let frame = match self.take_frame(frame) {
+                            Ok(None) => continue,
+                            Ok(Some(frame)) => frame,
+                            Err(error) => break 'frames Ending::Error(error),
+                        };
+                        // A body frame (the one that completes a message) skips
+                        // on_frame's layer of future.
+                        let flow = match frame {
+                            Frame::Body(id, body) if id != 0 => {
+                                self.on_body(id, body).await.map(|()| Flow::Continue)
+                            }
+                            frame => self.on_frame(frame).await,
+                        };
+                        match flow {
+                            Ok(Flow::Continue) => {}
+                            Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
+                            Err(error) => break 'frames Ending::Error(error),
+                        }
+                    }
                     Ok(None) => {
                         self.flush_confirms().await;
                         break;
@@ -498,21 +264,55 @@ impl Connection {
         let _ = self.out.send(Outbound::Method(channel, method)).await;
     }
 
+    /// Takes the frames that need no future (building, polling and dropping
+    /// `on_frame`'s cost about 110 instructions a frame): basic.publish on
+    /// an open channel, and a content header that does not complete its
+    /// message. Any other frame comes back for [`Connection::on_frame`].
+    fn take_frame(&mut self, frame: Frame) -> Result<Option<Frame>, AmqpError> {
+        match frame {
+            Frame::Publish(id, publish) if id != 0 => {
+                self.published = true;
+                let Some(channel) = self.channels.get_mut(&id) else {
+                    return Ok(Some(Frame::Publish(id, publish)));
+                };
+                match channel.begin_publish(publish) {
+                    Ok(()) => Ok(None),
+                    Err(publish) => Ok(Some(Frame::Publish(id, publish))),
+                }
+            }
+            Frame::Header(id, header, properties) if id != 0 => {
+                let max = self.broker.config.max_message_size;
+                match self.channels.get_mut(&id) {
+                    // An empty body completes the message, one over the
+                    // limit closes the channel: both are on_header's.
+                    Some(channel)
+                        if channel.state != ChannelState::Closing
+                            && (1..=max).contains(&header.body_size) =>
+                    {
+                        let done = channel.assembly.header(header, properties)?;
+                        debug_assert!(done.is_none(), "a body is still to come");
+                        Ok(None)
+                    }
+                    _ => Ok(Some(Frame::Header(id, header, properties))),
+                }
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
     async fn on_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
         match frame {
             Frame::Heartbeat(0) => Ok(Flow::Continue),
             // Boxed: rare, and their futures would enlarge every frame's.
             Frame::Method(0, method) => Box::pin(self.on_connection_method(method)).await,
-            Frame::Method(id, AMQPClass::Basic(basic::AMQPMethod::Publish(publish))) => {
-                self.published = true;
-                let publish = match self.channels.get_mut(&id) {
-                    Some(channel) => match channel.begin_publish(publish) {
-                        Ok(()) => return Ok(Flow::Continue),
-                        Err(publish) => publish,
-                    },
-                    None => publish,
-                };
-                let method = AMQPClass::Basic(basic::AMQPMethod::Publish(publish));
+            // Boxed: an error on channel 0, as any other method there.
+            Frame::Publish(0, publish) => {
+                let method = AMQPClass::Basic(basic::AMQPMethod::Publish(publish.into_method()));
+                Box::pin(self.on_connection_method(method)).await
+            }
+            // What take_frame handed back: the method's general way.
+            Frame::Publish(id, publish) => {
+                let method = AMQPClass::Basic(basic::AMQPMethod::Publish(publish.into_method()));
                 Box::pin(self.on_channel_method(id, method))
                     .await
                     .map(|()| Flow::Continue)
@@ -555,113 +355,6 @@ impl Connection {
         }
     }
 
-    async fn on_channel_method(&mut self, id: u16, method: AMQPClass) -> Result<(), AmqpError> {
-        let Some(channel) = self.channels.get_mut(&id) else {
-            return self.open_channel(id, method).await;
-        };
-        if channel.state == ChannelState::Closing {
-            // Everything but close and close-ok is dropped until the client confirms.
-            match method {
-                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                    if let Some(channel) = self.channels.remove(&id) {
-                        self.live.retire(&channel.shared);
-                    }
-                }
-                AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                    self.send(id, close_ok()).await;
-                }
-                _ => {}
-            }
-            return Ok(());
-        }
-        channel.assembly.check_method()?;
-        match channel.on_method(method).await {
-            Ok(Step::Continue) => Ok(()),
-            Ok(Step::Closed) => {
-                if let Some(mut channel) = self.channels.remove(&id) {
-                    channel.flush_confirms().await;
-                    self.info.confirms.barrier().await;
-                    channel.release();
-                    self.live.retire(&channel.shared);
-                }
-                self.send(id, close_ok()).await;
-                Ok(())
-            }
-            Err(error) => self.channel_exception(id, error).await,
-        }
-    }
-
-    async fn open_channel(&mut self, id: u16, method: AMQPClass) -> Result<(), AmqpError> {
-        let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-        if !matches!(method, AMQPClass::Channel(channel::AMQPMethod::Open(_))) {
-            return Err(
-                AmqpError::channel_error("expected 'channel.open'").on_method(class_id, method_id)
-            );
-        }
-        let max = usize::from(self.tuned.channel_max);
-        if max != 0 && self.channels.len() >= max {
-            // RabbitMQ names no method here (0/0).
-            return Err(AmqpError::not_allowed(format!(
-                "number of channels opened ({}) has reached the negotiated channel_max ({max})",
-                self.channels.len()
-            )));
-        }
-        let cancel_notify = matches!(
-            self.tuned
-                .capabilities
-                .inner()
-                .get("consumer_cancel_notify"),
-            Some(warren_codec::types::AMQPValue::Boolean(true))
-        );
-        let shared = ChannelShared::new(
-            id,
-            ChannelLinks {
-                connection: self.info.id,
-                out: self.out.clone(),
-                cancel_notify,
-                clock: self.broker.clock.clone(),
-                errors: self.channel_errors.0.clone(),
-            },
-        );
-        self.broker
-            .admit_channel(&self.tuned.user, &self.live, &shared)?;
-        self.broker.global.channels_opened.incr_concurrent();
-        self.channels
-            .insert(id, Channel::new(id, shared, self.info.clone()));
-        self.send(
-            id,
-            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
-        )
-        .await;
-        Ok(())
-    }
-
-    /// A soft error closes only its channel; a hard one is passed up to close the connection.
-    async fn channel_exception(&mut self, id: u16, error: AmqpError) -> Result<(), AmqpError> {
-        if error.is_connection_error() {
-            return Err(error);
-        }
-        tracing::info!(peer = %self.peer, channel = id, %error, "closing channel");
-        if let Some(channel) = self.channels.get_mut(&id) {
-            channel.flush_confirms().await;
-            self.info.confirms.barrier().await;
-            channel.state = ChannelState::Closing;
-            channel.assembly = Default::default();
-            channel.release();
-        }
-        self.send(
-            id,
-            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-                reply_code: error.code.code(),
-                reply_text: ShortString::try_new(error.reply_text()).unwrap_or_default(),
-                class_id: error.class_id,
-                method_id: error.method_id,
-            })),
-        )
-        .await;
-        Ok(())
-    }
-
     async fn on_header(
         &mut self,
         id: u16,
@@ -694,9 +387,17 @@ impl Connection {
         if channel.state == ChannelState::Closing {
             return Ok(());
         }
-        match channel.assembly.body(body)? {
-            Some(publication) => self.publish(id, publication).await,
-            None => Ok(()),
+        let Some(publication) = channel.assembly.body(body)? else {
+            return Ok(());
+        };
+        // As `publish`, written out: a future less per message.
+        let result = channel.publish(publication).await;
+        if channel.has_unsent_confirms() && !self.confirming.contains(&id) {
+            self.confirming.push(id);
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => Box::pin(self.channel_exception(id, error.on_method(60, 40))).await,
         }
     }
 
@@ -714,18 +415,4 @@ impl Connection {
             Err(error) => Box::pin(self.channel_exception(id, error.on_method(60, 40))).await,
         }
     }
-}
-
-fn connection_close_ok() -> AMQPClass {
-    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}))
-}
-
-/// How long to wait for the peer once a close is under way: RabbitMQ waits one
-/// heartbeat interval when that is shorter than 30 s, else 30 s.
-fn closing_timeout(heartbeat: Option<Duration>) -> Duration {
-    heartbeat.map_or(CLOSING_TIMEOUT, |hb| hb.min(CLOSING_TIMEOUT))
-}
-
-fn close_ok() -> AMQPClass {
-    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}))
 }

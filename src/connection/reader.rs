@@ -58,11 +58,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The next frame, reading as needed. Cancel-safe.
+    /// The next frame, reading as needed, basic.publish as a method frame
+    /// ([`Frame::into_general`]). Cancel-safe.
     pub async fn next(&mut self) -> Result<Frame, ReadError> {
         loop {
             if let Some(frame) = self.buffered()? {
-                return Ok(frame);
+                // Its callers (handshake, closing) match publishes as methods.
+                return Ok(frame.into_general());
             }
             self.fill().await?;
         }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use warren_codec::protocol::{AMQPClass, basic};
 use warren_codec::{CodecError, Frame};
 
 use crate::error::AmqpError;
@@ -104,6 +105,14 @@ pub fn unexpected_frame(frame: &Frame) -> AmqpError {
             1,
             warren_codec::method::encode(method, Vec::new()).unwrap_or_default(),
         ),
+        Frame::Publish(_, publish) => {
+            let method =
+                AMQPClass::Basic(basic::AMQPMethod::Publish(publish.clone().into_method()));
+            (
+                1,
+                warren_codec::method::encode(&method, Vec::new()).unwrap_or_default(),
+            )
+        }
         Frame::Header(_, header, _) => {
             let mut payload = Vec::with_capacity(header.payload_len());
             payload.extend_from_slice(&header.class_id.to_be_bytes());

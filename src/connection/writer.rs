@@ -118,9 +118,11 @@ fn encode(
                     tracing::error!(%error, "dropping a method that cannot be encoded");
                 }
             }
-            Outbound::MethodWithContent(channel, method, header, body) => {
-                match encoder.method(channel, &method, buf) {
-                    Ok(()) => encoder.content(channel, &header, &body, frame_max, buf),
+            Outbound::MethodWithContent(channel, content) => {
+                match encoder.method(channel, &content.method, buf) {
+                    Ok(()) => {
+                        encoder.content(channel, &content.header, &content.body, frame_max, buf)
+                    }
                     Err(error) => {
                         tracing::error!(%error, "dropping a message that cannot be encoded")
                     }
@@ -154,8 +156,9 @@ fn encode(
                 let get_ok = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
                     delivery_tag: delivery_tag.0,
                     redelivered,
-                    exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
-                    routing_key: ShortString::try_new(message.routing_key.clone())
+                    exchange: ShortString::try_new(message.exchange.to_string())
+                        .unwrap_or_default(),
+                    routing_key: ShortString::try_new(message.routing_key.to_string())
                         .unwrap_or_default(),
                     message_count,
                 }));

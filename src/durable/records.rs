@@ -415,8 +415,8 @@ pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
     ShortString::try_new(exchange.clone()).ok()?;
     Some((
         Message {
-            exchange,
-            routing_key,
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
             header,
             properties,
             body: all,
@@ -486,7 +486,7 @@ mod tests {
         let properties = BasicProperties::default().with_delivery_mode(2);
         let header = ContentHeader::from_properties(4, &properties).expect("header");
         let message = Message {
-            exchange: String::new(),
+            exchange: Default::default(),
             routing_key: "q".into(),
             header,
             properties: properties.into(),

@@ -58,8 +58,8 @@ pub async fn publish(
     let header = ContentHeader::from_properties(payload.len() as u64, &properties)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let message = Arc::new(Message {
-        exchange: exchange.to_owned(),
-        routing_key: routing_key.to_owned(),
+        exchange: exchange.into(),
+        routing_key: routing_key.into(),
         header,
         properties: properties.into(),
         body: payload.into(),
@@ -159,8 +159,8 @@ pub async fn get_messages(
         out.push(json!({
             "payload_bytes": message.body.len(),
             "redelivered": redelivered,
-            "exchange": message.exchange,
-            "routing_key": message.routing_key,
+            "exchange": message.exchange.as_str(),
+            "routing_key": message.routing_key.as_str(),
             "message_count": message_count,
             "properties": properties_to_json(&message.properties),
             "payload": payload,

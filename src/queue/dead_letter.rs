@@ -175,7 +175,7 @@ fn dead_lettered(
             deaths.insert(0, death);
         }
         None => {
-            let mut routing_keys = vec![message.routing_key.clone()];
+            let mut routing_keys = vec![message.routing_key.to_string()];
             if message.cc_routed {
                 routing_keys.extend(cc_keys(&headers));
             }
@@ -186,7 +186,7 @@ fn dead_lettered(
                     reason: reason.as_str().to_owned(),
                     count: 1,
                     time: now_secs,
-                    exchange: message.exchange.clone(),
+                    exchange: message.exchange.to_string(),
                     routing_keys,
                     original_expiration: message.expiration_ms().map(|ms| ms.to_string()),
                 },
@@ -216,8 +216,8 @@ fn dead_lettered(
     let properties = dead_letter_properties(&message.properties, FieldTable::from(headers));
     let header = ContentHeader::from_properties(message.body.len() as u64, &properties).ok()?;
     let copy = Message {
-        exchange: dlx.to_owned(),
-        routing_key: dlrk.unwrap_or(&message.routing_key).to_owned(),
+        exchange: dlx.into(),
+        routing_key: dlrk.map_or_else(|| message.routing_key.clone(), Into::into),
         header,
         properties: properties.into(),
         body: message.body.clone(),

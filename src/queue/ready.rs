@@ -325,8 +325,8 @@ mod tests {
             ContentHeader::from_properties(body.len() as u64, &properties).expect("header");
         Entry {
             message: Arc::new(Message {
-                exchange: String::new(),
-                routing_key: String::new(),
+                exchange: Default::default(),
+                routing_key: Default::default(),
                 header,
                 properties: properties.into(),
                 body: bytes::Bytes::from_static(body),

@@ -195,7 +195,7 @@ pub fn message_with(
     let header = warren_codec::ContentHeader::from_properties(body.len() as u64, &properties)
         .expect("header");
     Arc::new(crate::message::Message {
-        exchange: String::new(),
+        exchange: Default::default(),
         routing_key: "q".into(),
         header,
         properties: properties.into(),

@@ -19,7 +19,7 @@ use crate::dedup::ExchangeDedup;
 use crate::delayed::{DELAY_HEADER, DelayedIndex, Due, ReturnTo, now_ms};
 use crate::error::AmqpError;
 use crate::message::Message;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, WithContent};
 
 impl VHost {
     /// A new exchange entry, with its deduplication cache if it has one; a
@@ -243,14 +243,16 @@ fn give_back(to: ReturnTo, message: &Message) {
     let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
         reply_code: ReplyCode::NoRoute.code(),
         reply_text: "NO_ROUTE".into(),
-        exchange: ShortString::try_new(message.exchange.clone()).unwrap_or_default(),
-        routing_key: ShortString::try_new(message.routing_key.clone()).unwrap_or_default(),
+        exchange: ShortString::try_new(message.exchange.to_string()).unwrap_or_default(),
+        routing_key: ShortString::try_new(message.routing_key.to_string()).unwrap_or_default(),
     }));
     let frame = Outbound::MethodWithContent(
         to.channel,
-        ret,
-        message.header.clone(),
-        message.body.clone(),
+        Box::new(WithContent {
+            method: ret,
+            header: message.header.clone(),
+            body: message.body.clone(),
+        }),
     );
     tokio::spawn(async move {
         let _ = to.out.send(frame).await;
