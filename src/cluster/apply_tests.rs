@@ -180,31 +180,10 @@ async fn a_quorum_queue_record_drops_a_node_that_left_and_finds_another_home() {
     let dir = tempfile::tempdir().expect("dir");
     let b = broker(dir.path());
     let on_1 = node(&b, 1);
-    let DefinitionOp::DeclareQueue {
-        name,
-        durable,
-        exclusive,
-        auto_delete,
-        server_named,
-        arguments,
-        home,
-        id,
-        ..
-    } = queue("replicated", 2)
-    else {
-        unreachable!("queue() declares")
-    };
-    let declare = DefinitionOp::DeclareQueue {
-        name,
-        durable,
-        exclusive,
-        auto_delete,
-        server_named,
-        arguments,
-        home,
-        id,
-        members: vec![NodeId(2), NodeId(3)],
-    };
+    let mut declare = queue("replicated", 2);
+    if let DefinitionOp::DeclareQueue { members, .. } = &mut declare {
+        *members = vec![NodeId(2), NodeId(3)];
+    }
     assert!(on_1.apply(1, def(2, declare)));
     on_1.node_left(NodeId(2));
     let vhost = b.vhost("/").expect("vhost");
