@@ -392,12 +392,10 @@ impl Connection {
         };
         // As `publish`, written out: a future less per message.
         let result = channel.publish(publication).await;
-        if channel.has_unsent_confirms() && !self.confirming.contains(&id) {
-            self.confirming.push(id);
-        }
-        match result {
-            Ok(()) => Ok(()),
-            Err(error) => Box::pin(self.channel_exception(id, error.on_method(60, 40))).await,
+        let unsent = channel.has_unsent_confirms();
+        match self.published(id, unsent, result) {
+            None => Ok(()),
+            Some(error) => Box::pin(self.channel_exception(id, error)).await,
         }
     }
 
@@ -407,12 +405,24 @@ impl Connection {
             return Ok(());
         };
         let result = channel.publish(publication).await;
-        if channel.has_unsent_confirms() && !self.confirming.contains(&id) {
+        let unsent = channel.has_unsent_confirms();
+        match self.published(id, unsent, result) {
+            None => Ok(()),
+            Some(error) => Box::pin(self.channel_exception(id, error)).await,
+        }
+    }
+
+    /// After channel `id` took a message: notes that it has confirms to send, and
+    /// answers the soft error that closes the channel, as basic.publish's.
+    fn published(
+        &mut self,
+        id: u16,
+        unsent_confirms: bool,
+        result: Result<(), AmqpError>,
+    ) -> Option<AmqpError> {
+        if unsent_confirms && !self.confirming.contains(&id) {
             self.confirming.push(id);
         }
-        match result {
-            Ok(()) => Ok(()),
-            Err(error) => Box::pin(self.channel_exception(id, error.on_method(60, 40))).await,
-        }
+        result.err().map(|error| error.on_method(60, 40))
     }
 }
