@@ -65,39 +65,58 @@ impl Cluster {
             return 0;
         }
         let mut changed = 0;
-        for vhost in broker.vhosts() {
-            for queue in vhost.queues() {
-                let Some(quorum) = queue.quorum() else {
-                    continue;
-                };
-                let Some(status) = self.node.status(quorum.group) else {
-                    continue;
-                };
-                if status.leader != Some(self.id()) {
-                    continue;
-                }
-                let members = quorum.placement().members;
-                let gone: BTreeSet<u64> = status
-                    .nodes
-                    .keys()
-                    .copied()
-                    .chain(members.iter().map(|m| m.0))
-                    .filter(|id| departed.contains(id))
-                    .collect();
-                if gone.is_empty() {
-                    continue;
-                }
-                if let Err(error) = self.remove_departed(&vhost, &queue, &gone, &members).await {
-                    tracing::warn!(queue = %queue.name, group = quorum.group, %error,
-                        "departed member not removed yet");
-                    continue;
-                }
-                tracing::info!(queue = %queue.name, group = quorum.group, removed = ?gone,
-                    "departed nodes removed from a quorum queue");
-                changed += 1;
+        for (vhost, queue, group, status) in self.led_quorum_queues(broker) {
+            let members = queue
+                .quorum()
+                .map(|q| q.placement().members)
+                .unwrap_or_default();
+            let gone: BTreeSet<u64> = status
+                .nodes
+                .keys()
+                .copied()
+                .chain(members.iter().map(|m| m.0))
+                .filter(|id| departed.contains(id))
+                .collect();
+            if gone.is_empty() {
+                continue;
             }
+            if let Err(error) = self.remove_departed(&vhost, &queue, &gone, &members).await {
+                tracing::warn!(queue = %queue.name, group, %error,
+                    "departed member not removed yet");
+                continue;
+            }
+            tracing::info!(queue = %queue.name, group, removed = ?gone,
+                "departed nodes removed from a quorum queue");
+            changed += 1;
         }
         changed
+    }
+
+    /// The local quorum queues whose Raft group this node leads, with their vhost, group
+    /// and the group's status.
+    fn led_quorum_queues(
+        &self,
+        broker: &Broker,
+    ) -> Vec<(
+        Arc<crate::vhost::VHost>,
+        Arc<crate::queue::Queue>,
+        u64,
+        warren_raft::GroupStatus,
+    )> {
+        let mut led = Vec::new();
+        for vhost in broker.vhosts() {
+            for queue in vhost.queues() {
+                let Some(group) = queue.quorum().map(|q| q.group) else {
+                    continue;
+                };
+                if let Some(status) = self.node.status(group)
+                    && status.leader == Some(self.id())
+                {
+                    led.push((vhost.clone(), queue, group, status));
+                }
+            }
+        }
+        led
     }
 
     /// Removes `gone` from queue `queue`'s group (this node leads it), then from its
@@ -163,40 +182,34 @@ impl Cluster {
             }
         }
         let mut grown = 0;
-        for vhost in broker.vhosts() {
-            for queue in vhost.queues() {
-                let Some(quorum) = queue.quorum() else {
-                    continue;
-                };
-                let leads = self
-                    .node
-                    .status(quorum.group)
-                    .is_some_and(|s| s.leader == Some(self.id()));
-                let members = quorum.placement().members;
-                if !leads || members.len() >= target {
-                    continue;
+        for (vhost, queue, _, _) in self.led_quorum_queues(broker) {
+            let members = queue
+                .quorum()
+                .map(|q| q.placement().members)
+                .unwrap_or_default();
+            if members.len() >= target {
+                continue;
+            }
+            let Some(pick) = running
+                .iter()
+                .filter(|n| !members.contains(&NodeId(n.id)))
+                .min_by_key(|n| (hosted.get(&n.id).copied().unwrap_or(0), n.id))
+            else {
+                continue;
+            };
+            match self
+                .change_members(&vhost, &queue.name, &pick.name, true)
+                .await
+            {
+                Ok(_) => {
+                    *hosted.entry(pick.id).or_default() += 1;
+                    grown += 1;
+                    tracing::info!(queue = %queue.name, node = %pick.name, target,
+                        "quorum queue grown toward its target size");
                 }
-                let Some(pick) = running
-                    .iter()
-                    .filter(|n| !members.contains(&NodeId(n.id)))
-                    .min_by_key(|n| (hosted.get(&n.id).copied().unwrap_or(0), n.id))
-                else {
-                    continue;
-                };
-                match self
-                    .change_members(&vhost, &queue.name, &pick.name, true)
-                    .await
-                {
-                    Ok(_) => {
-                        *hosted.entry(pick.id).or_default() += 1;
-                        grown += 1;
-                        tracing::info!(queue = %queue.name, node = %pick.name, target,
-                            "quorum queue grown toward its target size");
-                    }
-                    Err(error) => {
-                        tracing::warn!(queue = %queue.name, node = %pick.name, %error,
-                            "quorum queue not grown yet");
-                    }
+                Err(error) => {
+                    tracing::warn!(queue = %queue.name, node = %pick.name, %error,
+                        "quorum queue not grown yet");
                 }
             }
         }
