@@ -10,6 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::shared::Shared;
+use crate::stats::Behind;
 use crate::wire::{CONNECTION_CLOSE, Scanner, Tally, Template};
 
 /// What one producer does.
@@ -37,6 +38,8 @@ pub struct PubSpec {
 pub struct PubResult {
     /// Messages written.
     pub sent: u64,
+    /// Paced: how late each batch was written against its schedule.
+    pub behind: Behind,
     /// Of them, confirmed (equal to `sent` without confirms).
     pub confirmed: u64,
     /// When it finished (its last confirm), ns since the run's epoch.
@@ -126,6 +129,12 @@ fn publish(
             continue;
         }
         batch.clear();
+        if let Some(rate) = spec.rate {
+            // Lateness of the batch's first message: the consumer's latency
+            // counts from that same due time.
+            let due = start_ns + (sent as f64 * 1e9 / rate) as u64;
+            out.behind.record(shared.now_ns().saturating_sub(due), n);
+        }
         let mut weight = 0;
         for i in 0..n {
             let stamp = match spec.rate {

@@ -13,7 +13,7 @@ use crate::consumer::{self, ConResult, ConSpec};
 use crate::probe::Probe;
 use crate::publisher::{self, PubResult, PubSpec};
 use crate::shared::Shared;
-use crate::stats::{Latency, Row};
+use crate::stats::{Behind, Latency, Row};
 use crate::topic;
 use crate::wire::Template;
 
@@ -303,8 +303,10 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
     row.client = Some(client.finish());
     shared.stop();
     let mut finished_ns = start_ns;
+    let mut behind = Behind::default();
     for p in producers {
         let r = p.join().unwrap_or_default();
+        behind.merge(&r.behind);
         row.published += r.confirmed;
         finished_ns = finished_ns.max(r.finished_ns);
     }
@@ -324,6 +326,7 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
     row.del_secs = last.saturating_sub(start_ns) as f64 / 1e9;
     row.wall_secs = wall.as_secs_f64();
     row.latency = Latency::of(latencies);
+    row.behind = rate.is_some().then_some(behind);
     row.notes.push(format!(
         "{} producer(s) x {} B{}{}; {} consumer(s){}; rate {}; latency of every {}th delivery; max backlog {}",
         spec.producers,

@@ -39,6 +39,61 @@ impl Latency {
     }
 }
 
+/// How far behind its schedule a paced producer wrote its messages: counts of
+/// messages by powers of two of microseconds late, so that a latency tail the
+/// load generator caused itself (its thread not running on time) shows apart
+/// from the broker's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Behind {
+    /// `counts[i]`: messages written less than `2^i` µs late (and at least
+    /// `2^(i-1)`; `counts[0]`: under 1 µs).
+    pub counts: [u64; 32],
+}
+
+impl Behind {
+    /// Counts `n` messages written `late_ns` after the first of them was due.
+    pub fn record(&mut self, late_ns: u64, n: u64) {
+        let us = late_ns / 1000;
+        let bucket = (u64::BITS - us.leading_zeros()) as usize;
+        self.counts[bucket.min(31)] += n;
+    }
+
+    /// Adds another producer's counts.
+    pub fn merge(&mut self, other: &Behind) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+    }
+
+    /// Messages counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The bucket's upper bound (µs) under which a share `p` of the messages were written.
+    pub fn under_us(&self, p: f64) -> Option<u64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let want = (p * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Some(1u64 << i);
+            }
+        }
+        Some(1u64 << 31)
+    }
+
+    /// Messages written at least `us` (a power of two) late.
+    pub fn at_least_us(&self, us: u64) -> u64 {
+        let from = (u64::BITS - us.leading_zeros()) as usize;
+        self.counts[from.min(32)..].iter().sum()
+    }
+}
+
 /// One scenario against one broker.
 #[derive(Clone, Debug, Default)]
 pub struct Row {
@@ -64,6 +119,8 @@ pub struct Row {
     pub client: Option<ProbeStats>,
     /// Sampled end-to-end latency.
     pub latency: Option<Latency>,
+    /// Paced runs: how late the producers wrote against their schedule.
+    pub behind: Option<Behind>,
     /// Anything else.
     pub notes: Vec<String>,
 }
@@ -176,6 +233,19 @@ pub fn table(label: &str, rows: &[Row]) -> String {
         if let Some(l) = &r.latency {
             let _ = writeln!(s, "  latency: {} samples, max {:.0} µs", l.count, l.max);
         }
+        if let Some(b) = &r.behind {
+            let total = b.total().max(1);
+            let late = b.at_least_us(1024);
+            let _ = writeln!(
+                s,
+                "  producers behind schedule: p99 < {} µs, p99.9 < {} µs; {} of {} messages ({:.3} %) written 1 ms or more late",
+                b.under_us(0.99).unwrap_or(0),
+                b.under_us(0.999).unwrap_or(0),
+                late,
+                b.total(),
+                late as f64 * 100.0 / total as f64
+            );
+        }
         for n in &r.notes {
             let _ = writeln!(s, "  {n}");
         }
@@ -237,6 +307,19 @@ pub fn json(label: &str, uri: &str, rows: &[Row]) -> String {
             }
             None => s.push_str(",\"latency_us\":null"),
         }
+        match &r.behind {
+            Some(b) => {
+                let _ = write!(
+                    s,
+                    ",\"behind_schedule_us\":{{\"p99_under\":{},\"p99_9_under\":{},\"messages\":{},\"at_least_1ms\":{}}}",
+                    b.under_us(0.99).unwrap_or(0),
+                    b.under_us(0.999).unwrap_or(0),
+                    b.total(),
+                    b.at_least_us(1024)
+                );
+            }
+            None => s.push_str(",\"behind_schedule_us\":null"),
+        }
         s.push_str(",\"notes\":[");
         for (j, n) in r.notes.iter().enumerate() {
             if j > 0 {
@@ -261,6 +344,27 @@ mod tests {
         let one = Latency::of(vec![7000]).expect("one");
         assert_eq!((one.p50, one.p999), (7.0, 7.0));
         assert!(Latency::of(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn behind_schedule_buckets() {
+        let mut b = Behind::default();
+        b.record(500, 990); // under 1 µs
+        b.record(3_000_000, 9); // 3 ms: under 4096 µs
+        let mut other = Behind::default();
+        other.record(20_000_000, 1); // 20 ms: under 32768 µs
+        b.merge(&other);
+        assert_eq!(b.total(), 1000);
+        assert_eq!(b.under_us(0.99), Some(1));
+        assert_eq!(b.under_us(0.995), Some(4096));
+        assert_eq!(b.under_us(1.0), Some(32768));
+        assert_eq!(b.at_least_us(1024), 10);
+        assert_eq!(Behind::default().under_us(0.99), None);
+        let r = Row {
+            behind: Some(b),
+            ..Default::default()
+        };
+        assert!(json("w", "u", &[r]).contains("\"at_least_1ms\":10"));
     }
 
     #[test]
