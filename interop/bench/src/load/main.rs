@@ -105,6 +105,11 @@ struct Cli {
     /// The queues' `x-queue-type` (e.g. `quorum`; such queues are durable).
     #[arg(long)]
     queue_type: Option<String>,
+    /// Paced runs with one consumer: append each 10 ms of the schedule's
+    /// latency to this CSV file (scenario, due_ms, messages, p50_us, p99_us,
+    /// max_us), to see whether a tail is steady or comes in bursts.
+    #[arg(long)]
+    timeline: Option<std::path::PathBuf>,
 }
 
 /// host:port, user, password and vhost of a loopback `amqp://` URI.
@@ -172,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         stall: Duration::from_secs(cli.stall_timeout.max(1)),
         max_run: Duration::from_secs(cli.max_secs.max(1)),
         queue_type: cli.queue_type.clone(),
+        timeline: cli.timeline.clone(),
     };
     let mut rows = Vec::new();
     for (i, spec) in specs.iter().enumerate() {

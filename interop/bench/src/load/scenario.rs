@@ -131,6 +131,8 @@ pub struct Settings {
     pub max_run: Duration,
     /// The queues' `x-queue-type` (`quorum`, `stream`), if not the broker's default.
     pub queue_type: Option<String>,
+    /// CSV file for the latency per 10 ms of a paced run's schedule.
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 /// Topology of one run: queue names, the exchange, routing keys and weights.
@@ -312,10 +314,25 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
     }
     let mut latencies = Vec::new();
     let mut acks = 0;
+    let single = consumers.len() == 1;
     for c in consumers {
         let r = c.join().unwrap_or_default();
         latencies.extend(r.latencies);
         acks += r.acks;
+    }
+    if let (Some(path), Some(rate), true) = (&s.timeline, rate, single) {
+        // One consumer sees the messages in the order they were due, so the
+        // k-th sample was due at k * sample_every / rate.
+        let per_slot = ((rate * spec.producers as f64) / 100.0 / sample_every as f64).max(1.0);
+        let csv = crate::stats::timeline_csv(spec.name, &latencies, per_slot);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, csv.as_bytes()));
+        if let Err(e) = written {
+            row.notes.push(format!("timeline not written: {e}"));
+        }
     }
     row.delivered = shared.delivered.load(std::sync::atomic::Ordering::Relaxed);
     row.expected = shared.expected.load(std::sync::atomic::Ordering::Relaxed);

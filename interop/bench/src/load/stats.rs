@@ -94,6 +94,33 @@ impl Behind {
     }
 }
 
+/// CSV lines `scenario,due_ms,messages,p50_us,p99_us,max_us`, one per 10 ms of
+/// schedule, from latencies (ns) in the order their messages were due,
+/// `per_slot` of them per 10 ms.
+pub fn timeline_csv(scenario: &str, ns: &[u64], per_slot: f64) -> String {
+    let mut s = String::new();
+    let mut start = 0usize;
+    let mut slot = 0u64;
+    while start < ns.len() {
+        let end = (((slot + 1) as f64 * per_slot) as usize).clamp(start + 1, ns.len());
+        let mut chunk = ns[start..end].to_vec();
+        chunk.sort_unstable();
+        let at = |p: f64| crate::bench_report::nearest_rank_us(&chunk, p);
+        let _ = writeln!(
+            s,
+            "{scenario},{},{},{:.0},{:.0},{:.0}",
+            slot * 10,
+            chunk.len(),
+            at(0.50),
+            at(0.99),
+            at(1.0)
+        );
+        start = end;
+        slot += 1;
+    }
+    s
+}
+
 /// One scenario against one broker.
 #[derive(Clone, Debug, Default)]
 pub struct Row {
@@ -344,6 +371,19 @@ mod tests {
         let one = Latency::of(vec![7000]).expect("one");
         assert_eq!((one.p50, one.p999), (7.0, 7.0));
         assert!(Latency::of(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn timeline_slots_by_due_time() {
+        // 250 messages per 10 ms: the second slot holds a 5 ms spike.
+        let mut ns = vec![50_000u64; 500];
+        ns[300] = 5_000_000;
+        let csv = timeline_csv("latency", &ns, 250.0);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines,
+            ["latency,0,250,50,50,50", "latency,10,250,50,50,5000"]
+        );
     }
 
     #[test]
