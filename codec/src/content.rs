@@ -5,6 +5,8 @@
 //! deliver path writes them without re-encoding. They are parsed once, on arrival,
 //! for what the broker must read (expiration, headers, delivery mode, ...).
 
+use std::ops::Range;
+
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::protocol::basic::{gen_properties, parse_properties};
 use amq_protocol_types::ShortString;
@@ -39,6 +41,21 @@ impl ContentHeader {
     pub fn decode(channel: u16, payload: Bytes) -> Result<(Self, Properties), CodecError> {
         let (class_id, weight, body_size) = fixed_part(channel, &payload)?;
         Self::with_properties(channel, class_id, weight, body_size, payload.slice(12..))
+    }
+
+    /// [`ContentHeader::decode`] of the payload at `range` of `frame`: the
+    /// properties are a slice of `frame` itself, not of a slice of it.
+    pub fn decode_within(
+        channel: u16,
+        frame: &Bytes,
+        range: Range<usize>,
+    ) -> Result<(Self, Properties), CodecError> {
+        let payload = frame
+            .get(range.clone())
+            .ok_or(CodecError::MalformedHeader { channel })?;
+        let (class_id, weight, body_size) = fixed_part(channel, payload)?;
+        let properties = frame.slice(range.start + 12..range.end);
+        Self::with_properties(channel, class_id, weight, body_size, properties)
     }
 
     /// [`ContentHeader::decode`] of the frame as the decoder cut it: the

@@ -89,6 +89,11 @@ impl FrameDecoder {
     pub fn set_frame_max(&mut self, frame_max: u32) {
         self.frame_max = frame_max;
     }
+
+    /// The limit enforced (0: none).
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max
+    }
 }
 
 impl Decoder for FrameDecoder {

@@ -15,6 +15,8 @@
 //!   the frame ([`ShortStr`]), decoded without the generic parser.
 //! - `nesting`: refuses field tables nested deeper than [`MAX_NESTING_DEPTH`] before
 //!   the recursive parser sees them (a deep table would overflow the stack).
+//! - [`whole`]: basic.publish, its header and its one body frame taken from the
+//!   buffer at once, the common shape of a small message.
 //! - [`reply`]: AMQP reply codes.
 //! - [`error`]: what can go wrong while decoding.
 //!
@@ -39,6 +41,7 @@ pub mod properties;
 pub mod publish;
 pub mod reply;
 pub mod table;
+pub mod whole;
 
 pub use amq_protocol::protocol;
 pub use amq_protocol_types as types;
@@ -50,3 +53,4 @@ pub use properties::Properties;
 pub use publish::{Publish, ShortStr};
 pub use reply::ReplyCode;
 pub use table::{decode_table, encode_table};
+pub use whole::{Whole, WholeMessage};

@@ -5,7 +5,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 
 use amq_protocol::protocol::basic;
 use bytes::Bytes;
@@ -118,12 +118,20 @@ impl Publish {
     /// routing key as short strings, one octet of flags, nothing after).
     /// `None` for anything else: the generic parser then gives the error.
     pub fn decode(payload: &Bytes) -> Option<Publish> {
+        Self::decode_within(payload, 0..payload.len())
+    }
+
+    /// [`Publish::decode`] of the payload at `range` of `frame`: the names are
+    /// slices of `frame` itself, not of a slice of it (one reference count less).
+    pub fn decode_within(frame: &Bytes, range: Range<usize>) -> Option<Publish> {
+        let base = range.start;
+        let payload = frame.get(range)?;
         if payload.get(..4)? != PUBLISH_IDS {
             return None;
         }
         let mut at = 6;
-        let exchange = short_str(payload, &mut at)?;
-        let routing_key = short_str(payload, &mut at)?;
+        let exchange = short_str(frame, payload, base, &mut at)?;
+        let routing_key = short_str(frame, payload, base, &mut at)?;
         let [flags] = payload.get(at..)? else {
             return None;
         };
@@ -158,7 +166,8 @@ impl From<basic::Publish> for Publish {
 }
 
 /// The short string at `*at` in `payload`, moving `at` past it.
-fn short_str(payload: &Bytes, at: &mut usize) -> Option<ShortStr> {
+/// The short string at `at` of `payload` (which starts at `base` of `frame`).
+fn short_str(frame: &Bytes, payload: &[u8], base: usize, at: &mut usize) -> Option<ShortStr> {
     let len = usize::from(*payload.get(*at)?);
     let (start, end) = (*at + 1, *at + 1 + len);
     if end > payload.len() {
@@ -169,7 +178,7 @@ fn short_str(payload: &Bytes, at: &mut usize) -> Option<ShortStr> {
         // The default exchange: no reference to the buffer to count.
         return Some(ShortStr::default());
     }
-    ShortStr::from_utf8(payload.slice(start..end))
+    ShortStr::from_utf8(frame.slice(base + start..base + end))
 }
 
 #[cfg(test)]

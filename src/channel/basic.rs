@@ -41,6 +41,20 @@ impl Channel {
         Ok(())
     }
 
+    /// Whether a whole message (publish, header and one body frame) can skip the
+    /// content assembly: an open channel between messages, a publish without
+    /// `immediate`, a header RabbitMQ's assembler takes (basic's class, weight 0)
+    /// and a body of 1 to `max` octets. Anything else goes frame by frame, to get
+    /// the same answer as if the frames had come apart.
+    pub fn takes_whole(&self, message: &warren_codec::WholeMessage, max: u64) -> bool {
+        self.state == super::ChannelState::Open
+            && self.assembly.is_idle()
+            && !message.publish.immediate
+            && message.header.weight == 0
+            && message.header.class_id == warren_codec::content::BASIC_CLASS_ID
+            && (1..=max).contains(&message.header.body_size)
+    }
+
     pub(super) async fn on_basic_method(
         &mut self,
         method: basic::AMQPMethod,

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use warren_codec::protocol::{AMQPClass, basic, connection};
-use warren_codec::{ContentHeader, Frame};
+use warren_codec::{ContentHeader, Frame, WholeMessage};
 
 use crate::alarms::Alarm;
 use crate::broker::Broker;
@@ -36,7 +36,7 @@ use crate::error::AmqpError;
 use crate::outbound::{Outbound, OutboundTx};
 use crate::queue::notify_cancelled;
 use handshake::Tuned;
-use reader::{FrameReader, ReadError};
+use reader::{FrameReader, Next, ReadError};
 pub use serve::{ClientCertificate, TlsSession, serve, serve_tls};
 use serve::{CloseOkSink, await_close_ok, closing_timeout, connection_close_ok};
 
@@ -94,27 +94,17 @@ impl Connection {
         let mut framing_broken = false;
         let ending = 'frames: loop {
             loop {
-                match reader.buffered() {
-                    Ok(Some(frame)) => {
-                        let frame = match self.take_frame(frame) {
-                            Ok(None) => continue,
-                            Ok(Some(frame)) => frame,
-                            Err(error) => break 'frames Ending::Error(error),
-                        };
-                        // A body frame (the one that completes a message) skips
-                        // on_frame's layer of future.
-                        let flow = match frame {
-                            Frame::Body(id, body) if id != 0 => {
-                                self.on_body(id, body).await.map(|()| Flow::Continue)
-                            }
-                            frame => self.on_frame(frame).await,
-                        };
-                        match flow {
-                            Ok(Flow::Continue) => {}
-                            Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
-                            Err(error) => break 'frames Ending::Error(error),
-                        }
-                    }
+                match reader.buffered_next() {
+                    Ok(Some(Next::Message(message))) => match self.on_message(message).await {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
+                        Err(error) => break 'frames Ending::Error(error),
+                    },
+                    Ok(Some(Next::Frame(frame))) => match self.on_any_frame(frame).await {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::ClientClosed) => break 'frames Ending::ClientClosed,
+                        Err(error) => break 'frames Ending::Error(error),
+                    },
                     Ok(None) => {
                         self.flush_confirms().await;
                         break;
@@ -268,6 +258,69 @@ impl Connection {
     /// `on_frame`'s cost about 110 instructions a frame): basic.publish on
     /// an open channel, and a content header that does not complete its
     /// message. Any other frame comes back for [`Connection::on_frame`].
+    /// One frame of an open connection: publish and header frames without a
+    /// future when they only feed the content assembly, a body frame (the one that
+    /// completes a message) without on_frame's layer of future.
+    async fn on_any_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
+        match self.take_frame(frame)? {
+            None => Ok(Flow::Continue),
+            Some(Frame::Body(id, body)) if id != 0 => {
+                self.on_body(id, body).await.map(|()| Flow::Continue)
+            }
+            Some(frame) => self.on_frame(frame).await,
+        }
+    }
+
+    /// A whole message (publish, header, one body frame): straight to its channel
+    /// when the channel can take it without the content assembly, else its three
+    /// frames in turn, as they would have come one by one.
+    async fn on_message(&mut self, message: WholeMessage) -> Result<Flow, AmqpError> {
+        self.published = true;
+        let id = message.channel;
+        let max = self.broker.config.max_message_size;
+        match self.channels.get_mut(&id) {
+            Some(channel) if channel.takes_whole(&message, max) => {
+                let publication = Publication {
+                    publish: message.publish,
+                    header: message.header,
+                    properties: message.properties,
+                    body: message.body,
+                };
+                let result = channel.publish(publication).await;
+                let unsent = channel.has_unsent_confirms();
+                match self.published(id, unsent, result) {
+                    None => Ok(Flow::Continue),
+                    Some(error) => Box::pin(self.channel_exception(id, error))
+                        .await
+                        .map(|()| Flow::Continue),
+                }
+            }
+            _ => Box::pin(self.on_message_frames(message)).await,
+        }
+    }
+
+    /// A whole message its channel cannot take as one: its frames in turn.
+    async fn on_message_frames(&mut self, message: WholeMessage) -> Result<Flow, AmqpError> {
+        let WholeMessage {
+            channel,
+            publish,
+            header,
+            properties,
+            body,
+        } = message;
+        for frame in [
+            Frame::Publish(channel, publish),
+            Frame::Header(channel, header, properties),
+            Frame::Body(channel, body),
+        ] {
+            match self.on_any_frame(frame).await? {
+                Flow::Continue => {}
+                ended => return Ok(ended),
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
     fn take_frame(&mut self, frame: Frame) -> Result<Option<Frame>, AmqpError> {
         match frame {
             Frame::Publish(id, publish) if id != 0 => {

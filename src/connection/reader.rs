@@ -1,10 +1,12 @@
 //! Reading frames from a socket: a read buffer and the incremental decoder.
 
+use std::collections::VecDeque;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::codec::Decoder;
-use warren_codec::{CodecError, Frame, FrameDecoder};
+use warren_codec::{CodecError, Frame, FrameDecoder, Whole, WholeMessage};
 
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,18 @@ pub struct FrameReader<R = OwnedReadHalf> {
     socket: R,
     buf: BytesMut,
     decoder: FrameDecoder,
+    /// Frames cut with a whole message whose parts did not decode as one
+    /// (`Whole::Frames`): handed out before anything else in the buffer.
+    cut: VecDeque<Result<Frame, CodecError>>,
+}
+
+/// What the connection's loop takes next: a frame, or a whole small message.
+#[derive(Debug)]
+pub enum Next {
+    /// One frame.
+    Frame(Frame),
+    /// basic.publish, its header and its one body frame, taken together.
+    Message(WholeMessage),
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -33,6 +47,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             socket,
             buf,
             decoder: FrameDecoder::new(frame_max),
+            cut: VecDeque::new(),
         }
     }
 
@@ -43,7 +58,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// A frame already in the buffer, without reading.
     pub fn buffered(&mut self) -> Result<Option<Frame>, ReadError> {
+        if let Some(frame) = self.cut.pop_front() {
+            return Ok(Some(frame?));
+        }
         Ok(self.decoder.decode(&mut self.buf)?)
+    }
+
+    /// A whole message or a frame already in the buffer, without reading: the
+    /// open connection's way (the handshake and a closing connection take frames).
+    pub fn buffered_next(&mut self) -> Result<Option<Next>, ReadError> {
+        if self.cut.is_empty() {
+            match self.decoder.decode_whole(&mut self.buf) {
+                Some(Whole::Message(message)) => return Ok(Some(Next::Message(message))),
+                Some(Whole::Frames(frames)) => self.cut.extend(frames),
+                None => {}
+            }
+        }
+        Ok(self.buffered()?.map(Next::Frame))
     }
 
     /// Reads more bytes into the buffer. Cancel-safe: nothing read is lost if the

@@ -14,6 +14,7 @@ mod closing;
 mod deviations;
 mod framing;
 mod returns;
+mod whole;
 
 use common::WAIT;
 use common::raw::{RawClient, Seen, frame, tune_ok};
