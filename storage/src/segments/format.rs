@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use crate::Seq;
 
@@ -23,9 +24,15 @@ pub const ACK: usize = 12;
 
 /// The checksum of a record: covers its length, seq and value.
 fn checksum(seq: Seq, value: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&(value.len() as u32).to_le_bytes());
-    hasher.update(&seq.to_le_bytes());
+    // A clone of a hasher made once: `Hasher::new` detects the CPU's features
+    // on every call (about 45 instructions a record), and one update of the
+    // twelve header bytes instead of two (issue 19's persistent path).
+    static EMPTY: LazyLock<crc32fast::Hasher> = LazyLock::new(crc32fast::Hasher::new);
+    let mut hasher = EMPTY.clone();
+    let mut head = [0u8; 12];
+    head[..4].copy_from_slice(&(value.len() as u32).to_le_bytes());
+    head[4..].copy_from_slice(&seq.to_le_bytes());
+    hasher.update(&head);
     hasher.update(value);
     hasher.finalize()
 }
@@ -407,5 +414,23 @@ impl Reader {
         };
         self.skip(len);
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum;
+
+    /// The record checksum is the CRC-32 of length, seq and value laid end to
+    /// end, however it is computed: files written before stay readable.
+    #[test]
+    fn checksum_covers_length_seq_and_value_in_order() {
+        for value in [&b""[..], b"x", &[7u8; 300]] {
+            let seq = 0x0102_0304_0506_0708u64;
+            let mut laid = (value.len() as u32).to_le_bytes().to_vec();
+            laid.extend_from_slice(&seq.to_le_bytes());
+            laid.extend_from_slice(value);
+            assert_eq!(checksum(seq, value), crc32fast::hash(&laid));
+        }
     }
 }
