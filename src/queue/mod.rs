@@ -94,7 +94,7 @@ pub use kind::QueueType;
 use ready::{Entry, Taken};
 pub use retry::{Jitter, RetryArgs, RetryOn, RetrySettings, Return};
 use stream::StreamQueue;
-use ttl::wall_ms_at;
+pub use ttl::Arrival;
 use waiting::Waiting;
 use warren_storage::QueueId;
 
@@ -410,6 +410,12 @@ impl Queue {
     /// Enqueues a message and delivers what can be delivered; a queue over its
     /// length limit drops its head or refuses the message (`x-overflow`).
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
+        self.publish_at(message, Arrival::now())
+    }
+
+    /// [`Queue::publish`] of a message that arrived at `arrival` (read once
+    /// for all the queues it reaches).
+    pub fn publish_at(self: &Arc<Self>, message: Arc<Message>, arrival: Arrival) -> Enqueued {
         if let Some(quorum) = self.quorum() {
             // Callers that need the confirm use `QuorumQueue::publish` (the vhost does).
             drop(quorum.publish(&message));
@@ -424,7 +430,7 @@ impl Queue {
             if st.deleted {
                 return Enqueued::Accepted;
             }
-            let now = Instant::now();
+            let now = arrival.at;
             self.expire(st, now, dead);
             if self.refuses(st, &message) {
                 if st.args.overflow == args::Overflow::RejectPublishDlx {
@@ -479,7 +485,7 @@ impl Queue {
                 priority,
                 returns: 0,
                 stored: false,
-                arrived_ms: wall_ms_at(now),
+                arrived_ms: arrival.wall_ms,
             };
             if !st.ready.store_new(seq, &mut entry, wait_ms) {
                 return Enqueued::Refused;
