@@ -21,6 +21,8 @@
 //!   memory up to a window and on disk past it.
 //! - `consumers.rs`: consumer priorities, single active consumer, attaching
 //!   and detaching consumers.
+//! - `dispatch.rs`: the delivery loop, and the straight hand-over of a message
+//!   published to an empty queue.
 //! - `delivery.rs`: the delivery seam: a queue hands messages to a
 //!   [`DeliverySink`] (a channel), which tags, records and sends them.
 //! - `host.rs`: the host seam: a queue asks its [`QueueHost`] (a vhost) to
@@ -41,6 +43,7 @@ mod backlog;
 mod consumers;
 pub mod dead_letter;
 pub mod delivery;
+mod dispatch;
 pub mod host;
 mod inspect;
 pub mod kind;
@@ -63,7 +66,7 @@ mod ttl;
 mod waiting;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use tokio::time::Instant;
 
@@ -91,7 +94,7 @@ pub use host::QueueHost;
 pub use inspect::{QueueStats, deletable};
 use kind::Backend;
 pub use kind::QueueType;
-use ready::{Entry, Taken};
+use ready::Entry;
 pub use retry::{Jitter, RetryArgs, RetryOn, RetrySettings, Return};
 use stream::StreamQueue;
 pub use ttl::Arrival;
@@ -498,9 +501,21 @@ impl Queue {
                 self.schedule(st);
                 return Enqueued::Accepted;
             }
-            st.ready.push(seq, entry);
             self.counters.publish.incr();
-            self.dispatch(st);
+            // An empty queue with a consumer that can take the message hands it
+            // straight over: the same order as a push and a dispatch, without
+            // the trip through the ready list (about 200 instructions).
+            match st.ready.is_empty().then(|| st.consumers.next()).flatten() {
+                Some(consumer) => {
+                    if !self.offer(st, &consumer, seq, entry) {
+                        self.dispatch(st);
+                    }
+                }
+                None => {
+                    st.ready.push(seq, entry);
+                    self.dispatch(st);
+                }
+            }
             self.drop_head(st, dead);
             if expires_at.is_some() {
                 // TTL 0: what no consumer took right away expires now.
@@ -521,89 +536,6 @@ impl Queue {
         self.with_state(|st, dead| {
             self.expire(st, Instant::now(), dead);
             self.dispatch(st);
-        });
-    }
-
-    /// Hands ready messages, in queue order, to the consumers that can take
-    /// them (see `consumers.rs` for who goes first).
-    fn dispatch(self: &Arc<Self>, st: &mut QueueState) {
-        while !st.ready.is_empty() {
-            let Some(consumer) = st.consumers.next() else {
-                return;
-            };
-            let Some((seq, entry)) = st.ready.pop_first() else {
-                return;
-            };
-            // The message moves into the delivery; an acked-mode one is also
-            // kept as outstanding, a refused one comes back.
-            let (entry, message) = entry.take_message(!consumer.no_ack);
-            let message = retry::with_delivery_count(&st.args, entry.returns, message);
-            let delivery = Delivery {
-                kind: DeliveryKind::Consumer(consumer.tag.clone()),
-                message,
-                redelivered: entry.redelivered,
-                live: None,
-            };
-            let unacked = (!consumer.no_ack).then(|| Unacked {
-                queue: self.clone(),
-                seq,
-                consumer: Some(consumer.credit.clone()),
-                delivered_at: 0,
-            });
-            match consumer.sink.try_deliver(delivery, unacked) {
-                Ok(_) => {
-                    let kind = if consumer.no_ack {
-                        &self.counters.deliver_no_ack
-                    } else {
-                        &self.counters.deliver
-                    };
-                    kind.incr();
-                    if entry.redelivered {
-                        self.counters.redeliver.incr();
-                    }
-                    self.delivered(st, seq, entry)
-                }
-                Err(undelivered) => {
-                    // Back at its place; the consumer waits for room.
-                    st.ready
-                        .insert(seq, entry.with_message(undelivered.message));
-                    match undelivered.refused {
-                        Refused::Full => self.park(&consumer),
-                        // The connection is going away; its cleanup removes the consumer.
-                        Refused::Closed => consumer.parked.store(true, Ordering::Release),
-                    }
-                }
-            }
-        }
-    }
-
-    /// A delivery went out: an acked-mode one is outstanding until settled,
-    /// a no-ack one has left the queue.
-    fn delivered(&self, st: &mut QueueState, seq: SeqId, mut entry: Taken) {
-        match entry.kept.take() {
-            Some(message) => {
-                st.outstanding.insert(seq, entry.with_message(message));
-            }
-            None => {
-                if entry.stored {
-                    st.ready.forget_seq(seq);
-                }
-            }
-        }
-    }
-
-    /// A consumer whose writer queue is full waits for room, then the queue retries.
-    fn park(self: &Arc<Self>, consumer: &Arc<Consumer>) {
-        if consumer.parked.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let queue = self.clone();
-        let consumer = consumer.clone();
-        tokio::spawn(async move {
-            if consumer.sink.room().await {
-                consumer.parked.store(false, Ordering::Release);
-                queue.kick();
-            }
         });
     }
 }
