@@ -174,6 +174,9 @@ impl VHost {
         if queues.is_empty() {
             return outcome;
         }
+        if queues.len() > 1 {
+            message.share_frames();
+        }
         let arrival = Arrival::now();
         for queue in queues {
             if let Some(quorum) = queue.quorum() {
