@@ -25,6 +25,7 @@ impl Queue {
     /// Delivers the ready message `seq` to `consumer`; true if it went out.
     /// One the consumer's sink refused is back at its place in the ready
     /// list, and the consumer waits for room.
+    #[inline(always)]
     pub(super) fn offer(
         self: &Arc<Self>,
         st: &mut QueueState,
