@@ -1,12 +1,12 @@
 //! A published message, shared by every queue it was routed to.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use warren_codec::protocol::BasicProperties;
 use warren_codec::types::{AMQPValue, FieldTable, ShortString};
-use warren_codec::{ContentHeader, Properties, ShortStr};
+use warren_codec::{ContentHeader, Properties, SharedDelivery, ShortStr};
 
 /// One message as published: routed once, then shared (`Arc`) by all its queues.
 #[derive(Debug)]
@@ -26,6 +26,9 @@ pub struct Message {
     /// published, false once dead-lettered with a dead-letter routing key (which
     /// replaces all of them).
     pub cc_routed: bool,
+    /// The frames its deliveries share, encoded once when it reaches several
+    /// queues ([`Message::share_frames`]); unset otherwise.
+    pub frames: OnceLock<SharedDelivery>,
 }
 
 /// A message in the form it travels between nodes and sits in a quorum queue's log: what
@@ -77,11 +80,23 @@ impl WireMessage {
             properties,
             body: self.body,
             cc_routed: self.cc_routed,
+            frames: Default::default(),
         }))
     }
 }
 
 impl Message {
+    /// Encodes the frames its deliveries share, once: it reaches several
+    /// queues, and each delivery copies them rather than encoding them again.
+    pub fn share_frames(&self) {
+        if self.frames.get().is_none()
+            && let Some(shared) =
+                SharedDelivery::encode(&self.exchange, &self.routing_key, &self.header, &self.body)
+        {
+            let _ = self.frames.set(shared);
+        }
+    }
+
     /// delivery-mode 2.
     pub fn is_persistent(&self) -> bool {
         *self.properties.delivery_mode() == Some(2)
@@ -131,6 +146,7 @@ impl Message {
             properties,
             body: self.body.clone(),
             cc_routed: self.cc_routed,
+            frames: Default::default(),
         }
     }
 }
@@ -167,6 +183,7 @@ impl Message {
                 properties: self.properties.clone(),
                 body: self.body.clone(),
                 cc_routed: self.cc_routed,
+                frames: Default::default(),
             },
             _ => self.with_header(name, AMQPValue::LongLongInt(value)),
         }
@@ -275,6 +292,7 @@ mod tests {
             properties: properties.into(),
             body: Bytes::from_static(b"abc"),
             cc_routed: true,
+            frames: Default::default(),
         }
     }
 

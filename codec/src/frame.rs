@@ -296,19 +296,19 @@ fn put_frame(out: &mut BytesMut, frame_type: u8, channel: u16, payload: &[u8]) {
 }
 
 /// Bodies up to this size are written with their header in one [`Fill`].
-const SMALL_BODY: usize = 4096;
+pub(crate) const SMALL_BODY: usize = 4096;
 
 /// A frame's bytes appended to a buffer and filled in place: one length
 /// change per frame, where a `put_*` per field checked the capacity each time
 /// (the deliver path writes three frames per message).
-struct Fill<'a> {
+pub(crate) struct Fill<'a> {
     buf: &'a mut [u8],
     at: usize,
 }
 
 impl<'a> Fill<'a> {
     /// Appends `len` bytes to `out` to be filled.
-    fn new(out: &'a mut BytesMut, len: usize) -> Self {
+    pub(crate) fn new(out: &'a mut BytesMut, len: usize) -> Self {
         let start = out.len();
         out.resize(start + len, 0);
         Fill {
@@ -317,22 +317,27 @@ impl<'a> Fill<'a> {
         }
     }
 
-    fn put(&mut self, bytes: &[u8]) {
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
         self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
         self.at += bytes.len();
     }
 
     /// A string already cut by [`short_str`].
-    fn short_str(&mut self, s: &str) {
+    pub(crate) fn short_str(&mut self, s: &str) {
         self.put(&[s.len() as u8]);
         self.put(s.as_bytes());
+    }
+
+    /// Writes `channel` into the frame that starts at `at`.
+    pub(crate) fn set_channel(&mut self, at: usize, channel: u16) {
+        self.buf[at + 1..at + 3].copy_from_slice(&channel.to_be_bytes());
     }
 }
 
 /// Cuts a string to fit a short string: at most 255 octets, on a character boundary
 /// (callers pass names that were short strings on the way in, so the cut never
 /// happens in practice).
-fn short_str(s: &str) -> &str {
+pub(crate) fn short_str(s: &str) -> &str {
     let mut end = s.len().min(255);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -40,6 +40,7 @@ mod nesting;
 pub mod properties;
 pub mod publish;
 pub mod reply;
+pub mod shared;
 pub mod table;
 pub mod whole;
 
@@ -52,5 +53,6 @@ pub use nesting::MAX_NESTING_DEPTH;
 pub use properties::Properties;
 pub use publish::{Publish, ShortStr};
 pub use reply::ReplyCode;
+pub use shared::SharedDelivery;
 pub use table::{decode_table, encode_table};
 pub use whole::{Whole, WholeMessage};

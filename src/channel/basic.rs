@@ -285,6 +285,7 @@ impl Channel {
                 properties,
                 body,
                 cc_routed: true,
+                frames: Default::default(),
             });
             let return_to = publish.mandatory.then(|| self.return_to());
             if self.mode == Mode::Tx {
@@ -322,6 +323,7 @@ impl Channel {
             properties,
             body,
             cc_routed: true,
+            frames: Default::default(),
         });
         // At routing time, even inside a transaction, as RabbitMQ does.
         if !routed.replies.is_empty() {

@@ -134,18 +134,28 @@ fn encode(
                 delivery_tag,
                 redelivered,
                 message,
-            } => {
-                encoder.deliver(
+            } => match message.frames.get().filter(|f| f.fits(frame_max)) {
+                Some(shared) => encoder.deliver_shared(
                     channel,
                     &consumer_tag,
                     delivery_tag.0,
                     redelivered,
-                    &message.exchange,
-                    &message.routing_key,
+                    shared,
                     buf,
-                );
-                encoder.content(channel, &message.header, &message.body, frame_max, buf);
-            }
+                ),
+                None => {
+                    encoder.deliver(
+                        channel,
+                        &consumer_tag,
+                        delivery_tag.0,
+                        redelivered,
+                        &message.exchange,
+                        &message.routing_key,
+                        buf,
+                    );
+                    encoder.content(channel, &message.header, &message.body, frame_max, buf);
+                }
+            },
             Outbound::GetOk {
                 channel,
                 delivery_tag,

@@ -376,6 +376,7 @@ mod tests {
             properties: properties.into(),
             body: Bytes::from_static(body),
             cc_routed: true,
+            frames: Default::default(),
         }
     }
 

@@ -421,6 +421,7 @@ pub fn decode_message(record: Vec<u8>) -> Option<(Message, u8, u64)> {
             properties,
             body: all,
             cc_routed: flags & CC_ROUTED != 0,
+            frames: Default::default(),
         },
         flags & !NO_EXPIRY,
         expires,
@@ -446,6 +447,7 @@ mod tests {
             properties: properties.into(),
             body,
             cc_routed: true,
+            frames: Default::default(),
         };
         let record = encode_message(&message, KEEP, 1234);
         assert_eq!(peek_message(&record), Some((KEEP | CC_ROUTED, 5)));
@@ -492,6 +494,7 @@ mod tests {
             properties: properties.into(),
             body: Bytes::from_static(b"body"),
             cc_routed: false,
+            frames: Default::default(),
         };
         let stamps = Stamps {
             arrived_ms: Some(42),

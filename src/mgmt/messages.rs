@@ -64,6 +64,7 @@ pub async fn publish(
         properties: properties.into(),
         body: payload.into(),
         cc_routed: true,
+        frames: Default::default(),
     });
     // The same publish as a channel's: reply-to consumers, refusals, the store.
     let (_, outcome) = v

@@ -231,6 +231,7 @@ impl Consumers {
     }
 
     /// The consumer the next message goes to, if any can take it now.
+    #[inline]
     pub fn next(&mut self) -> Option<Arc<Consumer>> {
         if self.single_active {
             return self.active.clone().filter(|c| c.can_take());

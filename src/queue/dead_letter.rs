@@ -222,6 +222,7 @@ fn dead_lettered(
         properties: properties.into(),
         body: message.body.clone(),
         cc_routed: dlrk.is_none() && message.cc_routed,
+        frames: Default::default(),
     };
     Some((copy, history))
 }
@@ -322,6 +323,7 @@ mod tests {
             properties: properties.into(),
             body: bytes::Bytes::from_static(b"abc"),
             cc_routed: true,
+            frames: Default::default(),
         }
     }
 

@@ -21,6 +21,8 @@
 //!   memory up to a window and on disk past it.
 //! - `consumers.rs`: consumer priorities, single active consumer, attaching
 //!   and detaching consumers.
+//! - `dispatch.rs`: the delivery loop, and the straight hand-over of a message
+//!   published to an empty queue.
 //! - `delivery.rs`: the delivery seam: a queue hands messages to a
 //!   [`DeliverySink`] (a channel), which tags, records and sends them.
 //! - `host.rs`: the host seam: a queue asks its [`QueueHost`] (a vhost) to
@@ -41,6 +43,7 @@ mod backlog;
 mod consumers;
 pub mod dead_letter;
 pub mod delivery;
+mod dispatch;
 pub mod host;
 mod inspect;
 pub mod kind;
@@ -63,7 +66,7 @@ mod ttl;
 mod waiting;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use tokio::time::Instant;
 
@@ -91,10 +94,10 @@ pub use host::QueueHost;
 pub use inspect::{QueueStats, deletable};
 use kind::Backend;
 pub use kind::QueueType;
-use ready::{Entry, Taken};
+use ready::Entry;
 pub use retry::{Jitter, RetryArgs, RetryOn, RetrySettings, Return};
 use stream::StreamQueue;
-use ttl::wall_ms_at;
+pub use ttl::Arrival;
 use waiting::Waiting;
 use warren_storage::QueueId;
 
@@ -410,6 +413,12 @@ impl Queue {
     /// Enqueues a message and delivers what can be delivered; a queue over its
     /// length limit drops its head or refuses the message (`x-overflow`).
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
+        self.publish_at(message, Arrival::now())
+    }
+
+    /// [`Queue::publish`] of a message that arrived at `arrival` (read once
+    /// for all the queues it reaches).
+    pub fn publish_at(self: &Arc<Self>, message: Arc<Message>, arrival: Arrival) -> Enqueued {
         if let Some(quorum) = self.quorum() {
             // Callers that need the confirm use `QuorumQueue::publish` (the vhost does).
             drop(quorum.publish(&message));
@@ -424,7 +433,7 @@ impl Queue {
             if st.deleted {
                 return Enqueued::Accepted;
             }
-            let now = Instant::now();
+            let now = arrival.at;
             self.expire(st, now, dead);
             if self.refuses(st, &message) {
                 if st.args.overflow == args::Overflow::RejectPublishDlx {
@@ -479,7 +488,7 @@ impl Queue {
                 priority,
                 returns: 0,
                 stored: false,
-                arrived_ms: wall_ms_at(now),
+                arrived_ms: arrival.wall_ms,
             };
             if !st.ready.store_new(seq, &mut entry, wait_ms) {
                 return Enqueued::Refused;
@@ -492,9 +501,21 @@ impl Queue {
                 self.schedule(st);
                 return Enqueued::Accepted;
             }
-            st.ready.push(seq, entry);
             self.counters.publish.incr();
-            self.dispatch(st);
+            // An empty queue with a consumer that can take the message hands it
+            // straight over: the same order as a push and a dispatch, without
+            // the trip through the ready list (about 200 instructions).
+            match st.ready.is_empty().then(|| st.consumers.next()).flatten() {
+                Some(consumer) => {
+                    if !self.offer(st, &consumer, seq, entry) {
+                        self.dispatch(st);
+                    }
+                }
+                None => {
+                    st.ready.push(seq, entry);
+                    self.dispatch(st);
+                }
+            }
             self.drop_head(st, dead);
             if expires_at.is_some() {
                 // TTL 0: what no consumer took right away expires now.
@@ -515,89 +536,6 @@ impl Queue {
         self.with_state(|st, dead| {
             self.expire(st, Instant::now(), dead);
             self.dispatch(st);
-        });
-    }
-
-    /// Hands ready messages, in queue order, to the consumers that can take
-    /// them (see `consumers.rs` for who goes first).
-    fn dispatch(self: &Arc<Self>, st: &mut QueueState) {
-        while !st.ready.is_empty() {
-            let Some(consumer) = st.consumers.next() else {
-                return;
-            };
-            let Some((seq, entry)) = st.ready.pop_first() else {
-                return;
-            };
-            // The message moves into the delivery; an acked-mode one is also
-            // kept as outstanding, a refused one comes back.
-            let (entry, message) = entry.take_message(!consumer.no_ack);
-            let message = retry::with_delivery_count(&st.args, entry.returns, message);
-            let delivery = Delivery {
-                kind: DeliveryKind::Consumer(consumer.tag.clone()),
-                message,
-                redelivered: entry.redelivered,
-                live: None,
-            };
-            let unacked = (!consumer.no_ack).then(|| Unacked {
-                queue: self.clone(),
-                seq,
-                consumer: Some(consumer.credit.clone()),
-                delivered_at: 0,
-            });
-            match consumer.sink.try_deliver(delivery, unacked) {
-                Ok(_) => {
-                    let kind = if consumer.no_ack {
-                        &self.counters.deliver_no_ack
-                    } else {
-                        &self.counters.deliver
-                    };
-                    kind.incr();
-                    if entry.redelivered {
-                        self.counters.redeliver.incr();
-                    }
-                    self.delivered(st, seq, entry)
-                }
-                Err(undelivered) => {
-                    // Back at its place; the consumer waits for room.
-                    st.ready
-                        .insert(seq, entry.with_message(undelivered.message));
-                    match undelivered.refused {
-                        Refused::Full => self.park(&consumer),
-                        // The connection is going away; its cleanup removes the consumer.
-                        Refused::Closed => consumer.parked.store(true, Ordering::Release),
-                    }
-                }
-            }
-        }
-    }
-
-    /// A delivery went out: an acked-mode one is outstanding until settled,
-    /// a no-ack one has left the queue.
-    fn delivered(&self, st: &mut QueueState, seq: SeqId, mut entry: Taken) {
-        match entry.kept.take() {
-            Some(message) => {
-                st.outstanding.insert(seq, entry.with_message(message));
-            }
-            None => {
-                if entry.stored {
-                    st.ready.forget_seq(seq);
-                }
-            }
-        }
-    }
-
-    /// A consumer whose writer queue is full waits for room, then the queue retries.
-    fn park(self: &Arc<Self>, consumer: &Arc<Consumer>) {
-        if consumer.parked.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let queue = self.clone();
-        let consumer = consumer.clone();
-        tokio::spawn(async move {
-            if consumer.sink.room().await {
-                consumer.parked.store(false, Ordering::Release);
-                queue.kick();
-            }
         });
     }
 }

@@ -331,6 +331,7 @@ mod tests {
                 properties: properties.into(),
                 body: bytes::Bytes::from_static(body),
                 cc_routed: true,
+                frames: Default::default(),
             }),
             redelivered: false,
             expires_at,

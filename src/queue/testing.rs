@@ -201,6 +201,7 @@ pub fn message_with(
         properties: properties.into(),
         body: bytes::Bytes::copy_from_slice(body.as_bytes()),
         cc_routed: true,
+        frames: Default::default(),
     })
 }
 

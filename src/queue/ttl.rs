@@ -30,13 +30,35 @@ pub(super) struct Timer {
 
 /// The wall-clock milliseconds of `at`, from one reading of both clocks
 /// taken once (no clock call per message beyond the `Instant` the caller has).
-pub(super) fn wall_ms_at(at: Instant) -> u64 {
+fn wall_ms_at(at: Instant) -> u64 {
     static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
     let &(base, wall) = BASE.get_or_init(|| (Instant::now(), wall_clock_ms()));
     if at >= base {
         wall.saturating_add(at.duration_since(base).as_millis() as u64)
     } else {
         wall.saturating_sub(base.duration_since(at).as_millis() as u64)
+    }
+}
+
+/// When a publish happened: both clocks read once and shared by every queue
+/// the message reaches (per queue, the two readings were 100 instructions of
+/// a fanout delivery).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// The monotonic time (expiry, due times).
+    pub(super) at: Instant,
+    /// The wall-clock milliseconds (a message's age).
+    pub(super) wall_ms: u64,
+}
+
+impl Arrival {
+    /// Now.
+    pub fn now() -> Self {
+        let at = Instant::now();
+        Arrival {
+            at,
+            wall_ms: wall_ms_at(at),
+        }
     }
 }
 
@@ -60,7 +82,12 @@ impl Queue {
     /// when it is ready again, as on RabbitMQ's quorum queues).
     pub(super) fn expire(&self, st: &mut QueueState, now: Instant, dead: &mut Vec<Dead>) {
         self.release_due(st, now);
-        for entry in st.ready.take_expired(now) {
+        let expired = st.ready.take_expired(now);
+        // Nothing expired (every publish): no iterator to make and drop.
+        if expired.is_empty() {
+            return;
+        }
+        for entry in expired {
             self.discard(dead, entry.message, Reason::Expired);
         }
     }

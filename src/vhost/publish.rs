@@ -18,7 +18,7 @@ use crate::message::Message;
 use crate::meta::{Forwards, NodeId};
 use crate::names::ExchangeName;
 use crate::queue::dead_letter::DeadLetter;
-use crate::queue::{Enqueued, Queue, QueueHost};
+use crate::queue::{Arrival, Enqueued, Queue, QueueHost};
 
 /// The queues a message reaches: most reach one, which needs no allocation.
 pub type Queues = smallvec::SmallVec<[Arc<Queue>; 1]>;
@@ -171,6 +171,13 @@ impl VHost {
     /// Hands a routed message to its queues.
     fn enqueue(&self, message: &Arc<Message>, queues: &[Arc<Queue>]) -> Outcome {
         let mut outcome = Outcome::default();
+        if queues.is_empty() {
+            return outcome;
+        }
+        if queues.len() > 1 {
+            message.share_frames();
+        }
+        let arrival = Arrival::now();
         for queue in queues {
             if let Some(quorum) = queue.quorum() {
                 // Confirmed once a majority of its members has it.
@@ -178,7 +185,7 @@ impl VHost {
                 outcome.forwarded.0.push(quorum.publish(message));
                 continue;
             }
-            match queue.publish(message.clone()) {
+            match queue.publish_at(message.clone(), arrival) {
                 Enqueued::Accepted => {
                     outcome.queues += 1;
                     outcome.stored |= queue.stores(message);
