@@ -256,21 +256,10 @@ impl FrameEncoder {
             len += body.len() + FRAME_OVERHEAD as usize;
         }
         let mut f = Fill::new(out, len);
-        f.put(&[FRAME_HEADER]);
-        f.put(&channel.to_be_bytes());
-        f.put(&(payload_len as u32).to_be_bytes());
-        f.put(&header.class_id.to_be_bytes());
-        f.put(&[0, 0]);
-        f.put(&(body.len() as u64).to_be_bytes());
-        f.put(&header.raw_properties);
-        f.put(&[FRAME_END]);
+        f.header_frame(channel, header, body.len());
         if small {
             if !body.is_empty() {
-                f.put(&[FRAME_BODY]);
-                f.put(&channel.to_be_bytes());
-                f.put(&(body.len() as u32).to_be_bytes());
-                f.put(body);
-                f.put(&[FRAME_END]);
+                f.body_frame(channel, body);
             }
             return;
         }
@@ -326,6 +315,29 @@ impl<'a> Fill<'a> {
     pub(crate) fn short_str(&mut self, s: &str) {
         self.put(&[s.len() as u8]);
         self.put(s.as_bytes());
+    }
+
+    /// A content header frame for a body of `body_len` octets.
+    #[inline]
+    pub(crate) fn header_frame(&mut self, channel: u16, header: &ContentHeader, body_len: usize) {
+        self.put(&[FRAME_HEADER]);
+        self.put(&channel.to_be_bytes());
+        self.put(&(header.payload_len() as u32).to_be_bytes());
+        self.put(&header.class_id.to_be_bytes());
+        self.put(&[0, 0]);
+        self.put(&(body_len as u64).to_be_bytes());
+        self.put(&header.raw_properties);
+        self.put(&[FRAME_END]);
+    }
+
+    /// A body frame.
+    #[inline]
+    pub(crate) fn body_frame(&mut self, channel: u16, body: &[u8]) {
+        self.put(&[FRAME_BODY]);
+        self.put(&channel.to_be_bytes());
+        self.put(&(body.len() as u32).to_be_bytes());
+        self.put(body);
+        self.put(&[FRAME_END]);
     }
 
     /// Writes `channel` into the frame that starts at `at`.

@@ -7,8 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::content::ContentHeader;
 use crate::frame::{
-    FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, FRAME_OVERHEAD, Fill, FrameEncoder,
-    SMALL_BODY, short_str,
+    FRAME_END, FRAME_METHOD, FRAME_OVERHEAD, Fill, FrameEncoder, SMALL_BODY, short_str,
 };
 
 /// The end of a basic.deliver frame (exchange and routing key, frame end)
@@ -53,18 +52,10 @@ impl SharedDelivery {
         f.short_str(exchange);
         f.short_str(routing_key);
         f.put(&[FRAME_END]);
-        f.put(&[FRAME_HEADER, 0, 0]);
-        f.put(&(payload_len as u32).to_be_bytes());
-        f.put(&header.class_id.to_be_bytes());
-        f.put(&[0, 0]);
-        f.put(&(body.len() as u64).to_be_bytes());
-        f.put(&header.raw_properties);
-        f.put(&[FRAME_END]);
+        // Channel 0 in both frames: each delivery patches its own.
+        f.header_frame(0, header, body.len());
         if !body.is_empty() {
-            f.put(&[FRAME_BODY, 0, 0]);
-            f.put(&(body.len() as u32).to_be_bytes());
-            f.put(body);
-            f.put(&[FRAME_END]);
+            f.body_frame(0, body);
         }
         Some(SharedDelivery {
             bytes: out.freeze(),
