@@ -254,10 +254,6 @@ impl Connection {
         let _ = self.out.send(Outbound::Method(channel, method)).await;
     }
 
-    /// Takes the frames that need no future (building, polling and dropping
-    /// `on_frame`'s cost about 110 instructions a frame): basic.publish on
-    /// an open channel, and a content header that does not complete its
-    /// message. Any other frame comes back for [`Connection::on_frame`].
     /// One frame of an open connection: publish and header frames without a
     /// future when they only feed the content assembly, a body frame (the one that
     /// completes a message) without on_frame's layer of future.
@@ -321,6 +317,10 @@ impl Connection {
         Ok(Flow::Continue)
     }
 
+    /// Takes the frames that need no future (building, polling and dropping
+    /// `on_frame`'s cost about 110 instructions a frame): basic.publish on
+    /// an open channel, and a content header that does not complete its
+    /// message. Any other frame comes back for [`Connection::on_frame`].
     fn take_frame(&mut self, frame: Frame) -> Result<Option<Frame>, AmqpError> {
         match frame {
             Frame::Publish(id, publish) if id != 0 => {
