@@ -39,8 +39,7 @@ impl ContentHeader {
     /// into a box they keep up to the message (the struct is ~300 bytes: no
     /// moves), or to a shared value for the shapes [`Properties`] shares.
     pub fn decode(channel: u16, payload: Bytes) -> Result<(Self, Properties), CodecError> {
-        let (class_id, weight, body_size) = fixed_part(channel, &payload)?;
-        Self::with_properties(channel, class_id, weight, body_size, payload.slice(12..))
+        Self::decode_within(channel, &payload, 0..payload.len())
     }
 
     /// [`ContentHeader::decode`] of the payload at `range` of `frame`: the

@@ -110,12 +110,7 @@ async fn external_logs_in_as_the_certificate_common_name() {
     let uri = amqps_uri(&broker, None, "auth_mechanism=external");
     let conn = connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
     round_trip(&conn, "alice-q").await;
-    let users: Vec<String> = broker
-        .broker
-        .connections
-        .iter()
-        .map(|c| c.user.clone())
-        .collect();
+    let users = connected_users(&broker);
     assert_eq!(users, ["alice"]);
 }
 
@@ -138,12 +133,7 @@ async fn external_can_log_in_as_the_whole_subject_as_rabbitmq_does() {
     )
     .await;
     round_trip(&conn, "dn-q").await;
-    let users: Vec<String> = broker
-        .broker
-        .connections
-        .iter()
-        .map(|c| c.user.clone())
-        .collect();
+    let users = connected_users(&broker);
     assert_eq!(users, ["O=Warren tests,CN=alice"]);
     // A subject that is no user is refused, even when its CN is one.
     let bob = pki.client(Some("bob"));
@@ -174,4 +164,14 @@ async fn external_refuses_a_common_name_that_is_not_a_user() {
     let identity = pki.client(Some("mallory"));
     let uri = amqps_uri(&broker, Some(("guest", "guest")), "");
     connect(&uri, client_tls(&pki.ca_pem, Some(&identity))).await;
+}
+
+/// The users of the broker's open connections.
+fn connected_users(broker: &TestBroker) -> Vec<String> {
+    broker
+        .broker
+        .connections
+        .iter()
+        .map(|c| c.user.clone())
+        .collect()
 }
