@@ -1,7 +1,9 @@
-//! A consumer: its own OS thread reading its socket in large chunks, counting
-//! basic.deliver frames with the scanner (nothing else is decoded), sampling
-//! the send time of every Kth delivery and, in manual-ack mode, acking with
-//! `multiple` once per read after at least `ack_every` deliveries.
+//! A consumer: reads its socket in large chunks, counting basic.deliver
+//! frames with the scanner (nothing else is decoded), sampling the send time
+//! of every Kth delivery and, in manual-ack mode, acking with `multiple` once
+//! per read after at least `ack_every` deliveries. [`ConState`] is that
+//! bookkeeping; [`spawn`] runs it on its own OS thread over a blocking
+//! socket, `paired` beside a producer in one thread.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -15,6 +17,9 @@ use crate::wire::{CONNECTION_CLOSE, Scanner, Tally};
 
 /// Bytes per read.
 const READ_CHUNK: usize = 256 << 10;
+
+/// How long a polite close may wait for close-ok.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// How one consumer reads.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +41,134 @@ pub struct ConResult {
     pub acks: u64,
 }
 
+/// Whether a consumer goes on reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read more.
+    More,
+    /// Done: close-ok, a failure, or the close timed out.
+    Done,
+}
+
+/// One consumer's read buffer and counts, whoever drives its socket.
+pub struct ConState {
+    spec: ConSpec,
+    buf: Vec<u8>,
+    filled: usize,
+    scanner: Scanner,
+    tally: Tally,
+    stamps: Vec<u64>,
+    /// (deliveries, tag) at the last ack.
+    acked: (u64, u64),
+    closing: Option<Instant>,
+    /// What it saw so far.
+    pub out: ConResult,
+}
+
+impl ConState {
+    /// A consumer whose socket already delivered `leftover`.
+    pub fn new(leftover: &[u8], spec: ConSpec) -> ConState {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let filled = leftover.len().min(buf.len());
+        buf[..filled].copy_from_slice(&leftover[..filled]);
+        ConState {
+            spec,
+            buf,
+            filled,
+            scanner: Scanner::new(spec.ack_every > 0, spec.sample_every),
+            tally: Tally::default(),
+            stamps: Vec::new(),
+            acked: (0, 0),
+            closing: None,
+            out: ConResult::default(),
+        }
+    }
+
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// Accounts `n` bytes read into [`ConState::space`].
+    pub fn read(&mut self, n: usize) {
+        self.filled += n;
+    }
+
+    /// Scans what was read, counts and samples the deliveries, and appends
+    /// to `send` what the broker must be told: an ack, and connection.close
+    /// once the run stopped.
+    pub fn step(&mut self, shared: &Shared, send: &mut Vec<u8>) -> Flow {
+        let before = self.tally.delivers;
+        match self
+            .scanner
+            .scan(&self.buf[..self.filled], &mut self.tally, &mut self.stamps)
+        {
+            Ok(used) => {
+                self.buf.copy_within(used..self.filled, 0);
+                self.filled -= used;
+            }
+            Err(e) => {
+                shared.fail(&format!("consumer: {e}"));
+                return Flow::Done;
+            }
+        }
+        let tally = &self.tally;
+        if tally.delivers > before && self.closing.is_none() {
+            let now = shared.now_ns();
+            self.out.delivered += tally.delivers - before;
+            shared
+                .delivered
+                .fetch_add(tally.delivers - before, Ordering::Relaxed);
+            shared.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
+            for s in self.stamps.drain(..) {
+                self.out.latencies.push(now.saturating_sub(s));
+            }
+        }
+        self.stamps.clear();
+        if self.spec.ack_every > 0
+            && self.closing.is_none()
+            && tally.delivers - self.acked.0 >= self.spec.ack_every
+            && tally.last_tag > self.acked.1
+        {
+            send.extend_from_slice(&ack_frame(tally.last_tag));
+            self.acked = (tally.delivers, tally.last_tag);
+            self.out.acks += 1;
+        }
+        if let Some(c) = &tally.closed {
+            shared.fail(&format!("consumer: {c}"));
+            return Flow::Done;
+        }
+        if tally.close_ok || self.filled == self.buf.len() {
+            return Flow::Done;
+        }
+        if self.closing.is_none() && shared.stopped() {
+            // A polite close; what still arrives before close-ok is not counted.
+            // Ack what was counted first, so that the queue is left empty.
+            if self.spec.ack_every > 0 && tally.last_tag > self.acked.1 {
+                send.extend_from_slice(&ack_frame(tally.last_tag));
+                self.acked = (tally.delivers, tally.last_tag);
+                self.out.acks += 1;
+            }
+            send.extend_from_slice(&CONNECTION_CLOSE);
+            self.closing = Some(Instant::now());
+        }
+        if self.closing.is_some_and(|t| t.elapsed() > CLOSE_WAIT) {
+            return Flow::Done;
+        }
+        Flow::More
+    }
+
+    /// The socket ended (read 0) or failed: a failure unless it was closing.
+    pub fn ended(&self, shared: &Shared, error: Option<std::io::Error>) {
+        if self.closing.is_none() {
+            match error {
+                None => shared.fail("consumer: the broker closed the connection"),
+                Some(e) => shared.fail(&format!("consumer: {e}")),
+            }
+        }
+    }
+}
+
 /// Starts a consumer on `stream` (basic.consume already answered).
 pub fn spawn(
     stream: TcpStream,
@@ -50,7 +183,7 @@ pub fn spawn(
 }
 
 /// basic.ack on channel 1 with `multiple`, tag patched in at [11..19].
-fn ack_frame(tag: u64) -> [u8; 21] {
+pub(crate) fn ack_frame(tag: u64) -> [u8; 21] {
     let mut f = [
         1, 0, 1, 0, 0, 0, 13, 0, 60, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xCE,
     ];
@@ -59,103 +192,42 @@ fn ack_frame(tag: u64) -> [u8; 21] {
 }
 
 fn consume(mut stream: TcpStream, leftover: &[u8], spec: ConSpec, shared: &Shared) -> ConResult {
-    let mut out = ConResult::default();
+    let mut state = ConState::new(leftover, spec);
     if stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .is_err()
     {
         shared.fail("consumer: cannot set a read timeout");
-        return out;
+        return state.out;
     }
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut filled = leftover.len().min(buf.len());
-    buf[..filled].copy_from_slice(&leftover[..filled]);
-    let mut scanner = Scanner::new(spec.ack_every > 0, spec.sample_every);
-    let mut tally = Tally::default();
-    let mut stamps = Vec::new();
-    let mut acked = (0u64, 0u64); // (deliveries, tag) at the last ack
-    let mut closing: Option<Instant> = None;
+    let mut send = Vec::new();
     loop {
-        let before = tally.delivers;
-        match scanner.scan(&buf[..filled], &mut tally, &mut stamps) {
-            Ok(used) => {
-                buf.copy_within(used..filled, 0);
-                filled -= used;
-            }
-            Err(e) => {
-                shared.fail(&format!("consumer: {e}"));
+        let flow = state.step(shared, &mut send);
+        if !send.is_empty() {
+            if let Err(e) = stream.write_all(&send) {
+                state.ended(shared, Some(e));
                 break;
             }
+            send.clear();
         }
-        if tally.delivers > before && closing.is_none() {
-            let now = shared.now_ns();
-            out.delivered += tally.delivers - before;
-            shared
-                .delivered
-                .fetch_add(tally.delivers - before, Ordering::Relaxed);
-            shared.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
-            for s in stamps.drain(..) {
-                out.latencies.push(now.saturating_sub(s));
-            }
-        }
-        stamps.clear();
-        if spec.ack_every > 0
-            && closing.is_none()
-            && tally.delivers - acked.0 >= spec.ack_every
-            && tally.last_tag > acked.1
-        {
-            if let Err(e) = stream.write_all(&ack_frame(tally.last_tag)) {
-                shared.fail(&format!("consumer: ack: {e}"));
-                break;
-            }
-            acked = (tally.delivers, tally.last_tag);
-            out.acks += 1;
-        }
-        if let Some(c) = &tally.closed {
-            shared.fail(&format!("consumer: {c}"));
+        if flow == Flow::Done {
             break;
         }
-        if tally.close_ok || filled == buf.len() {
-            break;
-        }
-        if closing.is_none() && shared.stopped() {
-            // A polite close; what still arrives before close-ok is not counted.
-            // Ack what was counted first, so that the queue is left empty.
-            if spec.ack_every > 0
-                && tally.last_tag > acked.1
-                && stream.write_all(&ack_frame(tally.last_tag)).is_ok()
-            {
-                acked = (tally.delivers, tally.last_tag);
-                out.acks += 1;
-            }
-            if stream.write_all(&CONNECTION_CLOSE).is_err() {
-                break;
-            }
-            closing = Some(Instant::now());
-        }
-        if closing.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
-            break;
-        }
-        match stream.read(&mut buf[filled..]) {
+        match stream.read(state.space()) {
             Ok(0) => {
-                if closing.is_none() {
-                    shared.fail("consumer: the broker closed the connection");
-                }
+                state.ended(shared, None);
                 break;
             }
-            Ok(n) => filled += n,
+            Ok(n) => state.read(n),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) => {
-                if closing.is_none() {
-                    shared.fail(&format!("consumer: read: {e}"));
-                }
+                state.ended(shared, Some(e));
                 break;
             }
         }
     }
-    out
+    state.out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

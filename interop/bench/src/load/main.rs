@@ -7,7 +7,8 @@
 //! Layout:
 //! - `conn`: the handshake and the synchronous setup methods;
 //! - `wire`: the frame scanner and the pre-encoded publish (pure, tested);
-//! - `publisher`, `consumer`: the two hot loops;
+//! - `publisher`, `consumer`: the two hot loops, each on its own thread;
+//! - `paired`: `--one-thread`, a producer and a consumer in one polling thread;
 //! - `shared`: counters, stop flag and first failure of a run;
 //! - `scenario`: the scenarios and one measured run;
 //! - `stats`: percentiles, the table and the JSON.
@@ -22,6 +23,7 @@ mod conn;
 mod consumer;
 #[path = "../loopback.rs"]
 mod loopback;
+mod paired;
 #[allow(dead_code)]
 #[path = "../probe.rs"]
 mod probe;
@@ -110,6 +112,11 @@ struct Cli {
     /// max_us), to see whether a tail is steady or comes in bursts.
     #[arg(long)]
     timeline: Option<std::path::PathBuf>,
+    /// Scenarios with one producer and one consumer (1p1c-*, latency*):
+    /// drive both from one thread waiting in poll(2), so that on a busy
+    /// client core the two never wait for each other's time slice.
+    #[arg(long)]
+    one_thread: bool,
 }
 
 /// host:port, user, password and vhost of a loopback `amqp://` URI.
@@ -178,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         max_run: Duration::from_secs(cli.max_secs.max(1)),
         queue_type: cli.queue_type.clone(),
         timeline: cli.timeline.clone(),
+        one_thread: cli.one_thread,
     };
     let mut rows = Vec::new();
     for (i, spec) in specs.iter().enumerate() {

@@ -1,6 +1,8 @@
-//! A producer: its own OS thread writing pre-encoded publishes in large
-//! batches to a blocking socket, and a second thread on the same socket that
-//! reads what the broker sends back (confirms, closes, flow control).
+//! A producer: pre-encoded publishes written in large batches, paced to a
+//! schedule or flat out, with the confirms the broker sends back counted.
+//! [`Pacer`] decides what to write and when, [`ConfirmState`] reads what comes
+//! back; [`spawn`] runs them on two OS threads over one blocking socket,
+//! `paired` beside a consumer in one thread.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -36,14 +38,253 @@ pub struct PubSpec {
 /// What one producer did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PubResult {
-    /// Messages written.
-    pub sent: u64,
     /// Paced: how late each batch was written against its schedule.
     pub behind: Behind,
     /// Of them, confirmed (equal to `sent` without confirms).
     pub confirmed: u64,
     /// When it finished (its last confirm), ns since the run's epoch.
     pub finished_ns: u64,
+}
+
+/// What a producer should do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Write [`Pacer::batch`], then call [`Pacer::wrote`].
+    Write,
+    /// Nothing is due before this instant.
+    Until(Instant),
+    /// The confirm window is full.
+    Confirms,
+    /// The consumers are too far behind.
+    Backlog,
+    /// Publishing is over (its time is up or the run stopped).
+    Done,
+}
+
+/// A producer's schedule: which messages to write next, stamped with the
+/// time they were due (paced) or written (flat out).
+pub struct Pacer {
+    spec: PubSpec,
+    start: Instant,
+    start_ns: u64,
+    deadline: Instant,
+    per_batch: u64,
+    batch: Vec<u8>,
+    /// Messages in `batch`, not yet written.
+    pending: u64,
+    sent: u64,
+    key: usize,
+    behind: Behind,
+}
+
+impl Pacer {
+    /// A schedule starting now.
+    pub fn new(spec: PubSpec, shared: &Shared) -> Pacer {
+        let longest = spec
+            .templates
+            .iter()
+            .map(|t| t.bytes.len())
+            .max()
+            .unwrap_or(1);
+        let per_batch = (spec.batch_bytes / longest).max(1) as u64;
+        let start = Instant::now();
+        Pacer {
+            batch: Vec::with_capacity(per_batch as usize * longest),
+            start,
+            start_ns: shared.now_ns(),
+            deadline: start + spec.duration,
+            per_batch,
+            pending: 0,
+            sent: 0,
+            key: 0,
+            behind: Behind::default(),
+            spec,
+        }
+    }
+
+    /// Messages written so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Whether it keeps to a rate.
+    pub fn paced(&self) -> bool {
+        self.spec.rate.is_some()
+    }
+
+    /// Whether the producer waits for confirms.
+    pub fn confirms(&self) -> bool {
+        self.spec.window.is_some()
+    }
+
+    /// What to do now, `confirmed` messages having been confirmed; on
+    /// [`Next::Write`] the batch is ready.
+    pub fn next(&mut self, shared: &Shared, confirmed: u64) -> Next {
+        if shared.stopped() {
+            return Next::Done;
+        }
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Next::Done;
+        }
+        let spec = &self.spec;
+        let sent = self.sent;
+        let mut n = self.per_batch;
+        if let Some(rate) = spec.rate {
+            let due = ((now - self.start).as_secs_f64() * rate) as u64 + 1;
+            if due <= sent {
+                let next = self.start + Duration::from_secs_f64(sent as f64 / rate);
+                return Next::Until(next.min(self.deadline));
+            }
+            n = n.min(due - sent);
+        }
+        if let Some(window) = spec.window {
+            let room = window.saturating_sub(sent - confirmed);
+            if room == 0 {
+                return Next::Confirms;
+            }
+            n = n.min(room);
+        }
+        if spec.max_backlog > 0 && shared.backlog() > spec.max_backlog {
+            return Next::Backlog;
+        }
+        self.batch.clear();
+        if let Some(rate) = spec.rate {
+            // Lateness of the batch's first message: the consumer's latency
+            // counts from that same due time.
+            let due = self.start_ns + (sent as f64 * 1e9 / rate) as u64;
+            self.behind.record(shared.now_ns().saturating_sub(due), n);
+        }
+        let mut weight = 0;
+        for i in 0..n {
+            let stamp = match spec.rate {
+                // The time it was due, so that a late send counts as latency.
+                Some(rate) => self.start_ns + ((sent + i) as f64 * 1e9 / rate) as u64,
+                None => shared.now_ns(),
+            };
+            spec.templates[self.key].put(&mut self.batch, stamp);
+            weight += spec.weights[self.key];
+            self.key += 1;
+            if self.key == spec.templates.len() {
+                self.key = 0;
+            }
+        }
+        shared.expected.fetch_add(weight, Ordering::Relaxed);
+        self.pending = n;
+        Next::Write
+    }
+
+    /// The batch [`Pacer::next`] made.
+    pub fn batch(&self) -> &[u8] {
+        &self.batch
+    }
+
+    /// The batch was written.
+    pub fn wrote(&mut self, shared: &Shared) {
+        self.sent += self.pending;
+        if self.spec.window.is_none() {
+            shared.published.fetch_add(self.pending, Ordering::Relaxed);
+        }
+        self.pending = 0;
+    }
+
+    /// The producer's result, `confirmed` of its messages confirmed.
+    pub fn finish(&self, shared: &Shared, confirmed: u64) -> PubResult {
+        PubResult {
+            behind: self.behind,
+            confirmed: if self.confirms() {
+                confirmed.min(self.sent)
+            } else {
+                self.sent
+            },
+            finished_ns: shared.now_ns(),
+        }
+    }
+}
+
+/// What a producer's socket brought back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Back {
+    /// Read more.
+    More,
+    /// close-ok, or a failure (already reported).
+    Done,
+}
+
+/// A producer's reading side: counts confirms, fails the run on a nack or
+/// a close, ends at close-ok.
+pub struct ConfirmState {
+    buf: Vec<u8>,
+    filled: usize,
+    scanner: Scanner,
+    tally: Tally,
+    stamps: Vec<u64>,
+}
+
+impl ConfirmState {
+    /// A reader whose socket already delivered `leftover`.
+    pub fn new(leftover: &[u8]) -> ConfirmState {
+        let mut buf = vec![0u8; 64 << 10];
+        let filled = leftover.len().min(buf.len());
+        buf[..filled].copy_from_slice(&leftover[..filled]);
+        ConfirmState {
+            buf,
+            filled,
+            scanner: Scanner::new(false, 0),
+            tally: Tally::default(),
+            stamps: Vec::new(),
+        }
+    }
+
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// Accounts `n` bytes read into [`ConfirmState::space`].
+    pub fn read(&mut self, n: usize) {
+        self.filled += n;
+    }
+
+    /// Publishes confirmed so far.
+    pub fn confirmed(&self) -> u64 {
+        self.tally.confirmed
+    }
+
+    /// Scans what was read; counts new confirms into `shared.published`.
+    pub fn step(&mut self, shared: &Shared) -> Back {
+        let before = self.tally.confirmed;
+        match self
+            .scanner
+            .scan(&self.buf[..self.filled], &mut self.tally, &mut self.stamps)
+        {
+            Ok(used) => {
+                self.buf.copy_within(used..self.filled, 0);
+                self.filled -= used;
+            }
+            Err(e) => {
+                shared.fail(&format!("producer: {e}"));
+                return Back::Done;
+            }
+        }
+        if self.tally.confirmed > before {
+            shared
+                .published
+                .fetch_add(self.tally.confirmed - before, Ordering::Relaxed);
+        }
+        if self.tally.nacks > 0 {
+            shared.fail("producer: a publish was nacked");
+            return Back::Done;
+        }
+        if let Some(c) = &self.tally.closed {
+            shared.fail(&format!("producer: {c}"));
+            return Back::Done;
+        }
+        if self.tally.close_ok || self.filled == self.buf.len() {
+            return Back::Done;
+        }
+        Back::More
+    }
 }
 
 /// Starts a producer on `stream` (set up, channel 1 open, confirms selected
@@ -63,7 +304,7 @@ pub fn spawn(
                 let (shared, confirmed) = (shared.clone(), confirmed.clone());
                 thread::Builder::new()
                     .name(format!("{name}-acks"))
-                    .spawn(move || read_back(s, leftover, &shared, &confirmed, &me))
+                    .spawn(move || read_back(s, &leftover, &shared, &confirmed, &me))
                     .ok()
             }
             Err(_) => None,
@@ -71,7 +312,7 @@ pub fn spawn(
         if reader.is_none() {
             shared.fail("cannot start a producer's reader thread");
         }
-        let result = publish(stream, &spec, &shared, &confirmed);
+        let result = publish(stream, spec, &shared, &confirmed);
         if let Some(r) = reader {
             let _ = r.join();
         }
@@ -81,103 +322,41 @@ pub fn spawn(
 
 fn publish(
     mut stream: TcpStream,
-    spec: &PubSpec,
+    spec: PubSpec,
     shared: &Shared,
     confirmed: &AtomicU64,
 ) -> PubResult {
-    let start = Instant::now();
-    let start_ns = shared.now_ns();
-    let deadline = start + spec.duration;
-    let longest = spec
-        .templates
-        .iter()
-        .map(|t| t.bytes.len())
-        .max()
-        .unwrap_or(1);
-    let per_batch = (spec.batch_bytes / longest).max(1) as u64;
-    let mut batch = Vec::with_capacity(per_batch as usize * longest);
-    let (mut sent, mut key) = (0u64, 0usize);
-    let mut out = PubResult::default();
+    let mut pacer = Pacer::new(spec, shared);
     loop {
-        if shared.stopped() {
-            break;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        let mut n = per_batch;
-        if let Some(rate) = spec.rate {
-            let due = ((now - start).as_secs_f64() * rate) as u64 + 1;
-            if due <= sent {
-                let next = start + Duration::from_secs_f64(sent as f64 / rate);
-                thread::sleep(next.min(deadline).saturating_duration_since(now));
-                continue;
+        match pacer.next(shared, confirmed.load(Ordering::Acquire)) {
+            Next::Write => {
+                if let Err(e) = stream.write_all(pacer.batch()) {
+                    shared.fail(&format!("publish: {e}"));
+                    break;
+                }
+                pacer.wrote(shared);
             }
-            n = n.min(due - sent);
-        }
-        if let Some(window) = spec.window {
-            let room = window.saturating_sub(sent - confirmed.load(Ordering::Acquire));
-            if room == 0 {
-                thread::park_timeout(Duration::from_millis(50));
-                continue;
-            }
-            n = n.min(room);
-        }
-        if spec.max_backlog > 0 && shared.backlog() > spec.max_backlog {
-            thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        batch.clear();
-        if let Some(rate) = spec.rate {
-            // Lateness of the batch's first message: the consumer's latency
-            // counts from that same due time.
-            let due = start_ns + (sent as f64 * 1e9 / rate) as u64;
-            out.behind.record(shared.now_ns().saturating_sub(due), n);
-        }
-        let mut weight = 0;
-        for i in 0..n {
-            let stamp = match spec.rate {
-                // The time it was due, so that a late send counts as latency.
-                Some(rate) => start_ns + ((sent + i) as f64 * 1e9 / rate) as u64,
-                None => shared.now_ns(),
-            };
-            spec.templates[key].put(&mut batch, stamp);
-            weight += spec.weights[key];
-            key += 1;
-            if key == spec.templates.len() {
-                key = 0;
-            }
-        }
-        shared.expected.fetch_add(weight, Ordering::Relaxed);
-        if let Err(e) = stream.write_all(&batch) {
-            shared.fail(&format!("publish: {e}"));
-            break;
-        }
-        sent += n;
-        if spec.window.is_none() {
-            shared.published.fetch_add(n, Ordering::Relaxed);
+            Next::Until(t) => thread::sleep(t.saturating_duration_since(Instant::now())),
+            Next::Confirms => thread::park_timeout(Duration::from_millis(50)),
+            Next::Backlog => thread::sleep(Duration::from_micros(200)),
+            Next::Done => break,
         }
     }
-    out.sent = sent;
-    if spec.window.is_some() {
-        while confirmed.load(Ordering::Acquire) < sent && !shared.stopped() {
+    if pacer.confirms() {
+        while confirmed.load(Ordering::Acquire) < pacer.sent() && !shared.stopped() {
             thread::park_timeout(Duration::from_millis(50));
         }
-        out.confirmed = confirmed.load(Ordering::Acquire).min(sent);
-    } else {
-        out.confirmed = sent;
     }
-    out.finished_ns = shared.now_ns();
+    let out = pacer.finish(shared, confirmed.load(Ordering::Acquire));
     let _ = stream.write_all(&CONNECTION_CLOSE);
     out
 }
 
-/// The producer's reading side: counts confirms, wakes the writer when the
-/// window opens, fails the run on a nack or a close, ends at close-ok.
+/// The producer's reading thread: publishes the confirm count and wakes the
+/// writer when the window opens.
 fn read_back(
     mut stream: TcpStream,
-    leftover: Vec<u8>,
+    leftover: &[u8],
     shared: &Shared,
     confirmed: &AtomicU64,
     writer: &thread::Thread,
@@ -189,50 +368,25 @@ fn read_back(
         shared.fail("cannot set a read timeout");
         return;
     }
-    let mut buf = vec![0u8; 64 << 10];
-    let mut filled = leftover.len().min(buf.len());
-    buf[..filled].copy_from_slice(&leftover[..filled]);
-    let mut scanner = Scanner::new(false, 0);
-    let mut tally = Tally::default();
-    let mut stamps = Vec::new();
+    let mut state = ConfirmState::new(leftover);
     loop {
-        let before = tally.confirmed;
-        match scanner.scan(&buf[..filled], &mut tally, &mut stamps) {
-            Ok(used) => {
-                buf.copy_within(used..filled, 0);
-                filled -= used;
-            }
-            Err(e) => {
-                shared.fail(&format!("producer: {e}"));
-                break;
-            }
-        }
-        if tally.confirmed > before {
-            shared
-                .published
-                .fetch_add(tally.confirmed - before, Ordering::Relaxed);
-            confirmed.store(tally.confirmed, Ordering::Release);
+        let before = state.confirmed();
+        let back = state.step(shared);
+        if state.confirmed() > before {
+            confirmed.store(state.confirmed(), Ordering::Release);
             writer.unpark();
         }
-        if tally.nacks > 0 {
-            shared.fail("producer: a publish was nacked");
+        if back == Back::Done {
             break;
         }
-        if let Some(c) = &tally.closed {
-            shared.fail(&format!("producer: {c}"));
-            break;
-        }
-        if tally.close_ok || filled == buf.len() {
-            break;
-        }
-        match stream.read(&mut buf[filled..]) {
+        match stream.read(state.space()) {
             Ok(0) => {
                 if !shared.stopped() {
                     shared.fail("producer: the broker closed the connection");
                 }
                 break;
             }
-            Ok(n) => filled += n,
+            Ok(n) => state.read(n),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if shared.stopped() {
                     break;

@@ -3,6 +3,7 @@
 //! to the last expected delivery, clean up.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use anyhow::Context;
 
 use crate::conn::{Conn, Target};
 use crate::consumer::{self, ConResult, ConSpec};
+use crate::paired::{self, End};
 use crate::probe::Probe;
 use crate::publisher::{self, PubResult, PubSpec};
 use crate::shared::Shared;
@@ -133,6 +135,8 @@ pub struct Settings {
     pub queue_type: Option<String>,
     /// CSV file for the latency per 10 ms of a paced run's schedule.
     pub timeline: Option<std::path::PathBuf>,
+    /// One producer and one consumer driven by one thread ([`crate::paired`]).
+    pub one_thread: bool,
 }
 
 /// Topology of one run: queue names, the exchange, routing keys and weights.
@@ -245,7 +249,11 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
     } else {
         0
     };
+    if s.one_thread && (spec.producers != 1 || spec.queues * spec.consumers_per_queue != 1) {
+        anyhow::bail!("--one-thread needs a scenario with one producer and one consumer");
+    }
     let mut consumers: Vec<JoinHandle<ConResult>> = Vec::new();
+    let mut held: Option<End<ConSpec>> = None;
     for (i, q) in t.queues.iter().enumerate() {
         for j in 0..spec.consumers_per_queue {
             let name = format!("consumer-{i}.{j}");
@@ -258,7 +266,15 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
                 ack_every,
                 sample_every,
             };
-            consumers.push(consumer::spawn(stream, left, cs, shared.clone(), name)?);
+            if s.one_thread {
+                held = Some(End {
+                    stream,
+                    leftover: left,
+                    spec: cs,
+                });
+            } else {
+                consumers.push(consumer::spawn(stream, left, cs, shared.clone(), name)?);
+            }
         }
     }
     let size = s.size.unwrap_or(spec.size);
@@ -296,27 +312,50 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
     let t0 = Instant::now();
     let start_ns = shared.now_ns();
     let mut producers: Vec<JoinHandle<PubResult>> = Vec::new();
+    let finished = Arc::new(AtomicBool::new(false));
+    let mut pair = None;
     for (stream, left, ps, name) in ready {
-        producers.push(publisher::spawn(stream, left, ps, shared.clone(), name)?);
+        match held.take() {
+            Some(con) => {
+                let pro = End {
+                    stream,
+                    leftover: left,
+                    spec: ps,
+                };
+                pair = Some(paired::spawn(pro, con, shared.clone(), finished.clone())?);
+            }
+            None => producers.push(publisher::spawn(stream, left, ps, shared.clone(), name)?),
+        }
     }
-    row.status = supervise(s, &shared, &producers, t0);
+    let published = || match &pair {
+        Some(_) => finished.load(std::sync::atomic::Ordering::Acquire),
+        None => producers.iter().all(JoinHandle::is_finished),
+    };
+    row.status = supervise(s, &shared, &published, t0);
     let wall = t0.elapsed();
     row.broker = broker.map(Probe::finish);
     row.client = Some(client.finish());
     shared.stop();
+    let mut pub_results = Vec::new();
+    let mut con_results = Vec::new();
+    if let Some(pair) = pair {
+        let (p, c) = pair.join().unwrap_or_default();
+        pub_results.push(p);
+        con_results.push(c);
+    }
+    pub_results.extend(producers.into_iter().map(|p| p.join().unwrap_or_default()));
+    con_results.extend(consumers.into_iter().map(|c| c.join().unwrap_or_default()));
     let mut finished_ns = start_ns;
     let mut behind = Behind::default();
-    for p in producers {
-        let r = p.join().unwrap_or_default();
+    for r in pub_results {
         behind.merge(&r.behind);
         row.published += r.confirmed;
         finished_ns = finished_ns.max(r.finished_ns);
     }
     let mut latencies = Vec::new();
     let mut acks = 0;
-    let single = consumers.len() == 1;
-    for c in consumers {
-        let r = c.join().unwrap_or_default();
+    let single = con_results.len() == 1;
+    for r in con_results {
         latencies.extend(r.latencies);
         acks += r.acks;
     }
@@ -345,7 +384,7 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
     row.latency = Latency::of(latencies);
     row.behind = rate.is_some().then_some(behind);
     row.notes.push(format!(
-        "{} producer(s) x {} B{}{}; {} consumer(s){}; rate {}; latency of every {}th delivery; max backlog {}",
+        "{} producer(s) x {} B{}{}; {} consumer(s){}; rate {}; latency of every {}th delivery; max backlog {}{}",
         spec.producers,
         size,
         if spec.persistent { ", persistent" } else { ", transient" },
@@ -369,6 +408,11 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
             "unbounded".to_string()
         } else {
             format!("{} deliveries", s.max_backlog)
+        },
+        if s.one_thread {
+            "; producer and consumer in one thread"
+        } else {
+            ""
         }
     ));
     Ok(())
@@ -376,12 +420,7 @@ fn measure(s: &Settings, spec: &Spec, t: &Topology, row: &mut Row) -> anyhow::Re
 
 /// Waits until the producers are done and every expected delivery arrived,
 /// or a failure, a stall, or the hard cap. Returns the status.
-fn supervise(
-    s: &Settings,
-    shared: &Shared,
-    producers: &[JoinHandle<PubResult>],
-    t0: Instant,
-) -> String {
+fn supervise(s: &Settings, shared: &Shared, published: &dyn Fn() -> bool, t0: Instant) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let mut progress = (u64::MAX, u64::MAX);
     let mut since = Instant::now();
@@ -394,7 +433,7 @@ fn supervise(
             shared.published.load(Relaxed),
             shared.delivered.load(Relaxed),
         );
-        if producers.iter().all(JoinHandle::is_finished) && now.1 >= shared.expected.load(Relaxed) {
+        if published() && now.1 >= shared.expected.load(Relaxed) {
             return "ok".to_string();
         }
         if now != progress {
