@@ -26,10 +26,10 @@ const IDLE: Duration = Duration::from_millis(20);
 /// How long a backlogged producer waits before looking again.
 const BACKLOG_WAIT: Duration = Duration::from_micros(200);
 
-/// The least time between two paced writes: what a sleeping thread's timer
-/// slack gives the two-thread producer. Writing whatever fell due at every
-/// wake-up of the loop would make writes of a message or two, a syscall and
-/// a broker wake-up each.
+/// The least time between two paced writes of less than a whole batch: what
+/// a sleeping thread's timer slack gives the two-thread producer. Writing
+/// whatever fell due at every wake-up of the loop would make writes of a
+/// message or two, a syscall and a broker wake-up each.
 const MIN_GAP: Duration = Duration::from_micros(50);
 
 /// One end of the pair: a socket set up for its role, and what it already
@@ -140,11 +140,9 @@ impl Producer {
     /// its socket waking the loop (None: only the socket or the idle wait).
     fn publish(&mut self, shared: &Shared, finished: &AtomicBool) -> Option<Instant> {
         while self.result.is_none() && self.out.is_empty() {
-            if self.pacer.paced() {
-                let now = Instant::now();
-                if now < self.not_before {
-                    return Some(self.not_before);
-                }
+            let now = Instant::now();
+            if now < self.not_before && !self.pacer.batch_due(now) {
+                return Some(self.not_before);
             }
             match self.pacer.next(shared, self.confirms.confirmed()) {
                 Next::Write => {

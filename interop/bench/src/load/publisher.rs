@@ -107,9 +107,13 @@ impl Pacer {
         self.sent
     }
 
-    /// Whether it keeps to a rate.
-    pub fn paced(&self) -> bool {
-        self.spec.rate.is_some()
+    /// Paced: whether a whole batch is due (a producer that is behind
+    /// should not wait to write).
+    pub fn batch_due(&self, now: Instant) -> bool {
+        self.spec.rate.is_none_or(|rate| {
+            let due = ((now - self.start).as_secs_f64() * rate) as u64 + 1;
+            due.saturating_sub(self.sent) >= self.per_batch
+        })
     }
 
     /// Whether the producer waits for confirms.
