@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::shared::Shared;
-use crate::wire::{CONNECTION_CLOSE, Scanner, Tally};
+use crate::wire::{CONNECTION_CLOSE, Flow, Inbox, Scanner};
 
 /// Bytes per read.
 const READ_CHUNK: usize = 256 << 10;
@@ -41,23 +41,10 @@ pub struct ConResult {
     pub acks: u64,
 }
 
-/// Whether a consumer goes on reading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flow {
-    /// Read more.
-    More,
-    /// Done: close-ok, a failure, or the close timed out.
-    Done,
-}
-
 /// One consumer's read buffer and counts, whoever drives its socket.
 pub struct ConState {
     spec: ConSpec,
-    buf: Vec<u8>,
-    filled: usize,
-    scanner: Scanner,
-    tally: Tally,
-    stamps: Vec<u64>,
+    inbox: Inbox,
     /// (deliveries, tag) at the last ack.
     acked: (u64, u64),
     closing: Option<Instant>,
@@ -68,16 +55,10 @@ pub struct ConState {
 impl ConState {
     /// A consumer whose socket already delivered `leftover`.
     pub fn new(leftover: &[u8], spec: ConSpec) -> ConState {
-        let mut buf = vec![0u8; READ_CHUNK];
-        let filled = leftover.len().min(buf.len());
-        buf[..filled].copy_from_slice(&leftover[..filled]);
+        let scanner = Scanner::new(spec.ack_every > 0, spec.sample_every);
         ConState {
             spec,
-            buf,
-            filled,
-            scanner: Scanner::new(spec.ack_every > 0, spec.sample_every),
-            tally: Tally::default(),
-            stamps: Vec::new(),
+            inbox: Inbox::new(leftover, READ_CHUNK, scanner),
             acked: (0, 0),
             closing: None,
             out: ConResult::default(),
@@ -86,33 +67,24 @@ impl ConState {
 
     /// Where the next read goes.
     pub fn space(&mut self) -> &mut [u8] {
-        &mut self.buf[self.filled..]
+        self.inbox.space()
     }
 
     /// Accounts `n` bytes read into [`ConState::space`].
     pub fn read(&mut self, n: usize) {
-        self.filled += n;
+        self.inbox.read(n);
     }
 
     /// Scans what was read, counts and samples the deliveries, and appends
     /// to `send` what the broker must be told: an ack, and connection.close
     /// once the run stopped.
     pub fn step(&mut self, shared: &Shared, send: &mut Vec<u8>) -> Flow {
-        let before = self.tally.delivers;
-        match self
-            .scanner
-            .scan(&self.buf[..self.filled], &mut self.tally, &mut self.stamps)
-        {
-            Ok(used) => {
-                self.buf.copy_within(used..self.filled, 0);
-                self.filled -= used;
-            }
-            Err(e) => {
-                shared.fail(&format!("consumer: {e}"));
-                return Flow::Done;
-            }
+        let before = self.inbox.tally.delivers;
+        if let Err(e) = self.inbox.scan() {
+            shared.fail(&format!("consumer: {e}"));
+            return Flow::Done;
         }
-        let tally = &self.tally;
+        let tally = &self.inbox.tally;
         if tally.delivers > before && self.closing.is_none() {
             let now = shared.now_ns();
             self.out.delivered += tally.delivers - before;
@@ -120,11 +92,11 @@ impl ConState {
                 .delivered
                 .fetch_add(tally.delivers - before, Ordering::Relaxed);
             shared.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
-            for s in self.stamps.drain(..) {
+            for s in self.inbox.stamps.drain(..) {
                 self.out.latencies.push(now.saturating_sub(s));
             }
         }
-        self.stamps.clear();
+        self.inbox.stamps.clear();
         if self.spec.ack_every > 0
             && self.closing.is_none()
             && tally.delivers - self.acked.0 >= self.spec.ack_every
@@ -138,7 +110,7 @@ impl ConState {
             shared.fail(&format!("consumer: {c}"));
             return Flow::Done;
         }
-        if tally.close_ok || self.filled == self.buf.len() {
+        if tally.close_ok || self.inbox.full() {
             return Flow::Done;
         }
         if self.closing.is_none() && shared.stopped() {
@@ -228,9 +200,11 @@ fn consume(mut stream: TcpStream, leftover: &[u8], spec: ConSpec, shared: &Share
     }
     state.out
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Tally;
 
     #[test]
     fn ack_frame_is_basic_ack_multiple() {

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
-use crate::consumer::{ConResult, ConSpec, ConState, Flow};
-use crate::publisher::{Back, ConfirmState, Next, Pacer, PubResult, PubSpec};
+use crate::consumer::{ConResult, ConSpec, ConState};
+use crate::publisher::{ConfirmState, Next, Pacer, PubResult, PubSpec};
 use crate::shared::Shared;
-use crate::wire::CONNECTION_CLOSE;
+use crate::wire::{CONNECTION_CLOSE, Flow};
 
 /// The longest wait in `poll`: the stop flag is looked at this often.
 const IDLE: Duration = Duration::from_millis(20);
@@ -66,6 +66,15 @@ struct Outbox {
 impl Outbox {
     fn is_empty(&self) -> bool {
         self.at == self.bytes.len()
+    }
+
+    /// What to wait for on its socket: input, and room for what waits.
+    fn interest(&self) -> PollFlags {
+        if self.is_empty() {
+            PollFlags::IN
+        } else {
+            PollFlags::IN | PollFlags::OUT
+        }
     }
 
     /// Writes `more` after what is waiting, as much as the socket takes now.
@@ -184,7 +193,7 @@ impl Producer {
             match read_once(&mut self.stream, space) {
                 Got::Bytes(n) => {
                     self.confirms.read(n);
-                    if self.confirms.step(shared) == Back::Done {
+                    if self.confirms.step(shared) == Flow::Done {
                         self.done = true;
                     }
                     // Short of the room: the socket is empty, no need to
@@ -288,7 +297,7 @@ fn run(
         shared.fail("cannot make the pair's sockets non-blocking");
     }
     // What setup left behind may already hold confirms or deliveries.
-    if p.confirms.step(shared) == Back::Done {
+    if p.confirms.step(shared) == Flow::Done {
         p.done = true;
     }
     c.step(shared);
@@ -313,20 +322,12 @@ fn run(
         let (mut pi, mut ci) = (None, None);
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2);
         if !p.done {
-            let mut f = PollFlags::IN;
-            if !p.out.is_empty() {
-                f |= PollFlags::OUT;
-            }
             pi = Some(fds.len());
-            fds.push(PollFd::new(&p.stream, f));
+            fds.push(PollFd::new(&p.stream, p.out.interest()));
         }
         if !c.done {
-            let mut f = PollFlags::IN;
-            if !c.out.is_empty() {
-                f |= PollFlags::OUT;
-            }
             ci = Some(fds.len());
-            fds.push(PollFd::new(&c.stream, f));
+            fds.push(PollFd::new(&c.stream, c.out.interest()));
         }
         let timeout = Timespec::try_from(wait).unwrap_or_default();
         match poll(&mut fds, Some(&timeout)) {

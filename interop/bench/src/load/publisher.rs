@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::shared::Shared;
 use crate::stats::Behind;
-use crate::wire::{CONNECTION_CLOSE, Scanner, Tally, Template};
+use crate::wire::{CONNECTION_CLOSE, Flow, Inbox, Scanner, Template};
 
 /// What one producer does.
 #[derive(Clone, Debug)]
@@ -206,88 +206,60 @@ impl Pacer {
     }
 }
 
-/// What a producer's socket brought back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Back {
-    /// Read more.
-    More,
-    /// close-ok, or a failure (already reported).
-    Done,
-}
-
 /// A producer's reading side: counts confirms, fails the run on a nack or
 /// a close, ends at close-ok.
 pub struct ConfirmState {
-    buf: Vec<u8>,
-    filled: usize,
-    scanner: Scanner,
-    tally: Tally,
-    stamps: Vec<u64>,
+    inbox: Inbox,
 }
 
 impl ConfirmState {
     /// A reader whose socket already delivered `leftover`.
     pub fn new(leftover: &[u8]) -> ConfirmState {
-        let mut buf = vec![0u8; 64 << 10];
-        let filled = leftover.len().min(buf.len());
-        buf[..filled].copy_from_slice(&leftover[..filled]);
         ConfirmState {
-            buf,
-            filled,
-            scanner: Scanner::new(false, 0),
-            tally: Tally::default(),
-            stamps: Vec::new(),
+            inbox: Inbox::new(leftover, 64 << 10, Scanner::new(false, 0)),
         }
     }
 
     /// Where the next read goes.
     pub fn space(&mut self) -> &mut [u8] {
-        &mut self.buf[self.filled..]
+        self.inbox.space()
     }
 
     /// Accounts `n` bytes read into [`ConfirmState::space`].
     pub fn read(&mut self, n: usize) {
-        self.filled += n;
+        self.inbox.read(n);
     }
 
     /// Publishes confirmed so far.
     pub fn confirmed(&self) -> u64 {
-        self.tally.confirmed
+        self.inbox.tally.confirmed
     }
 
     /// Scans what was read; counts new confirms into `shared.published`.
-    pub fn step(&mut self, shared: &Shared) -> Back {
-        let before = self.tally.confirmed;
-        match self
-            .scanner
-            .scan(&self.buf[..self.filled], &mut self.tally, &mut self.stamps)
-        {
-            Ok(used) => {
-                self.buf.copy_within(used..self.filled, 0);
-                self.filled -= used;
-            }
-            Err(e) => {
-                shared.fail(&format!("producer: {e}"));
-                return Back::Done;
-            }
+    pub fn step(&mut self, shared: &Shared) -> Flow {
+        let before = self.inbox.tally.confirmed;
+        if let Err(e) = self.inbox.scan() {
+            shared.fail(&format!("producer: {e}"));
+            return Flow::Done;
         }
-        if self.tally.confirmed > before {
+        let tally = &self.inbox.tally;
+        if tally.confirmed > before {
             shared
                 .published
-                .fetch_add(self.tally.confirmed - before, Ordering::Relaxed);
+                .fetch_add(tally.confirmed - before, Ordering::Relaxed);
         }
-        if self.tally.nacks > 0 {
+        if tally.nacks > 0 {
             shared.fail("producer: a publish was nacked");
-            return Back::Done;
+            return Flow::Done;
         }
-        if let Some(c) = &self.tally.closed {
+        if let Some(c) = &tally.closed {
             shared.fail(&format!("producer: {c}"));
-            return Back::Done;
+            return Flow::Done;
         }
-        if self.tally.close_ok || self.filled == self.buf.len() {
-            return Back::Done;
+        if tally.close_ok || self.inbox.full() {
+            return Flow::Done;
         }
-        Back::More
+        Flow::More
     }
 }
 
@@ -380,7 +352,7 @@ fn read_back(
             confirmed.store(state.confirmed(), Ordering::Release);
             writer.unpark();
         }
-        if back == Back::Done {
+        if back == Flow::Done {
             break;
         }
         match stream.read(state.space()) {

@@ -165,6 +165,69 @@ impl Scanner {
     }
 }
 
+/// Whether a connection's reader goes on reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read more.
+    More,
+    /// Done: close-ok, a failure (already reported), or a close that timed out.
+    Done,
+}
+
+/// A connection's read buffer and what its frames added up to so far.
+pub struct Inbox {
+    buf: Vec<u8>,
+    filled: usize,
+    scanner: Scanner,
+    /// The counts.
+    pub tally: Tally,
+    /// Send times sampled by the last [`Inbox::scan`], for the caller to take.
+    pub stamps: Vec<u64>,
+}
+
+impl Inbox {
+    /// A buffer of `capacity` bytes holding `leftover` (what the setup read
+    /// past its last reply), scanned with `scanner`.
+    pub fn new(leftover: &[u8], capacity: usize, scanner: Scanner) -> Inbox {
+        let mut buf = vec![0u8; capacity];
+        let filled = leftover.len().min(capacity);
+        buf[..filled].copy_from_slice(&leftover[..filled]);
+        Inbox {
+            buf,
+            filled,
+            scanner,
+            tally: Tally::default(),
+            stamps: Vec::new(),
+        }
+    }
+
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// Accounts `n` bytes read into [`Inbox::space`].
+    pub fn read(&mut self, n: usize) {
+        self.filled += n;
+    }
+
+    /// Scans the complete frames read so far into `tally` and `stamps`,
+    /// keeping an incomplete one for the next read.
+    pub fn scan(&mut self) -> Result<(), ScanError> {
+        let used =
+            self.scanner
+                .scan(&self.buf[..self.filled], &mut self.tally, &mut self.stamps)?;
+        self.buf.copy_within(used..self.filled, 0);
+        self.filled -= used;
+        Ok(())
+    }
+
+    /// Whether one frame fills the whole buffer (it can never be scanned).
+    pub fn full(&self) -> bool {
+        self.filled == self.buf.len()
+    }
+}
+
 /// connection.close (reply 200, no text), pre-encoded: 0x01, channel 0, size 11,
 /// class 10 method 50, code 200, "" , class 0, method 0, frame end.
 pub const CONNECTION_CLOSE: [u8; 19] = [
