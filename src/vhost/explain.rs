@@ -115,7 +115,7 @@ impl VHost {
                             .matching_bindings(keys.clone(), headers, properties)
                             .into_iter()
                             .map(|(d, k, a)| BindingHop {
-                                destination: d.clone(),
+                                destination: d.destination.clone(),
                                 routing_key: k.to_owned(),
                                 arguments: a.clone(),
                             })
@@ -124,7 +124,7 @@ impl VHost {
                             PartitionHop {
                                 hashed: p.hashed,
                                 hash: p.hash,
-                                destination: p.destination,
+                                destination: p.destination.destination,
                                 of: p.of,
                             }
                         }),
