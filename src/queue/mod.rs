@@ -356,8 +356,12 @@ impl Queue {
             };
             (result, target)
         };
-        if let Some(target) = target {
-            self.dead_letter(dead, &target);
+        match target {
+            Some(target) => self.dead_letter(dead, &target),
+            // Never grown (nearly every call): it owns no memory, so it skips
+            // its drop glue, an out-of-line call of about 20 instructions.
+            None if dead.capacity() == 0 => std::mem::forget(dead),
+            None => drop(dead),
         }
         Some(result)
     }
