@@ -102,10 +102,7 @@ impl VHost {
                     partition: None,
                     alternate_exchange: None,
                 }),
-                Step::Exchange {
-                    exchange,
-                    destinations,
-                } => {
+                Step::Exchange { exchange, routed } => {
                     let routes = exchange.routes.read();
                     let keys = keys.iter().copied();
                     hops.push(Hop {
@@ -128,7 +125,7 @@ impl VHost {
                                 of: p.of,
                             }
                         }),
-                        alternate_exchange: if destinations.is_empty() {
+                        alternate_exchange: if !routed {
                             exchange.alternate_exchange()
                         } else {
                             None

@@ -11,7 +11,7 @@ use warren_exchanges::{MessageProperties, type_name};
 
 use super::RemoteQueue;
 use super::replies;
-use super::{Bound, Destination, ExchangeEntry, VHost, resource};
+use super::{Destination, ExchangeEntry, VHost, resource};
 use crate::dedup::{NewId, Verdict};
 use crate::error::AmqpError;
 use crate::message::Message;
@@ -354,24 +354,41 @@ impl VHost {
         let mut seen: Vec<ExchangeName> = Vec::new();
         let mut work = Vec::new();
         let mut next = Some(first);
+        let mut scratch = Vec::new();
         let mut found = Vec::new();
         while let Some(x) = next.take().or_else(|| work.pop()) {
             if delayed && x.delayed.is_some() {
                 step(Step::Held { exchange: &x });
                 continue;
             }
-            found.clear();
-            {
+            // One exchange's destinations are distinct, and so are their
+            // queues (a queue is found only under its own name): each is
+            // checked against those of earlier exchanges only.
+            let earlier = queues.len();
+            let routed = {
                 let routes = x.routes.read();
-                found.reserve(routes.binding_count().min(64));
-                routes.route_message(keys(), headers, properties, &mut found);
-            }
-            queues.reserve(found.len());
+                let reached = routes.routes(keys(), headers, properties, &mut scratch);
+                let routed = reached.len() != 0;
+                queues.reserve(reached.len());
+                for bound in reached {
+                    // The binding's handle (no lock, see `bound.rs`), else
+                    // the name, looked up once the routes are released.
+                    match bound.queue() {
+                        Some(q) => {
+                            if !queues[..earlier].iter().any(|seen| Arc::ptr_eq(seen, &q)) {
+                                queues.push(q);
+                            }
+                        }
+                        None => found.push(bound.destination.clone()),
+                    }
+                }
+                routed
+            };
             step(Step::Exchange {
                 exchange: &x,
-                destinations: &found,
+                routed,
             });
-            if found.is_empty() {
+            if !routed {
                 if let Some(ae) = x.alternate_exchange()
                     && *origin != *ae
                     && !seen.iter().any(|s| **s == *ae)
@@ -382,19 +399,8 @@ impl VHost {
                 }
                 continue;
             }
-            // One exchange's destinations are distinct, and so are their
-            // queues (a queue is found only under its own name): each is
-            // checked against those of earlier exchanges only.
-            let earlier = queues.len();
-            for bound in found.drain(..) {
-                // The binding's handle, else the name (see `bound.rs`).
-                if let Some(q) = bound.queue() {
-                    if !queues[..earlier].iter().any(|seen| Arc::ptr_eq(seen, &q)) {
-                        queues.push(q);
-                    }
-                    continue;
-                }
-                match bound.destination {
+            for destination in found.drain(..) {
+                match destination {
                     Destination::Queue(name) => {
                         // Told apart by identity after the lookup: comparing
                         // names (alike in length and prefix, so each a memcmp)
@@ -535,12 +541,12 @@ pub(crate) enum Step<'a> {
         /// The queues found.
         queues: &'a [Arc<Queue>],
     },
-    /// An exchange routed the message to these destinations (none: unroutable there).
+    /// An exchange routed the message (or found it unroutable there).
     Exchange {
         /// The exchange.
         exchange: &'a Arc<ExchangeEntry>,
-        /// Where its bindings lead, each once.
-        destinations: &'a [Bound],
+        /// Whether its bindings lead anywhere.
+        routed: bool,
     },
     /// A delayed exchange keeps the message (it has an `x-delay`): the walk
     /// goes no further through it (only when the walk holds, see
