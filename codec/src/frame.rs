@@ -339,11 +339,6 @@ impl<'a> Fill<'a> {
         self.put(body);
         self.put(&[FRAME_END]);
     }
-
-    /// Writes `channel` into the frame that starts at `at`.
-    pub(crate) fn set_channel(&mut self, at: usize, channel: u16) {
-        self.buf[at + 1..at + 3].copy_from_slice(&channel.to_be_bytes());
-    }
 }
 
 /// Cuts a string to fit a short string: at most 255 octets, on a character boundary

@@ -90,23 +90,32 @@ impl FrameEncoder {
         let size = 4 + 1 + consumer_tag.len() + 8 + 1 + method_tail;
         // Octets before the shared ones: the frame's start, the method's.
         let head = 7 + size - method_tail;
-        let mut f = Fill::new(out, head + shared.bytes.len());
+        // Appended piece by piece after one reserve, not zero-filled and
+        // overwritten as `Fill` does: four copies, no memset.
+        out.reserve(head + shared.bytes.len());
+        let start = out.len();
         // The fixed fields in two stack arrays: fewer, fixed-size copies.
         let [c0, c1] = channel.to_be_bytes();
         let [s0, s1, s2, s3] = (size as u32).to_be_bytes();
         let tag_len = consumer_tag.len() as u8;
-        f.put(&[FRAME_METHOD, c0, c1, s0, s1, s2, s3, 0, 60, 0, 60, tag_len]);
-        f.put(consumer_tag.as_bytes());
+        out.extend_from_slice(&[FRAME_METHOD, c0, c1, s0, s1, s2, s3, 0, 60, 0, 60, tag_len]);
+        out.extend_from_slice(consumer_tag.as_bytes());
         let mut fields = [0; 9];
         fields[..8].copy_from_slice(&delivery_tag.to_be_bytes());
         fields[8] = u8::from(redelivered);
-        f.put(&fields);
-        f.put(&shared.bytes);
-        f.set_channel(head + method_tail + 1, channel);
+        out.extend_from_slice(&fields);
+        out.extend_from_slice(&shared.bytes);
+        let frames = &mut out[start..];
+        set_channel(frames, head + method_tail + 1, channel);
         if shared.body_at > 0 {
-            f.set_channel(head + shared.body_at as usize, channel);
+            set_channel(frames, head + shared.body_at as usize, channel);
         }
     }
+}
+
+/// Writes `channel` into the frame that starts at `at`.
+fn set_channel(frames: &mut [u8], at: usize, channel: u16) {
+    frames[at + 1..at + 3].copy_from_slice(&channel.to_be_bytes());
 }
 
 #[cfg(test)]

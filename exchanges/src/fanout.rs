@@ -37,6 +37,11 @@ impl<D: Clone + Ord> FanoutIndex<D> {
     pub(crate) fn route(&self, out: &mut Vec<D>) {
         out.extend(self.destinations.keys().cloned());
     }
+
+    /// Every bound destination (distinct, in order), by reference.
+    pub(crate) fn destinations(&self) -> std::collections::btree_map::Keys<'_, D, u32> {
+        self.destinations.keys()
+    }
 }
 
 #[cfg(test)]

@@ -302,6 +302,24 @@ impl<D: Clone + Ord + Hash> Exchange<D> {
         sort_dedup_from(out, start);
     }
 
+    /// The destinations [`Exchange::route_message`] gives, by reference: a
+    /// fanout exchange's without copying them (a clone per destination is a
+    /// cost per delivery), the other kinds' through `scratch`, cleared first.
+    pub fn routes<'a, 'k>(
+        &'a self,
+        routing_keys: impl IntoIterator<Item = &'k str>,
+        headers: Option<&FieldTable>,
+        properties: &MessageProperties<'_>,
+        scratch: &'a mut Vec<D>,
+    ) -> Routes<'a, D> {
+        if let Index::Fanout(index) = &self.index {
+            return Routes::Fanout(index.destinations());
+        }
+        scratch.clear();
+        self.route_message(routing_keys, headers, properties, scratch);
+        Routes::Listed(scratch.iter())
+    }
+
     /// Every binding as (destination, routing key, arguments), ordered by destination then key.
     pub fn bindings(&self) -> impl Iterator<Item = (&D, &str, &FieldTable)> + '_ {
         self.bindings.iter()
@@ -322,6 +340,35 @@ impl<D: Clone + Ord + Hash> Exchange<D> {
         self.bindings.has_destination(destination)
     }
 }
+
+/// The destinations a message reaches, each once ([`Exchange::routes`]).
+#[derive(Debug)]
+pub enum Routes<'a, D> {
+    /// A fanout exchange's, from its index.
+    Fanout(std::collections::btree_map::Keys<'a, D, u32>),
+    /// Any other kind's, routed into a list.
+    Listed(std::slice::Iter<'a, D>),
+}
+
+impl<'a, D> Iterator for Routes<'a, D> {
+    type Item = &'a D;
+
+    fn next(&mut self) -> Option<&'a D> {
+        match self {
+            Routes::Fanout(keys) => keys.next(),
+            Routes::Listed(list) => list.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Routes::Fanout(keys) => keys.size_hint(),
+            Routes::Listed(list) => list.size_hint(),
+        }
+    }
+}
+
+impl<D> ExactSizeIterator for Routes<'_, D> {}
 
 /// Sorts `out[start..]` and drops duplicates in it, leaving `out[..start]` untouched.
 fn sort_dedup_from<D: Ord>(out: &mut Vec<D>, start: usize) {
@@ -364,6 +411,28 @@ mod tests {
         let mut out = Vec::new();
         x.route(key, headers, &mut out);
         out
+    }
+
+    #[test]
+    fn routes_are_what_route_gives() {
+        for kind in [
+            ExchangeKind::Fanout,
+            ExchangeKind::Direct,
+            ExchangeKind::Topic,
+        ] {
+            let mut x = Exchange::new(kind);
+            for (d, key) in [(3, "a"), (1, "b"), (2, "a"), (3, "#")] {
+                x.bind(d, key, &FieldTable::default()).expect("bind");
+            }
+            for key in ["a", "b", "c"] {
+                let none = MessageProperties::default();
+                let mut scratch = Vec::new();
+                let routes = x.routes([key], None, &none, &mut scratch);
+                assert_eq!(routes.len(), routed(&x, key, None).len());
+                let seen: Vec<_> = routes.copied().collect();
+                assert_eq!(seen, routed(&x, key, None), "{kind} '{key}'");
+            }
+        }
     }
 
     #[test]

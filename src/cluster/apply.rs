@@ -277,7 +277,7 @@ impl Applier {
             ops.extend(queues);
             for x in exchanges.iter().filter(|x| !x.name.is_empty()) {
                 for (dest, key, args) in x.routes.read().bindings() {
-                    let destination = BindTo::from(dest);
+                    let destination = BindTo::from(&dest.destination);
                     // The owner of an exclusive destination, so the bind is its own.
                     let requester = match &destination {
                         BindTo::Queue(q) => owner_of(&vhost, q, here).unwrap_or(anyone),
@@ -405,7 +405,7 @@ impl Applier {
                     .filter(|(d, k, _)| {
                         !wanted_bindings.contains(&(
                             x.name.to_string(),
-                            BindTo::from(*d),
+                            BindTo::from(&d.destination),
                             (*k).to_owned(),
                         ))
                     })

@@ -171,7 +171,7 @@ fn topology(v: &VHost, with_vhost: bool, out: &mut Definitions) {
     }
     for x in v.exchanges() {
         for (dest, key, args) in x.routes.read().bindings() {
-            let (destination, destination_type) = match dest {
+            let (destination, destination_type) = match &dest.destination {
                 Destination::Queue(q) => (q.to_string(), "queue"),
                 Destination::Exchange(e) => (e.to_string(), "exchange"),
             };

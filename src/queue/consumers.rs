@@ -90,6 +90,7 @@ impl Consumer {
     }
 
     /// Whether it can take a delivery now: not parked, and credit left.
+    #[inline]
     pub(super) fn can_take(&self) -> bool {
         if self.parked.load(Ordering::Acquire) {
             return false;
@@ -237,8 +238,19 @@ impl Consumers {
             return self.active.clone().filter(|c| c.can_take());
         }
         for (_, group) in &mut self.groups {
-            if let Some(i) = group.iter().position(|c| c.can_take()) {
-                let consumer = group.remove(i)?;
+            // The front one first, without an iterator over the deque's two
+            // halves; alone in its priority it stays where it is, at the back
+            // already (most queues have one consumer: about 70 instructions).
+            if let Some(front) = group.front().filter(|c| c.can_take()) {
+                let consumer = front.clone();
+                if group.len() > 1 {
+                    group.rotate_left(1);
+                }
+                return Some(consumer);
+            }
+            if let Some(i) = group.iter().skip(1).position(|c| c.can_take()) {
+                // To the back of its priority: round-robin.
+                let consumer = group.remove(i + 1)?;
                 group.push_back(consumer.clone());
                 return Some(consumer);
             }

@@ -24,14 +24,21 @@ impl Queue {
     }
 
     /// drop-head: drops (dead-letters, reason maxlen) messages from the head
-    /// until the queue is within its limits again.
+    /// until the queue is within its limits again. The check without limits
+    /// is inlined into every publish (a call was about 20 instructions).
+    #[inline]
     pub(super) fn drop_head(&self, st: &mut QueueState, dead: &mut Vec<Dead>) {
-        let (max_length, max_length_bytes) = (st.args.max_length, st.args.max_length_bytes);
-        if st.args.overflow != Overflow::DropHead
-            || (max_length.is_none() && max_length_bytes.is_none())
+        let args = &st.args;
+        if args.overflow == Overflow::DropHead
+            && (args.max_length.is_some() || args.max_length_bytes.is_some())
         {
-            return;
+            self.drop_head_over(st, dead);
         }
+    }
+
+    /// [`Queue::drop_head`] of a queue with a limit.
+    fn drop_head_over(&self, st: &mut QueueState, dead: &mut Vec<Dead>) {
+        let (max_length, max_length_bytes) = (st.args.max_length, st.args.max_length_bytes);
         let over = |st: &QueueState| {
             max_length.is_some_and(|max| length(st) > max)
                 || max_length_bytes.is_some_and(|max| bytes(st) > max)

@@ -82,14 +82,9 @@ impl Queue {
     /// when it is ready again, as on RabbitMQ's quorum queues).
     pub(super) fn expire(&self, st: &mut QueueState, now: Instant, dead: &mut Vec<Dead>) {
         self.release_due(st, now);
-        let expired = st.ready.take_expired(now);
-        // Nothing expired (every publish): no iterator to make and drop.
-        if expired.is_empty() {
-            return;
-        }
-        for entry in expired {
-            self.discard(dead, entry.message, Reason::Expired);
-        }
+        st.ready.take_expired(now, |entry| {
+            self.discard(dead, entry.message, Reason::Expired)
+        });
     }
 
     /// The queue was used (declared, created, basic.get, or its last consumer

@@ -4,7 +4,7 @@
 
 use warren_codec::types::FieldTable;
 
-use super::{Destination, ExchangeEntry, VHost, exchanges};
+use super::{Bound, Destination, ExchangeEntry, VHost, exchanges};
 use crate::durable::records::BindingRecord;
 use crate::error::AmqpError;
 use crate::names::ConnectionId;
@@ -23,25 +23,31 @@ impl VHost {
         // As RabbitMQ: the source is looked up first, so it is the one named
         // when both ends are missing; exclusivity is checked last.
         let x = self.exchange_or_404(source)?;
-        let durable_destination = match &destination {
+        let (durable_destination, bound) = match &destination {
             // A queue on another node: its exclusivity was checked by the caller.
             Destination::Queue(q) => match self.remote_queue(q) {
-                Some(remote) => remote.durable,
-                None => self.queue_for(q, connection)?.keeps_persistent(),
+                Some(remote) => (remote.durable, Bound::named(destination.clone())),
+                None => {
+                    let queue = self.queue_for(q, connection)?;
+                    (queue.keeps_persistent(), Bound::to_queue(&queue))
+                }
             },
-            Destination::Exchange(d) => self.exchange_or_404(d)?.spec.durable,
+            Destination::Exchange(d) => (
+                self.exchange_or_404(d)?.spec.durable,
+                Bound::named(destination.clone()),
+            ),
         };
         let record = (x.spec.durable && durable_destination).then(|| BindingRecord {
             vhost: self.name.to_string(),
             source: source.to_owned(),
-            destination: destination.clone(),
+            destination,
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
         });
         let added = x
             .routes
             .write()
-            .bind(destination, routing_key, arguments)
+            .bind(bound, routing_key, arguments)
             .map_err(|e| AmqpError::precondition_failed(e.to_string()))?;
         if let Some(record) = record
             && added
@@ -84,7 +90,7 @@ impl VHost {
         }
         let now_empty = {
             let mut routes = x.routes.write();
-            routes.unbind(&destination, routing_key, arguments) && routes.is_empty()
+            routes.unbind(&Bound::named(destination), routing_key, arguments) && routes.is_empty()
         };
         if now_empty && x.spec.auto_delete {
             self.auto_delete_exchange(&x.name);
@@ -95,6 +101,7 @@ impl VHost {
     /// Removes every binding leading to `destination`, then auto-deletes source
     /// exchanges left without bindings.
     pub(super) fn remove_bindings_to(&self, destination: &Destination) {
+        let destination = &Bound::named(destination.clone());
         let mut emptied = Vec::new();
         for x in self.exchanges.iter() {
             let mut routes = x.routes.write();
@@ -140,7 +147,7 @@ pub(super) fn refused_if_bound(
         .routes
         .read()
         .bindings()
-        .any(|(d, k, a)| d == destination && k == routing_key && a == arguments);
+        .any(|(d, k, a)| **d == *destination && k == routing_key && a == arguments);
     if bound { Err(locked) } else { Ok(()) }
 }
 

@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use warren_codec::types::{AMQPValue, FieldTable};
 use warren_exchanges::{Exchange, ExchangeKind, type_name};
 
+pub use super::bound::Bound;
 use crate::dedup::{DedupArgs, ExchangeDedup};
 use crate::delayed::{self, DelayedIndex};
 use crate::durable::records::ExchangeRecord;
@@ -92,7 +93,7 @@ pub fn check_alternate_exchange_arg(
 /// `hash-header` with `hash-property`, an unknown `hash-property`), with the
 /// plugin's texts. RabbitMQ validates them at every declare.
 pub fn check_kind_arguments(kind: ExchangeKind, arguments: &FieldTable) -> Result<(), AmqpError> {
-    Exchange::<Destination>::declare(kind, arguments)
+    Exchange::<Bound>::declare(kind, arguments)
         .map(|_| ())
         .map_err(|e| AmqpError::precondition_failed(e.to_string()))
 }
@@ -106,7 +107,7 @@ pub struct ExchangeEntry {
     pub spec: ExchangeSpec,
     /// Bindings where this exchange is the source. A short read lock per publish;
     /// never held across `.await`.
-    pub routes: RwLock<Exchange<Destination>>,
+    pub routes: RwLock<Exchange<Bound>>,
     /// The policies that apply (set by the vhost when they change).
     policy: RwLock<Arc<Applied>>,
     /// A delayed exchange's waiting messages.

@@ -102,10 +102,7 @@ impl VHost {
                     partition: None,
                     alternate_exchange: None,
                 }),
-                Step::Exchange {
-                    exchange,
-                    destinations,
-                } => {
+                Step::Exchange { exchange, routed } => {
                     let routes = exchange.routes.read();
                     let keys = keys.iter().copied();
                     hops.push(Hop {
@@ -115,7 +112,7 @@ impl VHost {
                             .matching_bindings(keys.clone(), headers, properties)
                             .into_iter()
                             .map(|(d, k, a)| BindingHop {
-                                destination: d.clone(),
+                                destination: d.destination.clone(),
                                 routing_key: k.to_owned(),
                                 arguments: a.clone(),
                             })
@@ -124,11 +121,11 @@ impl VHost {
                             PartitionHop {
                                 hashed: p.hashed,
                                 hash: p.hash,
-                                destination: p.destination,
+                                destination: p.destination.destination,
                                 of: p.of,
                             }
                         }),
-                        alternate_exchange: if destinations.is_empty() {
+                        alternate_exchange: if !routed {
                             exchange.alternate_exchange()
                         } else {
                             None

@@ -66,6 +66,8 @@ impl VHost {
     /// This node is a member no more: the queue's engine and group stop here, and the
     /// queue is a record, as on any node that is not a member. Bindings stay.
     fn stop_hosting(&self, queue: &Arc<Queue>, home: NodeId, members: &[NodeId]) {
+        // Bindings stay, so their handles on it must no longer be taken.
+        queue.unlist();
         if self
             .queues
             .remove_if(&queue.name, |_, q| Arc::ptr_eq(q, queue))

@@ -6,6 +6,7 @@
 
 pub use crate::equivalence;
 mod bindings;
+mod bound;
 mod delayed;
 pub mod exchanges;
 pub mod explain;
@@ -32,7 +33,7 @@ use crate::durable::Storage;
 use crate::durable::records::QueueRecord;
 use crate::error::AmqpError;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueHost, QueueSpec, QueueType, args};
-pub use exchanges::{Destination, ExchangeEntry, ExchangeSpec};
+pub use exchanges::{Bound, Destination, ExchangeEntry, ExchangeSpec};
 use warren_storage::QueueId;
 
 pub use crate::names::resource;
@@ -498,6 +499,8 @@ impl VHost {
     /// Removes a queue from the vhost with its bindings (deletion, auto-delete,
     /// exclusive owner gone).
     pub fn remove_queue(&self, queue: &Arc<Queue>) -> Deleted {
+        // Before it leaves the table: no binding's handle reaches it after.
+        queue.unlist();
         if self
             .queues
             .remove_if(&queue.name, |_, q| Arc::ptr_eq(q, queue))

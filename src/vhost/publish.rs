@@ -354,24 +354,41 @@ impl VHost {
         let mut seen: Vec<ExchangeName> = Vec::new();
         let mut work = Vec::new();
         let mut next = Some(first);
+        let mut scratch = Vec::new();
         let mut found = Vec::new();
         while let Some(x) = next.take().or_else(|| work.pop()) {
             if delayed && x.delayed.is_some() {
                 step(Step::Held { exchange: &x });
                 continue;
             }
-            found.clear();
-            {
+            // One exchange's destinations are distinct, and so are their
+            // queues (a queue is found only under its own name): each is
+            // checked against those of earlier exchanges only.
+            let earlier = queues.len();
+            let routed = {
                 let routes = x.routes.read();
-                found.reserve(routes.binding_count().min(64));
-                routes.route_message(keys(), headers, properties, &mut found);
-            }
-            queues.reserve(found.len());
+                let reached = routes.routes(keys(), headers, properties, &mut scratch);
+                let routed = reached.len() != 0;
+                queues.reserve(reached.len());
+                for bound in reached {
+                    // The binding's handle (no lock, see `bound.rs`), else
+                    // the name, looked up once the routes are released.
+                    match bound.queue() {
+                        Some(q) => {
+                            if !queues[..earlier].iter().any(|seen| Arc::ptr_eq(seen, &q)) {
+                                queues.push(q);
+                            }
+                        }
+                        None => found.push(bound.destination.clone()),
+                    }
+                }
+                routed
+            };
             step(Step::Exchange {
                 exchange: &x,
-                destinations: &found,
+                routed,
             });
-            if found.is_empty() {
+            if !routed {
                 if let Some(ae) = x.alternate_exchange()
                     && *origin != *ae
                     && !seen.iter().any(|s| **s == *ae)
@@ -389,7 +406,7 @@ impl VHost {
                         // names (alike in length and prefix, so each a memcmp)
                         // cost 90 instructions per delivery on fanout-10.
                         if let Some(q) = self.queue(&name) {
-                            if !queues.iter().any(|seen| Arc::ptr_eq(seen, &q)) {
+                            if !queues[..earlier].iter().any(|seen| Arc::ptr_eq(seen, &q)) {
                                 queues.push(q);
                             }
                         } else if let Some(r) = self.remote_queue(&name)
@@ -524,12 +541,12 @@ pub(crate) enum Step<'a> {
         /// The queues found.
         queues: &'a [Arc<Queue>],
     },
-    /// An exchange routed the message to these destinations (none: unroutable there).
+    /// An exchange routed the message (or found it unroutable there).
     Exchange {
         /// The exchange.
         exchange: &'a Arc<ExchangeEntry>,
-        /// Where its bindings lead, each once.
-        destinations: &'a [Destination],
+        /// Whether its bindings lead anywhere.
+        routed: bool,
     },
     /// A delayed exchange keeps the message (it has an `x-delay`): the walk
     /// goes no further through it (only when the walk holds, see

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Destination, ExchangeSpec, VHost, resource};
+use super::{Bound, Destination, ExchangeSpec, VHost, resource};
 use crate::dedup::{DedupArgs, ExchangeDedup, StoredEntry};
 use crate::durable::records::{BindingRecord, QueueRecord};
 use crate::queue::{QueueArgs, QueueSpec};
@@ -14,18 +14,20 @@ impl VHost {
         let Some(x) = self.exchange(&record.source) else {
             return;
         };
-        let exists = match &record.destination {
-            Destination::Queue(q) => self.queue(q).is_some(),
-            Destination::Exchange(d) => self.exchange(d).is_some(),
+        let bound = match &record.destination {
+            Destination::Queue(q) => self.queue(q).map(|q| Bound::to_queue(&q)),
+            Destination::Exchange(d) => self
+                .exchange(d)
+                .map(|_| Bound::named(record.destination.clone())),
         };
-        if !exists {
+        let Some(bound) = bound else {
             self.storage.forget_binding(&record);
             return;
-        }
+        };
         let _ = x
             .routes
             .write()
-            .bind(record.destination, &record.routing_key, &record.arguments);
+            .bind(bound, &record.routing_key, &record.arguments);
     }
 
     /// Puts back an exchange read from the store at start.
@@ -73,6 +75,10 @@ impl VHost {
             }
         };
         queue.recover(clean);
+        // A queue it replaces keeps no binding's handle valid.
+        if let Some(old) = self.queues.get(name) {
+            old.unlist();
+        }
         if self.queues.insert(name.into(), queue).is_none() {
             self.queue_count
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);

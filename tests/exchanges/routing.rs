@@ -310,3 +310,58 @@ async fn bcc_header_is_not_delivered() {
     );
     conn.close(200, "bye".into()).await.expect("close");
 }
+
+#[tokio::test]
+async fn a_queue_deleted_and_declared_again_gets_only_what_its_new_bindings_bring() {
+    let t = target().await;
+    let (conn, ch) = t.open().await;
+    declare_x(&ch, "redecl-x", ExchangeKind::Fanout).await;
+    let qs = ["redecl-q", "redecl-other"];
+    for q in qs {
+        declare_queue(&ch, q).await;
+        bind_q(&ch, q, "redecl-x", "").await;
+    }
+    assert_eq!(reached(&ch, "redecl-x", "k", None, &qs).await, names(&qs));
+    // Deleting a queue takes its binding: the other one is still reached.
+    ch.queue_delete("redecl-q".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    assert_eq!(
+        reached(&ch, "redecl-x", "k", None, &["redecl-other"]).await,
+        names(&["redecl-other"])
+    );
+    // Declared again under the same name: nothing reaches it until bound.
+    declare_queue(&ch, "redecl-q").await;
+    assert_eq!(
+        reached(&ch, "redecl-x", "k", None, &qs).await,
+        names(&["redecl-other"])
+    );
+    // With both deleted the exchange routes nowhere: a mandatory message is
+    // returned, even though a queue of the same name exists again.
+    ch.queue_delete("redecl-other".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    let confirmation = try_publish(
+        &ch,
+        "redecl-x",
+        "k",
+        true,
+        b"returned",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("confirmed");
+    let returned = confirmation.take_message().expect("returned");
+    assert_eq!(returned.reply_code, 312);
+    assert!(drain(&ch, "redecl-q").await.is_empty());
+    // Bound again: the new queue gets it.
+    bind_q(&ch, "redecl-q", "redecl-x", "").await;
+    assert_eq!(
+        reached(&ch, "redecl-x", "k", None, &["redecl-q"]).await,
+        names(&["redecl-q"])
+    );
+    ch.queue_delete("redecl-q".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    conn.close(200, "bye".into()).await.expect("close");
+}
