@@ -525,9 +525,9 @@ mod tests {
     fn paced_pair_delivers_every_message_and_closes() {
         let (p, c, shared) = run_pair(false, 4000.0, 0.5);
         assert_eq!(shared.failure(), None);
-        // 4,000 msg/s for half a second: 2,000, fewer only if this thread
-        // was kept off the CPU as the time ran out.
-        assert!((1000..=2001).contains(&p.confirmed), "{}", p.confirmed);
+        // 4,000 msg/s for half a second: never more than 2,000 (the schedule),
+        // fewer only if a loaded machine kept this thread off the CPU.
+        assert!((64..=2001).contains(&p.confirmed), "{}", p.confirmed);
         assert_eq!(c.delivered, p.confirmed);
         assert_eq!(
             c.latencies.len() as u64,
@@ -539,11 +539,11 @@ mod tests {
 
     #[test]
     fn confirms_open_the_window() {
-        // A window of 16 and 1,000 messages: without the confirms read back
-        // the producer would stop at 16.
+        // A window of 16 and up to 1,000 messages: without the confirms read
+        // back the producer would stop at 16.
         let (p, c, shared) = run_pair(true, 4000.0, 0.25);
         assert_eq!(shared.failure(), None);
-        assert!(p.confirmed >= 900, "{}", p.confirmed);
+        assert!((64..=1001).contains(&p.confirmed), "{}", p.confirmed);
         assert_eq!(shared.published.load(Ordering::Relaxed), p.confirmed);
         assert_eq!(c.delivered, p.confirmed);
     }
