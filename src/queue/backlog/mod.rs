@@ -137,7 +137,7 @@ impl Backlog {
         let stamps = Stamps {
             arrived_ms: Some(entry.arrived_ms),
             retry: wait_ms.map(|wait| Retry {
-                due_ms: wall_clock_ms().saturating_add(wait),
+                due_ms: due_wall_ms(wait),
                 returns: 0,
             }),
         };
@@ -168,7 +168,7 @@ impl Backlog {
         let stamps = Stamps {
             arrived_ms: Some(entry.arrived_ms),
             retry: Some(Retry {
-                due_ms: wall_clock_ms().saturating_add(delay_ms),
+                due_ms: due_wall_ms(delay_ms),
                 returns: entry.returns,
             }),
         };
@@ -551,4 +551,11 @@ impl Backlog {
             }
         }
     }
+}
+
+/// The wall-clock due time, in ms, of a wait of `wait_ms` starting now,
+/// rounded up: the clock's ms are truncated, and a due time read back after
+/// a restart must never come before the wait is over.
+fn due_wall_ms(wait_ms: u64) -> u64 {
+    wall_clock_ms().saturating_add(wait_ms).saturating_add(1)
 }
