@@ -4,8 +4,24 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::delivery::DeliverySink;
 use super::ready::{Entry, Taken};
 use super::{Consumer, Delivery, DeliveryKind, Queue, QueueState, Refused, SeqId, Unacked, retry};
+
+/// Who a ready message goes to.
+pub(super) enum Recipient<'a> {
+    /// A consumer, as basic.deliver.
+    Consumer(&'a Arc<Consumer>),
+    /// basic.get's channel, as get-ok with the ready count after it.
+    Get {
+        /// The channel's sink.
+        sink: &'a dyn DeliverySink,
+        /// Whether no ack is due.
+        no_ack: bool,
+        /// Messages still ready.
+        message_count: u32,
+    },
+}
 
 impl Queue {
     /// Hands ready messages, in queue order, to the consumers that can take
@@ -33,46 +49,89 @@ impl Queue {
         seq: SeqId,
         entry: Entry,
     ) -> bool {
+        match self.send_ready(st, seq, entry, Recipient::Consumer(consumer)) {
+            Ok(()) => true,
+            Err(Refused::Full) => {
+                self.park(consumer);
+                false
+            }
+            Err(Refused::Closed) => {
+                // The connection is going away; its cleanup removes the consumer.
+                consumer.parked.store(true, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// Sends the ready message `seq` to `to` (basic.deliver or get-ok) with
+    /// its delivery count, keeps it outstanding when an ack is due, counts
+    /// it. A refused message is back at its place in the ready list, and the
+    /// refusal is returned.
+    #[inline(always)]
+    pub(super) fn send_ready(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        seq: SeqId,
+        entry: Entry,
+        to: Recipient<'_>,
+    ) -> Result<(), Refused> {
+        let (sink, no_ack, kind, credit, counter) = match to {
+            Recipient::Consumer(c) => (
+                &*c.sink,
+                c.no_ack,
+                DeliveryKind::Consumer(c.tag.clone()),
+                Some(&c.credit),
+                if c.no_ack {
+                    &self.counters.deliver_no_ack
+                } else {
+                    &self.counters.deliver
+                },
+            ),
+            Recipient::Get {
+                sink,
+                no_ack,
+                message_count,
+            } => (
+                sink,
+                no_ack,
+                DeliveryKind::Get { message_count },
+                None,
+                if no_ack {
+                    &self.counters.get_no_ack
+                } else {
+                    &self.counters.get
+                },
+            ),
+        };
         // The message moves into the delivery; an acked-mode one is also
         // kept as outstanding, a refused one comes back.
-        let (entry, message) = entry.take_message(!consumer.no_ack);
+        let (entry, message) = entry.take_message(!no_ack);
         let message = retry::with_delivery_count(&st.args, entry.returns, message);
         let delivery = Delivery {
-            kind: DeliveryKind::Consumer(consumer.tag.clone()),
+            kind,
             message,
             redelivered: entry.redelivered,
             live: None,
         };
-        let unacked = (!consumer.no_ack).then(|| Unacked {
+        let unacked = (!no_ack).then(|| Unacked {
             queue: self.clone(),
             seq,
-            consumer: Some(consumer.credit.clone()),
+            consumer: credit.cloned(),
             delivered_at: 0,
         });
-        match consumer.sink.try_deliver(delivery, unacked) {
+        match sink.try_deliver(delivery, unacked) {
             Ok(_) => {
-                let kind = if consumer.no_ack {
-                    &self.counters.deliver_no_ack
-                } else {
-                    &self.counters.deliver
-                };
-                kind.incr();
+                counter.incr();
                 if entry.redelivered {
                     self.counters.redeliver.incr();
                 }
                 self.delivered(st, seq, entry);
-                true
+                Ok(())
             }
             Err(undelivered) => {
-                // Back at its place; the consumer waits for room.
                 st.ready
                     .insert(seq, entry.with_message(undelivered.message));
-                match undelivered.refused {
-                    Refused::Full => self.park(consumer),
-                    // The connection is going away; its cleanup removes the consumer.
-                    Refused::Closed => consumer.parked.store(true, Ordering::Release),
-                }
-                false
+                Err(undelivered.refused)
             }
         }
     }

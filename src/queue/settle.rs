@@ -6,9 +6,10 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::dead_letter::{Dead, Reason};
-use super::delivery::{Delivery, DeliveryKind, DeliverySink, Unacked};
+use super::delivery::DeliverySink;
+use super::dispatch::Recipient;
 use super::kind::Backend;
-use super::retry::{self, Return};
+use super::retry::Return;
 use super::{Consumer, GetResult, Queue, QueueState, SeqId, quorum, remote};
 
 impl Queue {
@@ -22,38 +23,13 @@ impl Queue {
                 return GetResult::Empty;
             };
             let message_count = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-            let (entry, message) = entry.take_message(!no_ack);
-            let message = retry::with_delivery_count(&st.args, entry.returns, message);
-            let delivery = Delivery {
-                kind: DeliveryKind::Get { message_count },
-                message,
-                redelivered: entry.redelivered,
-                live: None,
+            let to = Recipient::Get {
+                sink,
+                no_ack,
+                message_count,
             };
-            let unacked = (!no_ack).then(|| Unacked {
-                queue: self.clone(),
-                seq,
-                consumer: None,
-                delivered_at: 0,
-            });
-            match sink.try_deliver(delivery, unacked) {
-                Ok(_) => {
-                    let kind = if no_ack {
-                        &self.counters.get_no_ack
-                    } else {
-                        &self.counters.get
-                    };
-                    kind.incr();
-                    if entry.redelivered {
-                        self.counters.redeliver.incr();
-                    }
-                    self.delivered(st, seq, entry)
-                }
-                Err(undelivered) => {
-                    st.ready
-                        .insert(seq, entry.with_message(undelivered.message));
-                    return GetResult::Busy;
-                }
+            if self.send_ready(st, seq, entry, to).is_err() {
+                return GetResult::Busy;
             }
             GetResult::Sent
         })
