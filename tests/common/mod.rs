@@ -153,7 +153,7 @@ async fn start_bound(
     let tls_addr = amqps
         .as_ref()
         .map(|(listener, _)| listener.local_addr().expect("amqps addr"));
-    let broker = Broker::open(config).expect("open the data directory");
+    let broker = open_when_free(config).await;
     let listeners = warren::server::Listeners {
         amqp: listener,
         amqps,
@@ -173,6 +173,27 @@ async fn start_bound(
         _data: None,
         stop: Some(stop),
         task: Some(task),
+    }
+}
+
+/// Opens a broker on `config`'s data directory. A broker stopped in this
+/// process a moment before may still hold the directory's lock, through a
+/// task of its own that has not run since its connections closed (the test
+/// runtime runs one task at a time): a held lock is tried again, every 20 ms
+/// until [`WAIT`] has passed, giving those tasks their turn to end.
+async fn open_when_free(config: Config) -> Arc<Broker> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Broker::open(config.clone()) {
+            Ok(broker) => return broker,
+            Err(warren_storage::StorageError::Engine(e))
+                if e.contains("could not acquire lock")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("open the data directory: {e:?}"),
+        }
     }
 }
 
